@@ -1,0 +1,120 @@
+"""Building blocks of the space-time memory network: value encoder, memory read, decoder, soft aggregation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from core.model.backbones import MobileNetV2
+
+
+class ValueEncoder(nn.Module):
+    """Encodes (frame, object mask, other objects' mask) into value features at stride 16.
+
+    A half-width MobileNetV2 trunk on the 5-channel input, fused with the key encoder's stride-16 features.
+    """
+
+    def __init__(self, key_feature_channels: int, value_dim: int):
+        super().__init__()
+        self.trunk = MobileNetV2(in_channels=5, width=0.5)
+        self.fuse = nn.Sequential(
+            nn.Conv2d(self.trunk.channels[2] + key_feature_channels, value_dim, 3, padding=1, bias=False),
+            nn.BatchNorm2d(value_dim), nn.ReLU(inplace=True),
+            nn.Conv2d(value_dim, value_dim, 3, padding=1),
+        )
+
+    def forward(self, image: torch.Tensor, f16: torch.Tensor, masks: torch.Tensor,
+                outside: torch.Tensor | None = None) -> torch.Tensor:
+        """image (B, 3, H, W), f16 (B, C16, h, w), masks (B, K, H, W) probabilities, outside (B, 1, H, W)
+        probability of objects not in `masks` → values (B, K, Cv, h, w)."""
+        b, k = masks.shape[:2]
+        others = masks.sum(dim=1, keepdim=True) - masks  # (B, K, H, W)
+        if outside is not None:
+            others = others + outside
+        x = torch.cat([
+            image.unsqueeze(1).expand(-1, k, -1, -1, -1),
+            masks.unsqueeze(2), others.unsqueeze(2),
+        ], dim=2).flatten(0, 1)  # (B*K, 5, H, W)
+        g16 = self.trunk.forward_features(x)[2]
+        f16 = f16.unsqueeze(1).expand(-1, k, -1, -1, -1).flatten(0, 1)
+        values = self.fuse(torch.cat([g16, f16], dim=1))
+        return values.view(b, k, *values.shape[1:])
+
+
+def read_memory(query_key: torch.Tensor, memory_key: torch.Tensor, memory_sq: torch.Tensor,
+                memory_value: torch.Tensor) -> torch.Tensor:
+    """Negative squared L2 affinity, softmax over memory pixels, weighted sum of memory values.
+
+    query_key (B, Ck, h, w); memory_key (B, Ck, N); memory_sq (B, N, 1) = ‖memory_key‖²;
+    memory_value (B, K, Cv, N) → readout (B, K, Cv, h, w).
+    """
+    b, ck, h, w = query_key.shape
+    q = query_key.flatten(2)  # (B, Ck, HW)
+    # -‖k − q‖² up to a term constant over memory pixels (which the softmax ignores).
+    affinity = (2 * memory_key.transpose(1, 2) @ q - memory_sq) / math.sqrt(ck)  # (B, N, HW)
+    weights = affinity.softmax(dim=1)
+    k, cv = memory_value.shape[1:3]
+    readout = memory_value.flatten(1, 2) @ weights  # (B, K*Cv, HW)
+    return readout.view(b, k, cv, h, w)
+
+
+class UpBlock(nn.Module):
+    """×2 bilinear upsampling, a projected skip connection added, then a residual 3×3 refinement."""
+
+    def __init__(self, skip_channels: int, c_in: int, c_out: int):
+        super().__init__()
+        self.skip = nn.Conv2d(skip_channels, c_in, 1)
+        self.refine = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """x (N, C_in, h, w), skip (N, C_skip, 2h, 2w) → (N, C_out, 2h, 2w)."""
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.refine(x + self.skip(skip))
+
+
+class Decoder(nn.Module):
+    """Memory readout + query features → one logit per object at stride 4 (and the features before it)."""
+
+    def __init__(self, feature_channels: tuple[int, int, int], value_dim: int, widths: tuple[int, int, int]):
+        super().__init__()
+        c4, c8, c16 = feature_channels
+        d16, d8, d4 = widths
+        self.compress = nn.Sequential(
+            nn.Conv2d(value_dim + c16, d16, 3, padding=1, bias=False), nn.BatchNorm2d(d16), nn.ReLU(inplace=True),
+        )
+        self.up8 = UpBlock(c8, d16, d8)
+        self.up4 = UpBlock(c4, d8, d4)
+        self.head = nn.Conv2d(d4, 1, 1)
+
+    def forward(self, feats: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                readout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats: strides 4/8/16 (B, C, ·, ·); readout (B, K, Cv, h, w) →
+        logits (B, K, H/4, W/4) and representation features (B, K, D4, H/4, W/4)."""
+        f4, f8, f16 = feats
+        b, k = readout.shape[:2]
+
+        def per_object(t: torch.Tensor) -> torch.Tensor:
+            return t.unsqueeze(1).expand(-1, k, -1, -1, -1).flatten(0, 1)
+
+        x = self.compress(torch.cat([readout.flatten(0, 1), per_object(f16)], dim=1))
+        x = self.up8(x, per_object(f8))
+        x = self.up4(x, per_object(f4))
+        logits = self.head(x)
+        return logits.view(b, k, *logits.shape[-2:]), x.view(b, k, *x.shape[1:])
+
+
+def aggregate(logits: torch.Tensor) -> torch.Tensor:
+    """Soft aggregation of independent object logits (B, K, H, W) → probabilities (B, 1 + K, H, W).
+
+    Background = Π(1 − p_k); the K + 1 probabilities are turned into log-odds and renormalised by softmax.
+    """
+    probs = torch.sigmoid(logits)
+    background = torch.prod(1 - probs, dim=1, keepdim=True)
+    merged = torch.cat([background, probs], dim=1).clamp(1e-7, 1 - 1e-7)
+    return torch.softmax(torch.log(merged / (1 - merged)), dim=1)

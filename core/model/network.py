@@ -1,0 +1,109 @@
+"""The space-time memory network (student or teacher) and `build_network`, its one constructor.
+
+A frame is encoded once into a key (for matching) and multi-scale features (for decoding); masked frames are
+encoded into values. Memory handling lives in `core.memory`; this module is free of I/O and state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from core.model.aspp import ASPP
+from core.model.backbones import build_backbone
+from core.model.modules import Decoder, ValueEncoder, aggregate, read_memory
+
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture of a network: key-encoder backbone, ASPP, key/value widths, decoder widths."""
+
+    backbone: str = "mobilenetv2"  # "mobilenetv2" or "resnet18"
+    aspp: bool = True
+    key_dim: int = 64
+    value_dim: int = 128
+    aspp_dim: int = 128
+    decoder: tuple[int, int, int] = (128, 64, 32)  # channels at strides 16, 8, 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "NetworkConfig":
+        d = dict(d)
+        d["decoder"] = tuple(d["decoder"])
+        return NetworkConfig(**d)
+
+
+class KeyFeatures(NamedTuple):
+    """What the key encoder gives for one batch of frames."""
+
+    key: torch.Tensor  # (B, Ck, h, w) at stride 16
+    f4: torch.Tensor   # (B, C4, H/4, W/4)
+    f8: torch.Tensor   # (B, C8, H/8, W/8)
+    f16: torch.Tensor  # (B, C16, h, w)
+
+
+class VOSNetwork(nn.Module):
+    """Key encoder + key projection, value encoder, memory read and decoder. Frames' sides are multiples of 16."""
+
+    def __init__(self, config: NetworkConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = build_backbone(config.backbone)
+        c4, c8, c16 = self.backbone.channels
+        self.aspp = ASPP(c16, config.aspp_dim) if config.aspp else None
+        c16 = config.aspp_dim if config.aspp else c16
+        self.key_proj = nn.Conv2d(c16, config.key_dim, 1)
+        self.value_encoder = ValueEncoder(c16, config.value_dim)
+        self.decoder = Decoder((c4, c8, c16), config.value_dim, config.decoder)
+        self.register_buffer("mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB in [0, 1] → normalised input."""
+        return (image - self.mean) / self.std
+
+    def encode_key(self, image: torch.Tensor) -> KeyFeatures:
+        """Normalised image (B, 3, H, W) → key and features."""
+        f4, f8, f16 = self.backbone.forward_features(image)
+        if self.aspp is not None:
+            f16 = self.aspp(f16)
+        return KeyFeatures(self.key_proj(f16), f4, f8, f16)
+
+    def encode_value(self, image: torch.Tensor, feats: KeyFeatures, masks: torch.Tensor,
+                     outside: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised image (B, 3, H, W), its features, object probabilities (B, K, H, W) and the probability
+        of objects encoded elsewhere (B, 1, H, W) → values (B, K, Cv, h, w)."""
+        return self.value_encoder(image, feats.f16, masks, outside)
+
+    def segment(self, feats: KeyFeatures, memory_key: torch.Tensor, memory_sq: torch.Tensor,
+                memory_value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read the memory for the query and decode → logits (B, K, H, W) at full size and the
+        representation features (B, K, D4, H/4, W/4)."""
+        readout = read_memory(feats.key, memory_key, memory_sq, memory_value)
+        logits, features = self.decoder((feats.f4, feats.f8, feats.f16), readout)
+        size = (feats.f4.shape[-2] * 4, feats.f4.shape[-1] * 4)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False), features
+
+    @staticmethod
+    def aggregate(logits: torch.Tensor) -> torch.Tensor:
+        """Object logits (B, K, H, W) → probabilities (B, 1 + K, H, W), background first."""
+        return aggregate(logits)
+
+
+def build_network(config: NetworkConfig | None = None) -> VOSNetwork:
+    """The network for `config` (the default MobileNetV2 + ASPP student when None)."""
+    return VOSNetwork(config or NetworkConfig())
+
+
+def parameter_count(module: nn.Module) -> int:
+    """Number of parameters of `module`."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,161 @@
+"""The MobileVOS tracker: `Tracker.step(frame, mask)` → label map, at a constant cost per frame.
+
+Objects annotated on the same frame form a group that shares one memory (its annotated frame + the previous
+frame). A mask on a later frame starts a new group for the ids it holds (an id already tracked moves to the new
+group: the newer annotation wins). Groups are decoded separately and merged by soft aggregation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from core.masks import MaskError, check_mask, object_ids
+from core.memory import FirstPreviousMemory, make_memory
+from core.model.network import KeyFeatures, VOSNetwork
+from core.weights import load_network
+
+
+@dataclass
+class TrackerConfig:
+    """How the tracker runs: weights, device, CPU threads, memory kind, inference size."""
+
+    weights: str | None = None         # None = the shipped default (core/weights)
+    device: str = "auto"               # "cpu", "cuda" or "auto" (CUDA when present)
+    threads: int | None = None         # torch intra-op threads on the CPU
+    memory: str = "first_previous"     # or "infinite" (every `every`-th frame kept)
+    every: int = 5
+    size: int | None = None            # inference short side in pixels; None = the frame's own size
+
+
+@dataclass
+class _Group:
+    """Objects annotated on the same frame and their shared memory."""
+
+    ids: list[int]
+    memory: FirstPreviousMemory = field(repr=False)
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" → CUDA when available, else CPU; other names as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA device is available here; use --device cpu")
+    return torch.device(name)
+
+
+def inference_shape(height: int, width: int, size: int | None) -> tuple[int, int]:
+    """(h, w) the network sees: the short side scaled to `size` (when given), aspect kept."""
+    if size is None or min(height, width) == size:
+        return height, width
+    scale = size / min(height, width)
+    return max(16, round(height * scale)), max(16, round(width * scale))
+
+
+class Tracker:
+    """Semi-supervised video object segmentation of any number of objects, frame by frame."""
+
+    def __init__(self, config: TrackerConfig | None = None, network: VOSNetwork | None = None):
+        self.config = config or TrackerConfig()
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        self.device = resolve_device(self.config.device)
+        self.network = (network or load_network(self.config.weights)).to(self.device).eval()
+        self.groups: list[_Group] = []
+        self.probabilities = np.zeros((1, 0, 0), np.float32)
+        self._index = 0
+
+    @property
+    def object_ids(self) -> list[int]:
+        """Ids tracked so far, in the order of the probability channels after the background."""
+        return [i for g in self.groups for i in g.ids]
+
+    def reset(self) -> None:
+        """Forget every object and the memory: the next step needs a mask again."""
+        self.groups = []
+        self.probabilities = np.zeros((1, 0, 0), np.float32)
+        self._index = 0
+
+    @torch.inference_mode()
+    def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """frame (H, W, 3) uint8 RGB; mask (H, W) ids for objects annotated on this frame → labels (H, W) uint8."""
+        height, width = frame.shape[:2]
+        if mask is not None:
+            check_mask(mask, (height, width), "annotation mask")
+        elif not self.groups:
+            raise MaskError("the first frame needs an annotation mask: mark at least one object")
+        image, crop = self._prepare(frame)
+        feats = self.network.encode_key(image)
+        logits = self._predict(feats)  # (1, K, h, w) at inference size, padded
+        ids = self.object_ids
+        if mask is not None:
+            logits, ids = self._annotate(logits, ids, mask, image.shape[-2:], crop)
+        probs = self.network.aggregate(logits) if ids else torch.ones_like(image[:, :1])
+        self._memorise(image, feats, probs[:, 1:])
+        self._index += 1
+        return self._labels(probs, crop, (height, width))
+
+    def _prepare(self, frame: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Resize to the inference size, normalise, pad to a multiple of 16 → (1, 3, H16, W16), (h, w)."""
+        h, w = inference_shape(*frame.shape[:2], self.config.size)
+        if (h, w) != frame.shape[:2]:
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)
+        x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255)
+        x = self.network.normalise(x)
+        pad_h, pad_w = (-h) % 16, (-w) % 16
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        return x, (h, w)
+
+    def _predict(self, feats: KeyFeatures) -> torch.Tensor:
+        """Logits (1, K, H16, W16) of every tracked object, read from each group's memory."""
+        if not self.groups:
+            return feats.key.new_zeros((1, 0, feats.f4.shape[-2] * 4, feats.f4.shape[-1] * 4))
+        logits = [self.network.segment(feats, *g.memory.tensors())[0] for g in self.groups]
+        return torch.cat(logits, dim=1)
+
+    def _annotate(self, logits: torch.Tensor, ids: list[int], mask: np.ndarray, shape: tuple[int, int],
+                  crop: tuple[int, int]) -> tuple[torch.Tensor, list[int]]:
+        """Start a group for the annotated ids; their logits become the mask's (±large), others are
+        suppressed where the mask names an object. Returns the logits in the new id order."""
+        given = object_ids(mask)
+        small = cv2.resize(mask.astype(np.uint8), (crop[1], crop[0]), interpolation=cv2.INTER_NEAREST)
+        labels = torch.from_numpy(small).to(self.device)
+        labels = F.pad(labels, (0, shape[1] - crop[1], 0, shape[0] - crop[0]))  # (H16, W16)
+        keep = [k for k, i in enumerate(ids) if i not in given]
+        for group in self.groups:
+            group_keep = [k for k, i in enumerate(group.ids) if i not in given]
+            if len(group_keep) != len(group.ids):
+                group.memory.select_objects(group_keep)
+                group.ids = [group.ids[k] for k in group_keep]
+        self.groups = [g for g in self.groups if g.ids]
+        old = logits[:, keep].masked_fill((labels > 0)[None, None], -20.0)
+        new = torch.stack([(labels == i).float() * 40 - 20 for i in given]).unsqueeze(0)
+        self.groups.append(_Group(list(given), make_memory(self.config.memory, self.config.every)))
+        return torch.cat([old, new], dim=1), [ids[k] for k in keep] + list(given)
+
+    def _memorise(self, image: torch.Tensor, feats: KeyFeatures, probs: torch.Tensor) -> None:
+        """Encode this frame's values per group and store them (annotated entry or previous frame)."""
+        start = 0
+        for group in self.groups:
+            k = len(group.ids)
+            masks = probs[:, start:start + k]
+            outside = probs.sum(dim=1, keepdim=True) - masks.sum(dim=1, keepdim=True)
+            values = self.network.encode_value(image, feats, masks, outside)
+            group.memory.add(feats.key, values, self._index)
+            start += k
+
+    def _labels(self, probs: torch.Tensor, crop: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+        """Probabilities at inference size → full-size probabilities (kept) and the label map."""
+        probs = probs[:, :, :crop[0], :crop[1]]
+        if crop != size:
+            probs = F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
+        self.probabilities = probs[0].float().cpu().numpy()
+        lut = np.array([0, *self.object_ids], dtype=np.uint8)
+        return lut[self.probabilities.argmax(axis=0)]

@@ -1,0 +1,107 @@
+"""The checkpoints we ship, and how any checkpoint is named, saved, loaded and verified.
+
+A checkpoint is a `torch.save`d dict: {"format": "mobilevos/1", "config": NetworkConfig as dict,
+"state_dict": tensors (fp16 for shipped files), "meta": free-form facts (training data, steps, metrics)}.
+Shipped checkpoints live beside this file and are listed in `manifest.json` with their sha256; the manifest's
+"default" names the one the tracker loads when no path is given. Files are named
+`mobilevos-<variant>-<tag>.pt`, e.g. `mobilevos-mnv2aspp-s1.pt`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from core.model.network import NetworkConfig, VOSNetwork, build_network
+
+WEIGHTS_DIR = Path(__file__).resolve().parent
+MANIFEST = WEIGHTS_DIR / "manifest.json"
+FORMAT = "mobilevos/1"
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint that is missing, corrupt or not ours; the message names the file and the fix."""
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest() -> dict:
+    """The shipped manifest: {"default": name, "checkpoints": {name: {"file", "sha256", ...}}}."""
+    return json.loads(MANIFEST.read_text())
+
+
+def default_checkpoint() -> Path:
+    """Path of the shipped default checkpoint."""
+    manifest = read_manifest()
+    return WEIGHTS_DIR / manifest["checkpoints"][manifest["default"]]["file"]
+
+
+def _expected_sha256(path: Path) -> str | None:
+    """The manifest's sha256 for a shipped file, None for a file we did not ship."""
+    if path.parent != WEIGHTS_DIR or not MANIFEST.exists():
+        return None
+    for entry in read_manifest()["checkpoints"].values():
+        if entry["file"] == path.name:
+            return entry["sha256"]
+    return None
+
+
+def load_checkpoint(path: str | os.PathLike | None = None) -> dict:
+    """Read and verify a checkpoint (the shipped default when `path` is None)."""
+    path = Path(path).resolve() if path is not None else default_checkpoint()
+    if not path.is_file():
+        raise WeightsError(f"{path}: checkpoint not found; pass --weights with the path of a MobileVOS .pt file")
+    expected = _expected_sha256(path)
+    if expected is not None and sha256(path) != expected:
+        raise WeightsError(f"{path}: sha256 does not match core/weights/manifest.json (corrupt or altered); "
+                           "restore it with `git checkout -- core/weights`")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise WeightsError(f"{path}: unreadable checkpoint ({type(exc).__name__}); "
+                           "pass --weights with a file saved by `python -m core.train`") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise WeightsError(f"{path}: not a MobileVOS checkpoint (format tag missing); "
+                           "pass --weights with a file saved by `python -m core.train`")
+    return checkpoint
+
+
+def load_network(path: str | os.PathLike | None = None) -> VOSNetwork:
+    """The network of a checkpoint, in eval mode, float32, on the CPU."""
+    checkpoint = load_checkpoint(path)
+    network = build_network(NetworkConfig.from_dict(checkpoint["config"]))
+    state = {k: v.float() for k, v in checkpoint["state_dict"].items()}
+    network.load_state_dict(state)
+    return network.eval()
+
+
+def save_checkpoint(network: VOSNetwork, path: str | os.PathLike, meta: dict | None = None,
+                    half: bool = False) -> str:
+    """Atomically write `network` as a checkpoint; returns its sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+             for k, v in network.state_dict().items()}
+    payload = {"format": FORMAT, "config": network.config.to_dict(), "state_dict": state, "meta": meta or {}}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return sha256(path)
