@@ -1,0 +1,339 @@
+"""`python -m core.batch INPUT... --out DIR`: track and composite a folder of clips, resumably, in parallel.
+
+This module owns the command line, the scheduling of items (one process, a local process pool, or a Ray
+cluster), the progress bars and summary.json. Finding inputs is core.batch_inputs; processing one item (and
+the temp-folder-then-rename completion design) is core.batch_worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import queue
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core.batch_inputs import InputError, Job, plan_jobs
+from core.batch_worker import (EFFECTS, CUTOUT_FILES, ItemResult, JobError, OutputSpec, ProgressEvent,
+                               TrackerSettings, check_background, completed, process_job)
+from core.tracker import resolve_device
+
+SUMMARY_FILE = "summary.json"
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run needs besides the list of jobs."""
+
+    out_dir: str
+    spec: OutputSpec
+    tracker: TrackerSettings
+    overwrite: bool = False
+    quiet: bool = False
+    workers: int = 1
+    ray_address: str | None = None  # "local" starts a local Ray instance
+    use_ray: bool = False
+
+
+class ProgressBoard:
+    """The bars (one overall, one per video in progress) or, with --quiet, plain log lines."""
+
+    def __init__(self, total: int, quiet: bool):
+        self._quiet = quiet
+        self._overall = None if quiet else tqdm(total=total, desc="videos", unit="video", position=0)
+        self._bars: dict[str, tqdm] = {}
+        self._free_rows: list[int] = []
+        self._finished = 0
+        self._total = total
+
+    def update(self, event: ProgressEvent) -> None:
+        """Move the bar of `event.name` (created on its first event)."""
+        if self._quiet:
+            return
+        bar = self._bars.get(event.name)
+        if bar is None:
+            row = self._free_rows.pop(0) if self._free_rows else len(self._bars) + 1
+            bar = tqdm(total=event.total, desc=event.name, unit="frame", position=row, leave=False)
+            self._bars[event.name] = bar
+        bar.update(event.done - bar.n)
+
+    def finish(self, result: ItemResult) -> None:
+        """Close the item's bar and log one line about it."""
+        self._finished += 1
+        bar = self._bars.pop(result.name, None)
+        if bar is not None:
+            self._free_rows.append(bar.pos)
+            bar.close()
+        self.log(_describe(result, f"[{self._finished}/{self._total}]"), error=result.status == "failed")
+        if self._overall is not None:
+            self._overall.update(1)
+
+    def log(self, line: str, error: bool = False) -> None:
+        tqdm.write(line, file=sys.stderr if error else sys.stdout)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        if self._overall is not None:
+            self._overall.close()
+
+
+def _describe(result: ItemResult, counter: str) -> str:
+    """One log line for a finished item."""
+    if result.status == "failed":
+        return f"{counter} FAILED {result.error}"
+    if result.status == "skipped":
+        return f"{counter} skipped {result.name}: already complete (--overwrite to redo)"
+    return (f"{counter} done {result.name}: {result.frames} frames in {result.seconds:.1f} s "
+            f"({result.fps:.1f} FPS)")
+
+
+class RunSummary:
+    """summary.json of this run, rewritten atomically after every item so a killed run still leaves one."""
+
+    def __init__(self, options: RunOptions, jobs: list[Job], argv: list[str]):
+        self._path = Path(options.out_dir) / SUMMARY_FILE
+        self._header = {"command": ["python", "-m", "core.batch", *argv],
+                        "started": _now(), "finished": None,
+                        "outputs": options.spec.output_names(), "tracker": asdict(options.tracker)}
+        self._items = {job.name: ItemResult(job.source, job.name, "pending") for job in jobs}
+
+    def record(self, result: ItemResult) -> None:
+        self._items[result.name] = result
+        self.write()
+
+    def finish(self) -> None:
+        for name, item in self._items.items():
+            if item.status == "pending":
+                self._items[name] = replace(item, status="interrupted")
+        self._header["finished"] = _now()
+        self.write()
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in self._items.values():
+            counts[item.status] = counts.get(item.status, 0) + 1
+        return counts
+
+    def write(self) -> None:
+        document = {**self._header, "counts": self.counts(), "items": [asdict(i) for i in self._items.values()]}
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_name(f".{self._path.name}.tmp")
+        tmp.write_text(json.dumps(document, indent=2))
+        os.replace(tmp, self._path)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class QueueReporter:
+    """Sends progress events from a worker to the main process through a queue (picklable)."""
+
+    def __init__(self, events):
+        self._events = events
+
+    def __call__(self, event: ProgressEvent) -> None:
+        self._events.put(event)
+
+
+def _drain(events, board: ProgressBoard) -> None:
+    """Show every progress event waiting in the queue."""
+    while True:
+        try:
+            board.update(events.get_nowait())
+        except (queue.Empty, EOFError, OSError):
+            return
+        except Exception as error:  # ray.util.queue.Empty is not queue.Empty
+            if type(error).__name__ == "Empty":
+                return
+            raise
+
+
+def run_serial(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Iterator[ItemResult]:
+    """Items one after the other in this process."""
+    for job in jobs:
+        yield process_job(job, options.out_dir, options.spec, options.tracker, options.overwrite, board.update)
+
+
+def run_pool(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Iterator[ItemResult]:
+    """Items in a pool of worker processes, each with its own tracker and cores/workers torch threads."""
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(options.workers, mp_context=context) as pool:
+        events = manager.Queue()
+        reporter = QueueReporter(events)
+        pending = {pool.submit(process_job, job, options.out_dir, options.spec, options.tracker,
+                               options.overwrite, reporter): job for job in jobs}
+        try:
+            while pending:
+                done, _ = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                _drain(events, board)
+                for future in done:
+                    pending.pop(future)
+                    yield future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def run_ray(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Iterator[ItemResult]:
+    """Items as Ray tasks (one CPU each, or one GPU with --device cuda) on a local or remote Ray cluster.
+
+    Inputs and the output folder must be at the same paths on every node (shared storage)."""
+    import ray
+    from ray.util.queue import Queue
+
+    package_root = str(Path(__file__).resolve().parent.parent)
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [package_root,
+                                                                            os.environ.get("PYTHONPATH")]))}}
+    if options.ray_address == "local":
+        ray.init(num_cpus=options.workers, include_dashboard=False, runtime_env=runtime_env,
+                 log_to_driver=False)
+    else:
+        ray.init(address=options.ray_address, runtime_env=runtime_env, log_to_driver=False)
+    try:
+        gpus = 1 if options.tracker.device == "cuda" else 0
+        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(process_job)
+        events = Queue()
+        reporter = QueueReporter(events)
+        pending = {task.remote(job, options.out_dir, options.spec, options.tracker, options.overwrite,
+                               reporter): job for job in jobs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+            _drain(events, board)
+            for ref in done:
+                pending.pop(ref)
+                yield ray.get(ref)
+    finally:
+        ray.shutdown()
+
+
+def execute(jobs: list[Job], options: RunOptions, summary: RunSummary, board: ProgressBoard) -> None:
+    """Skip complete items, fail items known to be bad, and run the rest with the chosen scheduler."""
+    to_run = []
+    for job in jobs:
+        done = None if options.overwrite or job.problem else completed(job, Path(options.out_dir), options.spec)
+        if done is not None:
+            summary.record(done)
+            board.finish(done)
+        elif job.problem:
+            failed = ItemResult(job.source, job.name, "failed", error=job.problem)
+            summary.record(failed)
+            board.finish(failed)
+        else:
+            to_run.append(job)
+    runner: Callable[..., Iterator[ItemResult]] = (
+        run_ray if options.use_ray else run_pool if options.workers > 1 and len(to_run) > 1 else run_serial)
+    for result in runner(to_run, options, board):
+        summary.record(result)
+        board.finish(result)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m core.batch",
+        description="Track the annotated objects through videos or frame folders and write masks and effects.")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="video file, folder of numbered frames, or folder holding such items (recursively)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (one subfolder per input)")
+    parser.add_argument("--effect", action="append", choices=EFFECTS, default=[],
+                        help="an effect video to write (repeatable)")
+    parser.add_argument("--masks", choices=("png", "video", "both", "none"), default="png",
+                        help="masks as palette PNGs per frame (masks/), a mask video (masks.mp4), both, or none")
+    parser.add_argument("--cutout-format", choices=tuple(CUTOUT_FILES), default="webm",
+                        help="cutout as VP9 WebM with alpha, ProRes 4444 .mov, or a folder of RGBA PNGs")
+    parser.add_argument("--background", default="green", metavar="COLOR|IMAGE|VIDEO",
+                        help="replace effect's background: a colour (green, #00b140, 0,177,64), image or video "
+                             "(looped); default green")
+    parser.add_argument("--blur", type=int, default=31, metavar="STRENGTH", help="blur effect's kernel size")
+    parser.add_argument("--mask", metavar="PATH",
+                        help="annotation for a single input: a palette PNG, or a folder named like the frames")
+    parser.add_argument("--mask-frame", type=int, default=0, metavar="N",
+                        help="frame index the --mask PNG annotates (default 0)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N", help="videos processed in parallel")
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help="distribute the videos over a Ray cluster (ADDRESS, or 'auto'); "
+                             "without ADDRESS a local Ray instance with --workers CPUs")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--weights", metavar="PATH", help="tracker checkpoint (default: the shipped weights)")
+    parser.add_argument("--size", type=int, metavar="PIXELS",
+                        help="inference short side; masks come back at full size")
+    parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs are complete")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars: one log line per input")
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> RunOptions:
+    """RunOptions from parsed arguments; JobError for a bad value (background, device, counts)."""
+    if args.workers < 1:
+        raise JobError(f"--workers {args.workers}: give 1 or more")
+    if args.size is not None and args.size < 16:
+        raise JobError(f"--size {args.size}: give an inference short side of 16 pixels or more")
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise JobError(f"--weights {args.weights}: file not found; check the path")
+    if args.masks == "none" and not args.effect:
+        raise JobError("--masks none and no --effect: nothing to write; add an --effect or keep the masks")
+    if "replace" in args.effect:
+        check_background(args.background)
+    try:
+        resolve_device(args.device)
+    except RuntimeError as error:
+        raise JobError(str(error)) from None
+    spec = OutputSpec(effects=tuple(dict.fromkeys(args.effect)), mask_pngs=args.masks in ("png", "both"),
+                      mask_video=args.masks in ("video", "both"), cutout_format=args.cutout_format,
+                      background=args.background, blur_strength=args.blur)
+    threads = None if args.ray else max(1, (os.cpu_count() or 1) // args.workers)
+    tracker = TrackerSettings(weights=args.weights, device=args.device, size=args.size,
+                              threads=1 if args.ray else threads)
+    return RunOptions(out_dir=args.out, spec=spec, tracker=tracker, overwrite=args.overwrite, quiet=args.quiet,
+                      workers=args.workers, ray_address=args.ray, use_ray=args.ray is not None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the batch; exit status 0 when every input is done or skipped, 1 when any failed, 2 on bad usage."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        options = options_from(args)
+        jobs = plan_jobs(args.inputs, args.out, args.mask, args.mask_frame)
+    except (InputError, JobError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not jobs:
+        print(f"error: no videos or frame folders found in {' '.join(args.inputs)}; "
+              "pass video files or folders of numbered frames", file=sys.stderr)
+        return 2
+    summary = RunSummary(options, jobs, argv)
+    summary.write()
+    board = ProgressBoard(len(jobs), options.quiet)
+    started = time.monotonic()
+    try:
+        execute(jobs, options, summary, board)
+    except KeyboardInterrupt:
+        board.log("interrupted: complete outputs are kept; run the same command again to resume", error=True)
+        return 130
+    finally:
+        board.close()
+        summary.finish()
+    counts = summary.counts()
+    print(f"{counts.get('done', 0)} done, {counts.get('skipped', 0)} skipped, {counts.get('failed', 0)} failed "
+          f"in {time.monotonic() - started:.1f} s; summary: {summary.path}", file=sys.stderr)
+    return 1 if counts.get("failed") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

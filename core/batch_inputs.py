@@ -1,0 +1,191 @@
+"""Finding the work of a batch run: the videos and frame folders under the inputs, and their annotations.
+
+An item is a video file (mp4, mov, mkv, webm, avi, m4v) or a folder of numbered frames. Its annotation
+(first-frame mask, palette PNG) is looked up in this order:
+  - `--mask PATH` (one input only; PATH may be a PNG or a folder of PNGs named like the frames),
+  - `clip.png` or `clip.mask.png` beside `clip.mp4` (frame 0); `clip.<N>.png` annotates frame N,
+  - a frame folder's `masks/` subfolder, each PNG named like the frame it annotates.
+Every annotation found is used: a later one adds the objects that appear there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+MASK_FOLDER = "masks"
+FRAMES_FOLDER = "frames"  # `clip/frames/` + `clip/masks/` is read as the frame folder `clip`
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One annotated frame: a palette PNG and the index of the frame it belongs to."""
+
+    path: str
+    frame: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """One item to process; `problem` is a one-line error found before any decoding."""
+
+    source: str  # a video file or a frame folder
+    name: str  # output folder, relative to the output root (POSIX separators)
+    annotations: tuple[Annotation, ...] = ()
+    problem: str | None = None
+
+
+class InputError(ValueError):
+    """A command-line input that cannot be used at all (missing path, --mask with several inputs)."""
+
+
+def numbered_frames(folder: Path) -> list[Path]:
+    """The numbered frame images directly in `folder`, in frame order (by number)."""
+    frames = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES
+              and p.stem.isdigit()]
+    return sorted(frames, key=lambda p: int(p.stem))
+
+
+def is_video(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def is_frame_folder(path: Path) -> bool:
+    return path.is_dir() and path.name != MASK_FOLDER and bool(numbered_frames(path))
+
+
+def _folder_annotations(masks: Path, frames: list[Path]) -> tuple[Annotation, ...]:
+    """Annotations from a folder of PNGs named like the frames they annotate (DAVIS layout)."""
+    index_of = {int(p.stem): i for i, p in enumerate(frames)}
+    found = []
+    for png in sorted(masks.glob("*.png")):
+        if png.stem.isdigit() and int(png.stem) in index_of:
+            found.append(Annotation(str(png), index_of[int(png.stem)]))
+    return tuple(sorted(found, key=lambda a: a.frame))
+
+
+def _sidecar_annotations(stem: Path) -> tuple[Annotation, ...]:
+    """`clip.png` / `clip.mask.png` (frame 0) and `clip.<N>.png` (frame N) beside `stem`."""
+    found = []
+    for first in (stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".mask.png")):
+        if first.is_file():
+            found.append(Annotation(str(first), 0))
+            break
+    pattern = re.compile(re.escape(stem.name) + r"\.(\d+)\.png$")
+    if stem.parent.is_dir():
+        for sibling in sorted(stem.parent.iterdir()):
+            match = pattern.match(sibling.name)
+            if match and sibling.is_file():
+                found.append(Annotation(str(sibling), int(match.group(1))))
+    return tuple(sorted(found, key=lambda a: a.frame))
+
+
+def _missing_annotation(source: Path) -> str:
+    if source.is_dir():
+        hint = f"put the first frame's mask in {source / MASK_FOLDER}/ named like its frame"
+    else:
+        hint = f"save the first frame's mask as {source.with_suffix('.png')} beside it"
+    return f"{source}: no annotation found; {hint} (palette PNG, one index per object) or pass --mask PATH"
+
+
+def _mask_folders(folder: Path) -> list[Path]:
+    """Where a frame folder's annotations may be: its masks/, or clip/masks/ for clip/frames/."""
+    candidates = [folder / MASK_FOLDER]
+    if folder.absolute().name == FRAMES_FOLDER:
+        candidates.append(folder.absolute().parent / MASK_FOLDER)
+    return [c for c in candidates if c.is_dir()]
+
+
+def find_annotations(source: Path) -> tuple[Annotation, ...]:
+    """All annotations of a video file or a frame folder (empty when there are none)."""
+    if source.is_dir():
+        frames = numbered_frames(source)
+        for masks in _mask_folders(source):
+            found = _folder_annotations(masks, frames)
+            if found:
+                return found
+        return _sidecar_annotations(source)
+    return _sidecar_annotations(source.with_suffix(""))
+
+
+def explicit_annotations(mask: Path, source: Path, frame: int) -> tuple[Annotation, ...]:
+    """The annotation given with --mask: a PNG for frame `frame`, or a folder named like the frames."""
+    if mask.is_dir():
+        frames = numbered_frames(source) if source.is_dir() else []
+        if not frames:
+            raise InputError(f"{mask}: --mask folder needs a frame-folder input; pass one PNG for a video")
+        return _folder_annotations(mask, frames)
+    if not mask.is_file():
+        raise InputError(f"{mask}: --mask file not found; give the path of a palette PNG")
+    return (Annotation(str(mask), frame),)
+
+
+def _walk(root: Path, skip: Path | None) -> list[Path]:
+    """Videos and frame folders under `root`, sorted, not descending into masks/, hidden or `skip`."""
+    if is_video(root) or is_frame_folder(root):
+        return [root]
+    if not root.is_dir():
+        return []
+    items = []
+    for child in sorted(root.iterdir()):
+        if child.name.startswith(".") or child.name == MASK_FOLDER:
+            continue
+        if skip is not None and child.resolve() == skip:
+            continue
+        items.extend(_walk(child, skip))
+    return items
+
+
+def discover(inputs: list[str], out_dir: str) -> list[tuple[Path, Path]]:
+    """(item, its input root) for every item under the inputs, in argument order; InputError for a bad path."""
+    skip = Path(out_dir).resolve()
+    items = []
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"{raw}: no such file or folder; check the path")
+        if path.is_file() and not is_video(path):
+            raise InputError(f"{raw}: not a video ({', '.join(s[1:] for s in VIDEO_SUFFIXES)}) "
+                             "nor a folder; pass a video file or a folder")
+        items.extend((item, path) for item in _walk(path, skip))
+    return items
+
+
+def plan_jobs(inputs: list[str], out_dir: str, mask: str | None = None, mask_frame: int = 0) -> list[Job]:
+    """The jobs of a run, with annotations resolved and per-item problems (missing mask, name clash) set."""
+    found = discover(inputs, out_dir)
+    if mask is not None and len(found) != 1:
+        raise InputError(f"--mask {mask} needs exactly one input video or frame folder, found {len(found)}")
+    jobs, owners = [], {}
+    for source, root in found:
+        name = _root_relative_name(source, root)
+        annotations = (explicit_annotations(Path(mask), source, mask_frame) if mask is not None
+                       else find_annotations(source))
+        problem = None if annotations else _missing_annotation(source)
+        if name in owners:
+            problem = (f"{source}: its output name {name!r} is already used by {owners[name]}; "
+                       "rename one of them")
+        owners.setdefault(name, source)
+        jobs.append(Job(str(source), name, annotations, problem))
+    return jobs
+
+
+def _root_relative_name(source: Path, root: Path) -> str:
+    """Output name of `source`: relative to the input `root` (a folder of items), or its own name."""
+    if source == root:
+        return source.stem if source.is_file() else _frame_folder_name(source)
+    relative = source.relative_to(root)
+    if source.is_file():
+        relative = relative.with_suffix("")
+    elif relative.name == FRAMES_FOLDER and len(relative.parts) > 1:
+        relative = relative.parent
+    return relative.as_posix()
+
+
+def _frame_folder_name(folder: Path) -> str:
+    """A frame folder's name; `clip/frames/` (frames beside `clip/masks/`) is named `clip`."""
+    folder = folder.absolute()
+    return folder.parent.name if folder.name == FRAMES_FOLDER else folder.name

@@ -1,0 +1,403 @@
+"""Processing one batch item: decode, track, composite, and write every output of the item.
+
+Completion design: all outputs of an item are written into a hidden sibling folder `DIR/.<name>.partial/`,
+which is renamed to `DIR/<name>/` only after every file is closed and `job.json` (the record of what the folder
+holds) is written. So `DIR/<name>/` with a `job.json` always means "complete"; a killed run leaves at most a
+`.partial` folder, which the next run deletes and redoes. Outputs of an earlier run that this run does not
+produce again are moved over into the new folder, so asking for a new effect never loses an old one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+import cv2
+import numpy as np
+
+from core import effects
+from core.batch_inputs import VIDEO_SUFFIXES, Job, numbered_frames
+from core.masks import MaskError, check_mask, read_mask, write_mask
+from core.tracker import Tracker, TrackerConfig
+from core.video import Frame, VideoError, VideoInfo, VideoReader, VideoWriter, open_video
+
+EFFECTS = ("overlay", "cutout", "blur", "replace", "remove")
+CUTOUT_FILES = {"webm": "cutout.webm", "prores": "cutout.mov", "png": "cutout"}
+RECORD_FILE = "job.json"
+NAMED_COLOURS = {
+    "green": (0, 177, 64), "blue": (0, 71, 187), "black": (0, 0, 0), "white": (255, 255, 255),
+    "gray": (128, 128, 128), "grey": (128, 128, 128), "red": (255, 0, 0),
+}
+
+
+class JobError(RuntimeError):
+    """An item that cannot be processed; the message is one line naming the file and the fix."""
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Which outputs each item gets."""
+
+    effects: tuple[str, ...] = ()
+    mask_pngs: bool = True  # masks/<frame>.png, DAVIS palette
+    mask_video: bool = False  # masks.mp4, palette colours
+    cutout_format: str = "webm"  # webm (VP9 + alpha) | prores (ProRes 4444 .mov) | png (RGBA sequence)
+    background: str = "green"  # for `replace`: a colour name, #rrggbb, r,g,b, an image or a video file
+    blur_strength: int = 31
+    overlay_alpha: float = 0.5
+
+    def output_names(self) -> list[str]:
+        """The file and folder names this spec writes inside an item's folder."""
+        names = ["masks"] if self.mask_pngs else []
+        names += ["masks.mp4"] if self.mask_video else []
+        for effect in self.effects:
+            names.append(CUTOUT_FILES[self.cutout_format] if effect == "cutout" else f"{effect}.mp4")
+        return names
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """The tracker options of a run (hashable, so each worker process builds its tracker once)."""
+
+    weights: str | None = None
+    device: str = "auto"
+    size: int | None = None
+    threads: int | None = None
+
+    def config(self) -> TrackerConfig:
+        return TrackerConfig(weights=self.weights, device=self.device, size=self.size, threads=self.threads)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Frames done of one item (sent from workers to the process that draws the bars)."""
+
+    name: str
+    done: int
+    total: int | None
+
+
+@dataclass
+class ItemResult:
+    """What happened to one input; one entry of summary.json."""
+
+    input: str
+    name: str
+    status: str  # done | skipped | failed | pending | interrupted
+    frames: int = 0
+    seconds: float = 0.0
+    fps: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+Reporter = Callable[[ProgressEvent], None]
+
+
+class FrameSink(Protocol):
+    def write(self, frame: Frame, labels: np.ndarray) -> None: ...
+
+
+def parse_colour(text: str) -> tuple[int, int, int] | None:
+    """`green`, `#00b140` or `0,177,64` → an RGB tuple; None when `text` is not a colour."""
+    text = text.strip().lower()
+    if text in NAMED_COLOURS:
+        return NAMED_COLOURS[text]
+    if text.startswith("#") and len(text) == 7:
+        try:
+            return tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))
+        except ValueError:
+            return None
+    parts = text.split(",")
+    if len(parts) == 3 and all(p.strip().isdigit() and int(p) <= 255 for p in parts):
+        return tuple(int(p) for p in parts)
+    return None
+
+
+def check_background(spec: str) -> None:
+    """Raise JobError unless `spec` is a colour or an existing image or video file."""
+    if parse_colour(spec) is None and not Path(spec).is_file():
+        raise JobError(f"--background {spec}: not a colour (green, #00b140, 0,177,64) nor an image or "
+                       "video file; fix the value or the path")
+
+
+class Background:
+    """The replacement background of `replace`: a colour, an image, or a video played in a loop."""
+
+    def __init__(self, spec: str):
+        self._spec = spec
+        self._colour = parse_colour(spec)
+        self._image: np.ndarray | None = None
+        self._frames: Iterator[Frame] | None = None
+        if self._colour is None and not _is_video_file(Path(spec)):
+            image = cv2.imread(spec, cv2.IMREAD_COLOR)
+            if image is None:
+                raise JobError(f"--background {spec}: cannot read the image; save it as PNG or JPEG")
+            self._image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (H, W, 3)
+
+    def next(self) -> tuple[int, int, int] | np.ndarray:
+        """The background of the next frame: a colour, or an RGB image (core.effects resizes it)."""
+        if self._colour is not None:
+            return self._colour
+        return self._image if self._image is not None else self._next_video_frame()
+
+    def _next_video_frame(self) -> np.ndarray:
+        for _ in range(2):
+            if self._frames is None:
+                self._frames = _looped_frames(self._spec)
+            frame = next(self._frames, None)
+            if frame is not None:
+                return frame.image
+            self._frames = None
+        raise JobError(f"--background {self._spec}: the video has no frames; use another background")
+
+
+def _looped_frames(path: str) -> Iterator[Frame]:
+    """The frames of a video, again and again; stops only when the video has none."""
+    while True:
+        count = 0
+        with open_video(path) as reader:
+            for frame in reader:
+                count += 1
+                yield frame
+        if count == 0:
+            return
+
+
+def _is_video_file(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+class MaskPngSink:
+    """masks/<frame name>.png: DAVIS naming, the frame's own number for frame folders, else 00000, 00001, …"""
+
+    def __init__(self, folder: Path, frame_names: list[str] | None):
+        self._folder = folder
+        self._names = frame_names
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame: Frame, labels: np.ndarray) -> None:
+        has_name = self._names is not None and frame.index < len(self._names)
+        name = self._names[frame.index] if has_name else f"{frame.index:05d}"
+        write_mask(self._folder / f"{name}.png", labels)
+
+
+class VideoSink:
+    """One rendered video; the writer's temporary file becomes the output only on a clean close."""
+
+    def __init__(self, writer: VideoWriter, render: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+        self._writer = writer
+        self._render = render
+
+    def write(self, frame: Frame, labels: np.ndarray) -> None:
+        self._writer.write(self._render(frame.image, labels))
+
+
+def _renderer(effect: str, spec: OutputSpec) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The per-frame compositing function of an effect (from core.effects)."""
+    if effect == "overlay":
+        return functools.partial(effects.overlay, alpha=spec.overlay_alpha)
+    if effect == "cutout":
+        return effects.cutout
+    if effect == "blur":
+        return functools.partial(effects.blur_background, strength=spec.blur_strength)
+    if effect == "replace":
+        background = Background(spec.background)
+        return lambda image, labels: effects.replace_background(image, labels, background.next())
+    if effect == "remove":
+        return effects.ObjectRemover()
+    raise ValueError(f"unknown effect {effect!r}; choose from {', '.join(EFFECTS)}")
+
+
+def _open_sinks(stack: ExitStack, folder: Path, job: Job, info: VideoInfo, spec: OutputSpec) -> list[FrameSink]:
+    """Every output of `spec` for one item, writers registered on `stack` (closed in order, aborted on error)."""
+    size = (info.width, info.height)
+    audio = job.source if info.has_audio else None
+
+    def video(name: str, render, alpha: bool = False) -> VideoSink:
+        writer = stack.enter_context(VideoWriter(str(folder / name), info.fps, size, audio_from=audio, alpha=alpha))
+        return VideoSink(writer, render)
+
+    sinks: list[FrameSink] = []
+    if spec.mask_pngs:
+        sinks.append(MaskPngSink(folder / "masks", _frame_names(job.source)))
+    if spec.mask_video:
+        sinks.append(video("masks.mp4", lambda image, labels: effects.mask_image(labels)))
+    for effect in spec.effects:
+        if effect == "cutout":  # the name's suffix picks VP9 alpha, ProRes 4444, or PNG frames
+            sinks.append(video(CUTOUT_FILES[spec.cutout_format], _renderer(effect, spec), alpha=True))
+        else:
+            sinks.append(video(f"{effect}.mp4", _renderer(effect, spec)))
+    return sinks
+
+
+def _frame_names(source: str) -> list[str] | None:
+    """For a frame folder, the frame file stems (so masks keep the frames' numbering); None for a video."""
+    path = Path(source)
+    return [p.stem for p in numbered_frames(path)] if path.is_dir() else None
+
+
+def _load_annotations(job: Job, info: VideoInfo) -> dict[int, np.ndarray]:
+    """frame index → label map, each checked against the frame size (MaskError on a bad one)."""
+    masks = {}
+    for annotation in job.annotations:
+        labels = read_mask(annotation.path)
+        check_mask(labels, (info.height, info.width), annotation.path)
+        if info.num_frames is not None and annotation.frame >= info.num_frames:
+            raise JobError(f"{annotation.path}: annotates frame {annotation.frame} but {job.source} has "
+                           f"{info.num_frames} frames; rename it to a frame index below {info.num_frames}")
+        masks[annotation.frame] = labels
+    return masks
+
+
+@functools.lru_cache(maxsize=1)
+def worker_tracker(settings: TrackerSettings) -> Tracker:
+    """The tracker of this process, built once and reset for every item."""
+    return Tracker(settings.config())
+
+
+def _track(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], sinks: list[FrameSink],
+           tracker: Tracker, report: Reporter) -> int:
+    """Track every frame and feed all sinks; frames before the first annotation get empty masks."""
+    info = reader.info
+    empty = np.zeros((info.height, info.width), np.uint8)  # (H, W)
+    count = 0
+    for frame in reader:
+        mask = masks.get(frame.index)
+        labels = tracker.step(frame.image, mask) if (mask is not None or tracker.object_ids) else empty
+        for sink in sinks:
+            sink.write(frame, labels)
+        count += 1
+        report(ProgressEvent(job.name, count, info.num_frames))
+    unreached = [a.path for a in job.annotations if a.frame >= count]
+    if count == 0:
+        raise JobError(f"{job.source}: no frame could be decoded; re-encode or replace the file")
+    if unreached:
+        raise JobError(f"{unreached[0]}: annotates a frame after the last decoded frame ({count - 1}) of "
+                       f"{job.source}; rename it to a frame index below {count} or repair the video")
+    return count
+
+
+def partial_folder(final: Path) -> Path:
+    return final.with_name(f".{final.name}.partial")
+
+
+def _old_folder(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def read_record(folder: Path) -> dict | None:
+    """The job.json of a complete item folder, or None."""
+    try:
+        return json.loads((folder / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def completed(job: Job, out_root: Path, spec: OutputSpec) -> ItemResult | None:
+    """A 'skipped' result when the item's folder already holds every output `spec` asks for."""
+    final = out_root / job.name
+    old = _old_folder(final)
+    if not final.exists() and old.is_dir():  # killed between the two renames of a replacement
+        os.rename(old, final)
+    record = read_record(final)
+    if record is None or not set(spec.output_names()) <= set(record.get("outputs", [])):
+        return None
+    return ItemResult(job.source, job.name, "skipped", record.get("frames", 0), 0.0, 0.0,
+                      [str(final / name) for name in spec.output_names()])
+
+
+def _write_record(folder: Path, job: Job, frames: int, info: VideoInfo, spec: OutputSpec) -> list[str]:
+    """Write job.json (last file of a complete folder); returns every output name the folder holds."""
+    outputs = sorted(p.name for p in folder.iterdir() if p.name != RECORD_FILE)
+    record = {"input": job.source, "frames": frames, "fps": float(info.fps), "size": [info.width, info.height],
+              "outputs": outputs, "spec": asdict(spec),
+              "annotations": [asdict(a) for a in job.annotations]}
+    (folder / RECORD_FILE).write_text(json.dumps(record, indent=2))
+    return outputs
+
+
+def _carry_over(final: Path, partial: Path) -> None:
+    """Hard-link (or copy) into `partial` the outputs of an earlier run that this run did not redo."""
+    if not final.is_dir():
+        return
+    for previous in final.iterdir():
+        target = partial / previous.name
+        if previous.name == RECORD_FILE or target.exists():
+            continue
+        if previous.is_dir():
+            shutil.copytree(previous, target, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(previous, target)
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _commit(partial: Path, final: Path) -> None:
+    """Move the finished folder into place (replacing an earlier one by two renames)."""
+    if not final.exists():
+        os.rename(partial, final)
+        return
+    old = _old_folder(final)
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(final, old)
+    os.rename(partial, final)
+    shutil.rmtree(old)
+
+
+def _refuse_foreign(final: Path, overwrite: bool) -> None:
+    """Never replace a folder that a batch run did not write, unless --overwrite says so."""
+    if final.exists() and read_record(final) is None and not overwrite:
+        raise JobError(f"{final}: exists but was not written by core.batch; move it away or pass --overwrite")
+
+
+def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerSettings,
+                overwrite: bool, report: Reporter) -> ItemResult:
+    """Run one item end to end; never raises: every failure becomes a 'failed' result with a one-line error."""
+    started = time.monotonic()
+    final = Path(out_root) / job.name
+    partial = partial_folder(final)
+    try:
+        if job.problem:
+            raise JobError(job.problem)
+        _refuse_foreign(final, overwrite)
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        tracker = worker_tracker(settings)
+        tracker.reset()
+        with open_video(job.source) as reader:
+            masks = _load_annotations(job, reader.info)
+            report(ProgressEvent(job.name, 0, reader.info.num_frames))
+            with ExitStack() as stack:
+                frames = _track(reader, job, masks, _open_sinks(stack, partial, job, reader.info, spec),
+                                tracker, report)
+            _carry_over(final, partial)
+            outputs = _write_record(partial, job, frames, reader.info, spec)
+        _commit(partial, final)
+        seconds = time.monotonic() - started
+        return ItemResult(job.source, job.name, "done", frames, round(seconds, 3), round(frames / seconds, 2),
+                          [str(final / name) for name in outputs])
+    except (JobError, MaskError, VideoError) as error:
+        return _failed(job, started, str(error))
+    except Exception as error:  # a bug or an unexpected library error: report it, keep the batch going
+        return _failed(job, started, f"{job.source}: unexpected {type(error).__name__}: {error}; "
+                                     "please report this with the file")
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _failed(job: Job, started: float, error: str) -> ItemResult:
+    return ItemResult(job.source, job.name, "failed", seconds=round(time.monotonic() - started, 3),
+                      error=" ".join(error.split()))
