@@ -25,6 +25,8 @@ from tqdm import tqdm
 
 from core.masks import MaskError, check_mask, object_ids, read_mask, write_mask
 from core.metrics import ObjectScore, SequenceScorer, summarize
+from core.tracker import Tracker, TrackerConfig
+from core.weights import WeightsError, load_network
 
 RESOLUTION = "480p"
 
@@ -236,11 +238,10 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
 def tracker_factory(
     weights: str | None, device: str, threads: int | None, size: int | None, memory: str = "first_previous"
 ) -> PredictorFactory:
-    """A factory of fresh core.tracker.Tracker objects (imported here: the baseline needs no torch)."""
-    from core.tracker import Tracker, TrackerConfig
-
+    """A factory of fresh core.tracker.Tracker objects sharing one configuration and one loaded network."""
     config = TrackerConfig(weights=weights, device=device, threads=threads, memory=memory, size=size)
-    return lambda: Tracker(config)
+    network = load_network(weights)
+    return lambda: Tracker(config, network)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -259,20 +260,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.baseline == "first-mask":
-        factory: PredictorFactory = FirstMaskBaseline
-    else:
-        factory = tracker_factory(args.weights, args.device, args.threads, args.size)
     sequences = [s for s in args.sequences.split(",") if s] if args.sequences else None
     try:
+        if args.baseline == "first-mask":
+            factory: PredictorFactory = FirstMaskBaseline
+        else:
+            factory = tracker_factory(args.weights, args.device, args.threads, args.size)
         report = evaluate(args.root, sequences, factory, out_dir=args.out)
-    except (EvalError, MaskError) as error:
+    except (EvalError, MaskError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_table(report))
     if args.json:
-        predictor = args.baseline or "tracker"
-        write_json(args.json, {"root": str(args.root), "predictor": predictor, **report.to_dict()})
+        setup = {"root": str(args.root), "predictor": args.baseline or "tracker", "weights": args.weights,
+                 "size": args.size, "device": args.device, "threads": args.threads}
+        write_json(args.json, {**setup, **report.to_dict()})
     return 0
 
 
