@@ -1,0 +1,137 @@
+"""Palette-PNG masks: the DAVIS palette, reading and writing label maps, resizing and checking them.
+
+A label map is an `(H, W)` `uint8` array: 0 = background, otherwise the object id exactly as the user gave it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# An RGB mask colour matches a palette entry when every channel is within this many levels of it
+# (tolerates light re-compression; DAVIS colours of different ids differ by at least 64 levels).
+_COLOUR_TOLERANCE = 16
+
+
+class MaskError(ValueError):
+    """A mask that cannot be used; the message is one line naming the file and the fix."""
+
+
+def davis_palette() -> np.ndarray:
+    """The standard VOC/DAVIS palette: the bits of each index spread over R, G and B from the top bit down."""
+    index = np.arange(256, dtype=np.int64)
+    palette = np.zeros((256, 3), dtype=np.int64)  # (256, 3)
+    for bit in range(8):
+        for channel in range(3):
+            palette[:, channel] |= ((index >> (3 * bit + channel)) & 1) << (7 - bit)
+    return palette.astype(np.uint8)
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask image as an `(H, W)` `uint8` label map.
+
+    Palette PNGs give their indices; a grayscale (or gray RGB) mask containing 255 is a binary mask,
+    thresholded at 128 to 0/1, otherwise its values are the ids; a colour mask maps each DAVIS palette
+    colour to its id (transparent pixels of an RGBA mask are background).
+    """
+    image = _open_image(Path(path))
+    if image.mode == "P":
+        return np.array(image, dtype=np.uint8)
+    if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        return _gray_labels(np.array(image.convert("I")), path)
+    rgba = np.array(image.convert("RGBA"))  # (H, W, 4)
+    rgb = rgba[..., :3]
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        labels = _gray_labels(rgb[..., 0].astype(np.int64), path)
+    else:
+        labels = _colour_labels(rgb, path)
+    labels[rgba[..., 3] < 128] = 0
+    return labels
+
+
+def write_mask(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """Write a label map as a DAVIS palette PNG, atomically (temporary file in the same folder, then rename)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise MaskError(f"{path}: labels must be an (H, W) uint8 array, got {labels.shape} {labels.dtype}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.frombytes("P", (labels.shape[1], labels.shape[0]), np.ascontiguousarray(labels).tobytes())
+    image.putpalette(davis_palette().tobytes())
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            image.save(file, format="PNG", optimize=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resize_labels(labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize a label map to `hw` = (height, width) with nearest-neighbour sampling (ids are never blended)."""
+    height, width = hw
+    if labels.shape == (height, width):
+        return labels.copy()
+    return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def check_mask(labels: np.ndarray, frame_hw: tuple[int, int], source: str) -> None:
+    """Raise MaskError when the mask does not match the frame size `frame_hw` = (H, W) or holds no object."""
+    height, width = frame_hw
+    if labels.shape != (height, width):
+        got_h, got_w = labels.shape[:2]
+        raise MaskError(
+            f"{source}: mask is {got_w}×{got_h} but the video is {width}×{height}; "
+            f"resize it to {width}×{height} or pass --size"
+        )
+    if not labels.any():
+        raise MaskError(f"{source}: mask is empty (all background); mark at least one object")
+
+
+def object_ids(labels: np.ndarray) -> list[int]:
+    """The sorted non-zero ids present in a label map."""
+    return [int(i) for i in np.flatnonzero(np.bincount(labels.ravel(), minlength=256)[1:]) + 1]
+
+
+def _open_image(path: Path) -> Image.Image:
+    """Open and fully load an image, turning every failure into a one-line MaskError."""
+    if not path.is_file():
+        raise MaskError(f"{path}: mask file not found; check the path")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise MaskError(f"{path}: cannot read the mask ({error}); save it as a PNG image") from None
+    return image
+
+
+def _gray_labels(values: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Gray values → labels: a mask containing 255 is binary (>= 128 → 1), otherwise values are ids."""
+    if values.min() < 0 or values.max() > 255:
+        raise MaskError(f"{path}: mask values must be 0–255; save it as an 8-bit or palette PNG")
+    if values.max() == 255:
+        return (values >= 128).astype(np.uint8)
+    return values.astype(np.uint8)
+
+
+def _colour_labels(rgb: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Map each colour of an `(H, W, 3)` mask to the id of the DAVIS palette entry it matches."""
+    packed = rgb.astype(np.int32) @ np.array([1 << 16, 1 << 8, 1], dtype=np.int32)  # (H, W)
+    codes, inverse = np.unique(packed.ravel(), return_inverse=True)  # (C,), (H*W,)
+    colours = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=1)  # (C, 3)
+    distance = np.abs(colours[:, None, :] - davis_palette()[None].astype(np.int32)).max(-1)  # (C, 256)
+    ids = distance.argmin(axis=1)  # (C,)
+    unmatched = distance[np.arange(len(colours)), ids] > _COLOUR_TOLERANCE
+    if unmatched.any():
+        r, g, b = (int(c) for c in colours[unmatched][0])
+        raise MaskError(
+            f"{path}: colour ({r}, {g}, {b}) is not a DAVIS palette colour; "
+            "save the mask as a palette PNG or paint objects in DAVIS colours"
+        )
+    return ids.astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:2])

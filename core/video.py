@@ -1,0 +1,524 @@
+"""Streaming video I/O with PyAV: read a video file or a folder of numbered frames one frame at a time, and
+write H.264 (RGB) or alpha video (VP9 WebM, ProRes 4444 .mov, PNG frames) with the source's audio copied in.
+
+Frames are never all in memory. Every failure reaches the caller as a one-line VideoError naming the file
+and the fix. Writers create a temporary file next to the target and rename it into place on close.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from itertools import chain
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+DEFAULT_FOLDER_FPS = Fraction(25)
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+_ALPHA_CODECS = {".webm": "libvpx-vp9", ".mov": "prores_ks"}
+_RGB_CODECS = {".webm": "libvpx-vp9"}
+_DEFAULT_CODEC = "libx264"
+_ENCODER_OPTIONS = {
+    "libx264": {"preset": "veryfast", "crf": "18"},
+    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "30", "b": "0"},
+    "prores_ks": {"profile": "4444"},
+}
+# Audio codecs each container takes as they are (remuxed); anything else is re-encoded.
+_REMUX_AUDIO = {
+    ".mp4": {"aac", "mp3", "alac", "opus", "flac", "ac3", "eac3"},
+    ".m4v": {"aac", "mp3", "alac", "ac3", "eac3"},
+    ".mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le", "pcm_f32le"},
+    ".mkv": {"aac", "mp3", "alac", "opus", "vorbis", "flac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"},
+    ".webm": {"opus", "vorbis"},
+}
+# Remuxed audio keeps packets starting this many seconds before the first video frame: the decoder's priming
+# packet (AAC encoder delay, Opus pre-skip) carries negative timestamps and is needed for the first samples.
+_AUDIO_PREROLL = 0.1
+_FIX_DAMAGED = "re-export or re-download it (or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
+
+
+class VideoError(RuntimeError):
+    """A video that cannot be read or written; the message is one line naming the file and the fix."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a reader knows before decoding: sizes are after rotation; rotation is clockwise degrees."""
+
+    path: str
+    width: int
+    height: int
+    fps: Fraction
+    num_frames: int | None
+    rotation: int
+    has_audio: bool
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: `image` is `(H, W, 3)` RGB (`(H, W, 4)` RGBA when read with alpha), rotation applied;
+    `time` is in seconds from the first frame."""
+
+    index: int
+    image: np.ndarray
+    time: float
+
+
+class VideoReader:
+    """Iterates the frames of a video one at a time; `info` describes it. Use as a context manager."""
+
+    info: VideoInfo
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file."""
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_video(path: str | os.PathLike, *, fps: float | Fraction | None = None, alpha: bool = False) -> VideoReader:
+    """Open a video file, or a folder of numbered JPEG/PNG frames (played at `fps`, default 25).
+
+    With `alpha=True` frames are RGBA: VP9 WebM alpha, ProRes 4444 and PNG alpha are kept (opaque otherwise).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return _FolderReader(path, Fraction(fps) if fps else DEFAULT_FOLDER_FPS, alpha)
+    if not path.exists():
+        raise VideoError(f"{path}: file not found; check the path")
+    return _ContainerReader(path, alpha)
+
+
+class _ContainerReader(VideoReader):
+    """Decodes the first video stream of a container with PyAV."""
+
+    def __init__(self, path: Path, alpha: bool) -> None:
+        self._path = path
+        self._alpha = alpha
+        self._started = False
+        self._open()
+        stream = self._stream
+        rotation = _rotation(self._first, stream)
+        width, height = self._first.width, self._first.height
+        if rotation in (90, 270):
+            width, height = height, width
+        self.info = VideoInfo(
+            path=str(path),
+            width=width,
+            height=height,
+            fps=stream.average_rate or stream.guessed_rate or stream.base_rate or DEFAULT_FOLDER_FPS,
+            num_frames=stream.frames or None,
+            rotation=rotation,
+            has_audio=bool(self._container.streams.audio),
+        )
+
+    def _open(self) -> None:
+        """Open the container, pick the video stream and decode the first frame (which validates the file)."""
+        self._container = _open_container(self._path)
+        if not self._container.streams.video:
+            self._container.close()
+            raise VideoError(f"{self._path}: has no video stream; pass a video file or a folder of frames")
+        self._stream = self._container.streams.video[0]
+        self._decoder = _decoder(self._stream, self._alpha, self._path)
+        self._frames = self._decode()
+        self._first = next(self._frames, None)
+        if self._first is None:
+            self._container.close()
+            raise VideoError(f"{self._path}: holds no decodable video frame (empty or truncated); {_FIX_DAMAGED}")
+        self._first_pts = self._first.pts
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        """Decoded frames in display order; FFmpeg failures become VideoError."""
+        try:
+            for packet in self._container.demux(self._stream):
+                yield from self._decoder.decode(packet)
+        except av.FFmpegError as error:
+            raise VideoError(f"{self._path}: decoding failed ({_reason(error)}); {_FIX_DAMAGED}") from None
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._started:
+            self._container.close()
+            self._open()
+        self._started = True
+        turns = -self.info.rotation // 90
+        layout = "rgba" if self._alpha else "rgb24"
+        time_base = self._stream.time_base
+        for index, frame in enumerate(chain([self._first], self._frames)):
+            image = frame.to_ndarray(format=layout)  # (h, w, 3|4) before rotation
+            if turns % 4:
+                image = np.ascontiguousarray(np.rot90(image, turns))
+            if frame.pts is None or self._first_pts is None or time_base is None:
+                time = float(index / self.info.fps)
+            else:
+                time = float((frame.pts - self._first_pts) * time_base)
+            yield Frame(index=index, image=image, time=time)
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class _FolderReader(VideoReader):
+    """Reads a folder of numbered JPEG/PNG frames in numeric order."""
+
+    def __init__(self, path: Path, fps: Fraction, alpha: bool) -> None:
+        self._files = sorted((p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=_natural_key)
+        if not self._files:
+            raise VideoError(f"{path}: folder holds no .jpg/.png frames; put numbered frames (00000.jpg, …) in it")
+        self._alpha = alpha
+        height, width = self._read(self._files[0]).shape[:2]
+        self.info = VideoInfo(str(path), width, height, fps, len(self._files), rotation=0, has_audio=False)
+
+    def _read(self, file: Path) -> np.ndarray:
+        """One frame as RGB(A) `(H, W, 3|4)` uint8."""
+        image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise VideoError(f"{file}: cannot read this frame image; re-save it as JPEG or PNG")
+        if image.dtype != np.uint8:
+            image = (image >> 8).astype(np.uint8) if image.dtype == np.uint16 else image.astype(np.uint8)
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if self._alpha:
+            code = cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGBA
+        else:
+            code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        return cv2.cvtColor(image, code)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, file in enumerate(self._files):
+            image = self._read(file)
+            if image.shape[:2] != (self.info.height, self.info.width):
+                raise VideoError(
+                    f"{file}: frame is {image.shape[1]}×{image.shape[0]} but the first frame is "
+                    f"{self.info.width}×{self.info.height}; resize all frames to one size"
+                )
+            yield Frame(index=index, image=image, time=float(index / self.info.fps))
+
+
+class VideoWriter:
+    """Encodes RGB frames (RGBA with `alpha=True`) to `path`, written under a temporary name and renamed on close.
+
+    `.mp4`/`.mkv`/`.mov` → H.264 yuv420p; `.webm` → VP9; with alpha: `.webm` → VP9 yuva420p, `.mov` → ProRes
+    4444; a path without a suffix → a folder of PNG frames. `codec` overrides the encoder. Odd sizes are padded
+    to even ones for 4:2:0 codecs by repeating the last row/column. `audio_from` copies that file's first audio
+    stream (remuxed when the container takes its codec, else re-encoded to AAC, or Opus for WebM).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float | Fraction,
+        size: tuple[int, int],
+        *,
+        audio_from: str | os.PathLike | None = None,
+        alpha: bool = False,
+        codec: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.size = size
+        self._channels = 4 if alpha else 3
+        self._count = 0
+        if not self.path.suffix:
+            self._sink: _FolderSink | _ContainerSink = _FolderSink(self.path)
+        else:
+            self._sink = _ContainerSink(self.path, Fraction(fps).limit_denominator(100000), size, alpha, codec)
+            if audio_from is not None:
+                self._sink.add_audio(Path(audio_from))
+
+    def write(self, image: np.ndarray) -> None:
+        """Append one `(H, W, 3)` RGB frame (`(H, W, 4)` RGBA for an alpha writer) of the writer's size."""
+        width, height = self.size
+        if image.shape != (height, width, self._channels) or image.dtype != np.uint8:
+            self.abort()
+            raise VideoError(
+                f"{self.path}: frame {self._count} is {image.shape} {image.dtype}, expected "
+                f"({height}, {width}, {self._channels}) uint8; resize or convert frames before writing"
+            )
+        try:
+            self._sink.write(np.ascontiguousarray(image))
+        except BaseException:
+            self.abort()
+            raise
+        self._count += 1
+
+    def close(self) -> None:
+        """Finish encoding and move the file into place."""
+        if self._count == 0:
+            self.abort()
+            raise VideoError(f"{self.path}: no frames were written; write at least one frame before closing")
+        try:
+            self._sink.close()
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the temporary output; the target path is left untouched."""
+        self._sink.abort()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class _FolderSink:
+    """Writes numbered PNG frames into a temporary folder, renamed to the target folder on close."""
+
+    def __init__(self, path: Path) -> None:
+        if path.exists() and not _is_frame_folder(path):
+            raise VideoError(f"{path}: exists and is not a folder of frames; choose another output path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        self._index = 0
+
+    def write(self, image: np.ndarray) -> None:
+        code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        file = self._tmp / f"{self._index:05d}.png"
+        if not cv2.imwrite(str(file), cv2.cvtColor(image, code)):
+            raise VideoError(f"{file}: cannot write the frame; check free disk space and permissions")
+        self._index += 1
+
+    def close(self) -> None:
+        if self._path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{self._path.name}.", suffix=".old", dir=self._path.parent))
+            os.replace(self._path, old / self._path.name)
+            os.replace(self._tmp, self._path)
+            shutil.rmtree(old)
+        else:
+            os.replace(self._tmp, self._path)
+
+    def abort(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class _ContainerSink:
+    """Encodes video (and copies audio) into a container under a temporary name."""
+
+    def __init__(self, path: Path, fps: Fraction, size: tuple[int, int], alpha: bool, codec: str | None) -> None:
+        suffix = path.suffix.lower()
+        if alpha and codec is None and suffix not in _ALPHA_CODECS:
+            raise VideoError(f"{path}: {suffix} cannot hold alpha; name the output .webm or .mov, or give no suffix")
+        codec = codec or (_ALPHA_CODECS if alpha else _RGB_CODECS).get(suffix, _DEFAULT_CODEC)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+        os.close(handle)
+        self._path, self._tmp, self._fps = path, Path(tmp), fps
+        self._alpha = alpha
+        self._audio: _AudioCopy | None = None
+        self._index = 0
+        try:
+            self._container = av.open(tmp, "w", format=_muxer(suffix))
+            self._stream = self._add_video_stream(codec, size)
+        except (av.FFmpegError, ValueError) as error:
+            self.abort()
+            raise VideoError(f"{path}: cannot encode with {codec} ({_reason(error)}); try an .mp4 output") from None
+
+    def _add_video_stream(self, codec: str, size: tuple[int, int]) -> av.VideoStream:
+        stream = self._container.add_stream(codec, rate=self._fps)
+        stream.pix_fmt = _pixel_format(codec, self._alpha)
+        width, height = size
+        if stream.pix_fmt.endswith("420p"):
+            width, height = width + width % 2, height + height % 2
+        self._pad = (height - size[1], width - size[0])
+        stream.width, stream.height = width, height
+        stream.codec_context.time_base = 1 / self._fps
+        stream.options = _ENCODER_OPTIONS.get(codec, {})
+        return stream
+
+    def add_audio(self, source: Path) -> None:
+        """Copy the first audio stream of `source` (if it has one) alongside the video."""
+        self._audio = _AudioCopy.from_source(source, self._container, self._path)
+
+    def write(self, image: np.ndarray) -> None:
+        if any(self._pad):
+            image = np.pad(image, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(image, format="rgba" if image.shape[2] == 4 else "rgb24")
+        frame.pts = self._index
+        frame.time_base = 1 / self._fps
+        self._encode(frame)
+        self._index += 1
+        if self._audio is not None:
+            self._audio.copy_until(float(self._index / self._fps))
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
+        try:
+            self._container.mux(self._stream.encode(frame))
+        except av.FFmpegError as error:
+            raise VideoError(f"{self._path}: encoding failed ({_reason(error)}); check free disk space") from None
+
+    def close(self) -> None:
+        self._encode(None)
+        if self._audio is not None:
+            self._audio.finish(float(self._index / self._fps))
+        self._container.close()
+        os.replace(self._tmp, self._path)
+
+    def abort(self) -> None:
+        if self._audio is not None:
+            self._audio.close()
+        container = getattr(self, "_container", None)
+        if container is not None:
+            try:
+                container.close()
+            except av.FFmpegError:
+                pass
+        self._tmp.unlink(missing_ok=True)
+
+
+class _AudioCopy:
+    """Copies one audio stream into an output container, interleaved with the video as it is written."""
+
+    def __init__(self, source: av.container.InputContainer, stream: av.AudioStream, output: av.container.OutputContainer,
+                 remux: bool, start: float, target: Path) -> None:
+        self._source, self._in, self._remux, self._start, self._target = source, stream, remux, start, target
+        if remux:
+            self._out = output.add_stream_from_template(stream)
+        else:
+            codec = "libopus" if target.suffix.lower() == ".webm" else "aac"
+            rate = 48000 if codec == "libopus" else stream.rate
+            self._out = output.add_stream(codec, rate=rate)
+            self._out.layout = "stereo" if stream.layout.nb_channels > 1 else "mono"
+        self._packets = source.demux(stream)
+        self._done = False
+
+    @classmethod
+    def from_source(cls, source: Path, output: av.container.OutputContainer, target: Path) -> _AudioCopy | None:
+        """Set up the copy, or return None when `source` has no audio."""
+        container = _open_container(source)
+        if not container.streams.audio:
+            container.close()
+            return None
+        stream = container.streams.audio[0]
+        video = container.streams.video[0] if container.streams.video else None
+        start = _start_seconds(video) if video is not None else _start_seconds(stream)
+        remux = stream.codec_context.name in _REMUX_AUDIO.get(target.suffix.lower(), set())
+        return cls(container, stream, output, remux, start, target)
+
+    def copy_until(self, end: float) -> None:
+        """Move source audio up to `end` seconds (video time) into the output."""
+        try:
+            while not self._done:
+                packet = next(self._packets, None)
+                if packet is None:
+                    self._done = True
+                    self._flush_encoder()
+                    return
+                if packet.pts is None or packet.size == 0:
+                    continue
+                time = float(packet.pts * packet.time_base) - self._start
+                if time >= (-_AUDIO_PREROLL if self._remux else 0.0):
+                    self._copy(packet)
+                if time >= end:
+                    return
+        except av.FFmpegError as error:
+            raise VideoError(f"{self._target}: copying audio failed ({_reason(error)}); pass no audio source") from None
+
+    def _copy(self, packet: av.Packet) -> None:
+        """Remux the packet, shifted so the first video frame is time 0, or decode and re-encode it."""
+        if self._remux:
+            shift = round(self._start / packet.time_base)
+            packet.pts -= shift
+            if packet.dts is not None:
+                packet.dts -= shift
+            packet.stream = self._out
+            self._out.container.mux(packet)
+            return
+        for frame in self._in.decode(packet):
+            frame.pts = None
+            self._out.container.mux(self._out.encode(frame))
+
+    def _flush_encoder(self) -> None:
+        if not self._remux:
+            self._out.container.mux(self._out.encode(None))
+
+    def finish(self, end: float) -> None:
+        """Copy the audio up to the end of the video, flush, and close the source."""
+        self.copy_until(end)
+        if not self._done:
+            self._done = True
+            self._flush_encoder()
+        self.close()
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
+    """Open a media file for reading, turning FFmpeg failures into one-line VideoErrors."""
+    if not path.is_file():
+        raise VideoError(f"{path}: file not found; check the path")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: file is empty; re-export or re-download it")
+    try:
+        return av.open(str(path), "r")
+    except av.FFmpegError as error:
+        raise VideoError(
+            f"{path}: not a readable video ({_reason(error)}); the file is damaged, truncated or not a video — "
+            f"{_FIX_DAMAGED}"
+        ) from None
+
+
+def _decoder(stream: av.VideoStream, alpha: bool, path: Path) -> av.CodecContext:
+    """The stream's decoder; libvpx for VP9 with an alpha channel when alpha is wanted (FFmpeg's vp9 drops it)."""
+    context = stream.codec_context
+    if context is None:
+        raise VideoError(f"{path}: its video codec is not supported here; convert it to H.264 (.mp4)")
+    if alpha and context.name == "vp9" and stream.metadata.get("alpha_mode") == "1":
+        libvpx = av.CodecContext.create("libvpx-vp9", "r")
+        libvpx.extradata = context.extradata
+        return libvpx
+    context.thread_type = "AUTO"
+    return context
+
+
+def _rotation(frame: av.VideoFrame, stream: av.VideoStream) -> int:
+    """Clockwise display rotation (0/90/180/270): the frame's display matrix, else the stream's "rotate" tag."""
+    clockwise = -frame.rotation if frame.rotation else int(float(stream.metadata.get("rotate", 0)))
+    return (round(clockwise / 90) * 90) % 360
+
+
+def _start_seconds(stream: av.stream.Stream) -> float:
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+
+
+def _pixel_format(codec: str, alpha: bool) -> str:
+    """The encoder's pixel format: 4:2:0 (with alpha plane when asked) where supported, else its first format."""
+    wanted = ("yuva420p", "yuva444p10le", "rgba") if alpha else ("yuv420p", "yuv422p10le", "rgb24")
+    formats = [f.name for f in av.Codec(codec, "w").video_formats or []]
+    return next((f for f in wanted if f in formats), formats[0] if formats else wanted[0])
+
+
+def _muxer(suffix: str) -> str | None:
+    return {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".mp4": "mp4"}.get(suffix)
+
+
+def _is_frame_folder(path: Path) -> bool:
+    return path.is_dir() and all(p.suffix.lower() in FRAME_SUFFIXES for p in path.iterdir())
+
+
+def _natural_key(path: Path) -> list[object]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _reason(error: Exception) -> str:
+    """FFmpeg's message without the errno and path PyAV adds."""
+    return str(getattr(error, "strerror", None) or error).splitlines()[0]

@@ -1,0 +1,94 @@
+"""Shared fixtures: the bundled samples and small real videos encoded with PyAV (H.264 + an AAC sine tone).
+
+`judo_mp4` is the 16 judo frames at 25 fps with audio (session-wide, encoded once); `make_video` encodes
+custom variants (rotation, no audio, other frames) into the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+AUDIO_RATE = 44100
+TONE_HZ = 440.0
+
+
+def sample_frames(name: str = "judo") -> list[np.ndarray]:
+    """The RGB `(H, W, 3)` frames of a bundled sample, in order."""
+    return [np.array(Image.open(p).convert("RGB")) for p in sorted((SAMPLES / name).glob("*.jpg"))]
+
+
+def encode_video(
+    path: Path,
+    frames: Sequence[np.ndarray],
+    fps: int = 25,
+    *,
+    audio: bool = True,
+    rotation: int = 0,
+    options: dict[str, str] | None = None,
+) -> Path:
+    """Encode RGB frames as H.264 yuv420p with PyAV; `audio` adds a mono AAC sine tone as long as the video;
+    `rotation` is the clockwise display rotation written as the stream's display matrix."""
+    container = av.open(str(path), "w", options=options or {})
+    video = container.add_stream("libx264", rate=fps)
+    video.height, video.width = frames[0].shape[:2]
+    video.pix_fmt = "yuv420p"
+    if rotation:
+        video.set_display_rotation(-rotation)  # PyAV takes counter-clockwise degrees
+    tone = None
+    if audio:
+        tone = container.add_stream("aac", rate=AUDIO_RATE)
+        tone.layout = "mono"
+    for image in frames:
+        container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+    container.mux(video.encode(None))
+    if tone is not None:
+        samples = np.arange(round(len(frames) / fps * AUDIO_RATE))
+        wave = (0.3 * np.sin(2 * np.pi * TONE_HZ * samples / AUDIO_RATE)).astype(np.float32)
+        for start in range(0, len(wave), 1024):
+            frame = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format="flt", layout="mono")
+            frame.sample_rate = AUDIO_RATE
+            frame.pts = start
+            container.mux(tone.encode(frame))
+        container.mux(tone.encode(None))
+    container.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def judo_dir() -> Path:
+    """samples/judo: 16 JPEG frames 854×480 and masks/ (00000: id 1, 00005: id 2, 00008: id 3, 00013: id 4)."""
+    return SAMPLES / "judo"
+
+
+@pytest.fixture(scope="session")
+def bike_dir() -> Path:
+    """samples/bike: 4 JPEG frames 854×480 and masks/00000.png with ids 1 and 2."""
+    return SAMPLES / "bike"
+
+
+@pytest.fixture(scope="session")
+def judo_frames() -> list[np.ndarray]:
+    return sample_frames("judo")
+
+
+@pytest.fixture(scope="session")
+def judo_mp4(tmp_path_factory: pytest.TempPathFactory, judo_frames: list[np.ndarray]) -> Path:
+    """A real H.264 mp4 of the judo frames at 25 fps (16 frames, 0.64 s) with a 440 Hz AAC tone."""
+    return encode_video(tmp_path_factory.mktemp("video") / "judo.mp4", judo_frames)
+
+
+@pytest.fixture
+def make_video(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: make_video(name, frames, fps=25, audio=True, rotation=0, options=None) → path in tmp_path."""
+
+    def make(name: str, frames: Sequence[np.ndarray], fps: int = 25, **kwargs: object) -> Path:
+        return encode_video(tmp_path / name, frames, fps, **kwargs)
+
+    return make

@@ -1,0 +1,234 @@
+"""core.video on real encoded video: round trips, audio copy, rotation, alpha, frame folders and bad files."""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from core.masks import read_mask
+from core.video import VideoError, VideoWriter, open_video
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def audio_packets(path: Path) -> tuple[str, list[bytes]]:
+    """The first audio stream's codec name and packet payloads."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return stream.codec_context.name, [bytes(p) for p in container.demux(stream) if p.size]
+
+
+def assert_one_line_error(error: pytest.ExceptionInfo[VideoError], path: Path) -> None:
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(path) in message
+
+
+def test_reads_real_mp4_frame_by_frame(judo_mp4: Path, judo_frames: list[np.ndarray]) -> None:
+    with open_video(judo_mp4) as reader:
+        info = reader.info
+        frames = list(reader)
+    assert (info.width, info.height, info.fps, info.num_frames) == (854, 480, Fraction(25), 16)
+    assert info.has_audio and info.rotation == 0
+    assert [f.index for f in frames] == list(range(16))
+    assert [f.time for f in frames] == pytest.approx([i / 25 for i in range(16)], abs=1e-6)
+    for frame, source in zip(frames, judo_frames):
+        assert frame.image.shape == (480, 854, 3) and frame.image.dtype == np.uint8
+        assert mean_abs_diff(frame.image, source) < 4.0
+
+
+def test_reader_can_iterate_twice(judo_mp4: Path) -> None:
+    with open_video(judo_mp4) as reader:
+        first = [f.image for f in reader]
+        second = [f.image for f in reader]
+    assert len(first) == len(second) == 16
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
+def test_write_round_trip_copies_audio_packets(judo_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with open_video(judo_mp4) as reader:
+        with VideoWriter(out, reader.info.fps, (reader.info.width, reader.info.height), audio_from=judo_mp4) as writer:
+            for frame in reader:
+                writer.write(frame.image)
+    with open_video(out) as reader:
+        assert (reader.info.width, reader.info.height, reader.info.fps) == (854, 480, Fraction(25))
+        assert reader.info.has_audio
+        assert sum(1 for _ in reader) == 16
+    source_codec, source_packets = audio_packets(judo_mp4)
+    codec, packets = audio_packets(out)
+    assert codec == source_codec == "aac"
+    assert packets == source_packets[: len(packets)]  # remuxed, not re-encoded
+    assert len(packets) >= len(source_packets) - 2
+
+
+def test_audio_reencoded_to_opus_for_webm(judo_mp4: Path, judo_frames: list[np.ndarray], tmp_path: Path) -> None:
+    out = tmp_path / "out.webm"
+    with VideoWriter(out, 25, (854, 480), audio_from=judo_mp4) as writer:
+        for image in judo_frames[:6]:
+            writer.write(image)
+    codec, packets = audio_packets(out)
+    assert codec == "opus" and packets
+    with open_video(out) as reader:
+        assert reader.info.has_audio and sum(1 for _ in reader) == 6
+
+
+def test_odd_size_is_padded_to_even(judo_frames: list[np.ndarray], tmp_path: Path) -> None:
+    odd = [f[:479, :853] for f in judo_frames[:3]]
+    out = tmp_path / "odd.mp4"
+    with VideoWriter(out, 25, (853, 479)) as writer:
+        for image in odd:
+            writer.write(image)
+    with open_video(out) as reader:
+        assert (reader.info.width, reader.info.height) == (854, 480)
+        image = next(iter(reader)).image
+    assert mean_abs_diff(image[:479, :853], odd[0]) < 4.0
+
+
+@pytest.mark.parametrize("rotation", [90, 270])
+def test_rotation_metadata_is_applied(make_video, judo_frames: list[np.ndarray], rotation: int) -> None:
+    path = make_video("rotated.mp4", judo_frames[:2], audio=False, rotation=rotation)
+    with open_video(path) as reader:
+        assert reader.info.rotation == rotation
+        assert (reader.info.width, reader.info.height) == (480, 854)
+        image = next(iter(reader)).image
+    assert image.shape == (854, 480, 3)
+    upright = np.rot90(judo_frames[0], -rotation // 90)  # clockwise turn
+    assert mean_abs_diff(image, upright) < 4.0
+    assert mean_abs_diff(image, np.rot90(upright, 2)) > 20.0
+
+
+@pytest.mark.parametrize("suffix", [".webm", ".mov", ""])
+def test_alpha_round_trip_keeps_alpha(judo_dir: Path, judo_frames: list[np.ndarray], tmp_path: Path,
+                                      suffix: str) -> None:
+    alpha = np.where(read_mask(judo_dir / "masks" / "00000.png") > 0, 255, 0).astype(np.uint8)
+    rgba = np.dstack([judo_frames[0], alpha])
+    out = tmp_path / f"cutout{suffix}"
+    with VideoWriter(out, 25, (854, 480), alpha=True) as writer:
+        for _ in range(3):
+            writer.write(rgba)
+    with open_video(out, alpha=True) as reader:
+        frames = list(reader)
+    assert len(frames) == 3
+    decoded = frames[-1].image
+    assert decoded.shape == (480, 854, 4)
+    agreement = np.mean((decoded[..., 3] >= 128) == (alpha == 255))
+    assert agreement > 0.99
+    if suffix == "":
+        assert np.array_equal(decoded, rgba)
+
+
+def test_alpha_needs_a_container_that_holds_it(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match=r"\.webm or \.mov"):
+        VideoWriter(tmp_path / "cutout.mp4", 25, (64, 32), alpha=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_frame_folder_reads_in_numeric_order(tmp_path: Path, judo_frames: list[np.ndarray]) -> None:
+    for number, image in zip((1, 2, 10), judo_frames[:3]):
+        cv2.imwrite(str(tmp_path / f"{number}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    with open_video(tmp_path, fps=10) as reader:
+        assert (reader.info.fps, reader.info.num_frames, reader.info.has_audio) == (10, 3, False)
+        frames = list(reader)
+    assert [f.time for f in frames] == pytest.approx([0.0, 0.1, 0.2])
+    assert all(np.array_equal(f.image, s) for f, s in zip(frames, judo_frames[:3]))
+
+
+def test_sample_folder_defaults_to_25_fps(judo_dir: Path) -> None:
+    with open_video(judo_dir) as reader:
+        assert (reader.info.width, reader.info.height, reader.info.fps) == (854, 480, 25)
+        assert sum(1 for _ in reader) == 16
+
+
+def test_exception_leaves_no_files(judo_frames: list[np.ndarray], tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyError):
+        with VideoWriter(out, 25, (854, 480)) as writer:
+            writer.write(judo_frames[0])
+            raise KeyError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_target_appears_only_on_close(judo_frames: list[np.ndarray], tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"old")
+    writer = VideoWriter(out, 25, (854, 480))
+    writer.write(judo_frames[0])
+    assert out.read_bytes() == b"old"
+    writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+    with open_video(out) as reader:
+        assert reader.info.num_frames == 1
+
+
+def test_writer_rejects_wrong_frames_and_empty_output(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match=r"expected \(32, 64, 3\)"):
+        VideoWriter(tmp_path / "a.mp4", 25, (64, 32)).write(np.zeros((32, 60, 3), np.uint8))
+    with pytest.raises(VideoError, match="no frames"):
+        VideoWriter(tmp_path / "b.mp4", 25, (64, 32)).close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_mp4_is_a_video_error(judo_mp4: Path, tmp_path: Path) -> None:
+    half = judo_mp4.stat().st_size // 2
+    cut = tmp_path / "cut.mp4"
+    subprocess.run(["head", "-c", str(half), str(judo_mp4)], stdout=cut.open("wb"), check=True)
+    with pytest.raises(VideoError) as error:
+        open_video(cut)
+    assert_one_line_error(error, cut)
+
+
+def test_truncated_faststart_mp4_fails_while_decoding(make_video, judo_frames: list[np.ndarray],
+                                                      tmp_path: Path) -> None:
+    path = make_video("fast.mp4", judo_frames, options={"movflags": "faststart"})
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(VideoError) as error:
+        with open_video(cut) as reader:
+            for _ in reader:
+                pass
+    assert_one_line_error(error, cut)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a video\n", bytes(np.random.default_rng(0).bytes(20000))])
+def test_garbage_files_are_video_errors(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(content)
+    with pytest.raises(VideoError) as error:
+        open_video(path)
+    assert_one_line_error(error, path)
+
+
+def test_unsupported_codec_is_a_video_error(judo_mp4: Path, tmp_path: Path) -> None:
+    path = tmp_path / "unknown.mp4"
+    path.write_bytes(judo_mp4.read_bytes().replace(b"avc1", b"zzz9"))  # an unknown video fourcc
+    with pytest.raises(VideoError, match="not supported") as error:
+        open_video(path)
+    assert_one_line_error(error, path)
+
+
+def test_audio_only_and_missing_files_are_video_errors(tmp_path: Path) -> None:
+    audio_only = tmp_path / "tone.m4a"
+    with av.open(str(audio_only), "w") as container:
+        stream = container.add_stream("aac", rate=44100)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
+        frame.sample_rate = 44100
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(VideoError, match="no video stream"):
+        open_video(audio_only)
+    with pytest.raises(VideoError, match="not found") as error:
+        open_video(tmp_path / "missing.mp4")
+    assert_one_line_error(error, tmp_path / "missing.mp4")
+    empty_folder = tmp_path / "frames"
+    empty_folder.mkdir()
+    with pytest.raises(VideoError, match="no .jpg/.png frames"):
+        open_video(empty_folder)
