@@ -24,9 +24,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from core.eval import write_json
+from core.tracker import Tracker, TrackerConfig
 
 VARIANTS = {"student": "first_previous", "infinite": "infinite"}  # variant name → TrackerConfig.memory
 WARMUP_FRAMES = 3
@@ -67,8 +69,6 @@ class SyntheticClip:
 def measure(variant: str, frames: int, hw: tuple[int, int], weights: str | None, device: str,
             threads: int | None) -> dict:
     """Track `frames` synthetic frames in this process; median ms per frame, FPS and this process's peak RSS."""
-    from core.tracker import Tracker, TrackerConfig  # imported by the worker only: the parent stays small
-
     if frames <= WARMUP_FRAMES:
         raise BenchError(f"--frames {frames}: need more than {WARMUP_FRAMES} frames (the warm-up frames)")
     config = TrackerConfig(weights=weights, device=device, threads=threads, memory=VARIANTS[variant])
@@ -84,8 +84,6 @@ def measure(variant: str, frames: int, hw: tuple[int, int], weights: str | None,
     result = {"ms_per_frame": ms, "fps": 1000 / ms, "peak_rss_mb": _peak_rss_mb(), "frames": frames,
               "device": str(tracker.device)}
     if tracker.device.type == "cuda":
-        import torch
-
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
 
