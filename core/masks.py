@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 # An RGB mask colour matches a palette entry when every channel is within this many levels of it
-# (tolerates light re-compression; DAVIS colours of different ids differ by at least 64 levels).
-_COLOUR_TOLERANCE = 16
+# (tolerates light re-compression; the 256 palette colours lie on a grid with a 32-level spacing).
+_COLOUR_TOLERANCE = 6
 
 
 class MaskError(ValueError):

@@ -214,7 +214,8 @@ class VideoWriter:
     `.mp4`/`.mkv`/`.mov` → H.264 yuv420p; `.webm` → VP9; with alpha: `.webm` → VP9 yuva420p, `.mov` → ProRes
     4444; a path without a suffix → a folder of PNG frames. `codec` overrides the encoder. Odd sizes are padded
     to even ones for 4:2:0 codecs by repeating the last row/column. `audio_from` copies that file's first audio
-    stream (remuxed when the container takes its codec, else re-encoded to AAC, or Opus for WebM).
+    stream (remuxed when the container takes its codec, else re-encoded to AAC, or Opus for WebM); a PNG folder
+    or a frame-folder source carries no audio.
     """
 
     def __init__(
@@ -235,7 +236,7 @@ class VideoWriter:
             self._sink: _FolderSink | _ContainerSink = _FolderSink(self.path)
         else:
             self._sink = _ContainerSink(self.path, Fraction(fps).limit_denominator(100000), size, alpha, codec)
-            if audio_from is not None:
+            if audio_from is not None and not Path(audio_from).is_dir():  # a frame folder has no audio
                 self._sink.add_audio(Path(audio_from))
 
     def write(self, image: np.ndarray) -> None:

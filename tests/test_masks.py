@@ -1,0 +1,126 @@
+"""core.masks: the DAVIS palette, reading the mask formats users give, writing, resizing and checking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.masks import MaskError, check_mask, davis_palette, object_ids, read_mask, resize_labels, write_mask
+
+
+def labels_with_ids(ids: tuple[int, ...] = (1, 2, 7)) -> np.ndarray:
+    labels = np.zeros((40, 60), np.uint8)  # (H, W)
+    for n, object_id in enumerate(ids):
+        labels[5 + 10 * n : 12 + 10 * n, 4 + 15 * n : 20 + 15 * n] = object_id
+    return labels
+
+
+def test_davis_palette_is_the_voc_bit_interleave(judo_dir: Path) -> None:
+    palette = davis_palette()
+    assert palette.shape == (256, 3) and palette.dtype == np.uint8
+    assert palette[:6].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128]]
+    assert palette[255].tolist() == [224, 224, 192]
+    assert len({tuple(c) for c in palette}) == 256
+    shipped = np.array(Image.open(judo_dir / "masks" / "00000.png").getpalette()[:768]).reshape(256, 3)
+    assert np.array_equal(shipped, palette)
+
+
+def test_sample_masks_keep_their_ids(judo_dir: Path, bike_dir: Path) -> None:
+    expected = {"00000": [1], "00005": [2], "00008": [3], "00013": [4]}
+    for name, ids in expected.items():
+        labels = read_mask(judo_dir / "masks" / f"{name}.png")
+        assert labels.shape == (480, 854) and labels.dtype == np.uint8
+        assert object_ids(labels) == ids
+    assert object_ids(read_mask(bike_dir / "masks" / "00000.png")) == [1, 2]
+
+
+def test_write_then_read_round_trip(tmp_path: Path) -> None:
+    labels = labels_with_ids((1, 2, 255))
+    path = tmp_path / "sub" / "mask.png"
+    write_mask(path, labels)
+    image = Image.open(path)
+    assert image.mode == "P"
+    assert np.array_equal(np.array(image.getpalette()[:768]).reshape(256, 3), davis_palette())
+    assert np.array_equal(read_mask(path), labels)
+    assert [p.name for p in path.parent.iterdir()] == ["mask.png"]
+
+
+def test_write_rejects_non_label_arrays(tmp_path: Path) -> None:
+    with pytest.raises(MaskError, match="uint8"):
+        write_mask(tmp_path / "m.png", np.zeros((4, 4), np.int32))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "1"])
+def test_binary_black_white_mask_reads_as_0_1(tmp_path: Path, mode: str) -> None:
+    binary = labels_with_ids((1,)) > 0
+    path = tmp_path / "binary.png"
+    Image.fromarray(np.where(binary, 255, 0).astype(np.uint8)).convert(mode).save(path)
+    assert np.array_equal(read_mask(path), binary.astype(np.uint8))
+
+
+def test_gray_ids_without_255_are_kept(tmp_path: Path) -> None:
+    labels = labels_with_ids((1, 2, 3))
+    Image.fromarray(labels).save(tmp_path / "ids.png")
+    assert np.array_equal(read_mask(tmp_path / "ids.png"), labels)
+
+
+def test_rgb_palette_colours_map_to_ids(tmp_path: Path) -> None:
+    labels = labels_with_ids((1, 2, 7))
+    Image.fromarray(davis_palette()[labels]).save(tmp_path / "colours.png")
+    assert np.array_equal(read_mask(tmp_path / "colours.png"), labels)
+
+
+def test_transparent_rgba_pixels_are_background(tmp_path: Path) -> None:
+    labels = labels_with_ids((1, 2))
+    rgba = np.dstack([davis_palette()[labels], np.full(labels.shape, 255, np.uint8)])
+    rgba[labels == 2, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    assert np.array_equal(read_mask(tmp_path / "rgba.png"), np.where(labels == 1, 1, 0))
+
+
+def test_unknown_colour_is_a_mask_error(tmp_path: Path) -> None:
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[2:4, 2:4] = (10, 200, 60)
+    path = tmp_path / "odd.png"
+    Image.fromarray(rgb).save(path)
+    with pytest.raises(MaskError, match=r"\(10, 200, 60\) is not a DAVIS palette colour") as error:
+        read_mask(path)
+    assert str(path) in str(error.value)
+
+
+def test_missing_and_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(MaskError, match="not found"):
+        read_mask(tmp_path / "nope.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(MaskError, match="cannot read") as error:
+        read_mask(tmp_path / "text.png")
+    assert "\n" not in str(error.value) and "text.png" in str(error.value)
+
+
+def test_resize_labels_is_nearest_neighbour() -> None:
+    labels = labels_with_ids((1, 2, 7))
+    doubled = resize_labels(labels, (80, 120))
+    assert np.array_equal(doubled, labels.repeat(2, axis=0).repeat(2, axis=1))
+    odd = resize_labels(labels, (31, 47))
+    assert odd.shape == (31, 47) and odd.dtype == np.uint8
+    assert set(np.unique(odd)) <= {0, 1, 2, 7}
+    assert resize_labels(labels, (40, 60)) is not labels
+
+
+def test_check_mask_size_and_emptiness() -> None:
+    labels = labels_with_ids()
+    check_mask(labels, (40, 60), "mask.png")
+    with pytest.raises(MaskError, match=r"mask\.png: mask is 60×40 .* resize it to 854×480 or pass --size"):
+        check_mask(labels, (480, 854), "mask.png")
+    with pytest.raises(MaskError, match="mark at least one object"):
+        check_mask(np.zeros((40, 60), np.uint8), (40, 60), "empty.png")
+
+
+def test_object_ids_sorted_nonzero() -> None:
+    assert object_ids(labels_with_ids((7, 2, 1))) == [1, 2, 7]
+    assert object_ids(np.zeros((3, 3), np.uint8)) == []
+    assert object_ids(np.full((2, 2), 255, np.uint8)) == [255]
