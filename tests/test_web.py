@@ -1,0 +1,346 @@
+"""Tests of the web face: annotation → mask (pure), the run pipeline on a real encoded clip, and the running
+Gradio app driven by `gradio_client` (named endpoint, bad input, limits, queueing, per-session folders)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+from core.masks import MaskError, read_mask, resize_labels, write_mask  # noqa: E402
+from core.tracker import TrackerConfig  # noqa: E402
+from core.video import VideoError, VideoWriter, open_video  # noqa: E402
+from web import annotate  # noqa: E402
+from web.annotate import Mark  # noqa: E402
+from web.app import (  # noqa: E402
+    AppConfig, Session, Workspace, annotations_of, parse_args, probe_clip, read_frame, serve, update_marks,
+    user_error,
+)
+from web.pipeline import OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "judo"
+CLIP_SIZE = (320, 180)  # (w, h) of the test clip: small, so the tracker runs fast on CPU
+CLIP_FRAMES = 5
+TRACKER = TrackerConfig(device="cpu")
+
+
+def make_clip(path: Path, frames: int = CLIP_FRAMES, fps: int = 10) -> Path:
+    """Encode the first `frames` judo frames, downscaled to CLIP_SIZE, as an H.264 MP4 (real PyAV encode)."""
+    with open_video(SAMPLE) as reader, VideoWriter(path, fps, CLIP_SIZE) as writer:
+        for frame in reader:
+            if frame.index >= frames:
+                break
+            writer.write(cv2.resize(frame.image, CLIP_SIZE, interpolation=cv2.INTER_AREA))
+    return path
+
+
+def make_mask(path: Path) -> Path:
+    """The judo first-frame annotation (object 1), resized to the test clip, as a palette PNG."""
+    labels = resize_labels(read_mask(SAMPLE / "masks" / "00000.png"), (CLIP_SIZE[1], CLIP_SIZE[0]))
+    write_mask(path, labels)
+    return path
+
+
+def count_frames(path: Path, alpha: bool = False) -> tuple[int, tuple[int, ...]]:
+    """(number of decoded frames, shape of the first frame) of a video file."""
+    shape: tuple[int, ...] = ()
+    count = 0
+    with open_video(path, alpha=alpha) as reader:
+        for frame in reader:
+            shape = shape or frame.image.shape
+            count += 1
+    return count, shape
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "judo.mp4")
+
+
+@pytest.fixture(scope="module")
+def mask(tmp_path_factory) -> Path:
+    return make_mask(tmp_path_factory.mktemp("mask") / "00000.png")
+
+
+def disc_image(size: int = 120, radius: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """A bright disc on a dark noisy background → ((H, W, 3) RGB image, (H, W) bool disc)."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size // 2) ** 2 + (xx - size // 2) ** 2 <= radius**2
+    image[disc] = rng.integers(190, 255, (int(disc.sum()), 3), dtype=np.uint8)
+    return image, disc
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+# ---- annotation (pure) ----
+
+def test_box_needs_two_clicks_and_orders_its_corners():
+    marks, pending = annotate.add_click((), None, "box", 1, 50, 40)
+    assert marks == () and pending == annotate.BoxStart(1, 50, 40)
+    marks, pending = annotate.add_click(marks, pending, "box", 1, 10, 90)
+    assert pending is None and marks == (Mark("box", 1, 10, 40, 50, 90),)
+
+
+def test_box_corner_of_another_object_starts_a_new_box():
+    _, pending = annotate.add_click((), annotate.BoxStart(1, 5, 5), "box", 2, 30, 30)
+    assert pending == annotate.BoxStart(2, 30, 30)
+
+
+def test_undo_drops_pending_corner_first_then_last_mark():
+    marks = (Mark("positive", 1, 1, 1), Mark("negative", 1, 2, 2))
+    assert annotate.undo(marks, annotate.BoxStart(1, 0, 0)) == (marks, None)
+    assert annotate.undo(marks, None) == (marks[:1], None)
+    assert annotate.undo((), None) == ((), None)
+
+
+def test_clear_one_object_or_all():
+    marks = (Mark("positive", 1, 1, 1), Mark("positive", 2, 2, 2), Mark("negative", 1, 3, 3))
+    assert annotate.clear(marks, 1) == (marks[1],)
+    assert annotate.clear(marks) == ()
+
+
+def test_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="unknown mark kind"):
+        annotate.add_click((), None, "lasso", 1, 0, 0)  # type: ignore[arg-type]
+
+
+def test_positive_click_segments_the_clicked_object():
+    image, disc = disc_image()
+    mask = annotate.object_mask(image, (Mark("positive", 1, 60, 60),))
+    assert iou(mask, disc) > 0.8
+
+
+def test_box_segments_the_object_inside_it():
+    image, disc = disc_image()
+    mask = annotate.object_mask(image, (Mark("box", 1, 25, 25, 95, 95),))
+    assert iou(mask, disc) > 0.8
+    assert not mask[:20].any()  # nothing outside the box
+
+
+def test_negative_click_alone_marks_nothing():
+    image, _ = disc_image()
+    assert not annotate.object_mask(image, (Mark("negative", 1, 60, 60),)).any()
+
+
+def test_brush_adds_then_erases_in_order():
+    image, _ = disc_image()
+    added = annotate.object_mask(image, (Mark("brush_add", 1, 20, 20, radius=6),))
+    assert added[20, 20] and added[20, 25] and not added[20, 30]
+    erased = annotate.object_mask(image, (Mark("brush_add", 1, 20, 20, radius=6),
+                                          Mark("brush_erase", 1, 20, 20, radius=3)))
+    assert not erased[20, 20] and erased[20, 25]
+
+
+def test_labels_from_marks_keeps_each_object_id():
+    image, disc = disc_image()
+    marks = (Mark("positive", 3, 60, 60), Mark("brush_add", 7, 10, 10, radius=4))
+    labels = annotate.labels_from_marks(image, marks)
+    assert labels.dtype == np.uint8 and labels.shape == disc.shape
+    assert set(np.unique(labels)) == {0, 3, 7}
+    assert labels[60, 60] == 3 and labels[10, 10] == 7
+
+
+def test_render_marks_draws_without_touching_the_input():
+    image, _ = disc_image()
+    before = image.copy()
+    drawn = annotate.render_marks(image, (Mark("positive", 1, 60, 60),), annotate.BoxStart(2, 20, 20))
+    assert np.array_equal(image, before)
+    assert not np.array_equal(drawn[60, 60], image[60, 60]) and not np.array_equal(drawn[20, 20], image[20, 20])
+
+
+# ---- app helpers (pure) ----
+
+def test_session_marks_become_annotations_per_frame():
+    image, _ = disc_image()
+    session = Session(video="clip.mp4", frame=image, frame_index=4)
+    session = update_marks(session, (Mark("positive", 2, 60, 60),), None)
+    assert list(annotations_of(session)) == [4] and annotations_of(session)[4][60, 60] == 2
+    session = update_marks(session, (), None)
+    assert annotations_of(session) == {} and session.marks == {}
+
+
+def test_flags_default_to_localhost_and_set_limits():
+    assert parse_args([]).host == "127.0.0.1"
+    config = parse_args(["--host", "0.0.0.0", "--port", "9000", "--max-upload-mb", "5", "--max-seconds", "3"])
+    assert (config.host, config.port, config.max_upload_mb, config.max_seconds) == ("0.0.0.0", 9000, 5, 3.0)
+
+
+def test_probe_refuses_unreadable_and_too_long_clips(tmp_path, clip):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all")
+    with pytest.raises(VideoError, match="junk.mp4"):
+        probe_clip(str(junk), 60)
+    with pytest.raises(VideoError, match="--max-seconds"):
+        probe_clip(str(clip), 0.2)
+    assert probe_clip(str(clip), 60).num_frames == CLIP_FRAMES
+
+
+def test_read_frame_returns_the_requested_frame(clip):
+    with open_video(clip) as reader:
+        third = [frame.image for frame in reader][2]
+    assert np.array_equal(read_frame(str(clip), 2), third)
+    with pytest.raises(VideoError, match="no frame 99"):
+        read_frame(str(clip), 99)
+
+
+def test_user_error_hides_server_folders():
+    message = user_error(VideoError("/tmp/gradio/abc123/clip.mp4: not a readable video\nmore")).message
+    assert message == "clip.mp4: not a readable video"
+
+
+def test_workspace_folders_are_per_session_and_released():
+    class Request:
+        def __init__(self, session_hash):
+            self.session_hash = session_hash
+
+    workspace = Workspace()
+    first, second = workspace.folder(Request("alice")), workspace.folder(Request("bob"))
+    assert first.parent != second.parent
+    workspace.release(Request("alice"))
+    assert not first.exists() and second.exists()
+
+
+# ---- pipeline on a real encoded clip ----
+
+def test_run_writes_every_output(tmp_path, clip, mask):
+    results: dict = {}
+    settings = RunSettings(outputs=tuple(OUTPUTS), tracker=TRACKER)
+    steps = list(run_outputs(str(clip), {0: read_mask(mask)}, tmp_path / "out", settings, results))
+    assert [step.done for step in steps] == list(range(1, CLIP_FRAMES + 1))
+    assert set(results) == set(OUTPUTS)
+    width, height = CLIP_SIZE
+    for name in ("overlay", "mask", "blur", "replace", "remove"):
+        assert count_frames(results[name]) == (CLIP_FRAMES, (height, width, 3)), name
+    assert count_frames(results["cutout"], alpha=True) == (CLIP_FRAMES, (height, width, 4))
+    with zipfile.ZipFile(results["masks_zip"]) as archive:
+        assert archive.namelist() == [f"{i:05d}.png" for i in range(CLIP_FRAMES)]
+    assert np.array_equal(read_mask(results["first_mask"]), read_mask(mask))
+
+
+def test_run_from_a_later_frame_leaves_earlier_frames_empty(tmp_path, clip, mask):
+    results: dict = {}
+    settings = RunSettings(outputs=("masks_zip",), tracker=TRACKER)
+    list(run_outputs(str(clip), {2: read_mask(mask)}, tmp_path, settings, results))
+    with zipfile.ZipFile(results["masks_zip"]) as archive:
+        archive.extractall(tmp_path / "masks")
+    assert not read_mask(tmp_path / "masks" / "00001.png").any()
+    assert np.array_equal(read_mask(tmp_path / "masks" / "00002.png"), read_mask(mask))
+
+
+def test_stopping_a_run_leaves_no_output_file(tmp_path, clip, mask):
+    results: dict = {}
+    settings = RunSettings(outputs=("overlay", "cutout", "masks_zip"), tracker=TRACKER)
+    steps = run_outputs(str(clip), {0: read_mask(mask)}, tmp_path, settings, results)
+    next(steps)
+    steps.close()
+    assert results == {} and [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_run_refuses_missing_or_empty_annotations(tmp_path, clip, mask):
+    settings = RunSettings(tracker=TRACKER)
+    with pytest.raises(MaskError, match="no object is marked"):
+        list(run_outputs(str(clip), {}, tmp_path, settings, {}))
+    empty = np.zeros((CLIP_SIZE[1], CLIP_SIZE[0]), np.uint8)
+    with pytest.raises(MaskError, match="empty"):
+        list(run_outputs(str(clip), {0: empty}, tmp_path, settings, {}))
+
+
+def test_preview_tracks_a_few_frames_from_the_annotation(clip, mask):
+    overlays = preview_overlays(str(clip), {1: read_mask(mask)}, 3, TRACKER)
+    assert len(overlays) == 3 and overlays[0].shape == (CLIP_SIZE[1], CLIP_SIZE[0], 3)
+
+
+# ---- the running app, through gradio_client ----
+
+@pytest.fixture(scope="module")
+def server():
+    """The app on a free local port, with small limits: 1 MB uploads, 2 s clips."""
+    workspace = Workspace()
+    config = AppConfig(port=free_port(), max_upload_mb=1, max_seconds=2.0, preview_frames=2, tracker=TRACKER)
+    app, url = serve(config, workspace, block=False)
+    yield url, workspace
+    app.close()
+
+
+def call_segment(url: str, video: Path, mask: Path, output: str, frame: int = 0) -> str:
+    client = gradio_client.Client(url, verbose=False)
+    return client.predict(gradio_client.handle_file(str(video)), gradio_client.handle_file(str(mask)), output,
+                          frame, api_name="/segment")
+
+
+def test_api_lists_only_the_segment_endpoint(server):
+    api = gradio_client.Client(server[0], verbose=False).view_api(print_info=False, return_format="dict")
+    assert list(api["named_endpoints"]) == ["/segment"]
+
+
+def test_api_returns_a_cutout_with_alpha(server, clip, mask):
+    result = Path(call_segment(server[0], clip, mask, "cutout"))
+    assert result.suffix == ".webm"
+    assert count_frames(result, alpha=True) == (CLIP_FRAMES, (CLIP_SIZE[1], CLIP_SIZE[0], 4))
+
+
+def test_api_returns_the_masks_zip(server, clip, mask):
+    with zipfile.ZipFile(call_segment(server[0], clip, mask, "masks_zip")) as archive:
+        assert len(archive.namelist()) == CLIP_FRAMES
+
+
+def test_api_queues_several_users(server, clip, mask):
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(call_segment(server[0], clip, mask, "mask")))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2
+    assert all(count_frames(Path(r))[0] == CLIP_FRAMES for r in results)
+
+
+def test_api_explains_bad_input(server, tmp_path, clip, mask):
+    junk = tmp_path / "broken.mp4"
+    junk.write_bytes(b"\x00" * 1000)
+    with pytest.raises(gradio_client.exceptions.AppError, match=r"^broken\.mp4: .*not a readable video"):
+        call_segment(server[0], junk, mask, "overlay")
+    empty = tmp_path / "empty.png"
+    write_mask(empty, np.zeros((CLIP_SIZE[1], CLIP_SIZE[0]), np.uint8))
+    with pytest.raises(gradio_client.exceptions.AppError, match="empty"):
+        call_segment(server[0], clip, empty, "overlay")
+
+
+def test_api_enforces_duration_and_upload_limits(server, tmp_path, mask):
+    long_clip = make_clip(tmp_path / "long.mp4", frames=16, fps=5)  # 3.2 s > 2 s
+    with pytest.raises(gradio_client.exceptions.AppError, match="--max-seconds"):
+        call_segment(server[0], long_clip, mask, "overlay")
+    big = tmp_path / "big.mp4"
+    big.write_bytes(np.random.default_rng(0).bytes(2 * 1024 * 1024))
+    with pytest.raises(Exception, match="(?i)size|large|413"):
+        call_segment(server[0], big, mask, "overlay")
+
+
+def test_session_files_are_not_served(server, clip, mask):
+    url, workspace = server
+    call_segment(url, clip, mask, "overlay")
+    produced = next(workspace.root.rglob("overlay.mp4"))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{url}gradio_api/file={produced}")
+    assert refused.value.code == 403

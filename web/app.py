@@ -1,0 +1,417 @@
+"""`python -m web.app` — the browser face of MobileVOS, a Gradio app that works offline.
+
+The user uploads a clip (or picks the bundled example), scrubs to a frame, marks objects with clicks, a box
+and a brush (`web.annotate`), previews a few tracked frames, then runs the whole clip (`web.pipeline`) and
+downloads the outputs. A named endpoint `/segment` does the same for scripts via `gradio_client`.
+Each browser session works in its own temporary folder, removed when the session ends; heavy work is queued.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no telemetry calls
+
+import argparse
+import atexit
+import re
+import shutil
+import tempfile
+import uuid
+from contextlib import closing
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from core import effects
+from core.masks import MaskError, read_mask
+from core.tracker import TrackerConfig
+from core.video import VideoError, VideoInfo, open_video
+from web import annotate
+from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
+
+EXAMPLE_CLIP = Path(__file__).resolve().parent.parent / "samples" / "judo"
+MODES: dict[str, annotate.MarkKind] = {
+    "Positive click": "positive",
+    "Negative click": "negative",
+    "Box (two corners)": "box",
+    "Brush: add": "brush_add",
+    "Brush: erase": "brush_erase",
+}
+MAX_OBJECTS = 8
+_THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Server, limits and tracker settings (the command-line flags)."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    max_upload_mb: int = 200
+    max_seconds: float = 120.0
+    preview_frames: int = 8
+    queue_size: int = 16
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+
+@dataclass
+class Session:
+    """One browser session's state: the clip, the frame on screen, and the marks per frame index."""
+
+    video: str | None = None
+    info: VideoInfo | None = None
+    frame_index: int = 0
+    frame: np.ndarray | None = None  # (H, W, 3) RGB of frame_index
+    marks: dict[int, tuple[annotate.Mark, ...]] = field(default_factory=dict)
+    pending: annotate.BoxStart | None = None
+    labels: dict[int, np.ndarray] = field(default_factory=dict)  # frame index → (H, W) uint8
+    results: dict[str, str] = field(default_factory=dict)  # output name → file
+
+
+class Workspace:
+    """Per-session temporary folders under one root, removed when a session ends and at exit."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="mobilevos-web-"))
+        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+
+    def folder(self, request: gr.Request | None) -> Path:
+        """A fresh folder for one job of the session that sent `request`."""
+        session = (request.session_hash if request is not None else None) or "anonymous"
+        folder = self.root / _safe_name(session) / uuid.uuid4().hex[:12]
+        folder.mkdir(parents=True)
+        return folder
+
+    def release(self, request: gr.Request) -> None:
+        """Remove every folder of the session that sent `request` (called when its browser tab closes)."""
+        if request.session_hash:
+            shutil.rmtree(self.root / _safe_name(request.session_hash), ignore_errors=True)
+
+
+def probe_clip(path: str, max_seconds: float) -> VideoInfo:
+    """Open `path`, check its duration against `max_seconds`, return its info (frame count filled in)."""
+    with open_video(path) as reader:
+        info = reader.info
+        if info.num_frames is None:
+            info = replace(info, num_frames=sum(1 for _ in reader))
+    if info.num_frames == 0:
+        raise VideoError(f"{Path(path).name}: the clip has no frames; upload a different video")
+    seconds = info.num_frames / float(info.fps or Fraction(25))
+    if seconds > max_seconds:
+        raise VideoError(
+            f"{Path(path).name}: the clip lasts {seconds:.1f} s, more than the {max_seconds:g} s allowed; "
+            "trim it or start the app with a larger --max-seconds"
+        )
+    return info
+
+
+def read_frame(path: str, index: int) -> np.ndarray:
+    """Decode frame `index` of `path` → (H, W, 3) RGB (streams up to it; never holds the whole clip)."""
+    with open_video(path) as reader:
+        for frame in reader:
+            if frame.index == index:
+                return frame.image
+    raise VideoError(f"{Path(path).name}: there is no frame {index}; pick a frame inside the clip")
+
+
+def user_error(error: Exception) -> gr.Error:
+    """A one-line error for the browser: the message with server folders stripped from any file path."""
+    return gr.Error(re.sub(r"/\S*/", "", str(error)).splitlines()[0])
+
+
+def annotated_view(session: Session) -> np.ndarray | None:
+    """The current frame with its objects' overlay and the marks drawn on top → (H, W, 3) RGB."""
+    if session.frame is None:
+        return None
+    labels = session.labels.get(session.frame_index)
+    image = session.frame if labels is None else effects.overlay(session.frame, labels)
+    return annotate.render_marks(image, session.marks.get(session.frame_index, ()), session.pending)
+
+
+def update_marks(session: Session, marks: tuple[annotate.Mark, ...], pending: annotate.BoxStart | None) -> Session:
+    """Store the marks of the frame on screen and recompute its label map (a frame without marks drops out)."""
+    index = session.frame_index
+    session.pending = pending
+    if marks:
+        session.marks[index] = marks
+        session.labels[index] = annotate.labels_from_marks(session.frame, marks)
+    else:
+        session.marks.pop(index, None)
+        session.labels.pop(index, None)
+    return session
+
+
+def annotations_of(session: Session) -> dict[int, np.ndarray]:
+    """The non-empty label maps by frame index, ready for the tracker."""
+    return {index: labels for index, labels in session.labels.items() if labels.any()}
+
+
+def marks_summary(session: Session) -> str:
+    """One line listing the annotated frames and their objects."""
+    if not session.marks:
+        return "No objects marked yet: click on an object in the frame."
+    parts = [f"frame {index}: objects {', '.join(map(str, annotate.annotated_ids(marks)))}"
+             for index, marks in sorted(session.marks.items())]
+    return "Marked — " + "; ".join(parts)
+
+
+def legend_html() -> str:
+    """Colour swatches of the object ids, so the user can tell the objects apart."""
+    swatches = []
+    for object_id in range(1, MAX_OBJECTS + 1):
+        r, g, b = annotate.object_colour(object_id)
+        swatches.append(f'<span style="display:inline-block;margin-right:10px"><span style="display:inline-block;'
+                        f'width:12px;height:12px;background:rgb({r},{g},{b});border-radius:2px"></span> '
+                        f"{object_id}</span>")
+    return "<div>" + "".join(swatches) + "</div>"
+
+
+def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Blocks:
+    """The Gradio Blocks of the app, wired to `config`; call `.launch` (or `serve`) to start it."""
+    workspace = workspace or Workspace()
+    hidden = "undocumented"
+
+    def load_clip(path: str | None, session: Session):
+        if not path:
+            raise gr.Error("No file received; choose a video file to upload.")
+        try:
+            info = probe_clip(path, config.max_seconds)
+            frame = read_frame(path, 0)
+        except VideoError as error:
+            raise user_error(error) from None
+        session = Session(video=path, info=info, frame=frame)
+        status = (f"Loaded {Path(path).name}: {info.width}×{info.height}, {info.num_frames} frames at "
+                  f"{float(info.fps):.2f} fps. Click on an object to mark it.")
+        slider = gr.Slider(minimum=0, maximum=max(info.num_frames - 1, 1), value=0, step=1, interactive=True)
+        return annotated_view(session), slider, status, marks_summary(session), session
+
+    def load_example(session: Session):
+        return load_clip(str(EXAMPLE_CLIP), session)
+
+    def seek(index: float, session: Session):
+        if session.video is None:
+            raise gr.Error("Upload a clip first.")
+        try:
+            session.frame = read_frame(session.video, int(index))
+        except VideoError as error:
+            raise user_error(error) from None
+        session.frame_index, session.pending = int(index), None
+        return annotated_view(session), session
+
+    def click(mode: str, object_id: float, brush: float, session: Session, event: gr.SelectData):
+        if session.frame is None:
+            raise gr.Error("Upload a clip (or pick the example) before marking objects.")
+        x, y = (int(v) for v in event.index)
+        marks, pending = annotate.add_click(session.marks.get(session.frame_index, ()), session.pending,
+                                            MODES[mode], int(object_id), x, y, int(brush))
+        session = update_marks(session, marks, pending)
+        return annotated_view(session), marks_summary(session), session
+
+    def undo(session: Session):
+        marks, pending = annotate.undo(session.marks.get(session.frame_index, ()), session.pending)
+        session = update_marks(session, marks, pending)
+        return annotated_view(session), marks_summary(session), session
+
+    def clear_object(object_id: float, session: Session):
+        marks = annotate.clear(session.marks.get(session.frame_index, ()), int(object_id))
+        session = update_marks(session, marks, None)
+        return annotated_view(session), marks_summary(session), session
+
+    def clear_frame(session: Session):
+        session = update_marks(session, (), None)
+        return annotated_view(session), marks_summary(session), session
+
+    def preview(session: Session, progress=gr.Progress()):
+        annotations = _checked_annotations(session)
+        try:
+            overlays = preview_overlays(session.video, annotations, config.preview_frames, config.tracker,
+                                        lambda done: progress((done, config.preview_frames), desc="Preview"))
+        except (VideoError, MaskError) as error:
+            raise user_error(error) from None
+        first = min(annotations)
+        return [(image, f"frame {first + i}") for i, image in enumerate(overlays)]
+
+    def run(chosen: list[str], colour: str, blur: float, session: Session, request: gr.Request,
+            progress=gr.Progress()):
+        annotations = _checked_annotations(session)
+        outputs = tuple(name for name in OUTPUTS if OUTPUTS[name][1] in chosen)
+        if not outputs:
+            raise gr.Error("Choose at least one output to produce.")
+        settings = RunSettings(outputs=outputs, background=_parse_colour(colour), blur_strength=_odd(blur),
+                               tracker=config.tracker)
+        results: dict = {}
+        done = 0
+        try:
+            with closing(run_outputs(session.video, annotations, workspace.folder(request), settings,
+                                     results)) as steps:
+                for step in steps:
+                    done = step.done
+                    progress((step.done, step.total), desc="Tracking", unit="frames")
+                    yield f"Tracking… frame {step.done} of {step.total or '?'}", *[gr.skip()] * 3, session
+        except (VideoError, MaskError) as error:
+            raise user_error(error) from None
+        session.results = {name: str(path) for name, path in results.items()}
+        shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
+        yield (f"Done: {len(results)} outputs for {done} frames.", show_output(shown[0] if shown else None, session),
+               gr.Dropdown(choices=shown, value=shown[0] if shown else None), list(session.results.values()),
+               session)
+
+    def show_output(label: str | None, session: Session):
+        name = next((name for name, (_, text) in OUTPUTS.items() if text == label), None)
+        return session.results.get(name) if name else None
+
+    def cancelled():
+        return "Run cancelled: nothing was written. Change the annotation or outputs and run again."
+
+    def segment(video: str | None, mask: str | None, output: str, frame: float, request: gr.Request) -> str:
+        """Track `video` from the annotation `mask` (a palette PNG of frame `frame`) and return one output."""
+        if not video or not mask:
+            raise gr.Error("Send both a video file and an annotation mask image.")
+        if output not in OUTPUTS:
+            raise gr.Error(f"Unknown output {output!r}; choose one of {', '.join(OUTPUTS)}.")
+        try:
+            probe_clip(video, config.max_seconds)
+            labels = read_mask(mask)
+            results: dict = {}
+            settings = RunSettings(outputs=(output,), tracker=config.tracker)
+            for _ in run_outputs(video, {int(frame): labels}, workspace.folder(request), settings, results):
+                pass
+        except (VideoError, MaskError) as error:
+            raise user_error(error) from None
+        return str(results[output])
+
+    def _checked_annotations(session: Session) -> dict[int, np.ndarray]:
+        if session.video is None:
+            raise gr.Error("Upload a clip (or pick the example) first.")
+        annotations = annotations_of(session)
+        if not annotations:
+            raise gr.Error("No object is marked: click on an object (or draw a box) before previewing or running.")
+        return annotations
+
+    with gr.Blocks(title="MobileVOS", analytics_enabled=False, delete_cache=(600, 3600)) as app:
+        session = gr.State(Session())
+        gr.Markdown("# MobileVOS\nMark an object on one frame; MobileVOS follows it through the clip.")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                upload = gr.File(label="1. Upload a clip", file_types=[".mp4", ".webm", ".mov", ".mkv", ".avi",
+                                                                       ".m4v"], elem_id="upload")
+                example = gr.Button("…or use the bundled example (judo)", size="sm", elem_id="example",
+                                    visible=EXAMPLE_CLIP.is_dir())
+                status = gr.Markdown("Upload a clip to start.", elem_id="status")
+                mode = gr.Radio(list(MODES), value="Positive click", label="2. Click mode", elem_id="mode")
+                object_id = gr.Radio(list(range(1, MAX_OBJECTS + 1)), value=1, label="Object", elem_id="object")
+                gr.HTML(legend_html())
+                brush = gr.Slider(2, 60, value=12, step=1, label="Brush radius (pixels)")
+                with gr.Row():
+                    undo_button = gr.Button("Undo", size="sm", elem_id="undo")
+                    clear_object_button = gr.Button("Clear object", size="sm")
+                    clear_frame_button = gr.Button("Clear frame", size="sm")
+                summary = gr.Markdown(marks_summary(Session()), elem_id="summary")
+            with gr.Column(scale=2):
+                frame_view = gr.Image(label="Frame — click to mark", interactive=False, type="numpy",
+                                      format="png", elem_id="frame", buttons=[])
+                frame_slider = gr.Slider(0, 1, value=0, step=1, label="Frame (scrub to annotate any frame)",
+                                         interactive=False, elem_id="scrub")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                preview_button = gr.Button("3. Preview a few frames", elem_id="preview")
+                chosen = gr.CheckboxGroup([text for _, text in OUTPUTS.values()],
+                                          value=[OUTPUTS["overlay"][1], OUTPUTS["cutout"][1],
+                                                 OUTPUTS["masks_zip"][1], OUTPUTS["first_mask"][1]],
+                                          label="4. Outputs", elem_id="outputs")
+                colour = gr.ColorPicker("#00b140", label="Replacement background colour")
+                blur = gr.Slider(3, 99, value=31, step=2, label="Background blur strength")
+                with gr.Row():
+                    run_button = gr.Button("Run", variant="primary", elem_id="run")
+                    cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                run_status = gr.Markdown("", elem_id="run-status")
+            with gr.Column(scale=2):
+                gallery = gr.Gallery(label="Preview (overlay)", columns=4, height=220, elem_id="gallery")
+                view = gr.Dropdown([], label="Show output", elem_id="view")
+                player = gr.Video(label="Result", interactive=False, elem_id="player")
+                files = gr.File(label="Download", file_count="multiple", interactive=False, elem_id="files")
+        with gr.Row(visible=False):
+            api_video, api_mask = gr.File(), gr.File()
+            api_output = gr.Dropdown(list(OUTPUTS), value="overlay")
+            api_frame = gr.Number(0, precision=0)
+            api_result = gr.File()
+            api_button = gr.Button()
+
+        annotate_outputs = [frame_view, summary, session]
+        upload.upload(load_clip, [upload, session], [frame_view, frame_slider, status, summary, session],
+                      api_visibility=hidden)
+        example.click(load_example, [session], [frame_view, frame_slider, status, summary, session],
+                      api_visibility=hidden)
+        frame_slider.release(seek, [frame_slider, session], [frame_view, session], api_visibility=hidden)
+        frame_view.select(click, [mode, object_id, brush, session], annotate_outputs, api_visibility=hidden)
+        undo_button.click(undo, [session], annotate_outputs, api_visibility=hidden)
+        clear_object_button.click(clear_object, [object_id, session], annotate_outputs, api_visibility=hidden)
+        clear_frame_button.click(clear_frame, [session], annotate_outputs, api_visibility=hidden)
+        preview_button.click(preview, [session], [gallery], api_visibility=hidden, concurrency_id="tracking",
+                             concurrency_limit=1)
+        run_event = run_button.click(run, [chosen, colour, blur, session],
+                                     [run_status, player, view, files, session], api_visibility=hidden,
+                                     concurrency_id="tracking", concurrency_limit=1)
+        cancel_button.click(cancelled, None, [run_status], cancels=[run_event], api_visibility=hidden)
+        view.change(show_output, [view, session], [player], api_visibility=hidden)
+        api_button.click(segment, [api_video, api_mask, api_output, api_frame], [api_result], api_name="segment",
+                         concurrency_id="tracking", concurrency_limit=1)
+        app.unload(workspace.release)
+    app.queue(default_concurrency_limit=4, max_size=config.queue_size)
+    return app
+
+
+def serve(config: AppConfig, workspace: Workspace | None = None, block: bool = True) -> tuple[gr.Blocks, str]:
+    """Build and launch the app on config.host:config.port → (app, local URL). `block=False` returns at once."""
+    app = build_app(config, workspace)
+    _, url, _ = app.launch(server_name=config.host, server_port=config.port, max_file_size=f"{config.max_upload_mb}mb",
+                           theme=_THEME, ssr_mode=False, share=False, show_error=True, quiet=not block,
+                           prevent_thread_lock=not block, footer_links=["api"], mcp_server=False)
+    return app, url
+
+
+def parse_args(argv: list[str] | None = None) -> AppConfig:
+    """The command line → AppConfig."""
+    parser = argparse.ArgumentParser(prog="python -m web.app", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 for every interface)")
+    parser.add_argument("--port", type=int, default=7860, help="listen port")
+    parser.add_argument("--max-upload-mb", type=int, default=200, help="largest accepted upload, in MB")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="longest accepted clip, in seconds")
+    parser.add_argument("--preview-frames", type=int, default=8, help="frames tracked by Preview")
+    parser.add_argument("--queue-size", type=int, default=16, help="jobs waiting at most before new ones are refused")
+    parser.add_argument("--weights", default=None, help="tracker checkpoint (default: the shipped weights)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="inference device")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
+    args = parser.parse_args(argv)
+    tracker = TrackerConfig(weights=args.weights, device=args.device, threads=args.threads)
+    return AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
+                     preview_frames=args.preview_frames, queue_size=args.queue_size, tracker=tracker)
+
+
+def _parse_colour(text: str) -> tuple[int, int, int]:
+    """'#rrggbb' (or 'rgb(r, g, b)' / 'rgba(...)' as some browsers send) → an RGB tuple."""
+    text = text.strip()
+    if text.startswith("#") and len(text) == 7:
+        return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
+    if text.startswith("rgb"):
+        r, g, b = (round(float(v)) for v in text[text.index("(") + 1 : text.index(")")].split(",")[:3])
+        return r, g, b
+    raise gr.Error(f"Cannot read the colour {text!r}; pick it again with the colour picker.")
+
+
+def _odd(value: float) -> int:
+    """A blur kernel size: the nearest odd integer ≥ 3."""
+    return max(3, int(value) | 1)
+
+
+def _safe_name(session_hash: str) -> str:
+    """A session hash reduced to characters that are safe in a folder name."""
+    return "".join(c for c in session_hash if c.isalnum() or c in "-_")[:64] or "anonymous"
+
+
+if __name__ == "__main__":
+    serve(parse_args())

@@ -1,0 +1,175 @@
+"""The web face's run: decode a clip, track the annotated objects, write the chosen outputs.
+
+Decoding and encoding go through `core.video`, tracking through `core.tracker.Tracker`, compositing through
+`core.effects` — the same code the batch face uses. `run_outputs` is a generator that yields after every frame
+so the caller can report progress and stop early (closing the generator removes the half-written files);
+`preview_overlays` tracks a few frames for a quick look before the full run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core import effects
+from core.masks import MaskError, check_mask, write_mask
+from core.tracker import Tracker, TrackerConfig
+from core.video import VideoWriter, open_video
+
+# Output name → (file name, label shown in the UI).
+OUTPUTS: dict[str, tuple[str, str]] = {
+    "overlay": ("overlay.mp4", "Overlay"),
+    "mask": ("mask.mp4", "Mask video"),
+    "cutout": ("cutout.webm", "Cut-out with alpha (WebM)"),
+    "blur": ("blur.mp4", "Background blurred"),
+    "replace": ("replace.mp4", "Background replaced"),
+    "remove": ("removed.mp4", "Object removed (inpainted)"),
+    "masks_zip": ("masks.zip", "Masks (zip of palette PNGs)"),
+    "first_mask": ("first-mask.png", "Annotated-frame mask (PNG, for the OBS plugin)"),
+}
+VIDEO_OUTPUTS = ("overlay", "mask", "cutout", "blur", "replace", "remove")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What to produce and how: output names from OUTPUTS, effect parameters, tracker configuration."""
+
+    outputs: tuple[str, ...] = ("overlay",)
+    background: tuple[int, int, int] = (0, 177, 64)  # replacement colour, RGB
+    blur_strength: int = 31
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a run: frames done out of `total` (None when the container does not say)."""
+
+    done: int
+    total: int | None
+
+
+def check_annotations(annotations: dict[int, np.ndarray], frame_hw: tuple[int, int], source: str) -> None:
+    """Raise MaskError when no frame is annotated or an annotation is empty or has the wrong size."""
+    if not annotations:
+        raise MaskError(f"{source}: no object is marked; click on an object (or draw a box) before running")
+    for index, labels in sorted(annotations.items()):
+        check_mask(labels, frame_hw, f"{source} frame {index}")
+
+
+def run_outputs(
+    video_path: str, annotations: dict[int, np.ndarray], out_dir: Path, settings: RunSettings,
+    results: dict[str, Path],
+) -> Iterator[Progress]:
+    """Track `video_path` from its first annotated frame and write the chosen outputs into `out_dir`.
+
+    `annotations` maps a frame index to its (H, W) uint8 label map; frames before the first annotation get
+    empty masks. Yields a Progress after each frame; when the run completes, `results` holds output name →
+    file. Closing the generator early leaves no output file behind.
+    """
+    unknown = set(settings.outputs) - set(OUTPUTS)
+    if unknown:
+        raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first_frame = min(annotations) if annotations else 0
+    tracker = Tracker(settings.tracker)
+    remover = effects.ObjectRemover() if "remove" in settings.outputs else None
+    masks_dir = out_dir / "masks"
+    with open_video(video_path) as reader, ExitStack() as stack:
+        info = reader.info
+        check_annotations(annotations, (info.height, info.width), video_path)
+        writers = _open_writers(stack, video_path, info, out_dir, settings.outputs)
+        try:
+            for frame in reader:
+                labels = _track(tracker, frame.index, frame.image, annotations, first_frame)
+                for name, writer in writers.items():
+                    writer.write(_render(name, frame.image, labels, settings, remover))
+                if "masks_zip" in settings.outputs:
+                    write_mask(masks_dir / f"{frame.index:05d}.png", labels)
+                yield Progress(frame.index + 1, info.num_frames)
+        except BaseException:
+            shutil.rmtree(masks_dir, ignore_errors=True)
+            raise
+    for name in writers:
+        results[name] = out_dir / OUTPUTS[name][0]
+    if "masks_zip" in settings.outputs:
+        results["masks_zip"] = _zip_folder(masks_dir, out_dir / OUTPUTS["masks_zip"][0])
+        shutil.rmtree(masks_dir)
+    if "first_mask" in settings.outputs:
+        results["first_mask"] = out_dir / OUTPUTS["first_mask"][0]
+        write_mask(results["first_mask"], annotations[first_frame])
+
+
+def preview_overlays(
+    video_path: str, annotations: dict[int, np.ndarray], frames: int, tracker: TrackerConfig,
+    on_frame: Callable[[int], None] = lambda done: None,
+) -> list[np.ndarray]:
+    """Track `frames` frames from the first annotated frame → their overlays, each (H, W, 3) RGB."""
+    first_frame = min(annotations) if annotations else 0
+    model = Tracker(tracker)
+    overlays: list[np.ndarray] = []
+    with open_video(video_path) as reader:
+        check_annotations(annotations, (reader.info.height, reader.info.width), video_path)
+        for frame in reader:
+            if frame.index < first_frame:
+                continue
+            labels = _track(model, frame.index, frame.image, annotations, first_frame)
+            overlays.append(effects.overlay(frame.image, labels))
+            on_frame(len(overlays))
+            if len(overlays) >= frames:
+                break
+    return overlays
+
+
+def _track(tracker: Tracker, index: int, image: np.ndarray, annotations: dict[int, np.ndarray],
+           first_frame: int) -> np.ndarray:
+    """The (H, W) uint8 labels of one frame: empty before the first annotation, else the tracker's output."""
+    if index < first_frame:
+        return np.zeros(image.shape[:2], dtype=np.uint8)
+    return tracker.step(image, annotations.get(index))
+
+
+def _open_writers(stack: ExitStack, video_path: str, info, out_dir: Path,
+                  outputs: tuple[str, ...]) -> dict[str, VideoWriter]:
+    """One VideoWriter per chosen video output, registered on `stack` so they close (or clean up) together."""
+    writers: dict[str, VideoWriter] = {}
+    for name in VIDEO_OUTPUTS:
+        if name not in outputs:
+            continue
+        alpha = name == "cutout"
+        audio = video_path if info.has_audio and not alpha else None
+        writers[name] = stack.enter_context(VideoWriter(
+            str(out_dir / OUTPUTS[name][0]), info.fps, (info.width, info.height), audio_from=audio, alpha=alpha))
+    return writers
+
+
+def _render(name: str, image: np.ndarray, labels: np.ndarray, settings: RunSettings,
+            remover: effects.ObjectRemover | None) -> np.ndarray:
+    """One output frame of video output `name`: (H, W, 3) RGB, or (H, W, 4) RGBA for the cut-out."""
+    if name == "overlay":
+        return effects.overlay(image, labels)
+    if name == "mask":
+        return effects.mask_image(labels)
+    if name == "cutout":
+        return effects.cutout(image, labels)
+    if name == "blur":
+        return effects.blur_background(image, labels, settings.blur_strength)
+    if name == "replace":
+        return effects.replace_background(image, labels, settings.background)
+    assert remover is not None
+    return remover(image, labels)
+
+
+def _zip_folder(folder: Path, target: Path) -> Path:
+    """Zip the PNGs of `folder` into `target` atomically (temporary name, then rename)."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+        for png in sorted(folder.glob("*.png")):
+            archive.write(png, arcname=png.name)
+    tmp.replace(target)
+    return target
