@@ -26,13 +26,9 @@ def mask_image(labels: np.ndarray) -> np.ndarray:
 def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Objects tinted with their palette colour at `alpha`, each outlined by a 1-pixel line in full colour."""
     colours = _PALETTE[labels]  # (H, W, 3)
-    objects = labels > 0
-    out = image.copy()
     tinted = cv2.addWeighted(image, 1.0 - alpha, colours, alpha, 0.0)
-    out[objects] = tinted[objects]
-    edges = _edges(labels)
-    out[edges] = colours[edges]
-    return out
+    out = np.where((labels > 0)[..., None], tinted, image)
+    return np.where(_edges(labels)[..., None], colours, out)
 
 
 def cutout(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -47,8 +43,8 @@ def blur_background(image: np.ndarray, labels: np.ndarray, strength: int = 31) -
     that fades outwards over about a quarter of the kernel."""
     kernel = max(3, strength | 1)
     blurred = cv2.GaussianBlur(image, (kernel, kernel), 0)
-    weight = _feathered(labels > 0, max(3, (kernel // 4) | 1))[..., None]  # (H, W, 1), 1 on objects
-    return (weight * image + (1.0 - weight) * blurred + 0.5).astype(np.uint8)
+    weight = _feathered(labels > 0, max(3, (kernel // 4) | 1))  # (H, W) float32, 1 on objects
+    return cv2.blendLinear(image, blurred, weight, 1.0 - weight)
 
 
 def replace_background(
@@ -89,16 +85,12 @@ class ObjectRemover:
             self._plate = np.zeros_like(image)
             self._seen = np.zeros(labels.shape, dtype=bool)
         hole = _grow(labels > 0, self.margin)  # (H, W)
-        background = ~hole
-        self._plate[background] = image[background]
-        self._seen |= background
-        out = image.copy()
-        from_plate = hole & self._seen
-        out[from_plate] = self._plate[from_plate]
+        np.copyto(self._plate, image, where=~hole[..., None])
+        self._seen |= ~hole
+        out = np.where((hole & self._seen)[..., None], self._plate, image)  # (H, W, 3)
         unseen = hole & ~self._seen
         if unseen.any():
-            filled = _inpaint(out, unseen, self.inpaint_radius)
-            out[unseen] = filled[unseen]
+            np.copyto(out, _inpaint(out, unseen, self.inpaint_radius), where=unseen[..., None])
         return out
 
 

@@ -493,7 +493,8 @@ def _decoder(stream: av.VideoStream, alpha: bool, path: Path) -> av.CodecContext
 
 def _rotation(frame: av.VideoFrame, stream: av.VideoStream) -> int:
     """Clockwise display rotation (0/90/180/270): the frame's display matrix, else the stream's "rotate" tag."""
-    clockwise = -frame.rotation if frame.rotation else int(float(stream.metadata.get("rotate", 0)))
+    tags = {key.lower(): value for key, value in stream.metadata.items()}  # Matroska tags are upper-case
+    clockwise = -frame.rotation if frame.rotation else int(float(tags.get("rotate", 0)))
     return (round(clockwise / 90) * 90) % 360
 
 

@@ -31,15 +31,19 @@ def encode_video(
     *,
     audio: bool = True,
     rotation: int = 0,
+    rotate_tag: bool = False,
     options: dict[str, str] | None = None,
 ) -> Path:
     """Encode RGB frames as H.264 yuv420p with PyAV; `audio` adds a mono AAC sine tone as long as the video;
-    `rotation` is the clockwise display rotation written as the stream's display matrix."""
+    `rotation` is the clockwise display rotation, written as the stream's display matrix, or with `rotate_tag`
+    as the legacy "rotate" stream tag (kept by Matroska, not by MP4)."""
     container = av.open(str(path), "w", options=options or {})
     video = container.add_stream("libx264", rate=fps)
     video.height, video.width = frames[0].shape[:2]
     video.pix_fmt = "yuv420p"
-    if rotation:
+    if rotation and rotate_tag:
+        video.metadata["rotate"] = str(rotation)
+    elif rotation:
         video.set_display_rotation(-rotation)  # PyAV takes counter-clockwise degrees
     tone = None
     if audio:
@@ -86,7 +90,8 @@ def judo_mp4(tmp_path_factory: pytest.TempPathFactory, judo_frames: list[np.ndar
 
 @pytest.fixture
 def make_video(tmp_path: Path) -> Callable[..., Path]:
-    """Factory: make_video(name, frames, fps=25, audio=True, rotation=0, options=None) → path in tmp_path."""
+    """Factory: make_video(name, frames, fps=25, audio=True, rotation=0, rotate_tag=False, options=None) → path
+    in tmp_path."""
 
     def make(name: str, frames: Sequence[np.ndarray], fps: int = 25, **kwargs: object) -> Path:
         return encode_video(tmp_path / name, frames, fps, **kwargs)

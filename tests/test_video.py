@@ -93,9 +93,9 @@ def test_odd_size_is_padded_to_even(judo_frames: list[np.ndarray], tmp_path: Pat
     assert mean_abs_diff(image[:479, :853], odd[0]) < 4.0
 
 
-@pytest.mark.parametrize("rotation", [90, 270])
-def test_rotation_metadata_is_applied(make_video, judo_frames: list[np.ndarray], rotation: int) -> None:
-    path = make_video("rotated.mp4", judo_frames[:2], audio=False, rotation=rotation)
+@pytest.mark.parametrize(("name", "rotation"), [("matrix.mp4", 90), ("matrix.mp4", 270), ("tag.mkv", 90)])
+def test_rotation_metadata_is_applied(make_video, judo_frames: list[np.ndarray], name: str, rotation: int) -> None:
+    path = make_video(name, judo_frames[:2], audio=False, rotation=rotation, rotate_tag=name.startswith("tag"))
     with open_video(path) as reader:
         assert reader.info.rotation == rotation
         assert (reader.info.width, reader.info.height) == (480, 854)
