@@ -129,17 +129,20 @@ class _ContainerReader(VideoReader):
     def _open(self) -> None:
         """Open the container, pick the video stream and decode the first frame (which validates the file)."""
         self._container = _open_container(self._path)
-        if not self._container.streams.video:
+        try:
+            if not self._container.streams.video:
+                raise VideoError(f"{self._path}: has no video stream; pass a video file or a folder of frames")
+            self._stream = self._container.streams.video[0]
+            self._decoder = _decoder(self._stream, self._alpha, self._path)
+            self._frames = self._decode()
+            first = next(self._frames, None)
+            if first is None:
+                raise VideoError(f"{self._path}: holds no decodable video frame (empty or truncated); {_FIX_DAMAGED}")
+        except VideoError:
             self._container.close()
-            raise VideoError(f"{self._path}: has no video stream; pass a video file or a folder of frames")
-        self._stream = self._container.streams.video[0]
-        self._decoder = _decoder(self._stream, self._alpha, self._path)
-        self._frames = self._decode()
-        self._first = next(self._frames, None)
-        if self._first is None:
-            self._container.close()
-            raise VideoError(f"{self._path}: holds no decodable video frame (empty or truncated); {_FIX_DAMAGED}")
-        self._first_pts = self._first.pts
+            raise
+        self._first = first
+        self._first_pts = first.pts
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         """Decoded frames in display order; FFmpeg failures become VideoError."""
@@ -388,8 +391,15 @@ class _ContainerSink:
 class _AudioCopy:
     """Copies one audio stream into an output container, interleaved with the video as it is written."""
 
-    def __init__(self, source: av.container.InputContainer, stream: av.AudioStream, output: av.container.OutputContainer,
-                 remux: bool, start: float, target: Path) -> None:
+    def __init__(
+        self,
+        source: av.container.InputContainer,
+        stream: av.AudioStream,
+        output: av.container.OutputContainer,
+        remux: bool,
+        start: float,
+        target: Path,
+    ) -> None:
         self._source, self._in, self._remux, self._start, self._target = source, stream, remux, start, target
         if remux:
             self._out = output.add_stream_from_template(stream)

@@ -232,3 +232,13 @@ def test_audio_only_and_missing_files_are_video_errors(tmp_path: Path) -> None:
     empty_folder.mkdir()
     with pytest.raises(VideoError, match="no .jpg/.png frames"):
         open_video(empty_folder)
+
+
+def test_frame_folder_with_a_bad_or_odd_sized_frame(tmp_path: Path, judo_frames: list[np.ndarray]) -> None:
+    cv2.imwrite(str(tmp_path / "00000.png"), judo_frames[0])
+    cv2.imwrite(str(tmp_path / "00001.png"), judo_frames[1][:240])
+    with pytest.raises(VideoError, match=r"00001\.png: frame is 854×240 but the first frame is 854×480"):
+        list(open_video(tmp_path))
+    (tmp_path / "00001.png").write_bytes(b"broken")
+    with pytest.raises(VideoError, match=r"00001\.png: cannot read"):
+        list(open_video(tmp_path))
