@@ -1,0 +1,227 @@
+"""`python -m plugin.obs`: keep an OBS source masked, cut out or background-blurred live, no green screen.
+
+Connects to OBS Studio's built-in obs-websocket v5 server, tracks the chosen object with the MobileVOS tracker
+and drives OBS's own Image Mask/Blend filter (see `plugin.stage` for the scene rig and `plugin.session` for
+the loop). Also: `--list` (sources), `--annotate` (re-annotate a running plugin through a CustomEvent) and
+`--bench` (end-to-end FPS and latency at 640×360 and 1280×720).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from core.masks import MaskError
+from plugin.session import MODES, Annotation, FrameResult, LiveSession, SessionConfig
+from plugin.stage import Connection, ObsStage, StageError
+
+BENCH_SIZES = ((640, 360), (1280, 720))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the size as WIDTHxHEIGHT, e.g. 640x360") from None
+    return width, height
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (int(float(v)) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the box as x,y,w,h in the source's pixels") from None
+    return x, y, w, h
+
+
+def parse_ids(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give object ids as a comma list, e.g. 1,2") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="python -m plugin.obs", description=__doc__.splitlines()[0])
+    conn = parser.add_argument_group("connection (OBS → Tools → WebSocket Server Settings)")
+    conn.add_argument("--host", default=env("OBS_WEBSOCKET_HOST", "127.0.0.1"), help="env OBS_WEBSOCKET_HOST")
+    conn.add_argument("--port", type=int, default=int(env("OBS_WEBSOCKET_PORT", "4455")), help="env OBS_WEBSOCKET_PORT")
+    conn.add_argument("--password", default=env("OBS_WEBSOCKET_PASSWORD", ""), help="env OBS_WEBSOCKET_PASSWORD")
+    parser.add_argument("--source", help="the OBS source (input) to mask, by name")
+    parser.add_argument("--scene", help="the scene to work in (default: the program scene, else the first with it)")
+    parser.add_argument("--mode", choices=MODES, default="mask",
+                        help="mask: keep the object; blur: blur the background; hide: hide the object")
+    ann = parser.add_argument_group("first annotation (one of)")
+    ann.add_argument("--mask", type=Path, help="a mask PNG (palette, binary, or the web app's exported mask)")
+    ann.add_argument("--box", type=parse_box, help="x,y,w,h in the source's pixels; GrabCut turns it into a mask")
+    parser.add_argument("--objects", type=parse_ids, default=(), help="object ids to act on (default: all)")
+    parser.add_argument("--size", type=parse_size, default=(640, 360), help="capture size WxH (default 640x360)")
+    parser.add_argument("--jpeg-quality", type=int, default=80, help="screenshot JPEG quality (default 80)")
+    parser.add_argument("--blur", type=int, default=31, help="blur kernel in --mode blur (default 31)")
+    parser.add_argument("--frames", type=int, help="stop after N tracked frames")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--wait-for-source", action="store_true", help="wait for a missing source instead of failing")
+    trk = parser.add_argument_group("tracker")
+    trk.add_argument("--weights", help="checkpoint (default: the shipped weights)")
+    trk.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    trk.add_argument("--threads", type=int, help="CPU threads for the tracker")
+    trk.add_argument("--track-size", type=int, help="tracker short side in pixels (default: the capture size)")
+    act = parser.add_argument_group("other actions")
+    act.add_argument("--list", action="store_true", help="list OBS's sources and scenes, then exit")
+    act.add_argument("--annotate", action="store_true",
+                     help="send --mask/--box to a running plugin for --source (re-annotate), then exit")
+    act.add_argument("--bench", action="store_true", help="measure FPS and latency at 640x360 and 1280x720")
+    act.add_argument("--bench-frames", type=int, default=40, help="frames per size in --bench (default 40)")
+    parser.add_argument("--work-dir", type=Path, help="where the mask images for OBS go (default: a temp dir)")
+    return parser
+
+
+def make_tracker(args: argparse.Namespace):
+    from core.tracker import Tracker, TrackerConfig
+
+    return Tracker(TrackerConfig(weights=args.weights, device=args.device, threads=args.threads,
+                                 size=args.track_size))
+
+
+def make_stage(args: argparse.Namespace, size: tuple[int, int] | None = None) -> ObsStage:
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="mobilevos-obs-"))
+    return ObsStage(Connection(args.host, args.port, args.password), args.source, args.scene, work_dir,
+                    size or args.size, args.jpeg_quality)
+
+
+def annotation_from(args: argparse.Namespace) -> Annotation:
+    if (args.mask is None) == (args.box is None):
+        raise MaskError("give exactly one first annotation: --mask FILE or --box x,y,w,h")
+    if args.mask is not None and not args.mask.is_file():
+        raise MaskError(f"{args.mask}: no such mask file; pass the PNG exported from the web app or any mask PNG")
+    return Annotation(mask_path=args.mask.resolve() if args.mask else None, box=args.box)
+
+
+def list_sources(args: argparse.Namespace) -> None:
+    stage = make_stage(args)
+    stage.connect()
+    try:
+        for scene in (s["sceneName"] for s in reversed(stage.call("GetSceneList")["scenes"])):
+            print(f"scene {scene!r}: " + ", ".join(repr(n) for n in stage.scene_sources(scene)))
+        print("sources: " + ", ".join(repr(i["inputName"]) for i in stage.call("GetInputList")["inputs"]))
+    finally:
+        stage.disconnect()
+
+
+def send_annotation(args: argparse.Namespace) -> None:
+    annotation = annotation_from(args)
+    stage = make_stage(args)
+    stage.connect()
+    try:
+        data = {"mobilevos": "annotate", "source": args.source}
+        data |= {"mask": str(annotation.mask_path)} if annotation.mask_path else {"box": list(annotation.box)}
+        stage.broadcast(data)
+    finally:
+        stage.disconnect()
+    print(f"sent a new annotation for {args.source!r}")
+
+
+def watch_stdin(session: LiveSession) -> None:
+    """Hotkey in the terminal: a line "r" re-annotates with the first annotation (re-reads the mask file)."""
+    for line in sys.stdin:
+        if line.strip().lower() == "r":
+            session.reannotate()
+
+
+def run_live(args: argparse.Namespace) -> int:
+    annotation = annotation_from(args)
+    config = SessionConfig(mode=args.mode, objects=args.objects, frames=args.frames, duration=args.duration,
+                           blur=args.blur, wait_for_source=args.wait_for_source)
+    bar = tqdm(total=args.frames, unit="frame", dynamic_ncols=True)
+    session = LiveSession(make_stage(args), make_tracker(args), annotation, config,
+                          on_frame=lambda result: progress(bar, session, result),
+                          on_status=lambda message: bar.write(message))
+    signal.signal(signal.SIGINT, lambda *_: stop_then_interrupt(session))
+    signal.signal(signal.SIGTERM, lambda *_: session.stop())
+    if sys.stdin is not None and sys.stdin.isatty():
+        bar.write('type "r" + Enter to re-annotate; Ctrl-C to stop (the scene is put back as it was)')
+        threading.Thread(target=watch_stdin, args=(session,), daemon=True).start()
+    try:
+        frames = session.run()
+    finally:
+        bar.close()
+    print(f"tracked {frames} frames; {session.stats.fps:.1f} FPS, latency {session.stats.latency_ms:.0f} ms; "
+          "scene restored")
+    return 0
+
+
+def stop_then_interrupt(session: LiveSession) -> None:
+    """First Ctrl-C: finish the current frame, restore the scene, exit. Second: stop at once."""
+    if session.stop_event.is_set():
+        raise KeyboardInterrupt
+    session.stop()
+
+
+def progress(bar: tqdm, session: LiveSession, result: FrameResult) -> None:
+    bar.update(1)
+    bar.set_postfix_str(f"{session.stats.fps:.1f} FPS  latency {1000 * result.latency_s:.0f} ms "
+                        f"(capture {1000 * result.capture_s:.0f} + track {1000 * result.track_s:.0f} "
+                        f"+ show {1000 * result.show_s:.0f})", refresh=False)
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run the live loop for `--bench-frames` at each size; print a Markdown table of FPS and latency."""
+    annotation = annotation_from(args)
+    rows = []
+    for size in BENCH_SIZES:
+        results: list[tuple[float, FrameResult]] = []
+        config = SessionConfig(mode=args.mode, frames=args.bench_frames, wait_for_source=args.wait_for_source)
+        with tqdm(total=args.bench_frames, desc=f"{size[0]}x{size[1]}", unit="frame") as bar:
+            session = LiveSession(make_stage(args, size), make_tracker(args), annotation, config,
+                                  on_frame=lambda r: (results.append((time.perf_counter(), r)), bar.update(1)), on_status=bar.write)
+            signal.signal(signal.SIGINT, lambda *_: stop_then_interrupt(session))
+            session.run()
+        rows.append(bench_row(size, results[min(5, len(results) // 4):]))
+    print("| capture size | FPS | latency mean / p95 (ms) | capture | track | show (ms, mean) |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(row)
+    return 0
+
+
+def bench_row(size: tuple[int, int], timed: list[tuple[float, FrameResult]]) -> str:
+    """One Markdown row from (finish time, result) of the frames after warm-up."""
+    if len(timed) < 2:
+        return f"| {size[0]}×{size[1]} | no frames | | | | |"
+    results = [r for _, r in timed]
+    latency = np.array([r.latency_s for r in results]) * 1000
+    fps = (len(timed) - 1) / (timed[-1][0] - timed[0][0])
+    mean = lambda key: 1000 * float(np.mean([getattr(r, key) for r in results]))  # noqa: E731
+    return (f"| {size[0]}×{size[1]} | {fps:.1f} | {latency.mean():.0f} / {np.percentile(latency, 95):.0f} | "
+            f"{mean('capture_s'):.0f} | {mean('track_s'):.0f} | {mean('show_s'):.0f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.list:
+            list_sources(args)
+            return 0
+        if not args.source:
+            raise StageError("--source NAME is required (run with --list to see OBS's sources)")
+        if args.annotate:
+            send_annotation(args)
+            return 0
+        return bench(args) if args.bench else run_live(args)
+    except (StageError, MaskError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The live loop of the OBS plugin: grab the newest frame, track, show the mask; survive OBS going away.
+
+`LiveSession` talks to OBS only through the small `Stage` interface (`plugin.stage.ObsStage` is the real one),
+so the loop logic is testable without OBS. It is pull-based: a frame is requested only when the tracker is
+free, so there is never a queue — frames OBS rendered meanwhile are simply dropped, and the latency is one
+capture + one tracker step + one mask update.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from core.effects import blur_background
+from core.masks import MaskError, read_mask, resize_labels
+from plugin.stage import AuthFailed, NoFrame, ObsUnavailable, SourceMissing, StageError
+
+MODES = ("mask", "blur", "hide")  # keep the objects / blur the background / hide the objects (inverse mask)
+
+
+class Stage(Protocol):
+    """What the loop needs from OBS."""
+
+    source: str
+
+    def connect(self) -> None: ...
+    def disconnect(self) -> None: ...
+    def setup(self) -> object: ...
+    def restore(self) -> None: ...
+    def grab(self) -> np.ndarray: ...
+    def show(self, alpha: np.ndarray, background: np.ndarray | None = None) -> None: ...
+    def pending_events(self) -> list[dict]: ...
+
+
+class TrackerLike(Protocol):
+    def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray: ...
+    def reset(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """The user's first (or new) annotation: a mask file, or a box in the source's own pixels."""
+
+    mask_path: Path | None = None
+    box: tuple[int, int, int, int] | None = None  # x, y, w, h
+
+    def labels(self, frame: np.ndarray, source_size: tuple[int, int] | None) -> np.ndarray:
+        """The annotation as an (h, w) uint8 label map for `frame` (h, w, 3)."""
+        height, width = frame.shape[:2]
+        if self.mask_path is not None:
+            return resize_labels(read_mask(self.mask_path), (height, width))
+        if self.box is None:
+            raise MaskError("no annotation: pass --mask FILE or --box x,y,w,h")
+        return box_labels(frame, self.box, source_size or (width, height))
+
+    @staticmethod
+    def from_event(data: dict) -> "Annotation | None":
+        """A CustomEvent {"mobilevos": "annotate", "mask": PATH} or {..., "box": [x, y, w, h]} → Annotation."""
+        if data.get("mobilevos") != "annotate":
+            return None
+        if data.get("mask"):
+            return Annotation(mask_path=Path(data["mask"]))
+        if data.get("box"):
+            return Annotation(box=tuple(int(v) for v in data["box"]))
+        return None
+
+
+def box_labels(frame: np.ndarray, box: tuple[int, int, int, int], source_size: tuple[int, int]) -> np.ndarray:
+    """GrabCut inside `box` (x, y, w, h in source pixels) on `frame` → (h, w) labels with object 1.
+
+    Uses the web face's annotation code so a box gives the same mask in both faces.
+    """
+    from web.annotate import Mark, labels_from_marks
+
+    height, width = frame.shape[:2]
+    scale = width / source_size[0]
+    x, y, w, h = box
+    x0, y0 = max(0, round(x * scale)), max(0, round(y * scale))
+    x1, y1 = min(width - 1, round((x + w) * scale)), min(height - 1, round((y + h) * scale))
+    if x1 <= x0 or y1 <= y0:
+        raise MaskError(f"--box {x},{y},{w},{h}: the box is empty or outside the {source_size[0]}×{source_size[1]} "
+                        "source; give x,y,w,h in the source's pixels")
+    labels = labels_from_marks(frame, (Mark("box", 1, x0, y0, x1, y1),))
+    if not labels.any():
+        labels[y0:y1 + 1, x0:x1 + 1] = 1
+    return labels
+
+
+@dataclass
+class SessionConfig:
+    """What the loop does and for how long."""
+
+    mode: str = "mask"
+    objects: tuple[int, ...] = ()      # ids to act on; empty = every tracked object
+    frames: int | None = None          # stop after this many tracked frames
+    duration: float | None = None      # or after this many seconds
+    blur: int = 31                     # blur kernel for mode "blur"
+    retry_max_s: float = 10.0          # longest wait between reconnection attempts
+    give_up_s: float | None = None     # stop when OBS stays away this long (None: keep trying)
+    wait_for_source: bool = False      # at start, wait for a missing source instead of failing
+
+
+@dataclass
+class FrameResult:
+    """One tracked frame, for callers that inspect the run (tests, the benchmark)."""
+
+    index: int
+    frame: np.ndarray     # (h, w, 3) RGB as OBS sent it
+    labels: np.ndarray    # (h, w) uint8
+    alpha: np.ndarray     # (h, w) uint8 shown to OBS (255 = visible)
+    capture_s: float
+    track_s: float
+    show_s: float
+
+    @property
+    def latency_s(self) -> float:
+        """Capture request → OBS acknowledged the new mask (OBS shows it on its next rendered frame)."""
+        return self.capture_s + self.track_s + self.show_s
+
+
+@dataclass
+class Stats:
+    """Rolling FPS and latency over the last frames."""
+
+    window: int = 30
+    times: deque = field(default_factory=lambda: deque(maxlen=31))
+    latencies: deque = field(default_factory=lambda: deque(maxlen=30))
+
+    def add(self, result: FrameResult) -> None:
+        self.times.append(time.perf_counter())
+        self.latencies.append(result.latency_s)
+
+    @property
+    def fps(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / max(1e-9, self.times[-1] - self.times[0])
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * float(np.mean(self.latencies)) if self.latencies else 0.0
+
+
+class LiveSession:
+    """Keeps one OBS source's mask up to date from the tracker until stopped."""
+
+    def __init__(self, stage: Stage, tracker: TrackerLike, annotation: Annotation, config: SessionConfig,
+                 on_frame: Callable[[FrameResult], None] | None = None,
+                 on_status: Callable[[str], None] | None = None):
+        if config.mode not in MODES:
+            raise ValueError(f"--mode {config.mode}: choose one of {', '.join(MODES)}")
+        self.stage = stage
+        self.tracker = tracker
+        self.annotation = annotation
+        self.config = config
+        self.on_frame = on_frame or (lambda result: None)
+        self.on_status = on_status or (lambda message: None)
+        self.stats = Stats()
+        self.stop_event = threading.Event()
+        self.requested: Annotation | None = annotation
+        self.frames_done = 0
+        self.source_size: tuple[int, int] | None = None
+        self._rigged = False
+
+    def reannotate(self, annotation: Annotation | None = None) -> None:
+        """Re-annotate on the next frame (with the first annotation again when none is given)."""
+        self.requested = annotation or self.annotation
+
+    def run(self) -> int:
+        """Loop until `frames` / `duration` / `stop()`; always restores the scene. Returns frames tracked."""
+        start = time.monotonic()
+        try:
+            while not self.stop_event.is_set() and not self.finished(start):
+                self.step_guarded()
+        finally:
+            self.close()
+        return self.frames_done
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def finished(self, start: float) -> bool:
+        frames, duration = self.config.frames, self.config.duration
+        return ((frames is not None and self.frames_done >= frames)
+                or (duration is not None and time.monotonic() - start >= duration))
+
+    def step_guarded(self) -> None:
+        """One step; OBS problems are reported and waited out (AuthFailed and bad annotations propagate)."""
+        try:
+            if not self._rigged:
+                self.open()
+            self.step()
+        except ObsUnavailable as error:
+            self.lost(error)
+        except SourceMissing as error:
+            if self.frames_done == 0 and not self.config.wait_for_source:
+                raise
+            self._rigged = False
+            self.stage.disconnect()
+            self.on_status(f"{error} — waiting for it")
+            self.stop_event.wait(1.0)
+        except NoFrame as error:
+            self.on_status(str(error))
+            if not self._rigged:
+                self.stage.disconnect()
+            self.stop_event.wait(0.2)
+
+    def open(self) -> None:
+        """Connect (with back-off while OBS is away) and build the rig."""
+        self.connect_with_backoff()
+        placement = self.stage.setup()
+        self.source_size = getattr(placement, "source_size", None)
+        self._rigged = True
+        self.on_status(f"attached to {self.stage.source!r}")
+
+    def connect_with_backoff(self) -> None:
+        delay, since = 0.5, time.monotonic()
+        while not self.stop_event.is_set():
+            try:
+                self.stage.connect()
+                return
+            except ObsUnavailable as error:
+                waited = time.monotonic() - since
+                if self.config.give_up_s is not None and waited >= self.config.give_up_s:
+                    raise
+                self.on_status(f"{error} — retrying in {delay:.1f} s")
+                self.stop_event.wait(delay)
+                delay = min(self.config.retry_max_s, delay * 2)
+        raise ObsUnavailable("stopped while waiting for OBS")
+
+    def lost(self, error: StageError) -> None:
+        """The connection dropped: forget it; the next step reconnects and rebuilds the rig."""
+        self.on_status(f"{error} — reconnecting")
+        self.stage.disconnect()
+        self._rigged = False
+
+    def step(self) -> FrameResult:
+        """Grab → (annotate) → track → show, timing each stage."""
+        for data in self.stage.pending_events():
+            annotation = Annotation.from_event(data)
+            if annotation is not None and data.get("source") in (None, self.stage.source):
+                self.reannotate(annotation)
+        t0 = time.perf_counter()
+        frame = self.stage.grab()  # (h, w, 3)
+        t1 = time.perf_counter()
+        mask = None
+        if self.requested is not None:
+            mask = self.requested.labels(frame, self.source_size)
+            self.requested = None
+        labels = self.tracker.step(frame, mask)  # (h, w)
+        alpha = self.alpha(labels)
+        background = blur_background(frame, labels, self.config.blur) if self.config.mode == "blur" else None
+        t2 = time.perf_counter()
+        self.stage.show(alpha, background)
+        t3 = time.perf_counter()
+        result = FrameResult(self.frames_done, frame, labels, alpha, t1 - t0, t2 - t1, t3 - t2)
+        self.frames_done += 1
+        self.stats.add(result)
+        self.on_frame(result)
+        return result
+
+    def alpha(self, labels: np.ndarray) -> np.ndarray:
+        """(h, w) uint8 visibility for OBS: the objects (mask, blur) or everything but them (hide)."""
+        chosen = np.isin(labels, self.config.objects) if self.config.objects else labels > 0
+        if self.config.mode == "hide":
+            chosen = ~chosen
+        return np.where(chosen, np.uint8(255), np.uint8(0))
+
+    def close(self) -> None:
+        """Put the scene back as it was and disconnect (best effort when OBS is already gone)."""
+        try:
+            if self._rigged:
+                self.stage.restore()
+        except StageError as error:
+            self.on_status(f"could not restore the scene: {error}")
+        finally:
+            self._rigged = False
+            self.stage.disconnect()
+
+
+__all__ = ["Annotation", "AuthFailed", "FrameResult", "LiveSession", "MODES", "SessionConfig", "Stage"]

@@ -1,0 +1,391 @@
+"""The OBS side of the live plugin: one obs-websocket v5 connection and the scene rig it keeps in OBS.
+
+Why a wrapper scene: `GetSourceScreenshot` renders a source *with its filters*, so a mask filter on the source
+itself would feed the tracker its own masked output. The rig therefore leaves the source untouched and adds
+one level above it:
+
+    user scene U:  ... S (hidden) [B: blurred background, blur mode only] W (in S's place) ...
+    wrapper scene W = "<S> (MobileVOS)": S at the top-left, Image Mask/Blend filter "MobileVOS mask"
+
+W's item in U copies S's transform, cropped to S's size, so the picture sits exactly where S was. Every new
+mask is a grayscale PNG (white = visible) written atomically, then `SetSourceFilterSettings` makes OBS reload
+it on its next frame. `restore()` puts U back as it was: S visible again, W and B removed. It works from names
+alone, so it also cleans up after a run that was killed or an OBS that was restarted.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import queue
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import obsws_python as obsws
+from obsws_python.error import OBSSDKError, OBSSDKRequestError, OBSSDKTimeoutError
+from websocket import WebSocketException
+
+FILTER_NAME = "MobileVOS mask"
+FILTER_KIND = "mask_filter_v2"
+_NOT_FOUND = 600            # obs-websocket RequestStatus::ResourceNotFound
+_EVENTS = 1 | (1 << 3)      # EventSubscription General (custom events) | Inputs (renames)
+_TOP_LEFT = 5               # OBS_ALIGN_TOP | OBS_ALIGN_LEFT
+_TRANSFORM_KEYS = ("positionX", "positionY", "rotation", "scaleX", "scaleY", "alignment", "boundsType",
+                   "boundsAlignment", "boundsWidth", "boundsHeight")
+
+logging.getLogger("obsws_python").setLevel(logging.CRITICAL)  # it logs every failed request with a traceback
+
+
+class StageError(RuntimeError):
+    """A problem with OBS that the user must fix; the message is one line naming the fix."""
+
+
+class AuthFailed(StageError):
+    """OBS refused the WebSocket password (not worth retrying)."""
+
+
+class ObsUnavailable(StageError):
+    """OBS is not reachable or the connection dropped (retry with back-off)."""
+
+
+class SourceMissing(StageError):
+    """The source is not in OBS (yet, or any more); `names` lists the sources that are."""
+
+    def __init__(self, message: str, names: list[str]):
+        super().__init__(message)
+        self.names = names
+
+
+class RequestFailed(StageError):
+    """OBS answered a request with an error status (`code` is obs-websocket's RequestStatus)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+class NoFrame(StageError):
+    """The source exists but has nothing to show yet (e.g. a media source that has not started)."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where OBS's WebSocket server listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 4455
+    password: str = ""
+    timeout: float = 10.0
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the rig lives: the user's scene, S's item there, and the sizes that map masks onto W."""
+
+    scene: str
+    item_id: int
+    item_index: int
+    source_size: tuple[int, int]  # (w, h) of S in its own pixels
+    canvas: tuple[int, int]       # (w, h) of OBS's base canvas = the size of scene W
+    fit: float                    # S's scale inside W (1 unless S is larger than the canvas)
+
+
+def wrapper_name(source: str) -> str:
+    return f"{source} (MobileVOS)"
+
+
+def background_name(source: str) -> str:
+    return f"{source} (MobileVOS background)"
+
+
+def write_image_atomic(path: Path, image: np.ndarray, ext: str) -> None:
+    """Encode `image` with OpenCV (`ext` like ".png") and move it into place, so readers never see half a file."""
+    ok, data = cv2.imencode(ext, image, [cv2.IMWRITE_PNG_COMPRESSION, 1] if ext == ".png" else [])
+    if not ok:
+        raise StageError(f"{path}: OpenCV could not encode the image as {ext}")
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=ext, dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def mask_on_canvas(alpha: np.ndarray, placement: Placement) -> np.ndarray:
+    """The mask for W: `alpha` (h, w) uint8 over S's area at the top-left, 0 elsewhere, in W's aspect ratio."""
+    height, width = alpha.shape
+    scale = width / (placement.source_size[0] * placement.fit)  # mask pixels per pixel of W
+    canvas_w = max(width, round(placement.canvas[0] * scale))
+    canvas_h = max(height, round(placement.canvas[1] * scale))
+    if (canvas_w, canvas_h) == (width, height):
+        return alpha
+    out = np.zeros((canvas_h, canvas_w), np.uint8)  # (H, W)
+    out[:height, :width] = alpha
+    return out
+
+
+def wrapper_transform(source: dict, placement: Placement) -> dict:
+    """W's transform in U: S's own transform, with W cropped down to S's area so the picture lands in place."""
+    fit = placement.fit
+    width, height = placement.source_size
+    out = {key: source[key] for key in _TRANSFORM_KEYS if key in source}
+    if source.get("boundsType", "OBS_BOUNDS_NONE") == "OBS_BOUNDS_NONE":
+        out.pop("boundsWidth", None)
+        out.pop("boundsHeight", None)
+    out["scaleX"], out["scaleY"] = source["scaleX"] / fit, source["scaleY"] / fit
+    out["cropLeft"] = round(source["cropLeft"] * fit)
+    out["cropTop"] = round(source["cropTop"] * fit)
+    out["cropRight"] = round(source["cropRight"] * fit + placement.canvas[0] - width * fit)
+    out["cropBottom"] = round(source["cropBottom"] * fit + placement.canvas[1] - height * fit)
+    return out
+
+
+def background_transform(source: dict, image_size: tuple[int, int], source_size: tuple[int, int]) -> dict:
+    """B's transform in U: S's transform rescaled for an image of `image_size` showing the same picture."""
+    ratio = source_size[0] / image_size[0]  # pixels of S per pixel of B
+    out = {key: source[key] for key in _TRANSFORM_KEYS if key in source}
+    if source.get("boundsType", "OBS_BOUNDS_NONE") == "OBS_BOUNDS_NONE":
+        out.pop("boundsWidth", None)
+        out.pop("boundsHeight", None)
+    out["scaleX"], out["scaleY"] = source["scaleX"] * ratio, source["scaleY"] * ratio
+    for key in ("cropLeft", "cropTop", "cropRight", "cropBottom"):
+        out[key] = round(source[key] / ratio)
+    return out
+
+
+class ObsStage:
+    """One connection to OBS plus the rig for one source: grab frames, show masks, receive events."""
+
+    def __init__(self, connection: Connection, source: str, scene: str | None, work_dir: Path,
+                 capture_size: tuple[int, int] = (640, 360), jpeg_quality: int = 80):
+        self.connection = connection
+        self.source = source
+        self.scene = scene
+        self.capture_size = capture_size
+        self.jpeg_quality = jpeg_quality
+        self.mask_path = work_dir / "mask.png"
+        self.background_path = work_dir / "background.jpg"
+        self.placement: Placement | None = None
+        self.events: queue.Queue[dict] = queue.Queue()
+        self._client: obsws.ReqClient | None = None
+        self._listener: obsws.EventClient | None = None
+        self._wrapper = wrapper_name(source)
+        self._background = background_name(source)
+        self._background_ready = False
+
+    # -- connection ---------------------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Open the request and event connections; raises AuthFailed or ObsUnavailable."""
+        options = dict(host=self.connection.host, port=self.connection.port,
+                       password=self.connection.password, timeout=self.connection.timeout)
+        try:
+            self._client = obsws.ReqClient(**options)
+            self._listener = obsws.EventClient(subs=_EVENTS, **options)
+        except OBSSDKError as error:
+            self.disconnect()
+            if isinstance(error, OBSSDKTimeoutError):
+                raise ObsUnavailable(f"OBS at {self.connection.url} did not answer in time") from error
+            raise AuthFailed(
+                f"OBS at {self.connection.url} refused the password: pass --password (or set OBS_WEBSOCKET_PASSWORD) "
+                "to the one in OBS → Tools → WebSocket Server Settings") from error
+        except (OSError, WebSocketException, ValueError) as error:
+            self.disconnect()
+            raise ObsUnavailable(
+                f"no OBS WebSocket server at {self.connection.url} ({type(error).__name__}): start OBS and enable "
+                "Tools → WebSocket Server Settings → Enable WebSocket server") from error
+        self._listener.callback.register([self.on_custom_event, self.on_input_name_changed])
+
+    def disconnect(self) -> None:
+        """Close both connections without touching the scene (used when the connection is already gone)."""
+        for client in (self._listener, self._client):
+            if client is not None:
+                try:
+                    client.disconnect()
+                except (OSError, WebSocketException, RuntimeError):
+                    pass
+        self._client = self._listener = None
+
+    def on_custom_event(self, data) -> None:
+        """obs-websocket CustomEvent (sent with BroadcastCustomEvent): its eventData is queued for the session."""
+        self.events.put({key: getattr(data, key) for key in data.attrs()})
+
+    def pending_events(self) -> list[dict]:
+        """Custom events received since the last call."""
+        out = []
+        while not self.events.empty():
+            out.append(self.events.get_nowait())
+        return out
+
+    def on_input_name_changed(self, data) -> None:
+        """Follow a rename of our source at once."""
+        if data.old_input_name == self.source:
+            self.source = data.input_name
+
+    def call(self, request: str, **data) -> dict:
+        """One request → its response data; connection problems become ObsUnavailable."""
+        if self._client is None:
+            raise ObsUnavailable(f"not connected to OBS at {self.connection.url}")
+        try:
+            response = self._client.send(request, data or None, raw=True)
+        except OBSSDKRequestError as error:
+            raise RequestFailed(str(error), error.code) from error
+        except (OBSSDKError, OSError, WebSocketException, ValueError) as error:
+            raise ObsUnavailable(f"lost the connection to OBS at {self.connection.url} ({type(error).__name__})") \
+                from error
+        return response or {}
+
+    # -- frames -------------------------------------------------------------------------------------------
+    def grab(self) -> np.ndarray:
+        """The source's current picture, scaled to fit `capture_size`, as (h, w, 3) RGB (JPEG: the fastest)."""
+        width, height = self.capture_size
+        try:
+            data = self.call("GetSourceScreenshot", sourceName=self.source, imageFormat="jpg", imageWidth=width,
+                             imageHeight=height, imageCompressionQuality=self.jpeg_quality)["imageData"]
+        except RequestFailed as error:
+            if error.code == _NOT_FOUND:
+                self.follow_rename()
+                raise self.missing() from error
+            raise NoFrame(f"OBS has no picture for source {self.source!r} yet ({error})") from error
+        image = cv2.imdecode(np.frombuffer(base64.b64decode(data.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise NoFrame(f"OBS sent an unreadable screenshot of {self.source!r}")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def follow_rename(self) -> None:
+        """If S was renamed while we were away, W still holds it under its new name: adopt that name."""
+        try:
+            items = self.call("GetSceneItemList", sceneName=self._wrapper)["sceneItems"]
+        except RequestFailed:
+            return
+        if len(items) == 1:
+            self.source = items[0]["sourceName"]
+
+    def missing(self) -> SourceMissing:
+        names = sorted(i["inputName"] for i in self.call("GetInputList")["inputs"])
+        return SourceMissing(f"OBS has no source named {self.source!r}; sources: {', '.join(names) or '(none)'}",
+                             names)
+
+    # -- the rig ------------------------------------------------------------------------------------------
+    def setup(self) -> Placement:
+        """Build the rig for S (after removing any left over from an earlier run) and show an all-white mask."""
+        self.restore()
+        scene = self.find_scene()
+        item_id = self.call("GetSceneItemId", sceneName=scene, sourceName=self.source)["sceneItemId"]
+        item = next(i for i in self.call("GetSceneItemList", sceneName=scene)["sceneItems"]
+                    if i["sceneItemId"] == item_id)
+        transform = item["sceneItemTransform"]
+        source_size = (round(transform["sourceWidth"]), round(transform["sourceHeight"]))
+        if min(source_size) <= 0:
+            raise NoFrame(f"source {self.source!r} has no size yet (a media source that has not started?)")
+        video = self.call("GetVideoSettings")
+        canvas = (video["baseWidth"], video["baseHeight"])
+        fit = min(1.0, canvas[0] / source_size[0], canvas[1] / source_size[1])
+        placement = Placement(scene, item_id, item["sceneItemIndex"], source_size, canvas, fit)
+        self.call("CreateScene", sceneName=self._wrapper)
+        inner = self.call("CreateSceneItem", sceneName=self._wrapper, sourceName=self.source)["sceneItemId"]
+        self.call("SetSceneItemTransform", sceneName=self._wrapper, sceneItemId=inner, sceneItemTransform={
+            "positionX": 0.0, "positionY": 0.0, "scaleX": fit, "scaleY": fit, "alignment": _TOP_LEFT,
+            "rotation": 0.0, "boundsType": "OBS_BOUNDS_NONE"})
+        outer = self.call("CreateSceneItem", sceneName=scene, sourceName=self._wrapper,
+                          sceneItemEnabled=item["sceneItemEnabled"])["sceneItemId"]
+        self.call("SetSceneItemIndex", sceneName=scene, sceneItemId=outer, sceneItemIndex=item["sceneItemIndex"] + 1)
+        self.call("SetSceneItemTransform", sceneName=scene, sceneItemId=outer,
+                  sceneItemTransform=wrapper_transform(transform, placement))
+        self.placement = placement
+        self.mask_path.parent.mkdir(parents=True, exist_ok=True)
+        write_image_atomic(self.mask_path, np.full((2, 2), 255, np.uint8), ".png")
+        self.call("CreateSourceFilter", sourceName=self._wrapper, filterName=FILTER_NAME, filterKind=FILTER_KIND,
+                  filterSettings=self.filter_settings())
+        self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=item_id, sceneItemEnabled=False)
+        self._background_ready = False
+        return placement
+
+    def find_scene(self) -> str:
+        """The scene to work in: the one asked for, else the program scene when it holds S, else the first that does."""
+        scenes = [s["sceneName"] for s in self.call("GetSceneList")["scenes"]]
+        holding = [s for s in scenes if self.source in self.scene_sources(s)]
+        if self.scene is not None:
+            if self.scene not in holding:
+                raise SourceMissing(f"scene {self.scene!r} does not show source {self.source!r}; scenes that do: "
+                                    f"{', '.join(holding) or '(none)'}", holding)
+            return self.scene
+        if not holding:
+            names = sorted(i["inputName"] for i in self.call("GetInputList")["inputs"])
+            if self.source in names:
+                raise SourceMissing(f"source {self.source!r} is in no scene: add it to a scene first", names)
+            raise self.missing()
+        program = self.call("GetCurrentProgramScene")["currentProgramSceneName"]
+        return program if program in holding else holding[0]
+
+    def scene_sources(self, scene: str) -> list[str]:
+        return [i["sourceName"] for i in self.call("GetSceneItemList", sceneName=scene)["sceneItems"]]
+
+    def filter_settings(self) -> dict:
+        return {"image_path": str(self.mask_path), "type": "mask_color_filter.effect", "stretch": True}
+
+    def show(self, alpha: np.ndarray, background: np.ndarray | None = None) -> None:
+        """Apply `alpha` (h, w) uint8 (255 = visible) to S's picture; in blur mode also put `background`
+        (h, w, 3) RGB under it."""
+        if self.placement is None:
+            raise StageError("show() before setup()")
+        write_image_atomic(self.mask_path, mask_on_canvas(alpha, self.placement), ".png")
+        self.call("SetSourceFilterSettings", sourceName=self._wrapper, filterName=FILTER_NAME,
+                  filterSettings=self.filter_settings(), overlay=True)
+        if background is not None:
+            self.show_background(background)
+
+    def show_background(self, image: np.ndarray) -> None:
+        """Write the blurred frame to B (created under W on first use) and make OBS reload it."""
+        write_image_atomic(self.background_path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), ".jpg")
+        if self._background_ready:
+            self.call("SetInputSettings", inputName=self._background, inputSettings={"file": str(self.background_path)})
+            return
+        placement = self.placement
+        source = self.call("GetSceneItemTransform", sceneName=placement.scene,
+                           sceneItemId=placement.item_id)["sceneItemTransform"]
+        made = self.call("CreateInput", sceneName=placement.scene, inputName=self._background, inputKind="image_source",
+                         inputSettings={"file": str(self.background_path)}, sceneItemEnabled=True)
+        self.call("SetSceneItemIndex", sceneName=placement.scene, sceneItemId=made["sceneItemId"],
+                  sceneItemIndex=placement.item_index + 1)
+        self.call("SetSceneItemTransform", sceneName=placement.scene, sceneItemId=made["sceneItemId"],
+                  sceneItemTransform=background_transform(source, (image.shape[1], image.shape[0]),
+                                                          placement.source_size))
+        self._background_ready = True
+
+    def restore(self) -> None:
+        """Undo the rig in every scene: S visible again (as W was), W and B removed. Safe to call any time."""
+        scenes = [s["sceneName"] for s in self.call("GetSceneList")["scenes"]]
+        inner = self.scene_sources(self._wrapper) if self._wrapper in scenes else []
+        source = inner[0] if inner else self.source
+        for scene in scenes:
+            if scene == self._wrapper:
+                continue
+            items = sorted(self.call("GetSceneItemList", sceneName=scene)["sceneItems"],
+                           key=lambda i: i["sceneItemIndex"])
+            for wrapper in (i for i in items if i["sourceName"] == self._wrapper):
+                below = [i for i in items if i["sceneItemIndex"] < wrapper["sceneItemIndex"]
+                         and i["sourceName"] != self._background]
+                if below and below[-1]["sourceName"] == source:
+                    self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=below[-1]["sceneItemId"],
+                              sceneItemEnabled=wrapper["sceneItemEnabled"])
+        if self._wrapper in scenes:
+            self.call("RemoveScene", sceneName=self._wrapper)
+        inputs = [i["inputName"] for i in self.call("GetInputList")["inputs"]]
+        if self._background in inputs:
+            self.call("RemoveInput", inputName=self._background)
+        self.placement = None
+        self._background_ready = False
+
+    def broadcast(self, data: dict) -> None:
+        """Send a CustomEvent to every WebSocket client (the re-annotation channel)."""
+        self.call("BroadcastCustomEvent", eventData=data)

@@ -1,0 +1,171 @@
+"""A real OBS Studio for the tests: started headless under Xvfb with software OpenGL, in its own HOME.
+
+`HeadlessOBS` writes a fresh OBS configuration (WebSocket server on a free port, optional password) into a
+temporary HOME, starts `obs` under `xvfb-run`, waits until the WebSocket port answers, and stops the whole
+process group it started. It can be stopped and started again on the same port and HOME (a restart).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+OBS_START_TIMEOUT_S = 120.0  # a loaded 2-core machine with software GL needs 10–25 s, sometimes far more
+CANVAS = (1280, 720)  # (width, height) of OBS's base and output canvas
+
+
+def obs_available() -> bool:
+    """True when Debian's `obs` and `xvfb-run` are installed."""
+    return shutil.which("obs") is not None and shutil.which("xvfb-run") is not None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on `host:port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def _global_ini(port: int, password: str) -> str:
+    return (
+        "[General]\nFirstRun=true\n"
+        "[Basic]\nProfile=Untitled\nProfileDir=Untitled\nSceneCollection=Untitled\nSceneCollectionFile=Untitled\n"
+        "[OBSWebSocket]\nFirstLoad=false\nServerEnabled=true\n"
+        f"ServerPort={port}\nAlertsEnabled=false\n"
+        f"AuthRequired={'true' if password else 'false'}\nServerPassword={password}\n"
+    )
+
+
+def _basic_ini(fps: int) -> str:
+    width, height = CANVAS
+    return (
+        "[General]\nName=Untitled\n"
+        f"[Video]\nBaseCX={width}\nBaseCY={height}\nOutputCX={width}\nOutputCY={height}\n"
+        f"FPSType=1\nFPSInt={fps}\n"
+    )
+
+
+@dataclass
+class HeadlessOBS:
+    """One OBS Studio process tree (xvfb-run → Xvfb + obs) with its own HOME under `home`."""
+
+    home: Path
+    port: int
+    password: str = ""
+    fps: int = 30
+    process: subprocess.Popen | None = None
+
+    def write_config(self) -> None:
+        """Write global.ini (WebSocket settings) and the profile's basic.ini (1280×720 at `fps`)."""
+        config = self.home / ".config" / "obs-studio"
+        (config / "basic" / "profiles" / "Untitled").mkdir(parents=True, exist_ok=True)
+        (config / "global.ini").write_text(_global_ini(self.port, self.password))
+        (config / "basic" / "profiles" / "Untitled" / "basic.ini").write_text(_basic_ini(self.fps))
+
+    def start(self, timeout_s: float = OBS_START_TIMEOUT_S) -> None:
+        """Start OBS and return once its WebSocket port accepts connections; raises RuntimeError otherwise."""
+        if not (self.home / ".config" / "obs-studio" / "global.ini").exists():
+            self.write_config()
+        env = dict(os.environ, HOME=str(self.home), LIBGL_ALWAYS_SOFTWARE="1")
+        log = open(self.home / "obs.log", "ab")
+        self.process = subprocess.Popen(
+            ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24",
+             "obs", "--minimize-to-tray", "--disable-shutdown-check", "--disable-updater"],
+            env=env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"OBS exited with code {self.process.returncode}; see {self.home / 'obs.log'}")
+            if port_open(self.port):
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"OBS did not open port {self.port} within {timeout_s:.0f} s; see {self.home / 'obs.log'}")
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the process group this object started (SIGKILL when `kill`, as a crash would) and wait for it."""
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        while port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def __enter__(self) -> "HeadlessOBS":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "judo"
+CLIP_SOURCE = "clip"
+
+
+def write_clip(path: Path, fps: int = 10) -> Path:
+    """Encode the bundled judo frames (16 frames, 854×480) into an H.264 MP4 at `path`."""
+    from core.video import VideoWriter, open_video
+
+    with open_video(SAMPLE) as reader, VideoWriter(path, fps, (reader.info.width, reader.info.height)) as writer:
+        for frame in reader:
+            writer.write(frame.image)
+    return path
+
+
+def add_clip_source(port: int, clip: Path, password: str = "", scene: str = "Scene") -> None:
+    """Add a looping media source named `CLIP_SOURCE` playing `clip` to `scene`, at the canvas's top-left
+    (nothing to do when OBS restored it from its saved scene collection)."""
+    import obsws_python as obsws
+
+    client = obsws.ReqClient(host="127.0.0.1", port=port, password=password, timeout=30)
+    try:
+        if CLIP_SOURCE in (i["inputName"] for i in client.get_input_list().inputs):
+            return
+        client.create_input(scene, CLIP_SOURCE, "ffmpeg_source",
+                            {"local_file": str(clip), "looping": True, "is_local_file": True}, True)
+    finally:
+        client.disconnect()
+
+
+def main() -> int:
+    """`python -m tests.obs_harness`: start a headless OBS playing the judo clip and run `plugin.obs --bench`."""
+    import tempfile
+
+    from plugin.obs import main as plugin_main
+
+    with tempfile.TemporaryDirectory(prefix="mobilevos-obs-bench-") as tmp:
+        home = Path(tmp)
+        with HeadlessOBS(home, free_port()) as obs:
+            add_clip_source(obs.port, write_clip(home / "judo.mp4"))
+            print(f"headless OBS {CANVAS[0]}×{CANVAS[1]} @ {obs.fps} FPS on port {obs.port}, source {CLIP_SOURCE!r}")
+            return plugin_main(["--port", str(obs.port), "--source", CLIP_SOURCE, "--wait-for-source",
+                                "--mask", str(SAMPLE / "masks" / "00000.png"), "--bench"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

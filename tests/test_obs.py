@@ -1,0 +1,402 @@
+"""The OBS face: the live loop against a fake stage (fast), then the plugin against a real headless OBS Studio.
+
+The integration tests start Debian's OBS under Xvfb (tests/obs_harness.py), play the bundled judo clip in a
+media source and attach the plugin for a few frames. They check the filter OBS reports, compare the mask OBS
+shows with the tracker's own mask for the same frames, and kill / restart OBS mid-run.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.masks import MaskError, read_mask, resize_labels
+from plugin.session import Annotation, LiveSession, SessionConfig
+from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, ObsStage, ObsUnavailable, Placement,
+                          SourceMissing, background_name, mask_on_canvas, wrapper_name, wrapper_transform)
+from tests.obs_harness import (CLIP_SOURCE, SAMPLE, HeadlessOBS, add_clip_source, free_port, obs_available,
+                               write_clip)
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRST_MASK = SAMPLE / "masks" / "00000.png"
+CAPTURE = (320, 180)  # small frames keep the tracker quick on a loaded 2-core machine
+
+
+# -- the loop against a fake stage -------------------------------------------------------------------------
+class FakeStage:
+    """Frames from a list; records what the loop shows and how it (re)connects."""
+
+    def __init__(self, failures: dict[int, Exception] | None = None):
+        self.source = "cam"
+        self.frames = [np.full((18, 32, 3), i, np.uint8) for i in range(100)]
+        self.shown: list[tuple[np.ndarray, np.ndarray | None]] = []
+        self.calls: list[str] = []
+        self.failures = failures or {}
+        self.events: list[dict] = []
+        self.grabs = 0
+
+    def connect(self):
+        self.calls.append("connect")
+
+    def disconnect(self):
+        self.calls.append("disconnect")
+
+    def setup(self):
+        self.calls.append("setup")
+        return Placement("Scene", 1, 0, (64, 36), (64, 36), 1.0)
+
+    def restore(self):
+        self.calls.append("restore")
+
+    def grab(self):
+        self.grabs += 1
+        if self.grabs in self.failures:
+            raise self.failures[self.grabs]
+        return self.frames[self.grabs]
+
+    def show(self, alpha, background=None):
+        self.shown.append((alpha, background))
+
+    def pending_events(self):
+        events, self.events = self.events, []
+        return events
+
+
+class FakeTracker:
+    """Labels: the last mask given, shifted one pixel right per frame; records which steps had a mask."""
+
+    def __init__(self):
+        self.labels = None
+        self.masked_steps: list[int] = []
+        self.steps = 0
+
+    def step(self, frame, mask=None):
+        if mask is not None:
+            self.labels = mask.copy()
+            self.masked_steps.append(self.steps)
+        elif self.labels is None:
+            raise MaskError("the first frame needs an annotation mask")
+        else:
+            self.labels = np.roll(self.labels, 1, axis=1)
+        self.steps += 1
+        return self.labels
+
+    def reset(self):
+        self.labels = None
+
+
+def two_object_mask(tmp_path: Path) -> Path:
+    from core.masks import write_mask
+
+    labels = np.zeros((36, 64), np.uint8)
+    labels[5:15, 5:15] = 1
+    labels[20:30, 40:50] = 2
+    write_mask(tmp_path / "first.png", labels)
+    return tmp_path / "first.png"
+
+
+@pytest.mark.parametrize("mode, objects, inside, outside", [
+    ("mask", (), 255, 0), ("hide", (), 0, 255), ("mask", (2,), 0, 0), ("blur", (), 255, 0)])
+def test_loop_shows_the_tracked_objects_per_mode(tmp_path, mode, objects, inside, outside):
+    stage, tracker = FakeStage(), FakeTracker()
+    session = LiveSession(stage, tracker, Annotation(mask_path=two_object_mask(tmp_path)),
+                          SessionConfig(mode=mode, objects=objects, frames=3))
+    assert session.run() == 3
+    assert stage.calls == ["connect", "setup", "restore", "disconnect"]
+    assert tracker.masked_steps == [0]
+    alpha, background = stage.shown[0]
+    assert alpha.shape == (18, 32) and alpha.dtype == np.uint8  # annotation resized to the frame
+    assert alpha[5, 5] == inside and alpha[1, 30] == outside
+    assert (background is not None) == (mode == "blur")
+
+
+def test_loop_reconnects_after_obs_goes_away_and_follows_a_custom_annotation_event(tmp_path):
+    stage = FakeStage({2: ObsUnavailable("gone"), 3: SourceMissing("renamed", ["cam"])})
+    tracker = FakeTracker()
+    messages: list[str] = []
+    session = LiveSession(stage, tracker, Annotation(mask_path=two_object_mask(tmp_path)),
+                          SessionConfig(frames=4, retry_max_s=0.01), on_status=messages.append)
+    session.stop_event.wait = lambda timeout=None: False  # no real waiting in a unit test
+    stage.events = [{"mobilevos": "annotate", "source": "other", "box": [0, 0, 9, 9]}]  # not for us: ignored
+    session.step_guarded()
+    stage.events = [{"mobilevos": "annotate", "source": "cam", "mask": str(two_object_mask(tmp_path))}]
+    assert session.run() == 4
+    assert stage.calls.count("setup") == 3 and stage.calls[-2:] == ["restore", "disconnect"]
+    assert any("gone" in m for m in messages) and any("renamed" in m for m in messages)
+    assert tracker.masked_steps == [0, 3]  # the event re-annotated the first frame after reconnecting
+
+
+def test_missing_source_at_start_is_an_error_listing_sources(tmp_path):
+    stage = FakeStage({1: SourceMissing("OBS has no source named 'cam'; sources: a, b", ["a", "b"])})
+    session = LiveSession(stage, FakeTracker(), Annotation(mask_path=two_object_mask(tmp_path)), SessionConfig())
+    with pytest.raises(SourceMissing, match="sources: a, b"):
+        session.run()
+    assert stage.calls[-2:] == ["restore", "disconnect"]
+
+
+def test_rig_geometry_puts_the_mask_where_the_source_is():
+    placement = Placement("Scene", 1, 0, (854, 480), (1280, 720), 1.0)
+    alpha = np.full((180, 320), 255, np.uint8)
+    canvas = mask_on_canvas(alpha, placement)  # W is 1280×720; the source covers its top-left 854×480
+    assert canvas.shape == (270, 480) and canvas[:180, :320].all() and not canvas[180:].any()
+    transform = {"positionX": 10.0, "positionY": 20.0, "rotation": 0.0, "scaleX": 0.5, "scaleY": 0.5, "alignment": 5,
+                 "boundsType": "OBS_BOUNDS_NONE", "boundsAlignment": 0, "boundsWidth": 0.0, "boundsHeight": 0.0,
+                 "cropLeft": 4, "cropTop": 0, "cropRight": 0, "cropBottom": 2}
+    out = wrapper_transform(transform, placement)
+    assert (out["cropRight"], out["cropBottom"], out["cropLeft"]) == (1280 - 854, 720 - 480 + 2, 4)
+    assert out["scaleX"] == 0.5 and "boundsWidth" not in out
+
+
+def test_box_annotation_becomes_a_grabcut_mask_inside_the_box():
+    frame = cv2.imread(str(SAMPLE / "00000.jpg"))[..., ::-1]  # (480, 854, 3) RGB
+    labels = Annotation(box=(300, 100, 250, 300)).labels(frame, (854, 480))
+    assert labels.shape == (480, 854) and set(np.unique(labels)) <= {0, 1} and labels.any()
+    assert not labels[:, :290].any() and not labels[:90].any()
+    with pytest.raises(MaskError, match="box"):
+        Annotation(box=(900, 900, 5, 5)).labels(frame, (854, 480))
+
+
+# -- a real OBS --------------------------------------------------------------------------------------------
+needs_obs = pytest.mark.skipif(not obs_available(), reason="OBS Studio (apt package obs-studio) and xvfb-run "
+                               "are not installed; scripts/install-system-deps.sh installs them")
+
+
+@pytest.fixture(scope="module")
+def obs(tmp_path_factory):
+    if not obs_available():
+        pytest.skip("OBS Studio (apt obs-studio) and xvfb-run are not installed")
+    home = tmp_path_factory.mktemp("obs-home")
+    clip = write_clip(home / "judo.mp4")
+    server = HeadlessOBS(home, free_port(), fps=15)
+    server.start()
+    add_clip_source(server.port, clip)
+    server.clip = clip
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def tracker_factory():
+    from core.tracker import Tracker, TrackerConfig
+
+    return lambda: Tracker(TrackerConfig(device="cpu", threads=1))
+
+
+def client(server: HeadlessOBS):
+    import obsws_python as obsws
+
+    return obsws.ReqClient(host="127.0.0.1", port=server.port, password=server.password, timeout=30)
+
+
+def scene_state(server: HeadlessOBS) -> dict:
+    """What the user sees: scenes, their items (name, enabled, index) and each input's filters."""
+    c = client(server)
+    try:
+        scenes = {s["sceneName"]: sorted((i["sourceName"], i["sceneItemEnabled"], i["sceneItemIndex"])
+                                         for i in c.get_scene_item_list(s["sceneName"]).scene_items)
+                  for s in c.get_scene_list().scenes}
+        filters = {i["inputName"]: c.get_source_filter_list(i["inputName"]).filters for i in c.get_input_list().inputs}
+        return {"scenes": scenes, "filters": filters}
+    finally:
+        c.disconnect()
+
+
+def screenshot_alpha(server: HeadlessOBS, source: str, size: tuple[int, int]) -> np.ndarray:
+    """The alpha channel OBS renders for `source` at `size` (PNG keeps alpha) → (h, w) uint8."""
+    c = client(server)
+    try:
+        data = c.get_source_screenshot(source, "png", size[0], size[1], -1).image_data
+    finally:
+        c.disconnect()
+    image = cv2.imdecode(np.frombuffer(base64.b64decode(data.split(",", 1)[1]), np.uint8), cv2.IMREAD_UNCHANGED)
+    return image[..., 3]
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a > 127) == (b > 127)))
+
+
+def make_session(server, tracker, mode="mask", frames=3, annotation=None, on_frame=None, messages=None, tmp=None):
+    stage = ObsStage(Connection(port=server.port, password=server.password, timeout=30), CLIP_SOURCE, None,
+                     Path(tmp), CAPTURE)
+    config = SessionConfig(mode=mode, frames=frames, retry_max_s=2.0, wait_for_source=True)
+    return LiveSession(stage, tracker, annotation or Annotation(mask_path=FIRST_MASK), config, on_frame=on_frame,
+                       on_status=(messages.append if messages is not None else None))
+
+
+@needs_obs
+@pytest.mark.obs
+def test_obs_shows_the_trackers_mask_and_the_scene_is_restored(obs, tracker_factory, tmp_path):
+    before = scene_state(obs)
+    seen: dict[str, object] = {}
+    frames, labels = [], []
+
+    def inspect(result):  # runs while the plugin is attached, right after OBS got the new mask
+        frames.append(result.frame)
+        labels.append(result.labels)
+        if result.index < 2:
+            return
+        c = client(obs)
+        try:
+            seen["filter"] = c.get_source_filter(wrapper_name(CLIP_SOURCE), FILTER_NAME)
+            seen["state"] = scene_state(obs)
+        finally:
+            c.disconnect()
+        # The picture of the user's scene: the clip (854×480 at the top-left of the 1280×720 canvas), masked.
+        want = resize_labels(result.alpha, (480, 854))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # OBS applies a new mask on its next rendered frame
+            shown = screenshot_alpha(obs, "Scene", (1280, 720))[:480, :854]
+            seen["agreement"] = agreement(shown, want)
+            if seen["agreement"] > 0.97:
+                break
+        seen["outside"] = int(screenshot_alpha(obs, "Scene", (1280, 720))[500:, 900:].max())
+
+    session = make_session(obs, tracker_factory(), frames=3, on_frame=inspect, tmp=tmp_path)
+    assert session.run() == 3
+
+    filt = seen["filter"]
+    assert filt.filter_kind == FILTER_KIND and filt.filter_enabled
+    assert filt.filter_settings["type"] == "mask_color_filter.effect"
+    mask_file = Path(filt.filter_settings["image_path"])
+    assert mask_file.parent == tmp_path
+    state = seen["state"]["scenes"]
+    assert state[wrapper_name(CLIP_SOURCE)] == [(CLIP_SOURCE, True, 0)]
+    assert (CLIP_SOURCE, False, 0) in state["Scene"] and (wrapper_name(CLIP_SOURCE), True, 1) in state["Scene"]
+    assert seen["agreement"] > 0.97 and seen["outside"] == 0
+
+    # The tracker's own mask for the same frames: a fresh tracker fed what OBS sent gives the same labels.
+    fresh = tracker_factory()
+    first = resize_labels(read_mask(FIRST_MASK), frames[0].shape[:2])
+    again = [fresh.step(frame, first if i == 0 else None) for i, frame in enumerate(frames)]
+    assert all(np.array_equal(a, b) for a, b in zip(again, labels))
+    shown_file = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE)
+    assert shown_file.shape == (270, 480)  # the canvas's aspect; the clip's area at the top-left
+    assert np.array_equal(shown_file[:180, :320] > 127, again[-1] > 0)
+
+    assert scene_state(obs) == before  # the scene exactly as it was
+
+
+@needs_obs
+@pytest.mark.obs
+def test_blur_mode_layers_a_blurred_background_and_follows_a_rename_and_an_event(obs, tracker_factory, tmp_path):
+    before = scene_state(obs)
+    seen: dict[str, object] = {}
+    masked_steps: list[int] = []
+
+    class Spy:
+        def __init__(self, tracker):
+            self.tracker, self.steps = tracker, 0
+
+        def step(self, frame, mask=None):
+            if mask is not None:
+                masked_steps.append(self.steps)
+            self.steps += 1
+            return self.tracker.step(frame, mask)
+
+        def reset(self):
+            self.tracker.reset()
+
+    def act(result):
+        c = client(obs)
+        try:
+            if result.index == 0:
+                c.set_input_name(CLIP_SOURCE, "clip renamed")
+                c.broadcast_custom_event({"mobilevos": "annotate", "source": "clip renamed", "box": [300, 80, 300, 380]})
+            elif result.index == 2:
+                seen["state"] = scene_state(obs)
+                seen["background"] = c.get_input_settings(background_name(CLIP_SOURCE)).input_settings
+        finally:
+            c.disconnect()
+
+    session = make_session(obs, Spy(tracker_factory()), mode="blur", frames=3, on_frame=act, tmp=tmp_path)
+    try:
+        assert session.run() == 3
+    finally:
+        c = client(obs)
+        c.set_input_name("clip renamed", CLIP_SOURCE)
+        c.disconnect()
+    assert session.stage.source == "clip renamed"
+    assert masked_steps[0] == 0 and len(masked_steps) == 2  # the CustomEvent re-annotated a later frame
+    scene = seen["state"]["scenes"]["Scene"]
+    names = [name for name, _, _ in sorted(scene, key=lambda item: item[2])]
+    assert names == ["clip renamed", background_name(CLIP_SOURCE), wrapper_name(CLIP_SOURCE)]
+    assert Path(seen["background"]["file"]).parent == tmp_path
+    assert scene_state(obs) == before
+
+
+@needs_obs
+@pytest.mark.obs
+def test_cli_hide_mode_with_a_box_then_restores_the_scene(obs, tmp_path):
+    before = scene_state(obs)
+    run = subprocess.run(
+        [sys.executable, "-m", "plugin.obs", "--port", str(obs.port), "--source", CLIP_SOURCE, "--mode", "hide",
+         "--box", "300,80,300,380", "--size", "320x180", "--frames", "2", "--threads", "1",
+         "--work-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "tracked 2 frames" in run.stdout and "FPS" in run.stdout and "scene restored" in run.stdout
+    assert (tmp_path / "mask.png").is_file()
+    assert scene_state(obs) == before
+
+    wrong = subprocess.run([sys.executable, "-m", "plugin.obs", "--port", str(obs.port), "--source", "nope",
+                            "--mask", str(FIRST_MASK), "--frames", "1"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert wrong.returncode == 2
+    assert "no source named 'nope'" in wrong.stderr and CLIP_SOURCE in wrong.stderr
+
+
+@needs_obs
+@pytest.mark.obs
+def test_plugin_survives_obs_being_killed_and_restarted(obs, tracker_factory, tmp_path):
+    messages: list[str] = []
+    restarted = threading.Event()
+
+    def crash(result):
+        if result.index == 1 and not restarted.is_set():
+            obs.stop(kill=True)  # as if OBS crashed
+            threading.Thread(target=lambda: (obs.start(), add_clip_source(obs.port, obs.clip), restarted.set()),
+                             daemon=True).start()
+
+    session = make_session(obs, tracker_factory(), frames=4, on_frame=crash, messages=messages, tmp=tmp_path)
+    assert session.run() == 4
+    assert restarted.is_set()
+    assert any("reconnecting" in m for m in messages) and sum("attached" in m for m in messages) >= 2
+    state = scene_state(obs)
+    assert wrapper_name(CLIP_SOURCE) not in state["scenes"]
+    assert (CLIP_SOURCE, True, 0) in state["scenes"]["Scene"] and not state["filters"][CLIP_SOURCE]
+
+
+@needs_obs
+@pytest.mark.obs
+def test_wrong_password_is_a_clear_error(obs, tmp_path):
+    obs.stop()
+    obs.password = "s3cret-test"
+    obs.write_config()
+    obs.start()
+    try:
+        bad = subprocess.run([sys.executable, "-m", "plugin.obs", "--port", str(obs.port), "--source", CLIP_SOURCE,
+                              "--mask", str(FIRST_MASK)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                             env=dict(os.environ, OBS_WEBSOCKET_PASSWORD="wrong"))
+        assert bad.returncode == 2
+        assert "refused the password" in bad.stderr and "OBS_WEBSOCKET_PASSWORD" in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+        stage = ObsStage(Connection(port=obs.port, password="s3cret-test"), CLIP_SOURCE, None, tmp_path)
+        stage.connect()
+        stage.disconnect()
+        with pytest.raises(AuthFailed):
+            ObsStage(Connection(port=obs.port, password=""), CLIP_SOURCE, None, tmp_path).connect()
+    finally:
+        obs.stop()
+        obs.password = ""
+        obs.write_config()
+        obs.start()
