@@ -156,12 +156,8 @@ def _drain(events, board: ProgressBoard) -> None:
     while True:
         try:
             board.update(events.get_nowait())
-        except (queue.Empty, EOFError, OSError):
+        except queue.Empty:  # also ray.util.queue.Empty
             return
-        except Exception as error:  # ray.util.queue.Empty is not queue.Empty
-            if type(error).__name__ == "Empty":
-                return
-            raise
 
 
 def run_serial(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Iterator[ItemResult]:

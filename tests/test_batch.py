@@ -1,0 +1,279 @@
+"""The batch command end to end: `python -m core.batch` run as a subprocess on real encoded clips.
+
+Clips are encoded once per session from the bundled samples (428×240, a few frames each) with PyAV; the
+tracker is the real one with the shipped weights (untrained weights are fine: assertions are on files,
+frame counts, ids, sizes and statuses, and on the annotated frames, which the tracker reproduces).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.batch_inputs import InputError, plan_jobs
+from core.masks import object_ids, read_mask, resize_labels, write_mask
+from core.video import open_video
+from tests.conftest import SAMPLES, encode_video, sample_frames
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZE = (240, 428)  # (H, W) of the test clips
+FPS = 12
+ALL_EFFECTS = ["overlay", "cutout", "blur", "replace", "remove"]
+
+
+def small(frames: list[np.ndarray]) -> list[np.ndarray]:
+    return [cv2.resize(f, (SIZE[1], SIZE[0]), interpolation=cv2.INTER_AREA) for f in frames]
+
+
+def sample_mask(name: str, frame: str, hw: tuple[int, int] = SIZE) -> np.ndarray:
+    return resize_labels(read_mask(SAMPLES / name / "masks" / f"{frame}.png"), hw)
+
+
+def run_batch(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The real command, as a user runs it, from the repository root."""
+    command = [sys.executable, "-m", "core.batch", *map(str, args)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def summary_items(out: Path) -> dict[str, dict]:
+    return {item["name"]: item for item in json.loads((out / "summary.json").read_text())["items"]}
+
+
+def frame_count(path: Path) -> int:
+    with open_video(path) as reader:
+        return sum(1 for _ in reader)
+
+
+@pytest.fixture(scope="session")
+def judo_small() -> list[np.ndarray]:
+    return small(sample_frames("judo"))
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory, judo_small: list[np.ndarray]) -> Path:
+    """A folder of good inputs, one per way of annotating:
+    judo.mp4 (audio; judo.png on frame 0 and judo.5.png adding object 2 on frame 5),
+    sub/bike.mov (display rotation 90°, bike.mask.png), late.mkv (only late.3.png: frames 0–2 have no objects),
+    frames/bike/ (a folder of numbered frames with masks/00000.png)."""
+    root = tmp_path_factory.mktemp("clips")
+    encode_video(root / "judo.mp4", judo_small[:8], FPS, audio=True)
+    write_mask(root / "judo.png", sample_mask("judo", "00000"))
+    write_mask(root / "judo.5.png", sample_mask("judo", "00005"))
+    (root / "sub").mkdir()
+    bike = small(sample_frames("bike"))
+    upright = [np.ascontiguousarray(np.rot90(f, -1)) for f in bike + bike[::-1]]  # stored sideways
+    encode_video(root / "sub" / "bike.mov", upright, FPS, audio=False, rotation=90)
+    with open_video(root / "sub" / "bike.mov") as reader:
+        shown = (reader.info.height, reader.info.width)
+    write_mask(root / "sub" / "bike.mask.png", sample_mask("bike", "00000", shown))
+    encode_video(root / "late.mkv", judo_small[8:14], FPS, audio=False)
+    write_mask(root / "late.3.png", sample_mask("judo", "00013"))
+    folder = root / "frames" / "bike"
+    (folder / "masks").mkdir(parents=True)
+    for index, image in enumerate(bike):
+        cv2.imwrite(str(folder / f"{index:05d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    write_mask(folder / "masks" / "00000.png", sample_mask("bike", "00000"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def background_video(tmp_path_factory: pytest.TempPathFactory, judo_small: list[np.ndarray]) -> Path:
+    """3 frames, shorter than every clip: the replace effect has to loop it."""
+    return encode_video(tmp_path_factory.mktemp("bg") / "bg.mp4", judo_small[-3:][::-1], FPS, audio=False)
+
+
+def test_plan_finds_items_names_and_annotations(clips: Path, tmp_path: Path) -> None:
+    jobs = {job.name: job for job in plan_jobs([str(clips)], str(tmp_path / "out"))}
+    assert sorted(jobs) == ["frames/bike", "judo", "late", "sub/bike"]
+    assert [(Path(a.path).name, a.frame) for a in jobs["judo"].annotations] == [("judo.png", 0), ("judo.5.png", 5)]
+    assert [a.frame for a in jobs["late"].annotations] == [3]
+    assert [Path(a.path).name for a in jobs["sub/bike"].annotations] == ["bike.mask.png"]
+    assert [Path(a.path).name for a in jobs["frames/bike"].annotations] == ["00000.png"]
+    assert all(job.problem is None for job in jobs.values())
+
+
+def test_plan_reads_frames_beside_masks_and_rejects_bad_arguments(tmp_path: Path) -> None:
+    clip = tmp_path / "clip"
+    shutil.copytree(SAMPLES / "bike", clip / "frames", ignore=shutil.ignore_patterns("masks"))
+    shutil.copytree(SAMPLES / "bike" / "masks", clip / "masks")
+    (job,) = plan_jobs([str(clip / "frames")], str(tmp_path / "out"))
+    assert job.name == "clip" and [a.frame for a in job.annotations] == [0]
+    with pytest.raises(InputError, match="no such file"):
+        plan_jobs([str(tmp_path / "missing.mp4")], str(tmp_path / "out"))
+    with pytest.raises(InputError, match="exactly one input"):
+        plan_jobs([str(SAMPLES)], str(tmp_path / "out"), mask=str(clip / "masks" / "00000.png"))
+
+
+def test_every_effect_on_every_kind_of_input(clips: Path, background_video: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_batch(clips, "--out", out, *sum((["--effect", e] for e in ALL_EFFECTS), []),
+                       "--masks", "both", "--background", background_video, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "videos" in result.stderr  # the overall tqdm bar
+    items = summary_items(out)
+    assert {name: item["status"] for name, item in items.items()} == dict.fromkeys(
+        ["judo", "sub/bike", "late", "frames/bike"], "done")
+    expected = {"judo": 8, "sub/bike": 8, "late": 6, "frames/bike": 4}
+    for name, frames in expected.items():
+        folder = out / name
+        assert items[name]["frames"] == frames and items[name]["fps"] > 0 and items[name]["error"] is None
+        assert {Path(p).name for p in items[name]["outputs"]} == {
+            "masks", "masks.mp4", "overlay.mp4", "cutout.webm", "blur.mp4", "replace.mp4", "remove.mp4"}
+        assert len(list((folder / "masks").glob("*.png"))) == frames
+        for video in ("masks.mp4", "overlay.mp4", "blur.mp4", "replace.mp4", "remove.mp4", "cutout.webm"):
+            assert frame_count(folder / video) == frames, (name, video)
+        assert not list(out.glob(f"{Path(name).parent}/.*partial"))
+
+    # the annotated frames come back as annotated, at full size
+    assert np.array_equal(read_mask(out / "judo" / "masks" / "00000.png"), sample_mask("judo", "00000"))
+    later = sample_mask("judo", "00005")
+    assert (read_mask(out / "judo" / "masks" / "00005.png")[later == 2] == 2).all()
+    # frames before a later-frame annotation have no objects; the annotated one has them
+    assert all(not read_mask(out / "late" / "masks" / f"{i:05d}.png").any() for i in range(3))
+    assert object_ids(read_mask(out / "late" / "masks" / "00003.png")) == [4]
+
+    # output videos keep frame rate, (displayed) size and audio
+    with open_video(clips / "judo.mp4") as source, open_video(out / "judo" / "overlay.mp4") as overlay:
+        assert (overlay.info.fps, overlay.info.width, overlay.info.height) == (FPS, SIZE[1], SIZE[0])
+        assert source.info.has_audio and overlay.info.has_audio
+    with open_video(clips / "sub" / "bike.mov") as source, open_video(out / "sub" / "bike" / "blur.mp4") as blur:
+        assert source.info.rotation != 0
+        assert (blur.info.width, blur.info.height) == (source.info.width, source.info.height)
+    with open_video(out / "judo" / "cutout.webm", alpha=True) as cutout:
+        alpha = next(iter(cutout)).image[..., 3]
+    annotated = sample_mask("judo", "00000") > 0
+    assert alpha[annotated].mean() > 200 and alpha[~annotated].mean() < 50
+
+
+def test_bad_inputs_fail_one_line_each_and_the_rest_continue(clips: Path, judo_small: list[np.ndarray],
+                                                             tmp_path: Path) -> None:
+    bad = tmp_path / "in"
+    bad.mkdir()
+    good = encode_video(bad / "good.mp4", judo_small[:3], FPS, audio=False)
+    write_mask(bad / "good.png", sample_mask("judo", "00000"))
+    (bad / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(20000))
+    (bad / "corrupt.png").write_bytes((bad / "good.png").read_bytes())
+    (bad / "truncated.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    shutil.copy(bad / "good.png", bad / "truncated.png")
+    fast = encode_video(tmp_path / "fast.mp4", judo_small, FPS, audio=False, options={"movflags": "faststart"})
+    (bad / "cut_while_decoding.mp4").write_bytes(fast.read_bytes()[: fast.stat().st_size // 2])
+    shutil.copy(bad / "good.png", bad / "cut_while_decoding.png")
+    shutil.copy(good, bad / "unannotated.mp4")
+    shutil.copy(good, bad / "wrong_size.mp4")
+    write_mask(bad / "wrong_size.png", sample_mask("judo", "00000", (480, 854)))
+    shutil.copy(good, bad / "empty_mask.mp4")
+    write_mask(bad / "empty_mask.png", np.zeros(SIZE, np.uint8))
+    (bad / "codec.mp4").write_bytes(good.read_bytes().replace(b"avc1", b"zzz9"))
+    shutil.copy(bad / "good.png", bad / "codec.png")
+
+    out = tmp_path / "out"
+    result = run_batch(bad, "--out", out, "--quiet", "--effect", "overlay")
+    assert result.returncode == 1
+    items = summary_items(out)
+    assert items.pop("good")["status"] == "done"
+    assert frame_count(out / "good" / "overlay.mp4") == 3
+    expected_words = {"corrupt": "damaged", "truncated": "truncated", "cut_while_decoding": "decoding",
+                      "unannotated": "no annotation", "wrong_size": "854×480", "empty_mask": "empty",
+                      "codec": "codec"}
+    assert set(items) == set(expected_words)
+    failure_lines = [line for line in result.stderr.splitlines() if "FAILED" in line]
+    assert len(failure_lines) == len(expected_words)
+    for name, word in expected_words.items():
+        error = items[name]["error"]
+        assert items[name]["status"] == "failed" and "\n" not in error and word in error, (name, error)
+        assert "; " in error  # the fix follows the problem
+        assert sum(name + "." in line for line in failure_lines) >= 1, name
+        assert not (out / name).exists()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_killed_run_resumes_without_redoing_complete_videos(judo_small: list[np.ndarray], tmp_path: Path) -> None:
+    clips = tmp_path / "in"
+    clips.mkdir()
+    for name, frames in (("a", 3), ("b", 12), ("c", 12)):
+        encode_video(clips / f"{name}.mp4", judo_small[:frames], FPS, audio=False)
+        write_mask(clips / f"{name}.png", sample_mask("judo", "00000"))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "core.batch", str(clips), "--out", str(out), "--quiet", "--effect", "blur"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (out / "a" / "job.json").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (out / "a" / "job.json").exists()
+    assert summary_items(out)["a"]["status"] == "done"
+    assert not (out / "c").exists()  # the kill came before the last video was complete
+    first_outputs = {p: p.stat().st_mtime_ns for p in (out / "a").rglob("*")}
+
+    result = run_batch(clips, "--out", out, "--quiet", "--effect", "blur")
+    assert result.returncode == 0, result.stderr
+    items = summary_items(out)
+    assert items["a"]["status"] == "skipped"
+    assert items["c"]["status"] == "done" and items["b"]["status"] in ("done", "skipped")
+    assert {p: p.stat().st_mtime_ns for p in (out / "a").rglob("*")} == first_outputs
+    assert frame_count(out / "b" / "blur.mp4") == 12 and frame_count(out / "c" / "blur.mp4") == 12
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_new_outputs_keep_old_ones_and_overwrite_redoes(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    source = clips / "frames" / "bike"
+    assert run_batch(source, "--out", out, "--quiet").returncode == 0
+    masks_mtime = (out / "bike" / "masks" / "00000.png").stat().st_mtime_ns
+    added = run_batch(source, "--out", out, "--quiet", "--effect", "remove", "--cutout-format", "png")
+    assert added.returncode == 0 and summary_items(out)["bike"]["status"] == "done"
+    assert sorted(p.name for p in (out / "bike").iterdir()) == ["job.json", "masks", "remove.mp4"]
+    again = run_batch(source, "--out", out, "--quiet", "--effect", "remove")
+    assert summary_items(out)["bike"]["status"] == "skipped" and "skipped bike" in again.stdout
+    redo = run_batch(source, "--out", out, "--quiet", "--overwrite", "--effect", "cutout", "--cutout-format", "png")
+    assert redo.returncode == 0 and summary_items(out)["bike"]["status"] == "done"
+    assert sorted(p.name for p in (out / "bike").iterdir()) == ["cutout", "job.json", "masks", "remove.mp4"]
+    assert len(list((out / "bike" / "cutout").glob("*.png"))) == 4
+    assert (out / "bike" / "masks" / "00000.png").stat().st_mtime_ns != masks_mtime
+
+
+def test_single_input_with_mask_option_and_usage_errors(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_batch(clips / "late.mkv", "--out", out, "--quiet", "--mask", clips / "judo.png",
+                       "--mask-frame", "1", "--size", "120")
+    assert result.returncode == 0, result.stderr
+    assert not read_mask(out / "late" / "masks" / "00000.png").any()
+    assert read_mask(out / "late" / "masks" / "00001.png").shape == SIZE  # full size at --size 120
+    assert read_mask(out / "late" / "masks" / "00001.png").any()
+    for bad_args, word in ((["--effect", "replace", "--background", "nope"], "--background"),
+                           (["--mask", clips / "judo.png"], "exactly one"),
+                           (["--weights", tmp_path / "none.pt"], "--weights")):
+        usage = run_batch(clips, "--out", out, *bad_args)
+        assert usage.returncode == 2 and word in usage.stderr and len(usage.stderr.strip().splitlines()) == 1
+
+
+def test_workers_process_videos_in_parallel(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_batch(clips / "judo.mp4", clips / "late.mkv", "--out", out, "--workers", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    items = summary_items(out)
+    assert items["judo"]["status"] == items["late"]["status"] == "done"
+    assert len(list((out / "judo" / "masks").glob("*.png"))) == 8
+    assert len(list((out / "late" / "masks").glob("*.png"))) == 6
+
+
+@pytest.mark.slow
+def test_ray_local_instance(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_batch(clips / "judo.mp4", clips / "frames" / "bike", "--out", out, "--ray", "--workers", "2",
+                       "--quiet", "--effect", "overlay", timeout=400)
+    assert result.returncode == 0, result.stderr
+    items = summary_items(out)
+    assert items["judo"]["status"] == items["bike"]["status"] == "done"
+    assert frame_count(out / "judo" / "overlay.mp4") == 8 and frame_count(out / "bike" / "overlay.mp4") == 4
