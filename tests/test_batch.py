@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
+from core.batch import main as batch_main
 from core.batch_inputs import InputError, plan_jobs
 from core.masks import object_ids, read_mask, resize_labels, write_mask
 from core.video import open_video
@@ -43,6 +44,11 @@ def run_batch(*args: str | Path, timeout: float = 300) -> subprocess.CompletedPr
     """The real command, as a user runs it, from the repository root."""
     command = [sys.executable, "-m", "core.batch", *map(str, args)]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def run_main(*args: str | Path) -> int:
+    """The same command in this process (no interpreter start-up): for the quick checks."""
+    return batch_main([str(a) for a in args])
 
 
 def summary_items(out: Path) -> dict[str, dict]:
@@ -197,65 +203,92 @@ def test_bad_inputs_fail_one_line_each_and_the_rest_continue(clips: Path, judo_s
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
+def first_done(out: Path) -> bool:
+    """Whether the running batch has recorded video `a` as done in its summary.json (written atomically)."""
+    summary = out / "summary.json"
+    return summary.exists() and summary_items(out)["a"]["status"] == "done"
+
+
 def test_killed_run_resumes_without_redoing_complete_videos(judo_small: list[np.ndarray], tmp_path: Path) -> None:
     clips = tmp_path / "in"
     clips.mkdir()
-    for name, frames in (("a", 3), ("b", 12), ("c", 12)):
+    for name, frames in (("a", 3), ("b", 8), ("c", 8)):
         encode_video(clips / f"{name}.mp4", judo_small[:frames], FPS, audio=False)
         write_mask(clips / f"{name}.png", sample_mask("judo", "00000"))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "core.batch", str(clips), "--out", str(out), "--quiet", "--effect", "blur"]
+    command = [sys.executable, "-m", "core.batch", str(clips), "--out", str(out), "--quiet"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
-    while not (out / "a" / "job.json").exists() and process.poll() is None and time.monotonic() < deadline:
+    while not first_done(out) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert (out / "a" / "job.json").exists()
-    assert summary_items(out)["a"]["status"] == "done"
+    assert first_done(out) and (out / "a" / "job.json").exists()
     assert not (out / "c").exists()  # the kill came before the last video was complete
     first_outputs = {p: p.stat().st_mtime_ns for p in (out / "a").rglob("*")}
 
-    result = run_batch(clips, "--out", out, "--quiet", "--effect", "blur")
+    result = run_batch(clips, "--out", out, "--quiet")
     assert result.returncode == 0, result.stderr
     items = summary_items(out)
     assert items["a"]["status"] == "skipped"
     assert items["c"]["status"] == "done" and items["b"]["status"] in ("done", "skipped")
     assert {p: p.stat().st_mtime_ns for p in (out / "a").rglob("*")} == first_outputs
-    assert frame_count(out / "b" / "blur.mp4") == 12 and frame_count(out / "c" / "blur.mp4") == 12
+    assert len(list((out / "b" / "masks").glob("*.png"))) == len(list((out / "c" / "masks").glob("*.png"))) == 8
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
-def test_new_outputs_keep_old_ones_and_overwrite_redoes(clips: Path, tmp_path: Path) -> None:
+def test_new_outputs_keep_old_ones_and_overwrite_redoes(clips: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     source = clips / "frames" / "bike"
-    assert run_batch(source, "--out", out, "--quiet").returncode == 0
+    assert run_main(source, "--out", out, "--quiet") == 0
     masks_mtime = (out / "bike" / "masks" / "00000.png").stat().st_mtime_ns
-    added = run_batch(source, "--out", out, "--quiet", "--effect", "remove", "--cutout-format", "png")
-    assert added.returncode == 0 and summary_items(out)["bike"]["status"] == "done"
+    assert run_main(source, "--out", out, "--quiet", "--effect", "remove") == 0
+    assert summary_items(out)["bike"]["status"] == "done"
     assert sorted(p.name for p in (out / "bike").iterdir()) == ["job.json", "masks", "remove.mp4"]
-    again = run_batch(source, "--out", out, "--quiet", "--effect", "remove")
-    assert summary_items(out)["bike"]["status"] == "skipped" and "skipped bike" in again.stdout
-    redo = run_batch(source, "--out", out, "--quiet", "--overwrite", "--effect", "cutout", "--cutout-format", "png")
-    assert redo.returncode == 0 and summary_items(out)["bike"]["status"] == "done"
+    capsys.readouterr()
+    assert run_main(source, "--out", out, "--quiet", "--effect", "remove") == 0
+    assert summary_items(out)["bike"]["status"] == "skipped" and "skipped bike" in capsys.readouterr().out
+    assert run_main(source, "--out", out, "--quiet", "--overwrite", "--effect", "cutout",
+                    "--cutout-format", "png") == 0
+    assert summary_items(out)["bike"]["status"] == "done"
     assert sorted(p.name for p in (out / "bike").iterdir()) == ["cutout", "job.json", "masks", "remove.mp4"]
     assert len(list((out / "bike" / "cutout").glob("*.png"))) == 4
     assert (out / "bike" / "masks" / "00000.png").stat().st_mtime_ns != masks_mtime
 
 
-def test_single_input_with_mask_option_and_usage_errors(clips: Path, tmp_path: Path) -> None:
+def test_a_folder_not_written_by_batch_is_never_replaced(clips: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = run_batch(clips / "late.mkv", "--out", out, "--quiet", "--mask", clips / "judo.png",
-                       "--mask-frame", "1", "--size", "120")
-    assert result.returncode == 0, result.stderr
+    (out / "bike").mkdir(parents=True)
+    (out / "bike" / "notes.txt").write_text("mine")
+    assert run_main(clips / "frames" / "bike", "--out", out, "--quiet") == 1
+    assert "not written by core.batch" in summary_items(out)["bike"]["error"]
+    assert (out / "bike" / "notes.txt").read_text() == "mine"
+
+
+def test_single_input_with_mask_option(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run_main(clips / "late.mkv", "--out", out, "--quiet", "--mask", clips / "judo.png",
+                    "--mask-frame", "1", "--size", "120") == 0
     assert not read_mask(out / "late" / "masks" / "00000.png").any()
     assert read_mask(out / "late" / "masks" / "00001.png").shape == SIZE  # full size at --size 120
     assert read_mask(out / "late" / "masks" / "00001.png").any()
-    for bad_args, word in ((["--effect", "replace", "--background", "nope"], "--background"),
-                           (["--mask", clips / "judo.png"], "exactly one"),
-                           (["--weights", tmp_path / "none.pt"], "--weights")):
-        usage = run_batch(clips, "--out", out, *bad_args)
-        assert usage.returncode == 2 and word in usage.stderr and len(usage.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("bad_args, word", [
+    (["--effect", "replace", "--background", "nope"], "--background"),
+    (["--mask", "judo.png"], "exactly one"),
+    (["--weights", "none.pt"], "--weights"),
+    (["--masks", "none"], "nothing to write"),
+    (["--workers", "0"], "--workers"),
+])
+def test_usage_errors_are_one_line_with_status_2(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 bad_args: list[str], word: str) -> None:
+    args = [str(clips / a) if a.endswith((".png", ".pt")) else a for a in bad_args]
+    assert run_main(clips, "--out", tmp_path / "out", *args) == 2
+    error = capsys.readouterr().err
+    assert word in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_workers_process_videos_in_parallel(clips: Path, tmp_path: Path) -> None:
