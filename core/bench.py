@@ -103,6 +103,14 @@ def run_in_subprocess(variant: str, frames: int, args: argparse.Namespace) -> di
     return json.loads(process.stdout.strip().splitlines()[-1])
 
 
+def run_and_report(variant: str, frames: int, args: argparse.Namespace) -> dict:
+    """`run_in_subprocess`, then one line on stderr so a long benchmark shows each result as it comes."""
+    result = run_in_subprocess(variant, frames, args)
+    print(f"{variant} × {frames} frames: {result['ms_per_frame']:.1f} ms/frame, {result['fps']:.2f} FPS, "
+          f"peak {result['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+    return result
+
+
 def format_table(results: dict[str, dict[str, dict]], lengths: list[int]) -> str:
     """Lengths as rows, variants side by side: ms per frame, FPS, peak RSS in MB."""
     variants = list(results)
@@ -163,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         unknown = sorted(set(variants) - set(VARIANTS))
         if unknown:
             raise BenchError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-        results = {v: {str(n): run_in_subprocess(v, n, args) for n in args.frames} for v in variants}
+        results = {v: {str(n): run_and_report(v, n, args) for n in args.frames} for v in variants}
     except BenchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

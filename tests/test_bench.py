@@ -49,6 +49,7 @@ def test_bench_runs_each_variant_and_length_and_writes_json(tmp_path: Path) -> N
     assert "student ms/frame" in lines[0] and "infinite ms/frame" in lines[0]
     assert [line.split()[0] for line in lines[2:]] == ["5", "10"]
     assert "student 10" in result.stderr  # the workers' progress bars
+    assert "infinite × 5 frames:" in result.stderr  # one line per finished run
 
 
 def test_bench_rejects_too_few_frames_in_one_line() -> None:
