@@ -1,0 +1,58 @@
+"""`python -m core.train --preset NAME` — train a teacher or a student (resumable; see core/train/config.py)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from core.train.config import preset
+from core.train.loop import train
+from core.tracker import resolve_device
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
+    parser.add_argument("--preset", required=True, help="e.g. teacher, s0-mnv2aspp, s1-mnv2aspp, abl-seg")
+    parser.add_argument("--out", required=True, type=Path, help="run folder (resumes when it holds state.pt)")
+    parser.add_argument("--data", help="DAVIS root for training clips (default ../shared/data/davis2016-train)")
+    parser.add_argument("--val-root", help="DAVIS root holding the validation sequences (default: --data)")
+    parser.add_argument("--no-val", action="store_true", help="skip validation (checkpoints still saved)")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--seconds", type=float, help="wall-clock budget for the run")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--crop", type=int)
+    parser.add_argument("--val-every", type=int)
+    parser.add_argument("--init", help="checkpoint to start from")
+    parser.add_argument("--teacher", help="teacher checkpoint for distillation")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, help="CPU threads")
+    parser.add_argument("--seed", type=int)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    config = preset(args.preset)
+    overrides = {k: getattr(args, k) for k in ("steps", "seconds", "batch", "lr", "init", "teacher", "seed")
+                 if getattr(args, k) is not None}
+    if args.val_every:
+        overrides["val_every"] = args.val_every
+    data = config.data
+    if args.data:
+        data = replace(data, root=args.data)
+    if args.crop:
+        data = replace(data, crop=args.crop)
+    config = replace(config, data=data, **overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    val_root = None if args.no_val else (args.val_root or data.root)
+    best = train(config, args.out, resolve_device(args.device), val_root)
+    print(f"best checkpoint: {best}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Training configurations as small dataclasses, and the presets for each stage and variant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from core.model.network import NetworkConfig
+
+# DAVIS-2016 train sequences kept out of training: our validation split.
+VALIDATION_SEQUENCES = ("bmx-bumps", "dance-jump", "hike", "mallard-water", "scooter-gray", "tennis")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where clips come from and how they are augmented."""
+
+    root: str = "../shared/data/davis2016-train"
+    load_short_side: int = 240     # frames are resized to this short side when loaded
+    crop: int = 224                # square training crops
+    clip_frames: int = 4           # annotated frame + 3 frames to predict
+    max_gap_start: int = 4         # maximum frame gap at the start of training …
+    max_gap_end: int = 20          # … growing linearly to this at the end
+    synthetic: bool = False        # stage 0: cut-and-paste clips with affine + smooth warps
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Which terms of the unified loss are on, and their settings."""
+
+    seg: float = 1.0               # bootstrapped cross-entropy + dice
+    logit_kd: float = 0.0          # weight of logit distillation (KL at temperature tau)
+    tau: float = 0.1
+    rep: float = 0.0               # weight of representation distillation (Rényi MI on correlations)
+    omega: float = 0.95            # target = ω·teacher correlation + (1 − ω)·label correlation
+    boundary: bool = True          # sample pixels only in a band around the object boundary
+    band: int = 2                  # band half-width in stride-4 pixels
+    samples: int = 1024            # pixels per frame at most in the correlation matrices
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run."""
+
+    name: str
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    memory: str = "first_previous"  # "infinite" for the teacher
+    steps: int = 3000
+    seconds: float | None = None    # stop early when this wall-clock budget is spent
+    batch: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    init: str | None = None         # checkpoint to start from
+    teacher: str | None = None      # checkpoint of the teacher (needed when logit_kd or rep > 0)
+    val_every: int = 500
+    seed: int = 0
+
+
+STUDENTS = {
+    "mnv2aspp": NetworkConfig(backbone="mobilenetv2", aspp=True),
+    "mnv2": NetworkConfig(backbone="mobilenetv2", aspp=False),
+    "resnet18": NetworkConfig(backbone="resnet18", aspp=False),
+}
+TEACHER = NetworkConfig(backbone="resnet18", aspp=True, value_dim=256, decoder=(256, 128, 64))
+FULL_LOSS = LossConfig(logit_kd=1.0, rep=1.0, omega=0.95, boundary=True)
+
+
+def preset(name: str) -> TrainConfig:
+    """Named configurations: stage 0 / 1 per variant, the teacher, and the ablation rows."""
+    presets = {
+        "teacher": TrainConfig("teacher", TEACHER, DataConfig(clip_frames=5), memory="infinite", batch=16),
+        **{f"s0-{v}": TrainConfig(f"s0-{v}", n, DataConfig(synthetic=True)) for v, n in STUDENTS.items()},
+        **{f"s1-{v}": TrainConfig(f"s1-{v}", n, loss=FULL_LOSS) for v, n in STUDENTS.items()},
+        "abl-seg": TrainConfig("abl-seg", STUDENTS["mnv2aspp"]),
+        "abl-logit": TrainConfig("abl-logit", STUDENTS["mnv2aspp"], loss=LossConfig(logit_kd=1.0)),
+        "abl-rep-all": TrainConfig("abl-rep-all", STUDENTS["mnv2aspp"],
+                                   loss=replace(FULL_LOSS, boundary=False)),
+        "abl-rep-boundary": TrainConfig("abl-rep-boundary", STUDENTS["mnv2aspp"], loss=FULL_LOSS),
+        "abl-omega0": TrainConfig("abl-omega0", STUDENTS["mnv2aspp"], loss=replace(FULL_LOSS, omega=0.0)),
+    }
+    presets["s1-resnet18"] = replace(presets["s1-resnet18"], loss=replace(FULL_LOSS, omega=0.0))
+    if name not in presets:
+        raise SystemExit(f"unknown preset {name!r}; choose one of: {', '.join(sorted(presets))}")
+    return presets[name]

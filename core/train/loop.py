@@ -1,0 +1,216 @@
+"""The training loop: unrolling clips through a memory, the unified loss, validation, resumable checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from core.memory import make_memory
+from core.model.network import VOSNetwork, build_network
+from core.train.config import VALIDATION_SEQUENCES, TrainConfig
+from core.train.data import ClipSampler, davis_sequences, load_frames
+from core.train.losses import logit_distillation, representation_loss, segmentation_loss
+from core.weights import load_checkpoint, load_network, save_checkpoint
+
+
+class Prediction(NamedTuple):
+    """One predicted frame of a clip: logits (B, 1, S, S) and decoder features (B, D, S/4, S/4)."""
+
+    logits: torch.Tensor
+    features: torch.Tensor
+
+
+def unroll(network: VOSNetwork, frames: torch.Tensor, first_mask: torch.Tensor, memory: str) -> list[Prediction]:
+    """Segment frames 1 … T−1 of clips (B, T, 3, S, S) in [0, 1] from the first frame's mask (B, 1, S, S)."""
+    b, t = frames.shape[:2]
+    images = network.normalise(frames.flatten(0, 1))
+    feats = network.encode_key(images)
+    per_frame = [type(feats)(*(x.view(b, t, *x.shape[1:])[:, i] for x in feats)) for i in range(t)]
+    images = images.view(b, t, *images.shape[1:])
+    mem = make_memory(memory, every=1)
+    mem.add(per_frame[0].key, network.encode_value(images[:, 0], per_frame[0], first_mask), 0)
+    out = []
+    for i in range(1, t):
+        logits, features = network.segment(per_frame[i], *mem.tensors())
+        out.append(Prediction(logits, features[:, 0]))
+        if i < t - 1:
+            probs = network.aggregate(logits)[:, 1:]
+            mem.add(per_frame[i].key, network.encode_value(images[:, i], per_frame[i], probs), i)
+    return out
+
+
+def clip_loss(config: TrainConfig, student: list[Prediction], teacher: list[Prediction] | None,
+              masks: torch.Tensor, progress: float, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The weighted terms of the unified loss over the predicted frames; masks (B, T, 1, S, S)."""
+    cfg = config.loss
+    top = 1.0 if progress < 0.1 else max(0.15, 1.0 - (progress - 0.1) / 0.4 * 0.85)
+    terms: dict[str, torch.Tensor] = {}
+    for i, pred in enumerate(student, start=1):
+        target = masks[:, i]
+        parts = {"seg": cfg.seg * segmentation_loss(pred.logits.float(), target, top)}
+        if cfg.logit_kd and teacher is not None:
+            parts["kd"] = cfg.logit_kd * logit_distillation(pred.logits.float(), teacher[i - 1].logits.float(), cfg.tau)
+        if cfg.rep:
+            small = (F.avg_pool2d(target, 4) > 0.5).float()
+            t_feat = teacher[i - 1].features if teacher is not None and cfg.omega > 0 else None
+            parts["rep"] = cfg.rep * representation_loss(pred.features, t_feat, small, cfg.omega, cfg.boundary,
+                                                         cfg.band, cfg.samples, generator)
+        for k, v in parts.items():
+            terms[k] = terms.get(k, 0) + v / len(student)
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+def validate(network: VOSNetwork, root: str, device: torch.device) -> float:
+    """Mean J&F (points) on the validation split, tracking at the frames' own size."""
+    from core.eval import evaluate  # the evaluation stack is only needed here
+    from core.tracker import Tracker, TrackerConfig
+
+    config = TrackerConfig(device=device.type)
+    report = evaluate(root, list(VALIDATION_SEQUENCES), lambda: Tracker(config, network), progress=False)
+    network.train()
+    return report.jf
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """One resumable run: `out/state.pt` (training state), `out/best.pt`, `out/last.pt`, `out/log.jsonl`."""
+
+    def __init__(self, config: TrainConfig, out: Path, device: torch.device, val_root: str | None):
+        self.config, self.out, self.device, self.val_root = config, out, device, val_root
+        seed_everything(config.seed)
+        out.mkdir(parents=True, exist_ok=True)
+        self.network = build_network(config.network).to(device)
+        if config.init:
+            self.network.load_state_dict({k: v.float() for k, v in load_checkpoint(config.init)["state_dict"].items()})
+        self.teacher = self._load_teacher()
+        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.step, self.best, self.seconds = 0, -1.0, 0.0
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self._resume()
+
+    def _load_teacher(self) -> VOSNetwork | None:
+        if not (self.config.loss.logit_kd or (self.config.loss.rep and self.config.loss.omega > 0)):
+            return None
+        if not self.config.teacher:
+            raise SystemExit(f"{self.config.name}: distillation needs --teacher PATH (a checkpoint)")
+        teacher = load_network(self.config.teacher).to(self.device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher
+
+    def _resume(self) -> None:
+        state_path = self.out / "state.pt"
+        if not state_path.exists():
+            return
+        state = torch.load(state_path, map_location=self.device, weights_only=False)
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.best, self.seconds = state["step"], state["best"], state["seconds"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed {self.config.name} at step {self.step}")
+
+    def _save_state(self) -> None:
+        tmp = self.out / "state.pt.tmp"
+        torch.save({"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "step": self.step, "best": self.best, "seconds": self.seconds,
+                    "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}, tmp)
+        tmp.replace(self.out / "state.pt")
+
+    def progress(self) -> float:
+        """Fraction of the run done: steps, or the wall-clock budget when that runs out first."""
+        done = self.step / self.config.steps
+        if self.config.seconds:
+            done = max(done, self.seconds / self.config.seconds)
+        return min(1.0, done)
+
+    def _lr(self) -> float:
+        """Linear warm-up over the first 3 % of the run, then cosine decay to zero."""
+        progress = self.progress()
+        if progress < 0.03:
+            return self.config.lr * (0.1 + 0.9 * progress / 0.03)
+        return self.config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def _meta(self, jf: float | None) -> dict:
+        return {"name": self.config.name, "steps": self.step, "seconds": round(self.seconds, 1),
+                "validation_jf": jf, "validation_sequences": list(VALIDATION_SEQUENCES),
+                "config": json.loads(json.dumps(asdict(self.config))),
+                "training_data": f"DAVIS-2016 train minus validation ({self.config.data.root})"}
+
+    def _checkpoint(self, log) -> None:
+        jf = validate(self.network, self.val_root, self.device) if self.val_root else None
+        save_checkpoint(self.network, self.out / "last.pt", self._meta(jf), half=True)
+        if jf is not None and jf > self.best:
+            self.best = jf
+            save_checkpoint(self.network, self.out / "best.pt", self._meta(jf), half=True)
+        self._save_state()
+        log({"step": self.step, "validation_jf": jf, "best_jf": self.best, "seconds": round(self.seconds, 1)})
+
+    def fit(self, sampler: ClipSampler) -> None:
+        cfg = self.config
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        with open(self.out / "log.jsonl", "a") as log_file:
+            def log(record: dict) -> None:
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+
+            bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.name, unit="step", mininterval=5)
+            self.network.train()
+            started = time.perf_counter()
+            while self.progress() < 1.0:
+                progress = self.progress()
+                frames, masks = sampler.sample(cfg.batch, progress)
+                with autocast:
+                    student = unroll(self.network, frames, masks[:, 0], "first_previous")
+                    teacher = None
+                    if self.teacher is not None:
+                        with torch.no_grad():
+                            teacher = unroll(self.teacher, frames, masks[:, 0], "infinite")
+                terms = clip_loss(cfg, student, teacher, masks, progress, self.generator)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self._lr()
+                self.optimizer.zero_grad(set_to_none=True)
+                terms["total"].backward()
+                torch.nn.utils.clip_grad_norm_(self.network.parameters(), 5.0)
+                self.optimizer.step()
+                self.step += 1
+                bar.update()
+                if self.step % 25 == 0:
+                    log({"step": self.step, **{k: round(float(v), 5) for k, v in terms.items()}})
+                    bar.set_postfix(loss=f"{float(terms['total']):.3f}")
+                if self.step % cfg.val_every == 0:
+                    self._checkpoint(log)
+                now = time.perf_counter()
+                self.seconds += now - started  # wall clock, validation included
+                started = now
+            bar.close()
+            if self.step % cfg.val_every:
+                self._checkpoint(log)
+        if not (self.out / "best.pt").exists():
+            shutil.copyfile(self.out / "last.pt", self.out / "best.pt")
+
+
+def train(config: TrainConfig, out: Path, device: torch.device, val_root: str | None) -> Path:
+    """Run (or resume) `config`; returns the path of the best checkpoint."""
+    trainer = Trainer(config, out, device, val_root)
+    names = davis_sequences(config.data.root, exclude=VALIDATION_SEQUENCES)
+    store = load_frames(config.data.root, names, config.data.load_short_side).to(device)
+    trainer.fit(ClipSampler(store, config.data, config.seed))
+    return out / "best.pt"
