@@ -31,7 +31,7 @@ from web.pipeline import OUTPUTS, RunSettings, preview_overlays, run_outputs  # 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "judo"
 CLIP_SIZE = (320, 180)  # (w, h) of the test clip: small, so the tracker runs fast on CPU
 CLIP_FRAMES = 5
-TRACKER = TrackerConfig(device="cpu")
+TRACKER = TrackerConfig(device="cpu", threads=1)
 
 
 def make_clip(path: Path, frames: int = CLIP_FRAMES, fps: int = 10) -> Path:

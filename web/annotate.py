@@ -25,7 +25,7 @@ _GRABCUT_SIDE = 480
 _GRABCUT_ITERATIONS = 4
 # Seeds around a click: a sure disk, and (with no box) a probable-foreground disk around it, as image fractions.
 _SEED_RADIUS = 0.012
-_NEIGHBOURHOOD_RADIUS = 0.12
+_NEIGHBOURHOOD_RADIUS = 0.2
 
 
 @dataclass(frozen=True)

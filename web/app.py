@@ -42,7 +42,9 @@ MODES: dict[str, annotate.MarkKind] = {
     "Brush: erase": "brush_erase",
 }
 MAX_OBJECTS = 8
+# System fonts only: the default theme would fetch fonts from a CDN, and the app must work offline.
 _THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+_CSS = "#frame img { width: 100%; height: 100%; object-fit: contain; cursor: crosshair; }"
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,17 @@ def marks_summary(session: Session) -> str:
     return "Marked — " + "; ".join(parts)
 
 
+def run_problem(session: Session, chosen: list[str]) -> str | None:
+    """Why a preview or run cannot start (no clip, no object marked, no output chosen), or None."""
+    if session.video is None:
+        return "Upload a clip (or pick the example) first."
+    if not annotations_of(session):
+        return "No object is marked: click on an object (or draw a box) before previewing or running."
+    if not chosen:
+        return "Choose at least one output to produce."
+    return None
+
+
 def legend_html() -> str:
     """Colour swatches of the object ids, so the user can tell the objects apart."""
     swatches = []
@@ -226,34 +239,39 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         return annotated_view(session), marks_summary(session), session
 
     def preview(session: Session, progress=gr.Progress()):
-        annotations = _checked_annotations(session)
+        problem = run_problem(session, [OUTPUTS["overlay"][1]])
+        if problem:
+            return gr.skip(), problem
+        annotations = annotations_of(session)
         try:
             overlays = preview_overlays(session.video, annotations, config.preview_frames, config.tracker,
                                         lambda done: progress((done, config.preview_frames), desc="Preview"))
         except (VideoError, MaskError) as error:
-            raise user_error(error) from None
+            return gr.skip(), user_error(error).message
         first = min(annotations)
-        return [(image, f"frame {first + i}") for i, image in enumerate(overlays)]
+        return [(image, f"frame {first + i}") for i, image in enumerate(overlays)], "Preview ready."
 
     def run(chosen: list[str], colour: str, blur: float, session: Session, request: gr.Request,
             progress=gr.Progress()):
-        annotations = _checked_annotations(session)
+        problem = run_problem(session, chosen)
+        if problem:
+            yield problem, *[gr.skip()] * 3, session
+            return
         outputs = tuple(name for name in OUTPUTS if OUTPUTS[name][1] in chosen)
-        if not outputs:
-            raise gr.Error("Choose at least one output to produce.")
         settings = RunSettings(outputs=outputs, background=_parse_colour(colour), blur_strength=_odd(blur),
                                tracker=config.tracker)
         results: dict = {}
         done = 0
         try:
-            with closing(run_outputs(session.video, annotations, workspace.folder(request), settings,
+            with closing(run_outputs(session.video, annotations_of(session), workspace.folder(request), settings,
                                      results)) as steps:
                 for step in steps:
                     done = step.done
                     progress((step.done, step.total), desc="Tracking", unit="frames")
                     yield f"Tracking… frame {step.done} of {step.total or '?'}", *[gr.skip()] * 3, session
         except (VideoError, MaskError) as error:
-            raise user_error(error) from None
+            yield user_error(error).message, *[gr.skip()] * 3, session
+            return
         session.results = {name: str(path) for name, path in results.items()}
         shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
         yield (f"Done: {len(results)} outputs for {done} frames.", show_output(shown[0] if shown else None, session),
@@ -284,14 +302,6 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             raise user_error(error) from None
         return str(results[output])
 
-    def _checked_annotations(session: Session) -> dict[int, np.ndarray]:
-        if session.video is None:
-            raise gr.Error("Upload a clip (or pick the example) first.")
-        annotations = annotations_of(session)
-        if not annotations:
-            raise gr.Error("No object is marked: click on an object (or draw a box) before previewing or running.")
-        return annotations
-
     with gr.Blocks(title="MobileVOS", analytics_enabled=False, delete_cache=(600, 3600)) as app:
         session = gr.State(Session())
         gr.Markdown("# MobileVOS\nMark an object on one frame; MobileVOS follows it through the clip.")
@@ -313,7 +323,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                 summary = gr.Markdown(marks_summary(Session()), elem_id="summary")
             with gr.Column(scale=2):
                 frame_view = gr.Image(label="Frame — click to mark", interactive=False, type="numpy",
-                                      format="png", elem_id="frame", buttons=[])
+                                      format="png", elem_id="frame", buttons=[], height=420)
                 frame_slider = gr.Slider(0, 1, value=0, step=1, label="Frame (scrub to annotate any frame)",
                                          interactive=False, elem_id="scrub")
         with gr.Row():
@@ -351,7 +361,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         undo_button.click(undo, [session], annotate_outputs, api_visibility=hidden)
         clear_object_button.click(clear_object, [object_id, session], annotate_outputs, api_visibility=hidden)
         clear_frame_button.click(clear_frame, [session], annotate_outputs, api_visibility=hidden)
-        preview_button.click(preview, [session], [gallery], api_visibility=hidden, concurrency_id="tracking",
+        preview_button.click(preview, [session], [gallery, run_status], api_visibility=hidden, concurrency_id="tracking",
                              concurrency_limit=1)
         run_event = run_button.click(run, [chosen, colour, blur, session],
                                      [run_status, player, view, files, session], api_visibility=hidden,
@@ -369,7 +379,7 @@ def serve(config: AppConfig, workspace: Workspace | None = None, block: bool = T
     """Build and launch the app on config.host:config.port → (app, local URL). `block=False` returns at once."""
     app = build_app(config, workspace)
     _, url, _ = app.launch(server_name=config.host, server_port=config.port, max_file_size=f"{config.max_upload_mb}mb",
-                           theme=_THEME, ssr_mode=False, share=False, show_error=True, quiet=not block,
+                           theme=_THEME, css=_CSS, ssr_mode=False, share=False, show_error=True, quiet=not block,
                            prevent_thread_lock=not block, footer_links=["api"], mcp_server=False)
     return app, url
 

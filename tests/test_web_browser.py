@@ -1,0 +1,167 @@
+"""The web app in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright; never downloaded):
+upload a clip, click on the object, preview, run, download the result; cancel a run; no request leaves the host.
+
+Screenshots of each step go to $WEB_SCREENSHOTS when set (`WEB_SCREENSHOTS=docs/web` refreshes the docs),
+else to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+]
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("gradio")
+
+from PIL import Image  # noqa: E402
+
+from tests.test_web import CLIP_FRAMES, TRACKER, count_frames, free_port, make_clip  # noqa: E402
+from web.app import AppConfig, Workspace, serve  # noqa: E402
+
+TIMEOUT_MS = 120_000
+LOCAL = ("http://127.0.0.1", "data:", "blob:")
+
+
+@pytest.fixture(scope="module")
+def workspace() -> Workspace:
+    return Workspace()
+
+
+@pytest.fixture(scope="module")
+def url(workspace):
+    config = AppConfig(port=free_port(), preview_frames=2, tracker=TRACKER)
+    app, address = serve(config, workspace, block=False)
+    yield address
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser, url):
+    """A fresh page on the app that records every request to a host other than this one."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.outside = []
+    page.on("request", lambda request: None if request.url.startswith(LOCAL) else page.outside.append(request.url))
+    page.goto(url)
+    page.wait_for_selector("#upload", timeout=TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("WEB_SCREENSHOTS") or tmp_path_factory.mktemp("screens"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def screenshot(page, folder: Path, name: str) -> Path:
+    """A full-page screenshot, shrunk to at most 1000 px wide and 256 colours to keep the PNG small."""
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    image = Image.open(path).convert("RGB")
+    if image.width > 1000:
+        image = image.resize((1000, round(image.height * 1000 / image.width)), Image.LANCZOS)
+    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
+    return path
+
+
+def wait_for_text(page, selector: str, text: str) -> None:
+    page.wait_for_function(
+        "([selector, text]) => (document.querySelector(selector)?.innerText || '').includes(text)",
+        arg=[selector, text], timeout=TIMEOUT_MS)
+
+
+def click_on_frame(page, fx: float, fy: float) -> None:
+    """Click the displayed frame at a fraction (fx, fy) of its width and height."""
+    image = page.locator("#frame img")
+    image.scroll_into_view_if_needed()
+    box = image.bounding_box()
+    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+
+
+def test_upload_mark_preview_run_download(page, shots, tmp_path, workspace):
+    clip = make_clip(tmp_path / "judo.mp4")
+    others = set(workspace.root.iterdir())
+    screenshot(page, shots, "1-start")
+
+    page.set_input_files("#upload input[type=file]", str(clip))
+    wait_for_text(page, "#status", f"{CLIP_FRAMES} frames")
+    page.wait_for_selector("#frame img", timeout=TIMEOUT_MS)
+    screenshot(page, shots, "2-first-frame")
+
+    click_on_frame(page, 0.5, 0.45)  # the judoka in the centre (object 1 of the sample's annotation)
+    wait_for_text(page, "#summary", "frame 0: objects 1")
+    screenshot(page, shots, "3-marked")
+
+    page.click("#preview")
+    page.wait_for_function("document.querySelectorAll('#gallery img').length >= 2", timeout=TIMEOUT_MS)
+    screenshot(page, shots, "4-preview")
+
+    page.click("#run")
+    wait_for_text(page, "#run-status", "Done")
+    page.wait_for_selector("#player video", timeout=TIMEOUT_MS)
+    screenshot(page, shots, "5-result")
+
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        page.click("#files a[download='cutout.webm']")
+    saved = tmp_path / "cutout.webm"
+    download.value.save_as(saved)
+    frames, shape = count_frames(saved, alpha=True)
+    assert frames == CLIP_FRAMES and shape[2] == 4
+    assert page.outside == []
+
+    mine = set(workspace.root.iterdir()) - others  # this session's folder, removed when the tab closes
+    assert len(mine) == 1
+    page.close()
+    for _ in range(100):
+        if not any(folder.exists() for folder in mine):
+            break
+        time.sleep(0.1)
+    assert not any(folder.exists() for folder in mine)
+
+
+def test_scrub_to_another_frame_and_annotate_there(page, tmp_path):
+    clip = make_clip(tmp_path / "judo.mp4")
+    page.set_input_files("#upload input[type=file]", str(clip))
+    wait_for_text(page, "#status", f"{CLIP_FRAMES} frames")
+    track = page.locator("#scrub input[type=range]")
+    track.scroll_into_view_if_needed()
+    slider = track.bounding_box()
+    page.mouse.click(slider["x"] + slider["width"] - 2, slider["y"] + slider["height"] / 2)  # the last frame
+    page.wait_for_timeout(1500)
+    click_on_frame(page, 0.5, 0.45)
+    wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1")
+
+
+def test_empty_annotation_and_cancel_give_clear_messages(page, shots):
+    page.click("#example")
+    wait_for_text(page, "#status", "16 frames")
+    page.click("#run")
+    wait_for_text(page, "#run-status", "No object is marked")
+    screenshot(page, shots, "6-no-object")
+
+    click_on_frame(page, 0.5, 0.45)
+    wait_for_text(page, "#summary", "objects 1")
+    page.click("#run")
+    page.click("#cancel")
+    wait_for_text(page, "#run-status", "Run cancelled")
+    screenshot(page, shots, "7-cancelled")
+    assert page.outside == []
