@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -385,6 +386,18 @@ class ObsStage:
             self.call("RemoveInput", inputName=self._background)
         self.placement = None
         self._background_ready = False
+        self.wait_until_removed([s for s in scenes if s != self._wrapper])
+
+    def wait_until_removed(self, scenes: list[str], timeout_s: float = 10.0) -> None:
+        """OBS drops the items of a removed source on a later tick: wait for that, so that nothing of the rig is
+        left when we exit and a new rig never meets the old one."""
+        deadline = time.monotonic() + timeout_s
+        ours = {self._wrapper, self._background}
+        while time.monotonic() < deadline:
+            if not any(ours & set(self.scene_sources(scene)) for scene in scenes):
+                return
+            time.sleep(0.05)
+        raise StageError(f"OBS still shows {sorted(ours)} after removing them; remove them by hand")
 
     def broadcast(self, data: dict) -> None:
         """Send a CustomEvent to every WebSocket client (the re-annotation channel)."""
