@@ -24,3 +24,6 @@ bench: $(VENV_STAMP)
 
 clean:
 	rm -rf .venv demo-out
+
+bench-obs: $(VENV_STAMP)
+	$(PY) -m tests.obs_harness
