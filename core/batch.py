@@ -26,6 +26,7 @@ from core.batch_inputs import InputError, Job, plan_jobs
 from core.batch_worker import (EFFECTS, CUTOUT_FILES, ItemResult, JobError, OutputSpec, ProgressEvent,
                                TrackerSettings, check_background, completed, process_job)
 from core.tracker import resolve_device
+from core.weights import WeightsError, load_checkpoint
 
 SUMMARY_FILE = "summary.json"
 POLL_SECONDS = 0.2
@@ -279,8 +280,11 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         raise JobError(f"--workers {args.workers}: give 1 or more")
     if args.size is not None and args.size < 16:
         raise JobError(f"--size {args.size}: give an inference short side of 16 pixels or more")
-    if args.weights is not None and not Path(args.weights).is_file():
-        raise JobError(f"--weights {args.weights}: file not found; check the path")
+    if args.weights is not None:
+        try:
+            load_checkpoint(args.weights)
+        except WeightsError as error:
+            raise JobError(str(error)) from None
     if args.masks == "none" and not args.effect:
         raise JobError("--masks none and no --effect: nothing to write; add an --effect or keep the masks")
     if "replace" in args.effect:

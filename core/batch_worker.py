@@ -27,6 +27,7 @@ from core.batch_inputs import VIDEO_SUFFIXES, Job, numbered_frames
 from core.masks import MaskError, check_mask, read_mask, write_mask
 from core.tracker import Tracker, TrackerConfig
 from core.video import Frame, VideoError, VideoInfo, VideoReader, VideoWriter, open_video
+from core.weights import WeightsError
 
 EFFECTS = ("overlay", "cutout", "blur", "replace", "remove")
 CUTOUT_FILES = {"webm": "cutout.webm", "prores": "cutout.mov", "png": "cutout"}
@@ -377,6 +378,7 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerSett
         partial.mkdir(parents=True)
         tracker = worker_tracker(settings)
         tracker.reset()
+        started = time.monotonic()  # per-input time excludes building the worker's tracker
         with open_video(job.source) as reader:
             masks = _load_annotations(job, reader.info)
             report(ProgressEvent(job.name, 0, reader.info.num_frames))
@@ -389,7 +391,7 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerSett
         seconds = time.monotonic() - started
         return ItemResult(job.source, job.name, "done", frames, round(seconds, 3), round(frames / seconds, 2),
                           [str(final / name) for name in outputs])
-    except (JobError, MaskError, VideoError) as error:
+    except (JobError, MaskError, VideoError, WeightsError) as error:
         return _failed(job, started, str(error))
     except Exception as error:  # a bug or an unexpected library error: report it, keep the batch going
         return _failed(job, started, f"{job.source}: unexpected {type(error).__name__}: {error}; "

@@ -114,6 +114,14 @@ def test_plan_reads_frames_beside_masks_and_rejects_bad_arguments(tmp_path: Path
     shutil.copytree(SAMPLES / "bike" / "masks", clip / "masks")
     (job,) = plan_jobs([str(clip / "frames")], str(tmp_path / "out"))
     assert job.name == "clip" and [a.frame for a in job.annotations] == [0]
+    (tmp_path / "out" / "clip").mkdir(parents=True)
+    (tmp_path / "out" / "clip" / "overlay.mp4").touch()  # outputs inside the input folder are not inputs
+    (tmp_path / "other.mp4").touch()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "other.mkv").touch()
+    names = {job.name: job.problem for job in plan_jobs([str(tmp_path)], str(tmp_path / "out"))}
+    assert sorted(names) == ["clip", "other", "sub/other"]
+    assert "no annotation" in names["other"] and "other.png" in names["other"]
     with pytest.raises(InputError, match="no such file"):
         plan_jobs([str(tmp_path / "missing.mp4")], str(tmp_path / "out"))
     with pytest.raises(InputError, match="exactly one input"):
