@@ -27,3 +27,5 @@ clean:
 
 bench-obs: $(VENV_STAMP)
 	$(PY) -m tests.obs_harness
+
+.PHONY: bench-obs

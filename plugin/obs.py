@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--annotate", action="store_true",
                      help="send --mask/--box to a running plugin for --source (re-annotate), then exit")
     act.add_argument("--bench", action="store_true", help="measure FPS and latency at 640x360 and 1280x720")
-    act.add_argument("--bench-frames", type=int, default=40, help="frames per size in --bench (default 40)")
+    act.add_argument("--bench-frames", type=int, default=20, help="frames per size in --bench (default 20)")
     parser.add_argument("--work-dir", type=Path, help="where the mask images for OBS go (default: a temp dir)")
     return parser
 
@@ -187,6 +187,8 @@ def bench(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, lambda *_: stop_then_interrupt(session))
             session.run()
         rows.append(bench_row(size, results[min(5, len(results) // 4):]))
+        if session.stop_event.is_set() and len(results) < args.bench_frames:
+            break  # Ctrl-C
     print("| capture size | FPS | latency mean / p95 (ms) | capture | track | show (ms, mean) |")
     print("|---|---|---|---|---|---|")
     for row in rows:

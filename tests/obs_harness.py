@@ -66,6 +66,7 @@ class HeadlessOBS:
     port: int
     password: str = ""
     fps: int = 30
+    show_window: bool = False  # keep OBS's main window on the (virtual) screen, for screenshots
     process: subprocess.Popen | None = None
 
     def write_config(self) -> None:
@@ -82,8 +83,8 @@ class HeadlessOBS:
         env = dict(os.environ, HOME=str(self.home), LIBGL_ALWAYS_SOFTWARE="1")
         log = open(self.home / "obs.log", "ab")
         self.process = subprocess.Popen(
-            ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24",
-             "obs", "--minimize-to-tray", "--disable-shutdown-check", "--disable-updater"],
+            ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", "obs", "--disable-shutdown-check", "--disable-updater"]
+            + ([] if self.show_window else ["--minimize-to-tray"]),
             env=env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
@@ -114,6 +115,20 @@ class HeadlessOBS:
         deadline = time.monotonic() + 30
         while port_open(self.port) and time.monotonic() < deadline:
             time.sleep(0.2)
+
+    def display(self) -> str:
+        """The X display (":99") of the Xvfb that xvfb-run started for this OBS."""
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                args = (proc / "cmdline").read_bytes().split(b"\0")
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == self.process.pid and args[0].endswith(b"Xvfb") and len(args) > 1:
+                return args[1].decode()
+        raise RuntimeError("no Xvfb found under this OBS's xvfb-run")
 
     def __enter__(self) -> "HeadlessOBS":
         self.start()
@@ -152,19 +167,61 @@ def add_clip_source(port: int, clip: Path, password: str = "", scene: str = "Sce
         client.disconnect()
 
 
+def grab_display(display: str, path: Path) -> None:
+    """Save what the X display shows (OBS's window) as a PNG, read through FFmpeg's x11grab in PyAV."""
+    import av
+    from PIL import Image
+
+    with av.open(display, format="x11grab", options={"video_size": "1280x800"}) as screen:
+        frame = next(screen.decode(video=0))
+        Image.fromarray(frame.to_ndarray(format="rgb24")).save(path)
+
+
+def screenshots(out_dir: Path, home: Path) -> None:
+    """docs/obs/: OBS's window and its program output while the plugin masks the judo clip (annotated frame)."""
+    import base64
+
+    from core.tracker import Tracker
+    from plugin.session import Annotation, LiveSession, SessionConfig
+    from plugin.stage import Connection, ObsStage
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with HeadlessOBS(home, free_port(), show_window=True) as obs:
+        add_clip_source(obs.port, write_clip(home / "judo.mp4"))
+        stage = ObsStage(Connection(port=obs.port), CLIP_SOURCE, None, home / "work")
+
+        def snap(result) -> None:
+            time.sleep(1.0)  # let OBS render a few frames with the new mask
+            grab_display(obs.display(), out_dir / "obs-window.png")
+            data = stage.call("GetSourceScreenshot", sourceName="Scene", imageFormat="png")["imageData"]
+            (out_dir / "program-output.png").write_bytes(base64.b64decode(data.split(",", 1)[1]))
+
+        LiveSession(stage, Tracker(), Annotation(mask_path=SAMPLE / "masks" / "00000.png"),
+                    SessionConfig(frames=1, wait_for_source=True), on_frame=snap).run()
+
+
 def main() -> int:
-    """`python -m tests.obs_harness`: start a headless OBS playing the judo clip and run `plugin.obs --bench`."""
+    """`python -m tests.obs_harness [--screenshots DIR]`: start a headless OBS playing the judo clip and run
+    `plugin.obs --bench` against it (or save screenshots of OBS with the masked source)."""
+    import argparse
     import tempfile
 
     from plugin.obs import main as plugin_main
 
+    parser = argparse.ArgumentParser(prog="python -m tests.obs_harness")
+    parser.add_argument("--screenshots", type=Path, help="save screenshots of OBS into this folder instead")
+    parser.add_argument("--frames", type=int, default=20, help="benchmark frames per size (default 20)")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mobilevos-obs-bench-") as tmp:
         home = Path(tmp)
+        if args.screenshots:
+            screenshots(args.screenshots, home)
+            return 0
         with HeadlessOBS(home, free_port()) as obs:
             add_clip_source(obs.port, write_clip(home / "judo.mp4"))
             print(f"headless OBS {CANVAS[0]}×{CANVAS[1]} @ {obs.fps} FPS on port {obs.port}, source {CLIP_SOURCE!r}")
             return plugin_main(["--port", str(obs.port), "--source", CLIP_SOURCE, "--wait-for-source",
-                                "--mask", str(SAMPLE / "masks" / "00000.png"), "--bench"])
+                                "--mask", str(SAMPLE / "masks" / "00000.png"), "--bench", "--bench-frames", str(args.frames)])
 
 
 if __name__ == "__main__":
