@@ -73,12 +73,12 @@ def shots(tmp_path_factory) -> Path:
 
 
 def screenshot(page, folder: Path, name: str) -> Path:
-    """A full-page screenshot, shrunk to at most 1000 px wide and 256 colours to keep the PNG small."""
+    """A full-page screenshot, shrunk to at most 800 px wide and 256 colours to keep the PNG small."""
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     image = Image.open(path).convert("RGB")
-    if image.width > 1000:
-        image = image.resize((1000, round(image.height * 1000 / image.width)), Image.LANCZOS)
+    if image.width > 800:
+        image = image.resize((800, round(image.height * 800 / image.width)), Image.LANCZOS)
     image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
     return path
 
@@ -90,11 +90,16 @@ def wait_for_text(page, selector: str, text: str) -> None:
 
 
 def click_on_frame(page, fx: float, fy: float) -> None:
-    """Click the displayed frame at a fraction (fx, fy) of its width and height."""
+    """Click the displayed frame at a fraction (fx, fy) of its width and height (the picture is letterboxed
+    inside its element, so the fractions are taken of the picture, not of the element)."""
     image = page.locator("#frame img")
     image.scroll_into_view_if_needed()
     box = image.bounding_box()
-    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    natural_w, natural_h = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    scale = min(box["width"] / natural_w, box["height"] / natural_h)
+    shown_w, shown_h = natural_w * scale, natural_h * scale
+    left, top = box["x"] + (box["width"] - shown_w) / 2, box["y"] + (box["height"] - shown_h) / 2
+    page.mouse.click(left + fx * shown_w, top + fy * shown_h)
 
 
 def test_upload_mark_preview_run_download(page, shots, tmp_path, workspace):
@@ -146,7 +151,7 @@ def test_scrub_to_another_frame_and_annotate_there(page, tmp_path):
     track.scroll_into_view_if_needed()
     slider = track.bounding_box()
     page.mouse.click(slider["x"] + slider["width"] - 2, slider["y"] + slider["height"] / 2)  # the last frame
-    page.wait_for_timeout(1500)
+    wait_for_text(page, "#frame", f"Frame {CLIP_FRAMES - 1} ")
     click_on_frame(page, 0.5, 0.45)
     wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1")
 
@@ -160,8 +165,16 @@ def test_empty_annotation_and_cancel_give_clear_messages(page, shots):
 
     click_on_frame(page, 0.5, 0.45)
     wait_for_text(page, "#summary", "objects 1")
+    page.locator("#mode label", has_text="Box").click()
+    page.locator("#object label", has_text="2").click()
+    click_on_frame(page, 0.01, 0.42)  # a box around the seated judoka on the left: object 2
+    wait_for_text(page, "#summary", "opposite corner")
+    click_on_frame(page, 0.16, 0.72)
+    wait_for_text(page, "#summary", "objects 1, 2")
+    screenshot(page, shots, "7-two-objects")
+
     page.click("#run")
     page.click("#cancel")
     wait_for_text(page, "#run-status", "Run cancelled")
-    screenshot(page, shots, "7-cancelled")
+    screenshot(page, shots, "8-cancelled")
     assert page.outside == []

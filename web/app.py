@@ -134,6 +134,16 @@ def annotated_view(session: Session) -> np.ndarray | None:
     return annotate.render_marks(image, session.marks.get(session.frame_index, ()), session.pending)
 
 
+def frame_label(index: int) -> str:
+    """The caption of the annotation image: which frame is on screen."""
+    return f"Frame {index} — click to mark"
+
+
+def framed_view(session: Session) -> gr.Image:
+    """The annotation image after a frame change: the view and a caption naming the frame."""
+    return gr.Image(value=annotated_view(session), label=frame_label(session.frame_index))
+
+
 def update_marks(session: Session, marks: tuple[annotate.Mark, ...], pending: annotate.BoxStart | None) -> Session:
     """Store the marks of the frame on screen and recompute its label map (a frame without marks drops out)."""
     index = session.frame_index
@@ -153,12 +163,13 @@ def annotations_of(session: Session) -> dict[int, np.ndarray]:
 
 
 def marks_summary(session: Session) -> str:
-    """One line listing the annotated frames and their objects."""
+    """One line listing the annotated frames and their objects, and whether a box waits for its second corner."""
+    corner = " Box corner set: click the opposite corner." if session.pending else ""
     if not session.marks:
-        return "No objects marked yet: click on an object in the frame."
+        return "No objects marked yet: click on an object in the frame." + corner
     parts = [f"frame {index}: objects {', '.join(map(str, annotate.annotated_ids(marks)))}"
              for index, marks in sorted(session.marks.items())]
-    return "Marked — " + "; ".join(parts)
+    return "Marked — " + "; ".join(parts) + "." + corner
 
 
 def run_problem(session: Session, chosen: list[str]) -> str | None:
@@ -200,7 +211,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         status = (f"Loaded {Path(path).name}: {info.width}×{info.height}, {info.num_frames} frames at "
                   f"{float(info.fps):.2f} fps. Click on an object to mark it.")
         slider = gr.Slider(minimum=0, maximum=max(info.num_frames - 1, 1), value=0, step=1, interactive=True)
-        return annotated_view(session), slider, status, marks_summary(session), session
+        return framed_view(session), slider, status, marks_summary(session), session
 
     def load_example(session: Session):
         return load_clip(str(EXAMPLE_CLIP), session)
@@ -213,7 +224,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         except VideoError as error:
             raise user_error(error) from None
         session.frame_index, session.pending = int(index), None
-        return annotated_view(session), session
+        return framed_view(session), session
 
     def click(mode: str, object_id: float, brush: float, session: Session, event: gr.SelectData):
         if session.frame is None:
@@ -322,7 +333,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                     clear_frame_button = gr.Button("Clear frame", size="sm")
                 summary = gr.Markdown(marks_summary(Session()), elem_id="summary")
             with gr.Column(scale=2):
-                frame_view = gr.Image(label="Frame — click to mark", interactive=False, type="numpy",
+                frame_view = gr.Image(label=frame_label(0), interactive=False, type="numpy",
                                       format="png", elem_id="frame", buttons=[], height=420)
                 frame_slider = gr.Slider(0, 1, value=0, step=1, label="Frame (scrub to annotate any frame)",
                                          interactive=False, elem_id="scrub")
@@ -357,10 +368,12 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         example.click(load_example, [session], [frame_view, frame_slider, status, summary, session],
                       api_visibility=hidden)
         frame_slider.release(seek, [frame_slider, session], [frame_view, session], api_visibility=hidden)
-        frame_view.select(click, [mode, object_id, brush, session], annotate_outputs, api_visibility=hidden)
-        undo_button.click(undo, [session], annotate_outputs, api_visibility=hidden)
-        clear_object_button.click(clear_object, [object_id, session], annotate_outputs, api_visibility=hidden)
-        clear_frame_button.click(clear_frame, [session], annotate_outputs, api_visibility=hidden)
+        # Every click counts (trigger_mode "multiple"); one annotation edit at a time keeps the marks consistent.
+        edits = dict(api_visibility=hidden, concurrency_id="annotate", concurrency_limit=1, trigger_mode="multiple")
+        frame_view.select(click, [mode, object_id, brush, session], annotate_outputs, **edits)
+        undo_button.click(undo, [session], annotate_outputs, **edits)
+        clear_object_button.click(clear_object, [object_id, session], annotate_outputs, **edits)
+        clear_frame_button.click(clear_frame, [session], annotate_outputs, **edits)
         preview_button.click(preview, [session], [gallery, run_status], api_visibility=hidden, concurrency_id="tracking",
                              concurrency_limit=1)
         run_event = run_button.click(run, [chosen, colour, blur, session],
