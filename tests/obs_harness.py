@@ -116,8 +116,8 @@ class HeadlessOBS:
         while port_open(self.port) and time.monotonic() < deadline:
             time.sleep(0.2)
 
-    def display(self) -> str:
-        """The X display (":99") of the Xvfb that xvfb-run started for this OBS."""
+    def display(self) -> tuple[str, str]:
+        """The X display (":99") of the Xvfb that xvfb-run started for this OBS, and its Xauthority file."""
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
                 continue
@@ -127,7 +127,8 @@ class HeadlessOBS:
             except (OSError, ValueError, IndexError):
                 continue
             if parent == self.process.pid and args[0].endswith(b"Xvfb") and len(args) > 1:
-                return args[1].decode()
+                auth = args[args.index(b"-auth") + 1].decode() if b"-auth" in args else ""
+                return args[1].decode(), auth
         raise RuntimeError("no Xvfb found under this OBS's xvfb-run")
 
     def __enter__(self) -> "HeadlessOBS":
@@ -167,12 +168,13 @@ def add_clip_source(port: int, clip: Path, password: str = "", scene: str = "Sce
         client.disconnect()
 
 
-def grab_display(display: str, path: Path) -> None:
-    """Save what the X display shows (OBS's window) as a PNG, read through FFmpeg's x11grab in PyAV."""
+def grab_display(display: tuple[str, str], path: Path) -> None:
+    """Save what the X display (name, Xauthority) shows as a PNG, read through FFmpeg's x11grab in PyAV."""
     import av
     from PIL import Image
 
-    with av.open(display, format="x11grab", options={"video_size": "1280x800"}) as screen:
+    os.environ["XAUTHORITY"] = display[1]
+    with av.open(display[0], format="x11grab", options={"video_size": "1280x800"}) as screen:
         frame = next(screen.decode(video=0))
         Image.fromarray(frame.to_ndarray(format="rgb24")).save(path)
 
