@@ -269,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", metavar="PATH", help="tracker checkpoint (default: the shipped weights)")
     parser.add_argument("--size", type=int, metavar="PIXELS",
                         help="inference short side; masks come back at full size")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads per worker (default: cores / workers; 1 for Ray tasks)")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs are complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bars: one log line per input")
     return parser
@@ -276,8 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> RunOptions:
     """RunOptions from parsed arguments; JobError for a bad value (background, device, counts)."""
-    if args.workers < 1:
-        raise JobError(f"--workers {args.workers}: give 1 or more")
+    if args.workers < 1 or (args.threads is not None and args.threads < 1):
+        raise JobError(f"--workers {args.workers} --threads {args.threads}: give 1 or more")
     if args.size is not None and args.size < 16:
         raise JobError(f"--size {args.size}: give an inference short side of 16 pixels or more")
     if args.weights is not None:
@@ -296,9 +298,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     spec = OutputSpec(effects=tuple(dict.fromkeys(args.effect)), mask_pngs=args.masks in ("png", "both"),
                       mask_video=args.masks in ("video", "both"), cutout_format=args.cutout_format,
                       background=args.background, blur_strength=args.blur)
-    threads = None if args.ray else max(1, (os.cpu_count() or 1) // args.workers)
-    tracker = TrackerSettings(weights=args.weights, device=args.device, size=args.size,
-                              threads=1 if args.ray else threads)
+    threads = args.threads or (1 if args.ray else max(1, (os.cpu_count() or 1) // args.workers))
+    tracker = TrackerSettings(weights=args.weights, device=args.device, size=args.size, threads=threads)
     return RunOptions(out_dir=args.out, spec=spec, tracker=tracker, overwrite=args.overwrite, quiet=args.quiet,
                       workers=args.workers, ray_address=args.ray, use_ray=args.ray is not None)
 

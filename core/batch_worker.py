@@ -286,7 +286,7 @@ def _track(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], sinks: l
     return count
 
 
-def partial_folder(final: Path) -> Path:
+def _partial_folder(final: Path) -> Path:
     return final.with_name(f".{final.name}.partial")
 
 
@@ -294,7 +294,7 @@ def _old_folder(final: Path) -> Path:
     return final.with_name(f".{final.name}.old")
 
 
-def read_record(folder: Path) -> dict | None:
+def _read_record(folder: Path) -> dict | None:
     """The job.json of a complete item folder, or None."""
     try:
         return json.loads((folder / RECORD_FILE).read_text())
@@ -308,7 +308,7 @@ def completed(job: Job, out_root: Path, spec: OutputSpec) -> ItemResult | None:
     old = _old_folder(final)
     if not final.exists() and old.is_dir():  # killed between the two renames of a replacement
         os.rename(old, final)
-    record = read_record(final)
+    record = _read_record(final)
     if record is None or not set(spec.output_names()) <= set(record.get("outputs", [])):
         return None
     return ItemResult(job.source, job.name, "skipped", record.get("frames", 0), 0.0, 0.0,
@@ -360,7 +360,7 @@ def _commit(partial: Path, final: Path) -> None:
 
 def _refuse_foreign(final: Path, overwrite: bool) -> None:
     """Never replace a folder that a batch run did not write, unless --overwrite says so."""
-    if final.exists() and read_record(final) is None and not overwrite:
+    if final.exists() and _read_record(final) is None and not overwrite:
         raise JobError(f"{final}: exists but was not written by core.batch; move it away or pass --overwrite")
 
 
@@ -369,7 +369,7 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerSett
     """Run one item end to end; never raises: every failure becomes a 'failed' result with a one-line error."""
     started = time.monotonic()
     final = Path(out_root) / job.name
-    partial = partial_folder(final)
+    partial = _partial_folder(final)
     try:
         if job.problem:
             raise JobError(job.problem)

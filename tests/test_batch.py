@@ -40,15 +40,19 @@ def sample_mask(name: str, frame: str, hw: tuple[int, int] = SIZE) -> np.ndarray
     return resize_labels(read_mask(SAMPLES / name / "masks" / f"{frame}.png"), hw)
 
 
+# One torch thread per worker: on shared, busy cores more threads spin and run many times slower.
+THREADS = ["--threads", "1"]
+
+
 def run_batch(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """The real command, as a user runs it, from the repository root."""
-    command = [sys.executable, "-m", "core.batch", *map(str, args)]
+    command = [sys.executable, "-m", "core.batch", *map(str, args), *THREADS]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def run_main(*args: str | Path) -> int:
     """The same command in this process (no interpreter start-up): for the quick checks."""
-    return batch_main([str(a) for a in args])
+    return batch_main([*map(str, args), *THREADS])
 
 
 def summary_items(out: Path) -> dict[str, dict]:
@@ -187,6 +191,8 @@ def test_bad_inputs_fail_one_line_each_and_the_rest_continue(clips: Path, judo_s
     write_mask(bad / "wrong_size.png", sample_mask("judo", "00000", (480, 854)))
     shutil.copy(good, bad / "empty_mask.mp4")
     write_mask(bad / "empty_mask.png", np.zeros(SIZE, np.uint8))
+    shutil.copy(good, bad / "beyond.mp4")
+    write_mask(bad / "beyond.50.png", sample_mask("judo", "00000"))
     (bad / "codec.mp4").write_bytes(good.read_bytes().replace(b"avc1", b"zzz9"))
     shutil.copy(bad / "good.png", bad / "codec.png")
 
@@ -198,7 +204,7 @@ def test_bad_inputs_fail_one_line_each_and_the_rest_continue(clips: Path, judo_s
     assert frame_count(out / "good" / "overlay.mp4") == 3
     expected_words = {"corrupt": "damaged", "truncated": "truncated", "cut_while_decoding": "decoding",
                       "unannotated": "no annotation", "wrong_size": "854×480", "empty_mask": "empty",
-                      "codec": "codec"}
+                      "codec": "codec", "beyond": "frame 50"}
     assert set(items) == set(expected_words)
     failure_lines = [line for line in result.stderr.splitlines() if "FAILED" in line]
     assert len(failure_lines) == len(expected_words)
@@ -224,7 +230,7 @@ def test_killed_run_resumes_without_redoing_complete_videos(judo_small: list[np.
         encode_video(clips / f"{name}.mp4", judo_small[:frames], FPS, audio=False)
         write_mask(clips / f"{name}.png", sample_mask("judo", "00000"))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "core.batch", str(clips), "--out", str(out), "--quiet"]
+    command = [sys.executable, "-m", "core.batch", str(clips), "--out", str(out), "--quiet", *THREADS]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not first_done(out) and process.poll() is None and time.monotonic() < deadline:
