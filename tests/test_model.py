@@ -1,0 +1,56 @@
+"""The networks: backbone strides, any frame size, parameter counts, soft aggregation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.model.backbones import build_backbone
+from core.model.modules import aggregate, read_memory
+from core.model.network import NetworkConfig, build_network, parameter_count
+
+
+@pytest.mark.parametrize("name,channels", [("mobilenetv2", (24, 32, 96)), ("resnet18", (64, 128, 256))])
+def test_backbones_give_strides_4_8_16(name: str, channels: tuple[int, int, int]) -> None:
+    backbone = build_backbone(name).eval()
+    with torch.no_grad():
+        f4, f8, f16 = backbone.forward_features(torch.randn(1, 3, 64, 96))
+    assert backbone.channels == channels
+    assert [f.shape[1] for f in (f4, f8, f16)] == list(channels)
+    assert [f.shape[-2:] for f in (f4, f8, f16)] == [(16, 24), (8, 12), (4, 6)]
+
+
+def test_mobilenet_trunk_is_small() -> None:
+    assert 0.5e6 < parameter_count(build_backbone("mobilenetv2")) < 0.6e6
+
+
+@pytest.mark.parametrize("config", [NetworkConfig(), NetworkConfig(aspp=False),
+                                    NetworkConfig(backbone="resnet18", aspp=False)])
+def test_network_segments_k_objects_at_full_size(config: NetworkConfig) -> None:
+    net = build_network(config).eval()
+    image = torch.randn(1, 3, 80, 112)
+    with torch.no_grad():
+        feats = net.encode_key(image)
+        values = net.encode_value(image, feats, torch.rand(1, 3, 80, 112))  # (1, K, Cv, h, w)
+        key = feats.key.flatten(2)
+        logits, features = net.segment(feats, key, key.pow(2).sum(1).unsqueeze(2), values.flatten(3))
+    assert values.shape == (1, 3, config.value_dim, 5, 7)
+    assert logits.shape == (1, 3, 80, 112)
+    assert features.shape == (1, 3, config.decoder[2], 20, 28)
+
+
+def test_memory_read_copies_the_value_of_an_identical_key() -> None:
+    key = torch.zeros(1, 4, 1, 2)
+    key[0, :, 0, 0] = torch.tensor([10.0, 0, 0, 0])
+    key[0, :, 0, 1] = torch.tensor([0, 10.0, 0, 0])
+    memory_key = key.flatten(2)  # two memory pixels, far apart
+    values = torch.tensor([[[[1.0, -1.0]]]])  # (1, K=1, Cv=1, N=2)
+    out = read_memory(key, memory_key, memory_key.pow(2).sum(1).unsqueeze(2), values)
+    assert torch.allclose(out.flatten(), torch.tensor([1.0, -1.0]), atol=1e-4)
+
+
+def test_soft_aggregation_is_a_distribution_that_keeps_the_winner() -> None:
+    logits = torch.tensor([[[[4.0]], [[-4.0]]]])  # object 1 sure, object 2 not
+    probs = aggregate(logits)
+    assert torch.allclose(probs.sum(1), torch.ones(1, 1, 1))
+    assert probs[0, :, 0, 0].argmax() == 1

@@ -1,0 +1,111 @@
+"""The tracker: constant memory, object ids as given, objects added later, bad masks, inference size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.masks import MaskError
+from core.memory import FirstPreviousMemory, InfiniteMemory
+from core.model.network import NetworkConfig, build_network
+from core.tracker import Tracker, TrackerConfig, inference_shape
+
+
+@pytest.fixture(scope="module")
+def network():
+    torch.manual_seed(0)
+    return build_network(NetworkConfig()).eval()
+
+
+def _frame(seed: int, hw=(60, 100)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (*hw, 3), dtype=np.uint8)
+
+
+def _mask(hw=(60, 100), boxes=((1, 10, 30, 10, 30),)) -> np.ndarray:
+    mask = np.zeros(hw, np.uint8)
+    for obj, y0, y1, x0, x1 in boxes:
+        mask[y0:y1, x0:x1] = obj
+    return mask
+
+
+def test_first_step_returns_the_annotation_and_keeps_ids(network) -> None:
+    tracker = Tracker(TrackerConfig(device="cpu"), network)
+    mask = _mask(boxes=((3, 5, 25, 5, 25), (7, 30, 50, 60, 90)))
+    labels = tracker.step(_frame(0), mask)
+    assert labels.shape == (60, 100) and labels.dtype == np.uint8
+    assert np.array_equal(labels, mask)
+    assert tracker.object_ids == [3, 7]
+    assert tracker.probabilities.shape == (3, 60, 100)
+    out = tracker.step(_frame(1))
+    assert set(np.unique(out)) <= {0, 3, 7}
+
+
+def test_memory_stays_two_frames_however_long_the_video(network) -> None:
+    tracker = Tracker(TrackerConfig(device="cpu"), network)
+    tracker.step(_frame(0), _mask())
+    sizes = []
+    for i in range(1, 12):
+        tracker.step(_frame(i))
+        sizes.append(tracker.groups[0].memory.tensors().key.shape[-1])
+    assert isinstance(tracker.groups[0].memory, FirstPreviousMemory)
+    assert len(set(sizes)) == 1 and len(tracker.groups[0].memory) == 2
+
+
+def test_infinite_memory_grows_every_k_frames(network) -> None:
+    tracker = Tracker(TrackerConfig(device="cpu", memory="infinite", every=2), network)
+    tracker.step(_frame(0), _mask())
+    for i in range(1, 9):
+        tracker.step(_frame(i))
+    memory = tracker.groups[0].memory
+    assert isinstance(memory, InfiniteMemory)
+    assert len(memory.kept) == 4 and len(memory) >= 5
+
+
+def test_objects_added_on_a_later_frame_join_the_tracking(network) -> None:
+    tracker = Tracker(TrackerConfig(device="cpu"), network)
+    tracker.step(_frame(0), _mask(boxes=((1, 5, 25, 5, 25),)))
+    tracker.step(_frame(1))
+    labels = tracker.step(_frame(2), _mask(boxes=((2, 30, 50, 60, 90),)))
+    assert tracker.object_ids == [1, 2]
+    assert (labels[30:50, 60:90] == 2).all()
+    assert len(tracker.groups) == 2
+    assert tracker.step(_frame(3)).shape == (60, 100)
+    assert tracker.probabilities.shape == (3, 60, 100)
+
+
+def test_reannotating_an_id_moves_it_to_the_new_group(network) -> None:
+    tracker = Tracker(TrackerConfig(device="cpu"), network)
+    tracker.step(_frame(0), _mask(boxes=((1, 5, 25, 5, 25), (2, 30, 50, 60, 90))))
+    labels = tracker.step(_frame(1), _mask(boxes=((1, 40, 55, 5, 30),)))
+    assert sorted(tracker.object_ids) == [1, 2]
+    assert [g.ids for g in tracker.groups] == [[2], [1]]
+    assert (labels[40:55, 5:30] == 1).all()
+
+
+def test_empty_and_missing_and_wrong_size_masks_are_clear_errors(network) -> None:
+    tracker = Tracker(TrackerConfig(device="cpu"), network)
+    with pytest.raises(MaskError, match="needs an annotation"):
+        tracker.step(_frame(0))
+    with pytest.raises(MaskError, match="at least one object"):
+        tracker.step(_frame(0), np.zeros((60, 100), np.uint8))
+    with pytest.raises(MaskError):
+        tracker.step(_frame(0), np.ones((30, 50), np.uint8))
+
+
+def test_inference_size_returns_full_size_labels(network) -> None:
+    tracker = Tracker(TrackerConfig(device="cpu", size=32), network)
+    mask = _mask()
+    assert tracker.step(_frame(0), mask).shape == (60, 100)
+    assert tracker.step(_frame(1)).shape == (60, 100)
+    assert inference_shape(480, 854, 240) == (240, 427)
+    assert inference_shape(480, 854, None) == (480, 854)
+
+
+def test_reset_forgets_everything(network) -> None:
+    tracker = Tracker(TrackerConfig(device="cpu"), network)
+    tracker.step(_frame(0), _mask())
+    tracker.reset()
+    assert tracker.object_ids == []
+    with pytest.raises(MaskError):
+        tracker.step(_frame(1))
