@@ -8,6 +8,7 @@ the temp-folder-then-rename completion design) is core.batch_worker.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -289,6 +290,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
             raise JobError(str(error)) from None
     if args.masks == "none" and not args.effect:
         raise JobError("--masks none and no --effect: nothing to write; add an --effect or keep the masks")
+    if args.ray is not None and importlib.util.find_spec("ray") is None:
+        raise JobError("--ray: Ray is not installed; install the batch extra: pip install -e '.[batch]'")
     if "replace" in args.effect:
         check_background(args.background)
     try:

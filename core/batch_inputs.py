@@ -14,8 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.video import FRAME_SUFFIXES
+
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_FOLDER = "masks"
 FRAMES_FOLDER = "frames"  # `clip/frames/` + `clip/masks/` is read as the frame folder `clip`
 

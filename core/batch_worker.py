@@ -228,7 +228,7 @@ def _open_sinks(stack: ExitStack, folder: Path, job: Job, info: VideoInfo, spec:
 
     sinks: list[FrameSink] = []
     if spec.mask_pngs:
-        sinks.append(MaskPngSink(folder / "masks", _frame_names(job.source)))
+        sinks.append(MaskPngSink(folder / "masks", _frame_names(job.source, info.num_frames)))
     if spec.mask_video:
         sinks.append(video("masks.mp4", lambda image, labels: effects.mask_image(labels)))
     for effect in spec.effects:
@@ -239,10 +239,12 @@ def _open_sinks(stack: ExitStack, folder: Path, job: Job, info: VideoInfo, spec:
     return sinks
 
 
-def _frame_names(source: str) -> list[str] | None:
-    """For a frame folder, the frame file stems (so masks keep the frames' numbering); None for a video."""
+def _frame_names(source: str, num_frames: int | None) -> list[str] | None:
+    """For a frame folder, the frame file stems (so masks keep the frames' numbering); None for a video, or
+    when the folder also holds images that are not numbered (then masks are named by frame index)."""
     path = Path(source)
-    return [p.stem for p in numbered_frames(path)] if path.is_dir() else None
+    names = [p.stem for p in numbered_frames(path)] if path.is_dir() else []
+    return names if names and len(names) == num_frames else None
 
 
 def _load_annotations(job: Job, info: VideoInfo) -> dict[int, np.ndarray]:

@@ -289,6 +289,19 @@ def test_single_input_with_mask_option(clips: Path, tmp_path: Path) -> None:
     assert read_mask(out / "late" / "masks" / "00001.png").any()
 
 
+def test_frame_folder_keeps_its_frame_numbers(judo_small: list[np.ndarray], tmp_path: Path) -> None:
+    folder = tmp_path / "yt"
+    (folder / "masks").mkdir(parents=True)
+    for number, image in zip((0, 5, 10), judo_small):  # YouTube-VOS numbers every 5th frame
+        cv2.imwrite(str(folder / f"{number:05d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    write_mask(folder / "masks" / "00005.png", sample_mask("judo", "00000"))
+    assert run_main(folder, "--out", tmp_path / "out", "--quiet") == 0
+    masks = tmp_path / "out" / "yt" / "masks"
+    assert sorted(p.name for p in masks.iterdir()) == ["00000.png", "00005.png", "00010.png"]
+    assert not read_mask(masks / "00000.png").any()
+    assert np.array_equal(read_mask(masks / "00005.png"), sample_mask("judo", "00000"))
+
+
 @pytest.mark.parametrize("bad_args, word", [
     (["--effect", "replace", "--background", "nope"], "--background"),
     (["--mask", "judo.png"], "exactly one"),
