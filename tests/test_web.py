@@ -3,8 +3,10 @@ Gradio app driven by `gradio_client` (named endpoint, bad input, limits, queuein
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -218,6 +220,14 @@ def test_workspace_folders_are_per_session_and_released():
     assert first.parent != second.parent
     workspace.release(Request("alice"))
     assert not first.exists() and second.exists()
+
+
+def test_workspace_sweeps_old_job_folders():
+    workspace = Workspace()
+    old, new = workspace.folder(None), workspace.folder(None)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    workspace.sweep(3600)
+    assert not old.exists() and new.exists()
 
 
 # ---- pipeline on a real encoded clip ----

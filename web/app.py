@@ -17,6 +17,7 @@ import atexit
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,9 @@ MODES: dict[str, annotate.MarkKind] = {
     "Brush: erase": "brush_erase",
 }
 MAX_OBJECTS = 8
+# Files older than this are removed: job folders of sessions that never closed (API clients) and Gradio's
+# copies of uploads and results. Long enough for a slow run of the longest accepted clip.
+FILE_LIFETIME_S = 6 * 3600
 # System fonts only: the default theme would fetch fonts from a CDN, and the app must work offline.
 _THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 _CSS = "#frame img { width: 100%; height: 100%; object-fit: contain; cursor: crosshair; }"
@@ -65,7 +69,6 @@ class Session:
     """One browser session's state: the clip, the frame on screen, and the marks per frame index."""
 
     video: str | None = None
-    info: VideoInfo | None = None
     frame_index: int = 0
     frame: np.ndarray | None = None  # (H, W, 3) RGB of frame_index
     marks: dict[int, tuple[annotate.Mark, ...]] = field(default_factory=dict)
@@ -82,11 +85,22 @@ class Workspace:
         atexit.register(shutil.rmtree, self.root, ignore_errors=True)
 
     def folder(self, request: gr.Request | None) -> Path:
-        """A fresh folder for one job of the session that sent `request`."""
+        """A fresh folder for one job of the session that sent `request` (old job folders are swept first)."""
+        self.sweep(FILE_LIFETIME_S)
         session = (request.session_hash if request is not None else None) or "anonymous"
         folder = self.root / _safe_name(session) / uuid.uuid4().hex[:12]
         folder.mkdir(parents=True)
         return folder
+
+    def sweep(self, max_age_s: float) -> None:
+        """Remove the job folders last changed more than `max_age_s` seconds ago."""
+        cutoff = time.time() - max_age_s
+        for job in self.root.glob("*/*"):
+            try:
+                if job.stat().st_mtime < cutoff:
+                    shutil.rmtree(job, ignore_errors=True)
+            except FileNotFoundError:
+                continue
 
     def release(self, request: gr.Request) -> None:
         """Remove every folder of the session that sent `request` (called when its browser tab closes)."""
@@ -207,7 +221,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             frame = read_frame(path, 0)
         except VideoError as error:
             raise user_error(error) from None
-        session = Session(video=path, info=info, frame=frame)
+        session = Session(video=path, frame=frame)
         status = (f"Loaded {Path(path).name}: {info.width}×{info.height}, {info.num_frames} frames at "
                   f"{float(info.fps):.2f} fps. Click on an object to mark it.")
         slider = gr.Slider(minimum=0, maximum=max(info.num_frames - 1, 1), value=0, step=1, interactive=True)
@@ -279,7 +293,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                 for step in steps:
                     done = step.done
                     progress((step.done, step.total), desc="Tracking", unit="frames")
-                    yield f"Tracking… frame {step.done} of {step.total or '?'}", *[gr.skip()] * 3, session
+                    yield f"Tracking… frame {step.done} of {step.total or '?'}", *[gr.skip()] * 4
         except (VideoError, MaskError) as error:
             yield user_error(error).message, *[gr.skip()] * 3, session
             return
@@ -313,7 +327,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             raise user_error(error) from None
         return str(results[output])
 
-    with gr.Blocks(title="MobileVOS", analytics_enabled=False, delete_cache=(600, 3600)) as app:
+    with gr.Blocks(title="MobileVOS", analytics_enabled=False, delete_cache=(1800, FILE_LIFETIME_S)) as app:
         session = gr.State(Session())
         gr.Markdown("# MobileVOS\nMark an object on one frame; MobileVOS follows it through the clip.")
         with gr.Row():
