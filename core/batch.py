@@ -53,7 +53,7 @@ class ProgressBoard:
     def __init__(self, total: int, quiet: bool):
         self._quiet = quiet
         self._overall = None if quiet else tqdm(total=total, desc="videos", unit="video", position=0)
-        self._bars: dict[str, tqdm] = {}
+        self._bars: dict[str, tuple[tqdm, int]] = {}  # name → (bar, screen row)
         self._free_rows: list[int] = []
         self._finished = 0
         self._total = total
@@ -62,20 +62,20 @@ class ProgressBoard:
         """Move the bar of `event.name` (created on its first event)."""
         if self._quiet:
             return
-        bar = self._bars.get(event.name)
-        if bar is None:
+        if event.name not in self._bars:
             row = self._free_rows.pop(0) if self._free_rows else len(self._bars) + 1
             bar = tqdm(total=event.total, desc=event.name, unit="frame", position=row, leave=False)
-            self._bars[event.name] = bar
+            self._bars[event.name] = (bar, row)
+        bar = self._bars[event.name][0]
         bar.update(event.done - bar.n)
 
     def finish(self, result: ItemResult) -> None:
         """Close the item's bar and log one line about it."""
         self._finished += 1
-        bar = self._bars.pop(result.name, None)
-        if bar is not None:
-            self._free_rows.append(bar.pos)
+        if result.name in self._bars:
+            bar, row = self._bars.pop(result.name)
             bar.close()
+            self._free_rows.append(row)
         self.log(_describe(result, f"[{self._finished}/{self._total}]"), error=result.status == "failed")
         if self._overall is not None:
             self._overall.update(1)
@@ -84,7 +84,7 @@ class ProgressBoard:
         tqdm.write(line, file=sys.stderr if error else sys.stdout)
 
     def close(self) -> None:
-        for bar in self._bars.values():
+        for bar, _ in self._bars.values():
             bar.close()
         if self._overall is not None:
             self._overall.close()
@@ -265,11 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="videos processed in parallel")
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                         help="distribute the videos over a Ray cluster (ADDRESS, or 'auto'); "
-                             "without ADDRESS a local Ray instance with --workers CPUs")
+                             "without ADDRESS (or with 'local') a local Ray instance with --workers CPUs")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--weights", metavar="PATH", help="tracker checkpoint (default: the shipped weights)")
     parser.add_argument("--size", type=int, metavar="PIXELS",
-                        help="inference short side; masks come back at full size")
+                        help="inference short side (default 240, the training scale); masks come back at full size")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="torch CPU threads per worker (default: cores / workers; 1 for Ray tasks)")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs are complete")

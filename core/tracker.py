@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from core.adapt import AdaptConfig, adapt
 from core.masks import MaskError, check_mask, object_ids
 from core.memory import FirstPreviousMemory, make_memory
 from core.model.network import KeyFeatures, VOSNetwork
@@ -29,7 +30,9 @@ class TrackerConfig:
     threads: int | None = None         # torch intra-op threads on the CPU
     memory: str = "first_previous"     # or "infinite" (every `every`-th frame kept)
     every: int = 5
-    size: int | None = None            # inference short side in pixels; None = the frame's own size
+    size: int | None = None            # inference short side in pixels; None = DEFAULT_SIZE (never upscaled)
+    backend: str = "torch"             # "torch" or "onnx" (ONNX Runtime on the CPU, core.onnx_backend)
+    adapt_steps: int = 0               # first-frame online adaptation steps (torch backend; core.adapt)
 
 
 @dataclass
@@ -49,9 +52,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+DEFAULT_SIZE = 240  # the short side the shipped weights were trained at
+
+
 def inference_shape(height: int, width: int, size: int | None) -> tuple[int, int]:
-    """(h, w) the network sees: the short side scaled to `size` (when given), aspect kept."""
-    if size is None or min(height, width) == size:
+    """(h, w) the network sees: the short side scaled to `size`, aspect kept. None = DEFAULT_SIZE, but a frame
+    already smaller than that is not upscaled."""
+    if size is None:
+        size = min(DEFAULT_SIZE, height, width)
+    if min(height, width) == size:
         return height, width
     scale = size / min(height, width)
     return max(16, round(height * scale)), max(16, round(width * scale))
@@ -64,8 +73,20 @@ class Tracker:
         self.config = config or TrackerConfig()
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        self.device = resolve_device(self.config.device)
-        self.network = (network or load_network(self.config.weights)).to(self.device).eval()
+        network = network or load_network(self.config.weights)
+        if self.config.backend == "onnx":
+            from core.onnx_backend import load_onnx_network  # onnxruntime is needed by this backend only
+
+            self.network = load_onnx_network(network, self.config.threads, self.config.device)
+            self.device = torch.device("cpu")
+        elif self.config.backend == "torch":
+            self.device = resolve_device(self.config.device)
+            self.network = network.to(self.device).eval()
+        else:
+            raise ValueError(f"unknown backend {self.config.backend!r}: use 'torch' or 'onnx'")
+        if self.config.adapt_steps and self.config.backend != "torch":
+            raise ValueError("online adaptation (adapt_steps) needs the torch backend")
+        self._base_network = self.network
         self.groups: list[_Group] = []
         self.probabilities = np.zeros((1, 0, 0), np.float32)
         self._index = 0
@@ -76,14 +97,28 @@ class Tracker:
         return [i for g in self.groups for i in g.ids]
 
     def reset(self) -> None:
-        """Forget every object and the memory: the next step needs a mask again."""
+        """Forget every object, the memory and any adaptation: the next step needs a mask again."""
+        self.network = self._base_network
         self.groups = []
         self.probabilities = np.zeros((1, 0, 0), np.float32)
         self._index = 0
 
-    @torch.inference_mode()
     def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """frame (H, W, 3) uint8 RGB; mask (H, W) ids for objects annotated on this frame → labels (H, W) uint8."""
+        if mask is not None and not self.groups and self.config.adapt_steps:
+            self._adapt(frame, mask)
+        return self._step(frame, mask)
+
+    def _adapt(self, frame: np.ndarray, mask: np.ndarray) -> None:
+        """Fine-tune a copy of the network on the first annotated frame, at the inference size."""
+        check_mask(mask, frame.shape[:2], "annotation mask")
+        h, w = inference_shape(*frame.shape[:2], self.config.size)
+        small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        labels = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        self.network = adapt(self._base_network, small, labels, AdaptConfig(steps=self.config.adapt_steps))
+
+    @torch.inference_mode()
+    def _step(self, frame: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         height, width = frame.shape[:2]
         if mask is not None:
             check_mask(mask, (height, width), "annotation mask")

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--weights", help="checkpoint (default: the shipped weights)")
     trk.add_argument("--device", default="auto", help="cpu, cuda or auto")
     trk.add_argument("--threads", type=int, help="CPU threads for the tracker")
-    trk.add_argument("--track-size", type=int, help="tracker short side in pixels (default: the capture size)")
+    trk.add_argument("--track-size", type=int, help="tracker short side in pixels (default: 240, the training scale)")
     act = parser.add_argument_group("other actions")
     act.add_argument("--list", action="store_true", help="list OBS's sources and scenes, then exit")
     act.add_argument("--annotate", action="store_true",

@@ -99,7 +99,9 @@ def test_inference_size_returns_full_size_labels(network) -> None:
     assert tracker.step(_frame(0), mask).shape == (60, 100)
     assert tracker.step(_frame(1)).shape == (60, 100)
     assert inference_shape(480, 854, 240) == (240, 427)
-    assert inference_shape(480, 854, None) == (480, 854)
+    assert inference_shape(480, 854, None) == (240, 427)  # the default, the training scale
+    assert inference_shape(480, 854, 480) == (480, 854)
+    assert inference_shape(90, 160, None) == (90, 160)  # never upscaled
 
 
 def test_reset_forgets_everything(network) -> None:
@@ -109,3 +111,15 @@ def test_reset_forgets_everything(network) -> None:
     assert tracker.object_ids == []
     with pytest.raises(MaskError):
         tracker.step(_frame(1))
+
+
+def test_online_adaptation_tunes_a_copy_and_reset_restores_the_network(network) -> None:
+    tracker = Tracker(TrackerConfig(device="cpu", adapt_steps=2), network)
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    tracker.step(_frame(0, (64, 96)), _mask((64, 96)))
+    assert tracker.network is not network
+    changed = any(not torch.equal(before[k], v) for k, v in tracker.network.state_dict().items())
+    assert changed and all(torch.equal(before[k], v) for k, v in network.state_dict().items())
+    assert tracker.step(_frame(1, (64, 96))).shape == (64, 96)
+    tracker.reset()
+    assert tracker.network is network

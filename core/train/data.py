@@ -64,7 +64,7 @@ def load_frames(root: str | Path, names: list[str], short_side: int) -> FrameSto
             frames.append(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
             masks.append(cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST))
     stacked = np.stack(masks)
-    centres, extents = _object_geometry(stacked)
+    centres, extents = object_geometry(stacked)
     return FrameStore(
         torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous(),
         torch.from_numpy(stacked).unsqueeze(1).contiguous(),
@@ -72,7 +72,7 @@ def load_frames(root: str | Path, names: list[str], short_side: int) -> FrameSto
     )
 
 
-def _object_geometry(masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def object_geometry(masks: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Per mask (N, H, W): centroid (x, y) and bounding-box max side, in pixels."""
     n, h, w = masks.shape
     centres = np.tile([w / 2, h / 2], (n, 1)).astype(np.float32)
@@ -123,7 +123,7 @@ class ClipSampler:
 
     def _offsets(self, window: torch.Tensor, t: int) -> torch.Tensor:
         """(B, T) distinct offsets in [0, window) (repeats allowed only when the window is shorter than T)."""
-        scores = self._rand(len(window), int(window.max()))
+        scores = self._rand(len(window), max(int(window.max()), t))
         scores[torch.arange(scores.shape[1])[None] >= window[:, None]] = 2.0  # never pick outside the window
         picked = scores.argsort(dim=1)[:, :t]
         return torch.minimum(picked, window[:, None] - 1).float()
