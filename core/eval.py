@@ -225,6 +225,7 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; reports are ordinary files
     try:
         with os.fdopen(handle, "w") as file:
             json.dump(data, file, indent=2)

@@ -64,6 +64,7 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray) -> None:
     image = Image.frombytes("P", (labels.shape[1], labels.shape[0]), np.ascontiguousarray(labels).tobytes())
     image.putpalette(davis_palette().tobytes())
     handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; masks are ordinary files
     try:
         with os.fdopen(handle, "wb") as file:
             image.save(file, format="PNG", optimize=True)

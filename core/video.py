@@ -325,6 +325,7 @@ class _ContainerSink:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
         os.close(handle)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary files
         self._path, self._tmp, self._fps = path, Path(tmp), fps
         self._alpha = alpha
         self._audio: _AudioCopy | None = None
