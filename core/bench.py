@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from core.eval import write_json
-from core.tracker import Tracker, TrackerConfig
+from core.tracker import DEFAULT_SIZE, Tracker, TrackerConfig
 
 VARIANTS = {"student": "first_previous", "infinite": "infinite"}  # variant name → TrackerConfig.memory
 WARMUP_FRAMES = 3
@@ -67,11 +67,12 @@ class SyntheticClip:
 
 
 def measure(variant: str, frames: int, hw: tuple[int, int], weights: str | None, device: str,
-            threads: int | None) -> dict:
+            threads: int | None, backend: str = "torch", infer_size: int | None = None) -> dict:
     """Track `frames` synthetic frames in this process; median ms per frame, FPS and this process's peak RSS."""
     if frames <= WARMUP_FRAMES:
         raise BenchError(f"--frames {frames}: need more than {WARMUP_FRAMES} frames (the warm-up frames)")
-    config = TrackerConfig(weights=weights, device=device, threads=threads, memory=VARIANTS[variant])
+    config = TrackerConfig(weights=weights, device=device, threads=threads, memory=VARIANTS[variant],
+                           backend=backend, size=infer_size)
     tracker = Tracker(config)
     clip = SyntheticClip(*hw)
     seconds = []
@@ -82,7 +83,7 @@ def measure(variant: str, frames: int, hw: tuple[int, int], weights: str | None,
         seconds.append(time.perf_counter() - start)
     ms = 1000 * statistics.median(seconds[WARMUP_FRAMES:])
     result = {"ms_per_frame": ms, "fps": 1000 / ms, "peak_rss_mb": _peak_rss_mb(), "frames": frames,
-              "device": str(tracker.device)}
+              "device": str(tracker.device), "backend": backend}
     if tracker.device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
@@ -91,11 +92,14 @@ def measure(variant: str, frames: int, hw: tuple[int, int], weights: str | None,
 def run_in_subprocess(variant: str, frames: int, args: argparse.Namespace) -> dict:
     """`measure` in a fresh Python process (its progress bar shows on stderr); its JSON result."""
     command = [sys.executable, "-m", "core.bench", "--worker", variant, "--frames", str(frames),
-               "--size", f"{args.size[0]}x{args.size[1]}", "--device", args.device]
+               "--size", f"{args.size[0]}x{args.size[1]}", "--device", args.device,
+               "--backend", args.backend]
     if args.weights:
         command += ["--weights", args.weights]
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.infer_size:
+        command += ["--infer-size", str(args.infer_size)]
     repo = Path(__file__).resolve().parents[1]
     process = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=repo)
     if process.returncode != 0:
@@ -155,7 +159,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     parser.add_argument("--weights", help="tracker checkpoint (default: the shipped weights)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads on CPU")
+    parser.add_argument("--threads", type=int, help="intra-op threads on CPU (default: the available cores)")
+    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                        help="torch (default) or onnx (ONNX Runtime on the CPU)")
+    parser.add_argument("--infer-size", type=int,
+                        help=f"inference short side in pixels (default {DEFAULT_SIZE}; never upscaled)")
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -165,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.worker:
             [frames] = args.frames
-            print(json.dumps(measure(args.worker, frames, args.size, args.weights, args.device, args.threads)))
+            print(json.dumps(measure(args.worker, frames, args.size, args.weights, args.device, args.threads,
+                                     args.backend, args.infer_size)))
             return 0
         variants = [v for v in args.variants.split(",") if v]
         unknown = sorted(set(variants) - set(VARIANTS))
@@ -178,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results, args.frames))
     if args.json:
         setup = {"size": list(args.size), "frames": args.frames, "weights": args.weights, "device": args.device,
-                 "threads": args.threads, "warmup_frames": WARMUP_FRAMES, "cpu_count": os.cpu_count(),
+                 "threads": args.threads, "backend": args.backend, "infer_size": args.infer_size,
+                 "warmup_frames": WARMUP_FRAMES, "cpu_count": os.cpu_count(),
                  "machine": platform.platform()}
         write_json(args.json, {**setup, "results": results})
     return 0

@@ -1,0 +1,95 @@
+"""The ONNX Runtime backend of the tracker (`TrackerConfig(backend="onnx")`, `--backend onnx`).
+
+Owns `OnnxNetwork`, a drop-in for `VOSNetwork` at inference: the same `normalise`, `encode_key`,
+`encode_value`, `segment` and `aggregate` on CPU torch tensors, each running one of the graphs of
+`core.export` in an ONNX Runtime session. Tensors cross as zero-copy numpy views, so the tracker's group
+logic and `core.memory` (first + previous frame, keys' squared norms computed once per frame) serve both
+backends unchanged. The graphs come from the cache, exported on first use from the torch network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from core.export import cached_graphs
+from core.model.network import IMAGE_MEAN, IMAGE_STD, KeyFeatures, VOSNetwork
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def session_options(threads: int | None) -> ort.SessionOptions:
+    """All graph optimisations, `threads` intra-op threads (default: the available cores), sequential graph,
+    no spinning between runs (on a shared 2-core machine spinning threads more than doubled the step time)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or available_cores()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads yield the cores
+    return options
+
+
+def _array(tensor: torch.Tensor) -> np.ndarray:
+    """A float32 C-contiguous numpy view (a copy only when the tensor is strided or another dtype)."""
+    return np.ascontiguousarray(tensor.detach().to(torch.float32).numpy())
+
+
+class OnnxNetwork:
+    """`VOSNetwork`'s inference methods, run by ONNX Runtime on the CPU."""
+
+    def __init__(self, graphs: dict[str, Path], threads: int | None = None):
+        options = session_options(threads)
+        self.sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                         for name, path in graphs.items()}
+        self.mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
+
+    def _run(self, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        session = self.sessions[name]
+        feed = {meta.name: _array(t) for meta, t in zip(session.get_inputs(), inputs)}
+        return [torch.from_numpy(out) for out in session.run(None, feed)]
+
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB in [0, 1] → normalised input."""
+        return (image - self.mean) / self.std
+
+    def encode_key(self, image: torch.Tensor) -> KeyFeatures:
+        """Normalised image (1, 3, H, W) → key and features."""
+        return KeyFeatures(*self._run("key", image))
+
+    def encode_value(self, image: torch.Tensor, feats: KeyFeatures, masks: torch.Tensor,
+                     outside: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised image, its features, masks (1, K, H, W), outside (1, 1, H, W) → values (1, K, Cv, h, w)."""
+        if outside is None:
+            outside = torch.zeros_like(masks[:, :1])
+        return self._run("value", image, feats.f16, masks, outside)[0]
+
+    def segment(self, feats: KeyFeatures, memory_key: torch.Tensor, memory_sq: torch.Tensor,
+                memory_value: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """Read the memory and decode → logits (1, K, H, W); the representation features are not exported."""
+        logits = self._run("segment", feats.f4, feats.f8, feats.f16, feats.key, memory_key, memory_sq,
+                           memory_value)[0]
+        return logits, None
+
+    def aggregate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Object logits (1, K, H, W) → probabilities (1, 1 + K, H, W), background first."""
+        return self._run("aggregate", logits)[0]
+
+
+def load_onnx_network(network: VOSNetwork, threads: int | None = None, device: str = "cpu") -> OnnxNetwork:
+    """The ONNX Runtime twin of `network` (graphs from the cache, exported when missing or corrupt).
+
+    Sets torch to one intra-op thread for this process: measured on 2 cores, torch's pool spinning after the
+    tracker's small glue ops (pad, concatenation) slowed ONNX Runtime's convolutions about twofold."""
+    if device == "cuda":
+        raise RuntimeError("--backend onnx runs on the CPU; use --device cpu (or --backend torch for CUDA)")
+    torch.set_num_threads(1)  # the glue ops left to torch are small; its spinning pool would steal ORT's cores
+    return OnnxNetwork(cached_graphs(network), threads)

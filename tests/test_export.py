@@ -1,0 +1,170 @@
+"""`core.export` and `core.onnx_backend`: graphs with dynamic sizes, the self-healing cache, and an ONNX Runtime
+tracker that gives the torch tracker's masks on the bundled clips (downscaled for speed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from core.export import GRAPHS, cache_root, cached_graphs, main, network_digest, verified_graphs
+from core.masks import read_mask
+from core.onnx_backend import OnnxNetwork
+from core.tracker import Tracker, TrackerConfig
+from core.weights import load_network
+from tests.conftest import SAMPLES, sample_frames
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 120  # inference short side: 120×214, padded to 128×224
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private MOBILEVOS_CACHE for this module; the default network's graphs exported into it once."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOBILEVOS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        cached_graphs(load_network())
+        yield cache_root()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_threads() -> Iterator[None]:
+    """The ONNX backend sets torch to one thread for its process; give later test modules theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _masks(name: str) -> dict[int, np.ndarray]:
+    return {int(p.stem): read_mask(p) for p in sorted((SAMPLES / name / "masks").glob("*.png"))}
+
+
+def _track(backend: str, name: str, memory: str = "first_previous") -> list[tuple[np.ndarray, np.ndarray]]:
+    """(labels, probabilities) of every frame of a bundled clip, annotations given on their frames."""
+    tracker = Tracker(TrackerConfig(backend=backend, device="cpu", size=SIZE, memory=memory, every=2))
+    masks = _masks(name)
+    return [(tracker.step(frame, masks.get(i)), tracker.probabilities.copy())
+            for i, frame in enumerate(sample_frames(name))]
+
+
+def _decisive_iou(torch_labels: np.ndarray, torch_probs: np.ndarray, onnx_labels: np.ndarray,
+                  object_id: int) -> float:
+    """IoU of one object between the backends over pixels where torch's top two probabilities differ by more
+    than 1e-3 (an untrained network ties many pixels, and a tie may break either way in float arithmetic)."""
+    top2 = np.sort(torch_probs, axis=0)[-2:]
+    decisive = top2[1] - top2[0] > 1e-3
+    a, b = (torch_labels == object_id) & decisive, (onnx_labels == object_id) & decisive
+    union = (a | b).sum()
+    return 1.0 if union == 0 else float((a & b).sum() / union)
+
+
+@pytest.mark.parametrize(("name", "memory"), [("judo", "first_previous"), ("bike", "first_previous"),
+                                              ("judo", "infinite")])
+def test_onnx_tracker_gives_the_torch_trackers_masks(cache: Path, name: str, memory: str) -> None:
+    reference, onnx = _track("torch", name, memory), _track("onnx", name, memory)
+    ids_seen = set()
+    for (labels, probs), (onnx_labels, onnx_probs) in zip(reference, onnx):
+        assert onnx_labels.shape == labels.shape and onnx_labels.dtype == np.uint8
+        assert onnx_probs.shape == probs.shape  # same objects in the same order
+        assert np.abs(onnx_probs - probs).max() < 1e-3
+        for object_id in np.unique(labels[labels > 0]):
+            assert _decisive_iou(labels, probs, onnx_labels, int(object_id)) >= 0.99
+        ids_seen |= set(np.unique(onnx_labels).tolist())
+    assert ids_seen - {0}  # the annotated objects appear in the ONNX labels
+
+
+def test_graphs_take_any_frame_size_object_count_and_memory_length(cache: Path) -> None:
+    network = load_network()
+    onnx = OnnxNetwork(cached_graphs(network), threads=1)
+    for (height, width), objects, entries in [((64, 96), 1, 1), ((96, 160), 3, 4)]:
+        image = torch.randn(1, 3, height, width)
+        masks, outside = torch.rand(1, objects, height, width), torch.rand(1, 1, height, width)
+        with torch.inference_mode():
+            feats = network.encode_key(image)
+            values = network.encode_value(image, feats, masks, outside)
+            memory_key = torch.cat([feats.key.flatten(2)] * entries, dim=2)
+            memory_sq = memory_key.pow(2).sum(dim=1).unsqueeze(2)
+            memory_value = torch.cat([values.flatten(3)] * entries, dim=3)
+            logits = network.segment(feats, memory_key, memory_sq, memory_value)[0]
+            probs = network.aggregate(logits)
+        onnx_feats = onnx.encode_key(image)
+        onnx_values = onnx.encode_value(image, onnx_feats, masks, outside)
+        onnx_logits = onnx.segment(onnx_feats, memory_key, memory_sq, memory_value)[0]
+        for ours, theirs in [*zip(onnx_feats, feats), (onnx_values, values), (onnx_logits, logits),
+                             (onnx.aggregate(logits), probs)]:
+            assert ours.shape == theirs.shape
+            torch.testing.assert_close(ours, theirs, atol=1e-3, rtol=1e-3)
+
+
+def test_a_corrupt_partial_or_stale_cache_is_rebuilt(cache: Path) -> None:
+    network = load_network()
+    folder = cache / network_digest(network)
+    assert verified_graphs(folder) is not None
+    key = folder / "key.onnx"
+    key.write_bytes(key.read_bytes()[:1000])  # truncated
+    assert verified_graphs(folder) is None
+    graphs = cached_graphs(network)
+    assert verified_graphs(folder) == graphs
+    ort.InferenceSession(str(graphs["key"]), providers=["CPUExecutionProvider"])  # a loadable graph again
+
+    (folder / "segment.onnx").unlink()
+    assert Tracker(TrackerConfig(backend="onnx", device="cpu")).step(
+        np.zeros((32, 48, 3), np.uint8), np.pad(np.ones((8, 8), np.uint8), ((4, 20), (4, 36)))).shape == (32, 48)
+    assert verified_graphs(folder) is not None
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "version": -1}))
+    assert verified_graphs(folder) is None
+    cached_graphs(network)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*(f"{g}.onnx" for g in GRAPHS), "manifest.json"])
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+
+
+def test_a_different_network_gets_its_own_cache_entry() -> None:
+    network = load_network()
+    changed = load_network()
+    with torch.no_grad():
+        changed.key_proj.bias.add_(1.0)
+    assert network_digest(network) == network_digest(load_network())
+    assert network_digest(changed) != network_digest(network)
+
+
+def test_export_command_writes_every_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--out", str(tmp_path / "graphs")]) == 0
+    printed = capsys.readouterr().out
+    assert verified_graphs(tmp_path / "graphs") is not None
+    for graph in GRAPHS:
+        assert f"{graph}.onnx" in printed
+    assert main(["--weights", str(tmp_path / "missing.pt")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and "missing.pt" in error and len(error.splitlines()) == 1
+
+
+def test_onnx_backend_refuses_cuda_and_unknown_backends() -> None:
+    with pytest.raises(RuntimeError, match="--device cpu"):
+        Tracker(TrackerConfig(backend="onnx", device="cuda"))
+    with pytest.raises(ValueError, match="backend"):
+        Tracker(TrackerConfig(backend="tensorrt"))
+
+
+def test_bench_measures_the_onnx_backend(cache: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "core.bench", "--backend", "onnx", "--size", "64x96", "--frames", "5",
+         "--variants", "student", "--infer-size", "48", "--threads", "1", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "MOBILEVOS_CACHE": str(cache.parent)},
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["backend"] == "onnx" and report["infer_size"] == 48
+    run = report["results"]["student"]["5"]
+    assert run["backend"] == "onnx" and run["device"] == "cpu" and run["ms_per_frame"] > 0
