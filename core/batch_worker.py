@@ -4,7 +4,8 @@ Completion design: all outputs of an item are written into a hidden sibling fold
 which is renamed to `DIR/<name>/` only after every file is closed and `job.json` (the record of what the folder
 holds) is written. So `DIR/<name>/` with a `job.json` always means "complete"; a killed run leaves at most a
 `.partial` folder, which the next run deletes and redoes. Outputs of an earlier run that this run does not
-produce again are moved over into the new folder, so asking for a new effect never loses an old one.
+produce again are hard-linked (or copied) into the new folder before it replaces the old one, so asking for a
+new effect never loses an old one, and the old folder stays whole until its successor is complete.
 """
 
 from __future__ import annotations
