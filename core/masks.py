@@ -89,7 +89,7 @@ def check_mask(labels: np.ndarray, frame_hw: tuple[int, int], source: str) -> No
         got_h, got_w = labels.shape[:2]
         raise MaskError(
             f"{source}: mask is {got_w}×{got_h} but the video is {width}×{height}; "
-            f"resize it to {width}×{height} or pass --size"
+            f"resize it to {width}×{height} (nearest neighbour, to keep the object ids)"
         )
     if not labels.any():
         raise MaskError(f"{source}: mask is empty (all background); mark at least one object")
