@@ -25,8 +25,8 @@ from core.video import VideoError, VideoWriter, open_video  # noqa: E402
 from web import annotate  # noqa: E402
 from web.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
-    AppConfig, Session, Workspace, annotations_of, parse_args, probe_clip, read_frame, serve, update_marks,
-    user_error,
+    DISPLAY_SIDE, AppConfig, Session, Workspace, annotated_view, annotations_of, display_scale, frame_point,
+    parse_args, probe_clip, read_frame, serve, update_marks, user_error,
 )
 from web.pipeline import OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
 
@@ -179,6 +179,21 @@ def test_session_marks_become_annotations_per_frame():
     assert list(annotations_of(session)) == [4] and annotations_of(session)[4][60, 60] == 2
     session = update_marks(session, (), None)
     assert annotations_of(session) == {} and session.marks == {}
+
+
+def test_clicks_on_the_display_map_to_frame_pixels():
+    assert display_scale((180, 320)) == DISPLAY_SIDE / 320  # small clips are enlarged
+    assert frame_point((DISPLAY_SIDE // 2, 0), (180, 320)) == (160, 0)
+    assert frame_point((DISPLAY_SIDE + 50, -3), (1080, 1920)) == (1919, 0)  # clamped inside the frame
+
+
+def test_annotated_view_is_display_sized_and_shows_the_marks():
+    image, _ = disc_image(size=120)
+    session = update_marks(Session(video="clip.mp4", frame=image), (Mark("positive", 1, 60, 60),), None)
+    view = annotated_view(session)
+    assert view.shape == (DISPLAY_SIDE, DISPLAY_SIDE, 3)
+    centre = DISPLAY_SIDE // 2
+    assert view[centre, centre, 1] > 150 and view[centre, centre, 0] < 100  # the green positive dot
 
 
 def test_flags_default_to_localhost_and_set_limits():

@@ -143,7 +143,7 @@ def test_upload_mark_preview_run_download(page, shots, tmp_path, workspace):
     assert not any(folder.exists() for folder in mine)
 
 
-def test_scrub_to_another_frame_and_annotate_there(page, tmp_path):
+def test_scrub_brush_and_undo(page, tmp_path):
     clip = make_clip(tmp_path / "judo.mp4")
     page.set_input_files("#upload input[type=file]", str(clip))
     wait_for_text(page, "#status", f"{CLIP_FRAMES} frames")
@@ -153,7 +153,14 @@ def test_scrub_to_another_frame_and_annotate_there(page, tmp_path):
     page.mouse.click(slider["x"] + slider["width"] - 2, slider["y"] + slider["height"] / 2)  # the last frame
     wait_for_text(page, "#frame", f"Frame {CLIP_FRAMES - 1} ")
     click_on_frame(page, 0.5, 0.45)
-    wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1")
+    wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1.")
+
+    page.locator("#mode label", has_text="Brush: add").click()
+    page.locator("#object label", has_text="3").click()
+    click_on_frame(page, 0.9, 0.9)  # a brush dab makes object 3
+    wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1, 3.")
+    page.click("#undo")
+    wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1.")
 
 
 def test_empty_annotation_and_cancel_give_clear_messages(page, shots):

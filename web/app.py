@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import gradio as gr
 import numpy as np
 
@@ -48,7 +49,10 @@ MAX_OBJECTS = 8
 FILE_LIFETIME_S = 6 * 3600
 # System fonts only: the default theme would fetch fonts from a CDN, and the app must work offline.
 _THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-_CSS = "#frame img { width: 100%; height: 100%; object-fit: contain; cursor: crosshair; }"
+_CSS = "#frame img { cursor: crosshair; }"
+# Long side, in pixels, of the annotation picture sent to the browser: small clips are enlarged so that they
+# are easy to click, large ones reduced so that every click answers quickly.
+DISPLAY_SIDE = 960
 
 
 @dataclass(frozen=True)
@@ -139,13 +143,31 @@ def user_error(error: Exception) -> gr.Error:
     return gr.Error(re.sub(r"/\S*/", "", str(error)).splitlines()[0])
 
 
+def display_scale(frame_hw: tuple[int, int]) -> float:
+    """Display size / frame size for a frame of `frame_hw` = (H, W): its long side becomes DISPLAY_SIDE."""
+    return DISPLAY_SIDE / max(frame_hw)
+
+
+def frame_point(display_xy: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[int, int]:
+    """A click on the displayed picture → (x, y) in frame pixels, clamped inside the frame."""
+    scale = display_scale(frame_hw)
+    height, width = frame_hw
+    x, y = display_xy
+    return min(width - 1, max(0, int(x / scale))), min(height - 1, max(0, int(y / scale)))
+
+
 def annotated_view(session: Session) -> np.ndarray | None:
-    """The current frame with its objects' overlay and the marks drawn on top → (H, W, 3) RGB."""
+    """The current frame with its objects' overlay and the marks drawn on top, at display size →
+    (h, w, 3) RGB with max(h, w) = DISPLAY_SIDE."""
     if session.frame is None:
         return None
     labels = session.labels.get(session.frame_index)
     image = session.frame if labels is None else effects.overlay(session.frame, labels)
-    return annotate.render_marks(image, session.marks.get(session.frame_index, ()), session.pending)
+    view = annotate.render_marks(image, session.marks.get(session.frame_index, ()), session.pending)
+    height, width = view.shape[:2]
+    scale = display_scale((height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(view, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
 def frame_label(index: int) -> str:
@@ -243,7 +265,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
     def click(mode: str, object_id: float, brush: float, session: Session, event: gr.SelectData):
         if session.frame is None:
             raise gr.Error("Upload a clip (or pick the example) before marking objects.")
-        x, y = (int(v) for v in event.index)
+        x, y = frame_point(tuple(event.index), session.frame.shape[:2])
         marks, pending = annotate.add_click(session.marks.get(session.frame_index, ()), session.pending,
                                             MODES[mode], int(object_id), x, y, int(brush))
         session = update_marks(session, marks, pending)
