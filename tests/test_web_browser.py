@@ -24,7 +24,9 @@ pytest.importorskip("gradio")
 
 from PIL import Image  # noqa: E402
 
-from tests.test_web import CLIP_FRAMES, TRACKER, count_frames, free_port, make_clip  # noqa: E402
+from tests.test_web import (  # noqa: E402, F401 (torch_threads_restored is an autouse fixture)
+    CLIP_FRAMES, TRACKER, count_frames, free_port, make_clip, torch_threads_restored,
+)
 from web.app import AppConfig, Workspace, serve  # noqa: E402
 
 TIMEOUT_MS = 120_000
