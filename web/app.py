@@ -410,8 +410,8 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         undo_button.click(undo, [session], annotate_outputs, **edits)
         clear_object_button.click(clear_object, [object_id, session], annotate_outputs, **edits)
         clear_frame_button.click(clear_frame, [session], annotate_outputs, **edits)
-        preview_button.click(preview, [session], [gallery, run_status], api_visibility=hidden, concurrency_id="tracking",
-                             concurrency_limit=1)
+        preview_button.click(preview, [session], [gallery, run_status], api_visibility=hidden,
+                             concurrency_id="tracking", concurrency_limit=1)
         run_event = run_button.click(run, [chosen, colour, blur, session],
                                      [run_status, player, view, files, session], api_visibility=hidden,
                                      concurrency_id="tracking", concurrency_limit=1)
@@ -445,7 +445,8 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     parser.add_argument("--weights", default=None, help="tracker checkpoint (default: the shipped weights)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="inference device")
     parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
-    parser.add_argument("--size", type=int, default=None, help="inference short side in pixels (default: 240, the training scale)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="inference short side in pixels (default: 240, the training scale)")
     args = parser.parse_args(argv)
     tracker = TrackerConfig(weights=args.weights, device=args.device, threads=args.threads, size=args.size)
     return AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
