@@ -58,11 +58,15 @@ class FirstPreviousMemory:
         else:
             self.previous = entry
 
+    def entries(self) -> list[MemoryTensors]:
+        """The stored entries, oldest first."""
+        return [e for e in (self.first, self.previous) if e is not None]
+
     def tensors(self) -> MemoryTensors:
         """All entries, flattened for `read_memory`."""
         if self.first is None:
             raise RuntimeError("memory is empty: add the annotated frame first")
-        return _concat([e for e in (self.first, self.previous) if e is not None])
+        return _concat(self.entries())
 
     def select_objects(self, objects: list[int]) -> None:
         """Keep only the values of the objects at these indices."""
@@ -70,7 +74,7 @@ class FirstPreviousMemory:
         self.previous = _select(self.previous, objects) if self.previous is not None else None
 
     def __len__(self) -> int:
-        return sum(e is not None for e in (self.first, self.previous))
+        return len(self.entries())
 
 
 class InfiniteMemory(FirstPreviousMemory):
@@ -94,17 +98,12 @@ class InfiniteMemory(FirstPreviousMemory):
         else:
             self.previous = entry
 
-    def tensors(self) -> MemoryTensors:
-        if self.first is None:
-            raise RuntimeError("memory is empty: add the annotated frame first")
-        return _concat([self.first, *self.kept, *([self.previous] if self.previous is not None else [])])
+    def entries(self) -> list[MemoryTensors]:
+        return [e for e in (self.first, *self.kept, self.previous) if e is not None]
 
     def select_objects(self, objects: list[int]) -> None:
         super().select_objects(objects)
         self.kept = [_select(e, objects) for e in self.kept]
-
-    def __len__(self) -> int:
-        return super().__len__() + len(self.kept)
 
 
 def make_memory(kind: str, every: int = 5) -> FirstPreviousMemory:
