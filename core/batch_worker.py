@@ -72,9 +72,11 @@ class TrackerSettings:
     device: str = "auto"
     size: int | None = None
     threads: int | None = None
+    adapt_steps: int = 0
 
     def config(self) -> TrackerConfig:
-        return TrackerConfig(weights=self.weights, device=self.device, size=self.size, threads=self.threads)
+        return TrackerConfig(weights=self.weights, device=self.device, size=self.size, threads=self.threads,
+                             adapt_steps=self.adapt_steps)
 
 
 @dataclass(frozen=True)
