@@ -160,8 +160,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--weights", help="tracker checkpoint (default: the shipped weights)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--threads", type=int, help="intra-op threads on CPU (default: the available cores)")
-    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                        help="torch (default) or onnx (ONNX Runtime on the CPU)")
+    parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch",
+                        help="torch (default), onnx or onnx-int8 (ONNX Runtime on the CPU)")
     parser.add_argument("--infer-size", type=int,
                         help=f"inference short side in pixels (default {DEFAULT_SIZE}; never upscaled)")
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)

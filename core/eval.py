@@ -258,8 +258,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, help="inference short side in pixels (default: 240, the training scale; 480 = native DAVIS)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--threads", type=int, help="intra-op threads on CPU")
-    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                        help="torch (default) or onnx (ONNX Runtime on the CPU)")
+    parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch",
+                        help="torch (default), onnx or onnx-int8 (ONNX Runtime on the CPU)")
     parser.add_argument("--adapt-steps", type=int, default=0,
                         help="first-frame online adaptation steps per sequence (default 0: off)")
     return parser.parse_args(argv)

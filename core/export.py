@@ -11,7 +11,9 @@ memory size N, the memory passed in and out explicitly:
 
 and the cache folder `~/.cache/mobilevos/onnx/<digest>/` (or `$MOBILEVOS_CACHE/onnx/<digest>/`) named by a
 digest of the network's weights and architecture, written atomically with a manifest of sha256s so a corrupt
-or partial cache is detected and rebuilt. The optional int8 key encoder (`key-int8`) is dynamically quantised.
+or partial cache is detected and rebuilt. With `int8`, the key, value and segment graphs are also written
+statically quantised (`<graph>-int8.onnx`: int8 per-channel weights, uint8 activations, QDQ), calibrated on the
+graph inputs met while the float graphs track the bundled clips (`samples/`) at the default inference size.
 """
 
 from __future__ import annotations
@@ -27,17 +29,21 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from core.masks import read_mask
+from core.video import open_video
 from core.model.network import KeyFeatures, VOSNetwork
 from core.weights import WeightsError, load_network
 
 EXPORT_VERSION = 1  # bump when the graphs change: old caches are then ignored
 OPSET = 17
 GRAPHS = ("key", "value", "segment", "aggregate")
-INT8_GRAPH = "key-int8"
+QUANTISED = ("key", "value", "segment")  # their int8 twins are named "<graph>-int8"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"  # calibration clips: <clip>/*.jpg, <clip>/masks/*.png
 
 
 class ExportError(RuntimeError):
@@ -143,8 +149,9 @@ _NAMES: dict[str, tuple[list[str], list[str], dict[str, dict[int, str]]]] = {
 
 def _graph_module(name: str, network: VOSNetwork) -> nn.Module:
     """The wrapper module exported as graph `name`."""
-    return {"key": KeyGraph, "value": ValueGraph, "segment": SegmentGraph}.get(name, lambda _: AggregateGraph())(
-        network).eval()
+    if name == "aggregate":
+        return AggregateGraph().eval()
+    return {"key": KeyGraph, "value": ValueGraph, "segment": SegmentGraph}[name](network).eval()
 
 
 def export_graph(name: str, network: VOSNetwork, path: Path, example: tuple[torch.Tensor, ...]) -> None:
@@ -157,11 +164,58 @@ def export_graph(name: str, network: VOSNetwork, path: Path, example: tuple[torc
                           dynamo=False)
 
 
-def quantize_key_graph(source: Path, target: Path) -> None:
-    """Dynamic int8 quantisation (weights int8, activations quantised at run time) of the key encoder."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def graph_names(int8: bool) -> list[str]:
+    """The graphs of a cache folder: the float ones, plus the int8 twins when asked."""
+    return [*GRAPHS, *([f"{g}-int8" for g in QUANTISED] if int8 else [])]
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QUInt8)
+
+def calibration_feeds(graphs: dict[str, Path]) -> dict[str, list[dict[str, np.ndarray]]]:
+    """The inputs each quantised graph receives while the float graphs track every clip in `samples/`."""
+    from core.onnx_backend import OnnxNetwork
+    from core.tracker import Tracker, TrackerConfig
+
+    clips = sorted(p for p in SAMPLES.glob("*") if (p / "masks").is_dir())
+    if not clips:
+        raise ExportError(f"{SAMPLES}: no calibration clips (<clip>/*.jpg + <clip>/masks/*.png) for int8; "
+                          "run from a clone of the repository or use the float graphs (--backend onnx)")
+    network = OnnxNetwork(graphs)
+    feeds: dict[str, list[dict[str, np.ndarray]]] = {g: [] for g in QUANTISED}
+    run = network._run
+
+    def recording_run(name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        if name in feeds:
+            names = [meta.name for meta in network.sessions[name].get_inputs()]
+            feeds[name].append({n: t.numpy().copy() for n, t in zip(names, inputs)})
+        return run(name, *inputs)
+
+    network._run = recording_run  # type: ignore[method-assign]
+    for clip in clips:
+        tracker = Tracker(TrackerConfig(device="cpu"))
+        tracker.network = network  # the float graphs, recording
+        masks = {int(p.stem): read_mask(p) for p in (clip / "masks").glob("*.png")}
+        with open_video(clip) as reader:
+            for frame in reader:
+                tracker.step(frame.image, masks.get(frame.index))
+    return feeds
+
+
+class _Feeds:
+    """onnxruntime's calibration reader over recorded inputs."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self._feeds = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def quantize_graph(source: Path, target: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+    """Static int8 quantisation of one graph's convolutions and matrix products (QDQ, per-channel weights)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(str(source), str(target), _Feeds(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Conv", "MatMul"])
 
 
 def export_all(network: VOSNetwork, folder: Path, int8: bool = False, progress: bool = False) -> dict[str, Path]:
@@ -172,18 +226,23 @@ def export_all(network: VOSNetwork, folder: Path, int8: bool = False, progress: 
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         examples = _example_inputs(network)
-        names = [*GRAPHS, *([INT8_GRAPH] if int8 else [])]
-        for name in tqdm(names, desc="export onnx", unit="graph", disable=not progress, file=sys.stderr):
-            if name == INT8_GRAPH:
-                quantize_key_graph(staging / "key.onnx", staging / f"{name}.onnx")
-            else:
-                export_graph(name, network, staging / f"{name}.onnx", examples[name])
+        names = graph_names(int8)
+        for name in tqdm(GRAPHS, desc="export onnx", unit="graph", disable=not progress, file=sys.stderr):
+            export_graph(name, network, staging / f"{name}.onnx", examples[name])
+        if int8:
+            feeds = calibration_feeds({g: staging / f"{g}.onnx" for g in GRAPHS})
+            for name in tqdm(QUANTISED, desc="quantise int8", unit="graph", disable=not progress, file=sys.stderr):
+                quantize_graph(staging / f"{name}.onnx", staging / f"{name}-int8.onnx", feeds[name])
         manifest = {"version": EXPORT_VERSION, "opset": OPSET,
                     "files": {f"{n}.onnx": _file_sha256(staging / f"{n}.onnx") for n in names}}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(staging, folder)
+        except OSError:  # another process put its export there first: keep that one when it is whole
+            if verified_graphs(folder, int8) is None:
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
     except Exception as error:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, OSError):
@@ -199,7 +258,7 @@ def verified_graphs(folder: Path, int8: bool = False) -> dict[str, Path] | None:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    names = [*GRAPHS, *([INT8_GRAPH] if int8 else [])]
+    names = graph_names(int8)
     files = manifest.get("files", {}) if isinstance(manifest, dict) else {}
     if manifest.get("version") != EXPORT_VERSION or any(f"{n}.onnx" not in files for n in names):
         return None
@@ -232,7 +291,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", help="tracker checkpoint (default: the shipped weights)")
     parser.add_argument("--out", type=Path, help="write the graphs to this folder (default: the cache)")
-    parser.add_argument("--int8", action="store_true", help="also write the int8 key encoder")
+    parser.add_argument("--int8", action="store_true", help="also write the int8 graphs (--backend onnx-int8)")
     parser.add_argument("--force", action="store_true", help="export again even when the cache is valid")
     return parser.parse_args(argv)
 

@@ -1,4 +1,5 @@
-"""The ONNX Runtime backend of the tracker (`TrackerConfig(backend="onnx")`, `--backend onnx`).
+"""The ONNX Runtime backends of the tracker: `--backend onnx` (float, the torch tracker's masks) and
+`--backend onnx-int8` (key, value and segment graphs statically quantised to int8; faster, masks differ a little).
 
 Owns `OnnxNetwork`, a drop-in for `VOSNetwork` at inference: the same `normalise`, `encode_key`,
 `encode_value`, `segment` and `aggregate` on CPU torch tensors, each running one of the graphs of
@@ -16,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from core.export import cached_graphs
+from core.export import GRAPHS, QUANTISED, cached_graphs
 from core.model.network import IMAGE_MEAN, IMAGE_STD, KeyFeatures, VOSNetwork
 
 
@@ -84,12 +85,17 @@ class OnnxNetwork:
         return self._run("aggregate", logits)[0]
 
 
-def load_onnx_network(network: VOSNetwork, threads: int | None = None, device: str = "cpu") -> OnnxNetwork:
-    """The ONNX Runtime twin of `network` (graphs from the cache, exported when missing or corrupt).
+def load_onnx_network(network: VOSNetwork, threads: int | None = None, device: str = "cpu",
+                      int8: bool = False) -> OnnxNetwork:
+    """The ONNX Runtime twin of `network` (graphs from the cache, exported when missing or corrupt); with
+    `int8`, the key, value and segment graphs are the statically quantised ones (`--backend onnx-int8`).
 
     Sets torch to one intra-op thread for this process: measured on 2 cores, torch's pool spinning after the
     tracker's small glue ops (pad, concatenation) slowed ONNX Runtime's convolutions about twofold."""
     if device == "cuda":
         raise RuntimeError("--backend onnx runs on the CPU; use --device cpu (or --backend torch for CUDA)")
     torch.set_num_threads(1)  # the glue ops left to torch are small; its spinning pool would steal ORT's cores
-    return OnnxNetwork(cached_graphs(network), threads)
+    graphs = cached_graphs(network, int8=int8)
+    if int8:
+        graphs.update({g: graphs[f"{g}-int8"] for g in QUANTISED})
+    return OnnxNetwork({g: graphs[g] for g in GRAPHS}, threads)

@@ -31,7 +31,7 @@ class TrackerConfig:
     memory: str = "first_previous"     # or "infinite" (every `every`-th frame kept)
     every: int = 5
     size: int | None = None            # inference short side in pixels; None = DEFAULT_SIZE (never upscaled)
-    backend: str = "torch"             # "torch" or "onnx" (ONNX Runtime on the CPU, core.onnx_backend)
+    backend: str = "torch"             # "torch", "onnx" or "onnx-int8" (ONNX Runtime on the CPU, core.onnx_backend)
     adapt_steps: int = 0               # first-frame online adaptation steps (torch backend; core.adapt)
 
 
@@ -74,16 +74,17 @@ class Tracker:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         network = network or load_network(self.config.weights)
-        if self.config.backend == "onnx":
+        if self.config.backend in ("onnx", "onnx-int8"):
             from core.onnx_backend import load_onnx_network  # onnxruntime is needed by this backend only
 
-            self.network = load_onnx_network(network, self.config.threads, self.config.device)
+            self.network = load_onnx_network(network, self.config.threads, self.config.device,
+                                             int8=self.config.backend == "onnx-int8")
             self.device = torch.device("cpu")
         elif self.config.backend == "torch":
             self.device = resolve_device(self.config.device)
             self.network = network.to(self.device).eval()
         else:
-            raise ValueError(f"unknown backend {self.config.backend!r}: use 'torch' or 'onnx'")
+            raise ValueError(f"unknown backend {self.config.backend!r}: use 'torch', 'onnx' or 'onnx-int8'")
         if self.config.adapt_steps and self.config.backend != "torch":
             raise ValueError("online adaptation (adapt_steps) needs the torch backend")
         self._base_network = self.network

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from core.export import GRAPHS, cache_root, cached_graphs, main, network_digest, verified_graphs
+from core.export import GRAPHS, QUANTISED, cache_root, cached_graphs, main, network_digest, verified_graphs
 from core.masks import read_mask
 from core.onnx_backend import OnnxNetwork
 from core.tracker import Tracker, TrackerConfig
@@ -47,9 +47,10 @@ def _masks(name: str) -> dict[int, np.ndarray]:
     return {int(p.stem): read_mask(p) for p in sorted((SAMPLES / name / "masks").glob("*.png"))}
 
 
-def _track(backend: str, name: str, memory: str = "first_previous") -> list[tuple[np.ndarray, np.ndarray]]:
+def _track(backend: str, name: str, memory: str = "first_previous",
+           size: int | None = SIZE) -> list[tuple[np.ndarray, np.ndarray]]:
     """(labels, probabilities) of every frame of a bundled clip, annotations given on their frames."""
-    tracker = Tracker(TrackerConfig(backend=backend, device="cpu", size=SIZE, memory=memory, every=2))
+    tracker = Tracker(TrackerConfig(backend=backend, device="cpu", size=size, memory=memory, every=2))
     masks = _masks(name)
     return [(tracker.step(frame, masks.get(i)), tracker.probabilities.copy())
             for i, frame in enumerate(sample_frames(name))]
@@ -146,6 +147,23 @@ def test_export_command_writes_every_graph(tmp_path: Path, capsys: pytest.Captur
     assert main(["--weights", str(tmp_path / "missing.pt")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error:") and "missing.pt" in error and len(error.splitlines()) == 1
+
+
+def test_int8_backend_is_exported_on_demand_and_stays_close_to_the_float_masks(cache: Path) -> None:
+    int8 = _track("onnx-int8", "judo", size=None)  # the default inference size, where it was calibrated
+    graphs = verified_graphs(cache / network_digest(load_network()), int8=True)
+    assert graphs is not None
+    for graph in QUANTISED:  # int8 weights: much smaller files
+        assert graphs[f"{graph}-int8"].stat().st_size < graphs[graph].stat().st_size / 2
+    reference = _track("onnx", "judo", size=None)
+    ious: dict[int, list[float]] = {}
+    for (labels, probs), (int8_labels, int8_probs) in zip(reference, int8):
+        assert int8_probs.shape == probs.shape
+        for object_id in np.unique(labels[labels > 0]):
+            a, b = labels == object_id, int8_labels == object_id
+            ious.setdefault(int(object_id), []).append((a & b).sum() / (a | b).sum())
+    assert sorted(ious) == [1, 2, 3, 4]
+    assert all(np.mean(v) > 0.9 for v in ious.values())  # close to the float masks, not equal to them
 
 
 def test_onnx_backend_refuses_cuda_and_unknown_backends() -> None:
