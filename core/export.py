@@ -19,6 +19,7 @@ graph inputs met while the float graphs track the bundled clips (`samples/`) at 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -37,7 +38,7 @@ from tqdm import tqdm
 from core.masks import read_mask
 from core.video import open_video
 from core.model.network import KeyFeatures, VOSNetwork
-from core.weights import WeightsError, load_network
+from core.weights import WeightsError, load_network, sha256
 
 EXPORT_VERSION = 1  # bump when the graphs change: old caches are then ignored
 OPSET = 17
@@ -169,8 +170,9 @@ def graph_names(int8: bool) -> list[str]:
     return [*GRAPHS, *([f"{g}-int8" for g in QUANTISED] if int8 else [])]
 
 
-def calibration_feeds(graphs: dict[str, Path]) -> dict[str, list[dict[str, np.ndarray]]]:
-    """The inputs each quantised graph receives while the float graphs track every clip in `samples/`."""
+def calibration_feeds(network: VOSNetwork, graphs: dict[str, Path]) -> dict[str, list[dict[str, np.ndarray]]]:
+    """The inputs each quantised graph receives while `graphs` (the float export of `network`) track every clip
+    in `samples/` at the default inference size."""
     from core.onnx_backend import OnnxNetwork
     from core.tracker import Tracker, TrackerConfig
 
@@ -178,25 +180,15 @@ def calibration_feeds(graphs: dict[str, Path]) -> dict[str, list[dict[str, np.nd
     if not clips:
         raise ExportError(f"{SAMPLES}: no calibration clips (<clip>/*.jpg + <clip>/masks/*.png) for int8; "
                           "run from a clone of the repository or use the float graphs (--backend onnx)")
-    network = OnnxNetwork(graphs)
-    feeds: dict[str, list[dict[str, np.ndarray]]] = {g: [] for g in QUANTISED}
-    run = network._run
-
-    def recording_run(name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        if name in feeds:
-            names = [meta.name for meta in network.sessions[name].get_inputs()]
-            feeds[name].append({n: t.numpy().copy() for n, t in zip(names, inputs)})
-        return run(name, *inputs)
-
-    network._run = recording_run  # type: ignore[method-assign]
+    recorder = OnnxNetwork(graphs, record=QUANTISED)
     for clip in clips:
-        tracker = Tracker(TrackerConfig(device="cpu"))
-        tracker.network = network  # the float graphs, recording
+        tracker = Tracker(TrackerConfig(device="cpu"), network)
+        tracker.network = recorder
         masks = {int(p.stem): read_mask(p) for p in (clip / "masks").glob("*.png")}
         with open_video(clip) as reader:
             for frame in reader:
                 tracker.step(frame.image, masks.get(frame.index))
-    return feeds
+    return recorder.recorded
 
 
 class _Feeds:
@@ -219,9 +211,9 @@ def quantize_graph(source: Path, target: Path, feeds: list[dict[str, np.ndarray]
 
 
 def export_all(network: VOSNetwork, folder: Path, int8: bool = False, progress: bool = False) -> dict[str, Path]:
-    """Write every graph (and `key-int8` when asked) plus `manifest.json` into `folder` atomically: built in a
-    temporary sibling folder, then renamed into place. Returns graph name → path."""
-    network = network.float().cpu().eval()
+    """Write every graph (and the int8 ones when asked) plus `manifest.json` into `folder` atomically: built in
+    a temporary sibling folder, then renamed into place. Returns graph name → path."""
+    network = copy.deepcopy(network).float().cpu().eval()
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -230,11 +222,11 @@ def export_all(network: VOSNetwork, folder: Path, int8: bool = False, progress: 
         for name in tqdm(GRAPHS, desc="export onnx", unit="graph", disable=not progress, file=sys.stderr):
             export_graph(name, network, staging / f"{name}.onnx", examples[name])
         if int8:
-            feeds = calibration_feeds({g: staging / f"{g}.onnx" for g in GRAPHS})
+            feeds = calibration_feeds(network, {g: staging / f"{g}.onnx" for g in GRAPHS})
             for name in tqdm(QUANTISED, desc="quantise int8", unit="graph", disable=not progress, file=sys.stderr):
                 quantize_graph(staging / f"{name}.onnx", staging / f"{name}-int8.onnx", feeds[name])
         manifest = {"version": EXPORT_VERSION, "opset": OPSET,
-                    "files": {f"{n}.onnx": _file_sha256(staging / f"{n}.onnx") for n in names}}
+                    "files": {f"{n}.onnx": sha256(staging / f"{n}.onnx") for n in names}}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         shutil.rmtree(folder, ignore_errors=True)
         try:
@@ -264,7 +256,7 @@ def verified_graphs(folder: Path, int8: bool = False) -> dict[str, Path] | None:
         return None
     for name in names:
         path = folder / f"{name}.onnx"
-        if not path.is_file() or _file_sha256(path) != files[f"{name}.onnx"]:
+        if not path.is_file() or sha256(path) != files[f"{name}.onnx"]:
             return None
     return {n: folder / f"{n}.onnx" for n in names}
 
@@ -277,14 +269,6 @@ def cached_graphs(network: VOSNetwork, int8: bool = False, root: Path | None = N
     if graphs is None:
         graphs = export_all(network, folder, int8=int8, progress=progress)
     return graphs
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -11,6 +11,7 @@ backends unchanged. The graphs come from the cache, exported on first use from t
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +45,12 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
 
 
 class OnnxNetwork:
-    """`VOSNetwork`'s inference methods, run by ONNX Runtime on the CPU."""
+    """`VOSNetwork`'s inference methods, run by ONNX Runtime on the CPU. The inputs of the graphs named in
+    `record` are kept in `recorded` (int8 calibration)."""
 
-    def __init__(self, graphs: dict[str, Path], threads: int | None = None):
+    def __init__(self, graphs: dict[str, Path], threads: int | None = None, record: Sequence[str] = ()):
         options = session_options(threads)
+        self.recorded: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in record}
         self.sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                          for name, path in graphs.items()}
         self.mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
@@ -56,6 +59,8 @@ class OnnxNetwork:
     def _run(self, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
         session = self.sessions[name]
         feed = {meta.name: _array(t) for meta, t in zip(session.get_inputs(), inputs)}
+        if name in self.recorded:
+            self.recorded[name].append({key: array.copy() for key, array in feed.items()})
         return [torch.from_numpy(out) for out in session.run(None, feed)]
 
     def normalise(self, image: torch.Tensor) -> torch.Tensor:
