@@ -57,6 +57,7 @@ class OnnxNetwork:
         self.std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
 
     def _run(self, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """Run graph `name` on `inputs` (in its input order); its outputs as CPU tensors."""
         session = self.sessions[name]
         feed = {meta.name: _array(t) for meta, t in zip(session.get_inputs(), inputs)}
         if name in self.recorded:
