@@ -73,10 +73,11 @@ class TrackerSettings:
     size: int | None = None
     threads: int | None = None
     adapt_steps: int = 0
+    backend: str = "torch"
 
     def config(self) -> TrackerConfig:
         return TrackerConfig(weights=self.weights, device=self.device, size=self.size, threads=self.threads,
-                             adapt_steps=self.adapt_steps)
+                             adapt_steps=self.adapt_steps, backend=self.backend)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--device", default="auto", help="cpu, cuda or auto")
     trk.add_argument("--threads", type=int, help="CPU threads for the tracker")
     trk.add_argument("--track-size", type=int, help="tracker short side in pixels (default: 240, the training scale)")
+    trk.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
+                     help="torch (default), onnx (ONNX Runtime, about 2x faster on CPU, same masks) or onnx-int8")
     act = parser.add_argument_group("other actions")
     act.add_argument("--list", action="store_true", help="list OBS's sources and scenes, then exit")
     act.add_argument("--annotate", action="store_true",
@@ -90,7 +92,7 @@ def make_tracker(args: argparse.Namespace):
     from core.tracker import Tracker, TrackerConfig
 
     return Tracker(TrackerConfig(weights=args.weights, device=args.device, threads=args.threads,
-                                 size=args.track_size))
+                                 size=args.track_size, backend=args.backend))
 
 
 def make_stage(args: argparse.Namespace, size: tuple[int, int] | None = None) -> ObsStage:

@@ -289,6 +289,17 @@ def test_single_input_with_mask_option(clips: Path, tmp_path: Path) -> None:
     assert read_mask(out / "late" / "masks" / "00001.png").any()
 
 
+def test_onnx_backend_gives_the_torch_masks(clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOBILEVOS_CACHE", str(tmp_path / "cache"))
+    for backend in ("torch", "onnx"):
+        assert run_main(clips / "judo.mp4", "--out", tmp_path / backend, "--quiet", "--backend", backend) == 0
+    torch_masks = sorted((tmp_path / "torch" / "judo" / "masks").iterdir())
+    assert len(torch_masks) > 1
+    for path in torch_masks:
+        ours = read_mask(tmp_path / "onnx" / "judo" / "masks" / path.name)
+        assert (ours == read_mask(path)).mean() > 0.999
+
+
 def test_frame_folder_keeps_its_frame_numbers(judo_small: list[np.ndarray], tmp_path: Path) -> None:
     folder = tmp_path / "yt"
     (folder / "masks").mkdir(parents=True)
