@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--device", default="auto", help="cpu, cuda or auto")
     trk.add_argument("--threads", type=int, help="CPU threads for the tracker")
     trk.add_argument("--track-size", type=int, help="tracker short side in pixels (default: 240, the training scale)")
-    trk.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
-                     help="torch (default), onnx (ONNX Runtime, about 2x faster on CPU, same masks) or onnx-int8")
+    trk.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="onnx",
+                     help="onnx (default: ONNX Runtime, same masks as torch and ~20x the live FPS next to OBS on "
+                          "2 cores), torch (needed for --device cuda) or onnx-int8")
     act = parser.add_argument_group("other actions")
     act.add_argument("--list", action="store_true", help="list OBS's sources and scenes, then exit")
     act.add_argument("--annotate", action="store_true",

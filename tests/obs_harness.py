@@ -180,7 +180,7 @@ def grab_display(display: tuple[str, str], path: Path) -> None:
 
 
 def screenshots(out_dir: Path, home: Path) -> None:
-    """docs/obs/: OBS's window and its program output while the plugin masks the judo clip (annotated frame)."""
+    """docs/obs/: OBS's window and its program output while the plugin masks the judo clip (after 8 frames)."""
     import base64
 
     from core.tracker import Tracker
@@ -199,7 +199,7 @@ def screenshots(out_dir: Path, home: Path) -> None:
             (out_dir / "program-output.png").write_bytes(base64.b64decode(data.split(",", 1)[1]))
 
         LiveSession(stage, Tracker(), Annotation(mask_path=SAMPLE / "masks" / "00000.png"),
-                    SessionConfig(frames=1, wait_for_source=True), on_frame=snap).run()
+                    SessionConfig(frames=8, wait_for_source=True), on_frame=snap).run()
 
 
 def main() -> int:
@@ -213,6 +213,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.obs_harness")
     parser.add_argument("--screenshots", type=Path, help="save screenshots of OBS into this folder instead")
     parser.add_argument("--frames", type=int, default=20, help="benchmark frames per size (default 20)")
+    parser.add_argument("--backend", default="onnx", help="tracker backend: onnx (default), torch or onnx-int8")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mobilevos-obs-bench-") as tmp:
         home = Path(tmp)
@@ -223,7 +224,8 @@ def main() -> int:
             add_clip_source(obs.port, write_clip(home / "judo.mp4"))
             print(f"headless OBS {CANVAS[0]}×{CANVAS[1]} @ {obs.fps} FPS on port {obs.port}, source {CLIP_SOURCE!r}")
             return plugin_main(["--port", str(obs.port), "--source", CLIP_SOURCE, "--wait-for-source",
-                                "--mask", str(SAMPLE / "masks" / "00000.png"), "--bench", "--bench-frames", str(args.frames)])
+                                "--mask", str(SAMPLE / "masks" / "00000.png"), "--bench", "--bench-frames", str(args.frames),
+                                "--backend", args.backend])
 
 
 if __name__ == "__main__":
