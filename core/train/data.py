@@ -164,7 +164,9 @@ class ClipSampler:
         d_theta = self._clip_affines(self.store.centres[distractor] + 40 * (self._rand(batch, 2).to(self.device) - 0.5),
                                      d_scale.cpu(), (self._rand(batch) - 0.5) * 0.6, self._rand(batch) < 0.5, t,
                                      (h, w), s, walk=0.2)
-        rep = lambda i: i.repeat_interleave(t)  # noqa: E731 — (B,) → (B*T,)
+        def rep(i: torch.Tensor) -> torch.Tensor:  # (B,) → (B*T,)
+            return i.repeat_interleave(t)
+
         warp = self._smooth_warp(batch * t, s)
         fg_img = self._warp(self.store.frames[rep(fg)].float() / 255, fg_theta, s, warp)
         fg_mask = self._warp(self.store.masks[rep(fg)].float(), fg_theta, s, warp, nearest=True)
