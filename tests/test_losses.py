@@ -90,3 +90,15 @@ def test_bootstrapping_averages_only_the_hardest_pixels() -> None:
     logits = torch.tensor([[[[0.0, -20.0], [-20.0, -20.0]]]])  # one uncertain pixel, three confident ones
     hardest = segmentation_loss(logits, target, 0.25) - segmentation_loss(logits, target, 1.0)
     assert math.isclose(hardest.item(), math.log(2) * 0.75, rel_tol=1e-3)
+
+
+def test_batched_frames_equal_the_mean_of_single_frames() -> None:
+    torch.manual_seed(2)
+    labels = torch.zeros(2, 1, 10, 10)
+    labels[0, :, 2:8, 2:8] = 1  # a large object …
+    labels[1, :, 4:6, 4:6] = 1  # … and a small one: bands of different sizes, so padding is needed
+    student, teacher = torch.randn(2, 5, 10, 10), torch.randn(2, 7, 10, 10)
+    both = representation_loss(student, teacher, labels, 0.95, True, 1, 1000)
+    single = [representation_loss(student[i:i + 1], teacher[i:i + 1], labels[i:i + 1], 0.95, True, 1, 1000)
+              for i in range(2)]
+    assert torch.isclose(both, torch.stack(single).mean(), atol=1e-5)

@@ -47,20 +47,24 @@ def logit_distillation(student: torch.Tensor, teacher: torch.Tensor, tau: float 
 
 
 def correlation(features: torch.Tensor) -> torch.Tensor:
-    """(N, C) pixel features → (N, N) correlation of their L2-normalised rows."""
-    z = F.normalize(features, dim=1)
-    return z @ z.T
+    """(…, N, C) pixel features → (…, N, N) correlation of their L2-normalised rows."""
+    z = F.normalize(features, dim=-1)
+    return z @ z.transpose(-1, -2)
 
 
-def renyi_loss(student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_rep = log₂ Σ S² − log₂ Σ (S ∘ T)² for correlations S (student) and T (target), both (N, N)."""
-    return torch.log2(student.pow(2).sum()) - torch.log2((student * target).pow(2).sum().clamp_min(1e-12))
+def renyi_loss(student: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """L_rep = log₂ Σ S² − log₂ Σ (S ∘ T)² over the last two dimensions of correlations S (student) and T (target);
+    `weights` (same shape, 0/1) leave padded pairs out."""
+    num, den = student.pow(2), (student * target).pow(2)
+    if weights is not None:
+        num, den = num * weights, den * weights
+    return torch.log2(num.sum(dim=(-2, -1))) - torch.log2(den.sum(dim=(-2, -1)).clamp_min(1e-12))
 
 
 def unified_target(teacher: torch.Tensor | None, labels: torch.Tensor, omega: float) -> torch.Tensor:
-    """ω·T_teacher + (1 − ω)·Y Yᵀ for labels (N,) in {0, 1}; the teacher may be None when ω = 0."""
+    """ω·T_teacher + (1 − ω)·Y Yᵀ for labels (…, N) in {0, 1}; the teacher may be None when ω = 0."""
     y = F.one_hot(labels.long(), 2).float()
-    label_corr = y @ y.T
+    label_corr = y @ y.transpose(-1, -2)
     if omega == 0 or teacher is None:
         return label_corr
     return omega * teacher + (1 - omega) * label_corr
@@ -74,28 +78,32 @@ def boundary_band(mask: torch.Tensor, width: int) -> torch.Tensor:
     return (dilated - eroded) > 0.5
 
 
+def _gather_pixels(features: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+    """features (B, C, h, w), picked (B, K) flat pixel indices → (B, K, C) float."""
+    flat = features.flatten(2).float()
+    return flat.gather(2, picked[:, None].expand(-1, flat.shape[1], -1)).transpose(1, 2)
+
+
 def representation_loss(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor,
                         omega: float, boundary: bool, width: int, samples: int,
                         generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mean over the batch of L_rep on sampled pixels.
+    """Mean over the batch of L_rep on sampled pixels, all frames at once.
 
     student (B, Cs, h, w), teacher (B, Ct, h, w) or None, labels (B, 1, h, w) in {0, 1}. Pixels are those of the
-    boundary band (when `boundary`) or all, subsampled to `samples`; each frame is its own correlation matrix,
-    so small and large objects weigh the same.
+    boundary band (when `boundary`) or all, at most `samples` per frame drawn at random; each frame is its own
+    correlation matrix (frames with fewer pixels are padded and the padding weighted out), so small and large
+    objects weigh the same. Frames with fewer than two pixels are left out.
     """
-    region = boundary_band(labels, width) if boundary else torch.ones_like(labels, dtype=torch.bool)
-    losses = []
-    for b in range(student.shape[0]):
-        idx = torch.nonzero(region[b, 0].flatten()).flatten()
-        if len(idx) < 2:
-            continue
-        if len(idx) > samples:
-            pick = torch.randperm(len(idx), generator=generator)[:samples].to(idx.device)
-            idx = idx[pick]
-        zs = student[b].flatten(1)[:, idx].T.float()
-        y = labels[b, 0].flatten()[idx]
-        t = correlation(teacher[b].flatten(1)[:, idx].T.float()) if teacher is not None else None
-        losses.append(renyi_loss(correlation(zs), unified_target(t, y, omega)))
-    if not losses:
+    region = (boundary_band(labels, width) if boundary else torch.ones_like(labels, dtype=torch.bool)).flatten(1)
+    k = int(min(samples, int(region.sum(dim=1).max())))
+    if k < 2:
         return student.sum() * 0
-    return torch.stack(losses).mean()
+    scores = torch.rand(region.shape, generator=generator).to(region.device).masked_fill(~region, -1.0)
+    picked = scores.topk(k, dim=1).indices  # (B, K): region pixels first, in random order
+    valid = region.gather(1, picked).float()  # (B, K)
+    weights = valid[:, :, None] * valid[:, None, :]
+    y = labels.flatten(1).gather(1, picked)
+    t = correlation(_gather_pixels(teacher, picked)) if teacher is not None else None
+    losses = renyi_loss(correlation(_gather_pixels(student, picked)), unified_target(t, y, omega), weights)
+    keep = valid.sum(dim=1) >= 2
+    return losses[keep].mean()
