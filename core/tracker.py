@@ -82,7 +82,7 @@ class Tracker:
             self.device = torch.device("cpu")
         elif self.config.backend == "torch":
             self.device = resolve_device(self.config.device)
-            self.network = network.to(self.device).eval()
+            self.network = network.to(self.device, memory_format=torch.channels_last).eval()
         else:
             raise ValueError(f"unknown backend {self.config.backend!r}: use 'torch', 'onnx' or 'onnx-int8'")
         if self.config.adapt_steps and self.config.backend != "torch":
@@ -147,7 +147,7 @@ class Tracker:
         pad_h, pad_w = (-h) % 16, (-w) % 16
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        return x, (h, w)
+        return x.contiguous(memory_format=torch.channels_last), (h, w)
 
     def _predict(self, feats: KeyFeatures) -> torch.Tensor:
         """Logits (1, K, H16, W16) of every tracked object, read from each group's memory."""
