@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from core.batch_inputs import InputError, Job, plan_jobs
 from core.batch_worker import (EFFECTS, CUTOUT_FILES, ItemResult, JobError, OutputSpec, ProgressEvent,
-                               TrackerSettings, check_background, completed, process_job)
-from core.tracker import resolve_device
+                               check_background, completed, process_job)
+from core.tracker import TrackerConfig, resolve_device
 from core.weights import WeightsError, load_checkpoint
 
 SUMMARY_FILE = "summary.json"
@@ -39,7 +39,7 @@ class RunOptions:
 
     out_dir: str
     spec: OutputSpec
-    tracker: TrackerSettings
+    tracker: TrackerConfig
     overwrite: bool = False
     quiet: bool = False
     workers: int = 1
@@ -306,7 +306,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       mask_video=args.masks in ("video", "both"), cutout_format=args.cutout_format,
                       background=args.background, blur_strength=args.blur)
     threads = args.threads or (1 if args.ray else max(1, (os.cpu_count() or 1) // args.workers))
-    tracker = TrackerSettings(weights=args.weights, device=args.device, size=args.size, threads=threads,
+    tracker = TrackerConfig(weights=args.weights, device=args.device, size=args.size, threads=threads,
                               adapt_steps=args.adapt_steps, backend=args.backend)
     return RunOptions(out_dir=args.out, spec=spec, tracker=tracker, overwrite=args.overwrite, quiet=args.quiet,
                       workers=args.workers, ray_address=args.ray, use_ray=args.ray is not None)

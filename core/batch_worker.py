@@ -65,22 +65,6 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
-class TrackerSettings:
-    """The tracker options of a run (hashable, so each worker process builds its tracker once)."""
-
-    weights: str | None = None
-    device: str = "auto"
-    size: int | None = None
-    threads: int | None = None
-    adapt_steps: int = 0
-    backend: str = "torch"
-
-    def config(self) -> TrackerConfig:
-        return TrackerConfig(weights=self.weights, device=self.device, size=self.size, threads=self.threads,
-                             adapt_steps=self.adapt_steps, backend=self.backend)
-
-
-@dataclass(frozen=True)
 class ProgressEvent:
     """Frames done of one item (sent from workers to the process that draws the bars)."""
 
@@ -265,9 +249,9 @@ def _load_annotations(job: Job, info: VideoInfo) -> dict[int, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=1)
-def worker_tracker(settings: TrackerSettings) -> Tracker:
+def worker_tracker(settings: TrackerConfig) -> Tracker:
     """The tracker of this process, built once and reset for every item."""
-    return Tracker(settings.config())
+    return Tracker(settings)
 
 
 def _track(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], sinks: list[FrameSink],
@@ -370,7 +354,7 @@ def _refuse_foreign(final: Path, overwrite: bool) -> None:
         raise JobError(f"{final}: exists but was not written by core.batch; move it away or pass --overwrite")
 
 
-def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerSettings,
+def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConfig,
                 overwrite: bool, report: Reporter) -> ItemResult:
     """Run one item end to end; never raises: every failure becomes a 'failed' result with a one-line error."""
     started = time.monotonic()

@@ -21,9 +21,10 @@ from core.model.network import KeyFeatures, VOSNetwork
 from core.weights import load_network
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackerConfig:
-    """How the tracker runs: weights, device, CPU threads, memory kind, inference size."""
+    """How the tracker runs: weights, device, CPU threads, memory kind, inference size (hashable, so worker
+    processes can cache one tracker per configuration)."""
 
     weights: str | None = None         # None = the shipped default (core/weights)
     device: str = "auto"               # "cpu", "cuda" or "auto" (CUDA when present)
