@@ -17,6 +17,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from core.annotate import Mark, labels_from_marks
 from core.effects import blur_background
 from core.masks import MaskError, read_mask, resize_labels
 from plugin.stage import AuthFailed, NoFrame, ObsUnavailable, SourceMissing, StageError
@@ -74,10 +75,8 @@ class Annotation:
 def box_labels(frame: np.ndarray, box: tuple[int, int, int, int], source_size: tuple[int, int]) -> np.ndarray:
     """GrabCut inside `box` (x, y, w, h in source pixels) on `frame` → (h, w) labels with object 1.
 
-    Uses the web face's annotation code so a box gives the same mask in both faces.
+    Uses `core.annotate`, the web face's annotation code, so a box gives the same mask in both faces.
     """
-    from web.annotate import Mark, labels_from_marks
-
     height, width = frame.shape[:2]
     scale = width / source_size[0]
     x, y, w, h = box

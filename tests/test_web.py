@@ -22,8 +22,8 @@ gradio_client = pytest.importorskip("gradio_client")
 from core.masks import MaskError, read_mask, resize_labels, write_mask  # noqa: E402
 from core.tracker import TrackerConfig  # noqa: E402
 from core.video import VideoError, VideoWriter, open_video  # noqa: E402
-from web import annotate  # noqa: E402
-from web.annotate import Mark  # noqa: E402
+from core import annotate  # noqa: E402
+from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
     DISPLAY_SIDE, AppConfig, Session, Workspace, annotated_view, annotations_of, display_scale, frame_point,
     parse_args, probe_clip, read_frame, serve, update_marks, user_error,

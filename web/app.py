@@ -1,7 +1,7 @@
 """`python -m web.app` — the browser face of MobileVOS, a Gradio app that works offline.
 
 The user uploads a clip (or picks the bundled example), scrubs to a frame, marks objects with clicks, a box
-and a brush (`web.annotate`), previews a few tracked frames, then runs the whole clip (`web.pipeline`) and
+and a brush (`core.annotate`), previews a few tracked frames, then runs the whole clip (`web.pipeline`) and
 downloads the outputs. A named endpoint `/segment` does the same for scripts via `gradio_client`.
 Each browser session works in its own temporary folder, removed when the session ends; heavy work is queued.
 """
@@ -32,7 +32,7 @@ from core import effects
 from core.masks import MaskError, read_mask
 from core.tracker import TrackerConfig
 from core.video import VideoError, VideoInfo, open_video
-from web import annotate
+from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
 
 EXAMPLE_CLIP = Path(__file__).resolve().parent.parent / "samples" / "judo"

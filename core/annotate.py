@@ -1,4 +1,4 @@
-"""Annotation state of the web face and how it becomes a label map.
+"""Annotation by clicks, and how it becomes a label map (shared by the web face and the OBS plugin's `--box`).
 
 The user marks objects on a frame with clicks: positive and negative points, a box (two corner clicks) and
 brush dabs that add or erase. Every mark belongs to one object id. `object_mask` turns one object's marks into
