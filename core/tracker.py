@@ -107,13 +107,16 @@ class Tracker:
 
     def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """frame (H, W, 3) uint8 RGB; mask (H, W) ids for objects annotated on this frame → labels (H, W) uint8."""
+        if mask is not None:
+            check_mask(mask, frame.shape[:2], "annotation mask")
+        elif not self.groups:
+            raise MaskError("the first frame needs an annotation mask: mark at least one object")
         if mask is not None and not self.groups and self.config.adapt_steps:
             self._adapt(frame, mask)
         return self._step(frame, mask)
 
     def _adapt(self, frame: np.ndarray, mask: np.ndarray) -> None:
         """Fine-tune a copy of the network on the first annotated frame, at the inference size."""
-        check_mask(mask, frame.shape[:2], "annotation mask")
         h, w = inference_shape(*frame.shape[:2], self.config.size)
         small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
         labels = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
@@ -121,11 +124,8 @@ class Tracker:
 
     @torch.inference_mode()
     def _step(self, frame: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """`step` after the mask was checked (and the network adapted)."""
         height, width = frame.shape[:2]
-        if mask is not None:
-            check_mask(mask, (height, width), "annotation mask")
-        elif not self.groups:
-            raise MaskError("the first frame needs an annotation mask: mark at least one object")
         image, crop = self._prepare(frame)
         feats = self.network.encode_key(image)
         logits = self._predict(feats)  # (1, K, h, w) at inference size, padded
