@@ -6,8 +6,8 @@ memory size N, the memory passed in and out explicitly:
 - `key`:       image (1, 3, H, W) normalised → key (1, Ck, H/16, W/16), f4, f8, f16
 - `value`:     image, f16, masks (1, K, H, W), outside (1, 1, H, W) → values (1, K, Cv, H/16, W/16)
 - `segment`:   f4, f8, f16, key, memory_key (1, Ck, N), memory_sq (1, N, 1), memory_value (1, K, Cv, N)
-               → logits (1, K, H, W)
-- `aggregate`: logits (1, K, H, W) → probabilities (1, 1 + K, H, W), background first
+               → logits (1, K, H/4, W/4)
+- `aggregate`: logits (1, K, h, w) → probabilities (1, 1 + K, h, w), background first
 
 and the cache folder `~/.cache/mobilevos/onnx/<digest>/` (or `$MOBILEVOS_CACHE/onnx/<digest>/`) named by a
 digest of the network's weights and architecture, written atomically with a manifest of sha256s so a corrupt
@@ -40,7 +40,7 @@ from core.video import open_video
 from core.model.network import KeyFeatures, VOSNetwork
 from core.weights import WeightsError, load_network, sha256
 
-EXPORT_VERSION = 1  # bump when the graphs change: old caches are then ignored
+EXPORT_VERSION = 2  # bump when the graphs change: old caches are then ignored
 OPSET = 17
 GRAPHS = ("key", "value", "segment", "aggregate")
 QUANTISED = ("key", "value", "segment")  # their int8 twins are named "<graph>-int8"
@@ -75,7 +75,7 @@ class ValueGraph(nn.Module):
 
 
 class SegmentGraph(nn.Module):
-    """Query features + memory → full-size object logits."""
+    """Query features + memory → object logits at stride 4."""
 
     def __init__(self, network: VOSNetwork):
         super().__init__()
@@ -142,7 +142,7 @@ _NAMES: dict[str, tuple[list[str], list[str], dict[str, dict[int, str]]]] = {
     "segment": (["f4", "f8", "f16", "key", "memory_key", "memory_sq", "memory_value"], ["logits"],
                 {"f4": {2: "h4", 3: "w4"}, "f8": {2: "h8", 3: "w8"}, "f16": _SPATIAL16, "key": _SPATIAL16,
                  "memory_key": {2: "N"}, "memory_sq": {1: "N"}, "memory_value": {1: "K", 3: "N"},
-                 "logits": {1: "K", **_SPATIAL}}),
+                 "logits": {1: "K", 2: "h4", 3: "w4"}}),
     "aggregate": (["logits"], ["probabilities"], {"logits": {1: "K", **_SPATIAL},
                                                   "probabilities": {1: "K1", **_SPATIAL}}),
 }

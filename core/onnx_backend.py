@@ -1,9 +1,9 @@
 """The ONNX Runtime backends of the tracker: `--backend onnx` (float, the torch tracker's masks) and
 `--backend onnx-int8` (key, value and segment graphs statically quantised to int8; faster, masks differ a little).
 
-Owns `OnnxNetwork`, a drop-in for `VOSNetwork` at inference: the same `normalise`, `encode_key`,
-`encode_value`, `segment` and `aggregate` on CPU torch tensors, each running one of the graphs of
-`core.export` in an ONNX Runtime session. Tensors cross as zero-copy numpy views, so the tracker's group
+Owns `OnnxNetwork`, a drop-in for `VOSNetwork` at inference: the same `encode_key`, `encode_value`,
+`segment` and `aggregate` on CPU torch tensors, each running one of the graphs of `core.export` in an ONNX
+Runtime session (and the same small torch `upsample`). Tensors cross as zero-copy numpy views, so the tracker's group
 logic and `core.memory` (first + previous frame, keys' squared norms computed once per frame) serve both
 backends unchanged. The graphs come from the cache, exported on first use from the torch network.
 """
@@ -19,7 +19,7 @@ import onnxruntime as ort
 import torch
 
 from core.export import GRAPHS, QUANTISED, cached_graphs
-from core.model.network import IMAGE_MEAN, IMAGE_STD, KeyFeatures, VOSNetwork
+from core.model.network import KeyFeatures, VOSNetwork
 
 
 def available_cores() -> int:
@@ -53,8 +53,6 @@ class OnnxNetwork:
         self.recorded: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in record}
         self.sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                          for name, path in graphs.items()}
-        self.mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
 
     def _run(self, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """Run graph `name` on `inputs` (in its input order); its outputs as CPU tensors."""
@@ -63,10 +61,6 @@ class OnnxNetwork:
         if name in self.recorded:
             self.recorded[name].append({key: array.copy() for key, array in feed.items()})
         return [torch.from_numpy(out) for out in session.run(None, feed)]
-
-    def normalise(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) RGB in [0, 1] → normalised input."""
-        return (image - self.mean) / self.std
 
     def encode_key(self, image: torch.Tensor) -> KeyFeatures:
         """Normalised image (1, 3, H, W) → key and features."""
@@ -81,14 +75,16 @@ class OnnxNetwork:
 
     def segment(self, feats: KeyFeatures, memory_key: torch.Tensor, memory_sq: torch.Tensor,
                 memory_value: torch.Tensor) -> tuple[torch.Tensor, None]:
-        """Read the memory and decode → logits (1, K, H, W); the representation features are not exported."""
+        """Read the memory and decode → logits (1, K, H/4, W/4); the representation features are not exported."""
         logits = self._run("segment", feats.f4, feats.f8, feats.f16, feats.key, memory_key, memory_sq,
                            memory_value)[0]
         return logits, None
 
     def aggregate(self, logits: torch.Tensor) -> torch.Tensor:
-        """Object logits (1, K, H, W) → probabilities (1, 1 + K, H, W), background first."""
+        """Object logits (1, K, h, w) → probabilities (1, 1 + K, h, w), background first."""
         return self._run("aggregate", logits)[0]
+
+    upsample = staticmethod(VOSNetwork.upsample)  # a small torch op, like the tracker's other glue
 
 
 def load_onnx_network(network: VOSNetwork, threads: int | None = None, device: str = "cpu",

@@ -25,8 +25,9 @@ def test_mobilenet_trunk_is_small() -> None:
 
 
 @pytest.mark.parametrize("config", [NetworkConfig(), NetworkConfig(aspp=False),
-                                    NetworkConfig(backbone="resnet18", aspp=False)])
-def test_network_segments_k_objects_at_full_size(config: NetworkConfig) -> None:
+                                    NetworkConfig(backbone="resnet18", aspp=False),
+                                    NetworkConfig(value_encoder="light", decoder_blocks="separable")])
+def test_network_segments_k_objects_at_stride_4(config: NetworkConfig) -> None:
     net = build_network(config).eval()
     image = torch.randn(1, 3, 80, 112)
     with torch.no_grad():
@@ -35,8 +36,22 @@ def test_network_segments_k_objects_at_full_size(config: NetworkConfig) -> None:
         key = feats.key.flatten(2)
         logits, features = net.segment(feats, key, key.pow(2).sum(1).unsqueeze(2), values.flatten(3))
     assert values.shape == (1, 3, config.value_dim, 5, 7)
-    assert logits.shape == (1, 3, 80, 112)
+    assert logits.shape == (1, 3, 20, 28)
+    assert net.upsample(logits, (80, 112)).shape == (1, 3, 80, 112)
     assert features.shape == (1, 3, config.decoder[2], 20, 28)
+
+
+def test_fast_student_has_half_the_parameters_and_no_second_trunk() -> None:
+    first, fast = build_network(), build_network(NetworkConfig(value_encoder="light", decoder_blocks="separable"))
+    assert parameter_count(fast) < 0.55 * parameter_count(first)
+    assert not any(name.startswith("value_encoder.trunk") for name, _ in fast.named_parameters())
+
+
+def test_unknown_value_encoder_or_decoder_blocks_are_refused() -> None:
+    with pytest.raises(ValueError, match="value encoder"):
+        build_network(NetworkConfig(value_encoder="huge"))
+    with pytest.raises(ValueError, match="decoder blocks"):
+        build_network(NetworkConfig(decoder_blocks="huge"))
 
 
 def test_memory_read_copies_the_value_of_an_identical_key() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from core.masks import MaskError
 from core.memory import FirstPreviousMemory, InfiniteMemory
 from core.model.network import NetworkConfig, build_network
-from core.tracker import Tracker, TrackerConfig, inference_shape
+from core.tracker import Tracker, TrackerConfig, argmax_planes, inference_shape, resample_planes
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +124,20 @@ def test_online_adaptation_tunes_a_copy_and_reset_restores_the_network(network) 
     assert tracker.step(_frame(1, (64, 96))).shape == (64, 96)
     tracker.reset()
     assert tracker.network is network
+
+
+def test_resampling_stride_4_maps_matches_bilinear_interpolation() -> None:
+    planes = np.random.default_rng(0).random((3, 6, 9)).astype(np.float32)
+    expected = F.interpolate(torch.from_numpy(planes)[None], size=(24, 36), mode="bilinear",
+                             align_corners=False)[0].numpy()
+    assert np.abs(resample_planes(planes, 4, (24, 36), (24, 36)) - expected).max() < 0.02
+    padded = F.interpolate(torch.from_numpy(planes)[None], size=(24, 36), mode="bilinear", align_corners=False)
+    twice = F.interpolate(padded[:, :, :20, :30], size=(40, 60), mode="bilinear", align_corners=False)[0].numpy()
+    resampled = resample_planes(planes, 4, (20, 30), (40, 60))  # padding cropped, then ×2
+    assert resampled.shape == (3, 40, 60) and np.abs(resampled - twice).mean() < 0.02
+    assert np.array_equal(resample_planes(planes, 1, (5, 8), (5, 8)), planes[:, :5, :8])
+
+
+def test_plane_argmax_is_numpy_argmax_with_first_index_on_ties() -> None:
+    planes = np.random.default_rng(1).integers(0, 4, (4, 30, 40)).astype(np.float32)  # many ties
+    assert np.array_equal(argmax_planes(planes), planes.argmax(axis=0))

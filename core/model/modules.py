@@ -1,4 +1,9 @@
-"""Building blocks of the space-time memory network: value encoder, memory read, decoder, soft aggregation."""
+"""Building blocks of the space-time memory network: value encoders, memory read, decoder, soft aggregation.
+
+Two value encoders and two decoder block kinds: the first student's (`ValueEncoder` with its own MobileNetV2
+trunk; dense 3×3 refinements) and the fast student's (`LightValueEncoder`, which re-uses the key encoder's
+stride-16 features instead of a second trunk; depthwise-separable refinements).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.model.backbones import MobileNetV2
+from core.model.backbones import MobileNetV2, conv_bn_act
 
 
 class ValueEncoder(nn.Module):
@@ -44,6 +49,51 @@ class ValueEncoder(nn.Module):
         return values.view(b, k, *values.shape[1:])
 
 
+class LightValueEncoder(nn.Module):
+    """Encodes (frame, object mask, other objects' mask) into value features at stride 16 without a trunk of its
+    own: the 5-channel input is average-pooled to stride 4, two strided 3×3 convolutions take it to stride 16,
+    and it is fused with the key encoder's stride-16 features (which already describe the frame)."""
+
+    def __init__(self, key_feature_channels: int, value_dim: int, mask_channels: int = 64):
+        super().__init__()
+        self.down = nn.Sequential(conv_bn_act(5, 32, stride=2), conv_bn_act(32, mask_channels, stride=2))
+        self.fuse = nn.Sequential(
+            nn.Conv2d(mask_channels + key_feature_channels, value_dim, 1, bias=False),
+            nn.BatchNorm2d(value_dim), nn.ReLU(inplace=True),
+            separable_conv(value_dim, value_dim, activation=False),
+        )
+
+    def forward(self, image: torch.Tensor, f16: torch.Tensor, masks: torch.Tensor,
+                outside: torch.Tensor | None = None) -> torch.Tensor:
+        """image (B, 3, H, W), f16 (B, C16, h, w), masks (B, K, H, W) probabilities, outside (B, 1, H, W)
+        probability of objects not in `masks` → values (B, K, Cv, h, w)."""
+        b, k = masks.shape[:2]
+        others = masks.sum(dim=1, keepdim=True) - masks  # (B, K, H, W)
+        if outside is not None:
+            others = others + outside
+        image4 = F.avg_pool2d(image, 4)  # (B, 3, H/4, W/4)
+        masks4 = F.avg_pool2d(torch.stack([masks, others], dim=2).flatten(1, 2), 4)  # (B, 2K, H/4, W/4)
+        x = torch.cat([
+            image4.unsqueeze(1).expand(-1, k, -1, -1, -1),
+            masks4.view(b, k, 2, *masks4.shape[-2:]),
+        ], dim=2).flatten(0, 1)  # (B*K, 5, H/4, W/4)
+        f16 = f16.unsqueeze(1).expand(-1, k, -1, -1, -1).flatten(0, 1)
+        values = self.fuse(torch.cat([self.down(x), f16], dim=1))
+        return values.view(b, k, *values.shape[1:])
+
+
+def separable_conv(c_in: int, c_out: int, activation: bool = True) -> nn.Sequential:
+    """Depthwise 3×3 → BN → ReLU → pointwise 1×1 (→ BN → ReLU unless `activation` is False: then a biased 1×1)."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False), nn.BatchNorm2d(c_in), nn.ReLU(inplace=True),
+    ]
+    if activation:
+        layers += [nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    else:
+        layers.append(nn.Conv2d(c_in, c_out, 1))
+    return nn.Sequential(*layers)
+
+
 def read_memory(query_key: torch.Tensor, memory_key: torch.Tensor, memory_sq: torch.Tensor,
                 memory_value: torch.Tensor) -> torch.Tensor:
     """Negative squared L2 affinity, softmax over memory pixels, weighted sum of memory values.
@@ -61,16 +111,28 @@ def read_memory(query_key: torch.Tensor, memory_key: torch.Tensor, memory_sq: to
     return readout.view(b, k, cv, h, w)
 
 
-class UpBlock(nn.Module):
-    """×2 bilinear upsampling, a projected skip connection added, then a residual 3×3 refinement."""
+DECODER_BLOCKS = ("dense", "separable")
 
-    def __init__(self, skip_channels: int, c_in: int, c_out: int):
+
+def refinement(c_in: int, c_out: int, blocks: str) -> nn.Sequential:
+    """Two 3×3 convolutions c_in → c_out → c_out, each with BN and ReLU: dense or depthwise-separable."""
+    if blocks == "separable":
+        return nn.Sequential(separable_conv(c_in, c_out), separable_conv(c_out, c_out))
+    if blocks != "dense":
+        raise ValueError(f"unknown decoder blocks {blocks!r}: use one of {', '.join(DECODER_BLOCKS)}")
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+    )
+
+
+class UpBlock(nn.Module):
+    """×2 bilinear upsampling, a projected skip connection added, then two 3×3 refinements."""
+
+    def __init__(self, skip_channels: int, c_in: int, c_out: int, blocks: str = "dense"):
         super().__init__()
         self.skip = nn.Conv2d(skip_channels, c_in, 1)
-        self.refine = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-        )
+        self.refine = refinement(c_in, c_out, blocks)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """x (N, C_in, h, w), skip (N, C_skip, 2h, 2w) → (N, C_out, 2h, 2w)."""
@@ -81,15 +143,23 @@ class UpBlock(nn.Module):
 class Decoder(nn.Module):
     """Memory readout + query features → one logit per object at stride 4 (and the features before it)."""
 
-    def __init__(self, feature_channels: tuple[int, int, int], value_dim: int, widths: tuple[int, int, int]):
+    def __init__(self, feature_channels: tuple[int, int, int], value_dim: int, widths: tuple[int, int, int],
+                 blocks: str = "dense"):
         super().__init__()
         c4, c8, c16 = feature_channels
         d16, d8, d4 = widths
-        self.compress = nn.Sequential(
-            nn.Conv2d(value_dim + c16, d16, 3, padding=1, bias=False), nn.BatchNorm2d(d16), nn.ReLU(inplace=True),
-        )
-        self.up8 = UpBlock(c8, d16, d8)
-        self.up4 = UpBlock(c4, d8, d4)
+        if blocks == "separable":  # 1×1 fusion, then one separable 3×3
+            self.compress = nn.Sequential(
+                nn.Conv2d(value_dim + c16, d16, 1, bias=False), nn.BatchNorm2d(d16), nn.ReLU(inplace=True),
+                separable_conv(d16, d16),
+            )
+        else:
+            self.compress = nn.Sequential(
+                nn.Conv2d(value_dim + c16, d16, 3, padding=1, bias=False), nn.BatchNorm2d(d16),
+                nn.ReLU(inplace=True),
+            )
+        self.up8 = UpBlock(c8, d16, d8, blocks)
+        self.up4 = UpBlock(c4, d8, d4, blocks)
         self.head = nn.Conv2d(d4, 1, 1)
 
     def forward(self, feats: tuple[torch.Tensor, torch.Tensor, torch.Tensor],

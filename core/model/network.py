@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from core.model.aspp import ASPP
 from core.model.backbones import build_backbone
-from core.model.modules import Decoder, ValueEncoder, aggregate, read_memory
+from core.model.modules import Decoder, LightValueEncoder, ValueEncoder, aggregate, read_memory
 
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
@@ -31,6 +31,8 @@ class NetworkConfig:
     value_dim: int = 128
     aspp_dim: int = 128
     decoder: tuple[int, int, int] = (128, 64, 32)  # channels at strides 16, 8, 4
+    value_encoder: str = "trunk"   # "trunk" (its own half-width MobileNetV2) or "light" (re-uses key features)
+    decoder_blocks: str = "dense"  # "dense" or "separable" 3×3 refinements
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,8 +64,8 @@ class VOSNetwork(nn.Module):
         self.aspp = ASPP(c16, config.aspp_dim) if config.aspp else None
         c16 = config.aspp_dim if config.aspp else c16
         self.key_proj = nn.Conv2d(c16, config.key_dim, 1)
-        self.value_encoder = ValueEncoder(c16, config.value_dim)
-        self.decoder = Decoder((c4, c8, c16), config.value_dim, config.decoder)
+        self.value_encoder = build_value_encoder(config.value_encoder, c16, config.value_dim)
+        self.decoder = Decoder((c4, c8, c16), config.value_dim, config.decoder, config.decoder_blocks)
         self.register_buffer("mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -86,17 +88,28 @@ class VOSNetwork(nn.Module):
 
     def segment(self, feats: KeyFeatures, memory_key: torch.Tensor, memory_sq: torch.Tensor,
                 memory_value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Read the memory for the query and decode → logits (B, K, H, W) at full size and the
-        representation features (B, K, D4, H/4, W/4)."""
+        """Read the memory and decode → logits (B, K, H/4, W/4) at the decoder's stride 4 and the
+        representation features (B, K, D4, H/4, W/4). `upsample` takes logits or probabilities to full size."""
         readout = read_memory(feats.key, memory_key, memory_sq, memory_value)
-        logits, features = self.decoder((feats.f4, feats.f8, feats.f16), readout)
-        size = (feats.f4.shape[-2] * 4, feats.f4.shape[-1] * 4)
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False), features
+        return self.decoder((feats.f4, feats.f8, feats.f16), readout)
 
     @staticmethod
     def aggregate(logits: torch.Tensor) -> torch.Tensor:
-        """Object logits (B, K, H, W) → probabilities (B, 1 + K, H, W), background first."""
+        """Object logits (B, K, h, w) → probabilities (B, 1 + K, h, w), background first."""
         return aggregate(logits)
+
+    @staticmethod
+    def upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Bilinear resize of (B, C, h, w) logits or probabilities to `size` (H, W)."""
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def build_value_encoder(kind: str, key_feature_channels: int, value_dim: int) -> nn.Module:
+    """The value encoder named `kind`: "trunk" (`ValueEncoder`) or "light" (`LightValueEncoder`)."""
+    encoders = {"trunk": ValueEncoder, "light": LightValueEncoder}
+    if kind not in encoders:
+        raise ValueError(f"unknown value encoder {kind!r}: use one of {', '.join(encoders)}")
+    return encoders[kind](key_feature_channels, value_dim)
 
 
 def build_network(config: NetworkConfig | None = None) -> VOSNetwork:

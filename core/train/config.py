@@ -61,6 +61,9 @@ STUDENTS = {
     "mnv2aspp": NetworkConfig(backbone="mobilenetv2", aspp=True),
     "mnv2": NetworkConfig(backbone="mobilenetv2", aspp=False),
     "resnet18": NetworkConfig(backbone="resnet18", aspp=False),
+    # the fast student: no second trunk for values, separable decoder (about half the FLOPs per frame)
+    "mnv2aspp-fast": NetworkConfig(value_encoder="light", decoder_blocks="separable"),
+    "mnv2aspp-light-value": NetworkConfig(value_encoder="light"),
 }
 TEACHER = NetworkConfig(backbone="resnet18", aspp=True, value_dim=256, decoder=(256, 128, 64))
 FULL_LOSS = LossConfig(logit_kd=1.0, rep=1.0, omega=0.95, boundary=True)
@@ -73,6 +76,10 @@ def preset(name: str) -> TrainConfig:
         **{f"s0-{v}": TrainConfig(f"s0-{v}", n, DataConfig(synthetic=True)) for v, n in STUDENTS.items()},
         **{f"s1-{v}": TrainConfig(f"s1-{v}", n, loss=FULL_LOSS) for v, n in STUDENTS.items()},
         "abl-seg": TrainConfig("abl-seg", STUDENTS["mnv2aspp"]),
+        # stage 2: a faster architecture, warm-started from a trained student (--init; matching tensors only),
+        # segmentation loss (the best row of the ablation)
+        "s2-fast": TrainConfig("s2-fast", STUDENTS["mnv2aspp-fast"]),
+        "s2-light-value": TrainConfig("s2-light-value", STUDENTS["mnv2aspp-light-value"]),
         "abl-logit": TrainConfig("abl-logit", STUDENTS["mnv2aspp"], loss=LossConfig(logit_kd=1.0)),
         "abl-rep-all": TrainConfig("abl-rep-all", STUDENTS["mnv2aspp"],
                                    loss=replace(FULL_LOSS, boundary=False)),

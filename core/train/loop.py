@@ -41,11 +41,12 @@ def unroll(network: VOSNetwork, frames: torch.Tensor, first_mask: torch.Tensor, 
     mem = make_memory(memory, every=1)
     mem.add(per_frame[0].key, network.encode_value(images[:, 0], per_frame[0], first_mask), 0)
     out = []
+    size = frames.shape[-2:]
     for i in range(1, t):
-        logits, features = network.segment(per_frame[i], *mem.tensors())
-        out.append(Prediction(logits, features[:, 0]))
-        if i < t - 1:
-            probs = network.aggregate(logits)[:, 1:]
+        logits, features = network.segment(per_frame[i], *mem.tensors())  # (B, 1, S/4, S/4)
+        out.append(Prediction(network.upsample(logits, size), features[:, 0]))
+        if i < t - 1:  # as the tracker does: aggregate at stride 4, then upsample the probabilities
+            probs = network.upsample(network.aggregate(logits)[:, 1:], size)
             mem.add(per_frame[i].key, network.encode_value(images[:, i], per_frame[i], probs), i)
     return out
 
@@ -83,6 +84,15 @@ def validate(network: VOSNetwork, root: str, device: torch.device) -> float:
     return report.jf
 
 
+def load_matching(network: VOSNetwork, state_dict: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """Copy the tensors of `state_dict` whose name and shape match `network`'s (a warm start across
+    architectures that share parts); returns (copied, tensors in the network)."""
+    own = network.state_dict()
+    matching = {k: v.float() for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
+    network.load_state_dict(matching, strict=False)
+    return len(matching), len(own)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -98,7 +108,8 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         self.network = build_network(config.network).to(device)
         if config.init:
-            self.network.load_state_dict({k: v.float() for k, v in load_checkpoint(config.init)["state_dict"].items()})
+            loaded, total = load_matching(self.network, load_checkpoint(config.init)["state_dict"])
+            print(f"{config.name}: {loaded} of {total} tensors initialised from {config.init}")
         self.teacher = self._load_teacher()
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.step, self.best, self.seconds = 0, -1.0, 0.0
