@@ -26,7 +26,7 @@ from tqdm import tqdm
 from core.batch_inputs import InputError, Job, plan_jobs
 from core.batch_worker import (EFFECTS, CUTOUT_FILES, ItemResult, JobError, OutputSpec, ProgressEvent,
                                check_background, completed, process_job)
-from core.tracker import TrackerConfig, resolve_device
+from core.tracker import TrackerConfig, add_tracker_arguments, resolve_device, tracker_config
 from core.weights import WeightsError, load_checkpoint
 
 SUMMARY_FILE = "summary.json"
@@ -266,16 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                         help="distribute the videos over a Ray cluster (ADDRESS, or 'auto'); "
                              "without ADDRESS (or with 'local') a local Ray instance with --workers CPUs")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--weights", metavar="PATH", help="tracker checkpoint (default: the shipped weights)")
-    parser.add_argument("--size", type=int, metavar="PIXELS",
-                        help="inference short side (default 240, the training scale); masks come back at full size")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="torch CPU threads per worker (default: cores / workers; 1 for Ray tasks)")
-    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
-                        help="torch (default), onnx (ONNX Runtime, about 2x faster on CPU, same masks) or onnx-int8")
-    parser.add_argument("--adapt-steps", type=int, default=0, metavar="N",
-                        help="first-frame online adaptation steps per video (default 0: off; 10 gave +4.8 J&F)")
+    add_tracker_arguments(parser, threads_help="CPU threads per worker (default: cores / workers; 1 for Ray tasks)")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs are complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bars: one log line per input")
     return parser
@@ -285,8 +276,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     """RunOptions from parsed arguments; JobError for a bad value (background, device, counts)."""
     if args.workers < 1 or (args.threads is not None and args.threads < 1):
         raise JobError(f"--workers {args.workers} --threads {args.threads}: give 1 or more")
-    if args.size is not None and args.size < 16:
-        raise JobError(f"--size {args.size}: give an inference short side of 16 pixels or more")
+    if args.tracker_size is not None and args.tracker_size < 16:
+        raise JobError(f"--size {args.tracker_size}: give an inference short side of 16 pixels or more")
     if args.weights is not None:
         try:
             load_checkpoint(args.weights)
@@ -306,8 +297,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       mask_video=args.masks in ("video", "both"), cutout_format=args.cutout_format,
                       background=args.background, blur_strength=args.blur)
     threads = args.threads or (1 if args.ray else max(1, (os.cpu_count() or 1) // args.workers))
-    tracker = TrackerConfig(weights=args.weights, device=args.device, size=args.size, threads=threads,
-                              adapt_steps=args.adapt_steps, backend=args.backend)
+    tracker = tracker_config(args, threads=threads)
     return RunOptions(out_dir=args.out, spec=spec, tracker=tracker, overwrite=args.overwrite, quiet=args.quiet,
                       workers=args.workers, ray_address=args.ray, use_ray=args.ray is not None)
 

@@ -4,7 +4,9 @@ Owns the synthetic benchmark clip (a textured object moving over a textured back
 it is needed) and the measurement: for each memory variant — the shipped student ("first_previous", constant
 memory) and the same network with an infinite memory — and each length, one fresh subprocess tracks the clip
 from its first-frame mask and reports the median milliseconds per frame (after 3 warm-up frames), FPS and its
-own peak resident memory, so the numbers of one run never include another's.
+own peak resident memory, so the numbers of one run never include another's. Each result also splits the
+mean step into the network's calls (key encoder, value encoder, memory read + decoder, aggregation, upsampling)
+and the tracker's glue (resizing, normalisation, full-size labels).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from core.eval import write_json
-from core.tracker import DEFAULT_SIZE, Tracker, TrackerConfig
+from core.tracker import Tracker, TrackerConfig, add_tracker_arguments
 
 VARIANTS = {"student": "first_previous", "infinite": "infinite"}  # variant name → TrackerConfig.memory
 WARMUP_FRAMES = 3
@@ -66,24 +68,44 @@ class SyntheticClip:
         return image, labels
 
 
+PARTS = ("encode_key", "encode_value", "segment", "aggregate", "upsample")  # the network's calls in a step
+
+
+def instrument(network: object, seconds: dict[str, float]) -> None:
+    """Wrap `network`'s inference methods (on this instance) so each call adds its duration to `seconds[name]`."""
+    for name in PARTS:
+        def timed(*args, _method=getattr(network, name), _name=name, **kwargs):
+            start = time.perf_counter()
+            result = _method(*args, **kwargs)
+            seconds[_name] = seconds.get(_name, 0.0) + time.perf_counter() - start
+            return result
+        setattr(network, name, timed)
+
+
 def measure(variant: str, frames: int, hw: tuple[int, int], weights: str | None, device: str,
             threads: int | None, backend: str = "torch", infer_size: int | None = None) -> dict:
-    """Track `frames` synthetic frames in this process; median ms per frame, FPS and this process's peak RSS."""
+    """Track `frames` synthetic frames in this process; median ms per frame, FPS, this process's peak RSS, and
+    the mean ms per frame of each network call after the warm-up (`parts_ms`; the rest is the tracker's glue)."""
     if frames <= WARMUP_FRAMES:
         raise BenchError(f"--frames {frames}: need more than {WARMUP_FRAMES} frames (the warm-up frames)")
     config = TrackerConfig(weights=weights, device=device, threads=threads, memory=VARIANTS[variant],
                            backend=backend, size=infer_size)
     tracker = Tracker(config)
     clip = SyntheticClip(*hw)
-    seconds = []
+    seconds, parts = [], {}
     for index in tqdm(range(frames), desc=f"{variant} {frames}", unit="frame", file=sys.stderr):
+        if index == WARMUP_FRAMES:
+            instrument(tracker.network, parts)
         image, labels = clip.frame(index)
         start = time.perf_counter()
         tracker.step(image, labels if index == 0 else None)
         seconds.append(time.perf_counter() - start)
-    ms = 1000 * statistics.median(seconds[WARMUP_FRAMES:])
+    timed = seconds[WARMUP_FRAMES:]
+    ms = 1000 * statistics.median(timed)
+    parts_ms = {name: 1000 * total / len(timed) for name, total in parts.items()}
+    parts_ms["glue"] = 1000 * sum(timed) / len(timed) - sum(parts_ms.values())
     result = {"ms_per_frame": ms, "fps": 1000 / ms, "peak_rss_mb": _peak_rss_mb(), "frames": frames,
-              "device": str(tracker.device), "backend": backend}
+              "device": str(tracker.device), "backend": backend, "parts_ms": parts_ms}
     if tracker.device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
@@ -98,8 +120,8 @@ def run_in_subprocess(variant: str, frames: int, args: argparse.Namespace) -> di
         command += ["--weights", args.weights]
     if args.threads:
         command += ["--threads", str(args.threads)]
-    if args.infer_size:
-        command += ["--infer-size", str(args.infer_size)]
+    if args.tracker_size:
+        command += ["--infer-size", str(args.tracker_size)]
     repo = Path(__file__).resolve().parents[1]
     process = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=repo)
     if process.returncode != 0:
@@ -110,8 +132,9 @@ def run_in_subprocess(variant: str, frames: int, args: argparse.Namespace) -> di
 def run_and_report(variant: str, frames: int, args: argparse.Namespace) -> dict:
     """`run_in_subprocess`, then one line on stderr so a long benchmark shows each result as it comes."""
     result = run_in_subprocess(variant, frames, args)
+    parts = ", ".join(f"{name} {ms:.1f}" for name, ms in result["parts_ms"].items())
     print(f"{variant} × {frames} frames: {result['ms_per_frame']:.1f} ms/frame, {result['fps']:.2f} FPS, "
-          f"peak {result['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+          f"peak {result['peak_rss_mb']:.0f} MB; mean ms per frame: {parts}", file=sys.stderr, flush=True)
     return result
 
 
@@ -157,13 +180,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", type=parse_lengths, default=[50, 500], help="lengths (default 50,500)")
     parser.add_argument("--variants", default="student,infinite", help="student and/or infinite")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
-    parser.add_argument("--weights", help="tracker checkpoint (default: the shipped weights)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--threads", type=int, help="intra-op threads on CPU (default: the available cores)")
-    parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch",
-                        help="torch (default), onnx or onnx-int8 (ONNX Runtime on the CPU)")
-    parser.add_argument("--infer-size", type=int,
-                        help=f"inference short side in pixels (default {DEFAULT_SIZE}; never upscaled)")
+    add_tracker_arguments(parser, size_flag="--infer-size", adapt=False)
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -174,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.worker:
             [frames] = args.frames
             print(json.dumps(measure(args.worker, frames, args.size, args.weights, args.device, args.threads,
-                                     args.backend, args.infer_size)))
+                                     args.backend, args.tracker_size)))
             return 0
         variants = [v for v in args.variants.split(",") if v]
         unknown = sorted(set(variants) - set(VARIANTS))
@@ -187,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results, args.frames))
     if args.json:
         setup = {"size": list(args.size), "frames": args.frames, "weights": args.weights, "device": args.device,
-                 "threads": args.threads, "backend": args.backend, "infer_size": args.infer_size,
+                 "threads": args.threads, "backend": args.backend, "infer_size": args.tracker_size,
                  "warmup_frames": WARMUP_FRAMES, "cpu_count": os.cpu_count(),
                  "machine": platform.platform()}
         write_json(args.json, {**setup, "results": results})

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from core.masks import MaskError, check_mask, object_ids, read_mask, write_mask
 from core.metrics import ObjectScore, SequenceScorer, summarize
-from core.tracker import Tracker, TrackerConfig
+from core.tracker import Tracker, TrackerConfig, add_tracker_arguments, tracker_config
 from core.weights import WeightsError, load_network
 
 RESOLUTION = "480p"
@@ -236,14 +236,9 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
         raise
 
 
-def tracker_factory(
-    weights: str | None, device: str, threads: int | None, size: int | None, memory: str = "first_previous",
-    backend: str = "torch", adapt_steps: int = 0,
-) -> PredictorFactory:
+def tracker_factory(config: TrackerConfig) -> PredictorFactory:
     """A factory of fresh core.tracker.Tracker objects sharing one configuration and one loaded network."""
-    config = TrackerConfig(weights=weights, device=device, threads=threads, memory=memory, size=size,
-                           backend=backend, adapt_steps=adapt_steps)
-    network = load_network(weights)
+    network = load_network(config.weights)
     return lambda: Tracker(config, network)
 
 
@@ -254,14 +249,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", help="write predicted palette PNGs to OUT/<seq>/<frame>.png")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     parser.add_argument("--baseline", choices=["first-mask"], help="score a trivial baseline instead")
-    parser.add_argument("--weights", help="tracker checkpoint (default: the shipped weights)")
-    parser.add_argument("--size", type=int, help="inference short side in pixels (default: 240, the training scale; 480 = native DAVIS)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--threads", type=int, help="intra-op threads on CPU")
-    parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch",
-                        help="torch (default), onnx or onnx-int8 (ONNX Runtime on the CPU)")
-    parser.add_argument("--adapt-steps", type=int, default=0,
-                        help="first-frame online adaptation steps per sequence (default 0: off)")
+    add_tracker_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -272,8 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.baseline == "first-mask":
             factory: PredictorFactory = FirstMaskBaseline
         else:
-            factory = tracker_factory(args.weights, args.device, args.threads, args.size,
-                                      backend=args.backend, adapt_steps=args.adapt_steps)
+            factory = tracker_factory(tracker_config(args))
         report = evaluate(args.root, sequences, factory, out_dir=args.out)
     except (EvalError, MaskError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -281,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(report))
     if args.json:
         setup = {"root": str(args.root), "predictor": args.baseline or "tracker", "weights": args.weights,
-                 "size": args.size, "device": args.device, "threads": args.threads, "backend": args.backend, "adapt_steps": args.adapt_steps}
+                 "size": args.tracker_size, "device": args.device, "threads": args.threads, "backend": args.backend, "adapt_steps": args.adapt_steps}
         write_json(args.json, {**setup, **report.to_dict()})
     return 0
 

@@ -7,7 +7,8 @@ group: the newer annotation wins). Groups are decoded separately and merged by s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import argparse
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -34,6 +35,36 @@ class TrackerConfig:
     size: int | None = None            # inference short side in pixels; None = DEFAULT_SIZE (never upscaled)
     backend: str = "torch"             # "torch", "onnx" or "onnx-int8" (ONNX Runtime on the CPU, core.onnx_backend)
     adapt_steps: int = 0               # first-frame online adaptation steps (torch backend; core.adapt)
+
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, size_flag: str = "--size",
+                          backend: str = "torch", adapt: bool = True, threads_help: str | None = None) -> None:
+    """Declare the tracker's options (read back by `tracker_config`) on a parser or an argument group:
+    --weights, --device, --threads, the inference short side as `size_flag`, --backend, and --adapt-steps."""
+    parser.add_argument("--weights", metavar="PATH", help="tracker checkpoint (default: the shipped weights)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto (default: CUDA when present), cpu or cuda")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help=threads_help or "CPU threads for the tracker (default: the available cores)")
+    parser.add_argument(size_flag, dest="tracker_size", type=int, metavar="PIXELS",
+                        help=f"inference short side (default {DEFAULT_SIZE}, the training scale; never upscaled); "
+                             "masks come back at full size")
+    parser.add_argument("--backend", choices=BACKENDS, default=backend,
+                        help=f"default {backend}. onnx: ONNX Runtime on the CPU (same masks as torch, about 2x "
+                             "faster there); onnx-int8: its int8 quantisation; torch: also runs on CUDA")
+    if adapt:
+        parser.add_argument("--adapt-steps", type=int, default=0, metavar="N",
+                            help="first-frame online adaptation steps (default 0: off; see docs/RESULTS.md)")
+
+
+def tracker_config(args: argparse.Namespace, **overrides) -> TrackerConfig:
+    """The `TrackerConfig` of options declared by `add_tracker_arguments`, with `overrides` applied."""
+    config = TrackerConfig(weights=args.weights, device=args.device, threads=args.threads, size=args.tracker_size,
+                           backend=args.backend, adapt_steps=getattr(args, "adapt_steps", 0))
+    return replace(config, **overrides)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.masks import MaskError
+from core.tracker import Tracker, add_tracker_arguments, tracker_config
 from plugin.session import MODES, Annotation, FrameResult, LiveSession, SessionConfig
 from plugin.stage import Connection, ObsStage, StageError
 
@@ -72,13 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--wait-for-source", action="store_true", help="wait for a missing source instead of failing")
     trk = parser.add_argument_group("tracker")
-    trk.add_argument("--weights", help="checkpoint (default: the shipped weights)")
-    trk.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    trk.add_argument("--threads", type=int, help="CPU threads for the tracker")
-    trk.add_argument("--track-size", type=int, help="tracker short side in pixels (default: 240, the training scale)")
-    trk.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="onnx",
-                     help="onnx (default: ONNX Runtime, same masks as torch and ~20x the live FPS next to OBS on "
-                          "2 cores), torch (needed for --device cuda) or onnx-int8")
+    add_tracker_arguments(trk, size_flag="--track-size", backend="onnx", adapt=False)
     act = parser.add_argument_group("other actions")
     act.add_argument("--list", action="store_true", help="list OBS's sources and scenes, then exit")
     act.add_argument("--annotate", action="store_true",
@@ -89,11 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_tracker(args: argparse.Namespace):
-    from core.tracker import Tracker, TrackerConfig
-
-    return Tracker(TrackerConfig(weights=args.weights, device=args.device, threads=args.threads,
-                                 size=args.track_size, backend=args.backend))
+def make_tracker(args: argparse.Namespace) -> Tracker:
+    return Tracker(tracker_config(args))
 
 
 def make_stage(args: argparse.Namespace, size: tuple[int, int] | None = None) -> ObsStage:

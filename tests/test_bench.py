@@ -45,6 +45,9 @@ def test_bench_runs_each_variant_and_length_and_writes_json(tmp_path: Path) -> N
             assert run["frames"] == int(length) and run["device"] == "cpu"
             assert run["ms_per_frame"] > 0 and abs(run["fps"] * run["ms_per_frame"] - 1000) < 1e-6
             assert 50 < run["peak_rss_mb"] < 8000  # a process with torch loaded, reported in MB not KB
+            parts = run["parts_ms"]  # the mean step split into the network's calls and the glue
+            assert {"encode_key", "encode_value", "segment", "aggregate", "upsample", "glue"} == set(parts)
+            assert all(ms > 0 for ms in parts.values())
     lines = result.stdout.splitlines()
     assert "student ms/frame" in lines[0] and "infinite ms/frame" in lines[0]
     assert [line.split()[0] for line in lines[2:]] == ["5", "10"]

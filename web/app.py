@@ -30,7 +30,7 @@ import numpy as np
 
 from core import effects
 from core.masks import MaskError, read_mask
-from core.tracker import TrackerConfig
+from core.tracker import TrackerConfig, add_tracker_arguments, tracker_config
 from core.video import VideoError, VideoInfo, open_video
 from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
@@ -442,18 +442,10 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     parser.add_argument("--max-seconds", type=float, default=120.0, help="longest accepted clip, in seconds")
     parser.add_argument("--preview-frames", type=int, default=8, help="frames tracked by Preview")
     parser.add_argument("--queue-size", type=int, default=16, help="jobs waiting at most before new ones are refused")
-    parser.add_argument("--weights", default=None, help="tracker checkpoint (default: the shipped weights)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="inference device")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU")
-    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
-                        help="torch (default), onnx (ONNX Runtime, about 2x faster on CPU, same masks) or onnx-int8")
-    parser.add_argument("--size", type=int, default=None,
-                        help="inference short side in pixels (default: 240, the training scale)")
+    add_tracker_arguments(parser, adapt=False)
     args = parser.parse_args(argv)
-    tracker = TrackerConfig(weights=args.weights, device=args.device, threads=args.threads, size=args.size,
-                            backend=args.backend)
     return AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
-                     preview_frames=args.preview_frames, queue_size=args.queue_size, tracker=tracker)
+                     preview_frames=args.preview_frames, queue_size=args.queue_size, tracker=tracker_config(args))
 
 
 def _parse_colour(text: str) -> tuple[int, int, int]:

@@ -8,11 +8,11 @@ from core.train.config import STUDENTS, TEACHER
 
 def main() -> None:
     parts = ("backbone", "aspp", "key_proj", "value_encoder", "decoder")
-    print(f"{'variant':<10} " + " ".join(f"{p:>13}" for p in parts) + f" {'total':>10}")
+    print(f"{'variant':<20} " + " ".join(f"{p:>13}" for p in parts) + f" {'total':>10}")
     for name, config in {**STUDENTS, "teacher": TEACHER}.items():
         net = build_network(config)
         counts = [parameter_count(getattr(net, p)) if getattr(net, p) is not None else 0 for p in parts]
-        print(f"{name:<10} " + " ".join(f"{c:>13,}" for c in counts) + f" {parameter_count(net):>10,}")
+        print(f"{name:<20} " + " ".join(f"{c:>13,}" for c in counts) + f" {parameter_count(net):>10,}")
 
 
 if __name__ == "__main__":
