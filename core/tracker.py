@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from core.adapt import AdaptConfig, adapt
-from core.masks import MaskError, check_mask, object_ids
+from core.masks import MaskError, check_mask, object_ids, resize_labels
 from core.memory import FirstPreviousMemory, make_memory
 from core.model.network import IMAGE_MEAN, IMAGE_STD, KeyFeatures, VOSNetwork
 from core.weights import load_network
@@ -154,7 +154,7 @@ class Tracker:
         """Fine-tune a copy of the network on the first annotated frame, at the inference size."""
         h, w = inference_shape(*frame.shape[:2], self.config.size)
         small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-        labels = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        labels = resize_labels(mask.astype(np.uint8), (h, w))
         self.network = adapt(self._base_network, small, labels, AdaptConfig(steps=self.config.adapt_steps))
 
     @torch.inference_mode()
@@ -201,7 +201,7 @@ class Tracker:
         """Start a group for the annotated ids; their logits become the mask's (±large), others are
         suppressed where the mask names an object. Returns the logits in the new id order."""
         given = object_ids(mask)
-        small = cv2.resize(mask.astype(np.uint8), (crop[1], crop[0]), interpolation=cv2.INTER_NEAREST)
+        small = resize_labels(mask.astype(np.uint8), crop)
         labels = torch.from_numpy(small).to(self.device)
         labels = F.pad(labels, (0, shape[1] - crop[1], 0, shape[0] - crop[0]))  # (H16, W16)
         keep = [k for k, i in enumerate(ids) if i not in given]
