@@ -10,9 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from core.model.network import NetworkConfig, build_network
 from core.train.__main__ import main
 from core.train.config import VALIDATION_SEQUENCES, DataConfig
 from core.train.data import ClipSampler, load_frames
+from core.train.loop import load_matching
 from core.weights import load_checkpoint
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -60,3 +62,14 @@ def test_train_distill_and_resume(tiny_davis: Path, tmp_path: Path, monkeypatch:
     assert load_checkpoint(tmp_path / "s1" / "last.pt")["meta"]["steps"] == 3
     shutil.rmtree(tmp_path / "s0")
     assert torch.load(tmp_path / "s1" / "state.pt", weights_only=False)["step"] == 3
+
+
+def test_warm_start_across_architectures_copies_only_matching_tensors() -> None:
+    first = build_network(NetworkConfig())
+    fast = build_network(NetworkConfig(value_encoder="light", decoder_blocks="separable"))
+    before = {k: v.clone() for k, v in fast.state_dict().items()}
+    copied, total = load_matching(fast, first.state_dict())
+    after, source = fast.state_dict(), first.state_dict()
+    assert 0 < copied < total
+    assert all(torch.equal(after[k], source[k]) for k in after if k.startswith(("backbone.", "aspp.", "key_proj.")))
+    assert torch.equal(after["value_encoder.down.0.0.weight"], before["value_encoder.down.0.0.weight"])  # new part
