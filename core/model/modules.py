@@ -35,18 +35,8 @@ class ValueEncoder(nn.Module):
                 outside: torch.Tensor | None = None) -> torch.Tensor:
         """image (B, 3, H, W), f16 (B, C16, h, w), masks (B, K, H, W) probabilities, outside (B, 1, H, W)
         probability of objects not in `masks` → values (B, K, Cv, h, w)."""
-        b, k = masks.shape[:2]
-        others = masks.sum(dim=1, keepdim=True) - masks  # (B, K, H, W)
-        if outside is not None:
-            others = others + outside
-        x = torch.cat([
-            image.unsqueeze(1).expand(-1, k, -1, -1, -1),
-            masks.unsqueeze(2), others.unsqueeze(2),
-        ], dim=2).flatten(0, 1)  # (B*K, 5, H, W)
-        g16 = self.trunk.forward_features(x)[2]
-        f16 = f16.unsqueeze(1).expand(-1, k, -1, -1, -1).flatten(0, 1)
-        values = self.fuse(torch.cat([g16, f16], dim=1))
-        return values.view(b, k, *values.shape[1:])
+        g16 = self.trunk.forward_features(object_inputs(image, masks, outside))[2]
+        return fuse_per_object(self.fuse, g16, f16, masks.shape[1])
 
 
 class LightValueEncoder(nn.Module):
@@ -65,21 +55,30 @@ class LightValueEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor, f16: torch.Tensor, masks: torch.Tensor,
                 outside: torch.Tensor | None = None) -> torch.Tensor:
-        """image (B, 3, H, W), f16 (B, C16, h, w), masks (B, K, H, W) probabilities, outside (B, 1, H, W)
-        probability of objects not in `masks` → values (B, K, Cv, h, w)."""
-        b, k = masks.shape[:2]
-        others = masks.sum(dim=1, keepdim=True) - masks  # (B, K, H, W)
-        if outside is not None:
-            others = others + outside
-        image4 = F.avg_pool2d(image, 4)  # (B, 3, H/4, W/4)
-        masks4 = F.avg_pool2d(torch.stack([masks, others], dim=2).flatten(1, 2), 4)  # (B, 2K, H/4, W/4)
-        x = torch.cat([
-            image4.unsqueeze(1).expand(-1, k, -1, -1, -1),
-            masks4.view(b, k, 2, *masks4.shape[-2:]),
-        ], dim=2).flatten(0, 1)  # (B*K, 5, H/4, W/4)
-        f16 = f16.unsqueeze(1).expand(-1, k, -1, -1, -1).flatten(0, 1)
-        values = self.fuse(torch.cat([self.down(x), f16], dim=1))
-        return values.view(b, k, *values.shape[1:])
+        """As `ValueEncoder.forward`: image (B, 3, H, W), f16 (B, C16, h, w), masks (B, K, H, W), outside
+        (B, 1, H, W) → values (B, K, Cv, h, w)."""
+        g16 = self.down(F.avg_pool2d(object_inputs(image, masks, outside), 4))
+        return fuse_per_object(self.fuse, g16, f16, masks.shape[1])
+
+
+def object_inputs(image: torch.Tensor, masks: torch.Tensor, outside: torch.Tensor | None) -> torch.Tensor:
+    """A value encoder's input per object, (B*K, 5, H, W): the frame, the object's mask, and the probability of
+    any other object (the other masks plus `outside`, objects encoded elsewhere)."""
+    k = masks.shape[1]
+    others = masks.sum(dim=1, keepdim=True) - masks  # (B, K, H, W)
+    if outside is not None:
+        others = others + outside
+    return torch.cat([
+        image.unsqueeze(1).expand(-1, k, -1, -1, -1),
+        masks.unsqueeze(2), others.unsqueeze(2),
+    ], dim=2).flatten(0, 1)
+
+
+def fuse_per_object(fuse: nn.Module, g16: torch.Tensor, f16: torch.Tensor, k: int) -> torch.Tensor:
+    """`fuse` applied to each object's features g16 (B*K, C, h, w) next to the frame's key features f16
+    (B, C16, h, w) → values (B, K, Cv, h, w)."""
+    values = fuse(torch.cat([g16, f16.unsqueeze(1).expand(-1, k, -1, -1, -1).flatten(0, 1)], dim=1))
+    return values.view(-1, k, *values.shape[1:])
 
 
 def separable_conv(c_in: int, c_out: int, activation: bool = True) -> nn.Sequential:
