@@ -266,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                         help="distribute the videos over a Ray cluster (ADDRESS, or 'auto'); "
                              "without ADDRESS (or with 'local') a local Ray instance with --workers CPUs")
-    add_tracker_arguments(parser, threads_help="CPU threads per worker (default: cores / workers; 1 for Ray tasks)")
+    add_tracker_arguments(parser, backend="auto",
+                          threads_help="CPU threads per worker (default: cores / workers; 1 for Ray tasks)")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs are complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bars: one log line per input")
     return parser

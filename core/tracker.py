@@ -8,6 +8,7 @@ group: the newer annotation wins). Groups are decoded separately and merged by s
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -33,11 +34,23 @@ class TrackerConfig:
     memory: str = "first_previous"     # or "infinite" (every `every`-th frame kept)
     every: int = 5
     size: int | None = None            # inference short side in pixels; None = DEFAULT_SIZE (never upscaled)
-    backend: str = "torch"             # "torch", "onnx" or "onnx-int8" (ONNX Runtime on the CPU, core.onnx_backend)
+    backend: str = "torch"             # "torch", "onnx", "onnx-int8" (ONNX Runtime on the CPU) or "auto" (resolve_backend)
     adapt_steps: int = 0               # first-frame online adaptation steps (torch backend; core.adapt)
 
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+
+
+def resolve_backend(config: TrackerConfig) -> str:
+    """The backend a tracker runs: `config.backend`, where "auto" is ONNX Runtime on the CPU (same masks, about 2×
+    torch's speed there) and torch on CUDA, for online adaptation (it trains the torch network) or when
+    onnxruntime is not installed."""
+    if config.backend != "auto":
+        return config.backend
+    if (config.adapt_steps or resolve_device(config.device).type == "cuda"
+            or importlib.util.find_spec("onnxruntime") is None):
+        return "torch"
+    return "onnx"
 
 
 def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, size_flag: str = "--size",
@@ -54,7 +67,8 @@ def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                              "masks come back at full size")
     parser.add_argument("--backend", choices=BACKENDS, default=backend,
                         help=f"default {backend}. onnx: ONNX Runtime on the CPU (same masks as torch, about 2x "
-                             "faster there); onnx-int8: its int8 quantisation; torch: also runs on CUDA")
+                             "faster there); onnx-int8: its int8 quantisation; torch: also runs on CUDA; auto: onnx "
+                             "on the CPU, torch on CUDA or with --adapt-steps")
     if adapt:
         parser.add_argument("--adapt-steps", type=int, default=0, metavar="N",
                             help="first-frame online adaptation steps (default 0: off; see docs/RESULTS.md)")
@@ -110,18 +124,19 @@ class Tracker:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         network = network or load_network(self.config.weights)
-        if self.config.backend in ("onnx", "onnx-int8"):
+        self.backend = resolve_backend(self.config)
+        if self.backend in ("onnx", "onnx-int8"):
             from core.onnx_backend import load_onnx_network  # onnxruntime is needed by this backend only
 
             self.network = load_onnx_network(network, self.config.threads, self.config.device,
-                                             int8=self.config.backend == "onnx-int8")
+                                             int8=self.backend == "onnx-int8")
             self.device = torch.device("cpu")
-        elif self.config.backend == "torch":
+        elif self.backend == "torch":
             self.device = resolve_device(self.config.device)
             self.network = network.to(self.device, memory_format=torch.channels_last).eval()
         else:
-            raise ValueError(f"unknown backend {self.config.backend!r}: use 'torch', 'onnx' or 'onnx-int8'")
-        if self.config.adapt_steps and self.config.backend != "torch":
+            raise ValueError(f"unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
+        if self.config.adapt_steps and self.backend != "torch":
             raise ValueError("online adaptation (adapt_steps) needs the torch backend")
         self._base_network = self.network
         self.groups: list[_Group] = []
@@ -187,7 +202,7 @@ class Tracker:
             frame = cv2.copyMakeBorder(frame, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
         x = torch.from_numpy(cv2.LUT(np.ascontiguousarray(frame), NORMALISE_LUT))  # (H16, W16, 3) float32
         x = x.permute(2, 0, 1).unsqueeze(0)  # a channels-last view: no copy
-        return (x if self.config.backend == "torch" else x.contiguous()).to(self.device), (h, w)
+        return (x if self.backend == "torch" else x.contiguous()).to(self.device), (h, w)
 
     def _predict(self, feats: KeyFeatures) -> torch.Tensor:
         """Logits (1, K, H16/4, W16/4) of every tracked object, read from each group's memory."""

@@ -1,12 +1,13 @@
 """Shared fixtures: the bundled samples and small real videos encoded with PyAV (H.264 + an AAC sine tone).
 
 `judo_mp4` is the 16 judo frames at 25 fps with audio (session-wide, encoded once); `make_video` encodes
-custom variants (rotation, no audio, other frames) into the test's tmp_path.
+custom variants (rotation, no audio, other frames) into the test's tmp_path. ONNX graphs that the tests export
+go to a session temporary folder (`MOBILEVOS_CACHE`), not the user's ~/.cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import av
@@ -17,6 +18,15 @@ from PIL import Image
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 AUDIO_RATE = 44100
 TONE_HZ = 440.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`MOBILEVOS_CACHE` for this test session (subprocesses inherit it): exported graphs never reach ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("mobilevos-cache")
+        patch.setenv("MOBILEVOS_CACHE", str(folder))
+        yield folder
 
 
 def sample_frames(name: str = "judo") -> list[np.ndarray]:

@@ -10,7 +10,8 @@ from torch.nn import functional as F
 from core.masks import MaskError
 from core.memory import FirstPreviousMemory, InfiniteMemory
 from core.model.network import NetworkConfig, build_network
-from core.tracker import Tracker, TrackerConfig, argmax_planes, inference_shape, resample_planes
+from core.tracker import (Tracker, TrackerConfig, argmax_planes, inference_shape, resample_planes,
+                          resolve_backend)
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +142,10 @@ def test_resampling_stride_4_maps_matches_bilinear_interpolation() -> None:
 def test_plane_argmax_is_numpy_argmax_with_first_index_on_ties() -> None:
     planes = np.random.default_rng(1).integers(0, 4, (4, 30, 40)).astype(np.float32)  # many ties
     assert np.array_equal(argmax_planes(planes), planes.argmax(axis=0))
+
+
+def test_auto_backend_is_onnx_on_the_cpu_and_torch_for_adaptation() -> None:
+    assert resolve_backend(TrackerConfig(backend="auto", device="cpu")) == "onnx"
+    assert resolve_backend(TrackerConfig(backend="auto", device="cpu", adapt_steps=3)) == "torch"
+    assert resolve_backend(TrackerConfig(backend="onnx-int8")) == "onnx-int8"
+    assert resolve_backend(TrackerConfig()) == "torch"  # the Python API's default stays torch

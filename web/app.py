@@ -442,7 +442,7 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     parser.add_argument("--max-seconds", type=float, default=120.0, help="longest accepted clip, in seconds")
     parser.add_argument("--preview-frames", type=int, default=8, help="frames tracked by Preview")
     parser.add_argument("--queue-size", type=int, default=16, help="jobs waiting at most before new ones are refused")
-    add_tracker_arguments(parser, adapt=False)
+    add_tracker_arguments(parser, backend="auto", adapt=False)
     args = parser.parse_args(argv)
     return AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                      preview_frames=args.preview_frames, queue_size=args.queue_size, tracker=tracker_config(args))
