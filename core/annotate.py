@@ -9,7 +9,7 @@ is pure: the same marks on the same image always give the same mask.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2

@@ -182,8 +182,8 @@ class Tracker:
         logits = self._predict(feats)  # (1, K, H16/4, W16/4): the decoder's stride 4
         stride = 4
         if mask is not None:  # the annotation is exact at the inference size: work there on this frame
-            full = self.network.upsample(logits, shape) if self.groups else logits.new_zeros((1, 0, *shape))
-            logits, _ = self._annotate(full, self.object_ids, mask, shape, crop)
+            upsampled = self.network.upsample(logits, shape) if self.groups else logits.new_zeros((1, 0, *shape))
+            logits = self._annotate(upsampled, mask, shape, crop)
             stride = 1
         probs = self.network.aggregate(logits)  # aggregated at the decoder's resolution, upsampled after
         full = probs if stride == 1 else self.network.upsample(probs, shape)
@@ -211,10 +211,11 @@ class Tracker:
         logits = [self.network.segment(feats, *g.memory.tensors())[0] for g in self.groups]
         return torch.cat(logits, dim=1)
 
-    def _annotate(self, logits: torch.Tensor, ids: list[int], mask: np.ndarray, shape: tuple[int, int],
-                  crop: tuple[int, int]) -> tuple[torch.Tensor, list[int]]:
+    def _annotate(self, logits: torch.Tensor, mask: np.ndarray, shape: tuple[int, int],
+                  crop: tuple[int, int]) -> torch.Tensor:
         """Start a group for the annotated ids; their logits become the mask's (±large), others are
-        suppressed where the mask names an object. Returns the logits in the new id order."""
+        suppressed where the mask names an object. Returns the logits in the new order of `object_ids`."""
+        ids = self.object_ids
         given = object_ids(mask)
         small = resize_labels(mask.astype(np.uint8), crop)
         labels = torch.from_numpy(small).to(self.device)
@@ -229,7 +230,7 @@ class Tracker:
         old = logits[:, keep].masked_fill((labels > 0)[None, None], -20.0)
         new = torch.stack([(labels == i).float() * 40 - 20 for i in given]).unsqueeze(0)
         self.groups.append(_Group(list(given), make_memory(self.config.memory, self.config.every)))
-        return torch.cat([old, new], dim=1), [ids[k] for k in keep] + list(given)
+        return torch.cat([old, new], dim=1)
 
     def _memorise(self, image: torch.Tensor, feats: KeyFeatures, probs: torch.Tensor) -> None:
         """Encode this frame's values per group and store them (annotated entry or previous frame)."""
