@@ -105,7 +105,7 @@ def measure(variant: str, frames: int, hw: tuple[int, int], weights: str | None,
     parts_ms = {name: 1000 * total / len(timed) for name, total in parts.items()}
     parts_ms["glue"] = 1000 * sum(timed) / len(timed) - sum(parts_ms.values())
     result = {"ms_per_frame": ms, "fps": 1000 / ms, "peak_rss_mb": _peak_rss_mb(), "frames": frames,
-              "device": str(tracker.device), "backend": backend, "parts_ms": parts_ms}
+              "device": str(tracker.device), "backend": tracker.backend, "parts_ms": parts_ms}
     if tracker.device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result

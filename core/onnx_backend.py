@@ -1,9 +1,10 @@
 """The ONNX Runtime backends of the tracker: `--backend onnx` (float, the torch tracker's masks) and
-`--backend onnx-int8` (key, value and segment graphs statically quantised to int8; faster, masks differ a little).
+`--backend onnx-int8` (key, value and segment graphs statically quantised to int8; masks differ a little, and it
+is faster only for networks whose graphs are big enough to pay for the quantise/dequantise nodes).
 
-Owns `OnnxNetwork`, a drop-in for `VOSNetwork` at inference: the same `encode_key`, `encode_value`,
-`segment` and `aggregate` on CPU torch tensors, each running one of the graphs of `core.export` in an ONNX
-Runtime session (and the same small torch `upsample`). Tensors cross as zero-copy numpy views, so the tracker's group
+Owns `OnnxNetwork`, a drop-in for `VOSNetwork` at inference: the same `encode_key`, `encode_value`, `segment`
+and `aggregate` on CPU torch tensors, each running one of the graphs of `core.export` in an ONNX Runtime
+session (and the same small torch `upsample`). Tensors cross as zero-copy numpy views, so the tracker's group
 logic and `core.memory` (first + previous frame, keys' squared norms computed once per frame) serve both
 backends unchanged. The graphs come from the cache, exported on first use from the torch network.
 """
