@@ -77,8 +77,13 @@ def object_inputs(image: torch.Tensor, masks: torch.Tensor, outside: torch.Tenso
 def fuse_per_object(fuse: nn.Module, g16: torch.Tensor, f16: torch.Tensor, k: int) -> torch.Tensor:
     """`fuse` applied to each object's features g16 (B*K, C, h, w) next to the frame's key features f16
     (B, C16, h, w) → values (B, K, Cv, h, w)."""
-    values = fuse(torch.cat([g16, f16.unsqueeze(1).expand(-1, k, -1, -1, -1).flatten(0, 1)], dim=1))
+    values = fuse(torch.cat([g16, per_object(f16, k)], dim=1))
     return values.view(-1, k, *values.shape[1:])
+
+
+def per_object(features: torch.Tensor, k: int) -> torch.Tensor:
+    """A frame's features (B, C, h, w) repeated for each of its K objects → (B*K, C, h, w), objects inner."""
+    return features.unsqueeze(1).expand(-1, k, -1, -1, -1).flatten(0, 1)
 
 
 def separable_conv(c_in: int, c_out: int, activation: bool = True) -> nn.Sequential:
@@ -167,13 +172,9 @@ class Decoder(nn.Module):
         logits (B, K, H/4, W/4) and representation features (B, K, D4, H/4, W/4)."""
         f4, f8, f16 = feats
         b, k = readout.shape[:2]
-
-        def per_object(t: torch.Tensor) -> torch.Tensor:
-            return t.unsqueeze(1).expand(-1, k, -1, -1, -1).flatten(0, 1)
-
-        x = self.compress(torch.cat([readout.flatten(0, 1), per_object(f16)], dim=1))
-        x = self.up8(x, per_object(f8))
-        x = self.up4(x, per_object(f4))
+        x = self.compress(torch.cat([readout.flatten(0, 1), per_object(f16, k)], dim=1))
+        x = self.up8(x, per_object(f8, k))
+        x = self.up4(x, per_object(f4, k))
         logits = self.head(x)
         return logits.view(b, k, *logits.shape[-2:]), x.view(b, k, *x.shape[1:])
 
