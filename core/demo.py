@@ -1,6 +1,6 @@
 """`python -m core.demo` (`make demo`) — the main job on the bundled sample, with the shipped weights.
 
-Tracks the four judo players of `samples/judo` (annotated on frames 0, 5, 8 and 13) through `core.batch` and
+Tracks the four judo players of `samples/judo` (annotated on frames 0, 5, 8 and 13) through `python -m core.batch` and
 writes the masks, an overlay video, a cut-out with alpha, a blurred background and the players removed into
 `demo-out/judo/`.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from core.batch import main as batch_main
+from core.batch.cli import main as batch_main
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "judo"
 

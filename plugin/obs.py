@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from core.masks import MaskError
-from core.tracker import Tracker, add_tracker_arguments, tracker_config
+from core.io.masks import MaskError
+from core.inference.tracker import Tracker, add_tracker_arguments, tracker_config
 from plugin.session import MODES, Annotation, FrameResult, LiveSession, SessionConfig
 from plugin.stage import Connection, ObsStage, StageError
 

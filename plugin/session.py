@@ -19,7 +19,7 @@ import numpy as np
 
 from core.annotate import Mark, labels_from_marks
 from core.effects import blur_background
-from core.masks import MaskError, read_mask, resize_labels
+from core.io.masks import MaskError, read_mask, resize_labels
 from plugin.stage import AuthFailed, NoFrame, ObsUnavailable, SourceMissing, StageError
 
 MODES = ("mask", "blur", "hide")  # keep the objects / blur the background / hide the objects (inverse mask)

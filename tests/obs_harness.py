@@ -145,7 +145,7 @@ CLIP_SOURCE = "clip"
 
 def write_clip(path: Path, fps: int = 10) -> Path:
     """Encode the bundled judo frames (16 frames, 854×480) into an H.264 MP4 at `path`."""
-    from core.video import VideoWriter, open_video
+    from core.io.video import VideoWriter, open_video
 
     with open_video(SAMPLE) as reader, VideoWriter(path, fps, (reader.info.width, reader.info.height)) as writer:
         for frame in reader:
@@ -183,7 +183,7 @@ def screenshots(out_dir: Path, home: Path) -> None:
     """docs/obs/: OBS's window and its program output while the plugin masks the judo clip (after 8 frames)."""
     import base64
 
-    from core.tracker import Tracker
+    from core.inference.tracker import Tracker
     from plugin.session import Annotation, LiveSession, SessionConfig
     from plugin.stage import Connection, ObsStage
 

@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from core.batch import main as batch_main
-from core.batch_inputs import InputError, plan_jobs
-from core.masks import object_ids, read_mask, resize_labels, write_mask
-from core.video import open_video
+from core.batch.cli import main as batch_main
+from core.batch.inputs import InputError, plan_jobs
+from core.io.masks import object_ids, read_mask, resize_labels, write_mask
+from core.io.video import open_video
 from tests.conftest import SAMPLES, encode_video, sample_frames
 
 ROOT = Path(__file__).resolve().parent.parent

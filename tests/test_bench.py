@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.bench import SyntheticClip
+from core.evaluation.bench import SyntheticClip
 
 REPO = Path(__file__).resolve().parents[1]
 

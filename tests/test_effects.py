@@ -14,10 +14,10 @@ from core.effects import (
     cutout,
     mask_image,
     overlay,
-    render_stills,
     replace_background,
 )
-from core.masks import davis_palette
+from core.effects.stills import render_stills
+from core.io.masks import davis_palette
 
 
 @pytest.fixture

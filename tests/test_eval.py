@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.masks import davis_palette, read_mask, resize_labels
+from core.io.masks import davis_palette, read_mask, resize_labels
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "bike"
@@ -98,7 +98,7 @@ def test_tracker_writes_palette_pngs_the_size_of_the_frames(davis_root: Path, tm
 def test_evaluate_imports_and_runs_without_pyav(davis_root: Path) -> None:
     code = (
         "import sys; sys.modules['av'] = None\n"  # any `import av` now fails
-        "from core.eval import evaluate\n"
+        "from core.evaluation.davis import evaluate\n"
         f"report = evaluate({str(davis_root)!r}, ['bike'], progress=False)\n"
         "print(report.jf)\n"
     )

@@ -1,4 +1,4 @@
-"""`core.export` and `core.onnx_backend`: graphs with dynamic sizes, the self-healing cache, and an ONNX Runtime
+"""`core.inference.graphs` and `core.inference.onnx_backend`: graphs with dynamic sizes, the self-healing cache, and an ONNX Runtime
 tracker that gives the torch tracker's masks on the bundled clips (downscaled for speed)."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from core.export import GRAPHS, QUANTISED, cache_root, cached_graphs, main, network_digest, verified_graphs
-from core.masks import read_mask
-from core.onnx_backend import OnnxNetwork
-from core.tracker import Tracker, TrackerConfig
+from core.inference.export import main
+from core.inference.graphs import GRAPHS, QUANTISED, cache_root, cached_graphs, network_digest, verified_graphs
+from core.io.masks import read_mask
+from core.inference.onnx_backend import OnnxNetwork
+from core.inference.tracker import Tracker, TrackerConfig
 from core.weights import load_network
 from tests.conftest import SAMPLES, sample_frames
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from core.train.losses import (boundary_band, correlation, logit_distillation, renyi_loss,
+from core.model.losses import (boundary_band, correlation, logit_distillation, renyi_loss,
                                representation_loss, segmentation_loss, unified_target)
 
 

@@ -1,4 +1,4 @@
-"""core.masks: the DAVIS palette, reading the mask formats users give, writing, resizing and checking."""
+"""core.io.masks: the DAVIS palette, reading the mask formats users give, writing, resizing and checking."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.masks import MaskError, check_mask, davis_palette, object_ids, read_mask, resize_labels, write_mask
+from core.io.masks import MaskError, check_mask, davis_palette, object_ids, read_mask, resize_labels, write_mask
 
 
 def labels_with_ids(ids: tuple[int, ...] = (1, 2, 7)) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""core.metrics: hand-computed J and F, and agreement with a brute-force second implementation."""
+"""core.evaluation.metrics: hand-computed J and F, and agreement with a brute-force second implementation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.metrics import (
+from core.evaluation.metrics import (
     SequenceScorer,
     boundary_f,
     boundary_map,

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.masks import MaskError, read_mask, resize_labels
+from core.io.masks import MaskError, read_mask, resize_labels
 from plugin.session import Annotation, LiveSession, SessionConfig
 from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, ObsStage, ObsUnavailable, Placement,
                           SourceMissing, background_name, mask_on_canvas, wrapper_name, wrapper_transform)
@@ -95,7 +95,7 @@ class FakeTracker:
 
 
 def two_object_mask(tmp_path: Path) -> Path:
-    from core.masks import write_mask
+    from core.io.masks import write_mask
 
     labels = np.zeros((36, 64), np.uint8)
     labels[5:15, 5:15] = 1
@@ -186,7 +186,7 @@ def obs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tracker_factory():
-    from core.tracker import Tracker, TrackerConfig
+    from core.inference.tracker import Tracker, TrackerConfig
 
     return lambda: Tracker(TrackerConfig(device="cpu", threads=1))
 

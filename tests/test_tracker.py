@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from core.masks import MaskError
-from core.memory import FirstPreviousMemory, InfiniteMemory
+from core.io.masks import MaskError
+from core.inference.memory import FirstPreviousMemory, InfiniteMemory
 from core.model.network import NetworkConfig, build_network
-from core.tracker import (Tracker, TrackerConfig, argmax_planes, inference_shape, resample_planes,
+from core.inference.tracker import (Tracker, TrackerConfig, argmax_planes, inference_shape, resample_planes,
                           resolve_backend)
 
 

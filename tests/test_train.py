@@ -13,9 +13,11 @@ from PIL import Image
 from core.model.network import NetworkConfig, build_network
 from core.train.__main__ import main
 from core.train.config import VALIDATION_SEQUENCES, DataConfig
-from core.train.data import ClipSampler, load_frames
+from core.clips.sampler import ClipSampler
+from core.train.data import load_frames
 from core.train.loop import load_matching
-from core.weights import load_checkpoint
+from core.model.imagenet import load_trunk
+from core.weights import load_checkpoint, load_network
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -38,8 +40,8 @@ def tiny_davis(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_clip_sampler_shapes_and_binary_masks(tiny_davis: Path) -> None:
     store = load_frames(tiny_davis, ["bike"], 64)
-    for synthetic in (False, True):
-        sampler = ClipSampler(store, DataConfig(crop=48, clip_frames=3, synthetic=synthetic), seed=0)
+    for kind in ({}, {"synthetic": True}, {"static": True}):
+        sampler = ClipSampler(store, DataConfig(crop=48, clip_frames=3, **kind), seed=0)
         frames, masks = sampler.sample(2, 0.5)
         assert frames.shape == (2, 3, 3, 48, 48) and masks.shape == (2, 3, 1, 48, 48)
         assert 0 <= frames.min() and frames.max() <= 1
@@ -62,6 +64,26 @@ def test_train_distill_and_resume(tiny_davis: Path, tmp_path: Path, monkeypatch:
     assert load_checkpoint(tmp_path / "s1" / "last.pt")["meta"]["steps"] == 3
     shutil.rmtree(tmp_path / "s0")
     assert torch.load(tmp_path / "s1" / "state.pt", weights_only=False)["step"] == 3
+
+
+def test_static_clips_warp_one_frame_and_never_occlude_the_annotated_one(tiny_davis: Path) -> None:
+    store = load_frames(tiny_davis, ["bike"], 64)
+    sampler = ClipSampler(store, DataConfig(crop=48, clip_frames=3, static=True), seed=0)
+    frames, masks = sampler.sample(8, 0.0)
+    assert (masks[:, 0].flatten(1).sum(1) > 0).all()  # the object is in every annotated frame
+    assert not torch.equal(frames[:, 0], frames[:, 1])  # each frame has its own warp
+
+
+def test_training_starts_from_the_imagenet_trunk(tiny_davis: Path, tmp_path: Path) -> None:
+    common = ["--data", str(tiny_davis), "--batch", "1", "--crop", "48", "--device", "cpu", "--threads", "1",
+              "--steps", "1", "--no-val", "--lr", "0"]
+    main(["--preset", "static-fast", "--out", str(tmp_path / "imagenet"), *common])
+    main(["--preset", "static-fast", "--out", str(tmp_path / "scratch"), "--no-imagenet", *common])
+    trunk = load_trunk()["blocks.5.block.1.0.weight"]
+    assert torch.allclose(load_network(tmp_path / "imagenet" / "last.pt").backbone.state_dict()[
+        "blocks.5.block.1.0.weight"], trunk, atol=1e-2)  # fp16 checkpoint, lr 0
+    assert not torch.allclose(load_network(tmp_path / "scratch" / "last.pt").backbone.state_dict()[
+        "blocks.5.block.1.0.weight"], trunk, atol=1e-2)
 
 
 def test_warm_start_across_architectures_copies_only_matching_tensors() -> None:

@@ -1,4 +1,4 @@
-"""core.video on real encoded video: round trips, audio copy, rotation, alpha, frame folders and bad files."""
+"""core.io.video on real encoded video: round trips, audio copy, rotation, alpha, frame folders and bad files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from core.masks import read_mask
-from core.video import VideoError, VideoWriter, open_video
+from core.io.masks import read_mask
+from core.io.video import VideoError, VideoWriter, open_video
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -19,9 +19,9 @@ import pytest
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
-from core.masks import MaskError, read_mask, resize_labels, write_mask  # noqa: E402
-from core.tracker import TrackerConfig  # noqa: E402
-from core.video import VideoError, VideoWriter, open_video  # noqa: E402
+from core.io.masks import MaskError, read_mask, resize_labels, write_mask  # noqa: E402
+from core.inference.tracker import TrackerConfig  # noqa: E402
+from core.io.video import VideoError, VideoWriter, open_video  # noqa: E402
 from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402

@@ -29,9 +29,9 @@ import gradio as gr
 import numpy as np
 
 from core import effects
-from core.masks import MaskError, read_mask
-from core.tracker import TrackerConfig, add_tracker_arguments, tracker_config
-from core.video import VideoError, VideoInfo, open_video
+from core.io.masks import MaskError, read_mask
+from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
+from core.io.video import VideoError, VideoInfo, open_video
 from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
 

@@ -1,6 +1,6 @@
 """The web face's run: decode a clip, track the annotated objects, write the chosen outputs.
 
-Decoding and encoding go through `core.video`, tracking through `core.tracker.Tracker`, compositing through
+Decoding and encoding go through `core.io.video`, tracking through `core.inference.tracker.Tracker`, compositing through
 `core.effects` — the same code the batch face uses. `run_outputs` is a generator that yields after every frame
 so the caller can report progress and stop early (closing the generator removes the half-written files);
 `preview_overlays` tracks a few frames for a quick look before the full run.
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from core import effects
-from core.masks import MaskError, check_mask, write_mask
-from core.tracker import Tracker, TrackerConfig
-from core.video import VideoWriter, open_video
+from core.io.masks import MaskError, check_mask, write_mask
+from core.inference.tracker import Tracker, TrackerConfig
+from core.io.video import VideoWriter, open_video
 
 # Output name → (file name, label shown in the UI).
 OUTPUTS: dict[str, tuple[str, str]] = {

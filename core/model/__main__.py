@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.model.network import build_network, parameter_count
-from core.train.config import STUDENTS, TEACHER
+from core.model.variants import STUDENTS, TEACHER
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """The space-time memory network (student or teacher) and `build_network`, its one constructor.
 
 A frame is encoded once into a key (for matching) and multi-scale features (for decoding); masked frames are
-encoded into values. Memory handling lives in `core.memory`; this module is free of I/O and state.
+encoded into values. Memory handling lives in `core.inference.memory`; this module is free of I/O and state.
 """
 
 from __future__ import annotations

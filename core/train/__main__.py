@@ -10,7 +10,7 @@ import torch
 
 from core.train.config import preset
 from core.train.loop import train
-from core.tracker import resolve_device
+from core.inference.tracker import resolve_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--crop", type=int)
     parser.add_argument("--val-every", type=int)
     parser.add_argument("--init", help="checkpoint to start from")
+    parser.add_argument("--no-imagenet", action="store_true", help="MobileNetV2 trunk from scratch, not ImageNet")
     parser.add_argument("--teacher", help="teacher checkpoint for distillation")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="CPU threads")
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
                  if getattr(args, k) is not None}
     if args.val_every:
         overrides["val_every"] = args.val_every
+    if args.no_imagenet:
+        overrides["imagenet"] = False
     data = config.data
     if args.data:
         data = replace(data, root=args.data)

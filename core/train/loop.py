@@ -1,4 +1,4 @@
-"""The training loop: unrolling clips through a memory, the unified loss, validation, resumable checkpoints."""
+"""The training loop: the unified loss over unrolled clips, validation (core.evaluation), resumable checkpoints."""
 
 from __future__ import annotations
 
@@ -9,46 +9,22 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from core.memory import make_memory
+from core.clips.sampler import ClipSampler
+from core.evaluation.davis import evaluate
+from core.inference.tracker import Tracker, TrackerConfig
+from core.inference.unroll import Prediction, unroll
+from core.model.imagenet import TRUNK_FILE, load_trunk
+from core.model.losses import logit_distillation, representation_loss, segmentation_loss
 from core.model.network import VOSNetwork, build_network
 from core.train.config import VALIDATION_SEQUENCES, TrainConfig
-from core.train.data import ClipSampler, davis_sequences, load_frames
-from core.train.losses import logit_distillation, representation_loss, segmentation_loss
+from core.train.data import davis_sequences, load_frames
 from core.weights import load_checkpoint, load_network, save_checkpoint
-
-
-class Prediction(NamedTuple):
-    """One predicted frame of a clip: logits (B, 1, S, S) and decoder features (B, D, S/4, S/4)."""
-
-    logits: torch.Tensor
-    features: torch.Tensor
-
-
-def unroll(network: VOSNetwork, frames: torch.Tensor, first_mask: torch.Tensor, memory: str) -> list[Prediction]:
-    """Segment frames 1 … T−1 of clips (B, T, 3, S, S) in [0, 1] from the first frame's mask (B, 1, S, S)."""
-    b, t = frames.shape[:2]
-    images = network.normalise(frames.flatten(0, 1))
-    feats = network.encode_key(images)
-    per_frame = [type(feats)(*(x.view(b, t, *x.shape[1:])[:, i] for x in feats)) for i in range(t)]
-    images = images.view(b, t, *images.shape[1:])
-    mem = make_memory(memory, every=1)
-    mem.add(per_frame[0].key, network.encode_value(images[:, 0], per_frame[0], first_mask), 0)
-    out = []
-    size = frames.shape[-2:]
-    for i in range(1, t):
-        logits, features = network.segment(per_frame[i], *mem.tensors())  # (B, 1, S/4, S/4)
-        out.append(Prediction(network.upsample(logits, size), features[:, 0]))
-        if i < t - 1:  # as the tracker does: aggregate at stride 4, then upsample the probabilities
-            probs = network.upsample(network.aggregate(logits)[:, 1:], size)
-            mem.add(per_frame[i].key, network.encode_value(images[:, i], per_frame[i], probs), i)
-    return out
 
 
 def clip_loss(config: TrainConfig, student: list[Prediction], teacher: list[Prediction] | None,
@@ -75,9 +51,6 @@ def clip_loss(config: TrainConfig, student: list[Prediction], teacher: list[Pred
 
 def validate(network: VOSNetwork, root: str, device: torch.device) -> float:
     """Mean J&F (points) on the validation split, tracking at the frames' own size."""
-    from core.eval import evaluate  # the evaluation stack is only needed here
-    from core.tracker import Tracker, TrackerConfig
-
     config = TrackerConfig(device=device.type)
     report = evaluate(root, list(VALIDATION_SEQUENCES), lambda: Tracker(config, network), progress=False)
     network.train()
@@ -107,6 +80,9 @@ class Trainer:
         seed_everything(config.seed)
         out.mkdir(parents=True, exist_ok=True)
         self.network = build_network(config.network).to(device)
+        if config.imagenet and config.network.backbone == "mobilenetv2":
+            self.network.backbone.load_state_dict(load_trunk())
+            print(f"{config.name}: key-encoder trunk initialised from ImageNet ({TRUNK_FILE})")
         if config.init:
             loaded, total = load_matching(self.network, load_checkpoint(config.init)["state_dict"])
             print(f"{config.name}: {loaded} of {total} tensors initialised from {config.init}")

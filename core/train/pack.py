@@ -1,7 +1,7 @@
 """`python -m core.train.pack SRC DST` — a downscaled copy of a DAVIS root, small enough to carry to a GPU machine.
 
 Frames are resized so their short side is `--short-side` (JPEG, `--quality`), masks with nearest neighbour;
-the DAVIS layout (`JPEGImages/480p`, `Annotations/480p`) is kept so training and `core.eval` read it as is.
+the DAVIS layout (`JPEGImages/480p`, `Annotations/480p`) is kept so training and `python -m core.eval` read it as is.
 """
 
 from __future__ import annotations

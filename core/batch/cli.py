@@ -1,8 +1,8 @@
 """`python -m core.batch INPUT... --out DIR`: track and composite a folder of clips, resumably, in parallel.
 
 This module owns the command line, the scheduling of items (one process, a local process pool, or a Ray
-cluster), the progress bars and summary.json. Finding inputs is core.batch_inputs; processing one item (and
-the temp-folder-then-rename completion design) is core.batch_worker.
+cluster), the progress bars and summary.json. Finding inputs is core.batch.inputs; processing one item (and
+the temp-folder-then-rename completion design) is core.batch.worker.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from core.batch_inputs import InputError, Job, plan_jobs
-from core.batch_worker import (EFFECTS, CUTOUT_FILES, ItemResult, JobError, OutputSpec, ProgressEvent,
+from core.batch.inputs import InputError, Job, plan_jobs
+from core.batch.worker import (EFFECTS, CUTOUT_FILES, ItemResult, JobError, OutputSpec, ProgressEvent,
                                check_background, completed, process_job)
-from core.tracker import TrackerConfig, add_tracker_arguments, resolve_device, tracker_config
+from core.inference.tracker import TrackerConfig, add_tracker_arguments, resolve_device, tracker_config
 from core.weights import WeightsError, load_checkpoint
 
 SUMMARY_FILE = "summary.json"
@@ -195,7 +195,7 @@ def run_ray(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Itera
     import ray
     from ray.util.queue import Queue
 
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [package_root,
                                                                             os.environ.get("PYTHONPATH")]))}}
     if options.ray_address == "local":
@@ -333,7 +333,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{counts.get('done', 0)} done, {counts.get('skipped', 0)} skipped, {counts.get('failed', 0)} failed "
           f"in {time.monotonic() - started:.1f} s; summary: {summary.path}", file=sys.stderr)
     return 1 if counts.get("failed") else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

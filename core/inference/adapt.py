@@ -1,6 +1,6 @@
 """First-frame online adaptation: a few fine-tuning steps of a copy of the network on the annotated frame.
 
-Clips are made from the one annotated frame by `core.train.data.ClipSampler` (random affine per clip plus a
+Clips are made from the one annotated frame by `core.clips.sampler.ClipSampler` (random affine per clip plus a
 per-frame random walk, flips and colour jitter), unrolled through the student's first + previous memory and
 trained with the segmentation loss — the same code as training, so adaptation sees what training saw.
 """
@@ -14,10 +14,9 @@ import numpy as np
 import torch
 
 from core.model.network import VOSNetwork
-from core.train.config import DataConfig
-from core.train.data import ClipSampler, FrameStore, object_geometry
-from core.train.losses import segmentation_loss
-from core.train.loop import unroll
+from core.clips.sampler import ClipSampler, DataConfig, FrameStore, object_geometry
+from core.model.losses import segmentation_loss
+from core.inference.unroll import unroll
 
 
 @dataclass(frozen=True)

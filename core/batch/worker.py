@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 
 from core import effects
-from core.batch_inputs import VIDEO_SUFFIXES, Job, numbered_frames
-from core.masks import MaskError, check_mask, read_mask, write_mask
-from core.tracker import Tracker, TrackerConfig
-from core.video import Frame, VideoError, VideoInfo, VideoReader, VideoWriter, open_video
+from core.batch.inputs import VIDEO_SUFFIXES, Job, numbered_frames
+from core.io.masks import MaskError, check_mask, read_mask, write_mask
+from core.inference.tracker import Tracker, TrackerConfig
+from core.io.video import Frame, VideoError, VideoInfo, VideoReader, VideoWriter, open_video
 from core.weights import WeightsError
 
 EFFECTS = ("overlay", "cutout", "blur", "replace", "remove")

@@ -3,9 +3,9 @@
 is faster only for networks whose graphs are big enough to pay for the quantise/dequantise nodes).
 
 Owns `OnnxNetwork`, a drop-in for `VOSNetwork` at inference: the same `encode_key`, `encode_value`, `segment`
-and `aggregate` on CPU torch tensors, each running one of the graphs of `core.export` in an ONNX Runtime
+and `aggregate` on CPU torch tensors, each running one of the graphs of `core.inference.graphs` in an ONNX Runtime
 session (and the same small torch `upsample`). Tensors cross as zero-copy numpy views, so the tracker's group
-logic and `core.memory` (first + previous frame, keys' squared norms computed once per frame) serve both
+logic and `core.inference.memory` (first + previous frame, keys' squared norms computed once per frame) serve both
 backends unchanged. The graphs come from the cache, exported on first use from the torch network.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from core.export import GRAPHS, QUANTISED, cached_graphs
+from core.inference.graphs import GRAPHS, QUANTISED, Calibrator, cached_graphs
 from core.model.network import KeyFeatures, VOSNetwork
 
 
@@ -89,16 +89,17 @@ class OnnxNetwork:
 
 
 def load_onnx_network(network: VOSNetwork, threads: int | None = None, device: str = "cpu",
-                      int8: bool = False) -> OnnxNetwork:
+                      int8: bool = False, calibrate: Calibrator | None = None) -> OnnxNetwork:
     """The ONNX Runtime twin of `network` (graphs from the cache, exported when missing or corrupt); with
-    `int8`, the key, value and segment graphs are the statically quantised ones (`--backend onnx-int8`).
+    `int8`, the key, value and segment graphs are the statically quantised ones (`--backend onnx-int8`),
+    calibrated by `calibrate` when they are exported.
 
     Sets torch to one intra-op thread for this process: measured on 2 cores, torch's pool spinning after the
     tracker's small glue ops (pad, concatenation) slowed ONNX Runtime's convolutions about twofold."""
     if device == "cuda":
         raise RuntimeError("--backend onnx runs on the CPU; use --device cpu (or --backend torch for CUDA)")
     torch.set_num_threads(1)  # the glue ops left to torch are small; its spinning pool would steal ORT's cores
-    graphs = cached_graphs(network, int8=int8)
+    graphs = cached_graphs(network, int8=int8, calibrate=calibrate)
     if int8:
         graphs.update({g: graphs[f"{g}-int8"] for g in QUANTISED})
     return OnnxNetwork({g: graphs[g] for g in GRAPHS}, threads)

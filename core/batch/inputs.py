@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.video import FRAME_SUFFIXES
+from core.io.video import FRAME_SUFFIXES
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 MASK_FOLDER = "masks"

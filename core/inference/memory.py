@@ -2,7 +2,7 @@
 
 `FirstPreviousMemory` (the MobileVOS student) keeps only the annotated frame and the previous frame, so memory
 and time per frame are constant however long the video. `InfiniteMemory` (the teacher, and the comparison in
-`core.bench`) also keeps every k-th frame, so it grows with the video. Both work on batched tensors, with or
+`core.evaluation.bench`) also keeps every k-th frame, so it grows with the video. Both work on batched tensors, with or
 without gradients, so training and inference share them.
 """
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from core.adapt import AdaptConfig, adapt
-from core.masks import MaskError, check_mask, object_ids, resize_labels
-from core.memory import FirstPreviousMemory, make_memory
+from core.inference.adapt import AdaptConfig, adapt
+from core.io.masks import MaskError, check_mask, object_ids, read_mask, resize_labels
+from core.inference.memory import FirstPreviousMemory, make_memory
 from core.model.network import IMAGE_MEAN, IMAGE_STD, KeyFeatures, VOSNetwork
 from core.weights import load_network
 
@@ -35,7 +36,7 @@ class TrackerConfig:
     every: int = 5
     size: int | None = None            # inference short side in pixels; None = DEFAULT_SIZE (never upscaled)
     backend: str = "torch"             # "torch", "onnx", "onnx-int8" (ONNX Runtime on the CPU) or "auto" (resolve_backend)
-    adapt_steps: int = 0               # first-frame online adaptation steps (torch backend; core.adapt)
+    adapt_steps: int = 0               # first-frame online adaptation steps (torch backend; core.inference.adapt)
 
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
@@ -102,6 +103,7 @@ def resolve_device(name: str) -> torch.device:
 NORMALISE_LUT = ((np.arange(256, dtype=np.float32)[:, None] / 255 - np.float32(IMAGE_MEAN))
                  / np.float32(IMAGE_STD)).astype(np.float32).reshape(1, 256, 3)
 
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"  # int8 calibration clips: <clip>/*.jpg, <clip>/masks/*.png
 DEFAULT_SIZE = 240  # the short side the shipped weights were trained at
 
 
@@ -126,10 +128,10 @@ class Tracker:
         network = network or load_network(self.config.weights)
         self.backend = resolve_backend(self.config)
         if self.backend in ("onnx", "onnx-int8"):
-            from core.onnx_backend import load_onnx_network  # onnxruntime is needed by this backend only
+            from core.inference.onnx_backend import load_onnx_network  # onnxruntime is needed by this backend only
 
             self.network = load_onnx_network(network, self.config.threads, self.config.device,
-                                             int8=self.backend == "onnx-int8")
+                                             int8=self.backend == "onnx-int8", calibrate=calibration_feeds)
             self.device = torch.device("cpu")
         elif self.backend == "torch":
             self.device = resolve_device(self.config.device)
@@ -250,6 +252,28 @@ class Tracker:
         self.probabilities = resample_planes(planes, stride, crop, size)
         lut = np.array([0, *self.object_ids], dtype=np.uint8)
         return lut[argmax_planes(self.probabilities)]
+
+
+def calibration_feeds(network: VOSNetwork, graphs: dict[str, Path]) -> dict[str, list[dict[str, np.ndarray]]]:
+    """The inputs each quantised graph receives while `graphs` (the float export of `network`) track every clip
+    in `samples/` at the default inference size: the int8 export's calibration data."""
+    from core.inference.graphs import QUANTISED, ExportError
+    from core.inference.onnx_backend import OnnxNetwork
+    from core.io.video import open_video  # PyAV: the tracker itself runs without it (evaluation does)
+
+    clips = sorted(p for p in SAMPLES.glob("*") if (p / "masks").is_dir())
+    if not clips:
+        raise ExportError(f"{SAMPLES}: no calibration clips (<clip>/*.jpg + <clip>/masks/*.png) for int8; "
+                          "run from a clone of the repository or use the float graphs (--backend onnx)")
+    recorder = OnnxNetwork(graphs, record=QUANTISED)
+    for clip in clips:
+        tracker = Tracker(TrackerConfig(device="cpu"), network)
+        tracker.network = recorder
+        masks = {int(p.stem): read_mask(p) for p in (clip / "masks").glob("*.png")}
+        with open_video(clip) as reader:
+            for frame in reader:
+                tracker.step(frame.image, masks.get(frame.index))
+    return recorder.recorded
 
 
 def resample_planes(planes: np.ndarray, stride: int, crop: tuple[int, int], size: tuple[int, int]) -> np.ndarray:

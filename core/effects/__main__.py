@@ -1,0 +1,22 @@
+"""`python -m core.effects --stills DIR` — one still per effect from the bundled judo sample."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from core.effects.stills import render_stills
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stills", type=Path, required=True, help="folder to write one image per effect into")
+    parser.add_argument("--sample", type=Path, default=Path(__file__).resolve().parents[2] / "samples" / "judo")
+    parser.add_argument("--frame", default="00000", help="frame name with a mask in SAMPLE/masks")
+    args = parser.parse_args()
+    for path in render_stills(args.stills, args.sample, args.frame):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

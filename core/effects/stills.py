@@ -1,0 +1,37 @@
+"""One still per effect (JPEG, PNG for the RGBA cut-out) for a frame of a sample and its mask: the pictures in
+docs/effects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+
+from core.effects.compositing import blur_background, cutout, mask_image, overlay, replace_background
+from core.effects.removal import ObjectRemover
+from core.io.masks import read_mask
+
+
+def render_stills(out_dir: Path, sample: Path, frame: str = "00000") -> list[Path]:
+    """Write one still per effect (JPEG, PNG for the RGBA cut-out) for `sample/<frame>.jpg` and its mask."""
+    image = cv2.cvtColor(cv2.imread(str(sample / f"{frame}.jpg")), cv2.COLOR_BGR2RGB)
+    labels = read_mask(sample / "masks" / f"{frame}.png")
+    stills = {
+        "overlay": overlay(image, labels),
+        "mask": mask_image(labels),
+        "cutout": cutout(image, labels),
+        "blur": blur_background(image, labels),
+        "replace": replace_background(image, labels, (0, 177, 64)),
+        "remove": ObjectRemover()(image, labels),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, still in stills.items():
+        if still.shape[2] == 4:
+            path = out_dir / f"{name}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(still, cv2.COLOR_RGBA2BGRA))
+        else:
+            path = out_dir / f"{name}.jpg"
+            cv2.imwrite(str(path), cv2.cvtColor(still, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        written.append(path)
+    return written
