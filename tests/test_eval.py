@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.evaluation import failures
+from core.evaluation.davis import sequence_files
 from core.io.masks import davis_palette, read_mask, resize_labels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,3 +115,23 @@ def test_bad_root_and_unknown_sequence_give_one_line_errors(davis_root: Path, tm
     assert result.stderr.strip().count("\n") == 0 and "JPEGImages/480p" in result.stderr
     result = run_eval(str(davis_root), "--baseline", "first-mask", "--sequences", "nope")
     assert result.returncode == 2 and "nope" in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_failure_stills_show_the_worst_frame_of_the_worst_sequences(davis_root: Path, tmp_path: Path) -> None:
+    pred, report = tmp_path / "pred", tmp_path / "eval.json"
+    result = run_eval(str(davis_root), "--baseline", "first-mask", "--out", str(pred), "--json", str(report))
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(report.read_text())["sequences"]
+    assert scores["square"]["jf"] < scores["bike"]["jf"]  # the repeated first mask misses the moving square
+    written = failures.main([str(davis_root), str(pred), "--json", str(report), "--out", str(tmp_path / "stills"),
+                             "--worst", "1"])
+    assert written == 0
+    still = cv2.imread(str(tmp_path / "stills" / "square.jpg"))
+    assert still.shape[:2] == (HW[0] // 2, 3 * HW[1] // 2) and not (tmp_path / "stills" / "bike.jpg").exists()
+    ious = failures.frame_ious(pred / "square", sequence_files(davis_root, "square").annotations)
+    assert ious[0] == 1.0 and ious[3] == min(ious)  # the square has moved furthest from its first mask
+
+
+def test_failure_stills_need_the_eval_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert failures.main([str(tmp_path), str(tmp_path), "--json", str(tmp_path / "none.json")]) == 2
+    assert "run `python -m core.eval" in capsys.readouterr().err
