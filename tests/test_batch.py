@@ -348,3 +348,21 @@ def test_ray_local_instance(clips: Path, tmp_path: Path) -> None:
     items = summary_items(out)
     assert items["judo"]["status"] == items["bike"]["status"] == "done"
     assert frame_count(out / "judo" / "overlay.mp4") == 8 and frame_count(out / "bike" / "overlay.mp4") == 4
+
+
+def test_soft_edges_give_the_cutout_a_real_alpha_and_hard_edges_the_masks(clips: Path, tmp_path: Path) -> None:
+    source = clips / "frames" / "bike"
+    soft, hard = tmp_path / "soft", tmp_path / "hard"
+    assert run_main(source, "--out", soft, "--quiet", "--effect", "cutout", "--cutout-format", "png") == 0
+    assert run_main(source, "--out", hard, "--quiet", "--effect", "cutout", "--cutout-format", "png",
+                    "--edges", "hard") == 0
+    assert np.array_equal(read_mask(hard / "bike" / "masks" / "00002.png"),
+                          read_mask(soft / "bike" / "masks" / "00002.png"))  # the masks do not change
+    labels = read_mask(hard / "bike" / "masks" / "00002.png") > 0
+    hard_alpha = cv2.imread(str(sorted((hard / "bike" / "cutout").glob("*.png"))[2]), cv2.IMREAD_UNCHANGED)[..., 3]
+    soft_alpha = cv2.imread(str(sorted((soft / "bike" / "cutout").glob("*.png"))[2]), cv2.IMREAD_UNCHANGED)[..., 3]
+    assert np.array_equal(hard_alpha > 0, labels) and set(np.unique(hard_alpha)) == {0, 255}
+    partial = (soft_alpha > 10) & (soft_alpha < 245)
+    assert partial.sum() > 0.5 * labels.sum() ** 0.5  # a soft rim along the outline
+    opaque = soft_alpha >= 128
+    assert (opaque & labels).sum() / (opaque | labels).sum() > 0.85

@@ -298,14 +298,15 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         first = min(annotations)
         return [(image, f"frame {first + i}") for i, image in enumerate(overlays)], "Preview ready."
 
-    def run(chosen: list[str], colour: str, blur: float, session: Session, request: gr.Request,
-            progress=gr.Progress()):
+    def run(chosen: list[str], colour: str, blur: float, feather: float, edge_shift: float, session: Session,
+            request: gr.Request, progress=gr.Progress()):
         problem = run_problem(session, chosen)
         if problem:
             yield problem, *[gr.skip()] * 3, session
             return
         outputs = tuple(name for name in OUTPUTS if OUTPUTS[name][1] in chosen)
         settings = RunSettings(outputs=outputs, background=_parse_colour(colour), blur_strength=_odd(blur),
+                               edges=effects.EdgeSettings(feather=feather, shift=edge_shift),
                                tracker=config.tracker)
         results: dict = {}
         done = 0
@@ -383,6 +384,11 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                 colour = gr.ColorPicker("#00b140", label="Replacement background colour")
                 blur = gr.Slider(3, 99, value=31, step=2, label="Background blur strength")
                 with gr.Row():
+                    feather = gr.Slider(0, 10, value=effects.EdgeSettings.feather, step=0.5,
+                                        label="Edge feather (px at 480p)", elem_id="feather")
+                    edge_shift = gr.Slider(-10, 10, value=0, step=1, label="Edge shift (px at 480p; + grows)",
+                                           elem_id="edge-shift")
+                with gr.Row():
                     run_button = gr.Button("Run", variant="primary", elem_id="run")
                     cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
                 run_status = gr.Markdown("", elem_id="run-status")
@@ -412,7 +418,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         clear_frame_button.click(clear_frame, [session], annotate_outputs, **edits)
         preview_button.click(preview, [session], [gallery, run_status], api_visibility=hidden,
                              concurrency_id="tracking", concurrency_limit=1)
-        run_event = run_button.click(run, [chosen, colour, blur, session],
+        run_event = run_button.click(run, [chosen, colour, blur, feather, edge_shift, session],
                                      [run_status, player, view, files, session], api_visibility=hidden,
                                      concurrency_id="tracking", concurrency_limit=1)
         cancel_button.click(cancelled, None, [run_status], cancels=[run_event], api_visibility=hidden)

@@ -3,7 +3,9 @@
 Decoding and encoding go through `core.io.video`, tracking through `core.inference.tracker.Tracker`, compositing through
 `core.effects` — the same code the batch face uses. `run_outputs` is a generator that yields after every frame
 so the caller can report progress and stop early (closing the generator removes the half-written files);
-`preview_overlays` tracks a few frames for a quick look before the full run.
+`preview_overlays` tracks a few frames for a quick look before the full run. Cut-out, blur and replace use the
+soft, temporally stable matte (`RunSettings.edges`; None for the hard masks); removal uses the whole clip, so its
+frames are written a fixed number of frames late and the last ones after the final frame.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ OUTPUTS: dict[str, tuple[str, str]] = {
     "first_mask": ("first-mask.png", "Annotated-frame mask (PNG, for the OBS plugin)"),
 }
 VIDEO_OUTPUTS = ("overlay", "mask", "cutout", "blur", "replace", "remove")
+MATTED = {"cutout", "blur", "replace"}  # the outputs drawn with soft edges
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class RunSettings:
     outputs: tuple[str, ...] = ("overlay",)
     background: tuple[int, int, int] = (0, 177, 64)  # replacement colour, RGB
     blur_strength: int = 31
+    edges: effects.EdgeSettings | None = field(default_factory=effects.EdgeSettings)  # None: hard edges
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
 
@@ -78,7 +82,8 @@ def run_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     first_frame = min(annotations) if annotations else 0
     tracker = Tracker(settings.tracker)
-    remover = effects.ObjectRemover() if "remove" in settings.outputs else None
+    remover = effects.ClipRemover() if "remove" in settings.outputs else None
+    matte = effects.StableMatte(settings.edges) if settings.edges and MATTED & set(settings.outputs) else None
     masks_dir = out_dir / "masks"
     with open_video(video_path) as reader, ExitStack() as stack:
         info = reader.info
@@ -87,11 +92,17 @@ def run_outputs(
         try:
             for frame in reader:
                 labels = _track(tracker, frame.index, frame.image, annotations, first_frame)
+                alpha = matte(frame.image, tracker.probabilities) if matte and frame.index >= first_frame else None
                 for name, writer in writers.items():
-                    writer.write(_render(name, frame.image, labels, settings, remover))
+                    if name != "remove":
+                        writer.write(_render(name, frame.image, labels, settings, alpha))
+                if remover is not None:
+                    _write_all(writers["remove"], remover.push(frame.image, labels))
                 if "masks_zip" in settings.outputs:
                     write_mask(masks_dir / f"{frame.index:05d}.png", labels)
                 yield Progress(frame.index + 1, info.num_frames)
+            if remover is not None:
+                _write_all(writers["remove"], remover.finish())
         except BaseException:
             shutil.rmtree(masks_dir, ignore_errors=True)
             raise
@@ -149,20 +160,26 @@ def _open_writers(stack: ExitStack, video_path: str, info, out_dir: Path,
 
 
 def _render(name: str, image: np.ndarray, labels: np.ndarray, settings: RunSettings,
-            remover: effects.ObjectRemover | None) -> np.ndarray:
-    """One output frame of video output `name`: (H, W, 3) RGB, or (H, W, 4) RGBA for the cut-out."""
+            alpha: np.ndarray | None) -> np.ndarray:
+    """One output frame of video output `name` (not `remove`, which answers late): (H, W, 3) RGB, or (H, W, 4)
+    RGBA for the cut-out; `alpha` is the soft matte or None for hard edges."""
     if name == "overlay":
         return effects.overlay(image, labels)
     if name == "mask":
         return effects.mask_image(labels)
     if name == "cutout":
-        return effects.cutout(image, labels)
+        return effects.cutout(image, labels, alpha)
     if name == "blur":
-        return effects.blur_background(image, labels, settings.blur_strength)
+        return effects.blur_background(image, labels, settings.blur_strength, alpha)
     if name == "replace":
-        return effects.replace_background(image, labels, settings.background)
-    assert remover is not None
-    return remover(image, labels)
+        return effects.replace_background(image, labels, settings.background, alpha)
+    raise ValueError(f"unknown video output {name!r}")
+
+
+def _write_all(writer: VideoWriter, images: list[np.ndarray]) -> None:
+    """Write frames in order."""
+    for image in images:
+        writer.write(image)
 
 
 def _zip_folder(folder: Path, target: Path) -> Path:

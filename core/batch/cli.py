@@ -26,6 +26,7 @@ from tqdm import tqdm
 from core.batch.inputs import InputError, Job, plan_jobs
 from core.batch.worker import (EFFECTS, CUTOUT_FILES, ItemResult, JobError, OutputSpec, ProgressEvent,
                                check_background, completed, process_job)
+from core.effects import EdgeSettings
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, resolve_device, tracker_config
 from core.weights import WeightsError, load_checkpoint
 
@@ -258,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace effect's background: a colour (green, #00b140, 0,177,64), image or video "
                              "(looped); default green")
     parser.add_argument("--blur", type=int, default=31, metavar="STRENGTH", help="blur effect's kernel size")
+    parser.add_argument("--edges", choices=("soft", "hard"), default="soft",
+                        help="cutout, blur and replace: a soft alpha matte from the tracker's probabilities, "
+                             "refined along the image's edges (default), or the hard masks")
+    parser.add_argument("--feather", type=float, default=EdgeSettings.feather, metavar="PIXELS",
+                        help=f"soft edges: extra softening (pixels at 480p; default {EdgeSettings.feather})")
+    parser.add_argument("--edge-shift", type=float, default=0.0, metavar="PIXELS",
+                        help="soft edges: grow (> 0) or shrink (< 0) the objects' edge (pixels at 480p)")
     parser.add_argument("--mask", metavar="PATH",
                         help="annotation for a single input: a palette PNG, or a folder named like the frames")
     parser.add_argument("--mask-frame", type=int, default=0, metavar="N",
@@ -290,13 +298,16 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         raise JobError("--ray: Ray is not installed; install the batch extra: pip install -e '.[batch]'")
     if "replace" in args.effect:
         check_background(args.background)
+    if args.feather < 0:
+        raise JobError(f"--feather {args.feather}: give 0 (no softening) or more pixels")
     try:
         resolve_device(args.device)
     except RuntimeError as error:
         raise JobError(str(error)) from None
     spec = OutputSpec(effects=tuple(dict.fromkeys(args.effect)), mask_pngs=args.masks in ("png", "both"),
                       mask_video=args.masks in ("video", "both"), cutout_format=args.cutout_format,
-                      background=args.background, blur_strength=args.blur)
+                      background=args.background, blur_strength=args.blur, soft_edges=args.edges == "soft",
+                      feather=args.feather, edge_shift=args.edge_shift)
     threads = args.threads or (1 if args.ray else max(1, (os.cpu_count() or 1) // args.workers))
     tracker = tracker_config(args, threads=threads)
     return RunOptions(out_dir=args.out, spec=spec, tracker=tracker, overwrite=args.overwrite, quiet=args.quiet,

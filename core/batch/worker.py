@@ -6,6 +6,10 @@ holds) is written. So `DIR/<name>/` with a `job.json` always means "complete"; a
 `.partial` folder, which the next run deletes and redoes. Outputs of an earlier run that this run does not
 produce again are hard-linked (or copied) into the new folder before it replaces the old one, so asking for a
 new effect never loses an old one, and the old folder stays whole until its successor is complete.
+
+Every sink gets each frame with its labels and, when cut-out, blur or replace asks for soft edges, the frame's
+matte (`core.effects.StableMatte`); `remove.mp4` comes from the whole-clip remover, which answers late, so
+every sink is `finish`ed after the last frame.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import cv2
 import numpy as np
 
 from core import effects
+from core.effects import EdgeSettings
 from core.batch.inputs import VIDEO_SUFFIXES, Job, numbered_frames
 from core.io.masks import MaskError, check_mask, read_mask, write_mask
 from core.inference.tracker import Tracker, TrackerConfig
@@ -31,6 +36,7 @@ from core.io.video import Frame, VideoError, VideoInfo, VideoReader, VideoWriter
 from core.weights import WeightsError
 
 EFFECTS = ("overlay", "cutout", "blur", "replace", "remove")
+MATTED = {"cutout", "blur", "replace"}  # the effects that use soft edges
 CUTOUT_FILES = {"webm": "cutout.webm", "prores": "cutout.mov", "png": "cutout"}
 RECORD_FILE = "job.json"
 NAMED_COLOURS = {
@@ -54,6 +60,13 @@ class OutputSpec:
     background: str = "green"  # for `replace`: a colour name, #rrggbb, r,g,b, an image or a video file
     blur_strength: int = 31
     overlay_alpha: float = 0.5
+    soft_edges: bool = True  # cutout, blur and replace use a soft alpha matte from the tracker's probabilities
+    feather: float = EdgeSettings.feather  # the matte's softening, pixels at 480p (core.effects.EdgeSettings)
+    edge_shift: float = 0.0  # grows (> 0) or shrinks (< 0) the matte, pixels at 480p
+
+    def edge_settings(self) -> EdgeSettings | None:
+        """The soft edges' settings, or None for hard edges."""
+        return EdgeSettings(feather=self.feather, shift=self.edge_shift) if self.soft_edges else None
 
     def output_names(self) -> list[str]:
         """The file and folder names this spec writes inside an item's folder."""
@@ -90,8 +103,13 @@ class ItemResult:
 Reporter = Callable[[ProgressEvent], None]
 
 
+Renderer = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]  # (image, labels, alpha) → frame
+
+
 class FrameSink(Protocol):
-    def write(self, frame: Frame, labels: np.ndarray) -> None: ...
+    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 def parse_colour(text: str) -> tuple[int, int, int] | None:
@@ -172,36 +190,56 @@ class MaskPngSink:
         self._names = frame_names
         folder.mkdir(parents=True, exist_ok=True)
 
-    def write(self, frame: Frame, labels: np.ndarray) -> None:
+    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
         has_name = self._names is not None and frame.index < len(self._names)
         name = self._names[frame.index] if has_name else f"{frame.index:05d}"
         write_mask(self._folder / f"{name}.png", labels)
+
+    def finish(self) -> None:
+        """Every PNG is written by `write`."""
 
 
 class VideoSink:
     """One rendered video; the writer's temporary file becomes the output only on a clean close."""
 
-    def __init__(self, writer: VideoWriter, render: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+    def __init__(self, writer: VideoWriter, render: Renderer):
         self._writer = writer
         self._render = render
 
-    def write(self, frame: Frame, labels: np.ndarray) -> None:
-        self._writer.write(self._render(frame.image, labels))
+    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
+        self._writer.write(self._render(frame.image, labels, alpha))
+
+    def finish(self) -> None:
+        """Every frame is written by `write`."""
 
 
-def _renderer(effect: str, spec: OutputSpec) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """The per-frame compositing function of an effect (from core.effects)."""
+class RemovalSink:
+    """remove.mp4: the whole-clip remover answers a fixed number of frames late; `finish` writes the rest."""
+
+    def __init__(self, writer: VideoWriter):
+        self._writer = writer
+        self._remover = effects.ClipRemover()
+
+    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
+        for image in self._remover.push(frame.image, labels):
+            self._writer.write(image)
+
+    def finish(self) -> None:
+        for image in self._remover.finish():
+            self._writer.write(image)
+
+
+def _renderer(effect: str, spec: OutputSpec) -> Renderer:
+    """The per-frame compositing function of an effect (from core.effects); `alpha` is the soft matte or None."""
     if effect == "overlay":
-        return functools.partial(effects.overlay, alpha=spec.overlay_alpha)
+        return lambda image, labels, alpha: effects.overlay(image, labels, alpha=spec.overlay_alpha)
     if effect == "cutout":
         return effects.cutout
     if effect == "blur":
-        return functools.partial(effects.blur_background, strength=spec.blur_strength)
+        return lambda image, labels, alpha: effects.blur_background(image, labels, spec.blur_strength, alpha)
     if effect == "replace":
         background = Background(spec.background)
-        return lambda image, labels: effects.replace_background(image, labels, background.next())
-    if effect == "remove":
-        return effects.ObjectRemover()
+        return lambda image, labels, alpha: effects.replace_background(image, labels, background.next(), alpha)
     raise ValueError(f"unknown effect {effect!r}; choose from {', '.join(EFFECTS)}")
 
 
@@ -210,17 +248,21 @@ def _open_sinks(stack: ExitStack, folder: Path, job: Job, info: VideoInfo, spec:
     size = (info.width, info.height)
     audio = job.source if info.has_audio else None
 
-    def video(name: str, render, alpha: bool = False) -> VideoSink:
-        writer = stack.enter_context(VideoWriter(str(folder / name), info.fps, size, audio_from=audio, alpha=alpha))
-        return VideoSink(writer, render)
+    def writer(name: str, alpha: bool = False) -> VideoWriter:
+        return stack.enter_context(VideoWriter(str(folder / name), info.fps, size, audio_from=audio, alpha=alpha))
+
+    def video(name: str, render: Renderer, alpha: bool = False) -> VideoSink:
+        return VideoSink(writer(name, alpha), render)
 
     sinks: list[FrameSink] = []
     if spec.mask_pngs:
         sinks.append(MaskPngSink(folder / "masks", _frame_names(job.source, info.num_frames)))
     if spec.mask_video:
-        sinks.append(video("masks.mp4", lambda image, labels: effects.mask_image(labels)))
+        sinks.append(video("masks.mp4", lambda image, labels, alpha: effects.mask_image(labels)))
     for effect in spec.effects:
-        if effect == "cutout":  # the name's suffix picks VP9 alpha, ProRes 4444, or PNG frames
+        if effect == "remove":
+            sinks.append(RemovalSink(writer("remove.mp4")))
+        elif effect == "cutout":  # the name's suffix picks VP9 alpha, ProRes 4444, or PNG frames
             sinks.append(video(CUTOUT_FILES[spec.cutout_format], _renderer(effect, spec), alpha=True))
         else:
             sinks.append(video(f"{effect}.mp4", _renderer(effect, spec)))
@@ -255,18 +297,24 @@ def worker_tracker(settings: TrackerConfig) -> Tracker:
 
 
 def _track(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], sinks: list[FrameSink],
-           tracker: Tracker, report: Reporter) -> int:
-    """Track every frame and feed all sinks; frames before the first annotation get empty masks."""
+           tracker: Tracker, report: Reporter, edges: EdgeSettings | None) -> int:
+    """Track every frame and feed all sinks (with the temporally stable soft matte when `edges` is given); frames
+    before the first annotation get empty masks."""
     info = reader.info
     empty = np.zeros((info.height, info.width), np.uint8)  # (H, W)
+    matte = effects.StableMatte(edges) if edges else None
     count = 0
     for frame in reader:
         mask = masks.get(frame.index)
-        labels = tracker.step(frame.image, mask) if (mask is not None or tracker.object_ids) else empty
+        tracked = mask is not None or bool(tracker.object_ids)
+        labels = tracker.step(frame.image, mask) if tracked else empty
+        alpha = matte(frame.image, tracker.probabilities) if tracked and matte else None
         for sink in sinks:
-            sink.write(frame, labels)
+            sink.write(frame, labels, alpha)
         count += 1
         report(ProgressEvent(job.name, count, info.num_frames))
+    for sink in sinks:
+        sink.finish()
     unreached = [a.path for a in job.annotations if a.frame >= count]
     if count == 0:
         raise JobError(f"{job.source}: no frame could be decoded; re-encode or replace the file")
@@ -374,7 +422,7 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
             report(ProgressEvent(job.name, 0, reader.info.num_frames))
             with ExitStack() as stack:
                 frames = _track(reader, job, masks, _open_sinks(stack, partial, job, reader.info, spec),
-                                tracker, report)
+                                tracker, report, spec.edge_settings() if MATTED & set(spec.effects) else None)
             _carry_over(final, partial)
             outputs = _write_record(partial, job, frames, reader.info, spec)
         _commit(partial, final)

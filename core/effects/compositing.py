@@ -26,26 +26,32 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.nda
     return np.where(_edges(labels)[..., None], colours, out)
 
 
-def cutout(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """`(H, W, 4)` RGBA: the objects with alpha 255; the background transparent black (alpha 0)."""
-    objects = labels > 0
-    alpha = np.where(objects, np.uint8(255), np.uint8(0))  # (H, W)
-    return np.dstack([image * objects[..., None], alpha])
+def cutout(image: np.ndarray, labels: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+    """`(H, W, 4)` RGBA: the objects with alpha 255, the background transparent black (alpha 0); with a soft
+    `alpha` matte ((H, W) float in [0, 1], see core.effects.matting), that alpha (straight, not premultiplied)."""
+    if alpha is None:
+        objects = labels > 0
+        return np.dstack([image * objects[..., None], np.where(objects, np.uint8(255), np.uint8(0))])
+    opacity = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)  # (H, W)
+    return np.dstack([image * (opacity > 0)[..., None], opacity])
 
 
-def blur_background(image: np.ndarray, labels: np.ndarray, strength: int = 31) -> np.ndarray:
+def blur_background(image: np.ndarray, labels: np.ndarray, strength: int = 31,
+                    alpha: np.ndarray | None = None) -> np.ndarray:
     """The background Gaussian-blurred (kernel `strength`, made odd); objects stay sharp with a feathered edge
-    that fades outwards over about a quarter of the kernel."""
+    that fades outwards over about a quarter of the kernel, or blended by a soft `alpha` matte when given."""
     kernel = max(3, strength | 1)
     blurred = cv2.GaussianBlur(image, (kernel, kernel), 0)
-    weight = _feathered(labels > 0, max(3, (kernel // 4) | 1))  # (H, W) float32, 1 on objects
+    weight = _feathered(labels > 0, max(3, (kernel // 4) | 1)) if alpha is None else alpha.astype(np.float32)
     return cv2.blendLinear(image, blurred, weight, 1.0 - weight)
 
 
 def replace_background(
-    image: np.ndarray, labels: np.ndarray, background: tuple[int, int, int] | np.ndarray
+    image: np.ndarray, labels: np.ndarray, background: tuple[int, int, int] | np.ndarray,
+    alpha: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Background pixels replaced by a colour `(r, g, b)` or an RGB image (resized to the frame)."""
+    """Background pixels replaced by a colour `(r, g, b)` or an RGB image (resized to the frame); with a soft
+    `alpha` matte the frame is blended over the new background by it."""
     height, width = labels.shape
     if isinstance(background, np.ndarray) and background.ndim >= 2:
         fill = background if background.ndim == 3 else np.dstack([background] * 3)
@@ -54,7 +60,10 @@ def replace_background(
             fill = cv2.resize(fill, (width, height), interpolation=cv2.INTER_AREA)
     else:
         fill = np.broadcast_to(np.asarray(background, dtype=np.uint8).reshape(1, 1, 3), (height, width, 3))
-    return np.where((labels > 0)[..., None], image, fill).astype(np.uint8)
+    if alpha is None:
+        return np.where((labels > 0)[..., None], image, fill).astype(np.uint8)
+    weight = alpha.astype(np.float32)
+    return cv2.blendLinear(image, np.ascontiguousarray(fill), weight, 1.0 - weight)
 
 
 def _edges(labels: np.ndarray) -> np.ndarray:

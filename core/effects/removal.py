@@ -1,4 +1,5 @@
-"""Object removal: each frame's objects filled from a clean plate of the background seen so far, else inpainted.
+"""Streaming object removal (the live OBS face): each frame's objects filled from a clean plate of the background
+seen so far, else inpainted. `core.effects.clip_removal` is the whole-clip remover of the batch and web faces.
 
 Pure numpy / OpenCV on `(H, W, 3)` uint8 RGB images and `(H, W)` uint8 label maps (0 = background).
 """
@@ -33,17 +34,17 @@ class ObjectRemover:
         if self._plate is None or self._plate.shape != image.shape:
             self._plate = np.zeros_like(image)
             self._seen = np.zeros(labels.shape, dtype=bool)
-        hole = _grow(labels > 0, self.margin)  # (H, W)
+        hole = grow_mask(labels > 0, self.margin)  # (H, W)
         np.copyto(self._plate, image, where=~hole[..., None])
         self._seen |= ~hole
         out = np.where((hole & self._seen)[..., None], self._plate, image)  # (H, W, 3)
         unseen = hole & ~self._seen
         if unseen.any():
-            np.copyto(out, _inpaint(out, unseen, self.inpaint_radius), where=unseen[..., None])
+            np.copyto(out, inpaint_spatially(out, unseen, self.inpaint_radius), where=unseen[..., None])
         return out
 
 
-def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
     """A bool mask dilated by `pixels` (square structuring element)."""
     if pixels <= 0:
         return mask
@@ -51,7 +52,7 @@ def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
 
 
-def _inpaint(image: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarray:
+def inpaint_spatially(image: np.ndarray, hole: np.ndarray, radius: int) -> np.ndarray:
     """cv2.inpaint (TELEA) of the `hole` pixels, run at a short side of about 240 px to stay fast."""
     height, width = hole.shape
     factor = max(1, min(height, width) // _INPAINT_SHORT_SIDE)

@@ -1,0 +1,248 @@
+"""Object removal that uses the whole clip: each hole filled from past and future frames aligned to it.
+
+For a frame t, reference frames t±1, t±2, … (up to `radius` frames away, nearest first) are aligned to t by a
+global homography (ORB features on the background of both frames, RANSAC) and, where it lowers the error on a
+band around the hole, a residual optical flow (OpenCV DIS between t and the homography-warped reference; inside
+the hole, where the flow sees the object, it is interpolated from the surrounding background). Each hole pixel
+takes the nearest reference whose aligned pixel was background there; a smooth colour offset, interpolated from
+the band around the hole, blends the seam. The previous output frame is the last reference (so what had to be
+invented stays put); only pixels no frame ever saw are inpainted spatially.
+
+The remover sees the frames as a stream and answers with a delay of `radius` frames (`push` returns the frames
+that are done, `finish` the rest), so memory holds 2 × radius + 1 frames whatever the video's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from core.effects.matting import pixel_grid
+from core.effects.removal import grow_mask, inpaint_spatially
+
+_WORK_SHORT_SIDE = 480  # features and flow are computed at most at this short side
+_BAND = 15  # width in pixels of the band around a hole that alignment is judged on
+_MIN_INLIERS = 20
+_MAX_BAND_ERROR = 30.0  # mean absolute colour error on the band above which a reference is not used
+_MAX_OFFSET = 40.0  # the largest colour correction a seam gets
+
+
+@dataclass
+class _Frame:
+    """A buffered frame with what aligning to it needs."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    hole: np.ndarray  # (H, W) bool: the objects grown by the margin
+    grey: np.ndarray  # (h, w) uint8 at the work scale
+    points: np.ndarray  # (N, 2) float32 keypoints in full-resolution pixels
+    descriptors: np.ndarray | None  # (N, 32) uint8 ORB descriptors
+
+
+class ClipRemover:
+    """Removes the objects from a video using past and future frames (see the module docstring).
+
+    `push(image, labels)` one frame at a time returns the finished frames so far (in order, each `(H, W, 3)`
+    uint8 RGB, delayed by `radius` frames); `finish()` returns the rest and makes the remover ready for the next
+    video.
+    """
+
+    def __init__(self, radius: int = 24, margin: int = 3, max_references: int = 12, inpaint_radius: int = 5):
+        self.radius = radius
+        self.margin = margin
+        self.max_references = max_references
+        self.inpaint_radius = inpaint_radius
+        self._orb = cv2.ORB_create(nfeatures=1500)
+        self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every buffered frame (call between videos; `finish` does it too)."""
+        self._frames: dict[int, _Frame] = {}
+        self._pushed = 0
+        self._done = 0
+        self._previous: _Frame | None = None  # the last output, as a reference without holes
+        self._grid: np.ndarray | None = None  # (H, W, 2) float32 pixel coordinates
+
+    def push(self, image: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+        """Add the next frame and its label map; returns the frames that no longer wait for later ones."""
+        self._frames[self._pushed] = self._describe(image, grow_mask(labels > 0, self.margin))
+        self._pushed += 1
+        return list(self._drain(self._pushed - 1 - self.radius))
+
+    def finish(self) -> list[np.ndarray]:
+        """The remaining frames of the video; the remover is then reset."""
+        rest = list(self._drain(self._pushed - 1))
+        self.reset()
+        return rest
+
+    def _drain(self, last: int) -> Iterator[np.ndarray]:
+        """Finish every frame up to index `last`, dropping frames no later one can use."""
+        while self._done <= last:
+            out = self._remove(self._done)
+            target = self._frames[self._done]
+            self._previous = _Frame(out, np.zeros_like(target.hole), target.grey, target.points, target.descriptors)
+            self._frames.pop(self._done - self.radius, None)
+            self._done += 1
+            yield out
+
+    def _describe(self, image: np.ndarray, hole: np.ndarray) -> _Frame:
+        """Grey image at the work scale and ORB features on the background."""
+        scale = _work_scale(hole.shape)
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        background = (~hole).astype(np.uint8) * 255
+        if scale < 1.0:
+            size = (round(hole.shape[1] * scale), round(hole.shape[0] * scale))
+            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+            background = cv2.resize(background, size, interpolation=cv2.INTER_NEAREST)
+        keypoints, descriptors = self._orb.detectAndCompute(grey, background)
+        points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2) / scale
+        return _Frame(image, hole, grey, points, descriptors)
+
+    def _references(self, index: int) -> Iterator[_Frame]:
+        """Buffered frames nearest in time first (after, then before), then the previous output."""
+        for step in range(1, self.radius + 1):
+            for other in (index + step, index - step):
+                if other in self._frames:
+                    yield self._frames[other]
+        if self._previous is not None:
+            yield self._previous
+
+    def _remove(self, index: int) -> np.ndarray:
+        """Frame `index` with its holes filled."""
+        target = self._frames[index]
+        if not target.hole.any():
+            return target.image
+        if self._grid is None or self._grid.shape[:2] != target.hole.shape:
+            self._grid = pixel_grid(target.hole.shape)
+        out = target.image.copy()
+        todo = target.hole.copy()
+        band = grow_mask(target.hole, _BAND) & ~target.hole
+        used = 0
+        for reference in self._references(index):
+            if used >= self.max_references or not todo.any():
+                break
+            filled = self._fill_from(target, reference, band)
+            if filled is None:
+                continue
+            used += 1
+            pixels, valid = filled
+            take = todo & valid
+            out[take] = pixels[take]
+            todo &= ~take
+        if todo.any():
+            np.copyto(out, inpaint_spatially(out, todo, self.inpaint_radius), where=todo[..., None])
+        return out
+
+    def _fill_from(self, target: _Frame, reference: _Frame,
+                   band: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The reference aligned to the target with its seam offset, and where its pixels are background; None
+        when it cannot be aligned well."""
+        homography = _homography(target, reference, self._matcher)
+        if homography is None:
+            return None
+        assert self._grid is not None
+        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        for coords in self._candidate_maps(target, reference, homography):
+            aligned = cv2.remap(reference.image, coords, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            valid = _valid_source(reference.hole, coords)
+            error = _band_error(target.image, aligned, band & valid)
+            if error is not None and (best is None or error < best[0]):
+                best = (error, aligned, valid)
+        if best is None or best[0] > _MAX_BAND_ERROR:
+            return None
+        _, aligned, valid = best
+        return _offset_corrected(target.image, aligned, band & valid, target.hole), valid
+
+    def _candidate_maps(self, target: _Frame, reference: _Frame, homography: np.ndarray) -> Iterator[np.ndarray]:
+        """Source coordinates `(H, W, 2)` in the reference for every target pixel: the homography alone, then
+        the homography with the residual flow."""
+        assert self._grid is not None
+        plain = cv2.perspectiveTransform(self._grid.reshape(-1, 1, 2), homography).reshape(self._grid.shape)
+        yield plain
+        height, width = target.grey.shape
+        warped = cv2.resize(cv2.remap(cv2.cvtColor(reference.image, cv2.COLOR_RGB2GRAY), plain, None,
+                                      cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), (width, height),
+                            interpolation=cv2.INTER_AREA)
+        known = cv2.resize((~target.hole & _valid_source(reference.hole, plain)).astype(np.uint8), (width, height),
+                           interpolation=cv2.INTER_NEAREST).astype(bool)
+        if known.mean() < 0.2:
+            return
+        # Each frame's objects replaced by the other frame's pixels, so no object motion bleeds into the flow.
+        flow = self._flow.calc(np.where(known, target.grey, warped), np.where(known, warped, target.grey), None)
+        flow = push_pull(flow, known)
+        scale = target.hole.shape[1] / width
+        flow = cv2.resize(flow, target.hole.shape[::-1], interpolation=cv2.INTER_LINEAR) * scale
+        yield cv2.perspectiveTransform((self._grid + flow).reshape(-1, 1, 2), homography).reshape(self._grid.shape)
+
+
+def _work_scale(shape: tuple[int, int]) -> float:
+    """The factor (≤ 1) that brings the short side down to _WORK_SHORT_SIDE."""
+    return min(1.0, _WORK_SHORT_SIDE / min(shape))
+
+
+def _homography(target: _Frame, reference: _Frame, matcher: cv2.BFMatcher) -> np.ndarray | None:
+    """The 3×3 homography from target pixels to reference pixels (ORB matches, ratio test, RANSAC), or None."""
+    if target.descriptors is None or reference.descriptors is None or len(reference.points) < _MIN_INLIERS:
+        return None
+    pairs = matcher.knnMatch(target.descriptors, reference.descriptors, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
+    if len(good) < _MIN_INLIERS:
+        return None
+    source = target.points[[m.queryIdx for m in good]]
+    destination = reference.points[[m.trainIdx for m in good]]
+    homography, inliers = cv2.findHomography(source, destination, cv2.RANSAC, 3.0)
+    if homography is None or int(inliers.sum()) < _MIN_INLIERS:
+        return None
+    return homography
+
+
+def _valid_source(hole: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """`(H, W)` bool: the target pixels whose source lies inside the reference and outside its holes."""
+    blocked = cv2.remap(hole.astype(np.uint8), coords, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                        borderValue=1)
+    return blocked == 0
+
+
+def _band_error(image: np.ndarray, aligned: np.ndarray, band: np.ndarray) -> float | None:
+    """Mean absolute colour difference on the band; None when too little of the band is usable."""
+    if np.count_nonzero(band) < 50:
+        return None
+    return float(np.abs(image[band].astype(np.int16) - aligned[band].astype(np.int16)).mean())
+
+
+def _offset_corrected(image: np.ndarray, aligned: np.ndarray, band: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """`aligned` plus the colour difference to `image` on the band, interpolated smoothly into the hole."""
+    difference = image.astype(np.float32) - aligned.astype(np.float32)  # (H, W, 3)
+    offset = np.clip(push_pull(difference, band), -_MAX_OFFSET, _MAX_OFFSET)
+    corrected = aligned.astype(np.float32) + offset * hole[..., None]
+    return np.clip(corrected + 0.5, 0, 255).astype(np.uint8)
+
+
+def push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """`values` (H, W, C) float32 kept where `known`, smoothly interpolated elsewhere (pull-push over a Gaussian
+    pyramid: known values are averaged down until every pixel has some, then filled back up)."""
+    weights = known.astype(np.float32)
+    sums = values.astype(np.float32) * weights[..., None]
+    levels: list[tuple[np.ndarray, np.ndarray]] = []
+    while True:
+        levels.append((sums, weights))
+        if min(weights.shape) <= 2 or weights.min() > 0.0:
+            break
+        sums = _pyr_down(sums)
+        weights = cv2.pyrDown(weights)
+    estimate = sums / np.maximum(weights, 1e-6)[..., None]
+    for sums, weights in reversed(levels[:-1]):
+        upsampled = cv2.pyrUp(estimate, dstsize=weights.shape[::-1]).reshape(sums.shape)
+        missing = np.clip(1.0 - weights, 0.0, 1.0)[..., None]
+        estimate = (sums + missing * upsampled) / (weights[..., None] + missing)
+    return estimate
+
+
+def _pyr_down(image: np.ndarray) -> np.ndarray:
+    """cv2.pyrDown that keeps a channel axis even for one channel."""
+    out = cv2.pyrDown(image)
+    return out.reshape(*out.shape[:2], image.shape[2])

@@ -1,0 +1,144 @@
+"""Soft edges: an alpha matte from the tracker's probabilities, refined at full resolution along the image's edges.
+
+The objects' probability (1 − the background's, already at full size but a ramp several pixels wide, since the
+network sees a 240-pixel frame at stride 4) is grown or shrunk by `shift` pixels and steepened around 0.5, then
+refined twice by a guided filter (He et al., TPAMI 2013) with the frame's grey image as guide, each pass
+followed by a contrast stretch around 0.5: within each window the matte becomes a linear function of the image,
+so an edge within a few pixels of an image edge snaps to it, and elsewhere stays a smooth, anti-aliased ramp.
+`feather` softens the result by a Gaussian of that many pixels. `StableMatte` adds a light temporal filter:
+each matte is blended with the previous one, carried to the frame by optical flow (DIS), where the two nearly
+agree and the flow explains the image, so the edge stops shimmering without lagging behind motion. The label
+maps are never changed; only cut-out, blur and replace use the matte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+_REFERENCE_SHORT_SIDE = 480  # the guided filter's radius is given at this short side and scales with the frame
+_FLOW_SHORT_SIDE = 240  # the temporal filter's optical flow runs at most at this short side
+_AGREEMENT = 0.3  # matte difference at which the previous matte stops counting
+_PHOTOMETRIC = 12.0  # grey-level difference at which the flow stops being trusted
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    """How the matte's edge is drawn; all lengths in pixels at a 480-pixel short side, scaled with the frame."""
+
+    feather: float = 0.5  # Gaussian softening of the edge (0 = none)
+    shift: float = 0.0  # > 0 grows the objects, < 0 shrinks them
+    radius: int = 6  # guided-filter window radius
+    eps: float = 1e-3  # guided-filter regularisation (larger: smoother, follows the image less)
+
+
+_STEEPEN = 4.0  # the probability ramp's slope is multiplied by this before the first pass
+_STRETCH = 2.0  # and the guided filter's output by this after each pass
+_PASSES = 2
+
+
+def object_probability(probabilities: np.ndarray) -> np.ndarray:
+    """`(H, W)` float32: the probability of any object, from the tracker's `(1 + K, H, W)` probabilities."""
+    return np.clip(1.0 - probabilities[0], 0.0, 1.0).astype(np.float32)
+
+
+def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter with a grey guide: `source` (H, W) float32 filtered along `guide` (H, W)
+    float32 in [0, 1] with a `(2 radius + 1)²` box window."""
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, cv2.CV_32F, size, borderType=cv2.BORDER_REFLECT)
+
+    mean_guide, mean_source = box(guide), box(source)
+    variance = box(guide * guide) - mean_guide * mean_guide
+    covariance = box(guide * source) - mean_guide * mean_source
+    slope = covariance / (variance + eps)
+    offset = mean_source - slope * mean_guide
+    return box(slope) * guide + box(offset)
+
+
+def soft_alpha(image: np.ndarray, probabilities: np.ndarray, settings: EdgeSettings = EdgeSettings()) -> np.ndarray:
+    """`(H, W)` float32 alpha in [0, 1] for `image` (H, W, 3) RGB from the tracker's `(1 + K, H, W)`
+    probabilities (see the module docstring)."""
+    alpha = object_probability(probabilities)
+    scale = min(alpha.shape) / _REFERENCE_SHORT_SIDE
+    alpha = _shifted(alpha, settings.shift * scale)
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    alpha = _contrast(alpha, _STEEPEN)
+    for _ in range(_PASSES):
+        alpha = _contrast(guided_filter(grey, alpha, max(1, round(settings.radius * scale)), settings.eps), _STRETCH)
+    sigma = settings.feather * scale
+    if sigma > 0:
+        alpha = cv2.GaussianBlur(alpha, (0, 0), sigma)
+    return np.clip(alpha, 0.0, 1.0)
+
+
+def _contrast(alpha: np.ndarray, gain: float) -> np.ndarray:
+    """The matte's slope around 0.5 multiplied by `gain`, clipped to [0, 1]."""
+    return np.clip((alpha - 0.5) * gain + 0.5, 0.0, 1.0)
+
+
+def _shifted(alpha: np.ndarray, pixels: float) -> np.ndarray:
+    """The matte grown (`pixels` > 0) or shrunk (< 0) by a grey-level dilation or erosion with a disk."""
+    size = round(abs(pixels))
+    if size == 0:
+        return alpha
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1, 2 * size + 1))
+    return cv2.dilate(alpha, disk) if pixels > 0 else cv2.erode(alpha, disk)
+
+
+class StableMatte:
+    """Soft mattes of one video with less flicker (see the module docstring); `strength` in [0, 1) is the
+    previous matte's weight where it fully agrees. Call `reset` between videos."""
+
+    def __init__(self, settings: EdgeSettings = EdgeSettings(), strength: float = 0.5):
+        self.settings = settings
+        self.strength = strength
+        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self.reset()
+
+    def reset(self) -> None:
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None  # (matte (H, W), small grey (h, w))
+
+    def __call__(self, image: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        """The `(H, W)` float32 matte of the next frame."""
+        alpha = soft_alpha(image, probabilities, self.settings)
+        grey = _small_grey(image)
+        if self._previous is not None and self._previous[0].shape == alpha.shape:
+            alpha = self._blend(alpha, grey, *self._previous)
+        self._previous = (alpha, grey)
+        return alpha
+
+    def _blend(self, alpha: np.ndarray, grey: np.ndarray, previous: np.ndarray,
+               previous_grey: np.ndarray) -> np.ndarray:
+        """`alpha` blended with `previous` carried along the flow, where they agree and the flow is reliable."""
+        flow = self._flow.calc(grey, previous_grey, None)  # (h, w, 2): grey(p) ≈ previous_grey(p + flow)
+        small = pixel_grid(grey.shape) + flow
+        reliable = np.abs(cv2.remap(previous_grey, small, None, cv2.INTER_LINEAR).astype(np.float32)
+                          - grey.astype(np.float32)) < _PHOTOMETRIC  # (h, w)
+        height, width = alpha.shape
+        scale = width / grey.shape[1]
+        coords = pixel_grid(alpha.shape) + cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR) * scale
+        carried = cv2.remap(previous, coords, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        trust = cv2.resize(reliable.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        weight = self.strength * trust * np.clip(1.0 - np.abs(alpha - carried) / _AGREEMENT, 0.0, 1.0)
+        return alpha + weight * (carried - alpha)
+
+
+def _small_grey(image: np.ndarray) -> np.ndarray:
+    """The frame in grey at most _FLOW_SHORT_SIDE on its short side, uint8."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    factor = min(1.0, _FLOW_SHORT_SIDE / min(grey.shape))
+    if factor == 1.0:
+        return grey
+    size = (round(grey.shape[1] * factor), round(grey.shape[0] * factor))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+
+
+def pixel_grid(shape: tuple[int, int]) -> np.ndarray:
+    """`(H, W, 2)` float32 (x, y) coordinates of every pixel."""
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    return np.dstack([xs, ys])
