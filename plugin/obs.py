@@ -2,8 +2,8 @@
 
 Connects to OBS Studio's built-in obs-websocket v5 server, tracks the chosen object with the MobileVOS tracker
 and drives OBS's own Image Mask/Blend filter (see `plugin.stage` for the scene rig and `plugin.session` for
-the loop). Also: `--list` (sources), `--annotate` (re-annotate a running plugin through a CustomEvent) and
-`--bench` (end-to-end FPS and latency at 640×360 and 1280×720).
+the loop). Also: `--list` (sources), `--annotate` (re-annotate a running plugin through a CustomEvent),
+`--restore` (take a rig left by a killed run out of the scene) and `--bench` (end-to-end FPS and latency).
 """
 
 from __future__ import annotations
@@ -21,18 +21,21 @@ import numpy as np
 from tqdm import tqdm
 
 from core.io.masks import MaskError
-from core.inference.tracker import Tracker, add_tracker_arguments, tracker_config
+from core.inference.tracker import DEFAULT_SIZE, Tracker, add_tracker_arguments, tracker_config
 from plugin.session import MODES, Annotation, FrameResult, LiveSession, SessionConfig
 from plugin.stage import Connection, ObsStage, StageError
 
-BENCH_SIZES = ((640, 360), (1280, 720))
+BENCH_HEADER = ("| source → frames | FPS | latency mean / p95 (ms) | capture | wait | track | show (ms, mean) |\n"
+                "|---|---|---|---|---|---|---|")
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int] | None:
+    if text == "auto":
+        return None
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give the size as WIDTHxHEIGHT, e.g. 640x360") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: give the size as auto or WIDTHxHEIGHT, e.g. 640x360") from None
     return width, height
 
 
@@ -66,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--mask", type=Path, help="a mask PNG (palette, binary, or the web app's exported mask)")
     ann.add_argument("--box", type=parse_box, help="x,y,w,h in the source's pixels; GrabCut turns it into a mask")
     parser.add_argument("--objects", type=parse_ids, default=(), help="object ids to act on (default: all)")
-    parser.add_argument("--size", type=parse_size, default=(640, 360), help="capture size WxH (default 640x360)")
+    parser.add_argument("--size", type=parse_size, default=None, metavar="auto|WxH",
+                        help="capture size (default auto: the tracker's size, OBS scales the mask up; a larger size, "
+                             "e.g. 1280x720, gives sharper mask edges and costs speed)")
     parser.add_argument("--jpeg-quality", type=int, default=80, help="screenshot JPEG quality (default 80)")
     parser.add_argument("--blur", type=int, default=31, help="blur kernel in --mode blur (default 31)")
     parser.add_argument("--frames", type=int, help="stop after N tracked frames")
@@ -78,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--list", action="store_true", help="list OBS's sources and scenes, then exit")
     act.add_argument("--annotate", action="store_true",
                      help="send --mask/--box to a running plugin for --source (re-annotate), then exit")
-    act.add_argument("--bench", action="store_true", help="measure FPS and latency at 640x360 and 1280x720")
-    act.add_argument("--bench-frames", type=int, default=20, help="frames per size in --bench (default 20)")
+    act.add_argument("--restore", action="store_true",
+                     help="take the rig for --source out of OBS (after a killed run), then exit")
+    act.add_argument("--bench", action="store_true", help="measure FPS and latency, print a Markdown row")
+    act.add_argument("--bench-frames", type=int, default=60, help="frames measured in --bench (default 60)")
     parser.add_argument("--work-dir", type=Path, help="where the mask images for OBS go (default: a temp dir)")
     return parser
 
@@ -88,10 +95,10 @@ def make_tracker(args: argparse.Namespace) -> Tracker:
     return Tracker(tracker_config(args))
 
 
-def make_stage(args: argparse.Namespace, size: tuple[int, int] | None = None) -> ObsStage:
+def make_stage(args: argparse.Namespace) -> ObsStage:
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="mobilevos-obs-"))
     return ObsStage(Connection(args.host, args.port, args.password), args.source, args.scene, work_dir,
-                    size or args.size, args.jpeg_quality)
+                    args.size, args.jpeg_quality, args.tracker_size or DEFAULT_SIZE)
 
 
 def annotation_from(args: argparse.Namespace) -> Annotation:
@@ -124,6 +131,16 @@ def send_annotation(args: argparse.Namespace) -> None:
     finally:
         stage.disconnect()
     print(f"sent a new annotation for {args.source!r}")
+
+
+def restore_rig(args: argparse.Namespace) -> None:
+    stage = make_stage(args)
+    stage.connect()
+    try:
+        stage.restore()
+    finally:
+        stage.disconnect()
+    print(f"scene restored: no MobileVOS rig for {args.source!r} left in OBS")
 
 
 def watch_stdin(session: LiveSession) -> None:
@@ -170,37 +187,41 @@ def progress(bar: tqdm, session: LiveSession, result: FrameResult) -> None:
 
 
 def bench(args: argparse.Namespace) -> int:
-    """Run the live loop for `--bench-frames` at each size; print a Markdown table of FPS and latency."""
-    annotation = annotation_from(args)
-    rows = []
-    for size in BENCH_SIZES:
-        results: list[tuple[float, FrameResult]] = []
-        config = SessionConfig(mode=args.mode, frames=args.bench_frames, wait_for_source=args.wait_for_source)
-        with tqdm(total=args.bench_frames, desc=f"{size[0]}x{size[1]}", unit="frame") as bar:
-            session = LiveSession(make_stage(args, size), make_tracker(args), annotation, config,
-                                  on_frame=lambda r: (results.append((time.perf_counter(), r)), bar.update(1)), on_status=bar.write)
-            signal.signal(signal.SIGINT, lambda *_: stop_then_interrupt(session))
-            session.run()
-        rows.append(bench_row(size, results[min(5, len(results) // 4):]))
-        if session.stop_event.is_set() and len(results) < args.bench_frames:
-            break  # Ctrl-C
-    print("| capture size | FPS | latency mean / p95 (ms) | capture | track | show (ms, mean) |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        print(row)
+    """Print a Markdown table with the row of `bench_source` for --source."""
+    row = bench_source(args)
+    print(BENCH_HEADER)
+    print(row)
     return 0
 
 
-def bench_row(size: tuple[int, int], timed: list[tuple[float, FrameResult]]) -> str:
+def bench_source(args: argparse.Namespace) -> str:
+    """Run the live loop on --source for 8 warm-up frames + `--bench-frames`; its Markdown row."""
+    annotation = annotation_from(args)
+    warmup = 8
+    timed: list[tuple[float, FrameResult]] = []
+    config = SessionConfig(mode=args.mode, frames=warmup + args.bench_frames, wait_for_source=args.wait_for_source)
+    with tqdm(total=config.frames, desc=args.source, unit="frame") as bar:
+        stage = make_stage(args)
+        session = LiveSession(stage, make_tracker(args), annotation, config,
+                              on_frame=lambda r: (timed.append((time.perf_counter(), r)), bar.update(1)),
+                              on_status=bar.write)
+        signal.signal(signal.SIGINT, lambda *_: stop_then_interrupt(session))
+        session.run()
+    return bench_row(stage.source, session.source_size, timed[warmup:])
+
+
+def bench_row(source: str, source_size: tuple[int, int] | None, timed: list[tuple[float, FrameResult]]) -> str:
     """One Markdown row from (finish time, result) of the frames after warm-up."""
+    size = "×".join(map(str, source_size)) if source_size else "?"
     if len(timed) < 2:
-        return f"| {size[0]}×{size[1]} | no frames | | | | |"
+        return f"| {source} ({size}) | no frames | | | | | |"
     results = [r for _, r in timed]
+    frame = "×".join(map(str, results[0].frame.shape[1::-1]))
     latency = np.array([r.latency_s for r in results]) * 1000
     fps = (len(timed) - 1) / (timed[-1][0] - timed[0][0])
     mean = lambda key: 1000 * float(np.mean([getattr(r, key) for r in results]))  # noqa: E731
-    return (f"| {size[0]}×{size[1]} | {fps:.1f} | {latency.mean():.0f} / {np.percentile(latency, 95):.0f} | "
-            f"{mean('capture_s'):.0f} | {mean('track_s'):.0f} | {mean('show_s'):.0f} |")
+    return (f"| {size} → {frame} | {fps:.1f} | {latency.mean():.0f} / {np.percentile(latency, 95):.0f} | "
+            f"{mean('capture_s'):.0f} | {mean('wait_s'):.0f} | {mean('track_s'):.0f} | {mean('show_s'):.0f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
             raise StageError("--source NAME is required (run with --list to see OBS's sources)")
         if args.annotate:
             send_annotation(args)
+            return 0
+        if args.restore:
+            restore_rig(args)
             return 0
         return bench(args) if args.bench else run_live(args)
     except (StageError, MaskError) as error:

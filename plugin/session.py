@@ -1,9 +1,10 @@
 """The live loop of the OBS plugin: grab the newest frame, track, show the mask; survive OBS going away.
 
 `LiveSession` talks to OBS only through the small `Stage` interface (`plugin.stage.ObsStage` is the real one),
-so the loop logic is testable without OBS. It is pull-based: a frame is requested only when the tracker is
-free, so there is never a queue — frames OBS rendered meanwhile are simply dropped, and the latency is one
-capture + one tracker step + one mask update.
+so the loop logic is testable without OBS. Capture is pipelined with tracking: while one frame is tracked and
+shown, `FramePump` has the next screenshot in flight on its own thread and connection. There is never a queue:
+at most one frame waits, frames OBS rendered meanwhile are never requested, and a frame that waited too long
+(after a pause) is dropped for a fresh one. The latency is one capture + one tracker step + one mask update.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -103,6 +105,7 @@ class SessionConfig:
     retry_max_s: float = 10.0          # longest wait between reconnection attempts
     give_up_s: float | None = None     # stop when OBS stays away this long (None: keep trying)
     wait_for_source: bool = False      # at start, wait for a missing source instead of failing
+    max_frame_age_s: float = 0.5       # a prefetched frame older than this is dropped for a fresh one
 
 
 @dataclass
@@ -113,14 +116,59 @@ class FrameResult:
     frame: np.ndarray     # (h, w, 3) RGB as OBS sent it
     labels: np.ndarray    # (h, w) uint8
     alpha: np.ndarray     # (h, w) uint8 shown to OBS (255 = visible)
-    capture_s: float
+    capture_s: float      # screenshot request → frame decoded
+    wait_s: float         # frame decoded → tracking began (the previous frame was still being tracked)
     track_s: float
     show_s: float
 
     @property
     def latency_s(self) -> float:
         """Capture request → OBS acknowledged the new mask (OBS shows it on its next rendered frame)."""
-        return self.capture_s + self.track_s + self.show_s
+        return self.capture_s + self.wait_s + self.track_s + self.show_s
+
+
+@dataclass(frozen=True)
+class Captured:
+    """A frame and when it was asked for and arrived (`time.perf_counter()`)."""
+
+    frame: np.ndarray
+    requested: float
+    received: float
+
+
+class FramePump:
+    """Keeps the next screenshot in flight while the current frame is tracked: at most one frame ahead."""
+
+    def __init__(self, grab: Callable[[], np.ndarray], max_age_s: float):
+        self.grab = grab
+        self.max_age_s = max_age_s
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="obs-frames")
+        self.pending: Future | None = None
+
+    def capture(self) -> Captured:
+        requested = time.perf_counter()
+        frame = self.grab()
+        return Captured(frame, requested, time.perf_counter())
+
+    def next(self) -> Captured:
+        """The frame requested during the last step (a fresh one when none is in flight or it is older than
+        `max_age_s`), and the request for the following one. Raises what the grab raised."""
+        pending, self.pending = self.pending, None
+        captured = pending.result() if pending is not None else None
+        if captured is None or time.perf_counter() - captured.received > self.max_age_s:
+            captured = self.capture()
+        self.pending = self.executor.submit(self.capture)
+        return captured
+
+    def drop(self) -> None:
+        """Forget the frame in flight (the connection it used is gone or the rig is being rebuilt)."""
+        if self.pending is not None:
+            self.pending.cancel()
+        self.pending = None
+
+    def close(self) -> None:
+        self.drop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -165,6 +213,7 @@ class LiveSession:
         self.requested: Annotation | None = annotation
         self.frames_done = 0
         self.source_size: tuple[int, int] | None = None
+        self.pump = FramePump(stage.grab, config.max_frame_age_s)
         self._rigged = False
 
     def reannotate(self, annotation: Annotation | None = None) -> None:
@@ -201,11 +250,13 @@ class LiveSession:
             if self.frames_done == 0 and not self.config.wait_for_source:
                 raise
             self._rigged = False
+            self.pump.drop()
             self.stage.disconnect()
             self.on_status(f"{error} — waiting for it")
             self.stop_event.wait(1.0)
         except NoFrame as error:
             self.on_status(str(error))
+            self.pump.drop()
             if not self._rigged:
                 self.stage.disconnect()
             self.stop_event.wait(0.2)
@@ -236,17 +287,18 @@ class LiveSession:
     def lost(self, error: StageError) -> None:
         """The connection dropped: forget it; the next step reconnects and rebuilds the rig."""
         self.on_status(f"{error} — reconnecting")
+        self.pump.drop()
         self.stage.disconnect()
         self._rigged = False
 
     def step(self) -> FrameResult:
-        """Grab → (annotate) → track → show, timing each stage."""
+        """Take the prefetched frame (and request the next) → (annotate) → track → show, timing each stage."""
         for data in self.stage.pending_events():
             annotation = Annotation.from_event(data)
             if annotation is not None and data.get("source") in (None, self.stage.source):
                 self.reannotate(annotation)
-        t0 = time.perf_counter()
-        frame = self.stage.grab()  # (h, w, 3)
+        captured = self.pump.next()
+        frame = captured.frame  # (h, w, 3)
         t1 = time.perf_counter()
         mask = None
         if self.requested is not None:
@@ -258,7 +310,8 @@ class LiveSession:
         t2 = time.perf_counter()
         self.stage.show(alpha, background)
         t3 = time.perf_counter()
-        result = FrameResult(self.frames_done, frame, labels, alpha, t1 - t0, t2 - t1, t3 - t2)
+        result = FrameResult(self.frames_done, frame, labels, alpha, captured.received - captured.requested,
+                             t1 - captured.received, t2 - t1, t3 - t2)
         self.frames_done += 1
         self.stats.add(result)
         self.on_frame(result)
@@ -280,6 +333,7 @@ class LiveSession:
             self.on_status(f"could not restore the scene: {error}")
         finally:
             self._rigged = False
+            self.pump.close()
             self.stage.disconnect()
 
 

@@ -9,8 +9,11 @@ one level above it:
 
 W's item in U copies S's transform, cropped to S's size, so the picture sits exactly where S was. Every new
 mask is a grayscale PNG (white = visible) written atomically, then `SetSourceFilterSettings` makes OBS reload
-it on its next frame. `restore()` puts U back as it was: S visible again, W and B removed. It works from names
-alone, so it also cleans up after a run that was killed or an OBS that was restarted.
+it on its next frame; OBS stretches it to W, so the mask can be as small as the tracker's frames.
+
+The rig is idempotent and found by names alone: `setup()` adopts a W, its items and its filter left by a run
+that was killed or restored by OBS from its saved scene collection, and `restore()` puts U back as it was (S
+visible again as W was, W and B removed), so it also cleans up after a crash or an OBS restart.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ from websocket import WebSocketException
 
 FILTER_NAME = "MobileVOS mask"
 FILTER_KIND = "mask_filter_v2"
+_NOT_READY = 207            # obs-websocket RequestStatus::NotReady (OBS still loading its scene collection)
 _NOT_FOUND = 600            # obs-websocket RequestStatus::ResourceNotFound
+_EXISTS = 601               # obs-websocket RequestStatus::ResourceAlreadyExists
+_SETTLE_S = 10.0            # how long the rig waits for OBS to finish adding or removing one of its parts
 _EVENTS = 1 | (1 << 3)      # EventSubscription General (custom events) | Inputs (renames)
 _TOP_LEFT = 5               # OBS_ALIGN_TOP | OBS_ALIGN_LEFT
 _TRANSFORM_KEYS = ("positionX", "positionY", "rotation", "scaleX", "scaleY", "alignment", "boundsType",
@@ -93,7 +99,6 @@ class Placement:
 
     scene: str
     item_id: int
-    item_index: int
     source_size: tuple[int, int]  # (w, h) of S in its own pixels
     canvas: tuple[int, int]       # (w, h) of OBS's base canvas = the size of scene W
     fit: float                    # S's scale inside W (1 unless S is larger than the canvas)
@@ -164,21 +169,31 @@ def background_transform(source: dict, image_size: tuple[int, int], source_size:
     return out
 
 
+def tracker_capture_size(source_size: tuple[int, int], short_side: int) -> tuple[int, int]:
+    """(w, h) of `source_size` scaled so its short side is `short_side` (never up): the tracker's own size."""
+    width, height = source_size
+    scale = min(1.0, short_side / min(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 class ObsStage:
-    """One connection to OBS plus the rig for one source: grab frames, show masks, receive events."""
+    """One OBS connection for the rig and one for frames (so a screenshot can be in flight while a mask is
+    shown), plus the rig for one source: grab frames, show masks, receive events."""
 
     def __init__(self, connection: Connection, source: str, scene: str | None, work_dir: Path,
-                 capture_size: tuple[int, int] = (640, 360), jpeg_quality: int = 80):
+                 capture_size: tuple[int, int] | None = None, jpeg_quality: int = 80, track_short_side: int = 240):
         self.connection = connection
         self.source = source
         self.scene = scene
-        self.capture_size = capture_size
+        self.capture_size = capture_size  # None: the tracker's size (`track_short_side`), OBS scales the mask up
+        self.track_short_side = track_short_side
         self.jpeg_quality = jpeg_quality
         self.mask_path = work_dir / "mask.png"
         self.background_path = work_dir / "background.jpg"
         self.placement: Placement | None = None
         self.events: queue.Queue[dict] = queue.Queue()
         self._client: obsws.ReqClient | None = None
+        self._frames: obsws.ReqClient | None = None
         self._listener: obsws.EventClient | None = None
         self._wrapper = wrapper_name(source)
         self._background = background_name(source)
@@ -186,11 +201,12 @@ class ObsStage:
 
     # -- connection ---------------------------------------------------------------------------------------
     def connect(self) -> None:
-        """Open the request and event connections; raises AuthFailed or ObsUnavailable."""
+        """Open the request, frame and event connections; raises AuthFailed or ObsUnavailable."""
         options = dict(host=self.connection.host, port=self.connection.port,
                        password=self.connection.password, timeout=self.connection.timeout)
         try:
             self._client = obsws.ReqClient(**options)
+            self._frames = obsws.ReqClient(**options)
             self._listener = obsws.EventClient(subs=_EVENTS, **options)
         except OBSSDKError as error:
             self.disconnect()
@@ -207,14 +223,14 @@ class ObsStage:
         self._listener.callback.register([self.on_custom_event, self.on_input_name_changed])
 
     def disconnect(self) -> None:
-        """Close both connections without touching the scene (used when the connection is already gone)."""
-        for client in (self._listener, self._client):
+        """Close the connections without touching the scene (used when the connection is already gone)."""
+        for client in (self._listener, self._frames, self._client):
             if client is not None:
                 try:
                     client.disconnect()
                 except (OSError, WebSocketException, RuntimeError):
                     pass
-        self._client = self._listener = None
+        self._client = self._frames = self._listener = None
 
     def on_custom_event(self, data) -> None:
         """obs-websocket CustomEvent (sent with BroadcastCustomEvent): its eventData is queued for the session."""
@@ -233,12 +249,19 @@ class ObsStage:
             self.source = data.input_name
 
     def call(self, request: str, **data) -> dict:
-        """One request → its response data; connection problems become ObsUnavailable."""
-        if self._client is None:
+        """One request on the rig's connection → its response data."""
+        return self.send(self._client, request, data)
+
+    def send(self, client: obsws.ReqClient | None, request: str, data: dict) -> dict:
+        """One request on `client` → its response data; connection problems and a loading OBS become
+        ObsUnavailable (retried with back-off), other error statuses RequestFailed."""
+        if client is None:
             raise ObsUnavailable(f"not connected to OBS at {self.connection.url}")
         try:
-            response = self._client.send(request, data or None, raw=True)
+            response = client.send(request, data or None, raw=True)
         except OBSSDKRequestError as error:
+            if error.code == _NOT_READY:
+                raise ObsUnavailable(f"OBS at {self.connection.url} is still loading its scenes") from error
             raise RequestFailed(str(error), error.code) from error
         except (OBSSDKError, OSError, WebSocketException, ValueError) as error:
             raise ObsUnavailable(f"lost the connection to OBS at {self.connection.url} ({type(error).__name__})") \
@@ -246,44 +269,71 @@ class ObsStage:
         return response or {}
 
     # -- frames -------------------------------------------------------------------------------------------
+    def frame_size(self) -> tuple[int, int]:
+        """(w, h) the screenshots are scaled to fit: `capture_size`, else the tracker's size for S."""
+        if self.capture_size is not None:
+            return self.capture_size
+        if self.placement is None:
+            raise StageError("grab() before setup()")
+        return tracker_capture_size(self.placement.source_size, self.track_short_side)
+
     def grab(self) -> np.ndarray:
-        """The source's current picture, scaled to fit `capture_size`, as (h, w, 3) RGB (JPEG: the fastest)."""
-        width, height = self.capture_size
-        try:
-            data = self.call("GetSourceScreenshot", sourceName=self.source, imageFormat="jpg", imageWidth=width,
-                             imageHeight=height, imageCompressionQuality=self.jpeg_quality)["imageData"]
-        except RequestFailed as error:
-            if error.code == _NOT_FOUND:
-                self.follow_rename()
-                raise self.missing() from error
-            raise NoFrame(f"OBS has no picture for source {self.source!r} yet ({error})") from error
+        """The source's current picture at `frame_size()` as (h, w, 3) RGB, on the frame connection (JPEG: the
+        fastest). Safe to call from another thread than the rig's calls."""
+        width, height = self.frame_size()
+        for attempt in range(2):
+            try:
+                data = self.send(self._frames, "GetSourceScreenshot", dict(
+                    sourceName=self.source, imageFormat="jpg", imageWidth=width, imageHeight=height,
+                    imageCompressionQuality=self.jpeg_quality))["imageData"]
+                break
+            except RequestFailed as error:
+                if error.code != _NOT_FOUND:
+                    raise NoFrame(f"OBS has no picture for source {self.source!r} yet ({error})") from error
+                if attempt or not self.follow_rename():
+                    raise self.missing(self._frames) from error
         image = cv2.imdecode(np.frombuffer(base64.b64decode(data.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise NoFrame(f"OBS sent an unreadable screenshot of {self.source!r}")
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
-    def follow_rename(self) -> None:
-        """If S was renamed while we were away, W still holds it under its new name: adopt that name."""
+    def follow_rename(self) -> bool:
+        """If S was renamed (W still holds it under its new name), adopt the new name; True when it changed."""
         try:
-            items = self.call("GetSceneItemList", sceneName=self._wrapper)["sceneItems"]
+            items = self.send(self._frames, "GetSceneItemList", dict(sceneName=self._wrapper))["sceneItems"]
         except RequestFailed:
-            return
-        if len(items) == 1:
+            return False
+        if len(items) == 1 and items[0]["sourceName"] != self.source:
             self.source = items[0]["sourceName"]
+            return True
+        return False
 
-    def missing(self) -> SourceMissing:
-        names = sorted(i["inputName"] for i in self.call("GetInputList")["inputs"])
+    def missing(self, client: obsws.ReqClient | None) -> SourceMissing:
+        """The error for a source OBS does not have, listing the ones it has (asked on `client`)."""
+        names = sorted(i["inputName"] for i in self.send(client, "GetInputList", {})["inputs"])
         return SourceMissing(f"OBS has no source named {self.source!r}; sources: {', '.join(names) or '(none)'}",
                              names)
 
     # -- the rig ------------------------------------------------------------------------------------------
     def setup(self) -> Placement:
-        """Build the rig for S (after removing any left over from an earlier run) and show an all-white mask."""
-        self.restore()
+        """Build the rig for S, adopting any part of it already in OBS, and show an all-white mask. OBS adds and
+        removes sources on its own thread, so a part that is half there is waited for (up to `_SETTLE_S`)."""
+        deadline = time.monotonic() + _SETTLE_S
+        while True:
+            try:
+                return self.build_rig()
+            except RequestFailed as error:
+                if error.code not in (_NOT_FOUND, _EXISTS) or time.monotonic() > deadline:
+                    raise StageError(f"could not build the rig in OBS ({error}); run with --restore, "
+                                     "then start again") from error
+                time.sleep(0.05)
+
+    def build_rig(self) -> Placement:
+        """One attempt at `setup()`: each part is adopted when there, created when not."""
         scene = self.find_scene()
-        item_id = self.call("GetSceneItemId", sceneName=scene, sourceName=self.source)["sceneItemId"]
-        item = next(i for i in self.call("GetSceneItemList", sceneName=scene)["sceneItems"]
-                    if i["sceneItemId"] == item_id)
+        items = self.call("GetSceneItemList", sceneName=scene)["sceneItems"]
+        item = next(i for i in items if i["sourceName"] == self.source)
+        wrappers = [i for i in items if i["sourceName"] == self._wrapper]
         transform = item["sceneItemTransform"]
         source_size = (round(transform["sourceWidth"]), round(transform["sourceHeight"]))
         if min(source_size) <= 0:
@@ -291,29 +341,81 @@ class ObsStage:
         video = self.call("GetVideoSettings")
         canvas = (video["baseWidth"], video["baseHeight"])
         fit = min(1.0, canvas[0] / source_size[0], canvas[1] / source_size[1])
-        placement = Placement(scene, item_id, item["sceneItemIndex"], source_size, canvas, fit)
-        self.call("CreateScene", sceneName=self._wrapper)
-        inner = self.call("CreateSceneItem", sceneName=self._wrapper, sourceName=self.source)["sceneItemId"]
-        self.call("SetSceneItemTransform", sceneName=self._wrapper, sceneItemId=inner, sceneItemTransform={
-            "positionX": 0.0, "positionY": 0.0, "scaleX": fit, "scaleY": fit, "alignment": _TOP_LEFT,
-            "rotation": 0.0, "boundsType": "OBS_BOUNDS_NONE"})
-        outer = self.call("CreateSceneItem", sceneName=scene, sourceName=self._wrapper,
-                          sceneItemEnabled=item["sceneItemEnabled"])["sceneItemId"]
-        self.call("SetSceneItemIndex", sceneName=scene, sceneItemId=outer, sceneItemIndex=item["sceneItemIndex"] + 1)
+        placement = Placement(scene, item["sceneItemId"], source_size, canvas, fit)
+        enabled = wrappers[0]["sceneItemEnabled"] if wrappers else item["sceneItemEnabled"]  # S as the user had it
+        self.remove_background()
+        self.adopt_wrapper_scene(fit)
+        outer = self.adopt_wrapper_item(scene, wrappers, enabled)
         self.call("SetSceneItemTransform", sceneName=scene, sceneItemId=outer,
                   sceneItemTransform=wrapper_transform(transform, placement))
-        self.placement = placement
+        self.place_above_source(scene, outer)
         self.mask_path.parent.mkdir(parents=True, exist_ok=True)
         write_image_atomic(self.mask_path, np.full((2, 2), 255, np.uint8), ".png")
-        self.call("CreateSourceFilter", sourceName=self._wrapper, filterName=FILTER_NAME, filterKind=FILTER_KIND,
-                  filterSettings=self.filter_settings())
-        self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=item_id, sceneItemEnabled=False)
-        self._background_ready = False
+        self.adopt_filter()
+        self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=item["sceneItemId"], sceneItemEnabled=False)
+        self.placement = placement
         return placement
+
+    def adopt_wrapper_scene(self, fit: float) -> None:
+        """W exists holding exactly one item, S, at the top-left at scale `fit`."""
+        if self._wrapper not in self.scene_names():
+            self.call("CreateScene", sceneName=self._wrapper)
+        inner = self.call("GetSceneItemList", sceneName=self._wrapper)["sceneItems"]
+        for extra in (i for i in inner if i["sourceName"] != self.source):
+            self.call("RemoveSceneItem", sceneName=self._wrapper, sceneItemId=extra["sceneItemId"])
+        ours = [i["sceneItemId"] for i in inner if i["sourceName"] == self.source]
+        for extra in ours[1:]:
+            self.call("RemoveSceneItem", sceneName=self._wrapper, sceneItemId=extra)
+        item_id = ours[0] if ours else self.call("CreateSceneItem", sceneName=self._wrapper,
+                                                 sourceName=self.source)["sceneItemId"]
+        self.call("SetSceneItemTransform", sceneName=self._wrapper, sceneItemId=item_id, sceneItemTransform={
+            "positionX": 0.0, "positionY": 0.0, "scaleX": fit, "scaleY": fit, "alignment": _TOP_LEFT,
+            "rotation": 0.0, "boundsType": "OBS_BOUNDS_NONE", "cropLeft": 0, "cropTop": 0, "cropRight": 0,
+            "cropBottom": 0})
+        self.call("SetSceneItemEnabled", sceneName=self._wrapper, sceneItemId=item_id, sceneItemEnabled=True)
+
+    def adopt_wrapper_item(self, scene: str, wrappers: list[dict], enabled: bool) -> int:
+        """The one item of W in U (extra ones removed), shown as the user had S; returns its id."""
+        for extra in wrappers[1:]:
+            self.call("RemoveSceneItem", sceneName=scene, sceneItemId=extra["sceneItemId"])
+        if wrappers:
+            item_id = wrappers[0]["sceneItemId"]
+            self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=item_id, sceneItemEnabled=enabled)
+            return item_id
+        return self.call("CreateSceneItem", sceneName=scene, sourceName=self._wrapper,
+                         sceneItemEnabled=enabled)["sceneItemId"]
+
+    def place_above_source(self, scene: str, item_id: int) -> None:
+        """Move U's item `item_id` to just above S (where `restore()` looks for S)."""
+        items = {i["sourceName"]: i["sceneItemIndex"] for i in self.call("GetSceneItemList", sceneName=scene)["sceneItems"]}
+        below = items[self.source] if items[self._wrapper] < items[self.source] else items[self.source] + 1
+        self.call("SetSceneItemIndex", sceneName=scene, sceneItemId=item_id, sceneItemIndex=below)
+
+    def adopt_filter(self) -> None:
+        """W's mask filter, created or (when OBS kept it) given our settings again, and enabled."""
+        try:
+            self.call("CreateSourceFilter", sourceName=self._wrapper, filterName=FILTER_NAME, filterKind=FILTER_KIND,
+                      filterSettings=self.filter_settings())
+        except RequestFailed as error:
+            if error.code != _EXISTS:
+                raise
+            self.call("SetSourceFilterSettings", sourceName=self._wrapper, filterName=FILTER_NAME,
+                      filterSettings=self.filter_settings(), overlay=False)
+            self.call("SetSourceFilterEnabled", sourceName=self._wrapper, filterName=FILTER_NAME, filterEnabled=True)
+
+    def remove_background(self) -> None:
+        """Remove B (blur mode's background image) if it is there; `show_background` makes it again."""
+        self._background_ready = False
+        if self._background in (i["inputName"] for i in self.call("GetInputList")["inputs"]):
+            self.call("RemoveInput", inputName=self._background)
+            self.wait_until_removed({self._background})
+
+    def scene_names(self) -> list[str]:
+        return [s["sceneName"] for s in self.call("GetSceneList")["scenes"]]
 
     def find_scene(self) -> str:
         """The scene to work in: the one asked for, else the program scene when it holds S, else the first that does."""
-        scenes = [s["sceneName"] for s in self.call("GetSceneList")["scenes"]]
+        scenes = [s for s in self.scene_names() if s != self._wrapper]
         holding = [s for s in scenes if self.source in self.scene_sources(s)]
         if self.scene is not None:
             if self.scene not in holding:
@@ -324,7 +426,7 @@ class ObsStage:
             names = sorted(i["inputName"] for i in self.call("GetInputList")["inputs"])
             if self.source in names:
                 raise SourceMissing(f"source {self.source!r} is in no scene: add it to a scene first", names)
-            raise self.missing()
+            raise self.missing(self._client)
         program = self.call("GetCurrentProgramScene")["currentProgramSceneName"]
         return program if program in holding else holding[0]
 
@@ -356,8 +458,10 @@ class ObsStage:
                            sceneItemId=placement.item_id)["sceneItemTransform"]
         made = self.call("CreateInput", sceneName=placement.scene, inputName=self._background, inputKind="image_source",
                          inputSettings={"file": str(self.background_path)}, sceneItemEnabled=True)
+        below = self.call("GetSceneItemIndex", sceneName=placement.scene,
+                          sceneItemId=placement.item_id)["sceneItemIndex"]
         self.call("SetSceneItemIndex", sceneName=placement.scene, sceneItemId=made["sceneItemId"],
-                  sceneItemIndex=placement.item_index + 1)
+                  sceneItemIndex=below + 1)
         self.call("SetSceneItemTransform", sceneName=placement.scene, sceneItemId=made["sceneItemId"],
                   sceneItemTransform=background_transform(source, (image.shape[1], image.shape[0]),
                                                           placement.source_size))
@@ -365,7 +469,7 @@ class ObsStage:
 
     def restore(self) -> None:
         """Undo the rig in every scene: S visible again (as W was), W and B removed. Safe to call any time."""
-        scenes = [s["sceneName"] for s in self.call("GetSceneList")["scenes"]]
+        scenes = self.scene_names()
         inner = self.scene_sources(self._wrapper) if self._wrapper in scenes else []
         source = inner[0] if inner else self.source
         for scene in scenes:
@@ -386,18 +490,23 @@ class ObsStage:
             self.call("RemoveInput", inputName=self._background)
         self.placement = None
         self._background_ready = False
-        self.wait_until_removed([s for s in scenes if s != self._wrapper])
+        self.wait_until_removed({self._wrapper, self._background})
 
-    def wait_until_removed(self, scenes: list[str], timeout_s: float = 10.0) -> None:
-        """OBS drops the items of a removed source on a later tick: wait for that, so that nothing of the rig is
-        left when we exit and a new rig never meets the old one."""
+    def wait_until_removed(self, ours: set[str], timeout_s: float = _SETTLE_S) -> None:
+        """OBS drops a removed source and its items on a later tick: wait until none of `ours` is a scene, an
+        input or a scene's item, so that we exit with the scene as it was and a new rig never meets the old one."""
         deadline = time.monotonic() + timeout_s
-        ours = {self._wrapper, self._background}
         while time.monotonic() < deadline:
-            if not any(ours & set(self.scene_sources(scene)) for scene in scenes):
+            if not self.any_left(ours):
                 return
             time.sleep(0.05)
         raise StageError(f"OBS still shows {sorted(ours)} after removing them; remove them by hand")
+
+    def any_left(self, ours: set[str]) -> bool:
+        """True while any of `ours` is a scene, an input, or an item of a scene."""
+        scenes = self.scene_names()
+        inputs = {i["inputName"] for i in self.call("GetInputList")["inputs"]}
+        return bool(ours & (set(scenes) | inputs)) or any(ours & set(self.scene_sources(scene)) for scene in scenes)
 
     def broadcast(self, data: dict) -> None:
         """Send a CustomEvent to every WebSocket client (the re-annotation channel)."""

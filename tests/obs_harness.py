@@ -143,27 +143,42 @@ SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "judo"
 CLIP_SOURCE = "clip"
 
 
-def write_clip(path: Path, fps: int = 10) -> Path:
-    """Encode the bundled judo frames (16 frames, 854×480) into an H.264 MP4 at `path`."""
+def write_clip(path: Path, fps: int = 10, size: tuple[int, int] | None = None) -> Path:
+    """Encode the bundled judo frames (16 frames, 854×480, or resized to `size` (w, h)) into an H.264 MP4."""
+    import cv2
+
     from core.io.video import VideoWriter, open_video
 
-    with open_video(SAMPLE) as reader, VideoWriter(path, fps, (reader.info.width, reader.info.height)) as writer:
-        for frame in reader:
-            writer.write(frame.image)
+    with open_video(SAMPLE) as reader:
+        size = size or (reader.info.width, reader.info.height)
+        with VideoWriter(path, fps, size) as writer:
+            for frame in reader:
+                writer.write(cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA))
     return path
 
 
-def add_clip_source(port: int, clip: Path, password: str = "", scene: str = "Scene") -> None:
-    """Add a looping media source named `CLIP_SOURCE` playing `clip` to `scene`, at the canvas's top-left
-    (nothing to do when OBS restored it from its saved scene collection)."""
+def add_clip_source(port: int, clip: Path, password: str = "", scene: str = "Scene", name: str = CLIP_SOURCE) -> None:
+    """Add a looping media source `name` playing `clip` to `scene`, at the canvas's top-left (nothing to do
+    when OBS restored it from its saved scene collection)."""
     import obsws_python as obsws
 
     client = obsws.ReqClient(host="127.0.0.1", port=port, password=password, timeout=30)
     try:
-        if CLIP_SOURCE in (i["inputName"] for i in client.get_input_list().inputs):
+        if name in (i["inputName"] for i in client.get_input_list().inputs):
             return
-        client.create_input(scene, CLIP_SOURCE, "ffmpeg_source",
+        client.create_input(scene, name, "ffmpeg_source",
                             {"local_file": str(clip), "looping": True, "is_local_file": True}, True)
+    finally:
+        client.disconnect()
+
+
+def remove_source(port: int, name: str, password: str = "") -> None:
+    """Remove the input `name` from OBS."""
+    import obsws_python as obsws
+
+    client = obsws.ReqClient(host="127.0.0.1", port=port, password=password, timeout=30)
+    try:
+        client.remove_input(name)
     finally:
         client.disconnect()
 
@@ -202,18 +217,37 @@ def screenshots(out_dir: Path, home: Path) -> None:
                     SessionConfig(frames=8, wait_for_source=True), on_frame=snap).run()
 
 
+BENCH_SOURCES = ((640, 360), (1280, 720))  # (w, h) of the clips the benchmark masks, one at a time
+
+
+def bench(port: int, home: Path, frames: int, plugin_args: list[str]) -> None:
+    """`plugin.obs --bench` on a looping judo clip at each of `BENCH_SOURCES`; prints one Markdown table."""
+    from plugin.obs import BENCH_HEADER, bench_source, build_parser
+
+    rows = []
+    for size in BENCH_SOURCES:
+        name = f"clip {size[0]}x{size[1]}"
+        add_clip_source(port, write_clip(home / f"judo-{size[0]}.mp4", size=size), name=name)
+        args = build_parser().parse_args(["--port", str(port), "--source", name, "--wait-for-source",
+                                          "--mask", str(SAMPLE / "masks" / "00000.png"), "--bench",
+                                          "--bench-frames", str(frames), *plugin_args])
+        rows.append(bench_source(args))
+        remove_source(port, name)
+    print(BENCH_HEADER)
+    print("\n".join(rows))
+
+
 def main() -> int:
-    """`python -m tests.obs_harness [--screenshots DIR]`: start a headless OBS playing the judo clip and run
-    `plugin.obs --bench` against it (or save screenshots of OBS with the masked source)."""
+    """`python -m tests.obs_harness [--screenshots DIR]`: start a headless OBS and run `plugin.obs --bench`
+    against a looping judo clip at 640×360 and at 1280×720 (or save screenshots of OBS with the masked source).
+    Arguments after `--` go to `plugin.obs` (e.g. `-- --size 1280x720 --backend torch`)."""
     import argparse
     import tempfile
 
-    from plugin.obs import main as plugin_main
-
     parser = argparse.ArgumentParser(prog="python -m tests.obs_harness")
     parser.add_argument("--screenshots", type=Path, help="save screenshots of OBS into this folder instead")
-    parser.add_argument("--frames", type=int, default=20, help="benchmark frames per size (default 20)")
-    parser.add_argument("--backend", default="onnx", help="tracker backend: onnx (default), torch or onnx-int8")
+    parser.add_argument("--frames", type=int, default=60, help="benchmark frames per source (default 60)")
+    parser.add_argument("plugin_args", nargs="*", help="more plugin.obs options, after --")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mobilevos-obs-bench-") as tmp:
         home = Path(tmp)
@@ -221,11 +255,11 @@ def main() -> int:
             screenshots(args.screenshots, home)
             return 0
         with HeadlessOBS(home, free_port()) as obs:
-            add_clip_source(obs.port, write_clip(home / "judo.mp4"))
-            print(f"headless OBS {CANVAS[0]}×{CANVAS[1]} @ {obs.fps} FPS on port {obs.port}, source {CLIP_SOURCE!r}")
-            return plugin_main(["--port", str(obs.port), "--source", CLIP_SOURCE, "--wait-for-source",
-                                "--mask", str(SAMPLE / "masks" / "00000.png"), "--bench", "--bench-frames", str(args.frames),
-                                "--backend", args.backend])
+            print(f"headless OBS {CANVAS[0]}×{CANVAS[1]} @ {obs.fps} FPS on port {obs.port}; load average "
+                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            bench(obs.port, home, args.frames, args.plugin_args)
+            print(f"load average after: {os.getloadavg()[0]:.1f}")
+    return 0
 
 
 if __name__ == "__main__":
