@@ -1,12 +1,13 @@
 """Object removal that uses the whole clip: each hole filled from past and future frames aligned to it.
 
-For a frame t, reference frames t±1, t±2, … (up to `radius` frames away, nearest first) are aligned to t by a
-global homography (ORB features on the background of both frames, RANSAC) and, where it lowers the error on a
-band around the hole, a residual optical flow (OpenCV DIS between t and the homography-warped reference; inside
-the hole, where the flow sees the object, it is interpolated from the surrounding background). Each hole pixel
-takes the nearest reference whose aligned pixel was background there; a smooth colour offset, interpolated from
-the band around the hole, blends the seam. The previous output frame is the last reference (so what had to be
-invented stays put); only pixels no frame ever saw are inpainted spatially.
+For a frame t, reference frames up to `radius` frames away (t±1, t±2, t±4, t±7, … first, then the rest) are
+aligned to t by a global homography (ORB features on the background of both frames, RANSAC) and, where it lowers
+the error on a band around the hole, a residual optical flow (OpenCV DIS between t and the homography-warped
+reference, each frame's objects replaced by the other's pixels; inside the hole and a band around it the flow
+is interpolated from the background further out). A reference is kept when its mean colour error on the band is small; each hole
+pixel takes the kept reference with the smallest band error whose aligned pixel was background there, shifted
+by a smooth colour offset interpolated from the band (so the seam blends). The previous output frame is the
+last reference (so what had to be invented stays put); only pixels no frame ever saw are inpainted spatially.
 
 The remover sees the frames as a stream and answers with a delay of `radius` frames (`push` returns the frames
 that are done, `finish` the rest), so memory holds 2 × radius + 1 frames whatever the video's length.
@@ -26,8 +27,12 @@ from core.effects.removal import grow_mask, inpaint_spatially
 _WORK_SHORT_SIDE = 480  # features and flow are computed at most at this short side
 _BAND = 15  # width in pixels of the band around a hole that alignment is judged on
 _MIN_INLIERS = 20
-_MAX_BAND_ERROR = 30.0  # mean absolute colour error on the band above which a reference is not used
+_MAX_BAND_ERROR = 20.0  # mean absolute colour error on the band above which a reference is not used
 _MAX_OFFSET = 40.0  # the largest colour correction a seam gets
+_SCHEDULE = (1, 2, 4, 7, 11, 16, 22, 30, 40)  # frame steps tried first: near and far before the rest
+_MIN_CANDIDATES = 4  # references aligned before a covered hole stops the search (the best fill first)
+
+_Candidate = tuple[float, np.ndarray, np.ndarray]  # band error, aligned (H, W, 3) uint8, valid (H, W) bool
 
 
 @dataclass
@@ -49,7 +54,7 @@ class ClipRemover:
     video.
     """
 
-    def __init__(self, radius: int = 24, margin: int = 3, max_references: int = 12, inpaint_radius: int = 5):
+    def __init__(self, radius: int = 24, margin: int = 3, max_references: int = 10, inpaint_radius: int = 5):
         self.radius = radius
         self.margin = margin
         self.max_references = max_references
@@ -103,13 +108,13 @@ class ClipRemover:
         return _Frame(image, hole, grey, points, descriptors)
 
     def _references(self, index: int) -> Iterator[_Frame]:
-        """Buffered frames nearest in time first (after, then before), then the previous output."""
-        for step in range(1, self.radius + 1):
+        """Buffered frames at the steps of _SCHEDULE first (after, then before), then the rest nearest first."""
+        steps = [step for step in _SCHEDULE if step <= self.radius]
+        steps += [step for step in range(1, self.radius + 1) if step not in _SCHEDULE]
+        for step in steps:
             for other in (index + step, index - step):
                 if other in self._frames:
                     yield self._frames[other]
-        if self._previous is not None:
-            yield self._previous
 
     def _remove(self, index: int) -> np.ndarray:
         """Frame `index` with its holes filled."""
@@ -118,18 +123,13 @@ class ClipRemover:
             return target.image
         if self._grid is None or self._grid.shape[:2] != target.hole.shape:
             self._grid = pixel_grid(target.hole.shape)
+        band = grow_mask(target.hole, _BAND) & ~target.hole
+        candidates = self._candidates(target, self._references(index), band)
+        if self._previous is not None:  # last: keeps what had to be invented where it was
+            candidates += [c for c in [self._fill_from(target, self._previous, band)] if c is not None]
         out = target.image.copy()
         todo = target.hole.copy()
-        band = grow_mask(target.hole, _BAND) & ~target.hole
-        used = 0
-        for reference in self._references(index):
-            if used >= self.max_references or not todo.any():
-                break
-            filled = self._fill_from(target, reference, band)
-            if filled is None:
-                continue
-            used += 1
-            pixels, valid = filled
+        for _, pixels, valid in candidates:
             take = todo & valid
             out[take] = pixels[take]
             todo &= ~take
@@ -137,10 +137,24 @@ class ClipRemover:
             np.copyto(out, inpaint_spatially(out, todo, self.inpaint_radius), where=todo[..., None])
         return out
 
-    def _fill_from(self, target: _Frame, reference: _Frame,
-                   band: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The reference aligned to the target with its seam offset, and where its pixels are background; None
-        when it cannot be aligned well."""
+    def _candidates(self, target: _Frame, references: Iterator[_Frame], band: np.ndarray) -> list[_Candidate]:
+        """Aligned references, best first: tried until `max_references` align and, after _MIN_CANDIDATES, until
+        their background covers the hole (or 2 × `max_references` were tried)."""
+        candidates: list[_Candidate] = []
+        covered = ~target.hole
+        for tried, reference in enumerate(references):
+            enough = len(candidates) >= _MIN_CANDIDATES and covered.all()
+            if enough or len(candidates) >= self.max_references or tried >= 2 * self.max_references:
+                break
+            candidate = self._fill_from(target, reference, band)
+            if candidate is not None:
+                candidates.append(candidate)
+                covered = covered | candidate[2]
+        return sorted(candidates, key=lambda candidate: candidate[0])
+
+    def _fill_from(self, target: _Frame, reference: _Frame, band: np.ndarray) -> _Candidate | None:
+        """The band error, the reference aligned to the target with its seam offset, and where its pixels are
+        background; None when it cannot be aligned well."""
         homography = _homography(target, reference, self._matcher)
         if homography is None:
             return None
@@ -154,8 +168,8 @@ class ClipRemover:
                 best = (error, aligned, valid)
         if best is None or best[0] > _MAX_BAND_ERROR:
             return None
-        _, aligned, valid = best
-        return _offset_corrected(target.image, aligned, band & valid, target.hole), valid
+        error, aligned, valid = best
+        return error, _offset_corrected(target.image, aligned, band & valid, target.hole), valid
 
     def _candidate_maps(self, target: _Frame, reference: _Frame, homography: np.ndarray) -> Iterator[np.ndarray]:
         """Source coordinates `(H, W, 2)` in the reference for every target pixel: the homography alone, then
@@ -167,8 +181,10 @@ class ClipRemover:
         warped = cv2.resize(cv2.remap(cv2.cvtColor(reference.image, cv2.COLOR_RGB2GRAY), plain, None,
                                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), (width, height),
                             interpolation=cv2.INTER_AREA)
-        known = cv2.resize((~target.hole & _valid_source(reference.hole, plain)).astype(np.uint8), (width, height),
-                           interpolation=cv2.INTER_NEAREST).astype(bool)
+        # The flow is measured outside the hole and its band and interpolated into both, so the band error that
+        # judges it is measured where it was not fitted, as in the hole.
+        measured = ~grow_mask(target.hole, _BAND) & _valid_source(reference.hole, plain)
+        known = cv2.resize(measured.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
         if known.mean() < 0.2:
             return
         # Each frame's objects replaced by the other frame's pixels, so no object motion bleeds into the flow.
