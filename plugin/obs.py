@@ -9,6 +9,7 @@ the loop). Also: `--list` (sources), `--annotate` (re-annotate a running plugin 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from core.io.masks import MaskError
 from core.inference.tracker import DEFAULT_SIZE, Tracker, add_tracker_arguments, tracker_config
 from plugin.session import MODES, Annotation, FrameResult, LiveSession, SessionConfig
-from plugin.stage import Connection, ObsStage, StageError
+from plugin.stage import Connection, ObsStage, StageError, write_bytes_atomic
 
 BENCH_HEADER = ("| source → frames | FPS | latency mean / p95 (ms) | capture | wait | track | show (ms, mean) |\n"
                 "|---|---|---|---|---|---|---|")
@@ -88,7 +89,30 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--bench", action="store_true", help="measure FPS and latency, print a Markdown row")
     act.add_argument("--bench-frames", type=int, default=60, help="frames measured in --bench (default 60)")
     parser.add_argument("--work-dir", type=Path, help="where the mask images for OBS go (default: a temp dir)")
+    parser.add_argument("--status-file", type=Path, help="keep the plugin's state, FPS and latency in this JSON file "
+                                                         "(read by the OBS control panel, plugin/obs_panel.py)")
     return parser
+
+
+class StatusFile:
+    """The plugin's state as JSON for the OBS control panel; while tracking, rewritten at most every `every_s`."""
+
+    def __init__(self, path: Path | None, every_s: float = 0.5):
+        self.path = path
+        self.every_s = every_s
+        self.last = 0.0
+
+    def write(self, state: str, message: str = "", session: LiveSession | None = None, force: bool = True) -> None:
+        """state: starting, tracking, waiting (OBS or the source is away), stopped or error."""
+        now = time.monotonic()
+        if self.path is None or (not force and now - self.last < self.every_s):
+            return
+        self.last = now
+        data = {"state": state, "message": message, "pid": os.getpid()}
+        if session is not None:
+            data |= {"frames": session.frames_done, "fps": round(session.stats.fps, 1),
+                     "latency_ms": round(session.stats.latency_ms)}
+        write_bytes_atomic(self.path, json.dumps(data).encode())
 
 
 def make_tracker(args: argparse.Namespace) -> Tracker:
@@ -150,14 +174,20 @@ def watch_stdin(session: LiveSession) -> None:
             session.reannotate()
 
 
-def run_live(args: argparse.Namespace) -> int:
+def run_live(args: argparse.Namespace, status: StatusFile) -> int:
     annotation = annotation_from(args)
     config = SessionConfig(mode=args.mode, objects=args.objects, frames=args.frames, duration=args.duration,
                            blur=args.blur, wait_for_source=args.wait_for_source)
     bar = tqdm(total=args.frames, unit="frame", dynamic_ncols=True)
+
+    def on_status(message: str) -> None:
+        bar.write(message)
+        status.write("tracking" if message.startswith("attached") else "waiting", message, session)
+
     session = LiveSession(make_stage(args), make_tracker(args), annotation, config,
-                          on_frame=lambda result: progress(bar, session, result),
-                          on_status=lambda message: bar.write(message))
+                          on_frame=lambda result: (progress(bar, session, result),
+                                                   status.write("tracking", "", session, force=False)),
+                          on_status=on_status)
     signal.signal(signal.SIGINT, lambda *_: stop_then_interrupt(session))
     signal.signal(signal.SIGTERM, lambda *_: session.stop())
     if sys.stdin is not None and sys.stdin.isatty():
@@ -167,8 +197,10 @@ def run_live(args: argparse.Namespace) -> int:
         frames = session.run()
     finally:
         bar.close()
-    print(f"tracked {frames} frames; {session.stats.fps:.1f} FPS, latency {session.stats.latency_ms:.0f} ms; "
-          "scene restored")
+    message = (f"tracked {frames} frames; {session.stats.fps:.1f} FPS, latency {session.stats.latency_ms:.0f} ms; "
+               "scene restored")
+    status.write("stopped", message, session)
+    print(message)
     return 0
 
 
@@ -226,6 +258,7 @@ def bench_row(source: str, source_size: tuple[int, int] | None, timed: list[tupl
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    status = StatusFile(args.status_file)
     try:
         if args.list:
             list_sources(args)
@@ -238,8 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.restore:
             restore_rig(args)
             return 0
-        return bench(args) if args.bench else run_live(args)
+        if args.bench:
+            return bench(args)
+        status.write("starting")
+        return run_live(args, status)
     except (StageError, MaskError) as error:
+        status.write("error", str(error))
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -117,10 +117,15 @@ def write_image_atomic(path: Path, image: np.ndarray, ext: str) -> None:
     ok, data = cv2.imencode(ext, image, [cv2.IMWRITE_PNG_COMPRESSION, 1] if ext == ".png" else [])
     if not ok:
         raise StageError(f"{path}: OpenCV could not encode the image as {ext}")
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=ext, dir=path.parent)
+    write_bytes_atomic(path, data.tobytes())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it into place."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as file:
-            file.write(data.tobytes())
+            file.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

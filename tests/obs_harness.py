@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-OBS_START_TIMEOUT_S = 120.0  # a loaded 2-core machine with software GL needs 10–25 s, sometimes far more
+import numpy as np
+
+OBS_START_TIMEOUT_S = 300.0  # a loaded 2-core machine with software GL needs 10–25 s, with both cores busy minutes
 CANVAS = (1280, 720)  # (width, height) of OBS's base and output canvas
 
 
@@ -237,6 +239,43 @@ def bench(port: int, home: Path, frames: int, plugin_args: list[str]) -> None:
     print("\n".join(rows))
 
 
+EDGE_CAPTURES = ((427, 240), (640, 360), (1280, 720))  # (w, h) captures of a 1280×720 source
+
+
+def edge_cost(source: tuple[int, int] = (1280, 720)) -> None:
+    """What capturing small costs at the mask's edges: the judo clip at `source` size is tracked from captures
+    of each `EDGE_CAPTURES` size; each mask is stretched to `source` bilinearly, as OBS's mask filter samples
+    it, and compared with the mask tracked from the full-size capture (J, and boundary F at 1 and 3 px)."""
+    import cv2
+
+    from core.evaluation.metrics import boundary_f, region_similarity
+    from core.inference.tracker import Tracker, TrackerConfig
+    from core.io.masks import read_mask, resize_labels
+    from core.io.video import open_video
+
+    with open_video(SAMPLE) as reader:
+        frames = [cv2.resize(f.image, source, interpolation=cv2.INTER_AREA) for f in reader]
+    first = read_mask(SAMPLE / "masks" / "00000.png")
+
+    def shown(capture: tuple[int, int]) -> list[np.ndarray]:
+        tracker = Tracker(TrackerConfig(backend="onnx"))
+        out = []
+        for i, frame in enumerate(frames):
+            small = cv2.resize(frame, capture, interpolation=cv2.INTER_AREA)
+            labels = tracker.step(small, resize_labels(first, small.shape[:2]) if i == 0 else None)
+            alpha = np.where(labels > 0, np.uint8(255), np.uint8(0))
+            out.append(cv2.resize(alpha, source, interpolation=cv2.INTER_LINEAR) > 127)
+        return out
+
+    reference = shown(source)
+    print(f"| capture of a {source[0]}×{source[1]} source | J | F (1 px) | F (3 px) |\n|---|---|---|---|")
+    for capture in EDGE_CAPTURES:
+        masks = shown(capture)
+        score = lambda fn, *a: float(np.mean([fn(m, r, *a) for m, r in zip(masks, reference)]))  # noqa: E731
+        print(f"| {capture[0]}×{capture[1]} | {score(region_similarity):.3f} | {score(boundary_f, 1):.3f} | "
+              f"{score(boundary_f, 3):.3f} |")
+
+
 def main() -> int:
     """`python -m tests.obs_harness [--screenshots DIR]`: start a headless OBS and run `plugin.obs --bench`
     against a looping judo clip at 640×360 and at 1280×720 (or save screenshots of OBS with the masked source).
@@ -246,9 +285,13 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(prog="python -m tests.obs_harness")
     parser.add_argument("--screenshots", type=Path, help="save screenshots of OBS into this folder instead")
+    parser.add_argument("--edges", action="store_true", help="measure what small captures cost at mask edges")
     parser.add_argument("--frames", type=int, default=60, help="benchmark frames per source (default 60)")
     parser.add_argument("plugin_args", nargs="*", help="more plugin.obs options, after --")
     args = parser.parse_args()
+    if args.edges:
+        edge_cost()
+        return 0
     with tempfile.TemporaryDirectory(prefix="mobilevos-obs-bench-") as tmp:
         home = Path(tmp)
         if args.screenshots:

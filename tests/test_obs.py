@@ -8,7 +8,9 @@ shows with the tracker's own mask for the same frames, and kill / restart OBS mi
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -554,6 +556,50 @@ def test_plugin_survives_obs_being_killed_and_restarted(obs, tracker_factory, tm
     assert not restart.is_alive() and obs.process is not None
     assert any("reconnecting" in m for m in messages)
     assert scene_state(obs) == before
+
+
+def set_panel(server: HeadlessOBS, settings: dict | None) -> None:
+    """With OBS stopped: load plugin/obs_panel.py with `settings` from its saved scene collection (None: no script)."""
+    saved = server.home / ".config" / "obs-studio" / "basic" / "scenes" / "Untitled.json"
+    collection = json.loads(saved.read_text())
+    scripts = [{"path": str(ROOT / "plugin" / "obs_panel.py"), "settings": settings}] if settings else []
+    collection.setdefault("modules", {})["scripts-tool"] = scripts
+    saved.write_text(json.dumps(collection))
+
+
+@needs_obs
+@pytest.mark.obs
+def test_control_panel_script_starts_the_tracker_shows_its_status_and_stops_it(obs, tmp_path):
+    before = scene_state(obs)
+    log = obs.home / "obs.log"
+    obs.stop()
+    set_panel(obs, {"source": CLIP_SOURCE, "mask": str(FIRST_MASK), "mode": "mask", "backend": "onnx",
+                    "python": sys.executable, "port": obs.port})
+    offset = log.stat().st_size
+    obs.start()
+    add_clip_source(obs.port, obs.clip)
+    lines = lambda: log.read_bytes()[offset:].decode(errors="replace")  # noqa: E731
+    panel = lambda state: f"MobileVOS status: {state}" in lines()  # noqa: E731
+    try:
+        wait_for(lambda: panel("stopped: loaded"), "OBS to load the control panel script")
+        c = client(obs)
+        try:
+            c.send("TriggerHotkeyByName", {"hotkeyName": "mobilevos.start"})
+            wait_for(lambda: panel("tracking") and rig_state(obs) == RIGGED, "the panel's tracker to attach")
+            c.send("TriggerHotkeyByName", {"hotkeyName": "mobilevos.stop"})
+            wait_for(lambda: panel("stopped: tracked"), "the panel's tracker to stop")
+        finally:
+            c.disconnect()
+        assert re.search(r"MobileVOS status: stopped: tracked [1-9]\d* frames; \d+\.\d FPS", lines())
+        assert scene_state(obs) == before
+    finally:
+        pid = re.search(r"MobileVOS status: starting: pid (\d+)", lines())
+        obs.stop()
+        if pid and Path(f"/proc/{pid[1]}").exists():
+            os.kill(int(pid[1]), signal.SIGKILL)
+        set_panel(obs, None)
+        obs.start()
+        add_clip_source(obs.port, obs.clip)
 
 
 @needs_obs
