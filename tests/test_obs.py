@@ -138,6 +138,41 @@ def test_loop_reconnects_after_obs_goes_away_and_follows_a_custom_annotation_eve
     assert tracker.masked_steps == [0, 1]  # the event re-annotated the first frame tracked after reconnecting
 
 
+def test_the_next_frame_is_captured_while_this_one_is_tracked(tmp_path):
+    stage = FakeStage()
+    second_grab = threading.Event()
+    grab = stage.grab
+
+    def grab_and_signal():
+        frame = grab()
+        if stage.grabs == 2:
+            second_grab.set()
+        return frame
+
+    class WaitingTracker(FakeTracker):
+        def step(self, frame, mask=None):
+            if self.steps == 0:  # frame 1 is being tracked: the capture of frame 2 must be under way
+                assert second_grab.wait(timeout=60), "the next frame was not requested during tracking"
+            return super().step(frame, mask)
+
+    stage.grab = grab_and_signal
+    session = LiveSession(stage, WaitingTracker(), Annotation(mask_path=two_object_mask(tmp_path)),
+                          SessionConfig(frames=3))
+    assert session.run() == 3
+    assert stage.grabs >= 3
+
+
+def test_a_frame_that_waited_too_long_is_dropped_for_a_fresh_one(tmp_path):
+    stage, tracker = FakeStage(), FakeTracker()
+    seen: list[int] = []
+    session = LiveSession(stage, tracker, Annotation(mask_path=two_object_mask(tmp_path)),
+                          SessionConfig(frames=3, max_frame_age_s=0.0),
+                          on_frame=lambda result: seen.append(int(result.frame[0, 0, 0])))
+    assert session.run() == 3
+    # every prefetched frame is stale at once: frames 2 and 4 are dropped, each step grabs a fresh one
+    assert seen == [1, 3, 5]
+
+
 def test_missing_source_at_start_is_an_error_listing_sources(tmp_path):
     stage = FakeStage({1: SourceMissing("OBS has no source named 'cam'; sources: a, b", ["a", "b"])})
     session = LiveSession(stage, FakeTracker(), Annotation(mask_path=two_object_mask(tmp_path)), SessionConfig())
