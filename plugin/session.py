@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -160,10 +160,11 @@ class FramePump:
         self.pending = self.executor.submit(self.capture)
         return captured
 
-    def drop(self) -> None:
-        """Forget the frame in flight (the connection it used is gone or the rig is being rebuilt)."""
-        if self.pending is not None:
-            self.pending.cancel()
+    def drop(self, timeout_s: float = 30.0) -> None:
+        """Forget the frame in flight, once its request has ended (or `timeout_s`): the rig is never changed
+        and a connection never closed while OBS renders a screenshot for us (OBS 29 can crash then)."""
+        if self.pending is not None and not self.pending.cancel():
+            wait([self.pending], timeout=timeout_s)
         self.pending = None
 
     def close(self) -> None:
@@ -327,13 +328,13 @@ class LiveSession:
     def close(self) -> None:
         """Put the scene back as it was and disconnect (best effort when OBS is already gone)."""
         try:
+            self.pump.close()
             if self._rigged:
                 self.stage.restore()
         except StageError as error:
             self.on_status(f"could not restore the scene: {error}")
         finally:
             self._rigged = False
-            self.pump.close()
             self.stage.disconnect()
 
 
