@@ -1,10 +1,12 @@
 """Annotation by clicks (shared by the web face and the OBS plugin's `--box`): the marks and their editing
-(`marks`) and how they become a label map (`grabcut`). Imports only core.io.
+(`marks`), how they become a label map (`objects`: `grabcut`, the default, or the trained click-and-box network of
+`network` run by `segmenter`), and the click simulation and encoding the network is trained and scored with
+(`clicks`). Imports core.io, core.model and core.weights.
 """
 
-from core.annotate.grabcut import labels_from_marks, object_mask
 from core.annotate.marks import (MARK_KINDS, BoxStart, Mark, MarkKind, add_click, annotated_ids, clear, object_colour,
                                  render_marks, undo)
+from core.annotate.objects import DEFAULT_METHOD, METHODS, Method, apply_brush, labels_from_marks, object_mask
 
-__all__ = ["MARK_KINDS", "BoxStart", "Mark", "MarkKind", "add_click", "annotated_ids", "clear", "labels_from_marks",
-           "object_colour", "object_mask", "render_marks", "undo"]
+__all__ = ["DEFAULT_METHOD", "MARK_KINDS", "METHODS", "BoxStart", "Mark", "MarkKind", "Method", "add_click", "annotated_ids",
+           "apply_brush", "clear", "labels_from_marks", "object_colour", "object_mask", "render_marks", "undo"]

@@ -1,6 +1,6 @@
-"""Marks → masks with GrabCut: `object_mask` turns one object's marks into a binary mask with GrabCut seeded by
-the box and points, then applies the brush; `labels_from_marks` stacks the objects into an `(H, W)` `uint8`
-label map. Pure: the same marks on the same image always give the same mask.
+"""Marks → mask with GrabCut (the annotation method before the network; `method="grabcut"` in
+`core.annotate.object_mask`): seeded by the box and points. Pure: the same marks on the same image always give
+the same mask.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.annotate.marks import Mark, annotated_ids
+from core.annotate.marks import Mark
 
 # GrabCut runs on a copy whose long side is at most this many pixels (fast enough for a click-by-click UI).
 _GRABCUT_SIDE = 480
@@ -18,36 +18,19 @@ _SEED_RADIUS = 0.012
 _NEIGHBOURHOOD_RADIUS = 0.2
 
 
-def object_mask(image: np.ndarray, marks: tuple[Mark, ...]) -> np.ndarray:
-    """One object's marks on `image` (H, W, 3) RGB → (H, W) bool mask.
+def grabcut_mask(image: np.ndarray, marks: tuple[Mark, ...]) -> np.ndarray:
+    """One object's points and box on `image` (H, W, 3) RGB → (H, W) bool mask (brush dabs are not applied here).
 
     GrabCut is seeded by the last box (outside = background) and the points (sure foreground / background
     disks); with points but no box, a disk around each positive point is probable foreground and the mask keeps
-    only the regions that touch a positive point. Brush dabs are applied last, in order.
+    only the regions that touch a positive point.
     """
-    height, width = image.shape[:2]
-    mask = np.zeros((height, width), dtype=bool)
     boxes = [mark for mark in marks if mark.kind == "box"]
     positives = [mark for mark in marks if mark.kind == "positive"]
-    if boxes or positives:
-        mask = _grabcut(image, boxes[-1] if boxes else None, marks)
-    if positives and not boxes:
-        mask = _keep_touching(mask, positives)
-    for mark in marks:
-        if mark.kind in ("brush_add", "brush_erase"):
-            dab = np.zeros((height, width), dtype=np.uint8)
-            cv2.circle(dab, (mark.x, mark.y), max(1, mark.radius), 1, thickness=-1)
-            mask[dab.astype(bool)] = mark.kind == "brush_add"
-    return mask
-
-
-def labels_from_marks(image: np.ndarray, marks: tuple[Mark, ...]) -> np.ndarray:
-    """All objects' marks on `image` (H, W, 3) → (H, W) uint8 label map; higher ids are drawn over lower ones."""
-    labels = np.zeros(image.shape[:2], dtype=np.uint8)
-    for object_id in annotated_ids(marks):
-        own = tuple(mark for mark in marks if mark.object_id == object_id)
-        labels[object_mask(image, own)] = object_id
-    return labels
+    if not (boxes or positives):
+        return np.zeros(image.shape[:2], dtype=bool)
+    mask = _grabcut(image, boxes[-1] if boxes else None, marks)
+    return mask if boxes else _keep_touching(mask, positives)
 
 
 def _grabcut(image: np.ndarray, box: Mark | None, marks: tuple[Mark, ...]) -> np.ndarray:

@@ -48,33 +48,37 @@ def default_checkpoint() -> Path:
     return WEIGHTS_DIR / manifest["checkpoints"][manifest["default"]]["file"]
 
 
-def _expected_sha256(path: Path) -> str | None:
-    """The manifest's sha256 for a shipped file, None for a file we did not ship."""
-    if path.parent != WEIGHTS_DIR or not MANIFEST.exists():
+def manifest_sha256(path: Path, manifest: Path) -> str | None:
+    """The sha256 that `manifest` (under core/weights) lists for a shipped file, None for a file we did not ship."""
+    if path.parent != manifest.parent or not manifest.exists():
         return None
-    for entry in read_manifest()["checkpoints"].values():
-        if entry["file"] == path.name:
-            return entry["sha256"]
-    return None
+    entries = json.loads(manifest.read_text())["checkpoints"].values()
+    return next((entry["sha256"] for entry in entries if entry["file"] == path.name), None)
 
 
 def load_checkpoint(path: str | os.PathLike | None = None) -> dict:
     """Read and verify a checkpoint (the shipped default when `path` is None)."""
     path = Path(path).resolve() if path is not None else default_checkpoint()
+    return load_verified(path, FORMAT, manifest_sha256(path, MANIFEST), MANIFEST.name, "MobileVOS checkpoint",
+                         "pass --weights with a file saved by `python -m core.train`")
+
+
+def load_verified(path: Path, format_tag: str, expected_sha256: str | None, manifest: str, noun: str,
+                  fix: str) -> dict:
+    """Read a `torch.save`d dict that must carry `format_tag` and, when `expected_sha256` is given (a shipped
+    file), match it. Raises WeightsError naming `path`, what is wrong and `fix`; `noun` names what the file
+    should be, `manifest` the file under core/weights that lists its sha256."""
     if not path.is_file():
-        raise WeightsError(f"{path}: checkpoint not found; pass --weights with the path of a MobileVOS .pt file")
-    expected = _expected_sha256(path)
-    if expected is not None and sha256(path) != expected:
-        raise WeightsError(f"{path}: sha256 does not match core/weights/manifest.json (corrupt or altered); "
+        raise WeightsError(f"{path}: {noun} not found; {fix}")
+    if expected_sha256 is not None and sha256(path) != expected_sha256:
+        raise WeightsError(f"{path}: sha256 does not match core/weights/{manifest} (corrupt or altered); "
                            "restore it with `git checkout -- core/weights`")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise WeightsError(f"{path}: unreadable checkpoint ({type(exc).__name__}); "
-                           "pass --weights with a file saved by `python -m core.train`") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise WeightsError(f"{path}: not a MobileVOS checkpoint (format tag missing); "
-                           "pass --weights with a file saved by `python -m core.train`")
+        raise WeightsError(f"{path}: unreadable checkpoint ({type(exc).__name__}); {fix}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != format_tag:
+        raise WeightsError(f"{path}: not a {noun} (format tag missing); {fix}")
     return checkpoint
 
 
@@ -95,6 +99,14 @@ def save_checkpoint(network: VOSNetwork, path: str | os.PathLike, meta: dict | N
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
              for k, v in network.state_dict().items()}
     payload = {"format": FORMAT, "config": network.config.to_dict(), "state_dict": state, "meta": meta or {}}
+    save_atomically(payload, path)
+    return sha256(path)
+
+
+def save_atomically(payload: object, path: str | os.PathLike) -> None:
+    """`torch.save` into a temporary file beside `path`, then rename it into place (never half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -104,4 +116,3 @@ def save_checkpoint(network: VOSNetwork, path: str | os.PathLike, meta: dict | N
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return sha256(path)

@@ -1,0 +1,82 @@
+"""`python -m core.evaluation.annotate_bench DAVIS_ROOT` — how long one click takes to answer.
+
+On the first frame of each sequence (854×480 in DAVIS), the simulated user of `core.evaluation.interactive`
+clicks `--clicks` times; each click is one call of `core.annotate.object_mask` as the web app makes it (all the
+object's marks so far; earlier steps come from the segmenter's cache, so each click is one network run). A
+warm-up click per method first (it loads the network and, with ONNX Runtime, exports its graph once). Reports
+the median, mean and 90th percentile milliseconds per click for the network and for GrabCut, and the median
+process CPU time per click (with `--threads 1`, what a click costs on a quiet core when the machine is busy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.annotate import METHODS, Mark
+from core.annotate.segmenter import BACKENDS
+from core.evaluation.interactive import click_ious, davis_frames, default_sequences, method_segment
+
+
+def timed_clicks(segment: Callable[[tuple[Mark, ...]], np.ndarray], target: np.ndarray,
+                 clicks: int) -> list[tuple[float, float]]:
+    """(wall, process CPU) milliseconds of each of the simulated user's `clicks` calls of `segment` on `target`.
+    On a busy machine the CPU time of a 1-thread run is what the click costs a quiet core."""
+    times: list[tuple[float, float]] = []
+
+    def timed(marks: tuple[Mark, ...]) -> np.ndarray:
+        wall, cpu = time.perf_counter(), time.process_time()
+        mask = segment(marks)
+        times.append((1000 * (time.perf_counter() - wall), 1000 * (time.process_time() - cpu)))
+        return mask
+
+    click_ious(target, timed, max_clicks=clicks, min_clicks=clicks)
+    return times
+
+
+def summary(times: list[tuple[float, float]]) -> dict:
+    """Median, mean and 90th percentile of the wall times, median of the CPU times (ms)."""
+    wall = [t[0] for t in times]
+    return {"clicks": len(times), "median_ms": round(float(np.median(wall)), 1),
+            "mean_ms": round(float(np.mean(wall)), 1), "p90_ms": round(float(np.percentile(wall, 90)), 1),
+            "median_cpu_ms": round(float(np.median([t[1] for t in times])), 1)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m core.evaluation.annotate_bench",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("root", help="DAVIS root (JPEGImages/480p, Annotations/480p)")
+    parser.add_argument("--sequences", help="comma-separated names (default: the annotator's validation sequences)")
+    parser.add_argument("--clicks", type=int, default=5, help="clicks per frame (default 5)")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args(argv)
+    cv2.setNumThreads(args.threads)
+    sequences = args.sequences.split(",") if args.sequences else default_sequences()
+    frames = [next(davis_frames(args.root, [name], every=10 ** 6)) for name in sequences]
+    print(f"{len(frames)} frames ({frames[0][1].shape[1]}×{frames[0][1].shape[0]}), {args.clicks} clicks each, "
+          f"{args.threads} threads, {len(os.sched_getaffinity(0))} cores available, load {os.getloadavg()[0]:.1f}")
+    results = {}
+    for method in args.methods.split(","):
+        segment_for = method_segment(method, None, args.backend, args.threads)
+        warm_up = np.ascontiguousarray(frames[0][1][:, ::-1])  # a frame not timed: the cache must not answer
+        timed_clicks(segment_for(warm_up), frames[0][2][:, ::-1], 1)  # loads (and exports) the network
+        times = [t for _, image, target in frames for t in timed_clicks(segment_for(image), target, args.clicks)]
+        results[method] = summary(times)
+        print(f"{method:<8} {results[method]}")
+    if args.json:
+        args.json.write_text(json.dumps({"threads": args.threads, "backend": args.backend, "results": results},
+                                        indent=2))
+
+
+if __name__ == "__main__":
+    main()

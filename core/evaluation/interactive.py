@@ -1,0 +1,165 @@
+"""`python -m core.evaluation.interactive DAVIS_ROOT` — scores click-and-box annotation as papers do.
+
+On every `--every`-th frame of some DAVIS sequences (default: the validation sequences the shipped annotator
+never saw), a simulated user (`core.annotate.clicks`) marks the object through `core.annotate.object_mask`,
+the code path the web app and the OBS plugin use: a tight box alone, then clicks one by one (first at the most
+interior point, then at the centre of the largest error). Reported per method (the network, GrabCut): mean
+IoU from the box and after 1…5 clicks, and NoC@85 / NoC@90, the mean number of clicks to reach that IoU,
+capped at `--max-clicks` (20).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.annotate import METHODS, Mark, object_mask
+from core.annotate.clicks import Click, next_click, tight_box
+from core.annotate.network import load_annotator_checkpoint
+from core.annotate.segmenter import BACKENDS, build_segmenter
+from core.evaluation.metrics import region_similarity
+from core.io.masks import read_mask
+
+CURVE_CLICKS = 5
+THRESHOLDS = (0.85, 0.90)
+
+Segment = Callable[[tuple[Mark, ...]], np.ndarray]  # one object's marks → (H, W) bool mask
+
+
+@dataclass(frozen=True)
+class InteractiveScores:
+    """One method's scores over the frames (IoU in %, NoC in clicks) and its mean time per call."""
+
+    method: str
+    frames: int
+    box_iou: float
+    click_iou: list[float]  # mean IoU after 1 … CURVE_CLICKS clicks
+    noc85: float
+    noc90: float
+    ms_per_call: float
+
+
+def click_ious(target: np.ndarray, segment: Segment, max_clicks: int, min_clicks: int = CURVE_CLICKS,
+               stop_iou: float = max(THRESHOLDS)) -> list[float]:
+    """Play the simulated user against `segment` on `target` (H, W) bool: the IoU after each click, stopping
+    after `max_clicks`, at an exact mask, or once `stop_iou` is reached with at least `min_clicks` clicks."""
+    marks: tuple[Mark, ...] = ()
+    prediction = np.zeros_like(target)
+    ious: list[float] = []
+    while len(ious) < max_clicks:
+        click = next_click(target, prediction)
+        if click is None:
+            break
+        marks += (click_mark(click),)
+        prediction = segment(marks)
+        ious.append(region_similarity(prediction, target))
+        if len(ious) >= min_clicks and ious[-1] >= stop_iou:
+            break
+    return ious
+
+
+def click_mark(click: Click) -> Mark:
+    """A simulated click as the user's mark on object 1."""
+    return Mark("positive" if click.positive else "negative", 1, click.x, click.y)
+
+
+def clicks_to_reach(ious: list[float], threshold: float, cap: int) -> int:
+    """NoC: the number of clicks after which IoU first reaches `threshold`, else `cap`."""
+    return next((k + 1 for k, iou in enumerate(ious) if iou >= threshold), cap)
+
+
+def iou_after(ious: list[float], clicks: int) -> float:
+    """IoU after `clicks` clicks; a run that stopped early (goal reached, exact mask) keeps its last IoU."""
+    if not ious:
+        return 1.0
+    return ious[min(clicks, len(ious)) - 1]
+
+
+def davis_frames(root: str | Path, sequences: list[str], every: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, image (H, W, 3) RGB, target (H, W) bool) for frames 0, every, 2·every … of each sequence."""
+    for name in sequences:
+        paths = sorted((Path(root) / "JPEGImages" / "480p" / name).glob("*.jpg"))
+        if not paths:
+            raise SystemExit(f"{Path(root) / 'JPEGImages' / '480p' / name}: no frames; pass a DAVIS root")
+        for path in paths[::every]:
+            target = read_mask(Path(root) / "Annotations" / "480p" / name / f"{path.stem}.png") > 0
+            if target.any():
+                yield f"{name}/{path.stem}", cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), target
+
+
+def score(frames: list[tuple[str, np.ndarray, np.ndarray]], method: str, segment_for: Callable[[np.ndarray], Segment],
+          max_clicks: int) -> InteractiveScores:
+    """Box IoU, the click curve and NoC of one method over `frames`; `segment_for(image)` segments on one."""
+    box_ious, curves, calls, seconds = [], [], 0, 0.0
+    for _, image, target in frames:
+        segment = segment_for(image)
+        start = time.perf_counter()
+        x0, y0, x1, y1 = tight_box(target)
+        box_ious.append(region_similarity(segment((Mark("box", 1, x0, y0, x1, y1),)), target))
+        curves.append(click_ious(target, segment, max_clicks))
+        seconds += time.perf_counter() - start
+        calls += 1 + len(curves[-1])
+    return InteractiveScores(
+        method, len(frames), round(100 * float(np.mean(box_ious)), 1),
+        [round(100 * float(np.mean([iou_after(c, k) for c in curves])), 1) for k in range(1, CURVE_CLICKS + 1)],
+        round(float(np.mean([clicks_to_reach(c, THRESHOLDS[0], max_clicks) for c in curves])), 2),
+        round(float(np.mean([clicks_to_reach(c, THRESHOLDS[1], max_clicks) for c in curves])), 2),
+        round(1000 * seconds / max(1, calls), 1))
+
+
+def method_segment(method: str, weights: str | None, backend: str,
+                   threads: int | None) -> Callable[[np.ndarray], Segment]:
+    """For a method name, the per-frame segment function: the network as `core.annotate.object_mask` runs it
+    (checkpoint, backend and threads as given), or `object_mask` with GrabCut."""
+    if method == "network":
+        segmenter = build_segmenter(weights, backend, threads)
+        return lambda image: lambda marks: segmenter.mask(image, marks)
+    return lambda image: lambda marks: object_mask(image, marks, method=method)
+
+
+def default_sequences() -> list[str]:
+    """The validation sequences recorded in the shipped annotator's checkpoint (held out of its training)."""
+    return list(load_annotator_checkpoint()["meta"]["validation_sequences"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m core.evaluation.interactive", description=__doc__.splitlines()[0])
+    parser.add_argument("root", help="DAVIS root (JPEGImages/480p, Annotations/480p)")
+    parser.add_argument("--sequences", help="comma-separated names (default: the annotator's validation sequences)")
+    parser.add_argument("--every", type=int, default=10, help="score every N-th frame of each sequence (default 10)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--weights", help="annotator checkpoint for the network method (default: shipped)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="the network's runtime (default auto: "
+                        "ONNX Runtime when installed, as core.annotate uses it)")
+    parser.add_argument("--threads", type=int, help="intra-op threads (ONNX Runtime and torch)")
+    parser.add_argument("--json", type=Path, help="also write the scores here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    sequences = args.sequences.split(",") if args.sequences else default_sequences()
+    frames = list(davis_frames(args.root, sequences, args.every))
+    results = []
+    print(f"{len(frames)} frames of {len(sequences)} sequences; NoC capped at {args.max_clicks}")
+    print(f"{'method':<8} {'box':>5} " + " ".join(f"{k}-click".rjust(7) for k in range(1, CURVE_CLICKS + 1))
+          + "  NoC@85  NoC@90  ms/call")
+    for method in args.methods.split(","):
+        scores = score(frames, method, method_segment(method, args.weights, args.backend, args.threads), args.max_clicks)
+        results.append(scores)
+        print(f"{method:<8} {scores.box_iou:5.1f} " + " ".join(f"{v:7.1f}" for v in scores.click_iou)
+              + f"  {scores.noc85:6.2f}  {scores.noc90:6.2f}  {scores.ms_per_call:7.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"sequences": sequences, "every": args.every,
+                                         "results": [asdict(r) for r in results]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""`python -m core.train.annotator --out DIR` — train the click-and-box annotation network (`core.annotate`).
+
+Samples: single frames of the DAVIS training sequences (the validation sequences held out) through the static-image
+stage's augmentation (`ClipSampler`, static: affine + elastic warp, a pasted distractor half of the time, colour
+jitter); the target is the object's mask. Each sample starts from a jittered box (±10 %), clicks (the first at
+the interior point or a random object pixel), or both; then 0–3 rounds of the current network's own prediction
+and the simulated user's next click (the largest error's centre) make the previous-mask input, as RITM trains.
+Loss: binary cross-entropy + soft IoU. Resumable from `DIR/state.pt`; logs to `DIR/log.jsonl`; validates
+box / 1-click / 3-click IoU on every `--val-every`-th frame of the validation sequences at full size and keeps
+the best weights in `DIR/best.pt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from core.annotate.clicks import (Box, Click, guidance_maps, interior_point, jittered_box, next_click,
+                                  random_interior_click)
+from core.annotate.network import (ANNOTATOR_MANIFEST, AnnotatorConfig, ClickNet, load_annotator,
+                                   load_annotator_checkpoint, save_annotator)
+from core.annotate.segmenter import ClickSegmenter
+from core.clips.sampler import ClipSampler, DataConfig
+from core.evaluation.interactive import davis_frames, iou_after, score
+from core.model.imagenet import load_trunk
+from core.train.config import VALIDATION_SEQUENCES
+from core.train.data import davis_sequences, load_frames
+from core.weights import WEIGHTS_DIR, save_atomically
+
+MIN_OBJECT_PIXELS = 30
+ROUNDS = (0, 1, 2, 3)
+ROUND_ODDS = (0.4, 0.25, 0.2, 0.15)
+SHIPPED_NAME = "annotator-mnv2"
+
+
+@dataclass(frozen=True)
+class AnnotatorTraining:
+    """One run's settings."""
+
+    data: str = "../shared/data/davis2016-train"
+    steps: int = 5000
+    seconds: float = 3200.0   # wall-clock budget; the learning rate follows whichever runs out first
+    batch: int = 8
+    crop: int = 224
+    load_short_side: int = 224  # frames are loaded at this short side (the network infers at about 256)
+    lr: float = 3e-4
+    val_every: int = 300      # steps between validations
+    val_frames_every: int = 25  # validate on every N-th frame of each validation sequence
+    seed: int = 0
+
+
+@dataclass
+class Interaction:
+    """A sample's simulated user input so far."""
+
+    clicks: list[Click]
+    box: Box | None
+
+
+def first_interaction(target: np.ndarray, rng: np.random.Generator) -> Interaction:
+    """A box alone (30 %), clicks alone (55 %) or both (15 %); the first click at the interior point or (half
+    of the time) at a random pixel of the object's inner part, sometimes with a second positive click."""
+    if target.sum() < MIN_OBJECT_PIXELS:
+        return Interaction([], None)
+    draw = rng.random()
+    box = jittered_box(target, rng) if draw < 0.45 else None
+    if draw < 0.3:
+        return Interaction([], box)
+    clicks = [Click(*interior_point(target), True)]
+    if rng.random() < 0.5:
+        clicks = [random_interior_click(target, rng)]
+    if rng.random() < 0.2:
+        clicks.append(random_interior_click(target, rng))
+    return Interaction(clicks, box)
+
+
+def guidance_batch(interactions: list[Interaction], previous: np.ndarray | None, radius: int,
+                   hw: tuple[int, int]) -> torch.Tensor:
+    """(B, G, H, W) guidance maps of a batch; `previous` (B, H, W) bool or None."""
+    maps = [guidance_maps(hw, it.clicks, it.box, None if previous is None else previous[i], radius)
+            for i, it in enumerate(interactions)]
+    return torch.from_numpy(np.stack(maps))
+
+
+def add_error_clicks(interactions: list[Interaction], targets: np.ndarray, predictions: np.ndarray) -> None:
+    """Append the simulated user's next click to each sample that has an object, in place."""
+    for interaction, target, prediction in zip(interactions, targets, predictions):
+        if target.sum() >= MIN_OBJECT_PIXELS and (click := next_click(target, prediction)) is not None:
+            interaction.clicks.append(click)
+
+
+def segmentation_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy + soft IoU per sample (logits, targets (B, 1, H, W)), averaged with `weights` (B,)."""
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(dim=(1, 2, 3))
+    probabilities = torch.sigmoid(logits)
+    intersection = (probabilities * targets).sum(dim=(1, 2, 3))
+    union = (probabilities + targets - probabilities * targets).sum(dim=(1, 2, 3))
+    soft_iou = 1 - (intersection + 1) / (union + 1)
+    return ((bce + soft_iou) * weights).sum() / weights.sum().clamp(min=1)
+
+
+def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, sampler: ClipSampler, run: AnnotatorTraining,
+                  rng: np.random.Generator) -> float:
+    """One optimiser step on a batch with simulated interaction; returns the loss."""
+    frames, masks = sampler.sample(run.batch, 0.0)
+    images = frames[:, -1]  # (B, 3, S, S): the pseudo-clip's last frame (occluded by a distractor half the time)
+    targets = masks[:, -1]  # (B, 1, S, S)
+    binary = targets[:, 0].numpy() > 0.5
+    hw = binary.shape[1:]
+    radius = network.config.click_radius
+    interactions = [first_interaction(t, rng) for t in binary]
+    previous = None
+    for _ in range(rng.choice(ROUNDS, p=ROUND_ODDS)):
+        with torch.no_grad():
+            predictions = network(images, guidance_batch(interactions, previous, radius, hw))[:, 0].numpy() > 0
+        add_error_clicks(interactions, binary, predictions)
+        previous = predictions
+    if previous is not None and rng.random() < 0.1:
+        previous = None
+    weights = torch.tensor([float(t.sum() >= MIN_OBJECT_PIXELS) for t in binary])
+    logits = network(images, guidance_batch(interactions, previous, radius, hw))
+    loss = segmentation_loss(logits, targets, weights)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss.item()
+
+
+def validate(network: ClickNet, frames: list) -> dict:
+    """Box, 1-click and 3-click IoU (%) on the validation frames at full size, as `core.evaluation.interactive`."""
+    network.eval()
+    segmenter = ClickSegmenter(network)
+    scores = score(frames, "network", lambda image: lambda marks: segmenter.mask(image, marks), max_clicks=3)
+    network.train()
+    return {"box": scores.box_iou, "click1": scores.click_iou[0], "click3": scores.click_iou[2],
+            "mean": round((scores.box_iou + scores.click_iou[0] + scores.click_iou[2]) / 3, 1)}
+
+
+def learning_rate(peak: float, progress: float) -> float:
+    """Linear warm-up over the first 3 % of training, then cosine decay to zero; `progress` in [0, 1]."""
+    if progress < 0.03:
+        return peak * (0.1 + 0.9 * progress / 0.03)
+    return peak * 0.5 * (1 + math.cos(math.pi * (progress - 0.03) / 0.97))
+
+
+def build() -> ClickNet:
+    """A fresh network with the ImageNet trunk."""
+    network = ClickNet(AnnotatorConfig())
+    network.trunk.load_state_dict(load_trunk())
+    return network
+
+
+def train(run: AnnotatorTraining, out: Path) -> None:
+    """Train (or resume) into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(run.seed)
+    network = build().train()
+    optimiser = torch.optim.AdamW(network.parameters(), lr=run.lr, weight_decay=1e-4)
+    step, best, elapsed = 0, -1.0, 0.0
+    if (out / "state.pt").exists():
+        state = torch.load(out / "state.pt", map_location="cpu", weights_only=False)
+        network.load_state_dict(state["network"])
+        optimiser.load_state_dict(state["optimiser"])
+        step, best, elapsed = state["step"], state["best"], state["elapsed"]
+    rng = np.random.default_rng(run.seed + step)
+    train_names = davis_sequences(run.data, exclude=VALIDATION_SEQUENCES)
+    sampler = ClipSampler(load_frames(run.data, train_names, run.load_short_side),
+                          DataConfig(root=run.data, crop=run.crop, clip_frames=2, static=True), seed=run.seed + step)
+    held_out = [name for name in VALIDATION_SEQUENCES if name in davis_sequences(run.data)]
+    val_frames = list(davis_frames(run.data, held_out, run.val_frames_every))
+    log = open(out / "log.jsonl", "a")
+    started = time.time() - elapsed
+    while (progress := max(step / run.steps, (time.time() - started) / run.seconds)) < 1:
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(run.lr, progress)
+        loss = training_step(network, optimiser, sampler, run, rng)
+        step += 1
+        elapsed = time.time() - started
+        record: dict = {"step": step, "loss": round(loss, 4), "seconds": round(elapsed, 1)}
+        last = max(step / run.steps, elapsed / run.seconds) >= 1
+        if step % run.val_every == 0 or last:
+            record["val"] = validate(network, val_frames)
+            meta = {"steps": step, "training_sequences": train_names, "validation_sequences": held_out,
+                    "validation": record["val"], "run": asdict(run)}
+            save_annotator(network, out / "last.pt", meta)
+            if record["val"]["mean"] > best:
+                best = record["val"]["mean"]
+                save_annotator(network, out / "best.pt", meta)
+        if step % 25 == 0 or "val" in record:
+            save_atomically({"network": network.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                             "best": best, "elapsed": elapsed}, out / "state.pt")
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+
+
+def ship(checkpoint: Path, name: str = SHIPPED_NAME) -> Path:
+    """Write `checkpoint` in fp16 as core/weights/<name>.pt and make it the default of core/weights/annotator.json,
+    with its sha256 and provenance (data, steps, validation IoU)."""
+    meta = load_annotator_checkpoint(checkpoint)["meta"]
+    target = WEIGHTS_DIR / f"{name}.pt"
+    digest = save_annotator(load_annotator(checkpoint), target, meta, half=True)
+    run = meta["run"]
+    entry = {"file": target.name, "sha256": digest,
+             "variant": "ClickNet: MobileNetV2 trunk (ImageNet init) + guidance conv on the stem + FPN decoder",
+             "training_data": f"{run['data']}: {len(meta['training_sequences'])} sequences (validation held out), "
+                              f"frames at {run['load_short_side']}p",
+             "recipe": f"{meta['steps']} steps, batch {run['batch']}, crop {run['crop']}, lr {run['lr']}; "
+                       "static-image augmentation, simulated box/clicks with 0-3 rounds of the network's own errors",
+             "steps": meta["steps"], "validation_sequences": meta["validation_sequences"],
+             "validation_iou": meta["validation"]}
+    manifest = {"default": name, "checkpoints": {name: entry}}
+    ANNOTATOR_MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m core.train.annotator", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="run folder (resumes when it holds state.pt)")
+    parser.add_argument("--ship", type=Path, help="instead of training: ship this checkpoint (e.g. RUN/best.pt) "
+                                                  "as core/weights' annotator, fp16, with its provenance")
+    defaults = AnnotatorTraining()
+    for field, value in asdict(defaults).items():
+        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    args = parser.parse_args(argv)
+    if args.ship:
+        print(ship(args.ship))
+        return
+    if args.out is None:
+        parser.error("--out is required to train")
+    torch.set_num_threads(args.threads)
+    train(AnnotatorTraining(**{k: getattr(args, k) for k in asdict(defaults)}), args.out)
+
+
+if __name__ == "__main__":
+    main()

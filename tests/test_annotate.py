@@ -1,0 +1,217 @@
+"""core.annotate's network path: click simulation and encoding, the network's shapes, the marks' replay and its
+cache, the shipped annotator on a real frame (box, brush edits), GrabCut as the default, and clear loading
+errors; the interactive evaluation's bookkeeping."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from core import annotate
+from core.annotate import Mark
+from core.annotate.clicks import (GUIDANCE_CHANNELS, Click, guidance_maps, interior_point, jittered_box, next_click,
+                                  random_interior_click, tight_box)
+from core.annotate.network import (ClickNet, default_annotator, load_annotator, load_annotator_checkpoint,
+                                   read_annotator_manifest, save_annotator)
+from core.annotate.segmenter import ClickSegmenter, inside_box
+from core.evaluation.interactive import click_ious, clicks_to_reach, iou_after
+from core.evaluation.metrics import region_similarity
+from core.io.masks import read_mask
+from core.weights import WEIGHTS_DIR, WeightsError, sha256
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def rectangle(hw: tuple[int, int] = (60, 80), box: tuple[int, int, int, int] = (10, 20, 50, 40)) -> np.ndarray:
+    """(H, W) bool with the inclusive box x0, y0, x1, y1 set."""
+    mask = np.zeros(hw, dtype=bool)
+    x0, y0, x1, y1 = box
+    mask[y0 : y1 + 1, x0 : x1 + 1] = True
+    return mask
+
+
+def judo_player() -> tuple[np.ndarray, np.ndarray]:
+    """The first judo sample frame (854×480 RGB) and its player 1 mask."""
+    image = cv2.cvtColor(cv2.imread(str(SAMPLES / "judo" / "00000.jpg")), cv2.COLOR_BGR2RGB)
+    return image, read_mask(SAMPLES / "judo" / "masks" / "00000.png") == 1
+
+
+# ---- clicks ----
+
+def test_interior_point_is_the_deepest_pixel() -> None:
+    assert interior_point(rectangle(box=(10, 10, 30, 30))) == (20, 20)
+    assert interior_point(np.zeros((5, 5), bool)) is None
+
+
+def test_next_click_goes_to_the_larger_error_with_its_sign() -> None:
+    target = rectangle()
+    missed_half = target.copy()
+    missed_half[:, 30:] = False
+    click = next_click(target, missed_half)
+    assert click is not None and click.positive and click.x > 30
+    extra = target | rectangle(box=(55, 0, 79, 59))
+    click = next_click(target, extra)
+    assert click is not None and not click.positive and click.x >= 55
+    assert next_click(target, target) is None
+
+
+def test_jittered_box_moves_each_side_by_at_most_ten_percent() -> None:
+    target = rectangle()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x0, y0, x1, y1 = jittered_box(target, rng)
+        assert abs(x0 - 10) <= 4.1 and abs(x1 - 50) <= 4.1 and abs(y0 - 20) <= 2.1 and abs(y1 - 40) <= 2.1
+    assert tight_box(target) == (10, 20, 50, 40)
+
+
+def test_random_interior_click_lands_inside_the_object() -> None:
+    target = rectangle()
+    rng = np.random.default_rng(0)
+    assert all(target[c.y, c.x] and c.positive for c in (random_interior_click(target, rng) for _ in range(20)))
+
+
+def test_guidance_maps_hold_disks_box_and_previous_mask() -> None:
+    previous = rectangle()
+    maps = guidance_maps((60, 80), [Click(5, 5, True), Click(70, 50, False)], (10, 20, 50, 40), previous, 3)
+    assert maps.shape == (GUIDANCE_CHANNELS, 60, 80) and maps.dtype == np.float32
+    assert maps[0, 5, 5] == 1 and maps[0, 50, 70] == 0 and maps[1, 50, 70] == 1 and maps[0, 5, 9] == 0
+    assert np.array_equal(maps[2] > 0, rectangle()) and np.array_equal(maps[3] > 0, previous)
+
+
+# ---- the network and the replay of marks ----
+
+def test_network_gives_one_logit_per_input_pixel() -> None:
+    network = ClickNet().eval()
+    with torch.no_grad():
+        logits = network(torch.rand(2, 3, 64, 96), torch.zeros(2, GUIDANCE_CHANNELS, 64, 96))
+    assert logits.shape == (2, 1, 64, 96)
+
+
+class CountingNet(ClickNet):
+    """A ClickNet that counts its runs."""
+
+    runs = 0
+
+    def forward(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        self.runs += 1
+        return super().forward(image, guidance)
+
+
+def test_each_new_click_costs_one_network_run_and_any_frame_size_works() -> None:
+    segmenter = ClickSegmenter(CountingNet().eval())
+    image = np.random.default_rng(0).integers(0, 255, (75, 101, 3), dtype=np.uint8)
+    marks = (Mark("positive", 1, 50, 30),)
+    assert segmenter.mask(image, marks).shape == (75, 101)
+    marks += (Mark("negative", 1, 10, 10), Mark("brush_add", 1, 3, 3, radius=2))
+    segmenter.mask(image, marks)
+    segmenter.mask(image, marks)
+    assert segmenter.network.runs == 2
+
+
+def test_negative_clicks_alone_take_nothing_without_running_the_network() -> None:
+    segmenter = ClickSegmenter(CountingNet().eval())
+    image = np.zeros((40, 40, 3), np.uint8)
+    assert not segmenter.mask(image, (Mark("negative", 1, 20, 20),)).any()
+    assert segmenter.network.runs == 0
+
+
+def test_a_box_cuts_the_mask_unless_a_positive_click_lies_outside_it() -> None:
+    full = np.ones((20, 20), bool)
+    assert inside_box(full, (5, 5, 9, 9), (Click(7, 7, True),)).sum() == 25
+    assert inside_box(full, (5, 5, 9, 9), (Click(15, 15, True),)).all()
+
+
+# ---- the shipped annotator ----
+
+def test_a_box_takes_the_object_inside_it_and_nothing_outside() -> None:
+    image, player = judo_player()
+    x0, y0, x1, y1 = tight_box(player)
+    mask = annotate.object_mask(image, (Mark("box", 1, x0, y0, x1, y1),), method="network")
+    assert region_similarity(mask, player) > 0.6
+    assert not mask[:, : x0].any() and not mask[:, x1 + 1 :].any()
+
+
+def test_brush_edits_the_network_result_in_order() -> None:
+    image, player = judo_player()
+    x0, y0, x1, y1 = tight_box(player)
+    box = Mark("box", 1, x0, y0, x1, y1)
+    taken = annotate.object_mask(image, (box,), method="network")
+    y, x = np.argwhere(taken)[len(np.argwhere(taken)) // 2]
+    marks = (box, Mark("brush_erase", 1, int(x), int(y), radius=5), Mark("brush_add", 1, 10, 10, radius=4))
+    edited = annotate.object_mask(image, marks, method="network")
+    assert not edited[y, x] and edited[10, 10] and not taken[10, 10]
+
+
+def test_grabcut_is_the_default_and_the_network_an_option() -> None:
+    image, player = judo_player()
+    x0, y0, x1, y1 = tight_box(player)
+    marks = (Mark("box", 2, x0, y0, x1, y1),)
+    assert annotate.DEFAULT_METHOD == "grabcut"
+    for method in annotate.METHODS:
+        labels = annotate.labels_from_marks(image, marks, method=method)
+        assert set(np.unique(labels)) == {0, 2} and region_similarity(labels == 2, player) > 0.6
+    with pytest.raises(ValueError, match="unknown annotation method"):
+        annotate.object_mask(image, (), method="magic")  # type: ignore[arg-type]
+
+
+def test_shipped_annotator_matches_its_manifest_and_records_its_provenance() -> None:
+    entry = read_annotator_manifest()["checkpoints"][read_annotator_manifest()["default"]]
+    assert sha256(default_annotator()) == entry["sha256"]
+    meta = load_annotator_checkpoint()["meta"]
+    assert meta["validation_sequences"] and not set(meta["validation_sequences"]) & set(meta["training_sequences"])
+
+
+# ---- loading errors ----
+
+def test_missing_garbage_and_foreign_annotator_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="annotator checkpoint not found"):
+        load_annotator(tmp_path / "nope.pt")
+    (tmp_path / "bad.pt").write_bytes(b"\x00garbage" * 50)
+    with pytest.raises(WeightsError, match="unreadable checkpoint"):
+        load_annotator(tmp_path / "bad.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="not a MobileVOS annotator checkpoint"):
+        load_annotator(tmp_path / "other.pt")
+
+
+def test_saved_annotator_round_trips_in_half_precision(tmp_path: Path) -> None:
+    network = ClickNet().eval()
+    save_annotator(network, tmp_path / "a.pt", {"steps": 1}, half=True)
+    loaded = load_annotator(tmp_path / "a.pt")
+    for name, tensor in network.state_dict().items():
+        assert torch.allclose(tensor.float(), loaded.state_dict()[name].float(), atol=1e-2)
+
+
+def test_altered_shipped_annotator_fails_its_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copy(WEIGHTS_DIR / "annotator.json", folder / "annotator.json")
+    copy = folder / default_annotator().name
+    copy.write_bytes(default_annotator().read_bytes()[:-10] + b"0123456789")
+    monkeypatch.setattr("core.annotate.network.WEIGHTS_DIR", folder)
+    monkeypatch.setattr("core.annotate.network.ANNOTATOR_MANIFEST", folder / "annotator.json")
+    with pytest.raises(WeightsError, match="sha256 does not match"):
+        load_annotator(copy)
+
+
+# ---- the evaluation's bookkeeping ----
+
+def test_noc_and_iou_after_hold_the_last_value() -> None:
+    assert clicks_to_reach([0.5, 0.86, 0.91], 0.85, 20) == 2
+    assert clicks_to_reach([0.5, 0.6], 0.9, 20) == 20
+    assert iou_after([0.5, 0.95], 5) == 0.95 and iou_after([0.5, 0.95], 1) == 0.5
+
+
+def test_simulated_user_stops_at_the_goal_after_the_minimum_clicks() -> None:
+    target = rectangle()
+    ious = click_ious(target, lambda marks: target, max_clicks=20, min_clicks=1)
+    assert ious == [1.0]
+    half = target.copy()
+    half[:, 30:] = False
+    ious = click_ious(target, lambda marks: half if len(marks) == 1 else target, max_clicks=20, min_clicks=3)
+    assert ious[:2] == [region_similarity(half, target), 1.0] and len(ious) == 2  # exact: nothing left to click

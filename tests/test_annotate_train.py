@@ -1,0 +1,50 @@
+"""`python -m core.train.annotator` on a tiny DAVIS folder: it trains, validates on the held-out sequence only,
+writes loadable checkpoints with their provenance, and resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.annotate.network import load_annotator, load_annotator_checkpoint
+from core.train.annotator import first_interaction, main, segmentation_loss
+from core.train.config import VALIDATION_SEQUENCES
+from tests.test_train import tiny_davis  # noqa: F401 - the fixture
+
+TINY = ["--batch", "2", "--crop", "64", "--load-short-side", "64", "--val-every", "2", "--val-frames-every", "10"]
+
+
+def test_trains_validates_and_resumes(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "run"
+    main(["--out", str(out), "--data", str(tiny_davis), "--steps", "2", *TINY])
+    main(["--out", str(out), "--data", str(tiny_davis), "--steps", "3", *TINY])
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and "val" in log[1] and "val" in log[2]
+    meta = load_annotator_checkpoint(out / "last.pt")["meta"]
+    assert meta["steps"] == 3 and meta["training_sequences"] == ["bike"]
+    assert meta["validation_sequences"] == list(VALIDATION_SEQUENCES[:1])
+    assert load_annotator(out / "best.pt").training is False
+
+
+def test_first_interaction_gives_a_box_or_clicks_on_the_object() -> None:
+    target = np.zeros((40, 40), bool)
+    target[10:30, 5:25] = True
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        interaction = first_interaction(target, rng)
+        assert interaction.box is not None or interaction.clicks
+        assert all(target[c.y, c.x] and c.positive for c in interaction.clicks)
+    assert first_interaction(np.zeros((40, 40), bool), rng).clicks == []
+
+
+def test_loss_ignores_samples_without_an_object() -> None:
+    targets = torch.zeros(2, 1, 8, 8)
+    targets[0, :, 2:6, 2:6] = 1
+    good = torch.where(targets > 0, 10.0, -10.0)
+    bad = -good
+    logits = torch.cat([good[:1], bad[1:]])
+    assert segmentation_loss(logits, targets, torch.tensor([1.0, 0.0])) < 0.01
+    assert segmentation_loss(logits, targets, torch.tensor([1.0, 1.0])) > 0.5
