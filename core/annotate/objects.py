@@ -1,7 +1,8 @@
 """Marks → masks, by GrabCut (still the default) or the annotation network: `object_mask` turns one object's
 marks into a binary mask and applies its brush dabs in order; `labels_from_marks` stacks the objects into an
-`(H, W)` `uint8` label map. The shipped network (600 CPU steps) does not yet beat GrabCut on clicks
-(docs/RESULTS.md), so `method="network"` is opt-in until a longer training run does.
+`(H, W)` `uint8` label map. The shipped network (600 CPU steps) beats GrabCut on DAVIS validation frames from a
+box and 1–3 clicks but still returns empty masks on some inputs (e.g. synthetic test images) and is far from
+the NoC targets (docs/RESULTS.md), so `method="network"` is opt-in until a longer training run.
 """
 
 from __future__ import annotations

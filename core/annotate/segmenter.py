@@ -3,7 +3,8 @@
 a new click costs one network run).
 
 The frame is resized so its short side is the network's `size` and padded to a multiple of 16; the mask comes
-back at full size. `build_segmenter` runs the network through ONNX Runtime when it is installed. With a box and no positive click outside it, nothing outside the box is taken.
+back at full size. `build_segmenter` runs the network through ONNX Runtime when it is installed. With a box
+and no positive click outside it, nothing outside the box is taken.
 """
 
 from __future__ import annotations

@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'method':<8} {'box':>5} " + " ".join(f"{k}-click".rjust(7) for k in range(1, CURVE_CLICKS + 1))
           + "  NoC@85  NoC@90  ms/call")
     for method in args.methods.split(","):
-        scores = score(frames, method, method_segment(method, args.weights, args.backend, args.threads), args.max_clicks)
+        segment_for = method_segment(method, args.weights, args.backend, args.threads)
+        scores = score(frames, method, segment_for, args.max_clicks)
         results.append(scores)
         print(f"{method:<8} {scores.box_iou:5.1f} " + " ".join(f"{v:7.1f}" for v in scores.click_iou)
               + f"  {scores.noc85:6.2f}  {scores.noc90:6.2f}  {scores.ms_per_call:7.1f}")

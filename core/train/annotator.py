@@ -29,7 +29,7 @@ from core.annotate.network import (ANNOTATOR_MANIFEST, AnnotatorConfig, ClickNet
                                    load_annotator_checkpoint, save_annotator)
 from core.annotate.segmenter import ClickSegmenter
 from core.clips.sampler import ClipSampler, DataConfig
-from core.evaluation.interactive import davis_frames, iou_after, score
+from core.evaluation.interactive import davis_frames, score
 from core.model.imagenet import load_trunk
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
