@@ -214,7 +214,8 @@ def stop_then_interrupt(session: LiveSession) -> None:
 def progress(bar: tqdm, session: LiveSession, result: FrameResult) -> None:
     bar.update(1)
     bar.set_postfix_str(f"{session.stats.fps:.1f} FPS  latency {1000 * result.latency_s:.0f} ms "
-                        f"(capture {1000 * result.capture_s:.0f} + track {1000 * result.track_s:.0f} "
+                        f"(capture {1000 * result.capture_s:.0f} + wait {1000 * result.wait_s:.0f} "
+                        f"+ track {1000 * result.track_s:.0f} "
                         f"+ show {1000 * result.show_s:.0f})", refresh=False)
 
 
