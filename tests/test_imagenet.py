@@ -12,8 +12,9 @@ import torch
 from torch.nn import functional as F
 
 from core.model.backbones import MobileNetV2
-from core.model.imagenet import KERAS_EPS, TORCH_EPS, convert_trunk, fold_input_scaling, load_trunk
+from core.model.imagenet import KERAS_EPS, TORCH_EPS, convert_trunk, fold_input_scaling
 from core.model.network import IMAGE_MEAN, IMAGE_STD
+from core.weights import load_trunk
 
 LAYOUT = Path(__file__).parent / "data" / "keras_mobilenetv2_layout.json"
 

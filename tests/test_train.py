@@ -16,8 +16,7 @@ from core.train.config import VALIDATION_SEQUENCES, DataConfig
 from core.clips.sampler import ClipSampler
 from core.train.data import load_frames
 from core.train.loop import load_matching
-from core.model.imagenet import load_trunk
-from core.weights import load_checkpoint, load_network
+from core.weights import load_checkpoint, load_network, load_trunk
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

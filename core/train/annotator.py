@@ -30,10 +30,9 @@ from core.annotate.network import (ANNOTATOR_MANIFEST, AnnotatorConfig, ClickNet
 from core.annotate.segmenter import ClickSegmenter
 from core.clips.sampler import ClipSampler, DataConfig
 from core.evaluation.interactive import davis_frames, score
-from core.model.imagenet import load_trunk
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
-from core.weights import WEIGHTS_DIR, save_atomically
+from core.weights import WEIGHTS_DIR, load_trunk, save_atomically
 
 MIN_OBJECT_PIXELS = 30
 ROUNDS = (0, 1, 2, 3)

