@@ -152,10 +152,7 @@ class ClipSampler:
         fg_img = self._warp(self.store.frames[rep(fg)].float() / 255, fg_theta, s, warp)
         fg_mask = self._warp(self.store.masks[rep(fg)].float(), fg_theta, s, warp, nearest=True)
         background = self._warp(self.store.frames[rep(bg)].float() / 255, bg_theta, s)
-        d_img = self._warp(self.store.frames[rep(distractor)].float() / 255, d_theta, s)
-        d_mask = self._warp(self.store.masks[rep(distractor)].float(), d_theta, s, nearest=True)
-        d_mask = d_mask * (self._rand(batch) < 0.5).float().to(self.device).repeat_interleave(t).view(-1, 1, 1, 1)
-        d_mask[:: t] = d_mask[:: t] * 0  # the annotated frame is never occluded
+        d_img, d_mask = self._occluders(rep(distractor), d_theta, batch)
         frames = fg_img * fg_mask + background * (1 - fg_mask)
         frames = d_img * d_mask + frames * (1 - d_mask)
         masks = fg_mask * (1 - d_mask)
@@ -184,13 +181,20 @@ class ClipSampler:
         warp = self._smooth_warp(batch * t, s)
         frames = self._warp(self.store.frames[image[each]].float() / 255, theta, s, warp)
         masks = self._warp(self.store.masks[image[each]].float(), theta, s, warp, nearest=True)
-        d_img = self._warp(self.store.frames[distractor[each]].float() / 255, d_theta, s)
-        d_mask = self._warp(self.store.masks[distractor[each]].float(), d_theta, s, nearest=True)
-        d_mask = d_mask * (self._rand(batch) < 0.5).float().to(self.device)[each].view(-1, 1, 1, 1)
-        d_mask[:: t] = 0  # the annotated frame is never occluded
+        d_img, d_mask = self._occluders(distractor[each], d_theta, batch)
         frames = d_img * d_mask + frames * (1 - d_mask)
         masks = masks * (1 - d_mask)
         return self._colour_jitter(frames.view(batch, t, 3, s, s)), masks.view(batch, t, 1, s, s)
+
+    def _occluders(self, indices: torch.Tensor, theta: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distractor images and masks (B*T, C, S, S) of the frames `indices` warped by `theta`, kept in half the
+        clips and never over a clip's annotated frame."""
+        t, s = self.config.clip_frames, self.config.crop
+        image = self._warp(self.store.frames[indices].float() / 255, theta, s)
+        mask = self._warp(self.store.masks[indices].float(), theta, s, nearest=True)
+        mask = mask * (self._rand(batch) < 0.5).float().to(self.device).repeat_interleave(t).view(-1, 1, 1, 1)
+        mask[::t] = 0
+        return image, mask
 
     def _clip_affines(self, centre: torch.Tensor, scale: torch.Tensor, angle: torch.Tensor, flip: torch.Tensor,
                       t: int, hw: tuple[int, int], s: int, walk: float) -> torch.Tensor:
