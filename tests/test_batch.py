@@ -11,9 +11,12 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
+import warnings
+import zlib
 from pathlib import Path
 
 import cv2
@@ -22,7 +25,7 @@ import pytest
 
 from core.batch.cli import main as batch_main
 from core.batch.inputs import InputError, plan_jobs
-from core.io.masks import object_ids, read_mask, resize_labels, write_mask
+from core.io.masks import MaskError, object_ids, read_mask, resize_labels, write_mask
 from core.io.video import open_video
 from tests.conftest import SAMPLES, encode_video, sample_frames
 
@@ -215,6 +218,64 @@ def test_bad_inputs_fail_one_line_each_and_the_rest_continue(clips: Path, judo_s
         assert sum(name + "." in line for line in failure_lines) >= 1, name
         assert not (out / name).exists()
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+def test_links_back_up_the_tree_or_to_a_found_item_add_no_jobs(tmp_path: Path) -> None:
+    tree, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    (tree / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    for video in (tree / "a.mp4", tree / "sub" / "b.mp4", elsewhere / "c.mp4"):
+        video.touch()
+        video.with_suffix(".png").touch()
+    (tree / "loop").symlink_to(".")  # `ln -s . loop`: was followed ~40 levels deep
+    (tree / "sub" / "up").symlink_to("..")
+    (tree / "sub" / "same.mp4").symlink_to("b.mp4")
+    (tree / "knot").symlink_to("knot")  # a link to itself: neither a file nor a folder
+    (tree / "ext").symlink_to(elsewhere)  # a folder outside the tree is followed, once
+    jobs = plan_jobs([str(tree), str(elsewhere), str(tree / "a.mp4")], str(tmp_path / "out"))
+    assert [job.name for job in jobs] == ["a", "ext/c", "sub/b"]
+    assert all(job.problem is None for job in jobs)
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def blank_png(path: Path, width: int, height: int) -> Path:
+    """A valid 1-bit palette PNG of zeros, compressed row by row: 30000×30000 takes 0.3 s and 110 kB
+    (PIL takes 2 s and 110 MB of memory to write it)."""
+    row = bytes(1 + (width + 7) // 8)  # filter byte + 8 pixels a byte
+    packer = zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 3, 0, 0, 0)  # bit depth 1, colour type 3 (palette)
+    chunks = [(b"IHDR", header), (b"PLTE", bytes([0, 0, 0, 128, 0, 0])), (b"IDAT", pixels), (b"IEND", b"")]
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(png_chunk(kind, body) for kind, body in chunks))
+    return path
+
+
+def test_oversized_masks_fail_one_line_naming_both_sizes(judo_small: list[np.ndarray], tmp_path: Path) -> None:
+    bad = tmp_path / "in"
+    bad.mkdir()
+    clip = encode_video(tmp_path / "clip.mp4", judo_small[:2], FPS, audio=False)
+    sizes = {"bomb": (30000, 30000), "over_limit": (10000, 10000), "large": (4000, 3000)}  # PIL: error, warning, ok
+    for name, (width, height) in sizes.items():
+        shutil.copy(clip, bad / f"{name}.mp4")
+        blank_png(bad / f"{name}.png", width, height)
+    assert run_main(bad, "--out", tmp_path / "out", "--quiet") == 1
+    items = summary_items(tmp_path / "out")
+    assert set(items) == set(sizes)
+    for name, (width, height) in sizes.items():
+        assert items[name]["status"] == "failed"
+        assert items[name]["error"] == (f"{bad / name}.png: mask is {width}×{height} but the video is 428×240; "
+                                        "resize it to 428×240 (nearest neighbour, to keep the object ids)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's DecompressionBombWarning does not leak either
+        for name in ("bomb", "over_limit"):
+            with pytest.raises(MaskError) as error:
+                read_mask(bad / f"{name}.png")
+            width, height = sizes[name]
+            assert str(error.value) == (f"{bad / name}.png: mask is {width}×{height}, far larger than any video "
+                                        "frame; save it at the video's size")
 
 
 def first_done(out: Path) -> bool:

@@ -10,6 +10,7 @@ Every annotation found is used: a later one adds the objects that appear there.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,25 +125,31 @@ def explicit_annotations(mask: Path, source: Path, frame: int) -> tuple[Annotati
     return (Annotation(str(mask), frame),)
 
 
-def _walk(root: Path, skip: Path | None) -> list[Path]:
-    """Videos and frame folders under `root`, sorted, not descending into masks/, hidden or `skip`."""
-    if is_video(root) or is_frame_folder(root):
-        return [root]
-    if not root.is_dir():
+def _walk(path: Path, skip: str, seen: set[str]) -> list[Path]:
+    """Videos and frame folders under `path`, sorted, not descending into masks/, hidden or `skip`. Each real
+    path (links resolved) is visited once, recorded in `seen`: a link back up the tree, or a second link to a
+    file or folder already found, adds nothing."""
+    real = os.path.realpath(path)
+    if real in seen:
+        return []
+    seen.add(real)
+    if is_video(path) or is_frame_folder(path):
+        return [path]
+    if not path.is_dir():
         return []
     items = []
-    for child in sorted(root.iterdir()):
-        if child.name.startswith(".") or child.name == MASK_FOLDER:
+    for child in sorted(path.iterdir()):
+        if child.name.startswith(".") or child.name == MASK_FOLDER or os.path.realpath(child) == skip:
             continue
-        if skip is not None and child.resolve() == skip:
-            continue
-        items.extend(_walk(child, skip))
+        items.extend(_walk(child, skip, seen))
     return items
 
 
 def discover(inputs: list[str], out_dir: str) -> list[tuple[Path, Path]]:
-    """(item, its input root) for every item under the inputs, in argument order; InputError for a bad path."""
-    skip = Path(out_dir).resolve()
+    """(item, its input root) for every item under the inputs, in argument order, each real file or folder
+    once (the first path found names it); InputError for a bad path."""
+    skip = os.path.realpath(out_dir)
+    seen: set[str] = set()
     items = []
     for raw in inputs:
         path = Path(raw)
@@ -151,7 +158,7 @@ def discover(inputs: list[str], out_dir: str) -> list[tuple[Path, Path]]:
         if path.is_file() and not is_video(path):
             raise InputError(f"{raw}: not a video ({', '.join(s[1:] for s in VIDEO_SUFFIXES)}) "
                              "nor a folder; pass a video file or a folder")
-        items.extend((item, path) for item in _walk(path, skip))
+        items.extend((item, path) for item in _walk(path, skip, seen))
     return items
 
 

@@ -281,7 +281,7 @@ def _load_annotations(job: Job, info: VideoInfo) -> dict[int, np.ndarray]:
     """frame index → label map, each checked against the frame size (MaskError on a bad one)."""
     masks = {}
     for annotation in job.annotations:
-        labels = read_mask(annotation.path)
+        labels = read_mask(annotation.path, (info.height, info.width))  # a wrong size is refused undecoded
         check_mask(labels, (info.height, info.width), annotation.path)
         if info.num_frames is not None and annotation.frame >= info.num_frames:
             raise JobError(f"{annotation.path}: annotates frame {annotation.frame} but {job.source} has "

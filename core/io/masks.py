@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 # An RGB mask colour matches a palette entry when every channel is within this many levels of it
 # (tolerates light re-compression; the 256 palette colours lie on a grid with a 32-level spacing).
@@ -32,14 +33,15 @@ def davis_palette() -> np.ndarray:
     return palette.astype(np.uint8)
 
 
-def read_mask(path: str | os.PathLike) -> np.ndarray:
+def read_mask(path: str | os.PathLike, frame_hw: tuple[int, int] | None = None) -> np.ndarray:
     """Read a mask image as an `(H, W)` `uint8` label map.
 
     Palette PNGs give their indices; a grayscale (or gray RGB) mask containing 255 is a binary mask,
     thresholded at 128 to 0/1, otherwise its values are the ids; a colour mask maps each DAVIS palette
-    colour to its id (transparent pixels of an RGBA mask are background).
+    colour to its id (transparent pixels of an RGBA mask are background). With `frame_hw` = (H, W), the
+    video's frame size, a mask of another size is refused (check_mask's message) before it is decoded.
     """
-    image = _open_image(Path(path))
+    image = _open_image(Path(path), frame_hw)
     if image.mode == "P":
         return np.array(image, dtype=np.uint8)
     if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
@@ -84,13 +86,8 @@ def resize_labels(labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 def check_mask(labels: np.ndarray, frame_hw: tuple[int, int], source: str) -> None:
     """Raise MaskError when the mask does not match the frame size `frame_hw` = (H, W) or holds no object."""
-    height, width = frame_hw
-    if labels.shape != (height, width):
-        got_h, got_w = labels.shape[:2]
-        raise MaskError(
-            f"{source}: mask is {got_w}×{got_h} but the video is {width}×{height}; "
-            f"resize it to {width}×{height} (nearest neighbour, to keep the object ids)"
-        )
+    if labels.shape != tuple(frame_hw):
+        raise _wrong_size(source, f"{labels.shape[1]}×{labels.shape[0]}", frame_hw)
     if not labels.any():
         raise MaskError(f"{source}: mask is empty (all background); mark at least one object")
 
@@ -100,16 +97,50 @@ def object_ids(labels: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(np.bincount(labels.ravel(), minlength=256)[1:]) + 1]
 
 
-def _open_image(path: Path) -> Image.Image:
+def _wrong_size(source: str | os.PathLike, size: str, frame_hw: tuple[int, int]) -> MaskError:
+    """The error for a mask of `size` ("W×H") on a video of frame size `frame_hw` = (H, W)."""
+    height, width = frame_hw
+    return MaskError(f"{source}: mask is {size} but the video is {width}×{height}; "
+                     f"resize it to {width}×{height} (nearest neighbour, to keep the object ids)")
+
+
+def _open_image(path: Path, frame_hw: tuple[int, int] | None) -> Image.Image:
     """Open and fully load an image, turning every failure into a one-line MaskError."""
     if not path.is_file():
         raise MaskError(f"{path}: mask file not found; check the path")
     try:
-        image = Image.open(path)
+        image = _open_header(path, frame_hw)
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise MaskError(f"{path}: cannot read the mask ({error}); save it as a PNG image") from None
     return image
+
+
+def _open_header(path: Path, frame_hw: tuple[int, int] | None) -> Image.Image:
+    """Image.open (the header, no pixels yet); MaskError when the image is too large to decode safely or,
+    with `frame_hw` = (H, W), of another size."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL warns above MAX_IMAGE_PIXELS
+            image = Image.open(path)  # and raises DecompressionBombError above twice that
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_large(path, frame_hw) from None
+    if frame_hw is not None and image.size != (frame_hw[1], frame_hw[0]):
+        image.close()
+        raise _wrong_size(path, "{}×{}".format(*image.size), frame_hw)
+    return image
+
+
+def _too_large(path: Path, frame_hw: tuple[int, int] | None) -> MaskError:
+    """The error for an image over PIL's pixel limit, naming its size (read from the PNG header)."""
+    try:
+        with PngImagePlugin.PngImageFile(path) as image:
+            size = "{}×{}".format(*image.size)
+    except (OSError, SyntaxError):  # not a PNG
+        size = f"over {Image.MAX_IMAGE_PIXELS} pixels"
+    if frame_hw is not None:
+        return _wrong_size(path, size, frame_hw)
+    return MaskError(f"{path}: mask is {size}, far larger than any video frame; save it at the video's size")
 
 
 def _gray_labels(values: np.ndarray, path: str | os.PathLike) -> np.ndarray:
