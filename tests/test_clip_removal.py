@@ -67,6 +67,21 @@ def test_clip_remover_recovers_the_background_behind_an_object_that_moves_with_t
     assert np.array_equal(outputs[middle][outside], frames[middle][outside])
 
 
+def test_large_frames_are_worked_on_shrunk_and_keep_every_pixel_outside_the_holes(canvas) -> None:
+    truth, frames, labels = (
+        [cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST) for image in images]
+        for images in pan(canvas))  # twice the size: the remover works on them at the original size
+    outputs = run_clip_remover(ClipRemover(radius=6, max_short_side=HEIGHT), frames, labels)
+    middle = FRAMES // 2
+    assert outputs[middle].shape == frames[middle].shape
+    box = (slice(2 * BOX[0].start, 2 * BOX[0].stop), slice(2 * BOX[1].start, 2 * BOX[1].stop))
+    error = np.abs(outputs[middle][box].astype(int) - truth[middle][box].astype(int)).mean()
+    assert error < 10  # filled at the original size, then upsampled
+    outside = np.ones((2 * HEIGHT, 2 * WIDTH), bool)
+    outside[114:206, 194:286] = False  # the object grown by the margin at full size (3 pixels at half size)
+    assert np.array_equal(outputs[middle][outside], frames[middle][outside])
+
+
 def test_clip_remover_answers_late_and_finish_resets(canvas) -> None:
     _, frames, labels = pan(canvas)
     remover = ClipRemover(radius=3)

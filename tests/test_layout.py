@@ -14,6 +14,7 @@ LAYERS = (
     {"model"},
     {"weights"},
     {"inference", "effects", "annotate"},
+    {"pipeline"},
     {"evaluation", "batch"},
     {"train", "demo", "eval", "bench", "export"},
 )

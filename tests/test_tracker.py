@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -137,6 +138,30 @@ def test_resampling_stride_4_maps_matches_bilinear_interpolation() -> None:
     resampled = resample_planes(planes, 4, (20, 30), (40, 60))  # padding cropped, then ×2
     assert resampled.shape == (3, 40, 60) and np.abs(resampled - twice).mean() < 0.02
     assert np.array_equal(resample_planes(planes, 1, (5, 8), (5, 8)), planes[:, :5, :8])
+
+
+def test_resampling_is_one_opencv_warp_per_plane() -> None:
+    """The labels' upsampling stays bit for bit what it was: each plane through its own bilinear warpAffine."""
+    planes = np.random.default_rng(2).random((4, 15, 27)).astype(np.float32)
+    sx, sy = 107 / (4 * 190), 60 / (4 * 107)
+    inverse = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    expected = [cv2.warpAffine(p, inverse, (190, 107), flags=flags, borderMode=cv2.BORDER_REPLICATE) for p in planes]
+    assert np.array_equal(resample_planes(planes, 4, (60, 107), (107, 190)), np.stack(expected))
+
+
+def test_coarse_step_gives_the_steps_labels_and_the_objects_at_any_size(network) -> None:
+    tracker = Tracker(TrackerConfig(device="cpu"), network)
+    twin = Tracker(TrackerConfig(device="cpu"), network)
+    mask = _mask(boxes=((3, 5, 25, 5, 25), (7, 30, 50, 60, 90)))
+    tracker.step(_frame(0), mask)
+    twin.step(_frame(0), mask)
+    labels = tracker.step(_frame(1))
+    coarse = twin.step_coarse(_frame(1))
+    coarse_labels, probabilities = coarse.full_size()
+    assert np.array_equal(coarse_labels, labels) and np.array_equal(probabilities, tracker.probabilities)
+    assert np.allclose(coarse.objects((60, 100)), 1.0 - probabilities[0])
+    assert coarse.objects((30, 50)).shape == (30, 50)
 
 
 def test_plane_argmax_is_numpy_argmax_with_first_index_on_ties() -> None:

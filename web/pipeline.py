@@ -1,11 +1,11 @@
 """The web face's run: decode a clip, track the annotated objects, write the chosen outputs.
 
-Decoding and encoding go through `core.io.video`, tracking through `core.inference.tracker.Tracker`, compositing through
-`core.effects` — the same code the batch face uses. `run_outputs` is a generator that yields after every frame
-so the caller can report progress and stop early (closing the generator removes the half-written files);
-`preview_overlays` tracks a few frames for a quick look before the full run. Cut-out, blur and replace use the
-soft, temporally stable matte (`RunSettings.edges`; None for the hard masks); removal uses the whole clip, so its
-frames are written a fixed number of frames late and the last ones after the final frame.
+The frames go through `core.pipeline.run_frames` (decoding, tracking, the soft matte and each output in its own
+thread) and its sinks and renderers — the same loop the batch face uses. `run_outputs` is a generator that yields
+after every tracked frame so the caller can report progress and stop early (closing the generator stops the
+stages and removes the half-written files); `preview_overlays` tracks a few frames for a quick look before the
+full run. Cut-out, blur and replace use the soft, temporally stable matte (`RunSettings.edges`; None for the
+hard masks); removal uses the whole clip, so its frames are written a fixed number of frames late.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ from __future__ import annotations
 import shutil
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from core import effects
-from core.io.masks import MaskError, check_mask, write_mask
 from core.inference.tracker import Tracker, TrackerConfig
-from core.io.video import VideoWriter, open_video
+from core.io.masks import MaskError, check_mask, write_mask
+from core.io.video import VideoInfo, VideoWriter, open_video
+from core.pipeline import MATTED, EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink, renderer, run_frames
 
 # Output name → (file name, label shown in the UI).
 OUTPUTS: dict[str, tuple[str, str]] = {
@@ -36,7 +37,6 @@ OUTPUTS: dict[str, tuple[str, str]] = {
     "first_mask": ("first-mask.png", "Annotated-frame mask (PNG, for the OBS plugin)"),
 }
 VIDEO_OUTPUTS = ("overlay", "mask", "cutout", "blur", "replace", "remove")
-MATTED = {"cutout", "blur", "replace"}  # the outputs drawn with soft edges
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,10 @@ class RunSettings:
     blur_strength: int = 31
     edges: effects.EdgeSettings | None = field(default_factory=effects.EdgeSettings)  # None: hard edges
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+    def effect_settings(self) -> EffectSettings:
+        """How core.pipeline draws the effects."""
+        return EffectSettings(blur_strength=self.blur_strength, background=self.background, edges=self.edges)
 
 
 @dataclass(frozen=True)
@@ -80,40 +84,31 @@ def run_outputs(
     if unknown:
         raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    first_frame = min(annotations) if annotations else 0
     tracker = Tracker(settings.tracker)
-    remover = effects.ClipRemover() if "remove" in settings.outputs else None
-    matte = effects.StableMatte(settings.edges) if settings.edges and MATTED & set(settings.outputs) else None
+    edges = settings.edges if MATTED & set(settings.outputs) else None
     masks_dir = out_dir / "masks"
     with open_video(video_path) as reader, ExitStack() as stack:
         info = reader.info
         check_annotations(annotations, (info.height, info.width), video_path)
-        writers = _open_writers(stack, video_path, info, out_dir, settings.outputs)
+        sinks = _open_sinks(stack, video_path, info, out_dir, settings)
+        if "masks_zip" in settings.outputs:
+            sinks.append(MaskPngSink(masks_dir))
         try:
-            for frame in reader:
-                labels = _track(tracker, frame.index, frame.image, annotations, first_frame)
-                alpha = matte(frame.image, tracker.probabilities) if matte and frame.index >= first_frame else None
-                for name, writer in writers.items():
-                    if name != "remove":
-                        writer.write(_render(name, frame.image, labels, settings, alpha))
-                if remover is not None:
-                    _write_all(writers["remove"], remover.push(frame.image, labels))
-                if "masks_zip" in settings.outputs:
-                    write_mask(masks_dir / f"{frame.index:05d}.png", labels)
-                yield Progress(frame.index + 1, info.num_frames)
-            if remover is not None:
-                _write_all(writers["remove"], remover.finish())
+            with closing(run_frames(reader, annotations, tracker, sinks, edges)) as steps:
+                for done in steps:
+                    yield Progress(done, info.num_frames)
         except BaseException:
             shutil.rmtree(masks_dir, ignore_errors=True)
             raise
-    for name in writers:
-        results[name] = out_dir / OUTPUTS[name][0]
+    for name in VIDEO_OUTPUTS:
+        if name in settings.outputs:
+            results[name] = out_dir / OUTPUTS[name][0]
     if "masks_zip" in settings.outputs:
         results["masks_zip"] = _zip_folder(masks_dir, out_dir / OUTPUTS["masks_zip"][0])
         shutil.rmtree(masks_dir)
     if "first_mask" in settings.outputs:
         results["first_mask"] = out_dir / OUTPUTS["first_mask"][0]
-        write_mask(results["first_mask"], annotations[first_frame])
+        write_mask(results["first_mask"], annotations[min(annotations)])
 
 
 def preview_overlays(
@@ -145,41 +140,20 @@ def _track(tracker: Tracker, index: int, image: np.ndarray, annotations: dict[in
     return tracker.step(image, annotations.get(index))
 
 
-def _open_writers(stack: ExitStack, video_path: str, info, out_dir: Path,
-                  outputs: tuple[str, ...]) -> dict[str, VideoWriter]:
-    """One VideoWriter per chosen video output, registered on `stack` so they close (or clean up) together."""
-    writers: dict[str, VideoWriter] = {}
+def _open_sinks(stack: ExitStack, video_path: str, info: VideoInfo, out_dir: Path,
+                settings: RunSettings) -> list[FrameSink]:
+    """One sink per chosen video output, its writer registered on `stack` so they close (or clean up) together."""
+    drawing = settings.effect_settings()
+    sinks: list[FrameSink] = []
     for name in VIDEO_OUTPUTS:
-        if name not in outputs:
+        if name not in settings.outputs:
             continue
         alpha = name == "cutout"
         audio = video_path if info.has_audio and not alpha else None
-        writers[name] = stack.enter_context(VideoWriter(
+        writer = stack.enter_context(VideoWriter(
             str(out_dir / OUTPUTS[name][0]), info.fps, (info.width, info.height), audio_from=audio, alpha=alpha))
-    return writers
-
-
-def _render(name: str, image: np.ndarray, labels: np.ndarray, settings: RunSettings,
-            alpha: np.ndarray | None) -> np.ndarray:
-    """One output frame of video output `name` (not `remove`, which answers late): (H, W, 3) RGB, or (H, W, 4)
-    RGBA for the cut-out; `alpha` is the soft matte or None for hard edges."""
-    if name == "overlay":
-        return effects.overlay(image, labels)
-    if name == "mask":
-        return effects.mask_image(labels)
-    if name == "cutout":
-        return effects.cutout(image, labels, alpha)
-    if name == "blur":
-        return effects.blur_background(image, labels, settings.blur_strength, alpha)
-    if name == "replace":
-        return effects.replace_background(image, labels, settings.background, alpha)
-    raise ValueError(f"unknown video output {name!r}")
-
-
-def _write_all(writer: VideoWriter, images: list[np.ndarray]) -> None:
-    """Write frames in order."""
-    for image in images:
-        writer.write(image)
+        sinks.append(RemovalSink(writer) if name == "remove" else VideoSink(writer, renderer(name, drawing)))
+    return sinks
 
 
 def _zip_folder(folder: Path, target: Path) -> Path:

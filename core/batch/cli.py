@@ -24,9 +24,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.batch.inputs import InputError, Job, plan_jobs
-from core.batch.worker import (EFFECTS, CUTOUT_FILES, ItemResult, JobError, OutputSpec, ProgressEvent,
-                               check_background, completed, process_job)
+from core.batch.worker import CUTOUT_FILES, ItemResult, JobError, OutputSpec, ProgressEvent, completed, process_job
 from core.effects import EdgeSettings
+from core.pipeline import EFFECTS, BackgroundError, check_background
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, resolve_device, tracker_config
 from core.weights import WeightsError, load_checkpoint
 
@@ -170,7 +170,7 @@ def run_serial(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> It
 
 
 def run_pool(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Iterator[ItemResult]:
-    """Items in a pool of worker processes, each with its own tracker and cores/workers torch threads."""
+    """Items in a pool of worker processes, each with its own tracker and its share of the cores."""
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(options.workers, mp_context=context) as pool:
         events = manager.Queue()
@@ -275,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="distribute the videos over a Ray cluster (ADDRESS, or 'auto'); "
                              "without ADDRESS (or with 'local') a local Ray instance with --workers CPUs")
     add_tracker_arguments(parser, backend="auto",
-                          threads_help="CPU threads per worker (default: cores / workers; 1 for Ray tasks)")
+                          threads_help="CPU threads per worker for the tracker and OpenCV (default: half of "
+                                       "cores / workers, at least 1: the pipeline's other stages use the rest; "
+                                       "1 for Ray tasks)")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs are complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bars: one log line per input")
     return parser
@@ -297,7 +299,10 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     if args.ray is not None and importlib.util.find_spec("ray") is None:
         raise JobError("--ray: Ray is not installed; install the batch extra: pip install -e '.[batch]'")
     if "replace" in args.effect:
-        check_background(args.background)
+        try:
+            check_background(args.background)
+        except BackgroundError as error:
+            raise JobError(str(error)) from None
     if args.feather < 0:
         raise JobError(f"--feather {args.feather}: give 0 (no softening) or more pixels")
     try:
@@ -308,7 +313,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       mask_video=args.masks in ("video", "both"), cutout_format=args.cutout_format,
                       background=args.background, blur_strength=args.blur, soft_edges=args.edges == "soft",
                       feather=args.feather, edge_shift=args.edge_shift)
-    threads = args.threads or (1 if args.ray else max(1, (os.cpu_count() or 1) // args.workers))
+    threads = args.threads or (1 if args.ray else max(1, (os.cpu_count() or 1) // args.workers // 2))
     tracker = tracker_config(args, threads=threads)
     return RunOptions(out_dir=args.out, spec=spec, tracker=tracker, overwrite=args.overwrite, quiet=args.quiet,
                       workers=args.workers, ray_address=args.ray, use_ray=args.ray is not None)

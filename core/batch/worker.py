@@ -7,9 +7,9 @@ holds) is written. So `DIR/<name>/` with a `job.json` always means "complete"; a
 produce again are hard-linked (or copied) into the new folder before it replaces the old one, so asking for a
 new effect never loses an old one, and the old folder stays whole until its successor is complete.
 
-Every sink gets each frame with its labels and, when cut-out, blur or replace asks for soft edges, the frame's
-matte (`core.effects.StableMatte`); `remove.mp4` comes from the whole-clip remover, which answers late, so
-every sink is `finish`ed after the last frame.
+The frames go through `core.pipeline.run_frames` (decoding, tracking, the soft matte and each output in its own
+thread), the same loop the web face uses; this module chooses the sinks, checks the annotations, and makes the
+item's folder complete or absent.
 """
 
 from __future__ import annotations
@@ -19,30 +19,25 @@ import json
 import os
 import shutil
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Callable
 
 import cv2
 import numpy as np
 
-from core import effects
+from core.batch.inputs import Job, numbered_frames
 from core.effects import EdgeSettings
-from core.batch.inputs import VIDEO_SUFFIXES, Job, numbered_frames
-from core.io.masks import MaskError, check_mask, read_mask, write_mask
 from core.inference.tracker import Tracker, TrackerConfig
-from core.io.video import Frame, VideoError, VideoInfo, VideoReader, VideoWriter, open_video
+from core.io.masks import MaskError, check_mask, read_mask
+from core.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, open_video
+from core.pipeline import (MATTED, BackgroundError, EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink,
+                           renderer, run_frames)
 from core.weights import WeightsError
 
-EFFECTS = ("overlay", "cutout", "blur", "replace", "remove")
-MATTED = {"cutout", "blur", "replace"}  # the effects that use soft edges
 CUTOUT_FILES = {"webm": "cutout.webm", "prores": "cutout.mov", "png": "cutout"}
 RECORD_FILE = "job.json"
-NAMED_COLOURS = {
-    "green": (0, 177, 64), "blue": (0, 71, 187), "black": (0, 0, 0), "white": (255, 255, 255),
-    "gray": (128, 128, 128), "grey": (128, 128, 128), "red": (255, 0, 0),
-}
 
 
 class JobError(RuntimeError):
@@ -67,6 +62,11 @@ class OutputSpec:
     def edge_settings(self) -> EdgeSettings | None:
         """The soft edges' settings, or None for hard edges."""
         return EdgeSettings(feather=self.feather, shift=self.edge_shift) if self.soft_edges else None
+
+    def effect_settings(self) -> EffectSettings:
+        """How core.pipeline draws the effects."""
+        return EffectSettings(overlay_alpha=self.overlay_alpha, blur_strength=self.blur_strength,
+                              background=self.background, edges=self.edge_settings())
 
     def output_names(self) -> list[str]:
         """The file and folder names this spec writes inside an item's folder."""
@@ -103,146 +103,6 @@ class ItemResult:
 Reporter = Callable[[ProgressEvent], None]
 
 
-Renderer = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]  # (image, labels, alpha) → frame
-
-
-class FrameSink(Protocol):
-    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None: ...
-
-    def finish(self) -> None: ...
-
-
-def parse_colour(text: str) -> tuple[int, int, int] | None:
-    """`green`, `#00b140` or `0,177,64` → an RGB tuple; None when `text` is not a colour."""
-    text = text.strip().lower()
-    if text in NAMED_COLOURS:
-        return NAMED_COLOURS[text]
-    if text.startswith("#") and len(text) == 7:
-        try:
-            return tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))
-        except ValueError:
-            return None
-    parts = text.split(",")
-    if len(parts) == 3 and all(p.strip().isdigit() and int(p) <= 255 for p in parts):
-        return tuple(int(p) for p in parts)
-    return None
-
-
-def check_background(spec: str) -> None:
-    """Raise JobError unless `spec` is a colour or an existing image or video file."""
-    if parse_colour(spec) is None and not Path(spec).is_file():
-        raise JobError(f"--background {spec}: not a colour (green, #00b140, 0,177,64) nor an image or "
-                       "video file; fix the value or the path")
-
-
-class Background:
-    """The replacement background of `replace`: a colour, an image, or a video played in a loop."""
-
-    def __init__(self, spec: str):
-        self._spec = spec
-        self._colour = parse_colour(spec)
-        self._image: np.ndarray | None = None
-        self._frames: Iterator[Frame] | None = None
-        if self._colour is None and not _is_video_file(Path(spec)):
-            image = cv2.imread(spec, cv2.IMREAD_COLOR)
-            if image is None:
-                raise JobError(f"--background {spec}: cannot read the image; save it as PNG or JPEG")
-            self._image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (H, W, 3)
-
-    def next(self) -> tuple[int, int, int] | np.ndarray:
-        """The background of the next frame: a colour, or an RGB image (core.effects resizes it)."""
-        if self._colour is not None:
-            return self._colour
-        return self._image if self._image is not None else self._next_video_frame()
-
-    def _next_video_frame(self) -> np.ndarray:
-        for _ in range(2):
-            if self._frames is None:
-                self._frames = _looped_frames(self._spec)
-            frame = next(self._frames, None)
-            if frame is not None:
-                return frame.image
-            self._frames = None
-        raise JobError(f"--background {self._spec}: the video has no frames; use another background")
-
-
-def _looped_frames(path: str) -> Iterator[Frame]:
-    """The frames of a video, again and again; stops only when the video has none."""
-    while True:
-        count = 0
-        with open_video(path) as reader:
-            for frame in reader:
-                count += 1
-                yield frame
-        if count == 0:
-            return
-
-
-def _is_video_file(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_SUFFIXES
-
-
-class MaskPngSink:
-    """masks/<frame name>.png: DAVIS naming, the frame's own number for frame folders, else 00000, 00001, …"""
-
-    def __init__(self, folder: Path, frame_names: list[str] | None):
-        self._folder = folder
-        self._names = frame_names
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
-        has_name = self._names is not None and frame.index < len(self._names)
-        name = self._names[frame.index] if has_name else f"{frame.index:05d}"
-        write_mask(self._folder / f"{name}.png", labels)
-
-    def finish(self) -> None:
-        """Every PNG is written by `write`."""
-
-
-class VideoSink:
-    """One rendered video; the writer's temporary file becomes the output only on a clean close."""
-
-    def __init__(self, writer: VideoWriter, render: Renderer):
-        self._writer = writer
-        self._render = render
-
-    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
-        self._writer.write(self._render(frame.image, labels, alpha))
-
-    def finish(self) -> None:
-        """Every frame is written by `write`."""
-
-
-class RemovalSink:
-    """remove.mp4: the whole-clip remover answers a fixed number of frames late; `finish` writes the rest."""
-
-    def __init__(self, writer: VideoWriter):
-        self._writer = writer
-        self._remover = effects.ClipRemover()
-
-    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
-        for image in self._remover.push(frame.image, labels):
-            self._writer.write(image)
-
-    def finish(self) -> None:
-        for image in self._remover.finish():
-            self._writer.write(image)
-
-
-def _renderer(effect: str, spec: OutputSpec) -> Renderer:
-    """The per-frame compositing function of an effect (from core.effects); `alpha` is the soft matte or None."""
-    if effect == "overlay":
-        return lambda image, labels, alpha: effects.overlay(image, labels, alpha=spec.overlay_alpha)
-    if effect == "cutout":
-        return effects.cutout
-    if effect == "blur":
-        return lambda image, labels, alpha: effects.blur_background(image, labels, spec.blur_strength, alpha)
-    if effect == "replace":
-        background = Background(spec.background)
-        return lambda image, labels, alpha: effects.replace_background(image, labels, background.next(), alpha)
-    raise ValueError(f"unknown effect {effect!r}; choose from {', '.join(EFFECTS)}")
-
-
 def _open_sinks(stack: ExitStack, folder: Path, job: Job, info: VideoInfo, spec: OutputSpec) -> list[FrameSink]:
     """Every output of `spec` for one item, writers registered on `stack` (closed in order, aborted on error)."""
     size = (info.width, info.height)
@@ -251,21 +111,22 @@ def _open_sinks(stack: ExitStack, folder: Path, job: Job, info: VideoInfo, spec:
     def writer(name: str, alpha: bool = False) -> VideoWriter:
         return stack.enter_context(VideoWriter(str(folder / name), info.fps, size, audio_from=audio, alpha=alpha))
 
-    def video(name: str, render: Renderer, alpha: bool = False) -> VideoSink:
-        return VideoSink(writer(name, alpha), render)
+    def video(name: str, effect: str, alpha: bool = False) -> VideoSink:
+        return VideoSink(writer(name, alpha), renderer(effect, drawing))
 
+    drawing = spec.effect_settings()
     sinks: list[FrameSink] = []
     if spec.mask_pngs:
         sinks.append(MaskPngSink(folder / "masks", _frame_names(job.source, info.num_frames)))
     if spec.mask_video:
-        sinks.append(video("masks.mp4", lambda image, labels, alpha: effects.mask_image(labels)))
+        sinks.append(video("masks.mp4", "mask"))
     for effect in spec.effects:
         if effect == "remove":
             sinks.append(RemovalSink(writer("remove.mp4")))
         elif effect == "cutout":  # the name's suffix picks VP9 alpha, ProRes 4444, or PNG frames
-            sinks.append(video(CUTOUT_FILES[spec.cutout_format], _renderer(effect, spec), alpha=True))
+            sinks.append(video(CUTOUT_FILES[spec.cutout_format], effect, alpha=True))
         else:
-            sinks.append(video(f"{effect}.mp4", _renderer(effect, spec)))
+            sinks.append(video(f"{effect}.mp4", effect))
     return sinks
 
 
@@ -292,29 +153,22 @@ def _load_annotations(job: Job, info: VideoInfo) -> dict[int, np.ndarray]:
 
 @functools.lru_cache(maxsize=1)
 def worker_tracker(settings: TrackerConfig) -> Tracker:
-    """The tracker of this process, built once and reset for every item."""
+    """The tracker of this process, built once and reset for every item. OpenCV gets as many threads as the
+    tracker: the pipeline's stages already share the cores, and more threads per call only add overhead."""
+    if settings.threads:
+        cv2.setNumThreads(settings.threads)
     return Tracker(settings)
 
 
 def _track(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], sinks: list[FrameSink],
            tracker: Tracker, report: Reporter, edges: EdgeSettings | None) -> int:
-    """Track every frame and feed all sinks (with the temporally stable soft matte when `edges` is given); frames
-    before the first annotation get empty masks."""
-    info = reader.info
-    empty = np.zeros((info.height, info.width), np.uint8)  # (H, W)
-    matte = effects.StableMatte(edges) if edges else None
+    """Track every frame and feed all sinks through the pipeline (with the soft matte when `edges` is given);
+    returns the number of frames. Frames before the first annotation get empty masks."""
+    total = reader.info.num_frames
     count = 0
-    for frame in reader:
-        mask = masks.get(frame.index)
-        tracked = mask is not None or bool(tracker.object_ids)
-        labels = tracker.step(frame.image, mask) if tracked else empty
-        alpha = matte(frame.image, tracker.probabilities) if tracked and matte else None
-        for sink in sinks:
-            sink.write(frame, labels, alpha)
-        count += 1
-        report(ProgressEvent(job.name, count, info.num_frames))
-    for sink in sinks:
-        sink.finish()
+    with closing(run_frames(reader, masks, tracker, sinks, edges)) as steps:
+        for count in steps:
+            report(ProgressEvent(job.name, count, total))
     unreached = [a.path for a in job.annotations if a.frame >= count]
     if count == 0:
         raise JobError(f"{job.source}: no frame could be decoded; re-encode or replace the file")
@@ -429,7 +283,7 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
         seconds = time.monotonic() - started
         return ItemResult(job.source, job.name, "done", frames, round(seconds, 3), round(frames / seconds, 2),
                           [str(final / name) for name in outputs])
-    except (JobError, MaskError, VideoError, WeightsError) as error:
+    except (JobError, MaskError, VideoError, WeightsError, BackgroundError) as error:
         return _failed(job, started, str(error))
     except Exception as error:  # a bug or an unexpected library error: report it, keep the batch going
         return _failed(job, started, f"{job.source}: unexpected {type(error).__name__}: {error}; "

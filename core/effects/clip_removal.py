@@ -10,11 +10,14 @@ by a smooth colour offset interpolated from the band (so the seam blends). The p
 last reference (so what had to be invented stays put); only pixels no frame ever saw are inpainted spatially.
 
 The remover sees the frames as a stream and answers with a delay of `radius` frames (`push` returns the frames
-that are done, `finish` the rest), so memory holds 2 × radius + 1 frames whatever the video's length.
+that are done, `finish` the rest), so memory holds 2 × radius + 1 frames whatever the video's length. Frames
+larger than `max_short_side` (4K) are worked on shrunk to it; only their holes take the upsampled fill, and the
+rest of each output frame is the original, so 4K memory stays bounded (radius + 1 full-size frames wait).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -54,8 +57,10 @@ class ClipRemover:
     video.
     """
 
-    def __init__(self, radius: int = 24, margin: int = 3, max_references: int = 10, inpaint_radius: int = 5):
+    def __init__(self, radius: int = 24, margin: int = 3, max_references: int = 10, inpaint_radius: int = 5,
+                 max_short_side: int = 1080):
         self.radius = radius
+        self.max_short_side = max_short_side
         self.margin = margin
         self.max_references = max_references
         self.inpaint_radius = inpaint_radius
@@ -67,6 +72,7 @@ class ClipRemover:
     def reset(self) -> None:
         """Forget every buffered frame (call between videos; `finish` does it too)."""
         self._frames: dict[int, _Frame] = {}
+        self._originals: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # large frames: (image, hole) at full size
         self._pushed = 0
         self._done = 0
         self._previous: _Frame | None = None  # the last output, as a reference without holes
@@ -74,6 +80,12 @@ class ClipRemover:
 
     def push(self, image: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
         """Add the next frame and its label map; returns the frames that no longer wait for later ones."""
+        factor = self.max_short_side / min(labels.shape)
+        if factor < 1.0:
+            self._originals[self._pushed] = (image, grow_mask(labels > 0, math.ceil(self.margin / factor)))
+            size = (round(labels.shape[1] * factor), round(labels.shape[0] * factor))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
         self._frames[self._pushed] = self._describe(image, grow_mask(labels > 0, self.margin))
         self._pushed += 1
         return list(self._drain(self._pushed - 1 - self.radius))
@@ -92,7 +104,18 @@ class ClipRemover:
             self._previous = _Frame(out, np.zeros_like(target.hole), target.grey, target.points, target.descriptors)
             self._frames.pop(self._done - self.radius, None)
             self._done += 1
-            yield out
+            yield self._full_size(self._done - 1, out)
+
+    def _full_size(self, index: int, out: np.ndarray) -> np.ndarray:
+        """A frame worked on shrunk: the original with the upsampled fill in its holes; other frames as they are."""
+        original = self._originals.pop(index, None)
+        if original is None:
+            return out
+        image, hole = original
+        filled = cv2.resize(out, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        result = image.copy()
+        np.copyto(result, filled, where=hole[..., None])
+        return result
 
     def _describe(self, image: np.ndarray, hole: np.ndarray) -> _Frame:
         """Grey image at the work scale and ORB features on the background."""

@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -71,13 +71,15 @@ class SyntheticClip:
 PARTS = ("encode_key", "encode_value", "segment", "aggregate", "upsample")  # the network's calls in a step
 
 
-def instrument(network: object, seconds: dict[str, float]) -> None:
-    """Wrap `network`'s inference methods (on this instance) so each call adds its duration to `seconds[name]`."""
-    for name in PARTS:
+def instrument(network: object, seconds: dict[str, float], names: Sequence[str] = PARTS,
+               clock: Callable[[], float] = time.perf_counter) -> None:
+    """Wrap the methods `names` of `network` (the inference methods by default; on this instance only) so each
+    call adds its duration on `clock` to `seconds[name]`."""
+    for name in names:
         def timed(*args, _method=getattr(network, name), _name=name, **kwargs):
-            start = time.perf_counter()
+            start = clock()
             result = _method(*args, **kwargs)
-            seconds[_name] = seconds.get(_name, 0.0) + time.perf_counter() - start
+            seconds[_name] = seconds.get(_name, 0.0) + clock() - start
             return result
         setattr(network, name, timed)
 

@@ -118,6 +118,29 @@ def inference_shape(height: int, width: int, size: int | None) -> tuple[int, int
     return max(16, round(height * scale)), max(16, round(width * scale))
 
 
+@dataclass(frozen=True)
+class CoarseStep:
+    """One tracked frame at the network's resolution, and how to bring it to the frame's size."""
+
+    planes: np.ndarray  # (1 + K, h, w) float32 probabilities at `stride` of the padded inference frame
+    stride: int
+    crop: tuple[int, int]  # (h, w) of the frame inside the padding, at the inference size
+    size: tuple[int, int]  # (H, W) of the frame
+    ids: tuple[int, ...]  # the object id of each plane after the background
+
+    def full_size(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (H, W) uint8 label map and the (1 + K, H, W) float32 probabilities it is the argmax of."""
+        probabilities = resample_planes(self.planes, self.stride, self.crop, self.size)
+        ids = np.zeros(256, np.uint8)  # plane index → object id
+        ids[1:len(self.ids) + 1] = self.ids
+        return cv2.LUT(argmax_planes(probabilities), ids), probabilities
+
+    def objects(self, size: tuple[int, int]) -> np.ndarray:
+        """(h, w) float32 probability of any object at `size` (h, w), resampled from the network's resolution."""
+        background = resample_planes(self.planes[:1], self.stride, self.crop, size)[0]
+        return np.clip(1.0 - background, 0.0, 1.0)
+
+
 class Tracker:
     """Semi-supervised video object segmentation of any number of objects, frame by frame."""
 
@@ -158,7 +181,14 @@ class Tracker:
         self._index = 0
 
     def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """frame (H, W, 3) uint8 RGB; mask (H, W) ids for objects annotated on this frame → labels (H, W) uint8."""
+        """frame (H, W, 3) uint8 RGB; mask (H, W) ids for objects annotated on this frame → labels (H, W) uint8.
+        The full-size probabilities are kept in `probabilities`."""
+        labels, self.probabilities = self.step_coarse(frame, mask).full_size()
+        return labels
+
+    def step_coarse(self, frame: np.ndarray, mask: np.ndarray | None = None) -> CoarseStep:
+        """`step` up to the network's own resolution: the memory is updated, and the returned `CoarseStep` makes
+        the full-size labels later, in any thread (a pipeline upsamples one frame while the next is tracked)."""
         if mask is not None:
             check_mask(mask, frame.shape[:2], "annotation mask")
         elif not self.groups:
@@ -175,8 +205,8 @@ class Tracker:
         self.network = adapt(self._base_network, small, labels, AdaptConfig(steps=self.config.adapt_steps))
 
     @torch.inference_mode()
-    def _step(self, frame: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        """`step` after the mask was checked (and the network adapted)."""
+    def _step(self, frame: np.ndarray, mask: np.ndarray | None) -> CoarseStep:
+        """`step_coarse` after the mask was checked (and the network adapted)."""
         height, width = frame.shape[:2]
         image, crop = self._prepare(frame)
         shape = image.shape[-2:]
@@ -191,7 +221,7 @@ class Tracker:
         full = probs if stride == 1 else self.network.upsample(probs, shape)
         self._memorise(image, feats, full[:, 1:])
         self._index += 1
-        return self._labels(probs, stride, crop, (height, width))
+        return CoarseStep(probs[0].float().cpu().numpy(), stride, crop, (height, width), tuple(self.object_ids))
 
     def _prepare(self, frame: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """Resize to the inference size, pad to a multiple of 16 (edge pixels repeated), normalise → (1, 3, H16,
@@ -245,14 +275,6 @@ class Tracker:
             group.memory.add(feats.key, values, self._index)
             start += k
 
-    def _labels(self, probs: torch.Tensor, stride: int, crop: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-        """Probabilities (1, 1 + K, h, w) at `stride` of the padded inference frame → full-size probabilities
-        (kept) and the label map."""
-        planes = probs[0].float().cpu().numpy()
-        self.probabilities = resample_planes(planes, stride, crop, size)
-        lut = np.array([0, *self.object_ids], dtype=np.uint8)
-        return lut[argmax_planes(self.probabilities)]
-
 
 def calibration_feeds(network: VOSNetwork, graphs: dict[str, Path]) -> dict[str, list[dict[str, np.ndarray]]]:
     """The inputs each quantised graph receives while `graphs` (the float export of `network`) track every clip
@@ -285,17 +307,22 @@ def resample_planes(planes: np.ndarray, stride: int, crop: tuple[int, int], size
     sx, sy = crop_w / (stride * width), crop_h / (stride * height)  # output pixel → map pixel
     inverse = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]], np.float64)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    return np.stack([cv2.warpAffine(np.ascontiguousarray(plane, dtype=np.float32), inverse, (width, height),
-                                    flags=flags, borderMode=cv2.BORDER_REPLICATE) for plane in planes])
+    out = np.empty((len(planes), height, width), np.float32)
+    for plane, target in zip(planes, out):  # written in place: stacking the planes afterwards costs a copy
+        cv2.warpAffine(np.ascontiguousarray(plane, dtype=np.float32), inverse, (width, height), dst=target,
+                       flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    return out
 
 
 def argmax_planes(planes: np.ndarray) -> np.ndarray:
-    """Index (H, W) uint8 of the largest of (C, H, W) planes, first one on ties (a plane-wise loop: several
-    times faster than `argmax(axis=0)` for a few planes)."""
+    """Index (H, W) uint8 of the largest of (C, H, W) float32 planes, first one on ties (OpenCV comparisons and
+    masks plane by plane: several times faster than `argmax(axis=0)` for a few planes)."""
     labels = np.zeros(planes.shape[1:], np.uint8)
-    best = planes[0]
+    best = np.array(planes[0], np.float32)
     for index in range(1, len(planes)):
-        better = planes[index] > best
-        labels[better] = index
-        best = np.maximum(best, planes[index])
+        plane = np.ascontiguousarray(planes[index], dtype=np.float32)
+        better = cv2.compare(plane, best, cv2.CMP_GT)  # 255 where this plane is strictly larger
+        labels = cv2.bitwise_or(cv2.bitwise_and(labels, cv2.bitwise_not(better)),
+                                cv2.bitwise_and(better, np.full_like(better, index)))
+        cv2.max(best, plane, dst=best)
     return labels

@@ -69,7 +69,7 @@ def write_mask(path: str | os.PathLike, labels: np.ndarray) -> None:
     os.chmod(tmp, 0o644)  # mkstemp makes it private; masks are ordinary files
     try:
         with os.fdopen(handle, "wb") as file:
-            image.save(file, format="PNG", optimize=True)
+            image.save(file, format="PNG", compress_level=1)  # 20× faster than optimize=True at 1080p, ~1.7× the size
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,267 @@
+"""`python -m core.evaluation.stages` — what every stage of a batch item costs per frame, at 480p, 720p, 1080p
+and 4K, and what the whole pipeline reaches end to end.
+
+Owns the benchmark clips: the frames of a source (a frame folder with `masks/`, by default the bundled
+`samples/judo`) played forwards and backwards to the wanted length, scaled to each height (aspect kept) and
+encoded as H.264, with the first mask's three largest objects as `<clip>.png` beside it (the batch's sidecar
+annotation). Each stage is timed on its own, one frame at a time, as wall-clock and CPU milliseconds (CPU counts
+every thread of the process, so an encoder's or ONNX Runtime's own threads are included): decode; the
+tracker's resize and normalisation, network, and upsampling to full-size labels; the soft matte; each effect's
+drawing; each encoder (H.264 for the RGB effects, VP9 with alpha for the cut-out); a palette PNG per mask.
+Then `python -m core.batch` runs on the clip in a subprocess (overlay + blur + PNG masks by default) for the
+end-to-end FPS and that process's peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from core import effects
+from core.effects.matting import object_probability
+from core.evaluation.bench import instrument
+from core.evaluation.davis import write_json
+from core.inference.tracker import SAMPLES, Tracker, TrackerConfig, add_tracker_arguments, tracker_config
+from core.io.masks import read_mask, write_mask
+from core.io.video import VideoWriter, open_video
+from core.pipeline import RENDERED, EffectSettings, renderer
+
+HEIGHTS = (480, 720, 1080, 2160)
+ENCODERS = {"h264": "x.mp4", "vp9-alpha": "x.webm"}  # encoder stage → file name that picks it
+OBJECTS = 3  # the clip's first mask keeps this many of the source's largest objects
+
+
+class StageError(RuntimeError):
+    """A benchmark that cannot run; the message is one line naming the input and the fix."""
+
+
+class Costs:
+    """Wall-clock and CPU seconds per stage, accumulated over frames."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - wall
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - cpu
+
+    def per_frame(self, frames: int) -> dict[str, dict[str, float]]:
+        """stage → {"wall_ms", "cpu_ms"} per frame."""
+        return {stage: {"wall_ms": 1000 * self.wall[stage] / frames, "cpu_ms": 1000 * self.cpu[stage] / frames}
+                for stage in self.wall}
+
+
+def source_frames(source: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """The frames of a frame folder (or of its `frames/` subfolder) and its first mask's `OBJECTS` largest
+    objects as ids 1, 2, …"""
+    masks = sorted((source / "masks").glob("*.png"))
+    if not masks:
+        raise StageError(f"{source}: no masks/*.png beside the frames; pass a folder like samples/judo")
+    folder = source / "frames" if (source / "frames").is_dir() else source
+    with open_video(folder) as reader:
+        frames = [frame.image for frame in reader]
+    labels = read_mask(masks[0])
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    if len(ids) == 0:
+        raise StageError(f"{masks[0]}: the mask is empty; mark at least one object")
+    kept = np.zeros_like(labels)
+    for new_id, old_id in enumerate(ids[np.argsort(counts)[::-1][:OBJECTS]], start=1):
+        kept[labels == old_id] = new_id
+    return frames, kept
+
+
+def make_clip(frames: list[np.ndarray], mask: np.ndarray, height: int, length: int,
+              folder: Path) -> tuple[Path, Path]:
+    """`folder/clip-<height>p.mp4` of `length` frames (the source forwards, then backwards, again and again),
+    scaled to `height` with the aspect kept, and its first mask `clip-<height>p.png`."""
+    source_height, source_width = frames[0].shape[:2]
+    width = 2 * round(source_width * height / source_height / 2)
+    shrink = height <= source_height
+    path = folder / f"clip-{height}p.mp4"
+    order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) or [0]
+    with VideoWriter(path, 25, (width, height)) as writer:
+        for index in range(length):
+            image = frames[order[index % len(order)]]
+            writer.write(cv2.resize(image, (width, height),
+                                    interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC))
+    mask_path = path.with_suffix(".png")
+    write_mask(mask_path, cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST))
+    return path, mask_path
+
+
+def profile(clip: Path, mask_path: Path, config: TrackerConfig) -> dict[str, dict[str, float]]:
+    """Each stage's wall and CPU milliseconds per frame on `clip`, one stage at a time (see the module doc)."""
+    costs = Costs()
+    with open_video(clip) as reader:
+        decoded = iter(reader)
+        images = []
+        while True:
+            with costs.timing("decode"):
+                frame = next(decoded, None)
+            if frame is None:
+                break
+            images.append(frame.image)
+    labels, alphas = _track(images, read_mask(mask_path), config, costs)
+    drawing = EffectSettings()
+    with tempfile.TemporaryDirectory(prefix="stages-") as scratch:
+        for effect in ("overlay", "cutout", "blur", "replace"):
+            draw = renderer(effect, drawing)
+            rendered = []
+            for image, frame_labels, alpha in zip(images, labels, alphas):
+                with costs.timing(effect):
+                    rendered.append(draw(image, frame_labels, alpha / np.float32(255)))
+            if effect in ("overlay", "cutout"):
+                _encode(rendered, Path(scratch), "vp9-alpha" if effect == "cutout" else "h264", costs)
+        for index, frame_labels in enumerate(labels):
+            with costs.timing("mask png"):
+                write_mask(Path(scratch) / f"{index:05d}.png", frame_labels)
+    return costs.per_frame(len(images))
+
+
+def _track(images: list[np.ndarray], mask: np.ndarray, config: TrackerConfig,
+           costs: Costs) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Labels and uint8 soft mattes of every frame; the tracker's time split into resize, network and upsample,
+    and the matte's time."""
+    tracker = Tracker(config)
+    tracker.step(images[0], mask)  # the first step builds the sessions: not timed
+    tracker.reset()
+    resize_wall: dict[str, float] = {}
+    resize_cpu: dict[str, float] = {}
+    instrument(tracker, resize_wall, ["_prepare"])
+    instrument(tracker, resize_cpu, ["_prepare"], time.process_time)
+    matte = effects.StableMatte()
+    labels, alphas = [], []
+    for index, image in enumerate(images):
+        with costs.timing("network"):
+            step = tracker.step_coarse(image, mask if index == 0 else None)
+        with costs.timing("upsample"):
+            frame_labels, probabilities = step.full_size()
+        with costs.timing("matte"):
+            alpha = matte.of_objects(image, object_probability(probabilities))
+        labels.append(frame_labels)
+        alphas.append(np.round(alpha * 255).astype(np.uint8))  # kept small: 4K frames add up
+    costs.wall["network"] -= resize_wall["_prepare"]
+    costs.cpu["network"] -= resize_cpu["_prepare"]
+    costs.wall["resize"], costs.cpu["resize"] = resize_wall["_prepare"], resize_cpu["_prepare"]
+    return labels, alphas
+
+
+def _encode(rendered: list[np.ndarray], scratch: Path, encoder: str, costs: Costs) -> None:
+    """Encode the frames of one effect, closing included (the encoder's delayed frames are its cost too)."""
+    height, width = rendered[0].shape[:2]
+    with costs.timing(f"encode {encoder}"):
+        with VideoWriter(scratch / ENCODERS[encoder], 25, (width, height), alpha=encoder == "vp9-alpha") as writer:
+            for image in rendered:
+                writer.write(image)
+
+
+def end_to_end(clip: Path, effects_wanted: Sequence[str], out: Path, extra: Sequence[str]) -> dict[str, float]:
+    """`python -m core.batch` on `clip` in a subprocess: its FPS (from summary.json) and peak resident MB."""
+    command = [sys.executable, "-m", "core.batch", str(clip), "--out", str(out), "--quiet", "--overwrite"]
+    for effect in effects_wanted:
+        command += ["--effect", effect]
+    process = subprocess.Popen([*command, *extra], cwd=Path(__file__).resolve().parents[2])
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    summary = json.loads((out / "summary.json").read_text())
+    [item] = summary["items"]
+    if process.returncode != 0 or item["status"] != "done":
+        raise StageError(f"{clip}: the batch run failed ({item.get('error')}); see its output above")
+    return {"fps": item["fps"], "seconds": item["seconds"], "frames": item["frames"],
+            "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """Stages as rows, heights as columns: wall / CPU ms per frame; then the end-to-end rows."""
+    heights = list(results)
+    stages = list(dict.fromkeys(s for r in results.values() for s in r["stages"]))
+    header = f"{'ms per frame (wall / CPU)':<26}" + "".join(f" | {h + 'p':>15}" for h in heights)
+    lines = [header, "-" * len(header)]
+    for stage in stages:
+        cells = [results[h]["stages"].get(stage) for h in heights]
+        lines.append(f"{stage:<26}" + "".join(
+            f" | {c['wall_ms']:>6.1f} / {c['cpu_ms']:>6.1f}" if c else f" | {'':>15}" for c in cells))
+    if all("end_to_end" in results[h] for h in heights):
+        lines.append("-" * len(header))
+        for key, label, fmt in (("fps", "end to end FPS", "{:>15.2f}"), ("peak_rss_mb", "peak memory MB", "{:>15.0f}")):
+            lines.append(f"{label:<26}" + "".join(" | " + fmt.format(results[h]["end_to_end"][key]) for h in heights))
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m core.evaluation.stages", description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, default=SAMPLES / "judo",
+                        help="frame folder with masks/ (default samples/judo)")
+    parser.add_argument("--heights", type=int, nargs="+", default=list(HEIGHTS), metavar="H",
+                        help="frame heights (default 480 720 1080 2160)")
+    parser.add_argument("--frames", type=int, default=24, help="frames timed per stage (default 24)")
+    parser.add_argument("--e2e-frames", type=int, default=0, metavar="N",
+                        help="also run core.batch end to end on an N-frame clip (default 0: no)")
+    parser.add_argument("--effect", action="append", dest="effects", choices=[e for e in RENDERED if e != "mask"]
+                        + ["remove"], help="end-to-end effects (default overlay and blur)")
+    parser.add_argument("--work", type=Path, help="folder for the clips and outputs (default: a temporary one)")
+    parser.add_argument("--json", help="also write the numbers to this JSON file")
+    add_tracker_arguments(parser, size_flag="--infer-size", backend="auto", adapt=False)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, work: Path, bar: tqdm) -> dict[str, dict]:
+    """Every height's stage table and, when asked, its end-to-end run."""
+    frames, mask = source_frames(args.source)
+    config = tracker_config(args)
+    extra = ["--backend", config.backend] + (["--threads", str(args.threads)] if args.threads else [])
+    results: dict[str, dict] = {}
+    for height in args.heights:
+        bar.set_description(f"{height}p stages")
+        clip, mask_path = make_clip(frames, mask, height, args.frames, work)
+        results[str(height)] = {"size": list(read_mask(mask_path).shape), "stages": profile(clip, mask_path, config)}
+        bar.update()
+        if args.e2e_frames:
+            bar.set_description(f"{height}p end to end")
+            clip, _ = make_clip(frames, mask, height, args.e2e_frames, work / "e2e")
+            results[str(height)]["end_to_end"] = end_to_end(clip, args.effects or ["overlay", "blur"],
+                                                            work / f"out-{height}p", extra)
+            bar.update()
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    bar = tqdm(total=len(args.heights) * (2 if args.e2e_frames else 1), unit="run", file=sys.stderr)
+    try:
+        with tempfile.TemporaryDirectory(prefix="stages-") as scratch:
+            work = args.work or Path(scratch)
+            work.mkdir(parents=True, exist_ok=True)
+            results = run(args, work, bar)
+    except StageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    print(format_table(results))
+    if args.json:
+        write_json(args.json, {"source": str(args.source), "frames": args.frames, "e2e_frames": args.e2e_frames,
+                               "effects": args.effects or ["overlay", "blur"], "cpu_count": os.cpu_count(),
+                               "machine": platform.platform(), "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

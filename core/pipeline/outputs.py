@@ -1,0 +1,183 @@
+"""What the frame loop feeds: the effect-name → renderer dispatch shared by batch and web, the replacement
+background (a colour, an image, or a looping video), and the sinks that write one output each (mask PNGs, a
+rendered video, the whole-clip removal video)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from core import effects
+from core.effects import EdgeSettings
+from core.io.masks import write_mask
+from core.io.video import VIDEO_SUFFIXES, Frame, VideoWriter, open_video
+
+EFFECTS = ("overlay", "cutout", "blur", "replace", "remove")
+RENDERED = ("overlay", "mask", "cutout", "blur", "replace")  # drawn frame by frame (`remove` answers late)
+MATTED = frozenset({"cutout", "blur", "replace"})  # the effects that use soft edges
+NAMED_COLOURS = {
+    "green": (0, 177, 64), "blue": (0, 71, 187), "black": (0, 0, 0), "white": (255, 255, 255),
+    "gray": (128, 128, 128), "grey": (128, 128, 128), "red": (255, 0, 0),
+}
+
+Renderer = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]  # (image, labels, alpha) → frame
+
+
+class BackgroundError(ValueError):
+    """A replacement background that cannot be used; the message is one line naming it and the fix."""
+
+
+@dataclass(frozen=True)
+class EffectSettings:
+    """How the effects are drawn: `background` is a colour name, #rrggbb, r,g,b, an (r, g, b) tuple, or an image
+    or video file; `edges` the soft matte's settings (None: hard edges)."""
+
+    overlay_alpha: float = 0.5
+    blur_strength: int = 31
+    background: str | tuple[int, int, int] = "green"
+    edges: EdgeSettings | None = field(default_factory=EdgeSettings)
+
+
+class FrameSink(Protocol):
+    """One output: takes every frame in order with its labels and soft matte (None for hard edges)."""
+
+    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def parse_colour(text: str) -> tuple[int, int, int] | None:
+    """`green`, `#00b140` or `0,177,64` → an RGB tuple; None when `text` is not a colour."""
+    text = text.strip().lower()
+    if text in NAMED_COLOURS:
+        return NAMED_COLOURS[text]
+    if text.startswith("#") and len(text) == 7:
+        try:
+            return tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))
+        except ValueError:
+            return None
+    parts = text.split(",")
+    if len(parts) == 3 and all(p.strip().isdigit() and int(p) <= 255 for p in parts):
+        return tuple(int(p) for p in parts)
+    return None
+
+
+def check_background(spec: str) -> None:
+    """Raise BackgroundError unless `spec` is a colour or an existing image or video file."""
+    if parse_colour(spec) is None and not Path(spec).is_file():
+        raise BackgroundError(f"--background {spec}: not a colour (green, #00b140, 0,177,64) nor an image or "
+                              "video file; fix the value or the path")
+
+
+class Background:
+    """The replacement background of `replace`: a colour, an image, or a video played in a loop."""
+
+    def __init__(self, spec: str | tuple[int, int, int]):
+        self._spec = str(spec)
+        self._colour = tuple(spec) if isinstance(spec, tuple) else parse_colour(spec)
+        self._image: np.ndarray | None = None
+        self._frames: Iterator[Frame] | None = None
+        if self._colour is None and Path(self._spec).suffix.lower() not in VIDEO_SUFFIXES:
+            image = cv2.imread(self._spec, cv2.IMREAD_COLOR)
+            if image is None:
+                raise BackgroundError(f"--background {spec}: cannot read the image; save it as PNG or JPEG")
+            self._image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (H, W, 3)
+
+    def next(self) -> tuple[int, int, int] | np.ndarray:
+        """The background of the next frame: a colour, or an RGB image (core.effects resizes it)."""
+        if self._colour is not None:
+            return self._colour
+        return self._image if self._image is not None else self._next_video_frame()
+
+    def _next_video_frame(self) -> np.ndarray:
+        for _ in range(2):
+            if self._frames is None:
+                self._frames = _looped_frames(self._spec)
+            frame = next(self._frames, None)
+            if frame is not None:
+                return frame.image
+            self._frames = None
+        raise BackgroundError(f"--background {self._spec}: the video has no frames; use another background")
+
+
+def _looped_frames(path: str) -> Iterator[Frame]:
+    """The frames of a video, again and again; stops only when the video has none."""
+    while True:
+        count = 0
+        with open_video(path) as reader:
+            for frame in reader:
+                count += 1
+                yield frame
+        if count == 0:
+            return
+
+
+def renderer(effect: str, settings: EffectSettings) -> Renderer:
+    """The per-frame drawing of a rendered output (`RENDERED`): (image, labels, soft matte or None) → an (H, W, 3)
+    RGB frame, or (H, W, 4) RGBA for the cut-out."""
+    if effect == "overlay":
+        return lambda image, labels, alpha: effects.overlay(image, labels, alpha=settings.overlay_alpha)
+    if effect == "mask":
+        return lambda image, labels, alpha: effects.mask_image(labels)
+    if effect == "cutout":
+        return effects.cutout
+    if effect == "blur":
+        return lambda image, labels, alpha: effects.blur_background(image, labels, settings.blur_strength, alpha)
+    if effect == "replace":
+        background = Background(settings.background)
+        return lambda image, labels, alpha: effects.replace_background(image, labels, background.next(), alpha)
+    raise ValueError(f"unknown effect {effect!r}; choose from {', '.join(RENDERED)}")
+
+
+class MaskPngSink:
+    """<folder>/<name>.png per frame, DAVIS palette: `names[index]` when given (a frame folder's own numbering),
+    else the frame index as 00000, 00001, …"""
+
+    def __init__(self, folder: Path, names: list[str] | None = None):
+        self._folder = folder
+        self._names = names
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
+        has_name = self._names is not None and frame.index < len(self._names)
+        name = self._names[frame.index] if has_name else f"{frame.index:05d}"
+        write_mask(self._folder / f"{name}.png", labels)
+
+    def finish(self) -> None:
+        """Every PNG is written by `write`."""
+
+
+class VideoSink:
+    """One rendered video; the writer's temporary file becomes the output only on a clean close."""
+
+    def __init__(self, writer: VideoWriter, render: Renderer):
+        self._writer = writer
+        self._render = render
+
+    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
+        self._writer.write(self._render(frame.image, labels, alpha))
+
+    def finish(self) -> None:
+        """Every frame is written by `write`."""
+
+
+class RemovalSink:
+    """The objects removed using the whole clip: the remover answers a fixed number of frames late; `finish`
+    writes the rest."""
+
+    def __init__(self, writer: VideoWriter):
+        self._writer = writer
+        self._remover = effects.ClipRemover()
+
+    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
+        for image in self._remover.push(frame.image, labels):
+            self._writer.write(image)
+
+    def finish(self) -> None:
+        for image in self._remover.finish():
+            self._writer.write(image)

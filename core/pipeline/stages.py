@@ -1,0 +1,196 @@
+"""The frame loop, in stages that overlap: a decoding thread, tracking at the network's resolution in the
+caller's thread, a thread that brings each frame's result to full size (labels, and the objects' probability
+for the matte), a soft-matte thread (when an output uses soft edges) and one thread per output that renders and
+encodes its frames.
+
+Stages are joined by queues of `depth` frames, so memory stays bounded whatever the video's length and a slow
+output holds the others back instead of piling frames up. Each output takes every frame in order, so what it
+writes is the same as a loop doing one frame at a time. The heavy work of every stage (PyAV's decoders and
+encoders, OpenCV, ONNX Runtime or torch) releases the GIL, so the stages share the cores. A failure in any
+stage stops the others and is raised in the caller; closing the generator early stops every stage and waits
+for them before returning, so the caller may then abort its writers.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.effects import EdgeSettings, StableMatte
+from core.effects.matting import work_shape
+from core.inference.tracker import CoarseStep, Tracker
+from core.io.video import Frame, VideoReader
+from core.pipeline.outputs import FrameSink
+
+_END = object()  # the last item through a queue
+_POLL_SECONDS = 0.1  # how often a waiting stage looks whether another one failed
+_FULL_HD_DEPTH = 8  # frames per queue up to 1080p: enough to smooth out the stages' uneven pace
+
+
+class _Cancelled(Exception):
+    """Raised inside a stage when another stage failed or the caller stopped the run."""
+
+
+@dataclass(frozen=True)
+class _Tracked:
+    """A tracked frame on its way to the matte and the outputs."""
+
+    frame: Frame
+    labels: np.ndarray  # (H, W) uint8
+    objects: np.ndarray | None  # (H, W) float32 probability of any object; None before the first annotation
+    alpha: np.ndarray | None = None  # (H, W) float32 soft matte, once the matte stage drew it
+
+
+class _Stages:
+    """The threads of one run, their first failure, and the queues' polite put and get."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self.error: BaseException | None = None
+        self._threads: list[threading.Thread] = []
+
+    def start(self, name: str, work: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                work()
+            except _Cancelled:
+                pass
+            except BaseException as error:  # handed to the caller's thread
+                if self.error is None:
+                    self.error = error
+                self.stopped.set()
+
+        thread = threading.Thread(target=run, name=f"pipeline-{name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def put(self, inbox: queue.Queue, item: object) -> None:
+        while not self.stopped.is_set():
+            try:
+                inbox.put(item, timeout=_POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
+        raise _Cancelled
+
+    def get(self, inbox: queue.Queue) -> object:
+        while not self.stopped.is_set():
+            try:
+                return inbox.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                continue
+        raise _Cancelled
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def run_frames(reader: VideoReader, annotations: dict[int, np.ndarray], tracker: Tracker,
+               sinks: Sequence[FrameSink], edges: EdgeSettings | None, depth: int | None = None) -> Iterator[int]:
+    """Track the frames of `reader` and feed every sink; yields the number of frames tracked so far, and returns
+    once every sink has finished. Frames before the first annotated one get empty labels. `annotations` maps a
+    frame index to its (H, W) uint8 label map; `edges` None gives the sinks no matte (hard edges). Each queue
+    holds `depth` frames: by default 8 up to 1080p, fewer for larger frames (2 at 4K) so memory stays bounded."""
+    depth = depth or queue_depth(reader.info.width, reader.info.height)
+    with _one_torch_thread(tracker):
+        yield from _run(reader, annotations, tracker, sinks, edges, depth)
+
+
+def queue_depth(width: int, height: int) -> int:
+    """Frames each queue holds: _FULL_HD_DEPTH for frames up to 1080p, proportionally fewer above (at least 2)."""
+    return max(2, min(_FULL_HD_DEPTH, _FULL_HD_DEPTH * 1920 * 1080 // max(1, width * height)))
+
+
+@contextmanager
+def _one_torch_thread(tracker: Tracker) -> Iterator[None]:
+    """Torch on the CPU with one intra-op thread while the loop runs: its OpenMP pool busy-waits, and with the
+    other stages on the cores two torch threads tracked 25 times slower than one (measured on 2 cores)."""
+    threads = torch.get_num_threads()
+    if tracker.backend == "torch" and tracker.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(frames: Iterable[Frame], annotations: dict[int, np.ndarray], tracker: Tracker,
+         sinks: Sequence[FrameSink], edges: EdgeSettings | None, depth: int) -> Iterator[int]:
+    """`run_frames` without the thread settings."""
+    stages = _Stages()
+    outboxes = [queue.Queue(depth) for _ in sinks]
+    decoded: queue.Queue = queue.Queue(depth)
+    coarse: queue.Queue = queue.Queue(depth)
+    stages.start("decode", lambda: _decode(stages, frames, decoded))
+    for index, (sink, inbox) in enumerate(zip(sinks, outboxes)):
+        stages.start(f"output-{index}", lambda sink=sink, inbox=inbox: _output(stages, sink, inbox))
+    full_size_box = outboxes
+    if edges is not None:
+        matte_box: queue.Queue = queue.Queue(depth)
+        stages.start("matte", lambda: _matte(stages, StableMatte(edges), matte_box, outboxes))
+        full_size_box = [matte_box]
+    stages.start("full-size", lambda: _full_size(stages, coarse, full_size_box, edges is not None))
+    try:
+        count = 0
+        while (frame := stages.get(decoded)) is not _END:
+            mask = annotations.get(frame.index)
+            tracked = mask is not None or bool(tracker.object_ids)  # nothing to track before the first mask
+            stages.put(coarse, (frame, tracker.step_coarse(frame.image, mask) if tracked else None))
+            count += 1
+            yield count
+        stages.put(coarse, _END)
+        stages.join()
+    except _Cancelled:
+        stages.join()
+        stages.raise_error()
+        raise RuntimeError("the frame loop stopped without an error") from None
+    finally:
+        stages.stopped.set()
+        stages.join()
+    stages.raise_error()
+
+
+def _full_size(stages: _Stages, inbox: queue.Queue, outboxes: list[queue.Queue], matted: bool) -> None:
+    """Full-size labels (empty before the first annotation) and, for the matte, the objects' probability."""
+    while (item := stages.get(inbox)) is not _END:
+        frame, step = item
+        tracked = _Tracked(frame, np.zeros(frame.image.shape[:2], np.uint8), None)
+        if isinstance(step, CoarseStep):
+            labels, _ = step.full_size()
+            tracked = _Tracked(frame, labels, step.objects(work_shape(frame.image.shape)) if matted else None)
+        for outbox in outboxes:
+            stages.put(outbox, tracked)
+    for outbox in outboxes:
+        stages.put(outbox, _END)
+
+
+def _decode(stages: _Stages, frames: Iterable[Frame], outbox: queue.Queue) -> None:
+    for frame in frames:
+        stages.put(outbox, frame)
+    stages.put(outbox, _END)
+
+
+def _matte(stages: _Stages, matte: StableMatte, inbox: queue.Queue, outboxes: list[queue.Queue]) -> None:
+    while (item := stages.get(inbox)) is not _END:
+        alpha = None if item.objects is None else matte.of_objects(item.frame.image, item.objects)
+        for outbox in outboxes:
+            stages.put(outbox, _Tracked(item.frame, item.labels, None, alpha))
+    for outbox in outboxes:
+        stages.put(outbox, _END)
+
+
+def _output(stages: _Stages, sink: FrameSink, inbox: queue.Queue) -> None:
+    while (item := stages.get(inbox)) is not _END:
+        sink.write(item.frame, item.labels, item.alpha)
+    sink.finish()

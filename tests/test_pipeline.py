@@ -1,0 +1,110 @@
+"""The threaded frame loop: the same labels as tracking frame by frame, every output in order, a failure in any
+stage raised in the caller, and nothing left running after an early stop."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.effects import EdgeSettings, StableMatte
+from core.inference.tracker import Tracker, TrackerConfig
+from core.io.masks import MaskError, read_mask
+from core.io.video import Frame, open_video
+from core.model.network import NetworkConfig, build_network
+from core.pipeline import run_frames
+
+JUDO = Path(__file__).resolve().parent.parent / "samples" / "judo"
+
+
+@pytest.fixture(scope="module")
+def network():
+    torch.manual_seed(0)
+    return build_network(NetworkConfig()).eval()
+
+
+@pytest.fixture(scope="module")
+def annotations() -> dict[int, np.ndarray]:
+    """judo's masks: one new object on frames 0, 5, 8 and 13; tracking starts on frame 0."""
+    return {int(p.stem): read_mask(p) for p in sorted((JUDO / "masks").glob("*.png"))}
+
+
+class Recorder:
+    """A sink that keeps what it was given, and can fail on a chosen frame."""
+
+    def __init__(self, fail_at: int | None = None):
+        self.indices: list[int] = []
+        self.labels: list[np.ndarray] = []
+        self.alphas: list[np.ndarray | None] = []
+        self.finished = 0
+        self._fail_at = fail_at
+
+    def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
+        if frame.index == self._fail_at:
+            raise ValueError(f"sink failed on frame {frame.index}")
+        self.indices.append(frame.index)
+        self.labels.append(labels)
+        self.alphas.append(alpha)
+
+    def finish(self) -> None:
+        self.finished += 1
+
+
+def pipeline_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("pipeline-")]
+
+
+def test_labels_and_mattes_equal_frame_by_frame_tracking(network, annotations) -> None:
+    reference = Tracker(TrackerConfig(device="cpu", threads=1), network)  # the loop runs torch on one thread
+    matte = StableMatte(EdgeSettings())
+    expected_labels, expected_alphas = [], []
+    with open_video(JUDO) as reader:
+        for frame in reader:
+            expected_labels.append(reference.step(frame.image, annotations.get(frame.index)))
+            expected_alphas.append(matte(frame.image, reference.probabilities))
+    sinks = [Recorder(), Recorder()]
+    with open_video(JUDO) as reader:
+        steps = list(run_frames(reader, annotations, Tracker(TrackerConfig(device="cpu"), network), sinks,
+                                EdgeSettings()))
+    assert steps == list(range(1, 17))
+    for sink in sinks:
+        assert sink.indices == list(range(16)) and sink.finished == 1
+        assert all(np.array_equal(a, b) for a, b in zip(sink.labels, expected_labels))
+        assert all(np.abs(a - b).max() < 0.05 for a, b in zip(sink.alphas, expected_alphas))
+    assert set(np.unique(sinks[0].labels[-1])) <= {0, 1, 2, 3, 4} and len(np.unique(sinks[0].labels[13])) > 2
+
+
+def test_frames_before_the_first_annotation_are_empty_and_hard_edges_give_no_matte(network, annotations) -> None:
+    sink = Recorder()
+    later = {5: annotations[5]}
+    with open_video(JUDO) as reader:
+        list(run_frames(reader, later, Tracker(TrackerConfig(device="cpu"), network), [sink], None))
+    assert all(not labels.any() for labels in sink.labels[:5]) and sink.labels[5].any()
+    assert all(alpha is None for alpha in sink.alphas)
+
+
+def test_a_failing_output_stops_the_loop_with_its_error(network, annotations) -> None:
+    sinks = [Recorder(), Recorder(fail_at=3)]
+    with open_video(JUDO) as reader, pytest.raises(ValueError, match="sink failed on frame 3"):
+        list(run_frames(reader, annotations, Tracker(TrackerConfig(device="cpu"), network), sinks, EdgeSettings(),
+                        depth=2))
+    assert not pipeline_threads()
+    assert sinks[0].finished == 0  # a failed run never finishes its outputs
+
+
+def test_a_failing_tracker_and_an_early_stop_leave_nothing_running(network, annotations) -> None:
+    wrong_size = {2: np.ones((10, 10), np.uint8)}
+    with open_video(JUDO) as reader, pytest.raises(MaskError, match="10×10"):
+        list(run_frames(reader, wrong_size, Tracker(TrackerConfig(device="cpu"), network), [Recorder()], None))
+    assert not pipeline_threads()
+    sink = Recorder()
+    with open_video(JUDO) as reader:
+        steps = run_frames(reader, annotations, Tracker(TrackerConfig(device="cpu"), network), [sink], None,
+                           depth=1)
+        assert next(steps) == 1 and next(steps) == 2
+        steps.close()
+    assert not pipeline_threads()
+    assert sink.finished == 0 and sink.indices == list(range(len(sink.indices)))
