@@ -57,7 +57,8 @@ def pipeline_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("pipeline-")]
 
 
-def test_labels_and_mattes_equal_frame_by_frame_tracking(network, annotations) -> None:
+@pytest.mark.parametrize("depth", [None, 1])  # 1: the outputs share one thread, as at 4K
+def test_labels_and_mattes_equal_frame_by_frame_tracking(network, annotations, depth: int | None) -> None:
     reference = Tracker(TrackerConfig(device="cpu", threads=1), network)  # the loop runs torch on one thread
     matte = StableMatte(EdgeSettings())
     expected_labels, expected_alphas = [], []
@@ -68,7 +69,7 @@ def test_labels_and_mattes_equal_frame_by_frame_tracking(network, annotations) -
     sinks = [Recorder(), Recorder()]
     with open_video(JUDO) as reader:
         steps = list(run_frames(reader, annotations, Tracker(TrackerConfig(device="cpu"), network), sinks,
-                                EdgeSettings()))
+                                EdgeSettings(), depth))
     assert steps == list(range(1, 17))
     for sink in sinks:
         assert sink.indices == list(range(16)) and sink.finished == 1

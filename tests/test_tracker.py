@@ -160,6 +160,7 @@ def test_coarse_step_gives_the_steps_labels_and_the_objects_at_any_size(network)
     coarse = twin.step_coarse(_frame(1))
     coarse_labels, probabilities = coarse.full_size()
     assert np.array_equal(coarse_labels, labels) and np.array_equal(probabilities, tracker.probabilities)
+    assert np.array_equal(coarse.labels(), labels)
     assert np.allclose(coarse.objects((60, 100)), 1.0 - probabilities[0])
     assert coarse.objects((30, 50)).shape == (30, 50)
 

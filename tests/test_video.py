@@ -93,6 +93,21 @@ def test_odd_size_is_padded_to_even(judo_frames: list[np.ndarray], tmp_path: Pat
     assert mean_abs_diff(image[:479, :853], odd[0]) < 4.0
 
 
+def test_slower_x264_presets_make_smaller_files_of_the_same_frames(judo_frames: list[np.ndarray],
+                                                                    tmp_path: Path) -> None:
+    sizes = {}
+    for preset in ("ultrafast", "veryfast"):
+        out = tmp_path / f"{preset}.mp4"
+        with VideoWriter(out, 25, (854, 480), preset=preset) as writer:
+            for image in judo_frames[:8]:
+                writer.write(image)
+        with open_video(out) as reader:
+            decoded = [frame.image for frame in reader]
+        assert len(decoded) == 8 and mean_abs_diff(decoded[4], judo_frames[4]) < 4.0
+        sizes[preset] = out.stat().st_size
+    assert sizes["veryfast"] < 0.9 * sizes["ultrafast"]
+
+
 @pytest.mark.parametrize(("name", "rotation"), [("matrix.mp4", 90), ("matrix.mp4", 270), ("tag.mkv", 90)])
 def test_rotation_metadata_is_applied(make_video, judo_frames: list[np.ndarray], name: str, rotation: int) -> None:
     path = make_video(name, judo_frames[:2], audio=False, rotation=rotation, rotate_tag=name.startswith("tag"))

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from core.batch.inputs import InputError, Job, plan_jobs
 from core.batch.worker import CUTOUT_FILES, ItemResult, JobError, OutputSpec, ProgressEvent, completed, process_job
 from core.effects import EdgeSettings
+from core.io.video import X264_PRESETS
 from core.pipeline import EFFECTS, BackgroundError, check_background
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, resolve_device, tracker_config
 from core.weights import WeightsError, load_checkpoint
@@ -259,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace effect's background: a colour (green, #00b140, 0,177,64), image or video "
                              "(looped); default green")
     parser.add_argument("--blur", type=int, default=31, metavar="STRENGTH", help="blur effect's kernel size")
+    parser.add_argument("--x264-preset", choices=X264_PRESETS, default="ultrafast",
+                        help="H.264 outputs (CRF 18): ultrafast (default) is the fastest, with files about twice "
+                             "the size of veryfast's at the same quality; slower presets make smaller files")
     parser.add_argument("--edges", choices=("soft", "hard"), default="soft",
                         help="cutout, blur and replace: a soft alpha matte from the tracker's probabilities, "
                              "refined along the image's edges (default), or the hard masks")
@@ -275,9 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="distribute the videos over a Ray cluster (ADDRESS, or 'auto'); "
                              "without ADDRESS (or with 'local') a local Ray instance with --workers CPUs")
     add_tracker_arguments(parser, backend="auto",
-                          threads_help="CPU threads per worker for the tracker and OpenCV (default: half of "
-                                       "cores / workers, at least 1: the pipeline's other stages use the rest; "
-                                       "1 for Ray tasks)")
+                          threads_help="CPU threads per worker for the tracker (default: cores / workers; 1 for "
+                                       "Ray tasks)")
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs are complete")
     parser.add_argument("--quiet", action="store_true", help="no progress bars: one log line per input")
     return parser
@@ -312,8 +315,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     spec = OutputSpec(effects=tuple(dict.fromkeys(args.effect)), mask_pngs=args.masks in ("png", "both"),
                       mask_video=args.masks in ("video", "both"), cutout_format=args.cutout_format,
                       background=args.background, blur_strength=args.blur, soft_edges=args.edges == "soft",
-                      feather=args.feather, edge_shift=args.edge_shift)
-    threads = args.threads or (1 if args.ray else max(1, (os.cpu_count() or 1) // args.workers // 2))
+                      feather=args.feather, edge_shift=args.edge_shift, x264_preset=args.x264_preset)
+    threads = args.threads or (1 if args.ray else max(1, (os.cpu_count() or 1) // args.workers))
     tracker = tracker_config(args, threads=threads)
     return RunOptions(out_dir=args.out, spec=spec, tracker=tracker, overwrite=args.overwrite, quiet=args.quiet,
                       workers=args.workers, ray_address=args.ray, use_ray=args.ray is not None)

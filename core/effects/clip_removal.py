@@ -12,7 +12,7 @@ last reference (so what had to be invented stays put); only pixels no frame ever
 The remover sees the frames as a stream and answers with a delay of `radius` frames (`push` returns the frames
 that are done, `finish` the rest), so memory holds 2 × radius + 1 frames whatever the video's length. Frames
 larger than `max_short_side` (4K) are worked on shrunk to it; only their holes take the upsampled fill, and the
-rest of each output frame is the original, so 4K memory stays bounded (radius + 1 full-size frames wait).
+rest of each output frame is the original (kept as 4:2:0 YUV while it waits, radius + 1 frames of them).
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ class ClipRemover:
     def reset(self) -> None:
         """Forget every buffered frame (call between videos; `finish` does it too)."""
         self._frames: dict[int, _Frame] = {}
-        self._originals: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # large frames: (image, hole) at full size
+        # Frames worked on shrunk wait at full size as 4:2:0 YUV (their video is 4:2:0 anyway) with a bit-packed
+        # hole: half the memory of RGB and a bool mask.
+        self._originals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._pushed = 0
         self._done = 0
         self._previous: _Frame | None = None  # the last output, as a reference without holes
@@ -82,7 +84,8 @@ class ClipRemover:
         """Add the next frame and its label map; returns the frames that no longer wait for later ones."""
         factor = self.max_short_side / min(labels.shape)
         if factor < 1.0:
-            self._originals[self._pushed] = (image, grow_mask(labels > 0, math.ceil(self.margin / factor)))
+            hole = grow_mask(labels > 0, math.ceil(self.margin / factor))
+            self._originals[self._pushed] = (_to_yuv(image), np.packbits(hole))
             size = (round(labels.shape[1] * factor), round(labels.shape[0] * factor))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
@@ -111,9 +114,10 @@ class ClipRemover:
         original = self._originals.pop(index, None)
         if original is None:
             return out
-        image, hole = original
-        filled = cv2.resize(out, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-        result = image.copy()
+        yuv, packed = original
+        result = _from_yuv(yuv)
+        hole = np.unpackbits(packed, count=result.shape[0] * result.shape[1]).reshape(result.shape[:2]).view(bool)
+        filled = cv2.resize(out, (result.shape[1], result.shape[0]), interpolation=cv2.INTER_LINEAR)
         np.copyto(result, filled, where=hole[..., None])
         return result
 
@@ -216,6 +220,18 @@ class ClipRemover:
         scale = target.hole.shape[1] / width
         flow = cv2.resize(flow, target.hole.shape[::-1], interpolation=cv2.INTER_LINEAR) * scale
         yield cv2.perspectiveTransform((self._grid + flow).reshape(-1, 1, 2), homography).reshape(self._grid.shape)
+
+
+def _to_yuv(image: np.ndarray) -> np.ndarray:
+    """An RGB frame as 4:2:0 YUV (OpenCV's I420 layout); a frame of odd size stays RGB."""
+    if image.shape[0] % 2 or image.shape[1] % 2:
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420)
+
+
+def _from_yuv(frame: np.ndarray) -> np.ndarray:
+    """The RGB frame `_to_yuv` kept."""
+    return frame.copy() if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_YUV2RGB_I420)
 
 
 def _work_scale(shape: tuple[int, int]) -> float:

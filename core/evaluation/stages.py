@@ -42,6 +42,7 @@ from core.pipeline import RENDERED, EffectSettings, renderer
 HEIGHTS = (480, 720, 1080, 2160)
 ENCODERS = {"h264": "x.mp4", "vp9-alpha": "x.webm"}  # encoder stage → file name that picks it
 OBJECTS = 3  # the clip's first mask keeps this many of the source's largest objects
+_POLL_SECONDS = 0.05  # how often the end-to-end run's peak memory is read
 
 
 class StageError(RuntimeError):
@@ -144,8 +145,8 @@ def _track(images: list[np.ndarray], mask: np.ndarray, config: TrackerConfig,
     tracker.reset()
     resize_wall: dict[str, float] = {}
     resize_cpu: dict[str, float] = {}
-    instrument(tracker, resize_wall, ["_prepare"])
-    instrument(tracker, resize_cpu, ["_prepare"], time.process_time)
+    instrument(tracker, resize_wall, ["prepare"])
+    instrument(tracker, resize_cpu, ["prepare"], time.process_time)
     matte = effects.StableMatte()
     labels, alphas = [], []
     for index, image in enumerate(images):
@@ -157,9 +158,9 @@ def _track(images: list[np.ndarray], mask: np.ndarray, config: TrackerConfig,
             alpha = matte.of_objects(image, object_probability(probabilities))
         labels.append(frame_labels)
         alphas.append(np.round(alpha * 255).astype(np.uint8))  # kept small: 4K frames add up
-    costs.wall["network"] -= resize_wall["_prepare"]
-    costs.cpu["network"] -= resize_cpu["_prepare"]
-    costs.wall["resize"], costs.cpu["resize"] = resize_wall["_prepare"], resize_cpu["_prepare"]
+    costs.wall["network"] -= resize_wall["prepare"]
+    costs.cpu["network"] -= resize_cpu["prepare"]
+    costs.wall["resize"], costs.cpu["resize"] = resize_wall["prepare"], resize_cpu["prepare"]
     return labels, alphas
 
 
@@ -173,19 +174,31 @@ def _encode(rendered: list[np.ndarray], scratch: Path, encoder: str, costs: Cost
 
 
 def end_to_end(clip: Path, effects_wanted: Sequence[str], out: Path, extra: Sequence[str]) -> dict[str, float]:
-    """`python -m core.batch` on `clip` in a subprocess: its FPS (from summary.json) and peak resident MB."""
+    """`python -m core.batch` on `clip` in a subprocess: its FPS (from summary.json) and peak resident MB (its
+    VmHWM, read while it runs: the rusage of a child started from this large process would count this one)."""
     command = [sys.executable, "-m", "core.batch", str(clip), "--out", str(out), "--quiet", "--overwrite"]
     for effect in effects_wanted:
         command += ["--effect", effect]
     process = subprocess.Popen([*command, *extra], cwd=Path(__file__).resolve().parents[2])
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    peak_kb = 0
+    while process.poll() is None:
+        peak_kb = max(peak_kb, _high_water_kb(process.pid))
+        time.sleep(_POLL_SECONDS)
     summary = json.loads((out / "summary.json").read_text())
     [item] = summary["items"]
     if process.returncode != 0 or item["status"] != "done":
         raise StageError(f"{clip}: the batch run failed ({item.get('error')}); see its output above")
-    return {"fps": item["fps"], "seconds": item["seconds"], "frames": item["frames"],
-            "peak_rss_mb": usage.ru_maxrss / 1024}
+    return {"fps": item["fps"], "seconds": item["seconds"], "frames": item["frames"], "peak_rss_mb": peak_kb / 1024}
+
+
+def _high_water_kb(pid: int) -> int:
+    """A process's peak resident memory so far (VmHWM, Linux), 0 when it cannot be read."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    line = next((line for line in status.splitlines() if line.startswith("VmHWM:")), "VmHWM: 0 kB")
+    return int(line.split()[1])
 
 
 def format_table(results: dict[str, dict]) -> str:

@@ -118,6 +118,9 @@ def inference_shape(height: int, width: int, size: int | None) -> tuple[int, int
     return max(16, round(height * scale)), max(16, round(width * scale))
 
 
+Prepared = tuple[torch.Tensor, tuple[int, int]]  # the network's input (1, 3, H16, W16), the frame's (h, w) in it
+
+
 @dataclass(frozen=True)
 class CoarseStep:
     """One tracked frame at the network's resolution, and how to bring it to the frame's size."""
@@ -131,9 +134,16 @@ class CoarseStep:
     def full_size(self) -> tuple[np.ndarray, np.ndarray]:
         """The (H, W) uint8 label map and the (1 + K, H, W) float32 probabilities it is the argmax of."""
         probabilities = resample_planes(self.planes, self.stride, self.crop, self.size)
+        return self._labels_of(probabilities), probabilities
+
+    def labels(self) -> np.ndarray:
+        """The (H, W) uint8 label map alone (the full-size probabilities are not kept: 130 MB at 4K)."""
+        return self._labels_of(resample_planes(self.planes, self.stride, self.crop, self.size))
+
+    def _labels_of(self, probabilities: np.ndarray) -> np.ndarray:
         ids = np.zeros(256, np.uint8)  # plane index → object id
         ids[1:len(self.ids) + 1] = self.ids
-        return cv2.LUT(argmax_planes(probabilities), ids), probabilities
+        return cv2.LUT(argmax_planes(probabilities), ids)
 
     def objects(self, size: tuple[int, int]) -> np.ndarray:
         """(h, w) float32 probability of any object at `size` (h, w), resampled from the network's resolution."""
@@ -186,16 +196,18 @@ class Tracker:
         labels, self.probabilities = self.step_coarse(frame, mask).full_size()
         return labels
 
-    def step_coarse(self, frame: np.ndarray, mask: np.ndarray | None = None) -> CoarseStep:
+    def step_coarse(self, frame: np.ndarray, mask: np.ndarray | None = None,
+                    prepared: Prepared | None = None) -> CoarseStep:
         """`step` up to the network's own resolution: the memory is updated, and the returned `CoarseStep` makes
-        the full-size labels later, in any thread (a pipeline upsamples one frame while the next is tracked)."""
+        the full-size labels later, in any thread (a pipeline upsamples one frame while the next is tracked).
+        `prepared` is `prepare(frame)` when another thread already made it."""
         if mask is not None:
             check_mask(mask, frame.shape[:2], "annotation mask")
         elif not self.groups:
             raise MaskError("the first frame needs an annotation mask: mark at least one object")
         if mask is not None and not self.groups and self.config.adapt_steps:
             self._adapt(frame, mask)
-        return self._step(frame, mask)
+        return self._step(frame, mask, prepared or self.prepare(frame))
 
     def _adapt(self, frame: np.ndarray, mask: np.ndarray) -> None:
         """Fine-tune a copy of the network on the first annotated frame, at the inference size."""
@@ -205,10 +217,10 @@ class Tracker:
         self.network = adapt(self._base_network, small, labels, AdaptConfig(steps=self.config.adapt_steps))
 
     @torch.inference_mode()
-    def _step(self, frame: np.ndarray, mask: np.ndarray | None) -> CoarseStep:
+    def _step(self, frame: np.ndarray, mask: np.ndarray | None, prepared: Prepared) -> CoarseStep:
         """`step_coarse` after the mask was checked (and the network adapted)."""
         height, width = frame.shape[:2]
-        image, crop = self._prepare(frame)
+        image, crop = prepared
         shape = image.shape[-2:]
         feats = self.network.encode_key(image)
         logits = self._predict(feats)  # (1, K, H16/4, W16/4): the decoder's stride 4
@@ -223,9 +235,10 @@ class Tracker:
         self._index += 1
         return CoarseStep(probs[0].float().cpu().numpy(), stride, crop, (height, width), tuple(self.object_ids))
 
-    def _prepare(self, frame: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    def prepare(self, frame: np.ndarray) -> Prepared:
         """Resize to the inference size, pad to a multiple of 16 (edge pixels repeated), normalise → (1, 3, H16,
-        W16) in channels-last memory, and the (h, w) of the frame inside the padding."""
+        W16) in channels-last memory, and the (h, w) of the frame inside the padding. Depends on the frame and the
+        configuration only, so a pipeline runs it in its decoding thread."""
         h, w = inference_shape(*frame.shape[:2], self.config.size)
         if (h, w) != frame.shape[:2]:
             frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)

@@ -27,10 +27,11 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")  # files read
 _ALPHA_CODECS = {".webm": "libvpx-vp9", ".mov": "prores_ks"}
 _RGB_CODECS = {".webm": "libvpx-vp9"}
 _DEFAULT_CODEC = "libx264"
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
 _ENCODER_OPTIONS = {
     # 4× less CPU than veryfast at 1080p, PSNR within 0.4 dB; one thread: the pipeline's stages share the cores
     "libx264": {"preset": "ultrafast", "crf": "18"},
-    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "30", "b": "0"},
+    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "30", "b": "0", "lag-in-frames": "0"},
     "prores_ks": {"profile": "4444"},
 }
 # Audio codecs each container takes as they are (remuxed); anything else is re-encoded.
@@ -217,8 +218,9 @@ class VideoWriter:
     """Encodes RGB frames (RGBA with `alpha=True`) to `path`, written under a temporary name and renamed on close.
 
     `.mp4`/`.mkv`/`.mov` → H.264 yuv420p; `.webm` → VP9; with alpha: `.webm` → VP9 yuva420p, `.mov` → ProRes
-    4444; a path without a suffix → a folder of PNG frames. `codec` overrides the encoder. Odd sizes are padded
-    to even ones for 4:2:0 codecs by repeating the last row/column. `audio_from` copies that file's first audio
+    4444; a path without a suffix → a folder of PNG frames. `codec` overrides the encoder, `preset` the x264
+    preset (default ultrafast: `X264_PRESETS` from fastest to smallest files). Odd sizes are padded to even ones
+    for 4:2:0 codecs by repeating the last row/column. `audio_from` copies that file's first audio
     stream (remuxed when the container takes its codec, else re-encoded to AAC, or Opus for WebM); a PNG folder
     or a frame-folder source carries no audio.
     """
@@ -232,6 +234,7 @@ class VideoWriter:
         audio_from: str | os.PathLike | None = None,
         alpha: bool = False,
         codec: str | None = None,
+        preset: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.size = size
@@ -240,7 +243,8 @@ class VideoWriter:
         if not self.path.suffix:
             self._sink: _FolderSink | _ContainerSink = _FolderSink(self.path)
         else:
-            self._sink = _ContainerSink(self.path, Fraction(fps).limit_denominator(100000), size, alpha, codec)
+            self._sink = _ContainerSink(self.path, Fraction(fps).limit_denominator(100000), size, alpha, codec,
+                                        preset)
             if audio_from is not None and not Path(audio_from).is_dir():  # a frame folder has no audio
                 self._sink.add_audio(Path(audio_from))
 
@@ -319,7 +323,8 @@ class _FolderSink:
 class _ContainerSink:
     """Encodes video (and copies audio) into a container under a temporary name."""
 
-    def __init__(self, path: Path, fps: Fraction, size: tuple[int, int], alpha: bool, codec: str | None) -> None:
+    def __init__(self, path: Path, fps: Fraction, size: tuple[int, int], alpha: bool, codec: str | None,
+                 preset: str | None) -> None:
         suffix = path.suffix.lower()
         if alpha and codec is None and suffix not in _ALPHA_CODECS:
             raise VideoError(f"{path}: {suffix} cannot hold alpha; name the output .webm or .mov, or give no suffix")
@@ -334,12 +339,12 @@ class _ContainerSink:
         self._index = 0
         try:
             self._container = av.open(tmp, "w", format=_muxer(suffix))
-            self._stream = self._add_video_stream(codec, size)
+            self._stream = self._add_video_stream(codec, size, preset)
         except (av.FFmpegError, ValueError) as error:
             self.abort()
             raise VideoError(f"{path}: cannot encode with {codec} ({_reason(error)}); try an .mp4 output") from None
 
-    def _add_video_stream(self, codec: str, size: tuple[int, int]) -> av.VideoStream:
+    def _add_video_stream(self, codec: str, size: tuple[int, int], preset: str | None) -> av.VideoStream:
         stream = self._container.add_stream(codec, rate=self._fps)
         stream.pix_fmt = _pixel_format(codec, self._alpha)
         width, height = size
@@ -348,7 +353,10 @@ class _ContainerSink:
         self._pad = (height - size[1], width - size[0])
         stream.width, stream.height = width, height
         stream.codec_context.time_base = 1 / self._fps
-        stream.options = _ENCODER_OPTIONS.get(codec, {})
+        options = dict(_ENCODER_OPTIONS.get(codec, {}))
+        if preset and codec == _DEFAULT_CODEC:
+            options["preset"] = preset
+        stream.options = options
         return stream
 
     def add_audio(self, source: Path) -> None:

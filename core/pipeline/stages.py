@@ -1,5 +1,5 @@
-"""The frame loop, in stages that overlap: a decoding thread, tracking at the network's resolution in the
-caller's thread, a thread that brings each frame's result to full size (labels, and the objects' probability
+"""The frame loop, in stages that overlap: a decoding thread (which also makes the network's input), tracking
+at the network's resolution in the caller's thread, a thread that brings each frame's result to full size (labels, and the objects' probability
 for the matte), a soft-matte thread (when an output uses soft edges) and one thread per output that renders and
 encodes its frames.
 
@@ -30,7 +30,7 @@ from core.pipeline.outputs import FrameSink
 
 _END = object()  # the last item through a queue
 _POLL_SECONDS = 0.1  # how often a waiting stage looks whether another one failed
-_FULL_HD_DEPTH = 8  # frames per queue up to 1080p: enough to smooth out the stages' uneven pace
+_FULL_HD_DEPTH = 4  # frames per queue up to 1080p: enough to smooth out the stages' uneven pace
 
 
 class _Cancelled(Exception):
@@ -101,15 +101,16 @@ def run_frames(reader: VideoReader, annotations: dict[int, np.ndarray], tracker:
     """Track the frames of `reader` and feed every sink; yields the number of frames tracked so far, and returns
     once every sink has finished. Frames before the first annotated one get empty labels. `annotations` maps a
     frame index to its (H, W) uint8 label map; `edges` None gives the sinks no matte (hard edges). Each queue
-    holds `depth` frames: by default 8 up to 1080p, fewer for larger frames (2 at 4K) so memory stays bounded."""
+    holds `depth` frames: by default 4 up to 1080p, fewer for larger frames so memory stays bounded; at depth 1
+    (4K) the outputs share one thread, so only one of them holds its temporaries at a time."""
     depth = depth or queue_depth(reader.info.width, reader.info.height)
     with _one_torch_thread(tracker):
         yield from _run(reader, annotations, tracker, sinks, edges, depth)
 
 
 def queue_depth(width: int, height: int) -> int:
-    """Frames each queue holds: _FULL_HD_DEPTH for frames up to 1080p, proportionally fewer above (at least 2)."""
-    return max(2, min(_FULL_HD_DEPTH, _FULL_HD_DEPTH * 1920 * 1080 // max(1, width * height)))
+    """Frames each queue holds: _FULL_HD_DEPTH for frames up to 1080p, proportionally fewer above (1 at 4K)."""
+    return max(1, min(_FULL_HD_DEPTH, _FULL_HD_DEPTH * 1920 * 1080 // max(1, width * height)))
 
 
 @contextmanager
@@ -129,12 +130,13 @@ def _run(frames: Iterable[Frame], annotations: dict[int, np.ndarray], tracker: T
          sinks: Sequence[FrameSink], edges: EdgeSettings | None, depth: int) -> Iterator[int]:
     """`run_frames` without the thread settings."""
     stages = _Stages()
-    outboxes = [queue.Queue(depth) for _ in sinks]
+    groups = [[sink] for sink in sinks] if depth > 1 else [list(sinks)]  # 4K: one thread, one frame's temporaries
+    outboxes = [queue.Queue(depth) for _ in groups]
     decoded: queue.Queue = queue.Queue(depth)
     coarse: queue.Queue = queue.Queue(depth)
-    stages.start("decode", lambda: _decode(stages, frames, decoded))
-    for index, (sink, inbox) in enumerate(zip(sinks, outboxes)):
-        stages.start(f"output-{index}", lambda sink=sink, inbox=inbox: _output(stages, sink, inbox))
+    stages.start("decode", lambda: _decode(stages, frames, tracker, decoded))
+    for index, (group, inbox) in enumerate(zip(groups, outboxes)):
+        stages.start(f"output-{index}", lambda group=group, inbox=inbox: _output(stages, group, inbox))
     full_size_box = outboxes
     if edges is not None:
         matte_box: queue.Queue = queue.Queue(depth)
@@ -143,10 +145,11 @@ def _run(frames: Iterable[Frame], annotations: dict[int, np.ndarray], tracker: T
     stages.start("full-size", lambda: _full_size(stages, coarse, full_size_box, edges is not None))
     try:
         count = 0
-        while (frame := stages.get(decoded)) is not _END:
+        while (item := stages.get(decoded)) is not _END:
+            frame, prepared = item
             mask = annotations.get(frame.index)
             tracked = mask is not None or bool(tracker.object_ids)  # nothing to track before the first mask
-            stages.put(coarse, (frame, tracker.step_coarse(frame.image, mask) if tracked else None))
+            stages.put(coarse, (frame, tracker.step_coarse(frame.image, mask, prepared) if tracked else None))
             count += 1
             yield count
         stages.put(coarse, _END)
@@ -167,17 +170,18 @@ def _full_size(stages: _Stages, inbox: queue.Queue, outboxes: list[queue.Queue],
         frame, step = item
         tracked = _Tracked(frame, np.zeros(frame.image.shape[:2], np.uint8), None)
         if isinstance(step, CoarseStep):
-            labels, _ = step.full_size()
-            tracked = _Tracked(frame, labels, step.objects(work_shape(frame.image.shape)) if matted else None)
+            objects = step.objects(work_shape(frame.image.shape)) if matted else None
+            tracked = _Tracked(frame, step.labels(), objects)
         for outbox in outboxes:
             stages.put(outbox, tracked)
     for outbox in outboxes:
         stages.put(outbox, _END)
 
 
-def _decode(stages: _Stages, frames: Iterable[Frame], outbox: queue.Queue) -> None:
+def _decode(stages: _Stages, frames: Iterable[Frame], tracker: Tracker, outbox: queue.Queue) -> None:
+    """Decoded frames with the tracker's input made from each (resizing is off the tracking thread's path)."""
     for frame in frames:
-        stages.put(outbox, frame)
+        stages.put(outbox, (frame, tracker.prepare(frame.image)))
     stages.put(outbox, _END)
 
 
@@ -190,7 +194,9 @@ def _matte(stages: _Stages, matte: StableMatte, inbox: queue.Queue, outboxes: li
         stages.put(outbox, _END)
 
 
-def _output(stages: _Stages, sink: FrameSink, inbox: queue.Queue) -> None:
+def _output(stages: _Stages, sinks: list[FrameSink], inbox: queue.Queue) -> None:
     while (item := stages.get(inbox)) is not _END:
-        sink.write(item.frame, item.labels, item.alpha)
-    sink.finish()
+        for sink in sinks:
+            sink.write(item.frame, item.labels, item.alpha)
+    for sink in sinks:
+        sink.finish()
