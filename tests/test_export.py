@@ -164,7 +164,9 @@ def test_int8_backend_is_exported_on_demand_and_stays_close_to_the_float_masks(c
             a, b = labels == object_id, int8_labels == object_id
             ious.setdefault(int(object_id), []).append((a & b).sum() / (a | b).sum())
     assert sorted(ious) == [1, 2, 3, 4]
-    assert all(np.mean(v) > 0.9 for v in ious.values())  # close to the float masks, not equal to them
+    # close to the float masks, not equal to them: the default's objects keep a mean IoU of 0.80–0.96 on judo
+    # (fast-s2's were above 0.9; the ImageNet-trunk student quantises less faithfully, see docs/RESULTS.md)
+    assert all(np.mean(v) > 0.75 for v in ious.values())
 
 
 def test_onnx_backend_refuses_cuda_and_unknown_backends() -> None:
