@@ -23,7 +23,7 @@ from core import effects
 from core.inference.tracker import Tracker, TrackerConfig
 from core.io.masks import MaskError, check_mask, write_mask
 from core.io.video import VideoInfo, VideoWriter, open_video
-from core.pipeline import MATTED, EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink, renderer, run_frames
+from core.pipeline import EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink, renderer, run_frames
 
 # Output name → (file name, label shown in the UI).
 OUTPUTS: dict[str, tuple[str, str]] = {
@@ -85,7 +85,7 @@ def run_outputs(
         raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {', '.join(OUTPUTS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(settings.tracker)
-    edges = settings.edges if MATTED & set(settings.outputs) else None
+    edges = settings.effect_settings().matte_edges(settings.outputs)
     masks_dir = out_dir / "masks"
     with open_video(video_path) as reader, ExitStack() as stack:
         info = reader.info

@@ -32,7 +32,7 @@ from core.effects import EdgeSettings
 from core.inference.tracker import Tracker, TrackerConfig
 from core.io.masks import MaskError, check_mask, read_mask
 from core.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, open_video
-from core.pipeline import (MATTED, BackgroundError, EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink,
+from core.pipeline import (BackgroundError, EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink,
                            renderer, run_frames)
 from core.weights import WeightsError
 
@@ -278,7 +278,7 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
             report(ProgressEvent(job.name, 0, reader.info.num_frames))
             with ExitStack() as stack:
                 frames = _track(reader, job, masks, _open_sinks(stack, partial, job, reader.info, spec),
-                                tracker, report, spec.edge_settings() if MATTED & set(spec.effects) else None)
+                                tracker, report, spec.effect_settings().matte_edges(spec.effects))
             _carry_over(final, partial)
             outputs = _write_record(partial, job, frames, reader.info, spec)
         _commit(partial, final)

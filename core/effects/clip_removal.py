@@ -4,10 +4,11 @@ For a frame t, reference frames up to `radius` frames away (t±1, t±2, t±4, t�
 aligned to t by a global homography (ORB features on the background of both frames, RANSAC) and, where it lowers
 the error on a band around the hole, a residual optical flow (OpenCV DIS between t and the homography-warped
 reference, each frame's objects replaced by the other's pixels; inside the hole and a band around it the flow
-is interpolated from the background further out). A reference is kept when its mean colour error on the band is small; each hole
-pixel takes the kept reference with the smallest band error whose aligned pixel was background there, shifted
-by a smooth colour offset interpolated from the band (so the seam blends). The previous output frame is the
-last reference (so what had to be invented stays put); only pixels no frame ever saw are inpainted spatially.
+is interpolated from the background further out). A reference is kept when its mean colour error on the band is
+small; each hole pixel takes the kept reference with the smallest band error whose aligned pixel was background
+there, shifted by a smooth colour offset interpolated from the band (so the seam blends). The previous output
+frame is the last reference (so what had to be invented stays put); only pixels no frame ever saw are inpainted
+spatially.
 
 The remover sees the frames as a stream and answers with a delay of `radius` frames (`push` returns the frames
 that are done, `finish` the rest), so memory holds 2 × radius + 1 frames whatever the video's length. Frames

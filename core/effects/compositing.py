@@ -45,7 +45,10 @@ def blur_background(image: np.ndarray, labels: np.ndarray, strength: int = 31,
     that fades outwards over about a quarter of the kernel, or blended by a soft `alpha` matte when given."""
     kernel = max(3, strength | 1)
     blurred = _gaussian_blur(image, kernel)
-    weight = _feathered(labels > 0, max(3, (kernel // 4) | 1)) if alpha is None else alpha.astype(np.float32, copy=False)
+    if alpha is None:
+        weight = _feathered(labels > 0, max(3, (kernel // 4) | 1))
+    else:
+        weight = alpha.astype(np.float32, copy=False)
     return cv2.blendLinear(image, blurred, weight, 1.0 - weight)
 
 

@@ -8,12 +8,13 @@ of an image edge snaps to it, and elsewhere stays a smooth, anti-aliased ramp. `
 Gaussian of that many pixels.
 
 From a 540-pixel short side up the work is done at a whole fraction of the frame (a short side of 270 to 539
-pixels) and only the last pass is applied at full resolution, as the fast guided filter does (He & Sun, 2015): its per-window linear coefficients are upsampled
-and applied to the full-resolution guide, so the edge still follows full-resolution image detail at about a
-third of the cost at 1080p. `StableMatte` adds a light temporal filter at the work scale, before the last
-pass: each matte is blended with the previous one, carried to the frame by optical flow (DIS), where the two
-nearly agree and the flow explains the image, so the edge stops shimmering without lagging behind motion. The
-label maps are never changed; only cut-out, blur and replace use the matte.
+pixels) and only the last pass is applied at full resolution, as the fast guided filter does (He & Sun, 2015):
+its per-window linear coefficients are upsampled and applied to the full-resolution guide, so the edge still
+follows full-resolution image detail at about a quarter of the cost at 1080p. `StableMatte` adds a light
+temporal filter at the work scale, before the last pass: each matte is blended with the previous one, carried
+to the frame by optical flow (DIS), where the two nearly agree and the flow explains the image, so the edge stops
+shimmering without lagging behind motion. The label maps are never changed; only cut-out, blur and replace use
+the matte.
 """
 
 from __future__ import annotations
@@ -82,16 +83,11 @@ class _Work:
     matte: np.ndarray  # (h, w) float32
 
 
-def _work_step(shape: tuple[int, ...]) -> int:
-    """The whole factor the matte's work scale shrinks a frame by: its short side stays _WORK_SHORT_SIDE pixels or
-    more (a whole factor keeps OpenCV's area resize on its fast path)."""
-    return max(1, min(shape[:2]) // _WORK_SHORT_SIDE)
-
-
 def work_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """(h, w) at which the matte of a frame of `shape` (H, W, …) is worked out: the size to hand `StableMatte`
-    the objects' probability at, when it can be had there directly."""
-    step = _work_step(shape)
+    """(h, w) at which the matte of a frame of `shape` (H, W, …) is worked out: the frame shrunk by the whole
+    factor that keeps its short side at _WORK_SHORT_SIDE pixels or more (a whole factor keeps OpenCV's area resize
+    on its fast path). The size to hand `StableMatte` the objects' probability at, when it can be had there."""
+    step = max(1, min(shape[:2]) // _WORK_SHORT_SIDE)
     return round(shape[0] / step), round(shape[1] / step)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core import effects
-from core.effects.matting import object_probability
+from core.effects.matting import work_shape
 from core.evaluation.bench import instrument
 from core.evaluation.davis import write_json
 from core.inference.tracker import SAMPLES, Tracker, TrackerConfig, add_tracker_arguments, tracker_config
@@ -152,10 +152,10 @@ def _track(images: list[np.ndarray], mask: np.ndarray, config: TrackerConfig,
     for index, image in enumerate(images):
         with costs.timing("network"):
             step = tracker.step_coarse(image, mask if index == 0 else None)
-        with costs.timing("upsample"):
-            frame_labels, probabilities = step.full_size()
+        with costs.timing("upsample"):  # as the pipeline does: labels, and the objects at the matte's scale
+            frame_labels, objects = step.labels(), step.objects(work_shape(image.shape))
         with costs.timing("matte"):
-            alpha = matte.of_objects(image, object_probability(probabilities))
+            alpha = matte.of_objects(image, objects)
         labels.append(frame_labels)
         alphas.append(np.round(alpha * 255).astype(np.uint8))  # kept small: 4K frames add up
     costs.wall["network"] -= resize_wall["prepare"]

@@ -134,16 +134,13 @@ class CoarseStep:
     def full_size(self) -> tuple[np.ndarray, np.ndarray]:
         """The (H, W) uint8 label map and the (1 + K, H, W) float32 probabilities it is the argmax of."""
         probabilities = resample_planes(self.planes, self.stride, self.crop, self.size)
-        return self._labels_of(probabilities), probabilities
-
-    def labels(self) -> np.ndarray:
-        """The (H, W) uint8 label map alone (the full-size probabilities are not kept: 130 MB at 4K)."""
-        return self._labels_of(resample_planes(self.planes, self.stride, self.crop, self.size))
-
-    def _labels_of(self, probabilities: np.ndarray) -> np.ndarray:
         ids = np.zeros(256, np.uint8)  # plane index → object id
         ids[1:len(self.ids) + 1] = self.ids
-        return cv2.LUT(argmax_planes(probabilities), ids)
+        return cv2.LUT(argmax_planes(probabilities), ids), probabilities
+
+    def labels(self) -> np.ndarray:
+        """The (H, W) uint8 label map alone: the full-size probabilities (130 MB at 4K) are not kept."""
+        return self.full_size()[0]
 
     def objects(self, size: tuple[int, int]) -> np.ndarray:
         """(h, w) float32 probability of any object at `size` (h, w), resampled from the network's resolution."""

@@ -2,12 +2,12 @@
 own thread with bounded queues (`stages.run_frames`), and the outputs it feeds (`outputs`: the effect-name →
 renderer dispatch, the replacement background, and the sinks that write mask PNGs, videos and the removal
 video). The batch and web faces both build their sinks here and call `run_frames`, so every speed-up reaches
-both; OBS uses the same renderers frame by frame. Imports inference, effects and io.
+both. Imports inference, effects and io.
 """
 
-from core.pipeline.outputs import (EFFECTS, MATTED, RENDERED, Background, BackgroundError, EffectSettings, FrameSink, MaskPngSink, RemovalSink,
-                                   VideoSink, check_background, parse_colour, renderer)
+from core.pipeline.outputs import (EFFECTS, RENDERED, BackgroundError, EffectSettings, FrameSink, MaskPngSink,
+                                   RemovalSink, VideoSink, check_background, renderer)
 from core.pipeline.stages import run_frames
 
-__all__ = ["EFFECTS", "MATTED", "RENDERED", "Background", "BackgroundError", "EffectSettings", "FrameSink", "MaskPngSink", "RemovalSink",
-           "VideoSink", "check_background", "parse_colour", "renderer", "run_frames"]
+__all__ = ["EFFECTS", "RENDERED", "BackgroundError", "EffectSettings", "FrameSink", "MaskPngSink", "RemovalSink",
+           "VideoSink", "check_background", "renderer", "run_frames"]

@@ -4,7 +4,7 @@ rendered video, the whole-clip removal video)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +41,10 @@ class EffectSettings:
     blur_strength: int = 31
     background: str | tuple[int, int, int] = "green"
     edges: EdgeSettings | None = field(default_factory=EdgeSettings)
+
+    def matte_edges(self, outputs: Iterable[str]) -> EdgeSettings | None:
+        """The soft matte's settings when one of `outputs` uses soft edges, else None: no matte is drawn."""
+        return self.edges if MATTED & set(outputs) else None
 
 
 class FrameSink(Protocol):

@@ -1,7 +1,7 @@
 """The frame loop, in stages that overlap: a decoding thread (which also makes the network's input), tracking
-at the network's resolution in the caller's thread, a thread that brings each frame's result to full size (labels, and the objects' probability
-for the matte), a soft-matte thread (when an output uses soft edges) and one thread per output that renders and
-encodes its frames.
+at the network's resolution in the caller's thread, a thread that brings each frame's result to full size
+(labels, and the objects' probability for the matte), a soft-matte thread (when an output uses soft edges) and
+one thread per output that renders and encodes its frames.
 
 Stages are joined by queues of `depth` frames, so memory stays bounded whatever the video's length and a slow
 output holds the others back instead of piling frames up. Each output takes every frame in order, so what it
@@ -25,7 +25,7 @@ import torch
 
 from core.effects import EdgeSettings, StableMatte
 from core.effects.matting import work_shape
-from core.inference.tracker import CoarseStep, Tracker
+from core.inference.tracker import Tracker
 from core.io.video import Frame, VideoReader
 from core.pipeline.outputs import FrameSink
 
@@ -82,6 +82,10 @@ class _Stages:
             except queue.Full:
                 continue
         raise _Cancelled
+
+    def put_all(self, outboxes: list[queue.Queue], item: object) -> None:
+        for outbox in outboxes:
+            self.put(outbox, item)
 
     def get(self, inbox: queue.Queue) -> object:
         while not self.stopped.is_set():
@@ -185,14 +189,12 @@ def _full_size(stages: _Stages, inbox: queue.Queue, outboxes: list[queue.Queue],
     """Full-size labels (empty before the first annotation) and, for the matte, the objects' probability."""
     while (item := stages.get(inbox)) is not _END:
         frame, step = item
-        tracked = _Tracked(frame, np.zeros(frame.image.shape[:2], np.uint8), None)
-        if isinstance(step, CoarseStep):
-            objects = step.objects(work_shape(frame.image.shape)) if matted else None
-            tracked = _Tracked(frame, step.labels(), objects)
-        for outbox in outboxes:
-            stages.put(outbox, tracked)
-    for outbox in outboxes:
-        stages.put(outbox, _END)
+        if step is None:
+            tracked = _Tracked(frame, np.zeros(frame.image.shape[:2], np.uint8), None)
+        else:
+            tracked = _Tracked(frame, step.labels(), step.objects(work_shape(frame.image.shape)) if matted else None)
+        stages.put_all(outboxes, tracked)
+    stages.put_all(outboxes, _END)
 
 
 def _decode(stages: _Stages, frames: Iterable[Frame], tracker: Tracker, outbox: queue.Queue) -> None:
@@ -205,10 +207,8 @@ def _decode(stages: _Stages, frames: Iterable[Frame], tracker: Tracker, outbox: 
 def _matte(stages: _Stages, matte: StableMatte, inbox: queue.Queue, outboxes: list[queue.Queue]) -> None:
     while (item := stages.get(inbox)) is not _END:
         alpha = None if item.objects is None else matte.of_objects(item.frame.image, item.objects)
-        for outbox in outboxes:
-            stages.put(outbox, _Tracked(item.frame, item.labels, None, alpha))
-    for outbox in outboxes:
-        stages.put(outbox, _END)
+        stages.put_all(outboxes, _Tracked(item.frame, item.labels, None, alpha))
+    stages.put_all(outboxes, _END)
 
 
 def _output(stages: _Stages, sinks: list[FrameSink], inbox: queue.Queue) -> None:
