@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 
 from core.batch.cli import main as batch_main
-from core.batch.inputs import InputError, plan_jobs
+from core.batch.inputs import InputError, Job, plan_jobs
+from core.batch.worker import OutputSpec, ProgressEvent, completed, process_job
+from core.inference.tracker import TrackerConfig
 from core.io.masks import MaskError, object_ids, read_mask, resize_labels, write_mask
 from core.io.video import open_video
 from tests.conftest import SAMPLES, encode_video, sample_frames
@@ -330,6 +332,41 @@ def test_new_outputs_keep_old_ones_and_overwrite_redoes(clips: Path, tmp_path: P
     assert sorted(p.name for p in (out / "bike").iterdir()) == ["cutout", "job.json", "masks", "remove.mp4"]
     assert len(list((out / "bike" / "cutout").glob("*.png"))) == 4
     assert (out / "bike" / "masks" / "00000.png").stat().st_mtime_ns != masks_mtime
+
+
+def test_auto_cutout_is_webm_up_to_1440p_and_prores_at_4k_and_a_finished_4k_item_is_skipped(tmp_path: Path) -> None:
+    auto = OutputSpec(effects=("overlay", "cutout"))
+    assert auto.output_names((2560, 1440)) == ["masks", "overlay.mp4", "cutout.webm"]
+    assert auto.output_names((3840, 2160)) == ["masks", "overlay.mp4", "cutout.mov"]
+    chosen = OutputSpec(effects=("cutout",), cutout_format="webm", mask_pngs=False)
+    assert chosen.output_names((3840, 2160)) == ["cutout.webm"]
+    folder = tmp_path / "out" / "clip"
+    folder.mkdir(parents=True)
+    job = Job(str(tmp_path / "clip.mp4"), "clip")
+    record = {"frames": 3, "size": [3840, 2160], "outputs": ["cutout.mov", "masks", "overlay.mp4"]}
+    (folder / "job.json").write_text(json.dumps(record))
+    skipped = completed(job, tmp_path / "out", auto)
+    assert skipped is not None and skipped.status == "skipped"
+    assert completed(job, tmp_path / "out", chosen) is None  # a WebM cut-out was asked for: redo
+
+
+def test_large_frames_get_the_removal_in_a_second_pass_with_the_same_masks(clips: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    job = plan_jobs([str(clips / "judo.mp4")], str(tmp_path))[0]
+    spec = OutputSpec(effects=("overlay", "remove"))
+    settings = TrackerConfig(backend="torch", threads=1)
+    one_pass = process_job(job, str(tmp_path / "one"), spec, settings, False, lambda event: None)
+    monkeypatch.setattr("core.pipeline.outputs.LARGE_FRAME", 100)  # the 428×240 clip counts as 4K-sized
+    events: list[ProgressEvent] = []
+    two_passes = process_job(job, str(tmp_path / "two"), spec, settings, False, events.append)
+    assert one_pass.status == two_passes.status == "done" and two_passes.frames == 8
+    assert (events[0].done, events[-1].done, events[-1].total) == (0, 16, 16)
+    assert [e.done for e in events] == sorted(e.done for e in events)
+    for name in ("overlay.mp4", "remove.mp4"):
+        assert frame_count(tmp_path / "two" / "judo" / name) == 8
+    masks = sorted((tmp_path / "one" / "judo" / "masks").glob("*.png"))
+    assert len(masks) == 8
+    assert all(np.array_equal(read_mask(m), read_mask(tmp_path / "two" / "judo" / "masks" / m.name)) for m in masks)
 
 
 def test_a_folder_not_written_by_batch_is_never_replaced(clips: Path, tmp_path: Path) -> None:

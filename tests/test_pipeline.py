@@ -15,7 +15,8 @@ from core.inference.tracker import Tracker, TrackerConfig
 from core.io.masks import MaskError, read_mask
 from core.io.video import Frame, open_video
 from core.model.network import NetworkConfig, build_network
-from core.pipeline import run_frames
+from core.pipeline import RemovalSink, is_large, run_frames
+from core.pipeline.outputs import LARGE_REMOVAL_RADIUS, REMOVAL_RADIUS
 
 JUDO = Path(__file__).resolve().parent.parent / "samples" / "judo"
 
@@ -109,3 +110,30 @@ def test_a_failing_tracker_and_an_early_stop_leave_nothing_running(network, anno
         steps.close()
     assert not pipeline_threads()
     assert sink.finished == 0 and sink.indices == list(range(len(sink.indices)))
+
+
+class ListWriter:
+    """A writer that keeps its frames and claims a frame size."""
+
+    def __init__(self, size: tuple[int, int]):
+        self.size = size
+        self.frames: list[np.ndarray] = []
+
+    def write(self, image: np.ndarray) -> None:
+        self.frames.append(image)
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (3840, 2160)])
+def test_the_removal_answers_half_as_late_for_4k_sized_frames(size: tuple[int, int]) -> None:
+    writer = ListWriter(size)
+    sink = RemovalSink(writer)
+    image = np.full((48, 64, 3), 90, np.uint8)
+    labels = np.zeros((48, 64), np.uint8)
+    labels[10:20, 10:30] = 1
+    pushed = 0
+    while not writer.frames:
+        sink.write(Frame(pushed, image, pushed / 25), labels, None)
+        pushed += 1
+    assert pushed - 1 == (LARGE_REMOVAL_RADIUS if is_large(size) else REMOVAL_RADIUS)
+    sink.finish()
+    assert len(writer.frames) == pushed

@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.batch.inputs import InputError, Job, plan_jobs
-from core.batch.worker import CUTOUT_FILES, ItemResult, JobError, OutputSpec, ProgressEvent, completed, process_job
+from core.batch.worker import CUTOUT_FORMATS, ItemResult, JobError, OutputSpec, ProgressEvent, completed, process_job
 from core.effects import EdgeSettings
 from core.io.video import X264_PRESETS
 from core.pipeline import EFFECTS, BackgroundError, check_background
@@ -254,8 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an effect video to write (repeatable)")
     parser.add_argument("--masks", choices=("png", "video", "both", "none"), default="png",
                         help="masks as palette PNGs per frame (masks/), a mask video (masks.mp4), both, or none")
-    parser.add_argument("--cutout-format", choices=tuple(CUTOUT_FILES), default="webm",
-                        help="cutout as VP9 WebM with alpha, ProRes 4444 .mov, or a folder of RGBA PNGs")
+    parser.add_argument("--cutout-format", choices=CUTOUT_FORMATS, default="auto",
+                        help="cutout as VP9 WebM with alpha, ProRes 4444 .mov, or a folder of RGBA PNGs; auto "
+                             "(default): WebM, or ProRes for 4K-sized videos (VP9 with alpha needs 1.2 GB more "
+                             "memory there)")
     parser.add_argument("--background", default="green", metavar="COLOR|IMAGE|VIDEO",
                         help="replace effect's background: a colour (green, #00b140, 0,177,64), image or video "
                              "(looped); default green")

@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from contextlib import ExitStack, closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,10 +33,12 @@ from core.inference.tracker import Tracker, TrackerConfig
 from core.io.masks import MaskError, check_mask, read_mask
 from core.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, open_video
 from core.pipeline import (BackgroundError, EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink,
-                           renderer, run_frames)
+                           is_large, renderer, run_frames)
 from core.weights import WeightsError
 
 CUTOUT_FILES = {"webm": "cutout.webm", "prores": "cutout.mov", "png": "cutout"}
+CUTOUT_FORMATS = ("auto", *CUTOUT_FILES)  # auto: webm, or prores for large frames (libvpx's colour + alpha
+# encoder pair alone holds 1.2 GB at 4K; ProRes 4444 is also what 4K editing software takes)
 RECORD_FILE = "job.json"
 
 
@@ -51,7 +53,8 @@ class OutputSpec:
     effects: tuple[str, ...] = ()
     mask_pngs: bool = True  # masks/<frame>.png, DAVIS palette
     mask_video: bool = False  # masks.mp4, palette colours
-    cutout_format: str = "webm"  # webm (VP9 + alpha) | prores (ProRes 4444 .mov) | png (RGBA sequence)
+    cutout_format: str = "auto"  # CUTOUT_FORMATS: webm (VP9 + alpha) | prores (ProRes 4444 .mov) | png (RGBA
+    # sequence) | auto (webm, or prores for large frames: 4K)
     background: str = "green"  # for `replace`: a colour name, #rrggbb, r,g,b, an image or a video file
     blur_strength: int = 31
     overlay_alpha: float = 0.5
@@ -69,12 +72,21 @@ class OutputSpec:
         return EffectSettings(overlay_alpha=self.overlay_alpha, blur_strength=self.blur_strength,
                               background=self.background, edges=self.edge_settings())
 
-    def output_names(self) -> list[str]:
-        """The file and folder names this spec writes inside an item's folder."""
+    def cutout_file(self, size: tuple[int, int] | None) -> str:
+        """The cut-out's file or folder name for (width, height) frames; for `auto` with no size, both names."""
+        chosen = self.cutout_format
+        if chosen == "auto" and size is None:
+            return f"{CUTOUT_FILES['webm']} or {CUTOUT_FILES['prores']}"
+        if chosen == "auto":
+            chosen = "prores" if is_large(size) else "webm"
+        return CUTOUT_FILES[chosen]
+
+    def output_names(self, size: tuple[int, int] | None = None) -> list[str]:
+        """The file and folder names this spec writes inside the folder of an item of (width, height) frames."""
         names = ["masks"] if self.mask_pngs else []
         names += ["masks.mp4"] if self.mask_video else []
         for effect in self.effects:
-            names.append(CUTOUT_FILES[self.cutout_format] if effect == "cutout" else f"{effect}.mp4")
+            names.append(self.cutout_file(size) if effect == "cutout" else f"{effect}.mp4")
         return names
 
 
@@ -126,7 +138,7 @@ def _open_sinks(stack: ExitStack, folder: Path, job: Job, info: VideoInfo, spec:
         if effect == "remove":
             sinks.append(RemovalSink(writer("remove.mp4")))
         elif effect == "cutout":  # the name's suffix picks VP9 alpha, ProRes 4444, or PNG frames
-            sinks.append(video(CUTOUT_FILES[spec.cutout_format], effect, alpha=True))
+            sinks.append(video(spec.cutout_file(size), effect, alpha=True))
         else:
             sinks.append(video(f"{effect}.mp4", effect))
     return sinks
@@ -160,6 +172,37 @@ def worker_tracker(settings: TrackerConfig) -> Tracker:
     12.3–12.7 FPS at 1080p against 11.7–11.9 with OpenCV's threads)."""
     cv2.setNumThreads(1)
     return Tracker(settings)
+
+
+def _passes(spec: OutputSpec, size: tuple[int, int]) -> list[OutputSpec]:
+    """The outputs of each pass over an item of (width, height) frames: one pass, except that for large frames
+    (4K) the removal, which buffers frames of its own, gets a second pass, so that every effect at once stays
+    under 2 GB there."""
+    if not is_large(size) or "remove" not in spec.effects or spec.output_names(size) == ["remove.mp4"]:
+        return [spec]
+    return [replace(spec, effects=tuple(effect for effect in spec.effects if effect != "remove")),
+            replace(spec, effects=("remove",), mask_pngs=False, mask_video=False)]
+
+
+def _run_passes(job: Job, masks: dict[int, np.ndarray], info: VideoInfo, folder: Path, spec: OutputSpec,
+                tracker: Tracker, report: Reporter) -> int:
+    """Write every output of `spec` into `folder`, tracking the item once per pass (each pass gives the same
+    labels: the tracker starts afresh); returns the number of frames. Progress counts the frames of all passes."""
+    passes = _passes(spec, (info.width, info.height))
+    total = None if info.num_frames is None else info.num_frames * len(passes)
+    report(ProgressEvent(job.name, 0, total))
+    frames = 0
+    for number, part in enumerate(passes):
+        offset = number * frames
+
+        def progress(event: ProgressEvent, offset: int = offset) -> None:
+            report(ProgressEvent(job.name, offset + event.done, total))
+
+        tracker.reset()
+        with open_video(job.source) as reader, ExitStack() as stack:
+            frames = _track(reader, job, masks, _open_sinks(stack, folder, job, reader.info, part), tracker,
+                            progress, part.effect_settings().matte_edges(part.effects))
+    return frames
 
 
 def _track(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], sinks: list[FrameSink],
@@ -203,10 +246,12 @@ def completed(job: Job, out_root: Path, spec: OutputSpec) -> ItemResult | None:
     if not final.exists() and old.is_dir():  # killed between the two renames of a replacement
         os.rename(old, final)
     record = _read_record(final)
-    if record is None or not set(spec.output_names()) <= set(record.get("outputs", [])):
+    size = tuple(record["size"]) if record is not None and len(record.get("size", ())) == 2 else None
+    names = spec.output_names(size)
+    if record is None or not set(names) <= set(record.get("outputs", [])):
         return None
     return ItemResult(job.source, job.name, "skipped", record.get("frames", 0), 0.0, 0.0,
-                      [str(final / name) for name in spec.output_names()])
+                      [str(final / name) for name in names])
 
 
 def _write_record(folder: Path, job: Job, frames: int, info: VideoInfo, spec: OutputSpec) -> list[str]:
@@ -271,16 +316,13 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         tracker = worker_tracker(settings)
-        tracker.reset()
         started = time.monotonic()  # per-input time excludes building the worker's tracker
         with open_video(job.source) as reader:
-            masks = _load_annotations(job, reader.info)
-            report(ProgressEvent(job.name, 0, reader.info.num_frames))
-            with ExitStack() as stack:
-                frames = _track(reader, job, masks, _open_sinks(stack, partial, job, reader.info, spec),
-                                tracker, report, spec.effect_settings().matte_edges(spec.effects))
-            _carry_over(final, partial)
-            outputs = _write_record(partial, job, frames, reader.info, spec)
+            info = reader.info
+            masks = _load_annotations(job, info)
+        frames = _run_passes(job, masks, info, partial, spec, tracker, report)
+        _carry_over(final, partial)
+        outputs = _write_record(partial, job, frames, info, spec)
         _commit(partial, final)
         seconds = time.monotonic() - started
         return ItemResult(job.source, job.name, "done", frames, round(seconds, 3), round(frames / seconds, 2),

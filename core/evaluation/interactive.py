@@ -82,13 +82,14 @@ def iou_after(ious: list[float], clicks: int) -> float:
     return ious[min(clicks, len(ious)) - 1]
 
 
-def davis_frames(root: str | Path, sequences: list[str], every: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, image (H, W, 3) RGB, target (H, W) bool) for frames 0, every, 2·every … of each sequence."""
+def davis_frames(root: str | Path, sequences: list[str], every: int,
+                 first: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, image (H, W, 3) RGB, target (H, W) bool) for frames first, first + every, … of each sequence."""
     for name in sequences:
         paths = sorted((Path(root) / "JPEGImages" / "480p" / name).glob("*.jpg"))
         if not paths:
             raise SystemExit(f"{Path(root) / 'JPEGImages' / '480p' / name}: no frames; pass a DAVIS root")
-        for path in paths[::every]:
+        for path in paths[first::every]:
             target = read_mask(Path(root) / "Annotations" / "480p" / name / f"{path.stem}.png") > 0
             if target.any():
                 yield f"{name}/{path.stem}", cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), target
@@ -134,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", help="DAVIS root (JPEGImages/480p, Annotations/480p)")
     parser.add_argument("--sequences", help="comma-separated names (default: the annotator's validation sequences)")
     parser.add_argument("--every", type=int, default=10, help="score every N-th frame of each sequence (default 10)")
+    parser.add_argument("--first", type=int, default=0,
+                        help="the first frame scored (default 0; the annotator's training validates on frames 0, 25, "
+                             "50 …, so --every 25 --first 12 scores other frames than it chose its weights on)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--max-clicks", type=int, default=20)
     parser.add_argument("--weights", help="annotator checkpoint for the network method (default: shipped)")
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         import torch
         torch.set_num_threads(args.threads)
     sequences = args.sequences.split(",") if args.sequences else default_sequences()
-    frames = list(davis_frames(args.root, sequences, args.every))
+    frames = list(davis_frames(args.root, sequences, args.every, args.first))
     results = []
     print(f"{len(frames)} frames of {len(sequences)} sequences; NoC capped at {args.max_clicks}")
     print(f"{'method':<8} {'box':>5} " + " ".join(f"{k}-click".rjust(7) for k in range(1, CURVE_CLICKS + 1))
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{method:<8} {scores.box_iou:5.1f} " + " ".join(f"{v:7.1f}" for v in scores.click_iou)
               + f"  {scores.noc85:6.2f}  {scores.noc90:6.2f}  {scores.ms_per_call:7.1f}")
     if args.json:
-        args.json.write_text(json.dumps({"sequences": sequences, "every": args.every,
+        args.json.write_text(json.dumps({"sequences": sequences, "every": args.every, "first": args.first,
                                          "results": [asdict(r) for r in results]}, indent=2))
 
 

@@ -13,6 +13,7 @@ objects to six training sequences.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from core.effects.matting import pixel_grid
 from core.effects.removal import ObjectRemover
 from core.evaluation.davis import EvalError, read_frame, sequence_files, write_json
 from core.io.masks import MaskError, read_mask
+from core.pipeline.outputs import LARGE_REMOVAL_RADIUS, REMOVAL_RADIUS
 
 # The first six of core.train.config.VALIDATION_SEQUENCES (evaluation never imports training), and the objects
 # pasted over them: training sequences whose object covers 5-12 % of the frame.
@@ -53,9 +55,10 @@ def remove_streaming(clip: SyntheticClip) -> list[np.ndarray]:
     return [remover(image, labels) for image, labels in zip(clip.composite, clip.holes)]
 
 
-def remove_whole_clip(clip: SyntheticClip) -> list[np.ndarray]:
-    """The batch and web faces' remover (`ClipRemover`: past and future frames aligned to each frame)."""
-    remover = ClipRemover()
+def remove_whole_clip(clip: SyntheticClip, radius: int = REMOVAL_RADIUS) -> list[np.ndarray]:
+    """The batch and web faces' remover (`ClipRemover`: past and future frames aligned to each frame, up to
+    `radius` frames away)."""
+    remover = ClipRemover(radius=radius)
     outputs: list[np.ndarray] = []
     for image, labels in zip(clip.composite, clip.holes):
         outputs += remover.push(image, labels)
@@ -65,6 +68,7 @@ def remove_whole_clip(clip: SyntheticClip) -> list[np.ndarray]:
 REMOVERS: dict[str, Callable[[SyntheticClip], list[np.ndarray]]] = {
     "streaming": remove_streaming,
     "whole-clip": remove_whole_clip,
+    "whole-clip-large": functools.partial(remove_whole_clip, radius=LARGE_REMOVAL_RADIUS),  # as for 4K frames
 }
 
 

@@ -6,8 +6,8 @@ both. Imports inference, effects and io.
 """
 
 from core.pipeline.outputs import (EFFECTS, RENDERED, BackgroundError, EffectSettings, FrameSink, MaskPngSink,
-                                   RemovalSink, VideoSink, check_background, renderer)
+                                   RemovalSink, VideoSink, check_background, is_large, renderer)
 from core.pipeline.stages import run_frames
 
 __all__ = ["EFFECTS", "RENDERED", "BackgroundError", "EffectSettings", "FrameSink", "MaskPngSink", "RemovalSink",
-           "VideoSink", "check_background", "renderer", "run_frames"]
+           "VideoSink", "check_background", "is_large", "renderer", "run_frames"]

@@ -20,6 +20,11 @@ from core.io.video import VIDEO_SUFFIXES, Frame, VideoWriter, open_video
 EFFECTS = ("overlay", "cutout", "blur", "replace", "remove")
 RENDERED = ("overlay", "mask", "cutout", "blur", "replace")  # drawn frame by frame (`remove` answers late)
 MATTED = frozenset({"cutout", "blur", "replace"})  # the effects that use soft edges
+# Frames of this many pixels or more (3× 1080p: 4K and the like) are "large": their outputs trade a little for
+# memory, so that a 4K clip with every effect stays within 2 GB.
+LARGE_FRAME = 3 * 1920 * 1080
+REMOVAL_RADIUS = 24  # frames the whole-clip remover looks back and ahead
+LARGE_REMOVAL_RADIUS = 12  # for large frames: half the buffered frames (2.13 → 1.7 GB for a 4K removal)
 NAMED_COLOURS = {
     "green": (0, 177, 64), "blue": (0, 71, 187), "black": (0, 0, 0), "white": (255, 255, 255),
     "gray": (128, 128, 128), "grey": (128, 128, 128), "red": (255, 0, 0),
@@ -170,13 +175,19 @@ class VideoSink:
         """Every frame is written by `write`."""
 
 
+def is_large(size: tuple[int, int]) -> bool:
+    """Whether a (width, height) frame is LARGE_FRAME or bigger."""
+    return size[0] * size[1] >= LARGE_FRAME
+
+
 class RemovalSink:
     """The objects removed using the whole clip: the remover answers a fixed number of frames late; `finish`
-    writes the rest."""
+    writes the rest. For large frames it looks half as far back and ahead, to hold half the frames."""
 
     def __init__(self, writer: VideoWriter):
         self._writer = writer
-        self._remover = effects.ClipRemover()
+        radius = LARGE_REMOVAL_RADIUS if is_large(writer.size) else REMOVAL_RADIUS
+        self._remover = effects.ClipRemover(radius=radius)
 
     def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
         for image in self._remover.push(frame.image, labels):

@@ -27,14 +27,13 @@ from core.effects import EdgeSettings, StableMatte
 from core.effects.matting import work_shape
 from core.inference.tracker import Tracker
 from core.io.video import Frame, VideoReader
-from core.pipeline.outputs import FrameSink
+from core.pipeline.outputs import FrameSink, is_large
 
 _END = object()  # the last item through a queue
 _POLL_SECONDS = 0.1  # how often a waiting stage looks whether another one failed
 _FULL_HD_DEPTH = 4  # frames per queue up to 1080p: enough to smooth out the stages' uneven pace
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 _LARGE_BLOCK = 16 * 2**20  # bytes: a 4K frame is 25 MB, a 1080p one 6 MB
-_LARGE_FRAME = 3 * 1920 * 1080  # pixels from which large blocks go back to the system (4K is 4× 1080p)
 
 
 class _Cancelled(Exception):
@@ -112,7 +111,7 @@ def run_frames(reader: VideoReader, annotations: dict[int, np.ndarray], tracker:
     holds `depth` frames: by default 4 up to 1080p, fewer for larger frames so memory stays bounded; at depth 1
     (4K) the outputs share one thread, so only one of them holds its temporaries at a time."""
     depth = depth or queue_depth(reader.info.width, reader.info.height)
-    if reader.info.width * reader.info.height >= _LARGE_FRAME:
+    if is_large((reader.info.width, reader.info.height)):
         _return_large_blocks()
     with _one_torch_thread(tracker):
         yield from _run(reader, annotations, tracker, sinks, edges, depth)
