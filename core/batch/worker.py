@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import time
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -184,10 +184,12 @@ def _passes(spec: OutputSpec, size: tuple[int, int]) -> list[OutputSpec]:
             replace(spec, effects=("remove",), mask_pngs=False, mask_video=False)]
 
 
-def _run_passes(job: Job, masks: dict[int, np.ndarray], info: VideoInfo, folder: Path, spec: OutputSpec,
+def _run_passes(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], folder: Path, spec: OutputSpec,
                 tracker: Tracker, report: Reporter) -> int:
-    """Write every output of `spec` into `folder`, tracking the item once per pass (each pass gives the same
-    labels: the tracker starts afresh); returns the number of frames. Progress counts the frames of all passes."""
+    """Write every output of `spec` into `folder`, tracking the item once per pass: the first pass reads
+    `reader`, each later one opens the video again (each gives the same labels: the tracker starts afresh).
+    Returns the number of frames; progress counts the frames of all passes."""
+    info = reader.info
     passes = _passes(spec, (info.width, info.height))
     total = None if info.num_frames is None else info.num_frames * len(passes)
     report(ProgressEvent(job.name, 0, total))
@@ -199,8 +201,8 @@ def _run_passes(job: Job, masks: dict[int, np.ndarray], info: VideoInfo, folder:
             report(ProgressEvent(job.name, offset + event.done, total))
 
         tracker.reset()
-        with open_video(job.source) as reader, ExitStack() as stack:
-            frames = _track(reader, job, masks, _open_sinks(stack, folder, job, reader.info, part), tracker,
+        with (nullcontext(reader) if number == 0 else open_video(job.source)) as source, ExitStack() as stack:
+            frames = _track(source, job, masks, _open_sinks(stack, folder, job, info, part), tracker,
                             progress, part.effect_settings().matte_edges(part.effects))
     return frames
 
@@ -320,7 +322,7 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
         with open_video(job.source) as reader:
             info = reader.info
             masks = _load_annotations(job, info)
-        frames = _run_passes(job, masks, info, partial, spec, tracker, report)
+            frames = _run_passes(reader, job, masks, partial, spec, tracker, report)
         _carry_over(final, partial)
         outputs = _write_record(partial, job, frames, info, spec)
         _commit(partial, final)
