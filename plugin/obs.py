@@ -23,9 +23,10 @@ from tqdm import tqdm
 
 from core.io.masks import MaskError
 from core.inference.tracker import DEFAULT_SIZE, Tracker, add_tracker_arguments, tracker_config
-from plugin.session import MODES, Annotation, FrameResult, LiveSession, SessionConfig
+from plugin.session import MODES, Annotation, FramePump, FrameResult, LiveSession, SessionConfig
 from plugin.stage import Connection, ObsStage, StageError, write_bytes_atomic
 
+PREFETCH = {"auto": None, "on": True, "off": False}  # --prefetch → SessionConfig.prefetch
 BENCH_HEADER = ("| source → frames | FPS | latency mean / p95 (ms) | capture | wait | track | show (ms, mean) |\n"
                 "|---|---|---|---|---|---|---|")
 
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=parse_size, default=None, metavar="auto|WxH",
                         help="capture size (default auto: the tracker's size, OBS scales the mask up; a larger size, "
                              "e.g. 1280x720, gives sharper mask edges and costs speed)")
+    parser.add_argument("--prefetch", choices=("auto", "on", "off"), default="auto",
+                        help="take the next screenshot while tracking: on, off, or auto (default: measure both and "
+                             "keep the faster; in software-rendering OBS on few cores, off is faster for large sources)")
     parser.add_argument("--jpeg-quality", type=int, default=80, help="screenshot JPEG quality (default 80)")
     parser.add_argument("--blur", type=int, default=31, help="blur kernel in --mode blur (default 31)")
     parser.add_argument("--frames", type=int, help="stop after N tracked frames")
@@ -177,7 +181,7 @@ def watch_stdin(session: LiveSession) -> None:
 def run_live(args: argparse.Namespace, status: StatusFile) -> int:
     annotation = annotation_from(args)
     config = SessionConfig(mode=args.mode, objects=args.objects, frames=args.frames, duration=args.duration,
-                           blur=args.blur, wait_for_source=args.wait_for_source)
+                           blur=args.blur, wait_for_source=args.wait_for_source, prefetch=PREFETCH[args.prefetch])
     bar = tqdm(total=args.frames, unit="frame", dynamic_ncols=True)
 
     def on_status(message: str) -> None:
@@ -228,11 +232,13 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def bench_source(args: argparse.Namespace) -> str:
-    """Run the live loop on --source for 8 warm-up frames + `--bench-frames`; its Markdown row."""
+    """Run the live loop on --source for warm-up frames (8, and with --prefetch auto also the frame pump's first
+    trial of both ways) + `--bench-frames`; its Markdown row."""
     annotation = annotation_from(args)
-    warmup = 8
+    warmup = 8 if args.prefetch != "auto" else FramePump.WARMUP + 2 * FramePump.TRIAL + 8
     timed: list[tuple[float, FrameResult]] = []
-    config = SessionConfig(mode=args.mode, frames=warmup + args.bench_frames, wait_for_source=args.wait_for_source)
+    config = SessionConfig(mode=args.mode, frames=warmup + args.bench_frames, wait_for_source=args.wait_for_source,
+                           prefetch=PREFETCH[args.prefetch])
     with tqdm(total=config.frames, desc=args.source, unit="frame") as bar:
         stage = make_stage(args)
         session = LiveSession(stage, make_tracker(args), annotation, config,

@@ -2,7 +2,8 @@
 
 `LiveSession` talks to OBS only through the small `Stage` interface (`plugin.stage.ObsStage` is the real one),
 so the loop logic is testable without OBS. Capture is pipelined with tracking: while one frame is tracked and
-shown, `FramePump` has the next screenshot in flight on its own thread and connection. There is never a queue:
+shown, `FramePump` has the next screenshot in flight on its own thread and connection, when that is the
+faster way on this machine (it measures). There is never a queue:
 at most one frame waits, frames OBS rendered meanwhile are never requested, and a frame that waited too long
 (after a pause) is dropped for a fresh one. The latency is one capture + one tracker step + one mask update.
 """
@@ -106,6 +107,7 @@ class SessionConfig:
     give_up_s: float | None = None     # stop when OBS stays away this long (None: keep trying)
     wait_for_source: bool = False      # at start, wait for a missing source instead of failing
     max_frame_age_s: float = 0.5       # a prefetched frame older than this is dropped for a fresh one
+    prefetch: bool | None = None       # screenshot the next frame while tracking (None: measure which is faster)
 
 
 @dataclass
@@ -137,11 +139,28 @@ class Captured:
 
 
 class FramePump:
-    """Keeps the next screenshot in flight while the current frame is tracked: at most one frame ahead."""
+    """Hands out the newest frame; with prefetching, the next screenshot is in flight while the current frame is
+    tracked (at most one frame ahead).
 
-    def __init__(self, grab: Callable[[], np.ndarray], max_age_s: float):
+    Whether prefetching pays depends on the machine. With OBS rendering in software on 2 cores, a screenshot taken
+    while the tracker runs waits for the cores: 13 ms alone, 33-41 ms next to one or two busy cores (a 1280×720
+    source captured at 427×240, measured), so for large sources capturing after tracking gives more frames per
+    second, and always less latency. With `prefetch` None the pump measures both: it times the interval between
+    frames over `TRIAL` frames of each way, after `WARMUP` frames and again every `RETRIAL` frames, and
+    otherwise runs the way whose median interval was shorter."""
+
+    WARMUP = 5
+    TRIAL = 20
+    RETRIAL = 600
+
+    def __init__(self, grab: Callable[[], np.ndarray], max_age_s: float, prefetch: bool | None = None):
         self.grab = grab
         self.max_age_s = max_age_s
+        self.fixed = prefetch
+        self.prefetch = prefetch is not False
+        self.intervals: dict[bool, deque] = {True: deque(maxlen=self.TRIAL), False: deque(maxlen=self.TRIAL)}
+        self.frames = 0
+        self.last: float | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="obs-frames")
         self.pending: Future | None = None
 
@@ -152,20 +171,44 @@ class FramePump:
 
     def next(self) -> Captured:
         """The frame requested during the last step (a fresh one when none is in flight or it is older than
-        `max_age_s`), and the request for the following one. Raises what the grab raised."""
+        `max_age_s`), and, when prefetching, the request for the following one. Raises what the grab raised."""
+        self.record(time.perf_counter())
         pending, self.pending = self.pending, None
         captured = pending.result() if pending is not None else None
         if captured is None or time.perf_counter() - captured.received > self.max_age_s:
             captured = self.capture()
-        self.pending = self.executor.submit(self.capture)
+        if self.prefetch:
+            self.pending = self.executor.submit(self.capture)
         return captured
+
+    def record(self, now: float) -> None:
+        """Count a frame handed out at `now`: its interval from the last one goes to the current way's trial,
+        and (measuring) the way for the next frame is chosen."""
+        if self.last is not None and self.frames > self.WARMUP:
+            self.intervals[self.prefetch].append(now - self.last)
+        self.last = now
+        self.frames += 1
+        if self.fixed is None:
+            self.prefetch = self.choose()
+
+    def choose(self) -> bool:
+        """Prefetch or not for the next frame: each way in turn during a trial, else the faster one."""
+        phase = (self.frames - self.WARMUP - 1) % self.RETRIAL
+        if self.frames <= self.WARMUP or phase < self.TRIAL:
+            return True
+        if phase < 2 * self.TRIAL:
+            return False
+        with_prefetch, without = (np.median(self.intervals[way]) for way in (True, False))
+        return bool(with_prefetch < without)
 
     def drop(self, timeout_s: float = 30.0) -> None:
         """Forget the frame in flight, once its request has ended (or `timeout_s`): the rig is never changed
-        and a connection never closed while OBS renders a screenshot for us (OBS 29 can crash then)."""
+        and a connection never closed while OBS renders a screenshot for us (OBS 29 can crash then). The pause
+        that follows is not counted as a frame interval."""
         if self.pending is not None and not self.pending.cancel():
             wait([self.pending], timeout=timeout_s)
         self.pending = None
+        self.last = None
 
     def close(self) -> None:
         self.drop()
@@ -214,7 +257,7 @@ class LiveSession:
         self.requested: Annotation | None = annotation
         self.frames_done = 0
         self.source_size: tuple[int, int] | None = None
-        self.pump = FramePump(stage.grab, config.max_frame_age_s)
+        self.pump = FramePump(stage.grab, config.max_frame_age_s, config.prefetch)
         self._rigged = False
 
     def reannotate(self, annotation: Annotation | None = None) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from core.io.masks import MaskError, read_mask, resize_labels
-from plugin.session import Annotation, LiveSession, SessionConfig
+from plugin.session import Annotation, FramePump, LiveSession, SessionConfig
 from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, NoFrame, ObsStage, ObsUnavailable,
                           Placement, SourceMissing, background_name, mask_on_canvas, wrapper_name, wrapper_transform)
 from tests.obs_harness import (CLIP_SOURCE, SAMPLE, HeadlessOBS, add_clip_source, free_port, obs_available,
@@ -105,6 +105,38 @@ def two_object_mask(tmp_path: Path) -> Path:
     labels[20:30, 40:50] = 2
     write_mask(tmp_path / "first.png", labels)
     return tmp_path / "first.png"
+
+
+def run_pump(pump: FramePump, seconds: dict[bool, float], frames: int) -> list[bool]:
+    """Step `pump` `frames` times on a clock where a frame takes `seconds[prefetching]`; the way of each step."""
+    now, ways = 0.0, []
+    for _ in range(frames):
+        ways.append(pump.prefetch)
+        now += seconds[pump.prefetch]
+        pump.record(now)
+    return ways
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_frame_pump_tries_both_ways_then_keeps_the_faster(faster: bool) -> None:
+    pump = FramePump(lambda: np.zeros((2, 2, 3), np.uint8), max_age_s=1.0)
+    seconds = {faster: 0.04, not faster: 0.06}
+    trial_end = FramePump.WARMUP + 2 * FramePump.TRIAL
+    ways = run_pump(pump, seconds, trial_end + 50)
+    assert ways[FramePump.WARMUP + 1 : trial_end + 1].count(True) == FramePump.TRIAL
+    assert ways[FramePump.WARMUP + 1 : trial_end + 1].count(False) == FramePump.TRIAL
+    assert set(ways[trial_end + 1 :]) == {faster}
+    ways = run_pump(pump, seconds, FramePump.RETRIAL)  # the trial comes back, and the choice after it
+    assert set(ways) == {True, False} and ways[-1] == faster
+
+
+def test_frame_pump_without_prefetch_takes_one_screenshot_per_frame() -> None:
+    grabs: list[int] = []
+    pump = FramePump(lambda: grabs.append(1) or np.zeros((2, 2, 3), np.uint8), max_age_s=1.0, prefetch=False)
+    for _ in range(FramePump.WARMUP + 3 * FramePump.TRIAL):
+        pump.next()
+    assert len(grabs) == FramePump.WARMUP + 3 * FramePump.TRIAL and pump.pending is None
+    pump.close()
 
 
 @pytest.mark.parametrize("mode, objects, inside, outside", [
