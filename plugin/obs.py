@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mask: keep the object; blur: blur the background; hide: hide the object")
     ann = parser.add_argument_group("first annotation (one of)")
     ann.add_argument("--mask", type=Path, help="a mask PNG (palette, binary, or the web app's exported mask)")
-    ann.add_argument("--box", type=parse_box, help="x,y,w,h in the source's pixels; GrabCut turns it into a mask")
+    ann.add_argument("--box", type=parse_box, help="x,y,w,h in the source's pixels; the annotation network turns it into a mask")
     parser.add_argument("--objects", type=parse_ids, default=(), help="object ids to act on (default: all)")
     parser.add_argument("--size", type=parse_size, default=None, metavar="auto|WxH",
                         help="capture size (default auto: the tracker's size, OBS scales the mask up; a larger size, "

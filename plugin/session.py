@@ -76,7 +76,8 @@ class Annotation:
 
 
 def box_labels(frame: np.ndarray, box: tuple[int, int, int, int], source_size: tuple[int, int]) -> np.ndarray:
-    """GrabCut inside `box` (x, y, w, h in source pixels) on `frame` → (h, w) labels with object 1.
+    """The annotation network's mask for `box` (x, y, w, h in source pixels) on `frame` → (h, w) labels with
+    object 1.
 
     Uses `core.annotate`, the web face's annotation code, so a box gives the same mask in both faces.
     """

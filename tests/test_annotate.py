@@ -1,5 +1,5 @@
 """core.annotate's network path: click simulation and encoding, the network's shapes, the marks' replay and its
-cache, the shipped annotator on a real frame (box, brush edits), GrabCut as the default, and clear loading
+cache, the shipped annotator on a real frame (box, brush edits), the network as the default, and clear loading
 errors; the interactive evaluation's bookkeeping."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from core.annotate.clicks import (GUIDANCE_CHANNELS, Click, guidance_maps, inter
                                   random_interior_click, tight_box)
 from core.annotate.network import (ClickNet, default_annotator, load_annotator, load_annotator_checkpoint,
                                    read_annotator_manifest, save_annotator)
-from core.annotate.segmenter import ClickSegmenter, inside_box
+from core.annotate.segmenter import FOCUS, ClickSegmenter, focus_window, inside_box, predict
 from core.evaluation.interactive import click_ious, clicks_to_reach, iou_after
 from core.evaluation.metrics import region_similarity
 from core.io.masks import read_mask
@@ -107,10 +107,34 @@ def test_each_new_click_costs_one_network_run_and_any_frame_size_works() -> None
     image = np.random.default_rng(0).integers(0, 255, (75, 101, 3), dtype=np.uint8)
     marks = (Mark("positive", 1, 50, 30),)
     assert segmenter.mask(image, marks).shape == (75, 101)
+    first = segmenter.network.runs
+    assert first in (1, 2)  # the whole frame, then zoomed on that answer when it took something
     marks += (Mark("negative", 1, 10, 10), Mark("brush_add", 1, 3, 3, radius=2))
     segmenter.mask(image, marks)
     segmenter.mask(image, marks)
-    assert segmenter.network.runs == 2
+    assert segmenter.network.runs == first + 1
+
+
+def test_the_zoomed_view_is_a_square_around_the_box_or_the_last_mask_and_its_clicks() -> None:
+    shape = (480, 854)
+    assert focus_window(shape, (Click(5, 5, True),), None, None) is None  # nothing to zoom on yet
+    x, y, side = focus_window(shape, (), (100, 200, 159, 239), None)
+    assert side == round(60 / FOCUS) and (x + side / 2, y + side / 2) == (130, 220)
+    grown = focus_window(shape, (Click(300, 220, True), Click(600, 400, False)), None, rectangle(shape, (100, 200, 159, 239)))
+    assert grown[2] == round(201 / FOCUS)  # the positive click widens it, the negative one does not
+    assert focus_window(shape, (), (0, 0, 700, 300), None) == (-76, -276, 854)  # never wider than the frame
+
+
+def test_a_zoomed_prediction_is_zero_outside_its_square_and_any_square_works() -> None:
+    network = ClickNet().eval()
+    image = np.random.default_rng(1).integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    for window in ((30, 20, 40), (-10, -15, 50), (100, 70, 48)):  # inside, over the top-left and bottom-right
+        x, y, side = window
+        probabilities = predict(network, image, (Click(x + side // 2, y + side // 2, True),), None, None, window)
+        outside = np.ones((90, 120), bool)
+        outside[max(0, y) : y + side, max(0, x) : x + side] = False
+        assert probabilities.shape == (90, 120) and not probabilities[outside].any()
+        assert probabilities[~outside].min() > 0
 
 
 def test_negative_clicks_alone_take_nothing_without_running_the_network() -> None:
@@ -147,11 +171,11 @@ def test_brush_edits_the_network_result_in_order() -> None:
     assert not edited[y, x] and edited[10, 10] and not taken[10, 10]
 
 
-def test_grabcut_is_the_default_and_the_network_an_option() -> None:
+def test_the_network_is_the_default_and_grabcut_an_option() -> None:
     image, player = judo_player()
     x0, y0, x1, y1 = tight_box(player)
     marks = (Mark("box", 2, x0, y0, x1, y1),)
-    assert annotate.DEFAULT_METHOD == "grabcut"
+    assert annotate.DEFAULT_METHOD == "network"
     for method in annotate.METHODS:
         labels = annotate.labels_from_marks(image, marks, method=method)
         assert set(np.unique(labels)) == {0, 2} and region_similarity(labels == 2, player) > 0.6

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from core.annotate.network import load_annotator, load_annotator_checkpoint
-from core.train.annotator import first_interaction, main, segmentation_loss
+from core.train.annotator import first_interaction, main, paint_shape, segmentation_loss
 from core.train.config import VALIDATION_SEQUENCES
 from tests.test_train import tiny_davis  # noqa: F401 - the fixture
 
@@ -48,3 +48,13 @@ def test_loss_ignores_samples_without_an_object() -> None:
     logits = torch.cat([good[:1], bad[1:]])
     assert segmentation_loss(logits, targets, torch.tensor([1.0, 0.0])) < 0.01
     assert segmentation_loss(logits, targets, torch.tensor([1.0, 1.0])) > 0.5
+
+
+def test_painted_shapes_are_objects_of_any_look() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        image = np.full((3, 64, 64), 0.5, np.float32)
+        before = image.copy()
+        shape = paint_shape(image, rng)
+        assert 20 < shape.sum() < 64 * 64 * 0.6
+        assert not np.array_equal(image[:, shape], before[:, shape]) and 0 <= image.min() and image.max() <= 1

@@ -226,7 +226,7 @@ def test_rig_geometry_puts_the_mask_where_the_source_is():
     assert out["scaleX"] == 0.5 and "boundsWidth" not in out
 
 
-def test_box_annotation_becomes_a_grabcut_mask_inside_the_box():
+def test_box_annotation_becomes_a_mask_inside_the_box():
     frame = cv2.imread(str(SAMPLE / "00000.jpg"))[..., ::-1]  # (480, 854, 3) RGB
     labels = Annotation(box=(300, 100, 250, 300)).labels(frame, (854, 480))
     assert labels.shape == (480, 854) and set(np.unique(labels)) <= {0, 1} and labels.any()

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 from PIL import Image
 
@@ -71,6 +72,17 @@ def test_static_clips_warp_one_frame_and_never_occlude_the_annotated_one(tiny_da
     frames, masks = sampler.sample(8, 0.0)
     assert (masks[:, 0].flatten(1).sum(1) > 0).all()  # the object is in every annotated frame
     assert not torch.equal(frames[:, 0], frames[:, 1])  # each frame has its own warp
+
+
+def test_zoomed_static_crops_show_the_object_at_the_asked_fraction(tiny_davis: Path) -> None:
+    store = load_frames(tiny_davis, ["bike"], 90)
+    sampler = ClipSampler(store, DataConfig(crop=48, clip_frames=2, static=True, object_fraction=(0.3, 0.6)), seed=0)
+    _, masks = sampler.sample(16, 0.0)
+    spans = []
+    for mask in masks[:, 0, 0].numpy() > 0.5:  # the annotated frame: no distractor, no drift
+        ys, xs = np.nonzero(mask)
+        spans.append(max(np.ptp(xs), np.ptp(ys)) / 48)
+    assert 0.25 < np.median(spans) < 0.75  # rotation and the elastic warp move it a little
 
 
 def test_training_starts_from_the_imagenet_trunk(tiny_davis: Path, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Annotation by clicks (shared by the web face and the OBS plugin's `--box`): the marks and their editing
-(`marks`), how they become a label map (`objects`: `grabcut`, the default, or the trained click-and-box network of
-`network` run by `segmenter`), and the click simulation and encoding the network is trained and scored with
+(`marks`), how they become a label map (`objects`: the trained click-and-box network of `network` run by
+`segmenter`, the default, or `grabcut`), and the click simulation and encoding the network is trained and scored with
 (`clicks`). Imports core.io, core.model and core.weights.
 """
 

@@ -2,8 +2,10 @@
 `ClickSegmenter` replays an object's clicks and box in order, each step refining the previous mask (cached, so
 a new click costs one network run).
 
-The frame is resized so its short side is the network's `size` and padded to a multiple of 16; the mask comes
-back at full size. `build_segmenter` runs the network through ONNX Runtime when it is installed. With a box
+A step zooms: with a box, or once there is a mask, the network sees a square around it (the box or the mask and
+the positive clicks spanning FOCUS of its side) resized to its `size`, as it saw objects in training; a first
+click without a box is answered on the whole frame (resized so its short side is the network's `size`, padded to
+a multiple of 16) and then once more zoomed on that answer. The mask comes back at full size. `build_segmenter` runs the network through ONNX Runtime when it is installed. With a box
 and no positive click outside it, nothing outside the box is taken.
 """
 
@@ -21,13 +23,16 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from core.annotate.clicks import Box, Click, guidance_maps
+from core.annotate.clicks import Box, Click, guidance_maps, tight_box
 from core.annotate.marks import Mark
 from core.annotate.network import AnnotatorConfig, load_annotator
 
 GUIDING_KINDS = ("positive", "negative", "box")
+FOCUS = 0.6           # a zoomed view is a square whose side the box (or previous mask) spans this fraction of
+MIN_FOCUS_SIDE = 48   # frame pixels: the smallest zoomed view
 BACKENDS = ("auto", "onnx", "torch")
 MAX_ASPECT = 2.5      # the network's input is at most this many times its size on the long side
+Window = tuple[int, int, int]  # x0, y0, side: a square of the frame, in its pixels (it may reach outside)
 
 
 class Network(Protocol):
@@ -39,21 +44,33 @@ class Network(Protocol):
 
 
 def predict(network: Network, image: np.ndarray, clicks: tuple[Click, ...], box: Box | None,
-            previous: np.ndarray | None) -> np.ndarray:
+            previous: np.ndarray | None, window: Window | None = None) -> np.ndarray:
     """Object probability (H, W) float32 for `image` (H, W, 3) uint8 RGB, clicks and box in its pixels, and the
-    previous mask (H, W) bool or None. The image is resized so its short side is the network's size (its long
-    side at most MAX_ASPECT times that), padded to a multiple of 16; the probabilities are resized back."""
+    previous mask (H, W) bool or None. Without a `window` the whole image is resized so its short side is the
+    network's size (its long side at most MAX_ASPECT times that), padded to a multiple of 16; with one, that
+    square of the image (zero outside it) is resized to the network's size, and the probability is 0 outside it.
+    The probabilities come back at full size."""
     height, width = image.shape[:2]
-    size = network.config.size
-    scale = min(size / min(height, width), MAX_ASPECT * size / max(height, width))
-    h, w = max(16, round(height * scale)), max(16, round(width * scale))
-    sy, sx = h / height, w / width
-    small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    scaled_clicks = [Click(min(w - 1, int(c.x * sx)), min(h - 1, int(c.y * sy)), c.positive) for c in clicks]
-    scaled_box = None if box is None else (int(box[0] * sx), int(box[1] * sy), min(w - 1, int(box[2] * sx)),
-                                           min(h - 1, int(box[3] * sy)))
-    scaled_previous = None if previous is None else cv2.resize(
-        previous.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    if window is None:
+        size = network.config.size
+        scale = min(size / min(height, width), MAX_ASPECT * size / max(height, width))
+        h, w = max(16, round(height * scale)), max(16, round(width * scale))
+        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        origin, sy, sx = (0, 0), h / height, w / width
+    else:
+        small = _crop(image, window, network.config.size)
+        h = w = network.config.size
+        origin, sy, sx = window[:2], h / window[2], w / window[2]
+    scaled_clicks = [Click(int((c.x - origin[0]) * sx), int((c.y - origin[1]) * sy), c.positive) for c in clicks]
+    scaled_clicks = [c for c in scaled_clicks if 0 <= c.x < w and 0 <= c.y < h]
+    scaled_box = None if box is None else (
+        max(0, int((box[0] - origin[0]) * sx)), max(0, int((box[1] - origin[1]) * sy)),
+        min(w - 1, int((box[2] - origin[0]) * sx)), min(h - 1, int((box[3] - origin[1]) * sy)))
+    scaled_previous = None
+    if previous is not None:
+        scaled_previous = previous.astype(np.float32)
+        scaled_previous = (cv2.resize(scaled_previous, (w, h), interpolation=cv2.INTER_LINEAR) if window is None
+                           else _crop(scaled_previous, window, h))
     guidance = guidance_maps((h, w), scaled_clicks, scaled_box, scaled_previous, network.config.click_radius)
     pad_h, pad_w = -h % 16, -w % 16
     pixels = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None].float() / 255
@@ -61,7 +78,47 @@ def predict(network: Network, image: np.ndarray, clicks: tuple[Click, ...], box:
         logits = network(F.pad(pixels, (0, pad_w, 0, pad_h), mode="replicate"),
                          F.pad(torch.from_numpy(guidance)[None], (0, pad_w, 0, pad_h)))[0, 0, :h, :w]
     probabilities = torch.sigmoid(logits).numpy()
-    return cv2.resize(probabilities, (width, height), interpolation=cv2.INTER_LINEAR)
+    if window is None:
+        return cv2.resize(probabilities, (width, height), interpolation=cv2.INTER_LINEAR)
+    return _uncrop(probabilities, window, (height, width))
+
+
+def focus_window(shape: tuple[int, int], clicks: tuple[Click, ...], box: Box | None,
+                 previous: np.ndarray | None) -> Window | None:
+    """The square to zoom on for an (H, W) frame: around the box, else the previous mask (H, W) bool, grown to
+    take the positive clicks, so that it spans FOCUS of the square's side (at most the frame's long side; beyond
+    the frame the square is black, as in training); None (the whole frame) when there is neither."""
+    region = box if box is not None else (tight_box(previous) if previous is not None else None)
+    if region is None:
+        return None
+    x0, y0, x1, y1 = region
+    for click in clicks:
+        if click.positive:
+            x0, y0, x1, y1 = min(x0, click.x), min(y0, click.y), max(x1, click.x), max(y1, click.y)
+    side = min(max(shape), max(MIN_FOCUS_SIDE, round(max(x1 - x0 + 1, y1 - y0 + 1) / FOCUS)))
+    return round((x0 + x1 + 1 - side) / 2), round((y0 + y1 + 1 - side) / 2), side
+
+
+def _crop(image: np.ndarray, window: Window, size: int) -> np.ndarray:
+    """The `window` square of `image` (zero outside the image) resized to (size, size)."""
+    x0, y0, side = window
+    height, width = image.shape[:2]
+    region = image[max(0, y0) : max(0, min(height, y0 + side)), max(0, x0) : max(0, min(width, x0 + side))]
+    region = cv2.copyMakeBorder(region, max(0, -y0), side - region.shape[0] - max(0, -y0), max(0, -x0),
+                                side - region.shape[1] - max(0, -x0), cv2.BORDER_CONSTANT, value=0)
+    return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+
+
+def _uncrop(values: np.ndarray, window: Window, shape: tuple[int, int]) -> np.ndarray:
+    """(size, size) `values` of a `window` square back in an (H, W) frame of zeros."""
+    x0, y0, side = window
+    height, width = shape
+    square = cv2.resize(values, (side, side), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros(shape, values.dtype)
+    top, left = max(0, y0), max(0, x0)
+    bottom, right = min(height, y0 + side), min(width, x0 + side)
+    out[top:bottom, left:right] = square[top - y0 : bottom - y0, left - x0 : right - x0]
+    return out
 
 
 def inside_box(mask: np.ndarray, box: Box, clicks: tuple[Click, ...]) -> np.ndarray:
@@ -109,13 +166,26 @@ class ClickSegmenter:
         if box is None and not any(c.positive for c in clicks):
             mask = np.zeros(image.shape[:2], dtype=bool)
         else:
-            mask = predict(self.network, image, clicks, box, previous if previous.any() else None) > 0.5
+            mask = self._predict(image, clicks, box, previous if previous.any() else None)
             if box is not None:
                 mask = inside_box(mask, box, clicks)
         with self._lock:
             self._cache[key] = mask
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+        return mask
+
+
+    def _predict(self, image: np.ndarray, clicks: tuple[Click, ...], box: Box | None,
+                 previous: np.ndarray | None) -> np.ndarray:
+        """One step's mask: zoomed on the box or the previous mask; a first click without a box is answered on
+        the whole frame, then again zoomed on that answer."""
+        window = focus_window(image.shape[:2], clicks, box, previous)
+        mask = predict(self.network, image, clicks, box, previous, window) > 0.5
+        if window is None and box is None and previous is None and mask.any():
+            window = focus_window(image.shape[:2], clicks, None, mask)
+            if window is not None:
+                mask = predict(self.network, image, clicks, None, mask, window) > 0.5
         return mask
 
 

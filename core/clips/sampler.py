@@ -32,6 +32,9 @@ class DataConfig:
     max_gap_end: int = 20          # … growing linearly to this at the end
     synthetic: bool = False        # stage 0: cut-and-paste clips with affine + smooth warps
     static: bool = False           # static-image stage: one frame warped per frame, distractors pasted over it
+    # static crops scaled so that the object's bounding box spans a log-uniform fraction in this range of the crop
+    # (the annotation network's zoomed views); None: 0.7-1.4 crop pixels per loaded pixel, as the tracker trains
+    object_fraction: tuple[float, float] | None = None
 
 
 @dataclass
@@ -168,8 +171,8 @@ class ClipSampler:
         with_object = torch.nonzero(self.store.extents.cpu() > 8).flatten()
         image = with_object[self._randint(torch.full((batch,), len(with_object)))].to(self.device)
         distractor = with_object[self._randint(torch.full((batch,), len(with_object)))].to(self.device)
-        jitter = (self._rand(batch, 2).to(self.device) - 0.5) * torch.tensor([w, h], device=self.device) * 0.2
-        theta = self._clip_affines(self.store.centres[image] + jitter, 0.7 + 0.7 * self._rand(batch),
+        scale, jitter = self._static_scale(image, batch, (h, w))
+        theta = self._clip_affines(self.store.centres[image] + jitter, scale,
                                    (self._rand(batch) - 0.5) * math.radians(30), self._rand(batch) < 0.5, t,
                                    (h, w), s, walk=0.08)
         size = self.store.extents[distractor].clamp(min=1)
@@ -185,6 +188,19 @@ class ClipSampler:
         frames = d_img * d_mask + frames * (1 - d_mask)
         masks = masks * (1 - d_mask)
         return self._colour_jitter(frames.view(batch, t, 3, s, s)), masks.view(batch, t, 1, s, s)
+
+    def _static_scale(self, image: torch.Tensor, batch: int, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crop pixels per loaded pixel (B,) and the crop centre's offset from the object's centroid (B, 2)."""
+        h, w = hw
+        if self.config.object_fraction is None:
+            jitter = (self._rand(batch, 2).to(self.device) - 0.5) * torch.tensor([w, h], device=self.device) * 0.2
+            return 0.7 + 0.7 * self._rand(batch), jitter
+        low, high = map(math.log, self.config.object_fraction)
+        fraction = torch.exp(low + (high - low) * self._rand(batch))
+        widest = self.config.crop / max(h, w)  # a crop at most as wide as the frame: wide objects fit in whole
+        scale = (self.config.crop * fraction / self.store.extents[image].cpu().clamp(min=1)).clamp(widest, 2.0)
+        span = (self.config.crop / scale).to(self.device)[:, None]  # the crop's side in loaded pixels
+        return scale, (self._rand(batch, 2).to(self.device) - 0.5) * span * 0.3
 
     def _occluders(self, indices: torch.Tensor, theta: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Distractor images and masks (B*T, C, S, S) of the frames `indices` warped by `theta`, kept in half the

@@ -1,8 +1,10 @@
 """`python -m core.train.annotator --out DIR` — train the click-and-box annotation network (`core.annotate`).
 
-Samples: single frames of the DAVIS training sequences (the validation sequences held out) through the static-image
-stage's augmentation (`ClipSampler`, static: affine + elastic warp, a pasted distractor half of the time, colour
-jitter); the target is the object's mask. Each sample starts from a jittered box (±10 %), clicks (the first at
+Samples: single frames of the DAVIS training sequences (the validation sequences held out, frames at 480p) through
+the static-image stage's augmentation (`ClipSampler`, static: affine + elastic warp, a pasted distractor half of
+the time, colour jitter), each crop scaled so that the object spans 15-90 % of it (the whole frame's context and
+the zoomed views `core.annotate.segmenter` works on); the target is the object's mask, or in a fifth of the
+samples a painted shape (`paint_shape`). Each sample starts from a jittered box (±10 %), clicks (the first at
 the interior point or a random object pixel), or both; then 0–3 rounds of the current network's own prediction
 and the simulated user's next click (the largest error's centre) make the previous-mask input, as RITM trains.
 Loss: binary cross-entropy + soft IoU. Resumable from `DIR/state.pt`; logs to `DIR/log.jsonl`; validates
@@ -19,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -35,6 +38,7 @@ from core.train.data import davis_sequences, load_frames
 from core.weights import WEIGHTS_DIR, load_trunk, save_atomically
 
 MIN_OBJECT_PIXELS = 30
+SHAPE_ODDS = 0.2  # samples whose object is a painted shape instead (the network must not need a DAVIS object)
 ROUNDS = (0, 1, 2, 3)
 ROUND_ODDS = (0.4, 0.25, 0.2, 0.15)
 SHIPPED_NAME = "annotator-mnv2"
@@ -49,7 +53,9 @@ class AnnotatorTraining:
     seconds: float = 3200.0   # wall-clock budget; the learning rate follows whichever runs out first
     batch: int = 8
     crop: int = 224
-    load_short_side: int = 224  # frames are loaded at this short side (the network infers at about 256)
+    load_short_side: int = 480  # frames are loaded at this short side (DAVIS' own: zoomed crops stay sharp)
+    object_min: float = 0.15    # the object's bounding box spans between these fractions of a crop (log-uniform):
+    object_max: float = 0.9     # from the whole frame's context to the zoomed views the segmenter works on
     lr: float = 3e-4
     val_every: int = 300      # steps between validations
     val_frames_every: int = 25  # validate on every N-th frame of each validation sequence
@@ -106,12 +112,42 @@ def segmentation_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torc
     return ((bce + soft_iou) * weights).sum() / weights.sum().clamp(min=1)
 
 
+def paint_shape(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Paint a random shape (ellipse, polygon or rotated rectangle; a solid colour with noise of random strength)
+    over `image` (3, S, S) float in [0, 1], in place, a third of the time over a flat or noisy background instead
+    of the picture; returns the shape's (S, S) bool mask. Teaches the network that a clicked or boxed region that
+    stands out is an object even when it looks like nothing in DAVIS (screen graphics, logos, test patterns)."""
+    size = image.shape[-1]
+    mask = np.zeros((size, size), np.uint8)
+    centre = rng.uniform(0.25, 0.75, 2) * size
+    radius = rng.uniform(0.08, 0.35) * size
+    kind = rng.integers(3)
+    if kind == 0:
+        axes = (int(radius), int(radius * rng.uniform(0.4, 1.0)))
+        cv2.ellipse(mask, (int(centre[0]), int(centre[1])), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    else:
+        corners = 4 if kind == 1 else int(rng.integers(3, 9))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, corners)) if kind == 2 else np.arange(4) * np.pi / 2 + rng.uniform(0, np.pi)
+        radii = radius * (rng.uniform(0.5, 1.0, corners) if kind == 2 else 1.0)
+        points = centre + np.stack([np.cos(angles), np.sin(angles)], 1) * np.reshape(radii, (-1, 1))
+        cv2.fillPoly(mask, [points.astype(np.int32)], 1)
+    if rng.random() < 1 / 3:
+        background = rng.uniform(0, 1, (3, 1, 1)) + rng.normal(0, rng.uniform(0, 0.2), image.shape)
+        image[:] = np.clip(background, 0, 1)
+    colour = rng.uniform(0, 1, (3, 1, 1)) + rng.normal(0, rng.uniform(0, 0.2), image.shape)
+    inside = mask.astype(bool)
+    image[:, inside] = np.clip(colour, 0, 1)[:, inside]
+    return inside
+
+
 def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, sampler: ClipSampler, run: AnnotatorTraining,
                   rng: np.random.Generator) -> float:
     """One optimiser step on a batch with simulated interaction; returns the loss."""
     frames, masks = sampler.sample(run.batch, 0.0)
-    images = frames[:, -1]  # (B, 3, S, S): the pseudo-clip's last frame (occluded by a distractor half the time)
-    targets = masks[:, -1]  # (B, 1, S, S)
+    images = frames[:, -1].contiguous()  # (B, 3, S, S): the pseudo-clip's last frame (a distractor half the time)
+    targets = masks[:, -1].contiguous()  # (B, 1, S, S)
+    for i in np.nonzero(rng.random(run.batch) < SHAPE_ODDS)[0]:
+        targets[i, 0] = torch.from_numpy(paint_shape(images[i].numpy(), rng)).float()
     binary = targets[:, 0].numpy() > 0.5
     hw = binary.shape[1:]
     radius = network.config.click_radius
@@ -157,11 +193,14 @@ def build() -> ClickNet:
     return network
 
 
-def train(run: AnnotatorTraining, out: Path) -> None:
-    """Train (or resume) into `out`."""
+def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
+    """Train (or resume) into `out`; a new run starts from the ImageNet trunk, or from the annotator checkpoint
+    `init`."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(run.seed)
     network = build().train()
+    if init is not None:
+        network.load_state_dict(load_annotator(init).state_dict())
     optimiser = torch.optim.AdamW(network.parameters(), lr=run.lr, weight_decay=1e-4)
     step, best, elapsed = 0, -1.0, 0.0
     if (out / "state.pt").exists():
@@ -172,7 +211,8 @@ def train(run: AnnotatorTraining, out: Path) -> None:
     rng = np.random.default_rng(run.seed + step)
     train_names = davis_sequences(run.data, exclude=VALIDATION_SEQUENCES)
     sampler = ClipSampler(load_frames(run.data, train_names, run.load_short_side),
-                          DataConfig(root=run.data, crop=run.crop, clip_frames=2, static=True), seed=run.seed + step)
+                          DataConfig(root=run.data, crop=run.crop, clip_frames=2, static=True,
+                                     object_fraction=(run.object_min, run.object_max)), seed=run.seed + step)
     held_out = [name for name in VALIDATION_SEQUENCES if name in davis_sequences(run.data)]
     val_frames = list(davis_frames(run.data, held_out, run.val_frames_every))
     log = open(out / "log.jsonl", "a")
@@ -212,7 +252,10 @@ def ship(checkpoint: Path, name: str = SHIPPED_NAME) -> Path:
              "training_data": f"{run['data']}: {len(meta['training_sequences'])} sequences (validation held out), "
                               f"frames at {run['load_short_side']}p",
              "recipe": f"{meta['steps']} steps, batch {run['batch']}, crop {run['crop']}, lr {run['lr']}; "
-                       "static-image augmentation, simulated box/clicks with 0-3 rounds of the network's own errors",
+                       "static-image augmentation, the object spanning "
+                       f"{run.get('object_min', 0):.0%}-{run.get('object_max', 0):.0%} of each crop, a painted shape "
+                       f"as the object in {SHAPE_ODDS:.0%} of the samples, simulated box/clicks with 0-3 rounds of "
+                       "the network's own errors",
              "steps": meta["steps"], "validation_sequences": meta["validation_sequences"],
              "validation_iou": meta["validation"]}
     manifest = {"default": name, "checkpoints": {name: entry}}
@@ -229,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     for field, value in asdict(defaults).items():
         parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--init", type=Path, help="start a new run from this annotator checkpoint's weights")
     args = parser.parse_args(argv)
     if args.ship:
         print(ship(args.ship))
@@ -236,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is None:
         parser.error("--out is required to train")
     torch.set_num_threads(args.threads)
-    train(AnnotatorTraining(**{k: getattr(args, k) for k in asdict(defaults)}), args.out)
+    train(AnnotatorTraining(**{k: getattr(args, k) for k in asdict(defaults)}), args.out, args.init)
 
 
 if __name__ == "__main__":
