@@ -69,14 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mask: keep the object; blur: blur the background; hide: hide the object")
     ann = parser.add_argument_group("first annotation (one of)")
     ann.add_argument("--mask", type=Path, help="a mask PNG (palette, binary, or the web app's exported mask)")
-    ann.add_argument("--box", type=parse_box, help="x,y,w,h in the source's pixels; the annotation network turns it into a mask")
+    ann.add_argument("--box", type=parse_box,
+                     help="x,y,w,h in the source's pixels; the annotation network turns it into a mask")
     parser.add_argument("--objects", type=parse_ids, default=(), help="object ids to act on (default: all)")
     parser.add_argument("--size", type=parse_size, default=None, metavar="auto|WxH",
                         help="capture size (default auto: the tracker's size, OBS scales the mask up; a larger size, "
                              "e.g. 1280x720, gives sharper mask edges and costs speed)")
-    parser.add_argument("--prefetch", choices=("auto", "on", "off"), default="auto",
-                        help="take the next screenshot while tracking: on, off, or auto (default: measure both and "
-                             "keep the faster; in software-rendering OBS on few cores, off is faster for large sources)")
+    parser.add_argument("--prefetch", choices=tuple(PREFETCH), default="auto",
+                        help="take the next screenshot while tracking: on, off, or auto (default: measure both "
+                             "and keep the faster; in software-rendering OBS on few cores, off is faster for large "
+                             "sources)")
     parser.add_argument("--jpeg-quality", type=int, default=80, help="screenshot JPEG quality (default 80)")
     parser.add_argument("--blur", type=int, default=31, help="blur kernel in --mode blur (default 31)")
     parser.add_argument("--frames", type=int, help="stop after N tracked frames")

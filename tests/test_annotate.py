@@ -120,7 +120,8 @@ def test_the_zoomed_view_is_a_square_around_the_box_or_the_last_mask_and_its_cli
     assert focus_window(shape, (Click(5, 5, True),), None, None) is None  # nothing to zoom on yet
     x, y, side = focus_window(shape, (), (100, 200, 159, 239), None)
     assert side == round(60 / FOCUS) and (x + side / 2, y + side / 2) == (130, 220)
-    grown = focus_window(shape, (Click(300, 220, True), Click(600, 400, False)), None, rectangle(shape, (100, 200, 159, 239)))
+    clicks = (Click(300, 220, True), Click(600, 400, False))
+    grown = focus_window(shape, clicks, None, rectangle(shape, (100, 200, 159, 239)))
     assert grown[2] == round(201 / FOCUS)  # the positive click widens it, the negative one does not
     assert focus_window(shape, (), (0, 0, 700, 300), None) == (-76, -276, 854)  # never wider than the frame
 

@@ -5,8 +5,9 @@ a new click costs one network run).
 A step zooms: with a box, or once there is a mask, the network sees a square around it (the box or the mask and
 the positive clicks spanning FOCUS of its side) resized to its `size`, as it saw objects in training; a first
 click without a box is answered on the whole frame (resized so its short side is the network's `size`, padded to
-a multiple of 16) and then once more zoomed on that answer. The mask comes back at full size. `build_segmenter` runs the network through ONNX Runtime when it is installed. With a box
-and no positive click outside it, nothing outside the box is taken.
+a multiple of 16) and then once more zoomed on that answer. The mask comes back at full size. `build_segmenter`
+runs the network through ONNX Runtime when it is installed. With a box and no positive click outside it, nothing
+outside the box is taken.
 """
 
 from __future__ import annotations
@@ -174,7 +175,6 @@ class ClickSegmenter:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return mask
-
 
     def _predict(self, image: np.ndarray, clicks: tuple[Click, ...], box: Box | None,
                  previous: np.ndarray | None) -> np.ndarray:

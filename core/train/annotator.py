@@ -113,7 +113,7 @@ def segmentation_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torc
 
 
 def paint_shape(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Paint a random shape (ellipse, polygon or rotated rectangle; a solid colour with noise of random strength)
+    """Paint a random shape (ellipse, square at an angle, or polygon; a solid colour with noise of random strength)
     over `image` (3, S, S) float in [0, 1], in place, a third of the time over a flat or noisy background instead
     of the picture; returns the shape's (S, S) bool mask. Teaches the network that a clicked or boxed region that
     stands out is an object even when it looks like nothing in DAVIS (screen graphics, logos, test patterns)."""
@@ -126,10 +126,13 @@ def paint_shape(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         axes = (int(radius), int(radius * rng.uniform(0.4, 1.0)))
         cv2.ellipse(mask, (int(centre[0]), int(centre[1])), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
     else:
-        corners = 4 if kind == 1 else int(rng.integers(3, 9))
-        angles = np.sort(rng.uniform(0, 2 * np.pi, corners)) if kind == 2 else np.arange(4) * np.pi / 2 + rng.uniform(0, np.pi)
-        radii = radius * (rng.uniform(0.5, 1.0, corners) if kind == 2 else 1.0)
-        points = centre + np.stack([np.cos(angles), np.sin(angles)], 1) * np.reshape(radii, (-1, 1))
+        if kind == 1:  # a square at a random angle
+            angles, radii = np.arange(4) * np.pi / 2 + rng.uniform(0, np.pi), np.full(4, radius)
+        else:  # a polygon of 3-8 corners at random angles and distances
+            corners = int(rng.integers(3, 9))
+            angles = np.sort(rng.uniform(0, 2 * np.pi, corners))
+            radii = radius * rng.uniform(0.5, 1.0, corners)
+        points = centre + np.stack([np.cos(angles), np.sin(angles)], 1) * radii[:, None]
         cv2.fillPoly(mask, [points.astype(np.int32)], 1)
     if rng.random() < 1 / 3:
         background = rng.uniform(0, 1, (3, 1, 1)) + rng.normal(0, rng.uniform(0, 0.2), image.shape)
