@@ -12,4 +12,5 @@ STUDENTS = {
     "mnv2aspp-fast": NetworkConfig(value_encoder="light", decoder_blocks="separable"),
     "mnv2aspp-light-value": NetworkConfig(value_encoder="light"),
 }
-TEACHER = NetworkConfig(backbone="resnet18", aspp=True, value_dim=256, decoder=(256, 128, 64))
+# the teacher: the same ImageNet-initialised key encoder, a full value trunk, twice the value and decoder widths
+TEACHER = NetworkConfig(backbone="mobilenetv2", aspp=True, value_dim=256, decoder=(256, 128, 64))

@@ -20,6 +20,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", help="DAVIS root for training clips (default ../shared/data/davis2016-train)")
     parser.add_argument("--val-root", help="DAVIS root holding the validation sequences (default: --data)")
     parser.add_argument("--no-val", action="store_true", help="skip validation (checkpoints still saved)")
+    parser.add_argument("--all-sequences", action="store_true",
+                        help="train on every sequence, the validation split too (the shipped model, once the recipe "
+                             "is chosen on the split); implies --no-val")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--seconds", type=float, help="wall-clock budget for the run")
     parser.add_argument("--batch", type=int)
@@ -44,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides["val_every"] = args.val_every
     if args.no_imagenet:
         overrides["imagenet"] = False
+    if args.all_sequences:
+        overrides["hold_out"] = False
     data = config.data
     if args.data:
         data = replace(data, root=args.data)
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     config = replace(config, data=data, **overrides)
     if args.threads:
         torch.set_num_threads(args.threads)
-    val_root = None if args.no_val else (args.val_root or data.root)
+    val_root = None if args.no_val or args.all_sequences else (args.val_root or data.root)
     best = train(config, args.out, resolve_device(args.device), val_root)
     print(f"best checkpoint: {best}")
 

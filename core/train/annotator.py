@@ -60,6 +60,7 @@ class AnnotatorTraining:
     val_every: int = 300      # steps between validations
     val_frames_every: int = 25  # validate on every N-th frame of each validation sequence
     seed: int = 0
+    device: str = "cpu"         # where the network trains ("cuda" on a GPU machine); samples are drawn on the CPU
 
 
 @dataclass
@@ -145,7 +146,9 @@ def paint_shape(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, sampler: ClipSampler, run: AnnotatorTraining,
                   rng: np.random.Generator) -> float:
-    """One optimiser step on a batch with simulated interaction; returns the loss."""
+    """One optimiser step on a batch with simulated interaction (drawn on the CPU, the network on `run.device`);
+    returns the loss."""
+    device = torch.device(run.device)
     frames, masks = sampler.sample(run.batch, 0.0)
     images = frames[:, -1].contiguous()  # (B, 3, S, S): the pseudo-clip's last frame (a distractor half the time)
     targets = masks[:, -1].contiguous()  # (B, 1, S, S)
@@ -155,17 +158,19 @@ def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, sampler: 
     hw = binary.shape[1:]
     radius = network.config.click_radius
     interactions = [first_interaction(t, rng) for t in binary]
+    images = images.to(device)
     previous = None
     for _ in range(rng.choice(ROUNDS, p=ROUND_ODDS)):
         with torch.no_grad():
-            predictions = network(images, guidance_batch(interactions, previous, radius, hw))[:, 0].numpy() > 0
+            guidance = guidance_batch(interactions, previous, radius, hw).to(device)
+            predictions = network(images, guidance)[:, 0].cpu().numpy() > 0
         add_error_clicks(interactions, binary, predictions)
         previous = predictions
     if previous is not None and rng.random() < 0.1:
         previous = None
-    weights = torch.tensor([float(t.sum() >= MIN_OBJECT_PIXELS) for t in binary])
-    logits = network(images, guidance_batch(interactions, previous, radius, hw))
-    loss = segmentation_loss(logits, targets, weights)
+    weights = torch.tensor([float(t.sum() >= MIN_OBJECT_PIXELS) for t in binary], device=device)
+    logits = network(images, guidance_batch(interactions, previous, radius, hw).to(device))
+    loss = segmentation_loss(logits, targets.to(device), weights)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -173,11 +178,13 @@ def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, sampler: 
 
 
 def validate(network: ClickNet, frames: list) -> dict:
-    """Box, 1-click and 3-click IoU (%) on the validation frames at full size, as `core.evaluation.interactive`."""
-    network.eval()
+    """Box, 1-click and 3-click IoU (%) on the validation frames at full size, as `core.evaluation.interactive`
+    (on the CPU, as users run it; the network goes back to its device afterwards)."""
+    device = next(network.parameters()).device
+    network.cpu().eval()
     segmenter = ClickSegmenter(network)
     scores = score(frames, "network", lambda image: lambda marks: segmenter.mask(image, marks), max_clicks=3)
-    network.train()
+    network.to(device).train()
     return {"box": scores.box_iou, "click1": scores.click_iou[0], "click3": scores.click_iou[2],
             "mean": round((scores.box_iou + scores.click_iou[0] + scores.click_iou[2]) / 3, 1)}
 
@@ -204,6 +211,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     network = build().train()
     if init is not None:
         network.load_state_dict(load_annotator(init).state_dict())
+    network.to(run.device)
     optimiser = torch.optim.AdamW(network.parameters(), lr=run.lr, weight_decay=1e-4)
     step, best, elapsed = 0, -1.0, 0.0
     if (out / "state.pt").exists():

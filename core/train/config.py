@@ -47,6 +47,7 @@ class TrainConfig:
     teacher: str | None = None      # checkpoint of the teacher (needed when logit_kd or rep > 0)
     val_every: int = 500
     seed: int = 0
+    hold_out: bool = True           # keep VALIDATION_SEQUENCES out of training (False: the final model, on all)
 
 
 FULL_LOSS = LossConfig(logit_kd=1.0, rep=1.0, omega=0.95, boundary=True)

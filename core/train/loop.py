@@ -138,7 +138,8 @@ class Trainer:
         return {"name": self.config.name, "steps": self.step, "seconds": round(self.seconds, 1),
                 "validation_jf": jf, "validation_sequences": list(VALIDATION_SEQUENCES),
                 "config": json.loads(json.dumps(asdict(self.config))),
-                "training_data": f"DAVIS-2016 train minus validation ({self.config.data.root})"}
+                "training_data": f"DAVIS-2016 train{' minus validation' if self.config.hold_out else ', all'} "
+                                 f"({self.config.data.root})"}
 
     def _checkpoint(self, log) -> None:
         jf = validate(self.network, self.val_root, self.device) if self.val_root else None
@@ -196,7 +197,7 @@ class Trainer:
 def train(config: TrainConfig, out: Path, device: torch.device, val_root: str | None) -> Path:
     """Run (or resume) `config`; returns the path of the best checkpoint."""
     trainer = Trainer(config, out, device, val_root)
-    names = davis_sequences(config.data.root, exclude=VALIDATION_SEQUENCES)
+    names = davis_sequences(config.data.root, exclude=VALIDATION_SEQUENCES if config.hold_out else ())
     store = load_frames(config.data.root, names, config.data.load_short_side).to(device)
     trainer.fit(ClipSampler(store, config.data, config.seed))
     return out / "best.pt"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One device-machine session, everything in parallel on one GPU for SECONDS_EACH seconds, then packed into $OUT:
+#   student-val  the fast student continued from the shipped one on the 20 training sequences, validated on the 10
+#   student-all  the same recipe and budget on all 30 sequences (the candidate to ship; not validated)
+#   teacher      the infinite-memory teacher (core/model/variants.py: TEACHER) from the ImageNet trunk, validated
+#   annotator    the click-and-box network continued from the shipped one, on the GPU
+# then (checkpoints packed first) `core.bench --device cuda` at 480p (50 and 500 frames; network input at 240 and at 480).
+# Usage (repo root): python -m core.train.pack ../shared/data/davis2016-train .pack/davis240 --quality 70
+#                    SECONDS_EACH=390 bash scripts/gpu_session.sh      (test on a CPU: DEVICE=cpu SECONDS_EACH=20)
+set -uo pipefail
+DATA=${DATA:-.pack/davis240}
+RUNS=${RUNS:-runs/gpu}
+S=${SECONDS_EACH:-390}
+DEVICE=${DEVICE:-cuda}
+OUT=${OUT:-$RUNS/out}
+PY=${PY:-python3}
+STUDENT=core/weights/mobilevos-mnv2aspp-fast-s3cpu.pt
+export OMP_NUM_THREADS=${THREADS:-3} PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+mkdir -p "$RUNS" "$OUT"
+
+vos() {  # RUN ARGS… — one core.train run, its console output in $RUNS/RUN.log
+    local run=$1; shift
+    $PY -m core.train --out "$RUNS/$run" --data "$DATA" --steps 1000000 --seconds "$S" --device "$DEVICE" "$@" \
+        > "$RUNS/$run.log" 2>&1
+    local rc=$?
+    echo "$(date +%T) $run exit $rc"
+}
+
+date +%T; nvidia-smi -L 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
+vos student-val --preset s3-fast --init "$STUDENT" --batch 32 --lr 5e-4 --val-every 1000 &
+vos student-all --preset s3-fast --init "$STUDENT" --batch 32 --lr 5e-4 --val-every 1000 --all-sequences &
+vos teacher --preset teacher --init "$STUDENT" --batch 16 --val-every 1000 &
+( $PY -m core.train.annotator --out "$RUNS/annotator" --init core/weights/annotator-mnv2.pt --data "$DATA" \
+    --load-short-side 240 --device "$DEVICE" --batch 16 --steps 1000000 --seconds "$S" --val-every 500 \
+    --threads "$OMP_NUM_THREADS" > "$RUNS/annotator.log" 2>&1; rc=$?; echo "$(date +%T) annotator exit $rc" ) &
+wait
+for log in "$RUNS"/*/log.jsonl; do echo "$(basename "$(dirname "$log")"): $(grep '"val' "$log" | tail -2 | tr '\n' ' ')"; done
+tar cf "$OUT/checkpoints.tar" "$RUNS"/*/best.pt "$RUNS"/*/last.pt
+for size in 240 480; do
+    timeout 80 $PY -m core.bench --device "$DEVICE" --size 480x854 --frames "${BENCH_FRAMES:-50,500}" \
+        --infer-size "$size" --json "$OUT/bench-$DEVICE-$size.json" 2>/dev/null
+done
+tar czf "$OUT/logs.tgz" "$RUNS"/*.log "$RUNS"/*/log.jsonl
+ls -la "$OUT"; date +%T
