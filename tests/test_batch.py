@@ -28,7 +28,7 @@ from core.batch.inputs import InputError, Job, plan_jobs
 from core.batch.worker import OutputSpec, ProgressEvent, completed, process_job
 from core.inference.tracker import TrackerConfig
 from core.io.masks import MaskError, object_ids, read_mask, resize_labels, write_mask
-from core.io.video import open_video
+from core.io.video import nvenc_available, open_video
 from tests.conftest import SAMPLES, encode_video, sample_frames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -417,6 +417,8 @@ def test_frame_folder_keeps_its_frame_numbers(judo_small: list[np.ndarray], tmp_
     (["--weights", "none.pt"], "--weights"),
     (["--masks", "none"], "nothing to write"),
     (["--workers", "0"], "--workers"),
+    pytest.param(["--encoder", "nvenc"], "--encoder",
+                 marks=pytest.mark.skipif(nvenc_available(), reason="NVENC opens on this machine")),
 ])
 def test_usage_errors_are_one_line_with_status_2(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                  bad_args: list[str], word: str) -> None:

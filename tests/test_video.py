@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core.io.masks import read_mask
-from core.io.video import VideoError, VideoWriter, open_video
+from core.io.video import VideoError, VideoWriter, nvenc_available, open_video
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -106,6 +106,35 @@ def test_slower_x264_presets_make_smaller_files_of_the_same_frames(judo_frames: 
         assert len(decoded) == 8 and mean_abs_diff(decoded[4], judo_frames[4]) < 4.0
         sizes[preset] = out.stat().st_size
     assert sizes["veryfast"] < 0.9 * sizes["ultrafast"]
+
+
+def video_codec(path: Path) -> str:
+    """The codec name of the first video stream."""
+    with av.open(str(path)) as container:
+        return container.streams.video[0].codec_context.name
+
+
+def test_auto_encoder_falls_back_to_x264_without_nvenc(judo_frames: list[np.ndarray], tmp_path: Path) -> None:
+    out = tmp_path / "auto.mp4"
+    with VideoWriter(out, 25, (854, 480), encoder="auto") as writer:
+        for image in judo_frames[:4]:
+            writer.write(image)
+    assert video_codec(out) == "h264"
+    with av.open(str(out)) as container:  # libx264 writes its name and settings into the first frame
+        first = bytes(next(container.demux(container.streams.video[0])))
+    assert (b"x264" in first) != nvenc_available()
+    with open_video(out) as reader:
+        decoded = [frame.image for frame in reader]
+    assert len(decoded) == 4 and mean_abs_diff(decoded[2], judo_frames[2]) < 4.0
+
+
+@pytest.mark.skipif(nvenc_available(), reason="NVENC opens on this machine")
+def test_nvenc_encoder_without_nvenc_is_a_one_line_error(tmp_path: Path) -> None:
+    out = tmp_path / "nvenc.mp4"
+    with pytest.raises(VideoError, match="--encoder x264") as error:
+        VideoWriter(out, 25, (854, 480), encoder="nvenc")
+    assert_one_line_error(error, out)
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
 
 
 @pytest.mark.parametrize(("name", "rotation"), [("matrix.mp4", 90), ("matrix.mp4", 270), ("tag.mkv", 90)])

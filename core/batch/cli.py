@@ -26,7 +26,7 @@ from tqdm import tqdm
 from core.batch.inputs import InputError, Job, plan_jobs
 from core.batch.worker import CUTOUT_FORMATS, ItemResult, JobError, OutputSpec, ProgressEvent, completed, process_job
 from core.effects import EdgeSettings
-from core.io.video import X264_PRESETS
+from core.io.video import H264_ENCODERS, X264_PRESETS, nvenc_available
 from core.pipeline import EFFECTS, BackgroundError, check_background
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, resolve_device, tracker_config
 from core.weights import WeightsError, load_checkpoint
@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--x264-preset", choices=X264_PRESETS, default="ultrafast",
                         help="H.264 outputs (CRF 18): ultrafast (default) is the fastest, with files about twice "
                              "the size of veryfast's at the same quality; slower presets make smaller files")
+    parser.add_argument("--encoder", choices=H264_ENCODERS, default="auto",
+                        help="H.264 encoder: auto = NVIDIA NVENC when it opens (a GPU machine), else libx264")
     parser.add_argument("--edges", choices=("soft", "hard"), default="soft",
                         help="cutout, blur and replace: a soft alpha matte from the tracker's probabilities, "
                              "refined along the image's edges (default), or the hard masks")
@@ -303,6 +305,9 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         raise JobError("--masks none and no --effect: nothing to write; add an --effect or keep the masks")
     if args.ray is not None and importlib.util.find_spec("ray") is None:
         raise JobError("--ray: Ray is not installed; install the batch extra: pip install -e '.[batch]'")
+    if args.encoder == "nvenc" and args.ray is None and not nvenc_available():  # Ray workers may have the GPU
+        raise JobError("--encoder nvenc: the NVIDIA H.264 encoder (h264_nvenc) does not open here; "
+                       "use --encoder x264 or auto")
     if "replace" in args.effect:
         try:
             check_background(args.background)
@@ -317,7 +322,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     spec = OutputSpec(effects=tuple(dict.fromkeys(args.effect)), mask_pngs=args.masks in ("png", "both"),
                       mask_video=args.masks in ("video", "both"), cutout_format=args.cutout_format,
                       background=args.background, blur_strength=args.blur, soft_edges=args.edges == "soft",
-                      feather=args.feather, edge_shift=args.edge_shift, x264_preset=args.x264_preset)
+                      feather=args.feather, edge_shift=args.edge_shift, x264_preset=args.x264_preset,
+                      encoder=args.encoder)
     threads = args.threads or (1 if args.ray else max(1, (os.cpu_count() or 1) // args.workers))
     tracker = tracker_config(args, threads=threads)
     return RunOptions(out_dir=args.out, spec=spec, tracker=tracker, overwrite=args.overwrite, quiet=args.quiet,

@@ -62,6 +62,7 @@ class OutputSpec:
     feather: float = EdgeSettings.feather  # the matte's softening, pixels at 480p (core.effects.EdgeSettings)
     edge_shift: float = 0.0  # grows (> 0) or shrinks (< 0) the matte, pixels at 480p
     x264_preset: str = "ultrafast"  # H.264 outputs: faster presets, bigger files (core.io.video.X264_PRESETS)
+    encoder: str = "auto"  # H.264 outputs: auto (NVENC where it opens, else x264) | x264 | nvenc (H264_ENCODERS)
 
     def edge_settings(self) -> EdgeSettings | None:
         """The soft edges' settings, or None for hard edges."""
@@ -123,7 +124,7 @@ def _open_sinks(stack: ExitStack, folder: Path, job: Job, info: VideoInfo, spec:
 
     def writer(name: str, alpha: bool = False) -> VideoWriter:
         return stack.enter_context(VideoWriter(str(folder / name), info.fps, size, audio_from=audio, alpha=alpha,
-                                               preset=spec.x264_preset))
+                                               preset=spec.x264_preset, encoder=spec.encoder))
 
     def video(name: str, effect: str, alpha: bool = False) -> VideoSink:
         return VideoSink(writer(name, alpha), renderer(effect, drawing))

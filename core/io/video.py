@@ -7,6 +7,7 @@ and the fix. Writers create a temporary file next to the target and rename it in
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -27,9 +28,12 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")  # read as vi
 _ALPHA_CODECS = {".webm": "libvpx-vp9", ".mov": "prores_ks"}
 _RGB_CODECS = {".webm": "libvpx-vp9"}
 _DEFAULT_CODEC = "libx264"
+_NVENC_CODEC = "h264_nvenc"
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
+H264_ENCODERS = ("auto", "x264", "nvenc")  # auto: NVIDIA NVENC when it opens here, else libx264
 _ENCODER_OPTIONS = {
     "libx264": {"preset": "ultrafast", "crf": "18"},  # a quarter of veryfast's CPU at 1080p, PSNR within 0.4 dB
+    _NVENC_CODEC: {"preset": "p4", "rc": "vbr", "cq": "19"},
     # no look-ahead: 600 MB less for a 4K cut-out with alpha
     "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "30", "b": "0",
                    "lag-in-frames": "0"},
@@ -220,8 +224,10 @@ class VideoWriter:
 
     `.mp4`/`.mkv`/`.mov` → H.264 yuv420p; `.webm` → VP9; with alpha: `.webm` → VP9 yuva420p, `.mov` → ProRes
     4444; a path without a suffix → a folder of PNG frames. `codec` overrides the encoder, `preset` the x264
-    preset (default ultrafast: `X264_PRESETS` from fastest to smallest files). Odd sizes are padded to even ones
-    for 4:2:0 codecs by repeating the last row/column. `audio_from` copies that file's first audio
+    preset (default ultrafast: `X264_PRESETS` from fastest to smallest files). `encoder` (`H264_ENCODERS`) picks
+    the H.264 encoder: x264 (default), nvenc (NVIDIA's h264_nvenc; VideoError where it does not open) or auto
+    (nvenc where `nvenc_available()`, else x264); x264's preset does not apply to nvenc. Odd sizes are padded to
+    even ones for 4:2:0 codecs by repeating the last row/column. `audio_from` copies that file's first audio
     stream (remuxed when the container takes its codec, else re-encoded to AAC, or Opus for WebM); a PNG folder
     or a frame-folder source carries no audio.
     """
@@ -236,6 +242,7 @@ class VideoWriter:
         alpha: bool = False,
         codec: str | None = None,
         preset: str | None = None,
+        encoder: str = "x264",
     ) -> None:
         self.path = Path(path)
         self.size = size
@@ -245,7 +252,7 @@ class VideoWriter:
             self._sink: _FolderSink | _ContainerSink = _FolderSink(self.path)
         else:
             self._sink = _ContainerSink(self.path, Fraction(fps).limit_denominator(100000), size, alpha, codec,
-                                        preset)
+                                        preset, encoder)
             if audio_from is not None and not Path(audio_from).is_dir():  # a frame folder has no audio
                 self._sink.add_audio(Path(audio_from))
 
@@ -325,11 +332,11 @@ class _ContainerSink:
     """Encodes video (and copies audio) into a container under a temporary name."""
 
     def __init__(self, path: Path, fps: Fraction, size: tuple[int, int], alpha: bool, codec: str | None,
-                 preset: str | None) -> None:
+                 preset: str | None, encoder: str) -> None:
         suffix = path.suffix.lower()
         if alpha and codec is None and suffix not in _ALPHA_CODECS:
             raise VideoError(f"{path}: {suffix} cannot hold alpha; name the output .webm or .mov, or give no suffix")
-        codec = codec or (_ALPHA_CODECS if alpha else _RGB_CODECS).get(suffix, _DEFAULT_CODEC)
+        codec = codec or (_ALPHA_CODECS if alpha else _RGB_CODECS).get(suffix) or _h264_codec(encoder, path)
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
         os.close(handle)
@@ -498,6 +505,33 @@ def _open_container(path: Path) -> av.container.InputContainer:
             f"{path}: not a readable video ({_reason(error)}); the file is damaged, truncated or not a video — "
             f"{_FIX_DAMAGED}"
         ) from None
+
+
+@functools.cache
+def nvenc_available() -> bool:
+    """Whether FFmpeg's NVIDIA H.264 encoder opens here (an NVIDIA GPU with NVENC and its driver); probed once."""
+    try:
+        context = av.CodecContext.create(_NVENC_CODEC, "w")
+        context.width, context.height, context.pix_fmt = 256, 144, "yuv420p"
+        context.time_base, context.framerate = Fraction(1, 25), Fraction(25)
+        context.open()
+    except (av.FFmpegError, ValueError, OSError, AttributeError):
+        return False
+    return True
+
+
+def _h264_codec(encoder: str, path: Path) -> str:
+    """The FFmpeg encoder for an H.264 output with `encoder` (one of `H264_ENCODERS`)."""
+    if encoder not in H264_ENCODERS:
+        raise VideoError(f"{path}: unknown H.264 encoder {encoder!r}; choose one of {', '.join(H264_ENCODERS)}")
+    if encoder == "x264":
+        return _DEFAULT_CODEC
+    if nvenc_available():
+        return _NVENC_CODEC
+    if encoder == "auto":
+        return _DEFAULT_CODEC
+    raise VideoError(f"{path}: the NVIDIA H.264 encoder (h264_nvenc) does not open here (no NVIDIA GPU with NVENC, "
+                     "or no driver); use `--encoder x264`")
 
 
 def _decoder(stream: av.VideoStream, alpha: bool, path: Path) -> av.CodecContext:
