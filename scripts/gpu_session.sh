@@ -35,7 +35,9 @@ vos teacher --preset teacher --init "$STUDENT" --batch 16 --val-every 1000 &
     --threads "$OMP_NUM_THREADS" > "$RUNS/annotator.log" 2>&1; rc=$?; echo "$(date +%T) annotator exit $rc" ) &
 wait
 for log in "$RUNS"/*/log.jsonl; do echo "$(basename "$(dirname "$log")"): $(grep '"val' "$log" | tail -2 | tr '\n' ' ')"; done
-tar cf "$OUT/checkpoints.tar" "$RUNS"/*/best.pt "$RUNS"/*/last.pt
+for run in "$RUNS"/*/; do  # one file per run: the device returns files of at most 16 MiB
+    tar cf "$OUT/$(basename "$run").tar" "$run"best.pt "$run"last.pt
+done
 for size in 240 480; do
     timeout 80 $PY -m core.bench --device "$DEVICE" --size 480x854 --frames "${BENCH_FRAMES:-50,500}" \
         --infer-size "$size" --json "$OUT/bench-$DEVICE-$size.json" 2>/dev/null

@@ -97,6 +97,22 @@ def test_training_starts_from_the_imagenet_trunk(tiny_davis: Path, tmp_path: Pat
         "blocks.5.block.1.0.weight"], trunk, atol=1e-2)
 
 
+def test_all_sequences_trains_on_the_validation_split_too_and_skips_validation(
+        tiny_davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("core.train.loop.VALIDATION_SEQUENCES", VALIDATION_SEQUENCES[:1])
+    loaded: list[list[str]] = []
+    monkeypatch.setattr("core.train.loop.load_frames", lambda root, names, side: loaded.append(names) or load_frames(
+        root, names, side))
+    common = ["--preset", "static-fast", "--data", str(tiny_davis), "--batch", "1", "--crop", "48", "--device", "cpu",
+              "--threads", "1", "--steps", "1", "--val-every", "1"]
+    main(["--out", str(tmp_path / "held-out"), *common])
+    main(["--out", str(tmp_path / "all"), "--all-sequences", *common])
+    assert loaded == [["bike"], ["bike", VALIDATION_SEQUENCES[0]]]
+    held_out, every = (load_checkpoint(tmp_path / run / "last.pt")["meta"] for run in ("held-out", "all"))
+    assert held_out["validation_jf"] is not None and every["validation_jf"] is None
+    assert "minus validation" in held_out["training_data"] and "minus validation" not in every["training_data"]
+
+
 def test_warm_start_across_architectures_copies_only_matching_tensors() -> None:
     first = build_network(NetworkConfig())
     fast = build_network(NetworkConfig(value_encoder="light", decoder_blocks="separable"))
