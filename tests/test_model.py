@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.model.backbones import build_backbone
-from core.model.modules import aggregate, read_memory
+from core.model.modules import aggregate, near_best_softmax, read_memory
 from core.model.network import NetworkConfig, build_network, parameter_count
 
 
@@ -69,3 +69,29 @@ def test_soft_aggregation_is_a_distribution_that_keeps_the_winner() -> None:
     probs = aggregate(logits)
     assert torch.allclose(probs.sum(1), torch.ones(1, 1, 1))
     assert probs[0, :, 0, 0].argmax() == 1
+
+
+
+def test_near_best_read_weighs_only_the_matches_within_the_margin() -> None:
+    affinity = torch.tensor([[[5.0, 0.0], [4.0, 9.0], [1.0, 8.5], [2.5, -3.0]]])  # (B=1, N=4, HW=2)
+    weights = near_best_softmax(affinity, 3.0)
+    assert torch.equal(weights[0, :, 0] > 0, torch.tensor([True, True, False, True]))  # 5, 4 and 2.5 ≥ 5 − 3
+    assert torch.equal(weights[0, :, 1] > 0, torch.tensor([False, True, True, False]))  # 9 and 8.5 ≥ 9 − 3
+    assert torch.allclose(weights[0, [0, 1, 3], 0], affinity[0, [0, 1, 3], 0].softmax(dim=0))
+    assert torch.allclose(weights.sum(dim=1), torch.ones(1, 2))
+
+
+def test_the_read_margin_applies_in_eval_mode_only() -> None:
+    torch.manual_seed(0)
+    narrow, full = (build_network(NetworkConfig(value_encoder="light", decoder_blocks="separable", read_margin=m))
+                    for m in (0.5, None))
+    full.load_state_dict(narrow.state_dict())
+    readouts = {}
+    for name, network in (("narrow", narrow), ("full", full)):
+        network.decoder.register_forward_pre_hook(lambda _, args, name=name: readouts.__setitem__(name, args[1]))
+    feats = narrow.encode_key(torch.randn(2, 3, 64, 64))
+    memory = torch.randn(2, 64, 32), torch.rand(2, 32, 1) * 10, torch.randn(2, 1, 128, 32)
+    for training in (True, False):
+        for network in (narrow, full):
+            network.train(training).segment(feats, *memory)
+        assert torch.equal(readouts["narrow"], readouts["full"]) == training

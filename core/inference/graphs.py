@@ -38,7 +38,7 @@ from tqdm import tqdm
 from core.model.network import KeyFeatures, VOSNetwork
 from core.weights import sha256
 
-EXPORT_VERSION = 2  # bump when the graphs change: old caches are then ignored
+EXPORT_VERSION = 3  # bump when the graphs change: old caches are then ignored
 OPSET = 17
 GRAPHS = ("key", "value", "segment", "aggregate")
 QUANTISED = ("key", "value", "segment")  # their int8 twins are named "<graph>-int8"

@@ -98,9 +98,18 @@ def separable_conv(c_in: int, c_out: int, activation: bool = True) -> nn.Sequent
     return nn.Sequential(*layers)
 
 
+def near_best_softmax(affinity: torch.Tensor, margin: float) -> torch.Tensor:
+    """Softmax over dim 1 of the entries within `margin` of each column's largest, zero elsewhere: each query
+    pixel reads only the memory pixels that match it almost as well as its best match (a cheap stand-in for
+    STCN's top-k read: one max instead of a sort)."""
+    best = affinity.amax(dim=1, keepdim=True)
+    return affinity.masked_fill(affinity < best - margin, float("-inf")).softmax(dim=1)
+
+
 def read_memory(query_key: torch.Tensor, memory_key: torch.Tensor, memory_sq: torch.Tensor,
-                memory_value: torch.Tensor) -> torch.Tensor:
-    """Negative squared L2 affinity, softmax over memory pixels, weighted sum of memory values.
+                memory_value: torch.Tensor, margin: float | None = None) -> torch.Tensor:
+    """Negative squared L2 affinity, softmax over memory pixels (only those within `margin` of each query
+    pixel's best match, when given), weighted sum of memory values.
 
     query_key (B, Ck, h, w); memory_key (B, Ck, N); memory_sq (B, N, 1) = ‖memory_key‖²;
     memory_value (B, K, Cv, N) → readout (B, K, Cv, h, w).
@@ -109,7 +118,7 @@ def read_memory(query_key: torch.Tensor, memory_key: torch.Tensor, memory_sq: to
     q = query_key.flatten(2)  # (B, Ck, HW)
     # -‖k − q‖² up to a term constant over memory pixels (which the softmax ignores).
     affinity = (2 * memory_key.transpose(1, 2) @ q - memory_sq) / math.sqrt(ck)  # (B, N, HW)
-    weights = affinity.softmax(dim=1)
+    weights = affinity.softmax(dim=1) if margin is None else near_best_softmax(affinity, margin)
     k, cv = memory_value.shape[1:3]
     readout = memory_value.flatten(1, 2) @ weights  # (B, K*Cv, HW)
     return readout.view(b, k, cv, h, w)

@@ -33,6 +33,8 @@ class NetworkConfig:
     decoder: tuple[int, int, int] = (128, 64, 32)  # channels at strides 16, 8, 4
     value_encoder: str = "trunk"   # "trunk" (its own half-width MobileNetV2) or "light" (re-uses key features)
     decoder_blocks: str = "dense"  # "dense" or "separable" 3×3 refinements
+    # in eval mode each pixel reads only memory pixels whose affinity is within this of its best match (None: all)
+    read_margin: float | None = 3.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +92,8 @@ class VOSNetwork(nn.Module):
                 memory_value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Read the memory and decode → logits (B, K, H/4, W/4) at the decoder's stride 4 and the
         representation features (B, K, D4, H/4, W/4). `upsample` takes logits or probabilities to full size."""
-        readout = read_memory(feats.key, memory_key, memory_sq, memory_value)
+        margin = None if self.training else self.config.read_margin
+        readout = read_memory(feats.key, memory_key, memory_sq, memory_value, margin)
         return self.decoder((feats.f4, feats.f8, feats.f16), readout)
 
     @staticmethod
