@@ -18,7 +18,7 @@ from core.annotate.clicks import (GUIDANCE_CHANNELS, Click, guidance_maps, inter
                                   random_interior_click, tight_box)
 from core.annotate.network import (ClickNet, default_annotator, load_annotator, load_annotator_checkpoint,
                                    read_annotator_manifest, save_annotator)
-from core.annotate.segmenter import FOCUS, ClickSegmenter, focus_window, inside_box, predict
+from core.annotate.segmenter import FOCUS, ClickSegmenter, focus_window, inside_box, mirror_averaged, predict
 from core.evaluation.interactive import click_ious, clicks_to_reach, iou_after
 from core.evaluation.metrics import region_similarity
 from core.io.masks import read_mask
@@ -102,17 +102,30 @@ class CountingNet(ClickNet):
         return super().forward(image, guidance)
 
 
-def test_each_new_click_costs_one_network_run_and_any_frame_size_works() -> None:
+def test_each_new_click_costs_one_step_and_any_frame_size_works() -> None:
     segmenter = ClickSegmenter(CountingNet().eval())
     image = np.random.default_rng(0).integers(0, 255, (75, 101, 3), dtype=np.uint8)
     marks = (Mark("positive", 1, 50, 30),)
     assert segmenter.mask(image, marks).shape == (75, 101)
     first = segmenter.network.runs
-    assert first in (1, 2)  # the whole frame, then zoomed on that answer when it took something
+    assert first in (2, 4)  # the whole frame, then zoomed on that answer when it took something; each mirrored
     marks += (Mark("negative", 1, 10, 10), Mark("brush_add", 1, 3, 3, radius=2))
     segmenter.mask(image, marks)
     segmenter.mask(image, marks)
-    assert segmenter.network.runs == first + 1
+    assert segmenter.network.runs == first + 2  # one step: the image and its mirror image
+
+
+def test_the_mirrored_run_is_mirrored_back_before_averaging() -> None:
+    class LeftHalf(torch.nn.Module):
+        """Logits +10 on the input's left half, −10 on its right: mirrored back, the two runs cancel."""
+
+        def forward(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+            logits = torch.full_like(image[:, :1], -10.0)
+            logits[..., : image.shape[-1] // 2] = 10.0
+            return logits
+
+    image, guidance = torch.rand(1, 3, 32, 48), torch.zeros(1, 4, 32, 48)
+    assert torch.count_nonzero(mirror_averaged(LeftHalf(), image, guidance)) == 0
 
 
 def test_the_zoomed_view_is_a_square_around_the_box_or_the_last_mask_and_its_clicks() -> None:

@@ -5,7 +5,8 @@ a new click costs one network run).
 A step zooms: with a box, or once there is a mask, the network sees a square around it (the box or the mask and
 the positive clicks spanning FOCUS of its side) resized to its `size`, as it saw objects in training; a first
 click without a box is answered on the whole frame (resized so its short side is the network's `size`, padded to
-a multiple of 16) and then once more zoomed on that answer. The mask comes back at full size. `build_segmenter`
+a multiple of 16) and then once more zoomed on that answer. Each run is averaged with a run on the mirror
+image (`mirror_averaged`). The mask comes back at full size. `build_segmenter`
 runs the network through ONNX Runtime when it is installed. With a box and no positive click outside it, nothing
 outside the box is taken.
 """
@@ -75,13 +76,20 @@ def predict(network: Network, image: np.ndarray, clicks: tuple[Click, ...], box:
     guidance = guidance_maps((h, w), scaled_clicks, scaled_box, scaled_previous, network.config.click_radius)
     pad_h, pad_w = -h % 16, -w % 16
     pixels = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None].float() / 255
-    with torch.inference_mode():
-        logits = network(F.pad(pixels, (0, pad_w, 0, pad_h), mode="replicate"),
-                         F.pad(torch.from_numpy(guidance)[None], (0, pad_w, 0, pad_h)))[0, 0, :h, :w]
-    probabilities = torch.sigmoid(logits).numpy()
+    inputs = (F.pad(pixels, (0, pad_w, 0, pad_h), mode="replicate"),
+              F.pad(torch.from_numpy(guidance)[None], (0, pad_w, 0, pad_h)))
+    probabilities = torch.sigmoid(mirror_averaged(network, *inputs)[0, 0, :h, :w]).numpy()
     if window is None:
         return cv2.resize(probabilities, (width, height), interpolation=cv2.INTER_LINEAR)
     return _uncrop(probabilities, window, (height, width))
+
+
+def mirror_averaged(network: Network, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+    """The network's logits averaged over the input and its mirror image (left-right), mirrored back: two runs
+    per step, steadier masks (docs/RESULTS.md, issue #13)."""
+    with torch.inference_mode():
+        mirrored = network(image.flip(-1), guidance.flip(-1)).flip(-1)
+        return (network(image, guidance) + mirrored) / 2
 
 
 def focus_window(shape: tuple[int, int], clicks: tuple[Click, ...], box: Box | None,
