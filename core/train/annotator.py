@@ -9,7 +9,8 @@ the interior point or a random object pixel), or both; then 0–3 rounds of the 
 and the simulated user's next click (the largest error's centre) make the previous-mask input, as RITM trains.
 Loss: binary cross-entropy + soft IoU. Resumable from `DIR/state.pt`; logs to `DIR/log.jsonl`; validates
 box / 1-click / 3-click IoU on every `--val-every`-th frame of the validation sequences at full size and keeps
-the best weights in `DIR/best.pt`.
+the best weights in `DIR/best.pt`. `--device cuda` trains the network on a GPU (samples are still drawn on the CPU,
+and validation runs there, as users run it).
 """
 
 from __future__ import annotations
