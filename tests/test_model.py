@@ -71,7 +71,6 @@ def test_soft_aggregation_is_a_distribution_that_keeps_the_winner() -> None:
     assert probs[0, :, 0, 0].argmax() == 1
 
 
-
 def test_near_best_read_weighs_only_the_matches_within_the_margin() -> None:
     affinity = torch.tensor([[[5.0, 0.0], [4.0, 9.0], [1.0, 8.5], [2.5, -3.0]]])  # (B=1, N=4, HW=2)
     weights = near_best_softmax(affinity, 3.0)

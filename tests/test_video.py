@@ -19,10 +19,10 @@ def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
-def audio_packets(path: Path) -> tuple[str, list[bytes]]:
-    """The first audio stream's codec name and packet payloads."""
+def stream_packets(path: Path, kind: str = "audio") -> tuple[str, list[bytes]]:
+    """The codec name and packet payloads of the first stream of `kind` ("audio" or "video")."""
     with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
+        stream = getattr(container.streams, kind)[0]
         return stream.codec_context.name, [bytes(p) for p in container.demux(stream) if p.size]
 
 
@@ -63,8 +63,8 @@ def test_write_round_trip_copies_audio_packets(judo_mp4: Path, tmp_path: Path) -
         assert (reader.info.width, reader.info.height, reader.info.fps) == (854, 480, Fraction(25))
         assert reader.info.has_audio
         assert sum(1 for _ in reader) == 16
-    source_codec, source_packets = audio_packets(judo_mp4)
-    codec, packets = audio_packets(out)
+    source_codec, source_packets = stream_packets(judo_mp4)
+    codec, packets = stream_packets(out)
     assert codec == source_codec == "aac"
     assert packets == source_packets[: len(packets)]  # remuxed, not re-encoded
     assert len(packets) >= len(source_packets) - 2
@@ -75,7 +75,7 @@ def test_audio_reencoded_to_opus_for_webm(judo_mp4: Path, judo_frames: list[np.n
     with VideoWriter(out, 25, (854, 480), audio_from=judo_mp4) as writer:
         for image in judo_frames[:6]:
             writer.write(image)
-    codec, packets = audio_packets(out)
+    codec, packets = stream_packets(out)
     assert codec == "opus" and packets
     with open_video(out) as reader:
         assert reader.info.has_audio and sum(1 for _ in reader) == 6
@@ -108,21 +108,14 @@ def test_slower_x264_presets_make_smaller_files_of_the_same_frames(judo_frames: 
     assert sizes["veryfast"] < 0.9 * sizes["ultrafast"]
 
 
-def video_codec(path: Path) -> str:
-    """The codec name of the first video stream."""
-    with av.open(str(path)) as container:
-        return container.streams.video[0].codec_context.name
-
-
 def test_auto_encoder_falls_back_to_x264_without_nvenc(judo_frames: list[np.ndarray], tmp_path: Path) -> None:
     out = tmp_path / "auto.mp4"
     with VideoWriter(out, 25, (854, 480), encoder="auto") as writer:
         for image in judo_frames[:4]:
             writer.write(image)
-    assert video_codec(out) == "h264"
-    with av.open(str(out)) as container:  # libx264 writes its name and settings into the first frame
-        first = bytes(next(container.demux(container.streams.video[0])))
-    assert (b"x264" in first) != nvenc_available()
+    codec, packets = stream_packets(out, "video")
+    assert codec == "h264"
+    assert (b"x264" in packets[0]) != nvenc_available()  # libx264 writes its name and settings into the first frame
     with open_video(out) as reader:
         decoded = [frame.image for frame in reader]
     assert len(decoded) == 4 and mean_abs_diff(decoded[2], judo_frames[2]) < 4.0

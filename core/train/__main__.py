@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     config = replace(config, data=data, **overrides)
     if args.threads:
         torch.set_num_threads(args.threads)
-    val_root = None if args.no_val or args.all_sequences else (args.val_root or data.root)
+    val_root = None if args.no_val or not config.hold_out else (args.val_root or data.root)
     best = train(config, args.out, resolve_device(args.device), val_root)
     print(f"best checkpoint: {best}")
 
