@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import cv2
 import numpy as np
 import pytest
@@ -11,8 +13,8 @@ from torch.nn import functional as F
 from core.io.masks import MaskError
 from core.inference.memory import FirstPreviousMemory, InfiniteMemory
 from core.model.network import NetworkConfig, build_network
-from core.inference.tracker import (Tracker, TrackerConfig, argmax_planes, inference_shape, resample_planes,
-                          resolve_backend)
+from core.inference.tracker import (PRIOR_PENALTY, Tracker, TrackerConfig, add_tracker_arguments, argmax_planes,
+                                    box_prior, inference_shape, resample_planes, resolve_backend)
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +177,27 @@ def test_auto_backend_is_onnx_on_the_cpu_and_torch_for_adaptation() -> None:
     assert resolve_backend(TrackerConfig(backend="auto", device="cpu", adapt_steps=3)) == "torch"
     assert resolve_backend(TrackerConfig(backend="onnx-int8")) == "onnx-int8"
     assert resolve_backend(TrackerConfig()) == "torch"  # the Python API's default stays torch
+
+
+def test_box_prior_lowers_logits_outside_each_objects_grown_previous_box() -> None:
+    probs = torch.zeros(1, 3, 32, 48)  # at stride 1 of a 32×48 frame; the decoder's grid is stride 4 (8×12)
+    probs[0, 0] = 1.0
+    probs[0, 0, 8:16, 16:32], probs[0, 1, 8:16, 16:32] = 0.0, 1.0  # object 1: rows 2–4, columns 4–8 on the grid
+    prior = box_prior(probs, (8, 12), grow=0.5)  # grown by 1 row and 2 columns on every edge
+    assert prior.shape == (1, 2, 8, 12)
+    inside = torch.zeros(8, 12, dtype=torch.bool)
+    inside[1:5, 2:10] = True
+    assert torch.all(prior[0, 0][inside] == 0) and torch.all(prior[0, 0][~inside] == -PRIOR_PENALTY)
+    assert torch.all(prior[0, 1] == 0)  # object 2 is not seen: no prior
+
+
+def test_box_prior_is_an_option_that_changes_the_frames_after_an_annotation(network) -> None:
+    args = argparse.ArgumentParser()
+    add_tracker_arguments(args)
+    assert args.parse_args([]).box_prior == 0.5 and args.parse_args(["--box-prior", "off"]).box_prior is None
+    with pytest.raises(SystemExit):
+        args.parse_args(["--box-prior", "-1"])
+    on, off = (Tracker(TrackerConfig(device="cpu", box_prior=g), network) for g in (0.5, None))
+    assert np.array_equal(on.step(_frame(0), _mask()), off.step(_frame(0), _mask()))
+    on.step(_frame(1)), off.step(_frame(1))
+    assert np.abs(on.probabilities - off.probabilities).max() > 0.1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,9 +38,12 @@ class TrackerConfig:
     size: int | None = None            # inference short side in pixels; None = DEFAULT_SIZE (never upscaled)
     backend: str = "torch"             # "torch", "onnx", "onnx-int8" (ONNX Runtime on the CPU) or "auto" (resolve_backend)
     adapt_steps: int = 0               # first-frame online adaptation steps (torch backend; core.inference.adapt)
+    box_prior: float | None = 0.5      # each object's box on the previous frame, grown by this fraction of its
+                                       # side on every edge, bounds where it is expected (`box_prior`); None: off
 
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+PRIOR_PENALTY = 5.0  # logits subtracted outside an object's grown previous box (TrackerConfig.box_prior)
 
 
 def resolve_backend(config: TrackerConfig) -> str:
@@ -70,6 +74,9 @@ def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                         help=f"default {backend}. onnx: ONNX Runtime on the CPU (same masks as torch, about 2x "
                              "faster there); onnx-int8: its int8 quantisation; torch: also runs on CUDA; auto: onnx "
                              "on the CPU, torch on CUDA or with --adapt-steps")
+    parser.add_argument("--box-prior", type=box_prior_setting, default=TrackerConfig.box_prior, metavar="G|off",
+                        help=f"lower each object's logits by {PRIOR_PENALTY:g} outside its previous box grown by G times "
+                             "its side on every edge (default %(default)s; off: no prior)")
     if adapt:
         parser.add_argument("--adapt-steps", type=int, default=0, metavar="N",
                             help="first-frame online adaptation steps (default 0: off; see docs/RESULTS.md)")
@@ -78,8 +85,19 @@ def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
 def tracker_config(args: argparse.Namespace, **overrides) -> TrackerConfig:
     """The `TrackerConfig` of options declared by `add_tracker_arguments`, with `overrides` applied."""
     config = TrackerConfig(weights=args.weights, device=args.device, threads=args.threads, size=args.tracker_size,
-                           backend=args.backend, adapt_steps=getattr(args, "adapt_steps", 0))
+                           backend=args.backend, adapt_steps=getattr(args, "adapt_steps", 0),
+                           box_prior=args.box_prior)
     return replace(config, **overrides)
+
+
+def box_prior_setting(text: str) -> float | None:
+    """--box-prior's value: a growth fraction ≥ 0, or "off"."""
+    if text == "off":
+        return None
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--box-prior {text}: give a fraction >= 0, or off")
+    return value
 
 
 @dataclass
@@ -174,6 +192,7 @@ class Tracker:
         self.groups: list[_Group] = []
         self.probabilities = np.zeros((1, 0, 0), np.float32)
         self._index = 0
+        self._prior: torch.Tensor | None = None  # (1, K, h, w) added to the next frame's object logits
 
     @property
     def object_ids(self) -> list[int]:
@@ -186,6 +205,7 @@ class Tracker:
         self.groups = []
         self.probabilities = np.zeros((1, 0, 0), np.float32)
         self._index = 0
+        self._prior = None
 
     def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """frame (H, W, 3) uint8 RGB; mask (H, W) ids for objects annotated on this frame → labels (H, W) uint8.
@@ -229,6 +249,8 @@ class Tracker:
         probs = self.network.aggregate(logits)  # aggregated at the decoder's resolution, upsampled after
         full = probs if stride == 1 else self.network.upsample(probs, shape)
         self._memorise(image, feats, full[:, 1:])
+        if self.config.box_prior is not None:
+            self._prior = box_prior(probs, feats.f4.shape[-2:], self.config.box_prior)
         self._index += 1
         return CoarseStep(probs[0].float().cpu().numpy(), stride, crop, (height, width), tuple(self.object_ids))
 
@@ -250,8 +272,8 @@ class Tracker:
         """Logits (1, K, H16/4, W16/4) of every tracked object, read from each group's memory."""
         if not self.groups:
             return feats.key.new_zeros((1, 0, *feats.f4.shape[-2:]))
-        logits = [self.network.segment(feats, *g.memory.tensors())[0] for g in self.groups]
-        return torch.cat(logits, dim=1)
+        logits = torch.cat([self.network.segment(feats, *g.memory.tensors())[0] for g in self.groups], dim=1)
+        return logits if self._prior is None else logits + self._prior
 
     def _annotate(self, logits: torch.Tensor, mask: np.ndarray, shape: tuple[int, int],
                   crop: tuple[int, int]) -> torch.Tensor:
@@ -284,6 +306,26 @@ class Tracker:
             values = self.network.encode_value(image, feats, masks, outside)
             group.memory.add(feats.key, values, self._index)
             start += k
+
+
+def box_prior(probs: torch.Tensor, grid: tuple[int, int], grow: float) -> torch.Tensor:
+    """Additive object logits (1, K, *grid) for the next frame, from this frame's probabilities (1, 1 + K, h, w)
+    over the same padded frame as the decoder's `grid`: 0 inside each object's box (where it wins the argmax)
+    grown by `grow` times the box's side on every edge, −PRIOR_PENALTY outside; 0 everywhere for an object that
+    is not seen."""
+    labels = probs[0].argmax(dim=0)
+    scale = grid[0] / labels.shape[0]
+    prior = probs.new_full((1, probs.shape[1] - 1, *grid), -PRIOR_PENALTY)
+    for k in range(prior.shape[1]):
+        ys, xs = torch.nonzero(labels == k + 1, as_tuple=True)
+        if not len(ys):
+            prior[0, k] = 0.0
+            continue
+        (y0, y1), (x0, x1) = ((int(v.min()) * scale, (int(v.max()) + 1) * scale) for v in (ys, xs))
+        dy, dx = grow * (y1 - y0), grow * (x1 - x0)
+        rows = slice(max(0, math.floor(y0 - dy)), math.ceil(y1 + dy))
+        prior[0, k, rows, max(0, math.floor(x0 - dx)):math.ceil(x1 + dx)] = 0.0
+    return prior
 
 
 def calibration_feeds(network: VOSNetwork, graphs: dict[str, Path]) -> dict[str, list[dict[str, np.ndarray]]]:
