@@ -276,6 +276,74 @@ def edge_cost(source: tuple[int, int] = (1280, 720)) -> None:
               f"{score(boundary_f, 3):.3f} |")
 
 
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) spent so far by the live processes of process group `pgid`."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split() if proc.name.isdigit() else []
+        except OSError:
+            continue
+        if fields and int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def obs_cost(home: Path, seconds: float = 6.0) -> None:
+    """What OBS itself spends, as cores of its process group (OBS + Xvfb), for each of `BENCH_SOURCES` playing:
+    alone, with one loop taking screenshots at the tracker's size as fast as OBS answers (and that rate), with
+    the plugin's rig, and with the rig while one loop takes screenshots or shows masks."""
+    import threading
+
+    from plugin.stage import Connection, NoFrame, ObsStage, tracker_capture_size
+
+    def measure(obs: HeadlessOBS, work=None) -> str:
+        stop, done = threading.Event(), [0]
+
+        def loop() -> None:
+            while not stop.is_set():
+                work()
+                done[0] += 1
+        thread = threading.Thread(target=loop) if work else None
+        if thread:
+            thread.start()
+        time.sleep(1.0)  # settle
+        cpu, count, start = group_cpu_s(obs.process.pid), done[0], time.monotonic()
+        time.sleep(seconds)
+        cores = (group_cpu_s(obs.process.pid) - cpu) / (time.monotonic() - start)
+        rate = (done[0] - count) / (time.monotonic() - start)
+        stop.set()
+        if thread:
+            thread.join()
+        return f"{cores:.2f}" + (f" ({rate:.0f}/s)" if work else "")
+
+    print("| source | OBS cores: playing | playing, screenshots in a loop (rate) | + rig | + rig, screenshots (rate) | "
+          "+ rig, masks shown in a loop (rate) |")
+    print("|---|---|---|---|---|---|")
+    with HeadlessOBS(home, free_port()) as obs:
+        for size in BENCH_SOURCES:
+            name = f"clip {size[0]}x{size[1]}"
+            add_clip_source(obs.port, write_clip(home / f"judo-{size[0]}.mp4", size=size), name=name)
+            capture = tracker_capture_size(size, 240)
+            stage = ObsStage(Connection(port=obs.port), name, None, home / "work", capture_size=capture)
+            stage.connect()
+            while True:
+                try:
+                    stage.setup()
+                    break
+                except NoFrame:  # the media source has no size until its first frame
+                    time.sleep(0.1)
+            stage.restore()
+            cells = [measure(obs), measure(obs, stage.grab)]
+            stage.setup()
+            alpha = np.full(capture[::-1], 255, np.uint8)
+            cells += [measure(obs), measure(obs, stage.grab), measure(obs, lambda: stage.show(alpha))]
+            stage.restore()
+            stage.disconnect()
+            remove_source(obs.port, name)
+            print(f"| {size[0]}×{size[1]} | " + " | ".join(cells) + " |")
+
+
 def main() -> int:
     """`python -m tests.obs_harness [--screenshots DIR]`: start a headless OBS and run `plugin.obs --bench`
     against a looping judo clip at 640×360 and at 1280×720 (or save screenshots of OBS with the masked source).
@@ -286,6 +354,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.obs_harness")
     parser.add_argument("--screenshots", type=Path, help="save screenshots of OBS into this folder instead")
     parser.add_argument("--edges", action="store_true", help="measure what small captures cost at mask edges")
+    parser.add_argument("--obs-cost", action="store_true", help="measure the CPU that OBS itself uses")
     parser.add_argument("--frames", type=int, default=60, help="benchmark frames per source (default 60)")
     parser.add_argument("plugin_args", nargs="*", help="more plugin.obs options, after --")
     args = parser.parse_args()
@@ -296,6 +365,9 @@ def main() -> int:
         home = Path(tmp)
         if args.screenshots:
             screenshots(args.screenshots, home)
+            return 0
+        if args.obs_cost:
+            obs_cost(home)
             return 0
         with HeadlessOBS(home, free_port()) as obs:
             print(f"headless OBS {CANVAS[0]}×{CANVAS[1]} @ {obs.fps} FPS on port {obs.port}; load average "
