@@ -292,10 +292,11 @@ def group_cpu_s(pgid: int) -> float:
 def obs_cost(home: Path, seconds: float = 6.0) -> None:
     """What OBS itself spends, as cores of its process group (OBS + Xvfb), for each of `BENCH_SOURCES` playing:
     alone, with one loop taking screenshots at the tracker's size as fast as OBS answers (and that rate), with
-    the plugin's rig, and with the rig while one loop takes screenshots or shows masks."""
+    the plugin's rig, with the rig while one loop takes screenshots or shows masks, and with the same mask filter
+    put on the source itself instead of the rig."""
     import threading
 
-    from plugin.stage import Connection, NoFrame, ObsStage, tracker_capture_size
+    from plugin.stage import FILTER_KIND, FILTER_NAME, Connection, NoFrame, ObsStage, tracker_capture_size
 
     def measure(obs: HeadlessOBS, work=None) -> str:
         stop, done = threading.Event(), [0]
@@ -318,8 +319,8 @@ def obs_cost(home: Path, seconds: float = 6.0) -> None:
         return f"{cores:.2f}" + (f" ({rate:.0f}/s)" if work else "")
 
     print("| source | OBS cores: playing | playing, screenshots in a loop (rate) | + rig | + rig, screenshots (rate) | "
-          "+ rig, masks shown in a loop (rate) |")
-    print("|---|---|---|---|---|---|")
+          "+ rig, masks shown in a loop (rate) | no rig, the mask filter on the source itself |")
+    print("|---|---|---|---|---|---|---|")
     with HeadlessOBS(home, free_port()) as obs:
         for size in BENCH_SOURCES:
             name = f"clip {size[0]}x{size[1]}"
@@ -339,6 +340,9 @@ def obs_cost(home: Path, seconds: float = 6.0) -> None:
             alpha = np.full(capture[::-1], 255, np.uint8)
             cells += [measure(obs), measure(obs, stage.grab), measure(obs, lambda: stage.show(alpha))]
             stage.restore()
+            stage.call("CreateSourceFilter", sourceName=name, filterName=FILTER_NAME, filterKind=FILTER_KIND,
+                       filterSettings=stage.filter_settings())
+            cells.append(measure(obs))
             stage.disconnect()
             remove_source(obs.port, name)
             print(f"| {size[0]}×{size[1]} | " + " | ".join(cells) + " |")
