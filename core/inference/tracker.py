@@ -75,8 +75,8 @@ def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                              "faster there); onnx-int8: its int8 quantisation; torch: also runs on CUDA; auto: onnx "
                              "on the CPU, torch on CUDA or with --adapt-steps")
     parser.add_argument("--box-prior", type=box_prior_setting, default=TrackerConfig.box_prior, metavar="G|off",
-                        help=f"lower each object's logits by {PRIOR_PENALTY:g} outside its previous box grown by G times "
-                             "its side on every edge (default %(default)s; off: no prior)")
+                        help=f"lower each object's logits by {PRIOR_PENALTY:g} outside its previous box grown by G "
+                             "times its side on every edge (default %(default)s; off: no prior)")
     if adapt:
         parser.add_argument("--adapt-steps", type=int, default=0, metavar="N",
                             help="first-frame online adaptation steps (default 0: off; see docs/RESULTS.md)")
