@@ -14,7 +14,8 @@ from core.io.masks import MaskError
 from core.inference.memory import FirstPreviousMemory, InfiniteMemory
 from core.model.network import NetworkConfig, build_network
 from core.inference.tracker import (PRIOR_PENALTY, Tracker, TrackerConfig, add_tracker_arguments, argmax_planes,
-                                    box_prior, inference_shape, resample_planes, resolve_backend)
+                                    box_prior, expected_box, inference_shape, object_boxes, resample_planes,
+                                    resolve_backend)
 
 
 @pytest.fixture(scope="module")
@@ -182,13 +183,22 @@ def test_auto_backend_is_onnx_on_the_cpu_and_torch_for_adaptation() -> None:
 def test_box_prior_lowers_logits_outside_each_objects_grown_previous_box() -> None:
     probs = torch.zeros(1, 3, 32, 48)  # at stride 1 of a 32×48 frame; the decoder's grid is stride 4 (8×12)
     probs[0, 0] = 1.0
-    probs[0, 0, 8:16, 16:32], probs[0, 1, 8:16, 16:32] = 0.0, 1.0  # object 1: rows 2–4, columns 4–8 on the grid
-    prior = box_prior(probs, (8, 12), grow=0.5)  # grown by 1 row and 2 columns on every edge
+    probs[0, 0, 8:16, 16:32], probs[0, 1, 8:16, 16:32] = 0.0, 1.0  # id 4: rows 2–4, columns 4–8 on the grid
+    boxes = object_boxes(probs, (8, 12), [4, 9])
+    assert boxes == {4: (2.0, 4.0, 4.0, 8.0)}  # id 9 is not seen
+    prior = box_prior(boxes, {}, [4, 9], (8, 12), grow=0.5)  # grown by 1 row and 2 columns on every edge
     assert prior.shape == (1, 2, 8, 12)
     inside = torch.zeros(8, 12, dtype=torch.bool)
     inside[1:5, 2:10] = True
     assert torch.all(prior[0, 0][inside] == 0) and torch.all(prior[0, 0][~inside] == -PRIOR_PENALTY)
-    assert torch.all(prior[0, 1] == 0)  # object 2 is not seen: no prior
+    assert torch.all(prior[0, 1] == 0)  # not seen: no prior, it may come back anywhere
+
+
+def test_the_expected_box_reaches_as_far_again_as_the_object_moved() -> None:
+    box, before = (2.0, 4.0, 4.0, 8.0), (2.0, 4.0, 1.0, 5.0)  # 3 columns to the right since the frame before
+    assert expected_box(box, None, grow=0.0) == box
+    assert expected_box(box, before, grow=0.0) == (2.0, 4.0, 4.0, 11.0)
+    assert expected_box(box, before, grow=0.5) == (1.0, 5.0, 2.0, 13.0)  # grown by half the box, not the reach
 
 
 def test_box_prior_is_an_option_that_changes_the_frames_after_an_annotation(network) -> None:

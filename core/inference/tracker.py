@@ -38,12 +38,12 @@ class TrackerConfig:
     size: int | None = None            # inference short side in pixels; None = DEFAULT_SIZE (never upscaled)
     backend: str = "torch"             # "torch", "onnx", "onnx-int8" (ONNX Runtime on the CPU) or "auto" (resolve_backend)
     adapt_steps: int = 0               # first-frame online adaptation steps (torch backend; core.inference.adapt)
-    box_prior: float | None = 0.5      # each object's box on the previous frame, grown by this fraction of its
-                                       # side on every edge, bounds where it is expected (`box_prior`); None: off
+    box_prior: float | None = 0.5      # each object's box on the previous frame (`expected_box`), grown by this
+                                       # fraction of its side on every edge, bounds where it is expected; None: off
 
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
-PRIOR_PENALTY = 5.0  # logits subtracted outside an object's grown previous box (TrackerConfig.box_prior)
+PRIOR_PENALTY = 5.0  # logits subtracted outside an object's expected box (TrackerConfig.box_prior)
 
 
 def resolve_backend(config: TrackerConfig) -> str:
@@ -75,8 +75,9 @@ def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                              "faster there); onnx-int8: its int8 quantisation; torch: also runs on CUDA; auto: onnx "
                              "on the CPU, torch on CUDA or with --adapt-steps")
     parser.add_argument("--box-prior", type=box_prior_setting, default=TrackerConfig.box_prior, metavar="G|off",
-                        help=f"lower each object's logits by {PRIOR_PENALTY:g} outside its previous box grown by G "
-                             "times its side on every edge (default %(default)s; off: no prior)")
+                        help=f"lower each object's logits by {PRIOR_PENALTY:g} outside its previous box, stretched as "
+                             "far again as it moved and grown by G times its side on every edge (default "
+                             "%(default)s; off: no prior)")
     if adapt:
         parser.add_argument("--adapt-steps", type=int, default=0, metavar="N",
                             help="first-frame online adaptation steps (default 0: off; see docs/RESULTS.md)")
@@ -136,6 +137,7 @@ def inference_shape(height: int, width: int, size: int | None) -> tuple[int, int
     return max(16, round(height * scale)), max(16, round(width * scale))
 
 
+Box = tuple[float, float, float, float]  # (y0, y1, x0, x1), end-exclusive, on the decoder's grid
 Prepared = tuple[torch.Tensor, tuple[int, int]]  # the network's input (1, 3, H16, W16), the frame's (h, w) in it
 
 
@@ -193,6 +195,7 @@ class Tracker:
         self.probabilities = np.zeros((1, 0, 0), np.float32)
         self._index = 0
         self._prior: torch.Tensor | None = None  # (1, K, h, w) added to the next frame's object logits
+        self._boxes: dict[int, Box] = {}  # each object's box on the last frame (`object_boxes`)
 
     @property
     def object_ids(self) -> list[int]:
@@ -206,6 +209,7 @@ class Tracker:
         self.probabilities = np.zeros((1, 0, 0), np.float32)
         self._index = 0
         self._prior = None
+        self._boxes = {}
 
     def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """frame (H, W, 3) uint8 RGB; mask (H, W) ids for objects annotated on this frame → labels (H, W) uint8.
@@ -250,7 +254,9 @@ class Tracker:
         full = probs if stride == 1 else self.network.upsample(probs, shape)
         self._memorise(image, feats, full[:, 1:])
         if self.config.box_prior is not None:
-            self._prior = box_prior(probs, feats.f4.shape[-2:], self.config.box_prior)
+            grid, boxes = feats.f4.shape[-2:], object_boxes(probs, feats.f4.shape[-2:], self.object_ids)
+            self._prior = box_prior(boxes, self._boxes, self.object_ids, grid, self.config.box_prior).to(probs)
+            self._boxes = boxes
         self._index += 1
         return CoarseStep(probs[0].float().cpu().numpy(), stride, crop, (height, width), tuple(self.object_ids))
 
@@ -308,23 +314,42 @@ class Tracker:
             start += k
 
 
-def box_prior(probs: torch.Tensor, grid: tuple[int, int], grow: float) -> torch.Tensor:
-    """Additive object logits (1, K, *grid) for the next frame, from this frame's probabilities (1, 1 + K, h, w)
-    over the same padded frame as the decoder's `grid`: 0 inside each object's box (where it wins the argmax)
-    grown by `grow` times the box's side on every edge, −PRIOR_PENALTY outside; 0 everywhere for an object that
-    is not seen."""
+def object_boxes(probs: torch.Tensor, grid: tuple[int, int], ids: list[int]) -> dict[int, Box]:
+    """Each object's box where it wins the argmax of this frame's probabilities (1, 1 + K, h, w), in units of the
+    decoder's `grid` over the same padded frame; objects not seen are left out."""
     labels = probs[0].argmax(dim=0)
     scale = grid[0] / labels.shape[0]
-    prior = probs.new_full((1, probs.shape[1] - 1, *grid), -PRIOR_PENALTY)
-    for k in range(prior.shape[1]):
+    boxes = {}
+    for k, object_id in enumerate(ids):
         ys, xs = torch.nonzero(labels == k + 1, as_tuple=True)
-        if not len(ys):
+        if len(ys):
+            boxes[object_id] = (int(ys.min()) * scale, (int(ys.max()) + 1) * scale,
+                                int(xs.min()) * scale, (int(xs.max()) + 1) * scale)
+    return boxes
+
+
+def expected_box(box: Box, before: Box | None, grow: float) -> Box:
+    """Where an object is expected on the next frame: its `box`, stretched to where the same motion as since the
+    box `before` would take it, then grown by `grow` times the box's side on every edge."""
+    y0, y1, x0, x1 = box
+    if before is not None:
+        dy, dx = (y0 + y1 - before[0] - before[1]) / 2, (x0 + x1 - before[2] - before[3]) / 2
+        y0, y1, x0, x1 = min(y0, y0 + dy), max(y1, y1 + dy), min(x0, x0 + dx), max(x1, x1 + dx)
+    gy, gx = grow * (box[1] - box[0]), grow * (box[3] - box[2])
+    return y0 - gy, y1 + gy, x0 - gx, x1 + gx
+
+
+def box_prior(boxes: dict[int, Box], before: dict[int, Box], ids: list[int], grid: tuple[int, int],
+              grow: float) -> torch.Tensor:
+    """Additive object logits (1, K, *grid) for the next frame: 0 inside each object's `expected_box`, −PRIOR_PENALTY
+    outside; 0 everywhere for an object not in `boxes` (not seen on this frame)."""
+    prior = torch.full((1, len(ids), *grid), -PRIOR_PENALTY)
+    for k, object_id in enumerate(ids):
+        if object_id not in boxes:
             prior[0, k] = 0.0
             continue
-        (y0, y1), (x0, x1) = ((int(v.min()) * scale, (int(v.max()) + 1) * scale) for v in (ys, xs))
-        dy, dx = grow * (y1 - y0), grow * (x1 - x0)
-        rows = slice(max(0, math.floor(y0 - dy)), math.ceil(y1 + dy))
-        prior[0, k, rows, max(0, math.floor(x0 - dx)):math.ceil(x1 + dx)] = 0.0
+        y0, y1, x0, x1 = expected_box(boxes[object_id], before.get(object_id), grow)
+        prior[0, k, max(0, math.floor(y0)):math.ceil(y1), max(0, math.floor(x0)):math.ceil(x1)] = 0.0
     return prior
 
 
