@@ -412,6 +412,7 @@ class ObsStage:
         """Remove B (blur mode's background image) if it is there; `show_background` makes it again."""
         self._background_ready = False
         if self._background in (i["inputName"] for i in self.call("GetInputList")["inputs"]):
+            self.let_updates_apply()
             self.call("RemoveInput", inputName=self._background)
             self.wait_until_removed({self._background})
 
@@ -488,14 +489,27 @@ class ObsStage:
                 if below and below[-1]["sourceName"] == source:
                     self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=below[-1]["sceneItemId"],
                               sceneItemEnabled=wrapper["sceneItemEnabled"])
+                self.call("RemoveSceneItem", sceneName=scene, sceneItemId=wrapper["sceneItemId"])  # before W goes
+        inputs = [i["inputName"] for i in self.call("GetInputList")["inputs"]]
+        if self._wrapper in scenes or self._background in inputs:
+            self.let_updates_apply()
         if self._wrapper in scenes:
             self.call("RemoveScene", sceneName=self._wrapper)
-        inputs = [i["inputName"] for i in self.call("GetInputList")["inputs"]]
         if self._background in inputs:
             self.call("RemoveInput", inputName=self._background)
         self.placement = None
         self._background_ready = False
         self.wait_until_removed({self._wrapper, self._background})
+
+    def let_updates_apply(self, frames: int = 2, timeout_s: float = _SETTLE_S) -> None:
+        """Wait until OBS has rendered `frames` more frames: OBS applies a video source's or filter's new settings
+        (our mask, B's image) on its next video tick, and its UI and graphics threads let go of a removed scene
+        item later too. Removing W while its item in U was still being released aborted OBS 29
+        (`munmap_chunk(): invalid pointer` in `obs_sceneitem_release`, within 1–26 rigs built and removed)."""
+        target = self.call("GetStats")["renderTotalFrames"] + frames
+        deadline = time.monotonic() + timeout_s
+        while self.call("GetStats")["renderTotalFrames"] < target and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def wait_until_removed(self, ours: set[str], timeout_s: float = _SETTLE_S) -> None:
         """OBS drops a removed source and its items on a later tick: wait until none of `ours` is a scene, an
