@@ -79,13 +79,15 @@ class HeadlessOBS:
         (config / "basic" / "profiles" / "Untitled" / "basic.ini").write_text(_basic_ini(self.fps))
 
     def start(self, timeout_s: float = OBS_START_TIMEOUT_S) -> None:
-        """Start OBS and return once its WebSocket port accepts connections; raises RuntimeError otherwise."""
+        """Start OBS and return once its WebSocket port accepts connections; raises RuntimeError otherwise.
+        `--multi`: without it, an OBS started while another runs (any HOME) waits on an "already running" dialog."""
         if not (self.home / ".config" / "obs-studio" / "global.ini").exists():
             self.write_config()
         env = dict(os.environ, HOME=str(self.home), LIBGL_ALWAYS_SOFTWARE="1")
         log = open(self.home / "obs.log", "ab")
         self.process = subprocess.Popen(
-            ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", "obs", "--disable-shutdown-check", "--disable-updater"]
+            ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", "obs", "--disable-shutdown-check", "--disable-updater",
+             "--multi"]
             + ([] if self.show_window else ["--minimize-to-tray"]),
             env=env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
