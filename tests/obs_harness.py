@@ -278,6 +278,22 @@ def edge_cost(source: tuple[int, int] = (1280, 720)) -> None:
               f"{score(boundary_f, 3):.3f} |")
 
 
+def set_up(stage, timeout_s: float) -> None:
+    """`stage.setup()` (a `plugin.stage.ObsStage`) once its media source plays: until its first frame it has no
+    size (NoFrame). Raises RuntimeError after `timeout_s`."""
+    from plugin.stage import NoFrame
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            stage.setup()
+            return
+        except NoFrame:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"source {stage.source!r} had no picture within {timeout_s:.0f} s") from None
+            time.sleep(0.1)
+
+
 def group_cpu_s(pgid: int) -> float:
     """CPU seconds (user + system) spent so far by the live processes of process group `pgid`."""
     total = 0
@@ -298,7 +314,7 @@ def obs_cost(home: Path, seconds: float = 6.0) -> None:
     put on the source itself instead of the rig."""
     import threading
 
-    from plugin.stage import FILTER_KIND, FILTER_NAME, Connection, NoFrame, ObsStage, tracker_capture_size
+    from plugin.stage import FILTER_KIND, FILTER_NAME, Connection, ObsStage, tracker_capture_size
 
     def measure(obs: HeadlessOBS, work=None) -> str:
         stop, done = threading.Event(), [0]
@@ -330,12 +346,7 @@ def obs_cost(home: Path, seconds: float = 6.0) -> None:
             capture = tracker_capture_size(size, 240)
             stage = ObsStage(Connection(port=obs.port), name, None, home / "work", capture_size=capture)
             stage.connect()
-            while True:
-                try:
-                    stage.setup()
-                    break
-                except NoFrame:  # the media source has no size until its first frame
-                    time.sleep(0.1)
+            set_up(stage, OBS_START_TIMEOUT_S)
             stage.restore()
             cells = [measure(obs), measure(obs, stage.grab)]
             stage.setup()

@@ -24,10 +24,10 @@ import pytest
 
 from core.io.masks import MaskError, read_mask, resize_labels
 from plugin.session import Annotation, FramePump, LiveSession, SessionConfig
-from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, NoFrame, ObsStage, ObsUnavailable,
+from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, ObsStage, ObsUnavailable,
                           Placement, SourceMissing, background_name, mask_on_canvas, wrapper_name, wrapper_transform)
 from tests.obs_harness import (CLIP_SOURCE, SAMPLE, HeadlessOBS, add_clip_source, free_port, obs_available,
-                               write_clip)
+                               set_up, write_clip)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_MASK = SAMPLE / "masks" / "00000.png"
@@ -350,18 +350,6 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a > 127) == (b > 127)))
 
 
-def set_up(stage: ObsStage) -> None:
-    """`stage.setup()` once the media source plays (until then it has no size: NoFrame)."""
-    def attempt() -> bool:
-        try:
-            stage.setup()
-        except NoFrame:
-            return False
-        return True
-
-    wait_for(attempt, f"source {stage.source!r} to have a picture")
-
-
 def make_stage(server, tmp, capture=CAPTURE) -> ObsStage:
     return ObsStage(Connection(port=server.port, password=server.password, timeout=30), CLIP_SOURCE, None,
                     Path(tmp), capture)
@@ -490,7 +478,7 @@ def test_setup_adopts_a_rig_left_by_a_killed_run_and_restore_puts_the_scene_back
     before = scene_state(obs)
     first = make_stage(obs, tmp_path)
     first.connect()
-    set_up(first)
+    set_up(first, DEADLINE_S)
     first.disconnect()  # our process died here: the rig stays in OBS
     assert rig_state(obs) == RIGGED
     second = make_stage(obs, tmp_path)
@@ -526,7 +514,7 @@ def test_building_and_removing_the_rig_again_and_again_never_crashes_obs(obs, tm
         alpha[20:60, 30:90] = 255
         try:
             for _ in range(40):
-                set_up(stage)
+                set_up(stage, DEADLINE_S)
                 stage.show(alpha)
                 stage.restore()
         finally:
@@ -617,7 +605,7 @@ def test_a_rig_that_obs_saved_and_restored_is_adopted_after_an_obs_restart(obs, 
     before = scene_state(obs)
     stage = make_stage(obs, tmp_path)
     stage.connect()
-    set_up(stage)
+    set_up(stage, DEADLINE_S)
     stage.disconnect()
     saved = obs.home / ".config" / "obs-studio" / "basic" / "scenes" / "Untitled.json"
     wait_for(lambda: saved.is_file() and wrapper_name(CLIP_SOURCE) in saved.read_text(),
@@ -627,7 +615,7 @@ def test_a_rig_that_obs_saved_and_restored_is_adopted_after_an_obs_restart(obs, 
     assert rig_state(obs)["inner"] == [CLIP_SOURCE]  # OBS brought back (some of) the rig from the saved collection
     stage.connect()
     try:
-        set_up(stage)
+        set_up(stage, DEADLINE_S)
         assert rig_state(obs) == RIGGED
         stage.restore()
     finally:

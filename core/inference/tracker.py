@@ -254,8 +254,9 @@ class Tracker:
         full = probs if stride == 1 else self.network.upsample(probs, shape)
         self._memorise(image, feats, full[:, 1:])
         if self.config.box_prior is not None:
-            grid, boxes = feats.f4.shape[-2:], object_boxes(probs, feats.f4.shape[-2:], self.object_ids)
-            self._prior = box_prior(boxes, self._boxes, self.object_ids, grid, self.config.box_prior).to(probs)
+            grid, ids = feats.f4.shape[-2:], self.object_ids
+            boxes = object_boxes(probs, grid, ids)
+            self._prior = box_prior(boxes, self._boxes, ids, grid, self.config.box_prior).to(probs)
             self._boxes = boxes
         self._index += 1
         return CoarseStep(probs[0].float().cpu().numpy(), stride, crop, (height, width), tuple(self.object_ids))
