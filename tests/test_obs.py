@@ -496,13 +496,12 @@ def test_setup_adopts_a_rig_left_by_a_killed_run_and_restore_puts_the_scene_back
 
 @needs_obs
 @pytest.mark.obs
-def test_building_and_removing_the_rig_again_and_again_never_crashes_obs(obs, tmp_path):
+def test_building_and_removing_the_rig_again_and_again_never_crashes_obs(tmp_path):
     """OBS 29 aborted (`munmap_chunk(): invalid pointer`, in `obs_sceneitem_release` on its graphics thread while
-    its UI thread released the same item) within 1–26 rounds of setup → show → restore at 30 FPS, when the
+    its UI thread released the same item) within 0–26 rounds of setup → show → restore at 30 FPS, when the
     wrapper scene was removed with its item still in the user's scene. `restore` now removes the item first and
-    lets OBS render. Its own OBS: the shared one renders at 15 FPS, where the race did not show in 80 rounds
-    (and is stopped meanwhile, so that two OBS do not share the cores)."""
-    obs.stop()
+    lets OBS render. Its own OBS: the shared one renders at 15 FPS, where the race did not show in 80 rounds.
+    (The shared one keeps running: restarting it could bring back a scene collection OBS saved mid-restore.)"""
     server = HeadlessOBS(tmp_path / "home", free_port(), fps=30)
     try:
         server.start()
@@ -513,7 +512,7 @@ def test_building_and_removing_the_rig_again_and_again_never_crashes_obs(obs, tm
         alpha = np.zeros(CAPTURE[::-1], np.uint8)
         alpha[20:60, 30:90] = 255
         try:
-            for _ in range(40):
+            for _ in range(80):
                 set_up(stage, DEADLINE_S)
                 stage.show(alpha)
                 stage.restore()
@@ -522,7 +521,6 @@ def test_building_and_removing_the_rig_again_and_again_never_crashes_obs(obs, tm
         assert server.process.poll() is None and scene_state(server) == before
     finally:
         server.stop()
-        obs.start()
 
 
 @needs_obs
