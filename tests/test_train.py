@@ -122,3 +122,14 @@ def test_warm_start_across_architectures_copies_only_matching_tensors() -> None:
     assert 0 < copied < total
     assert all(torch.equal(after[k], source[k]) for k in after if k.startswith(("backbone.", "aspp.", "key_proj.")))
     assert torch.equal(after["value_encoder.down.0.0.weight"], before["value_encoder.down.0.0.weight"])  # new part
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_frozen_batch_norms_keep_their_running_statistics(tiny_davis: Path, tmp_path: Path, freeze: bool) -> None:
+    common = ["--preset", "s3-fast", "--data", str(tiny_davis), "--batch", "2", "--crop", "48", "--device", "cpu",
+              "--threads", "1", "--steps", "2", "--no-val", "--lr", "0"]
+    main(["--out", str(tmp_path / "run"), *common, *(["--freeze-bn"] if freeze else [])])
+    stats = "backbone.blocks.5.block.1.1.running_mean"
+    before = load_trunk()[stats.removeprefix("backbone.")]
+    after = load_network(tmp_path / "run" / "last.pt").state_dict()[stats]
+    assert torch.allclose(after, before, atol=1e-2) == freeze  # lr 0: only the statistics can move

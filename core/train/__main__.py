@@ -35,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="CPU threads")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--freeze-bn", action="store_true",
+                        help="batch norms normalise with their running statistics and keep them (small batches)")
     return parser.parse_args(argv)
 
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides["imagenet"] = False
     if args.all_sequences:
         overrides["hold_out"] = False
+    if args.freeze_bn:
+        overrides["freeze_bn"] = True
     data = config.data
     if args.data:
         data = replace(data, root=args.data)

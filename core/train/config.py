@@ -48,6 +48,7 @@ class TrainConfig:
     val_every: int = 500
     seed: int = 0
     hold_out: bool = True           # keep VALIDATION_SEQUENCES out of training (False: the final model, on all)
+    freeze_bn: bool = False         # batch norms keep their running statistics (fine-tuning at small batches)
 
 
 FULL_LOSS = LossConfig(logit_kd=1.0, rep=1.0, omega=0.95, boundary=True)

@@ -49,11 +49,20 @@ def clip_loss(config: TrainConfig, student: list[Prediction], teacher: list[Pred
 
 
 def validate(network: VOSNetwork, root: str, device: torch.device) -> float:
-    """Mean J&F (points) on the validation split, tracking at the frames' own size."""
+    """Mean J&F (points) on the validation split, tracking at the frames' own size; leaves `network` in eval
+    mode."""
     config = TrackerConfig(device=device.type)
-    report = evaluate(root, list(VALIDATION_SEQUENCES), lambda: Tracker(config, network), progress=False)
+    return evaluate(root, list(VALIDATION_SEQUENCES), lambda: Tracker(config, network), progress=False).jf
+
+
+def training_mode(network: torch.nn.Module, freeze_bn: bool) -> None:
+    """Put `network` in training mode; with `freeze_bn` its batch norms stay in eval mode, normalising with
+    (and keeping) their running statistics, which a small batch would otherwise overwrite with noisy ones."""
     network.train()
-    return report.jf
+    if freeze_bn:
+        for module in network.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 def load_matching(network: VOSNetwork, state_dict: dict[str, torch.Tensor]) -> tuple[int, int]:
@@ -159,7 +168,7 @@ class Trainer:
                 log_file.flush()
 
             bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.name, unit="step", mininterval=5)
-            self.network.train()
+            training_mode(self.network, cfg.freeze_bn)
             started = time.perf_counter()
             while self.progress() < 1.0:
                 progress = self.progress()
@@ -184,6 +193,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{float(terms['total']):.3f}")
                 if self.step % cfg.val_every == 0:
                     self._checkpoint(log)
+                    training_mode(self.network, cfg.freeze_bn)
                 now = time.perf_counter()
                 self.seconds += now - started  # wall clock, validation included
                 started = now
