@@ -12,6 +12,7 @@ import torch
 from core.annotate.network import load_annotator, load_annotator_checkpoint
 from core.train.annotator import first_interaction, main, paint_shape, segmentation_loss
 from core.train.config import VALIDATION_SEQUENCES
+from core.weights import load_trunk
 from tests.test_train import tiny_davis  # noqa: F401 - the fixture
 
 TINY = ["--batch", "2", "--crop", "64", "--load-short-side", "64", "--val-every", "2", "--val-frames-every", "10"]
@@ -58,3 +59,12 @@ def test_painted_shapes_are_objects_of_any_look() -> None:
         shape = paint_shape(image, rng)
         assert 20 < shape.sum() < 64 * 64 * 0.6
         assert not np.array_equal(image[:, shape], before[:, shape]) and 0 <= image.min() and image.max() <= 1
+
+
+def test_frozen_batch_norms_keep_the_starting_statistics(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+    stats = "blocks.5.block.1.1.running_var"
+    start = load_trunk()[stats]  # a new run starts from the ImageNet trunk; lr 0: only the statistics can move
+    for name, extra in (("free", []), ("frozen", ["--freeze-bn"])):
+        main(["--out", str(tmp_path / name), "--data", str(tiny_davis), "--steps", "2", "--lr", "0", *TINY, *extra])
+        after = load_annotator(tmp_path / name / "last.pt").state_dict()[f"trunk.{stats}"]
+        assert torch.allclose(after, start, rtol=1e-2) == (name == "frozen")

@@ -79,6 +79,20 @@ def test_labels_and_mattes_equal_frame_by_frame_tracking(network, annotations, d
     assert set(np.unique(sinks[0].labels[-1])) <= {0, 1, 2, 3, 4} and len(np.unique(sinks[0].labels[13])) > 2
 
 
+def test_a_network_fine_tuned_on_the_first_mask_encodes_no_frame_ahead(annotations) -> None:
+    config = TrackerConfig(device="cpu", threads=1, backend="torch", adapt_steps=2)  # the shipped weights
+    first = {0: annotations[0]}
+    torch.manual_seed(0)
+    reference = Tracker(config)
+    with open_video(JUDO) as reader:
+        expected = [reference.step(frame.image, first.get(frame.index)) for frame in reader]
+    sink = Recorder()
+    torch.manual_seed(0)
+    with open_video(JUDO) as reader:
+        list(run_frames(reader, first, Tracker(config), [sink], None))
+    assert len(sink.labels) == 16 and all(np.array_equal(a, b) for a, b in zip(sink.labels, expected))
+
+
 def test_frames_before_the_first_annotation_are_empty_and_hard_edges_give_no_matte(network, annotations) -> None:
     sink = Recorder()
     later = {5: annotations[5]}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.model.network import VOSNetwork
+from core.model.network import VOSNetwork, training_mode
 from core.clips.sampler import ClipSampler, DataConfig, FrameStore, object_geometry
 from core.model.losses import segmentation_loss
 from core.inference.unroll import unroll
@@ -43,10 +43,7 @@ def single_frame_store(frame: np.ndarray, mask: np.ndarray, device: torch.device
 
 def adapt(network: VOSNetwork, frame: np.ndarray, mask: np.ndarray, config: AdaptConfig) -> VOSNetwork:
     """A fine-tuned copy of `network` (eval mode) for the object(s) of `mask` on `frame`."""
-    tuned = copy.deepcopy(network).train()
-    for module in tuned.modules():  # keep BatchNorm statistics: a handful of clips would ruin them
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.eval()
+    tuned = training_mode(copy.deepcopy(network), freeze_bn=True)  # a handful of clips would ruin the statistics
     device = next(tuned.parameters()).device
     crop = min(config.crop, *frame.shape[:2]) // 16 * 16
     data = DataConfig(crop=crop, clip_frames=config.clip_frames, max_gap_start=1, max_gap_end=1)

@@ -217,18 +217,30 @@ class Tracker:
         labels, self.probabilities = self.step_coarse(frame, mask).full_size()
         return labels
 
-    def step_coarse(self, frame: np.ndarray, mask: np.ndarray | None = None,
-                    prepared: Prepared | None = None) -> CoarseStep:
+    def step_coarse(self, frame: np.ndarray, mask: np.ndarray | None = None, prepared: Prepared | None = None,
+                    features: KeyFeatures | None = None) -> CoarseStep:
         """`step` up to the network's own resolution: the memory is updated, and the returned `CoarseStep` makes
         the full-size labels later, in any thread (a pipeline upsamples one frame while the next is tracked).
-        `prepared` is `prepare(frame)` when another thread already made it."""
+        `prepared` is `prepare(frame)` and `features` is `features(prepared)` when another thread already made
+        them (`features` only where `features_ahead`)."""
         if mask is not None:
             check_mask(mask, frame.shape[:2], "annotation mask")
         elif not self.groups:
             raise MaskError("the first frame needs an annotation mask: mark at least one object")
         if mask is not None and not self.groups and self.config.adapt_steps:
             self._adapt(frame, mask)
-        return self._step(frame, mask, prepared or self.prepare(frame))
+        return self._step(frame, mask, prepared or self.prepare(frame), features)
+
+    @property
+    def features_ahead(self) -> bool:
+        """Whether `features` may run ahead of tracking, in another thread: the key encoder sees the frame alone,
+        unless the network is fine-tuned on the first annotated frame (`adapt_steps`)."""
+        return not self.config.adapt_steps
+
+    @torch.inference_mode()
+    def features(self, prepared: Prepared) -> KeyFeatures:
+        """The key encoder's output for a prepared frame, the step's first and largest network call."""
+        return self.network.encode_key(prepared[0])
 
     def _adapt(self, frame: np.ndarray, mask: np.ndarray) -> None:
         """Fine-tune a copy of the network on the first annotated frame, at the inference size."""
@@ -238,12 +250,13 @@ class Tracker:
         self.network = adapt(self._base_network, small, labels, AdaptConfig(steps=self.config.adapt_steps))
 
     @torch.inference_mode()
-    def _step(self, frame: np.ndarray, mask: np.ndarray | None, prepared: Prepared) -> CoarseStep:
+    def _step(self, frame: np.ndarray, mask: np.ndarray | None, prepared: Prepared,
+              features: KeyFeatures | None) -> CoarseStep:
         """`step_coarse` after the mask was checked (and the network adapted)."""
         height, width = frame.shape[:2]
         image, crop = prepared
         shape = image.shape[-2:]
-        feats = self.network.encode_key(image)
+        feats = self.network.encode_key(image) if features is None else features
         logits = self._predict(feats)  # (1, K, H16/4, W16/4): the decoder's stride 4
         stride = 4
         if mask is not None:  # the annotation is exact at the inference size: work there on this frame

@@ -123,3 +123,15 @@ def build_network(config: NetworkConfig | None = None) -> VOSNetwork:
 def parameter_count(module: nn.Module) -> int:
     """Number of parameters of `module`."""
     return sum(p.numel() for p in module.parameters())
+
+
+def training_mode(network: nn.Module, freeze_bn: bool) -> nn.Module:
+    """Put `network` in training mode and return it; with `freeze_bn` its batch norms stay in eval mode,
+    normalising with (and keeping) their running statistics, which small batches would overwrite with noisy
+    ones (fine-tuning on a CPU, or on one annotated frame)."""
+    network.train()
+    if freeze_bn:
+        for module in network.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    return network

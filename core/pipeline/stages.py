@@ -1,7 +1,8 @@
-"""The frame loop, in stages that overlap: a decoding thread (which also makes the network's input), tracking
-at the network's resolution in the caller's thread, a thread that brings each frame's result to full size
-(labels, and the objects' probability for the matte), a soft-matte thread (when an output uses soft edges) and
-one thread per output that renders and encodes its frames.
+"""The frame loop, in stages that overlap: a decoding thread (which also makes the network's input), the key
+encoder in a thread of its own, the rest of tracking at the network's resolution in the caller's thread, a
+thread that brings each frame's result to full size (labels, and the objects' probability for the matte), a
+soft-matte thread (when an output uses soft edges) and one thread per output that renders and encodes its
+frames.
 
 Stages are joined by queues of `depth` frames, so memory stays bounded whatever the video's length and a slow
 output holds the others back instead of piling frames up. Each output takes every frame in order, so what it
@@ -155,6 +156,10 @@ def _run(frames: Iterable[Frame], annotations: dict[int, np.ndarray], tracker: T
     decoded: queue.Queue = queue.Queue(depth)
     coarse: queue.Queue = queue.Queue(depth)
     stages.start("decode", lambda: _decode(stages, frames, tracker, decoded))
+    if tracker.features_ahead and annotations:
+        encoded: queue.Queue = queue.Queue(depth)
+        stages.start("key", lambda: _encode_keys(stages, tracker, min(annotations), decoded, encoded))
+        decoded = encoded
     for index, (group, inbox) in enumerate(zip(groups, outboxes)):
         stages.start(f"output-{index}", lambda group=group, inbox=inbox: _output(stages, group, inbox))
     full_size_box = outboxes
@@ -166,10 +171,11 @@ def _run(frames: Iterable[Frame], annotations: dict[int, np.ndarray], tracker: T
     try:
         count = 0
         while (item := stages.get(decoded)) is not _END:
-            frame, prepared = item
+            frame, prepared, features = item
             mask = annotations.get(frame.index)
             tracked = mask is not None or bool(tracker.object_ids)  # nothing to track before the first mask
-            stages.put(coarse, (frame, tracker.step_coarse(frame.image, mask, prepared) if tracked else None))
+            step = tracker.step_coarse(frame.image, mask, prepared, features) if tracked else None
+            stages.put(coarse, (frame, step))
             count += 1
             yield count
         stages.put(coarse, _END)
@@ -199,7 +205,16 @@ def _full_size(stages: _Stages, inbox: queue.Queue, outboxes: list[queue.Queue],
 def _decode(stages: _Stages, frames: Iterable[Frame], tracker: Tracker, outbox: queue.Queue) -> None:
     """Decoded frames with the tracker's input made from each (resizing is off the tracking thread's path)."""
     for frame in frames:
-        stages.put(outbox, (frame, tracker.prepare(frame.image)))
+        stages.put(outbox, (frame, tracker.prepare(frame.image), None))
+    stages.put(outbox, _END)
+
+
+def _encode_keys(stages: _Stages, tracker: Tracker, first: int, inbox: queue.Queue, outbox: queue.Queue) -> None:
+    """The key encoder's features of each frame from the first annotated one on, while the tracking thread reads
+    the memory for the frame before: the largest network call of a step, moved off the tracking thread's path."""
+    while (item := stages.get(inbox)) is not _END:
+        frame, prepared, _ = item
+        stages.put(outbox, (frame, prepared, tracker.features(prepared) if frame.index >= first else None))
     stages.put(outbox, _END)
 
 

@@ -33,6 +33,7 @@ from core.annotate.network import (ANNOTATOR_MANIFEST, AnnotatorConfig, ClickNet
                                    load_annotator_checkpoint, save_annotator)
 from core.annotate.segmenter import ClickSegmenter
 from core.clips.sampler import ClipSampler, DataConfig
+from core.model.network import training_mode
 from core.evaluation.interactive import davis_frames, score
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
@@ -62,6 +63,7 @@ class AnnotatorTraining:
     val_frames_every: int = 25  # validate on every N-th frame of each validation sequence
     seed: int = 0
     device: str = "cpu"         # where the network trains ("cuda" on a GPU machine); samples are drawn on the CPU
+    freeze_bn: bool = False     # batch norms keep their running statistics (fine-tuning at the CPU's small batches)
 
 
 @dataclass
@@ -185,7 +187,7 @@ def validate(network: ClickNet, frames: list) -> dict:
     network.cpu().eval()
     segmenter = ClickSegmenter(network)
     scores = score(frames, "network", lambda image: lambda marks: segmenter.mask(image, marks), max_clicks=3)
-    network.to(device).train()
+    network.to(device)
     return {"box": scores.box_iou, "click1": scores.click_iou[0], "click3": scores.click_iou[2],
             "mean": round((scores.box_iou + scores.click_iou[0] + scores.click_iou[2]) / 3, 1)}
 
@@ -229,6 +231,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     val_frames = list(davis_frames(run.data, held_out, run.val_frames_every))
     log = open(out / "log.jsonl", "a")
     started = time.time() - elapsed
+    training_mode(network, run.freeze_bn)
     while (progress := max(step / run.steps, (time.time() - started) / run.seconds)) < 1:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(run.lr, progress)
@@ -239,6 +242,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         last = max(step / run.steps, elapsed / run.seconds) >= 1
         if step % run.val_every == 0 or last:
             record["val"] = validate(network, val_frames)
+            training_mode(network, run.freeze_bn)
             meta = {"steps": step, "training_sequences": train_names, "validation_sequences": held_out,
                     "validation": record["val"], "run": asdict(run)}
             save_annotator(network, out / "last.pt", meta)
@@ -282,7 +286,10 @@ def main(argv: list[str] | None = None) -> None:
                                                   "as core/weights' annotator, fp16, with its provenance")
     defaults = AnnotatorTraining()
     for field, value in asdict(defaults).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
+        if isinstance(value, bool):
+            parser.add_argument(f"--{field.replace('_', '-')}", action="store_true")
+        else:
+            parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--init", type=Path, help="start a new run from this annotator checkpoint's weights")
     args = parser.parse_args(argv)

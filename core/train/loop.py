@@ -20,7 +20,7 @@ from core.evaluation.davis import evaluate
 from core.inference.tracker import Tracker, TrackerConfig
 from core.inference.unroll import Prediction, unroll
 from core.model.losses import logit_distillation, representation_loss, segmentation_loss
-from core.model.network import VOSNetwork, build_network
+from core.model.network import VOSNetwork, build_network, training_mode
 from core.train.config import VALIDATION_SEQUENCES, TrainConfig
 from core.train.data import davis_sequences, load_frames
 from core.weights import TRUNK, load_checkpoint, load_network, load_trunk, save_checkpoint
@@ -53,16 +53,6 @@ def validate(network: VOSNetwork, root: str, device: torch.device) -> float:
     mode."""
     config = TrackerConfig(device=device.type)
     return evaluate(root, list(VALIDATION_SEQUENCES), lambda: Tracker(config, network), progress=False).jf
-
-
-def training_mode(network: torch.nn.Module, freeze_bn: bool) -> None:
-    """Put `network` in training mode; with `freeze_bn` its batch norms stay in eval mode, normalising with
-    (and keeping) their running statistics, which a small batch would otherwise overwrite with noisy ones."""
-    network.train()
-    if freeze_bn:
-        for module in network.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.eval()
 
 
 def load_matching(network: VOSNetwork, state_dict: dict[str, torch.Tensor]) -> tuple[int, int]:
