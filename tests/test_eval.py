@@ -97,6 +97,18 @@ def test_tracker_writes_palette_pngs_the_size_of_the_frames(davis_root: Path, tm
     assert 0 <= report["mean"]["jf"] <= 100 and report["fps"] > 0
 
 
+def test_refine_redraws_the_tracked_masks_and_says_so(davis_root: Path, tmp_path: Path) -> None:
+    runs = {}
+    for name, extra in (("plain", []), ("refined", ["--refine"])):
+        result = run_eval(str(davis_root), "--sequences", "bike", "--out", str(tmp_path / name), "--json",
+                          str(tmp_path / f"{name}.json"), "--device", "cpu", "--threads", "1", *extra)
+        assert result.returncode == 0, result.stderr
+        runs[name] = [read_mask(p) for p in sorted((tmp_path / name / "bike").iterdir())]
+        assert json.loads((tmp_path / f"{name}.json").read_text())["refine"] == (name == "refined")
+    assert np.array_equal(runs["plain"][0], runs["refined"][0])  # the annotated frame is not redrawn
+    assert any(not np.array_equal(a, b) for a, b in zip(runs["plain"][1:], runs["refined"][1:]))
+
+
 def test_evaluate_imports_and_runs_without_pyav(davis_root: Path) -> None:
     code = (
         "import sys; sys.modules['av'] = None\n"  # any `import av` now fails

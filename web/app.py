@@ -285,21 +285,22 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         session = update_marks(session, (), None)
         return annotated_view(session), marks_summary(session), session
 
-    def preview(session: Session, progress=gr.Progress()):
+    def preview(refine: bool, session: Session, progress=gr.Progress()):
         problem = run_problem(session, [OUTPUTS["overlay"][1]])
         if problem:
             return gr.skip(), problem
         annotations = annotations_of(session)
         try:
             overlays = preview_overlays(session.video, annotations, config.preview_frames, config.tracker,
-                                        lambda done: progress((done, config.preview_frames), desc="Preview"))
+                                        lambda done: progress((done, config.preview_frames), desc="Preview"),
+                                        refine)
         except (VideoError, MaskError) as error:
             return gr.skip(), user_error(error).message
         first = min(annotations)
         return [(image, f"frame {first + i}") for i, image in enumerate(overlays)], "Preview ready."
 
-    def run(chosen: list[str], colour: str, blur: float, feather: float, edge_shift: float, session: Session,
-            request: gr.Request, progress=gr.Progress()):
+    def run(chosen: list[str], colour: str, blur: float, feather: float, edge_shift: float, refine: bool,
+            session: Session, request: gr.Request, progress=gr.Progress()):
         problem = run_problem(session, chosen)
         if problem:
             yield problem, *[gr.skip()] * 3, session
@@ -307,7 +308,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         outputs = tuple(name for name in OUTPUTS if OUTPUTS[name][1] in chosen)
         settings = RunSettings(outputs=outputs, background=_parse_colour(colour), blur_strength=_odd(blur),
                                edges=effects.EdgeSettings(feather=feather, shift=edge_shift),
-                               tracker=config.tracker)
+                               tracker=config.tracker, refine=refine)
         results: dict = {}
         done = 0
         try:
@@ -388,6 +389,8 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                         label="Edge feather (px at 480p)", elem_id="feather")
                     edge_shift = gr.Slider(-10, 10, value=0, step=1, label="Edge shift (px at 480p; + grows)",
                                            elem_id="edge-shift")
+                refine = gr.Checkbox(True, label="Sharper masks: each tracked mask redrawn by the annotation "
+                                                 "network (about half the speed)", elem_id="refine")
                 with gr.Row():
                     run_button = gr.Button("Run", variant="primary", elem_id="run")
                     cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
@@ -416,9 +419,9 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         undo_button.click(undo, [session], annotate_outputs, **edits)
         clear_object_button.click(clear_object, [object_id, session], annotate_outputs, **edits)
         clear_frame_button.click(clear_frame, [session], annotate_outputs, **edits)
-        preview_button.click(preview, [session], [gallery, run_status], api_visibility=hidden,
+        preview_button.click(preview, [refine, session], [gallery, run_status], api_visibility=hidden,
                              concurrency_id="tracking", concurrency_limit=1)
-        run_event = run_button.click(run, [chosen, colour, blur, feather, edge_shift, session],
+        run_event = run_button.click(run, [chosen, colour, blur, feather, edge_shift, refine, session],
                                      [run_status, player, view, files, session], api_visibility=hidden,
                                      concurrency_id="tracking", concurrency_limit=1)
         # The message follows the cancellation: set beside it, a progress line the run sent meanwhile could

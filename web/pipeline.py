@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from core import effects
+from core.annotate.refine import MaskRefiner, RefinedTracker
 from core.inference.tracker import Tracker, TrackerConfig
 from core.io.masks import MaskError, check_mask, write_mask
 from core.io.video import VideoInfo, VideoWriter, open_video
@@ -48,6 +49,7 @@ class RunSettings:
     blur_strength: int = 31
     edges: effects.EdgeSettings | None = field(default_factory=effects.EdgeSettings)  # None: hard edges
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    refine: bool = True  # tracked masks redrawn by the annotation network (core.annotate.refine): sharper, slower
 
     def effect_settings(self) -> EffectSettings:
         """How core.pipeline draws the effects."""
@@ -94,7 +96,8 @@ def run_outputs(
         if "masks_zip" in settings.outputs:
             sinks.append(MaskPngSink(masks_dir))
         try:
-            with closing(run_frames(reader, annotations, tracker, sinks, edges)) as steps:
+            refiner = MaskRefiner() if settings.refine else None
+            with closing(run_frames(reader, annotations, tracker, sinks, edges, refiner=refiner)) as steps:
                 for done in steps:
                     yield Progress(done, info.num_frames)
         except BaseException:
@@ -113,11 +116,14 @@ def run_outputs(
 
 def preview_overlays(
     video_path: str, annotations: dict[int, np.ndarray], frames: int, tracker: TrackerConfig,
-    on_frame: Callable[[int], None] = lambda done: None,
+    on_frame: Callable[[int], None] = lambda done: None, refine: bool = True,
 ) -> list[np.ndarray]:
-    """Track `frames` frames from the first annotated frame → their overlays, each (H, W, 3) RGB."""
+    """Track `frames` frames from the first annotated frame (the masks redrawn with `refine`, as a run would)
+    → their overlays, each (H, W, 3) RGB."""
     first_frame = min(annotations) if annotations else 0
-    model = Tracker(tracker)
+    model: Tracker | RefinedTracker = Tracker(tracker)
+    if refine:
+        model = RefinedTracker(model, MaskRefiner())
     overlays: list[np.ndarray] = []
     with open_video(video_path) as reader:
         check_annotations(annotations, (reader.info.height, reader.info.width), video_path)
@@ -132,7 +138,7 @@ def preview_overlays(
     return overlays
 
 
-def _track(tracker: Tracker, index: int, image: np.ndarray, annotations: dict[int, np.ndarray],
+def _track(tracker: Tracker | RefinedTracker, index: int, image: np.ndarray, annotations: dict[int, np.ndarray],
            first_frame: int) -> np.ndarray:
     """The (H, W) uint8 labels of one frame: empty before the first annotation, else the tracker's output."""
     if index < first_frame:

@@ -27,6 +27,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from core.annotate.refine import MaskRefiner
 from core.batch.inputs import Job, numbered_frames
 from core.effects import EdgeSettings
 from core.inference.tracker import Tracker, TrackerConfig
@@ -63,6 +64,7 @@ class OutputSpec:
     edge_shift: float = 0.0  # grows (> 0) or shrinks (< 0) the matte, pixels at 480p
     x264_preset: str = "ultrafast"  # H.264 outputs: faster presets, bigger files (core.io.video.X264_PRESETS)
     encoder: str = "auto"  # H.264 outputs: auto (NVENC where it opens, else x264) | x264 | nvenc (H264_ENCODERS)
+    refine: bool = False  # tracked masks redrawn by the annotation network (core.annotate.refine): slower, sharper
 
     def edge_settings(self) -> EdgeSettings | None:
         """The soft edges' settings, or None for hard edges."""
@@ -175,6 +177,12 @@ def worker_tracker(settings: TrackerConfig) -> Tracker:
     return Tracker(settings)
 
 
+@functools.lru_cache(maxsize=1)
+def worker_refiner() -> MaskRefiner:
+    """The mask refiner of this process (the shipped annotation network), built once."""
+    return MaskRefiner()
+
+
 def _passes(spec: OutputSpec, size: tuple[int, int]) -> list[OutputSpec]:
     """The outputs of each pass over an item of (width, height) frames: one pass, except that for large frames
     (4K) the removal, which buffers frames of its own, gets a second pass, so that every effect at once stays
@@ -204,17 +212,19 @@ def _run_passes(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], fol
         tracker.reset()
         with (nullcontext(reader) if number == 0 else open_video(job.source)) as source, ExitStack() as stack:
             frames = _track(source, job, masks, _open_sinks(stack, folder, job, info, part), tracker,
-                            progress, part.effect_settings().matte_edges(part.effects))
+                            progress, part.effect_settings().matte_edges(part.effects),
+                            worker_refiner() if part.refine else None)
     return frames
 
 
 def _track(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], sinks: list[FrameSink],
-           tracker: Tracker, report: Reporter, edges: EdgeSettings | None) -> int:
-    """Track every frame and feed all sinks through the pipeline (with the soft matte when `edges` is given);
-    returns the number of frames. Frames before the first annotation get empty masks."""
+           tracker: Tracker, report: Reporter, edges: EdgeSettings | None, refiner: MaskRefiner | None) -> int:
+    """Track every frame and feed all sinks through the pipeline (with the soft matte when `edges` is given, the
+    masks redrawn when a `refiner` is); returns the number of frames. Frames before the first annotation get empty
+    masks."""
     total = reader.info.num_frames
     count = 0
-    with closing(run_frames(reader, masks, tracker, sinks, edges)) as steps:
+    with closing(run_frames(reader, masks, tracker, sinks, edges, refiner=refiner)) as steps:
         for count in steps:
             report(ProgressEvent(job.name, count, total))
     unreached = [a.path for a in job.annotations if a.frame >= count]

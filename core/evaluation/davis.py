@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from core.annotate.refine import MaskRefiner, RefinedTracker
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, write_mask
 from core.evaluation.metrics import ObjectScore, SequenceScorer, summarize
 from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments, tracker_config
@@ -236,10 +237,14 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
         raise
 
 
-def tracker_factory(config: TrackerConfig) -> PredictorFactory:
-    """A factory of fresh core.inference.tracker.Tracker objects sharing one configuration and one loaded network."""
+def tracker_factory(config: TrackerConfig, refine: bool = False) -> PredictorFactory:
+    """A factory of fresh core.inference.tracker.Tracker objects sharing one configuration and one loaded network;
+    with `refine`, each wrapped in a `RefinedTracker` sharing one annotation network."""
     network = load_network(config.weights)
-    return lambda: Tracker(config, network)
+    if not refine:
+        return lambda: Tracker(config, network)
+    refiner = MaskRefiner()
+    return lambda: RefinedTracker(Tracker(config, network), refiner)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -249,6 +254,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", help="write predicted palette PNGs to OUT/<seq>/<frame>.png")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     parser.add_argument("--baseline", choices=["first-mask"], help="score a trivial baseline instead")
+    parser.add_argument("--refine", action="store_true",
+                        help="redraw each tracked mask with the annotation network, zoomed on the object (slower)")
     add_tracker_arguments(parser)
     return parser.parse_args(argv)
 
@@ -260,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.baseline == "first-mask":
             factory: PredictorFactory = FirstMaskBaseline
         else:
-            factory = tracker_factory(tracker_config(args))
+            factory = tracker_factory(tracker_config(args), args.refine)
         report = evaluate(args.root, sequences, factory, out_dir=args.out)
     except (EvalError, MaskError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -268,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(report))
     if args.json:
         setup = {"root": str(args.root), "predictor": args.baseline or "tracker", "weights": args.weights,
-                 "size": args.tracker_size, "device": args.device, "threads": args.threads, "backend": args.backend, "adapt_steps": args.adapt_steps}
+                 "size": args.tracker_size, "device": args.device, "threads": args.threads, "backend": args.backend, "adapt_steps": args.adapt_steps,
+                 "box_prior": args.box_prior, "refine": args.refine}
         write_json(args.json, {**setup, **report.to_dict()})
     return 0
 

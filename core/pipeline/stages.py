@@ -21,12 +21,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
+from core.annotate.refine import MaskRefiner
 from core.effects import EdgeSettings, StableMatte
 from core.effects.matting import work_shape
-from core.inference.tracker import Tracker
+from core.inference.tracker import CoarseStep, Tracker
 from core.io.video import Frame, VideoReader
 from core.pipeline.outputs import FrameSink, is_large
 
@@ -105,17 +107,19 @@ class _Stages:
 
 
 def run_frames(reader: VideoReader, annotations: dict[int, np.ndarray], tracker: Tracker,
-               sinks: Sequence[FrameSink], edges: EdgeSettings | None, depth: int | None = None) -> Iterator[int]:
+               sinks: Sequence[FrameSink], edges: EdgeSettings | None, depth: int | None = None,
+               refiner: MaskRefiner | None = None) -> Iterator[int]:
     """Track the frames of `reader` and feed every sink; yields the number of frames tracked so far, and returns
     once every sink has finished. Frames before the first annotated one get empty labels. `annotations` maps a
-    frame index to its (H, W) uint8 label map; `edges` None gives the sinks no matte (hard edges). Each queue
-    holds `depth` frames: by default 4 up to 1080p, fewer for larger frames so memory stays bounded; at depth 1
-    (4K) the outputs share one thread, so only one of them holds its temporaries at a time."""
+    frame index to its (H, W) uint8 label map; `edges` None gives the sinks no matte (hard edges); a `refiner`
+    redraws the tracked masks of the frames without an annotation. Each queue holds `depth` frames: by default 4
+    up to 1080p, fewer for larger frames so memory stays bounded; at depth 1 (4K) the outputs share one thread, so
+    only one of them holds its temporaries at a time."""
     depth = depth or queue_depth(reader.info.width, reader.info.height)
     if is_large((reader.info.width, reader.info.height)):
         _return_large_blocks()
     with _one_torch_thread(tracker):
-        yield from _run(reader, annotations, tracker, sinks, edges, depth)
+        yield from _run(reader, annotations, tracker, sinks, edges, depth, refiner)
 
 
 def _return_large_blocks() -> None:
@@ -148,7 +152,8 @@ def _one_torch_thread(tracker: Tracker) -> Iterator[None]:
 
 
 def _run(frames: Iterable[Frame], annotations: dict[int, np.ndarray], tracker: Tracker,
-         sinks: Sequence[FrameSink], edges: EdgeSettings | None, depth: int) -> Iterator[int]:
+         sinks: Sequence[FrameSink], edges: EdgeSettings | None, depth: int,
+         refiner: MaskRefiner | None) -> Iterator[int]:
     """`run_frames` without the thread settings."""
     stages = _Stages()
     groups = [[sink] for sink in sinks] if depth > 1 else [list(sinks)]  # 4K: one thread, one frame's temporaries
@@ -167,7 +172,8 @@ def _run(frames: Iterable[Frame], annotations: dict[int, np.ndarray], tracker: T
         matte_box: queue.Queue = queue.Queue(depth)
         stages.start("matte", lambda: _matte(stages, StableMatte(edges), matte_box, outboxes))
         full_size_box = [matte_box]
-    stages.start("full-size", lambda: _full_size(stages, coarse, full_size_box, edges is not None))
+    full_size = _FullSize(edges is not None, refiner, frozenset(annotations))
+    stages.start("full-size", lambda: _bring_to_full_size(stages, full_size, coarse, full_size_box))
     try:
         count = 0
         while (item := stages.get(decoded)) is not _END:
@@ -190,15 +196,31 @@ def _run(frames: Iterable[Frame], annotations: dict[int, np.ndarray], tracker: T
     stages.raise_error()
 
 
-def _full_size(stages: _Stages, inbox: queue.Queue, outboxes: list[queue.Queue], matted: bool) -> None:
-    """Full-size labels (empty before the first annotation) and, for the matte, the objects' probability."""
-    while (item := stages.get(inbox)) is not _END:
-        frame, step = item
+@dataclass(frozen=True)
+class _FullSize:
+    """How a tracked frame is brought to full size: with the objects' probability for the matte or not, and
+    redrawn by a refiner on the frames that have no annotation."""
+
+    matted: bool
+    refiner: MaskRefiner | None
+    annotated: frozenset[int]
+
+    def __call__(self, frame: Frame, step: CoarseStep | None) -> _Tracked:
+        """Full-size labels (empty before the first annotation) and, for the matte, the objects' probability."""
         if step is None:
-            tracked = _Tracked(frame, np.zeros(frame.image.shape[:2], np.uint8), None)
-        else:
-            tracked = _Tracked(frame, step.labels(), step.objects(work_shape(frame.image.shape)) if matted else None)
-        stages.put_all(outboxes, tracked)
+            return _Tracked(frame, np.zeros(frame.image.shape[:2], np.uint8), None)
+        shape = work_shape(frame.image.shape)
+        if self.refiner is None or frame.index in self.annotated:
+            return _Tracked(frame, step.labels(), step.objects(shape) if self.matted else None)
+        labels, objects = self.refiner(frame.image, step.labels(), step.ids)
+        small = cv2.resize(objects, shape[::-1], interpolation=cv2.INTER_AREA) if self.matted else None
+        return _Tracked(frame, labels, small)
+
+
+def _bring_to_full_size(stages: _Stages, full_size: _FullSize, inbox: queue.Queue,
+                        outboxes: list[queue.Queue]) -> None:
+    while (item := stages.get(inbox)) is not _END:
+        stages.put_all(outboxes, full_size(*item))
     stages.put_all(outboxes, _END)
 
 
