@@ -175,6 +175,26 @@ def test_a_box_takes_the_object_inside_it_and_nothing_outside() -> None:
     assert not mask[:, : x0].any() and not mask[:, x1 + 1 :].any()
 
 
+def test_a_box_alone_is_answered_twice_and_a_later_click_once() -> None:
+    class Counting:
+        def __init__(self, network: ClickNet):
+            self.network, self.config, self.runs = network, network.config, 0
+
+        def __call__(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+            self.runs += 1
+            return self.network(image, guidance)
+
+    image, player = judo_player()
+    x0, y0, x1, y1 = tight_box(player)
+    counting = Counting(load_annotator(default_annotator()).eval())
+    segmenter = ClickSegmenter(counting)
+    box = Mark("box", 1, x0, y0, x1, y1)
+    assert region_similarity(segmenter.mask(image, (box,)), player) > 0.6
+    assert counting.runs == 4  # the box, then again with that answer as the previous mask; each mirrored
+    segmenter.mask(image, (box, Mark("positive", 1, (x0 + x1) // 2, (y0 + y1) // 2)))
+    assert counting.runs == 6
+
+
 def test_brush_edits_the_network_result_in_order() -> None:
     image, player = judo_player()
     x0, y0, x1, y1 = tight_box(player)

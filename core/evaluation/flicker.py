@@ -7,7 +7,7 @@ the matte (in %) between a frame and the next one warped back by the optical flo
 pixels within 10 pixels of the object's outline where the flow is consistent forwards and backwards: what
 stays after the motion is explained. J&F (DAVIS, of the matte thresholded at 0.5 against the ground truth;
 the label maps' own J&F for `hard`) shows that the edge did not move. Sequences default to six of the
-validation sequences.
+validation sequences. `--refine` measures the masks redrawn by `core.annotate.refine`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from core.annotate.refine import MaskRefiner
 from core.effects.matting import EdgeSettings, StableMatte, soft_alpha
 from core.evaluation.davis import EvalError, read_frame, sequence_files, write_json
 from core.evaluation.metrics import SequenceScorer, summarize
@@ -33,17 +34,22 @@ MATTES = ("hard", "soft", "stable")
 _BAND = 10  # pixels either side of the outline where flicker is measured
 
 
-def track_mattes(tracker: Tracker, frames: list[np.ndarray], first_mask: np.ndarray,
-                 settings: EdgeSettings) -> dict[str, list[np.ndarray]]:
-    """Every frame's (H, W) float32 matte of each kind in MATTES, tracking from `first_mask`."""
+def track_mattes(tracker: Tracker, frames: list[np.ndarray], first_mask: np.ndarray, settings: EdgeSettings,
+                 refiner: MaskRefiner | None = None) -> dict[str, list[np.ndarray]]:
+    """Every frame's (H, W) float32 matte of each kind in MATTES, tracking from `first_mask` (the masks after it
+    redrawn by `refiner`, when given, and the soft mattes made from its probability)."""
     tracker.reset()
     stable = StableMatte(settings)
     mattes: dict[str, list[np.ndarray]] = {name: [] for name in MATTES}
     for index, image in enumerate(frames):
         labels = tracker.step(image, first_mask if index == 0 else None)
+        probabilities = tracker.probabilities
+        if refiner is not None and index > 0:
+            labels, objects = refiner(image, labels, tracker.object_ids)
+            probabilities = np.stack([1.0 - objects, objects])
         mattes["hard"].append((labels > 0).astype(np.float32))
-        mattes["soft"].append(soft_alpha(image, tracker.probabilities, settings))
-        mattes["stable"].append(stable(image, tracker.probabilities))
+        mattes["soft"].append(soft_alpha(image, probabilities, settings))
+        mattes["stable"].append(stable(image, probabilities))
     return mattes
 
 
@@ -65,7 +71,8 @@ def flicker(mattes: list[np.ndarray], flows: list[tuple[np.ndarray, np.ndarray]]
     return 100.0 * total / max(count, 1)
 
 
-def evaluate(root: Path, sequences: list[str], frames: int, make_tracker, settings: EdgeSettings) -> dict:
+def evaluate(root: Path, sequences: list[str], frames: int, make_tracker, settings: EdgeSettings,
+             refiner: MaskRefiner | None = None) -> dict:
     """Flicker and J&F of each kind of matte, per sequence and as means over the sequences."""
     per_sequence: dict[str, dict[str, dict[str, float]]] = {}
     scorers: dict[str, list] = {name: [] for name in MATTES}
@@ -74,7 +81,7 @@ def evaluate(root: Path, sequences: list[str], frames: int, make_tracker, settin
         files = sequence_files(root, name)
         images = [read_frame(path) for path in files.frames[:frames]]
         truth = [(read_mask(path) > 0).astype(np.uint8) for path in files.annotations[:frames]]
-        mattes = track_mattes(tracker, images, truth[0], settings)
+        mattes = track_mattes(tracker, images, truth[0], settings, refiner)
         flows = [consistent_flow(a, b) for a, b in zip(images, images[1:])]
         bands = [outline_band(matte) for matte in mattes["hard"]]
         per_sequence[name] = {}
@@ -107,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sequences", default=",".join(BACKGROUNDS), help="comma-separated sequence names")
     parser.add_argument("--frames", type=int, default=40, help="frames per sequence (from the start)")
     parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    parser.add_argument("--refine", action="store_true", help="redraw the tracked masks (core.annotate.refine)")
     add_tracker_arguments(parser, backend="auto", adapt=False)
     args = parser.parse_args(argv)
     sequences = [s for s in args.sequences.split(",") if s]
@@ -114,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in sequences:  # every sequence checked before the long work starts
             sequence_files(args.root, name)
         config = tracker_config(args)
-        report = evaluate(args.root, sequences, args.frames, lambda: Tracker(config), EdgeSettings())
+        report = evaluate(args.root, sequences, args.frames, lambda: Tracker(config), EdgeSettings(),
+                          MaskRefiner() if args.refine else None)
     except (EvalError, MaskError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
