@@ -68,10 +68,10 @@ def next_click(target: np.ndarray, prediction: np.ndarray) -> Click | None:
 
 def tight_box(mask: np.ndarray) -> Box | None:
     """The bounding box of `mask` (H, W) bool; None for an empty mask."""
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
+    x, y, w, h = cv2.boundingRect(mask.astype(bool, copy=False).view(np.uint8))  # faster than np.nonzero
+    if w == 0:
         return None
-    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+    return x, y, x + w - 1, y + h - 1
 
 
 def jittered_box(mask: np.ndarray, rng: np.random.Generator, jitter: float = 0.1) -> Box | None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.annotate.segmenter import Network, default_segmenter, focus_window, predict
+from core.annotate.segmenter import Network, default_segmenter, focus_window, predict_region
 from core.inference.tracker import Tracker
 
 MIN_PIXELS = 20  # objects smaller than this are kept as tracked: too small for a zoomed view to help
@@ -23,11 +23,12 @@ class MaskRefiner:
     def __init__(self, network: Network | None = None):
         self.network = network or default_segmenter().network
 
-    def object_probability(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """(H, W) float32 probability of the object tracked as `mask` (H, W) bool in `image` (H, W, 3) RGB."""
+    def object_probability(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """The probability of the object tracked as `mask` (H, W) bool in `image` (H, W, 3) RGB over the part of
+        the frame the network looked at (0 elsewhere), and that part's top-left corner (y, x)."""
         if np.count_nonzero(mask) < MIN_PIXELS:
-            return mask.astype(np.float32)
-        return predict(self.network, image, (), None, mask, focus_window(mask.shape, (), None, mask))
+            return mask.astype(np.float32), (0, 0)
+        return predict_region(self.network, image, (), None, mask, focus_window(mask.shape, (), None, mask))
 
     def __call__(self, image: np.ndarray, labels: np.ndarray,
                  ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -37,11 +38,12 @@ class MaskRefiner:
         best = np.full(labels.shape, 0.5, np.float32)
         any_object = np.zeros(labels.shape, np.float32)
         for object_id in ids:
-            probability = self.object_probability(image, labels == object_id)
-            taken = probability > best
-            refined[taken] = object_id
-            best[taken] = probability[taken]
-            np.maximum(any_object, probability, out=any_object)
+            probability, (top, left) = self.object_probability(image, labels == object_id)
+            part = np.s_[top : top + probability.shape[0], left : left + probability.shape[1]]
+            taken = probability > best[part]
+            np.copyto(refined[part], object_id, where=taken)
+            np.copyto(best[part], probability, where=taken)
+            np.maximum(any_object[part], probability, out=any_object[part])
         return refined, any_object
 
 

@@ -52,6 +52,19 @@ def predict(network: Network, image: np.ndarray, clicks: tuple[Click, ...], box:
     network's size (its long side at most MAX_ASPECT times that), padded to a multiple of 16; with one, that
     square of the image (zero outside it) is resized to the network's size, and the probability is 0 outside it.
     The probabilities come back at full size."""
+    values, (top, left) = predict_region(network, image, clicks, box, previous, window)
+    if values.shape == image.shape[:2]:
+        return values
+    out = np.zeros(image.shape[:2], np.float32)
+    out[top : top + values.shape[0], left : left + values.shape[1]] = values
+    return out
+
+
+def predict_region(network: Network, image: np.ndarray, clicks: tuple[Click, ...], box: Box | None,
+                   previous: np.ndarray | None, window: Window | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """`predict` over the part of the frame the network saw (the whole frame, or `window`'s square cut to the
+    frame), and that part's top-left corner (y, x): the probability is 0 elsewhere, so a caller that works on
+    that part alone saves the full-size arrays."""
     height, width = image.shape[:2]
     if window is None:
         size = network.config.size
@@ -70,9 +83,8 @@ def predict(network: Network, image: np.ndarray, clicks: tuple[Click, ...], box:
         min(w - 1, int((box[2] - origin[0]) * sx)), min(h - 1, int((box[3] - origin[1]) * sy)))
     scaled_previous = None
     if previous is not None:
-        scaled_previous = previous.astype(np.float32)
-        scaled_previous = (cv2.resize(scaled_previous, (w, h), interpolation=cv2.INTER_LINEAR) if window is None
-                           else _crop(scaled_previous, window, h))
+        scaled_previous = (cv2.resize(previous.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+                           if window is None else _crop(previous, window, h))
     guidance = guidance_maps((h, w), scaled_clicks, scaled_box, scaled_previous, network.config.click_radius)
     pad_h, pad_w = -h % 16, -w % 16
     pixels = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None].float() / 255
@@ -80,7 +92,7 @@ def predict(network: Network, image: np.ndarray, clicks: tuple[Click, ...], box:
               F.pad(torch.from_numpy(guidance)[None], (0, pad_w, 0, pad_h)))
     probabilities = torch.sigmoid(mirror_averaged(network, *inputs)[0, 0, :h, :w]).numpy()
     if window is None:
-        return cv2.resize(probabilities, (width, height), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(probabilities, (width, height), interpolation=cv2.INTER_LINEAR), (0, 0)
     return _uncrop(probabilities, window, (height, width))
 
 
@@ -109,25 +121,27 @@ def focus_window(shape: tuple[int, int], clicks: tuple[Click, ...], box: Box | N
 
 
 def _crop(image: np.ndarray, window: Window, size: int) -> np.ndarray:
-    """The `window` square of `image` (zero outside the image) resized to (size, size)."""
+    """The `window` square of `image` (zero outside the image) resized to (size, size); a bool mask comes back as
+    float32 (converted after cutting, so only the window's pixels are)."""
     x0, y0, side = window
     height, width = image.shape[:2]
     region = image[max(0, y0) : max(0, min(height, y0 + side)), max(0, x0) : max(0, min(width, x0 + side))]
+    if region.dtype == bool:
+        region = region.astype(np.float32)
     region = cv2.copyMakeBorder(region, max(0, -y0), side - region.shape[0] - max(0, -y0), max(0, -x0),
                                 side - region.shape[1] - max(0, -x0), cv2.BORDER_CONSTANT, value=0)
     return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
 
 
-def _uncrop(values: np.ndarray, window: Window, shape: tuple[int, int]) -> np.ndarray:
-    """(size, size) `values` of a `window` square back in an (H, W) frame of zeros."""
+def _uncrop(values: np.ndarray, window: Window, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """(size, size) `values` of a `window` square brought back to the square's size and cut to an (H, W) frame:
+    the part inside the frame and its top-left corner (y, x)."""
     x0, y0, side = window
     height, width = shape
     square = cv2.resize(values, (side, side), interpolation=cv2.INTER_LINEAR)
-    out = np.zeros(shape, values.dtype)
     top, left = max(0, y0), max(0, x0)
     bottom, right = min(height, y0 + side), min(width, x0 + side)
-    out[top:bottom, left:right] = square[top - y0 : bottom - y0, left - x0 : right - x0]
-    return out
+    return square[top - y0 : bottom - y0, left - x0 : right - x0], (top, left)
 
 
 def inside_box(mask: np.ndarray, box: Box, clicks: tuple[Click, ...]) -> np.ndarray:
