@@ -275,8 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(report))
     if args.json:
         setup = {"root": str(args.root), "predictor": args.baseline or "tracker", "weights": args.weights,
-                 "size": args.tracker_size, "device": args.device, "threads": args.threads, "backend": args.backend, "adapt_steps": args.adapt_steps,
-                 "box_prior": args.box_prior, "refine": args.refine}
+                 "size": args.tracker_size, "device": args.device, "threads": args.threads, "backend": args.backend,
+                 "adapt_steps": args.adapt_steps, "box_prior": args.box_prior, "refine": args.refine}
         write_json(args.json, {**setup, **report.to_dict()})
     return 0
 

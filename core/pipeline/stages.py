@@ -1,8 +1,8 @@
 """The frame loop, in stages that overlap: a decoding thread (which also makes the network's input), the key
 encoder in a thread of its own, the rest of tracking at the network's resolution in the caller's thread, a
 thread that brings each frame's result to full size (labels, redrawn by the annotation network when a refiner
-is given, and the objects' probability for the matte), a soft-matte thread (when an output uses soft edges) and one thread per output that renders and encodes its
-frames.
+is given, and the objects' probability for the matte), a soft-matte thread (when an output uses soft edges)
+and one thread per output that renders and encodes its frames.
 
 Stages are joined by queues of `depth` frames, so memory stays bounded whatever the video's length and a slow
 output holds the others back instead of piling frames up. Each output takes every frame in order, so what it
