@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from PIL import Image
 
+import core.train.annotator as annotator_training
 from core.annotate.network import load_annotator, load_annotator_checkpoint
-from core.train.annotator import first_interaction, main, paint_shape, segmentation_loss
+from core.train.annotator import first_interaction, main, paint_shape, segmentation_loss, tracked_guess
 from core.train.config import VALIDATION_SEQUENCES
 from core.weights import load_trunk
 from tests.test_train import tiny_davis  # noqa: F401 - the fixture
@@ -68,3 +71,46 @@ def test_frozen_batch_norms_keep_the_starting_statistics(tiny_davis: Path, tmp_p
         main(["--out", str(tmp_path / name), "--data", str(tiny_davis), "--steps", "2", "--lr", "0", *TINY, *extra])
         after = load_annotator(tmp_path / name / "last.pt").state_dict()[f"trunk.{stats}"]
         assert torch.allclose(after, start, rtol=1e-2) == (name == "frozen")
+
+
+def test_tracked_guesses_are_near_the_object_but_wrong() -> None:
+    target = np.zeros((120, 160), bool)
+    target[30:90, 40:100] = True
+    rng = np.random.default_rng(0)
+    ious = []
+    for _ in range(40):
+        guess = tracked_guess(target, rng)
+        ious.append((guess & target).sum() / (guess | target).sum())
+    assert min(ious) >= 0.3 and np.mean(ious) < 0.95 and sum(iou < 0.99 for iou in ious) > 30
+
+
+def save_masks_as_tracked(root: Path, out: Path) -> None:
+    """The ground truth of the validation sequence as a tracker's saved masks, eaten away at the edges."""
+    for path in (root / "Annotations" / "480p" / VALIDATION_SEQUENCES[0]).glob("*.png"):
+        mask = np.array(Image.open(path)) > 0
+        (out / VALIDATION_SEQUENCES[0]).mkdir(parents=True, exist_ok=True)
+        worse = np.zeros_like(mask)
+        worse[2:-2, 2:-2] = mask[4:, 4:]
+        Image.fromarray(worse.astype(np.uint8)).save(out / VALIDATION_SEQUENCES[0] / path.name)
+
+
+def test_redraw_samples_have_no_click_or_box_and_a_guess_and_are_validated(
+        tiny_davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    seen = []
+    guidance_batch = annotator_training.guidance_batch
+
+    def record(interactions, previous, radius, hw):
+        seen.append((list(interactions), previous))
+        return guidance_batch(interactions, previous, radius, hw)
+
+    monkeypatch.setattr(annotator_training, "guidance_batch", record)
+    save_masks_as_tracked(tiny_davis, tmp_path / "tracked")
+    out = tmp_path / "run"
+    main(["--out", str(out), "--data", str(tiny_davis), "--steps", "2", "--redraw-odds", "1",
+          "--tracked", str(tmp_path / "tracked"), "--tracked-every", "1", *TINY])
+    interactions, previous = seen[-1]  # the trained call of the last step
+    with_object = [i for i, it in enumerate(interactions) if previous is not None and previous[i].any()]
+    assert with_object and all(not interactions[i].clicks and interactions[i].box is None for i in with_object)
+    val = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()][-1]["val"]
+    assert 0 <= val["redraw"] <= 100
+    assert val["mean"] == round((val["box"] + val["click1"] + val["click3"] + val["redraw"]) / 4, 1)

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.evaluation import failures
+from core.annotate.network import save_annotator
+from core.annotate.refine import MaskRefiner
+from core.evaluation import failures, refinement
 from core.evaluation.davis import sequence_files
-from core.io.masks import davis_palette, read_mask, resize_labels
+from core.train.annotator import build as build_annotator
+from core.io.masks import davis_palette, read_mask, resize_labels, write_mask
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "bike"
@@ -98,15 +101,35 @@ def test_tracker_writes_palette_pngs_the_size_of_the_frames(davis_root: Path, tm
 
 
 def test_refine_redraws_the_tracked_masks_and_says_so(davis_root: Path, tmp_path: Path) -> None:
+    untrained = tmp_path / "untrained-annotator.pt"  # the ImageNet trunk and a fresh decoder: other masks
+    save_annotator(build_annotator(), untrained, {})
     runs = {}
-    for name, extra in (("plain", []), ("refined", ["--refine"])):
+    options = {"plain": [], "refined": ["--refine"], "other": ["--refine", "--annotator", str(untrained)]}
+    for name, extra in options.items():
         result = run_eval(str(davis_root), "--sequences", "bike", "--out", str(tmp_path / name), "--json",
                           str(tmp_path / f"{name}.json"), "--device", "cpu", "--threads", "1", *extra)
         assert result.returncode == 0, result.stderr
         runs[name] = [read_mask(p) for p in sorted((tmp_path / name / "bike").iterdir())]
-        assert json.loads((tmp_path / f"{name}.json").read_text())["refine"] == (name == "refined")
+        report = json.loads((tmp_path / f"{name}.json").read_text())
+        assert report["refine"] == (name != "plain")
+        assert report["annotator"] == (str(untrained) if name == "other" else None)
     assert np.array_equal(runs["plain"][0], runs["refined"][0])  # the annotated frame is not redrawn
     assert any(not np.array_equal(a, b) for a, b in zip(runs["plain"][1:], runs["refined"][1:]))
+    assert any(not np.array_equal(a, b) for a, b in zip(runs["other"][1:], runs["refined"][1:]))
+
+
+def test_refinement_scores_saved_masks_redrawn_and_names_missing_ones(davis_root: Path, tmp_path: Path) -> None:
+    predictions = tmp_path / "predictions" / "square"
+    predictions.mkdir(parents=True)
+    for path in sorted((davis_root / "Annotations" / "480p" / "square").glob("*.png")):
+        worse = cv2.erode((read_mask(path) > 0).astype(np.uint8), np.ones((7, 7), np.uint8))  # half the square
+        write_mask(predictions / path.name, worse)
+    frames = refinement.tracked_frames(davis_root, tmp_path / "predictions", ["square"], 1)
+    assert [name for name, *_ in frames] == ["square/00001", "square/00002", "square/00003"]  # not the annotated
+    before, after = refinement.refined_ious(MaskRefiner(), frames)
+    assert before < 50 and after > before + 20
+    with pytest.raises(SystemExit, match="bike/00001.png: no saved tracked mask"):
+        refinement.tracked_frames(davis_root, tmp_path / "predictions", ["bike"], 1)
 
 
 def test_evaluate_imports_and_runs_without_pyav(davis_root: Path) -> None:

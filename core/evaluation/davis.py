@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.annotate.refine import MaskRefiner, RefinedTracker
+from core.annotate.segmenter import build_segmenter
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, write_mask
 from core.evaluation.metrics import ObjectScore, SequenceScorer, summarize
 from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments, tracker_config
@@ -237,13 +238,14 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
         raise
 
 
-def tracker_factory(config: TrackerConfig, refine: bool = False) -> PredictorFactory:
+def tracker_factory(config: TrackerConfig, refine: bool = False, annotator: str | None = None) -> PredictorFactory:
     """A factory of fresh core.inference.tracker.Tracker objects sharing one configuration and one loaded network;
-    with `refine`, each wrapped in a `RefinedTracker` sharing one annotation network."""
+    with `refine`, each wrapped in a `RefinedTracker` sharing one annotation network (the checkpoint `annotator`,
+    or the shipped one)."""
     network = load_network(config.weights)
     if not refine:
         return lambda: Tracker(config, network)
-    refiner = MaskRefiner()
+    refiner = MaskRefiner(build_segmenter(annotator).network if annotator else None)
     return lambda: RefinedTracker(Tracker(config, network), refiner)
 
 
@@ -256,6 +258,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline", choices=["first-mask"], help="score a trivial baseline instead")
     parser.add_argument("--refine", action="store_true",
                         help="redraw each tracked mask with the annotation network, zoomed on the object (slower)")
+    parser.add_argument("--annotator", help="with --refine: this annotator checkpoint (default: the shipped one)")
     add_tracker_arguments(parser)
     return parser.parse_args(argv)
 
@@ -267,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.baseline == "first-mask":
             factory: PredictorFactory = FirstMaskBaseline
         else:
-            factory = tracker_factory(tracker_config(args), args.refine)
+            factory = tracker_factory(tracker_config(args), args.refine, args.annotator)
         report = evaluate(args.root, sequences, factory, out_dir=args.out)
     except (EvalError, MaskError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -276,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         setup = {"root": str(args.root), "predictor": args.baseline or "tracker", "weights": args.weights,
                  "size": args.tracker_size, "device": args.device, "threads": args.threads, "backend": args.backend,
-                 "adapt_steps": args.adapt_steps, "box_prior": args.box_prior, "refine": args.refine}
+                 "adapt_steps": args.adapt_steps, "box_prior": args.box_prior, "refine": args.refine,
+                 "annotator": args.annotator}
         write_json(args.json, {**setup, **report.to_dict()})
     return 0
 

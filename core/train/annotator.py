@@ -7,10 +7,13 @@ the zoomed views `core.annotate.segmenter` works on); the target is the object's
 samples a painted shape (`paint_shape`). Each sample starts from a jittered box (±10 %), clicks (the first at
 the interior point or a random object pixel), or both; then 0–3 rounds of the current network's own prediction
 and the simulated user's next click (the largest error's centre) make the previous-mask input, as RITM trains.
+With `--redraw-odds P`, a share P of the samples instead gets no click and no box and a tracker-like mistaken
+mask as the previous mask (`tracked_guess`): the task of `core.annotate.refine`, which redraws tracked masks.
 Loss: binary cross-entropy + soft IoU. Resumable from `DIR/state.pt`; logs to `DIR/log.jsonl`; validates
-box / 1-click / 3-click IoU on every `--val-every`-th frame of the validation sequences at full size and keeps
-the best weights in `DIR/best.pt`. `--device cuda` trains the network on a GPU (samples are still drawn on the CPU,
-and validation runs there, as users run it).
+box / 1-click / 3-click IoU on every `--val-every`-th frame of the validation sequences at full size (and, with
+`--tracked`, the redrawing of a tracker's saved masks, `core.evaluation.refinement`) and keeps the best weights
+in `DIR/best.pt`. `--device cuda` trains the network on a GPU (samples are still drawn on the CPU, and
+validation runs there, as users run it).
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ import torch
 from torch.nn import functional as F
 
 from core.annotate.clicks import (Box, Click, guidance_maps, interior_point, jittered_box, next_click,
-                                  random_interior_click)
+                                  random_interior_click, tight_box)
 from core.annotate.network import (ANNOTATOR_MANIFEST, AnnotatorConfig, ClickNet, load_annotator,
                                    load_annotator_checkpoint, save_annotator)
+from core.annotate.refine import MaskRefiner
 from core.annotate.segmenter import ClickSegmenter
 from core.clips.sampler import ClipSampler, DataConfig
 from core.model.network import training_mode
 from core.evaluation.interactive import davis_frames, score
+from core.evaluation.refinement import refined_ious, tracked_frames
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
 from core.weights import WEIGHTS_DIR, load_trunk, save_atomically
@@ -43,6 +48,7 @@ MIN_OBJECT_PIXELS = 30
 SHAPE_ODDS = 0.2  # samples whose object is a painted shape instead (the network must not need a DAVIS object)
 ROUNDS = (0, 1, 2, 3)
 ROUND_ODDS = (0.4, 0.25, 0.2, 0.15)
+MIN_GUESS_IOU = 0.3  # a tracker-like guess (`tracked_guess`) at least this close to the object
 SHIPPED_NAME = "annotator-mnv2"
 
 
@@ -64,6 +70,9 @@ class AnnotatorTraining:
     seed: int = 0
     device: str = "cpu"         # where the network trains ("cuda" on a GPU machine); samples are drawn on the CPU
     freeze_bn: bool = False     # batch norms keep their running statistics (fine-tuning at the CPU's small batches)
+    redraw_odds: float = 0.0    # samples that redraw a tracker-like guess: no click, no box (`core.annotate.refine`)
+    tracked: str = ""           # a tracker's saved masks of the validation sequences (`core.eval --out`): validate
+    tracked_every: int = 5      # the redrawing of those too, on every N-th frame
 
 
 @dataclass
@@ -89,6 +98,43 @@ def first_interaction(target: np.ndarray, rng: np.random.Generator) -> Interacti
     if rng.random() < 0.2:
         clicks.append(random_interior_click(target, rng))
     return Interaction(clicks, box)
+
+
+def _disk(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
+    """(H, W) bool: a filled circle."""
+    disk = np.zeros(shape, np.uint8)
+    cv2.circle(disk, (int(centre[0]), int(centre[1])), max(1, int(radius)), 1, thickness=-1)
+    return disk.astype(bool)
+
+
+def tracked_guess(target: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A tracker's kind of mistaken mask of `target` (H, W) bool, for the redrawing samples: seen at a fraction
+    of the resolution (coarse edges, thin parts lost), shifted, grown or shrunk, a part missed, a blob of
+    background taken; the target itself if the guess ends up too far from it (IoU < MIN_GUESS_IOU)."""
+    height, width = target.shape
+    x0, y0, x1, y1 = tight_box(target)
+    side = max(x1 - x0, y1 - y0) + 1
+    scale = rng.uniform(0.1, 0.6)
+    small = cv2.resize(target.astype(np.float32), (max(2, round(width * scale)), max(2, round(height * scale))),
+                       interpolation=cv2.INTER_AREA)
+    guess = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR) > rng.uniform(0.3, 0.7)
+    shift = rng.normal(0, 0.04 * side, 2)
+    guess = cv2.warpAffine(guess.view(np.uint8), np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]),
+                           (width, height), flags=cv2.INTER_NEAREST).astype(bool)
+    radius = int(rng.uniform(0, 0.06) * side)
+    if radius:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        change = cv2.dilate if rng.random() < 0.5 else cv2.erode
+        guess = change(guess.view(np.uint8), kernel).astype(bool)
+    if rng.random() < 0.3:
+        ys, xs = np.nonzero(target)
+        pick = rng.integers(len(xs))
+        guess &= ~_disk(target.shape, (xs[pick], ys[pick]), rng.uniform(0.1, 0.35) * side)
+    if rng.random() < 0.3:
+        centre = rng.uniform((x0 - side / 2, y0 - side / 2), (x1 + side / 2, y1 + side / 2))
+        guess |= _disk(target.shape, centre, rng.uniform(0.1, 0.3) * side)
+    union = np.count_nonzero(guess | target)
+    return guess if np.count_nonzero(guess & target) >= MIN_GUESS_IOU * union else target.copy()
 
 
 def guidance_batch(interactions: list[Interaction], previous: np.ndarray | None, radius: int,
@@ -171,6 +217,12 @@ def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, sampler: 
         previous = predictions
     if previous is not None and rng.random() < 0.1:
         previous = None
+    redraw = [i for i in np.nonzero(rng.random(run.batch) < run.redraw_odds)[0] if binary[i].sum() >= MIN_OBJECT_PIXELS]
+    if redraw:
+        previous = np.zeros_like(binary) if previous is None else previous
+        for i in redraw:
+            interactions[i] = Interaction([], None)
+            previous[i] = tracked_guess(binary[i], rng)
     weights = torch.tensor([float(t.sum() >= MIN_OBJECT_PIXELS) for t in binary], device=device)
     logits = network(images, guidance_batch(interactions, previous, radius, hw).to(device))
     loss = segmentation_loss(logits, targets.to(device), weights)
@@ -180,16 +232,19 @@ def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, sampler: 
     return loss.item()
 
 
-def validate(network: ClickNet, frames: list) -> dict:
-    """Box, 1-click and 3-click IoU (%) on the validation frames at full size, as `core.evaluation.interactive`
-    (on the CPU, as users run it; the network goes back to its device afterwards)."""
+def validate(network: ClickNet, frames: list, tracked: list) -> dict:
+    """Box, 1-click and 3-click IoU (%) on the validation frames at full size, as `core.evaluation.interactive`,
+    and with `tracked` frames (`core.evaluation.refinement`) the IoU of the tracker's masks redrawn; "mean" is
+    the mean of those (on the CPU, as users run it; the network goes back to its device afterwards)."""
     device = next(network.parameters()).device
     network.cpu().eval()
     segmenter = ClickSegmenter(network)
     scores = score(frames, "network", lambda image: lambda marks: segmenter.mask(image, marks), max_clicks=3)
+    result = {"box": scores.box_iou, "click1": scores.click_iou[0], "click3": scores.click_iou[2]}
+    if tracked:
+        result["redraw"] = refined_ious(MaskRefiner(network), tracked)[1]
     network.to(device)
-    return {"box": scores.box_iou, "click1": scores.click_iou[0], "click3": scores.click_iou[2],
-            "mean": round((scores.box_iou + scores.click_iou[0] + scores.click_iou[2]) / 3, 1)}
+    return {**result, "mean": round(sum(result.values()) / len(result), 1)}
 
 
 def learning_rate(peak: float, progress: float) -> float:
@@ -229,6 +284,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
                                      object_fraction=(run.object_min, run.object_max)), seed=run.seed + step)
     held_out = [name for name in VALIDATION_SEQUENCES if name in davis_sequences(run.data)]
     val_frames = list(davis_frames(run.data, held_out, run.val_frames_every))
+    tracked = tracked_frames(run.data, run.tracked, held_out, run.tracked_every) if run.tracked else []
     log = open(out / "log.jsonl", "a")
     started = time.time() - elapsed
     training_mode(network, run.freeze_bn)
@@ -241,7 +297,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         record: dict = {"step": step, "loss": round(loss, 4), "seconds": round(elapsed, 1)}
         last = max(step / run.steps, elapsed / run.seconds) >= 1
         if step % run.val_every == 0 or last:
-            record["val"] = validate(network, val_frames)
+            record["val"] = validate(network, val_frames, tracked)
             training_mode(network, run.freeze_bn)
             meta = {"steps": step, "training_sequences": train_names, "validation_sequences": held_out,
                     "validation": record["val"], "run": asdict(run)}
