@@ -16,9 +16,10 @@ from core import annotate
 from core.annotate import Mark
 from core.annotate.clicks import (GUIDANCE_CHANNELS, Click, guidance_maps, interior_point, jittered_box, next_click,
                                   random_interior_click, tight_box)
-from core.annotate.network import (ClickNet, default_annotator, load_annotator, load_annotator_checkpoint,
-                                   read_annotator_manifest, save_annotator)
-from core.annotate.segmenter import FOCUS, ClickSegmenter, focus_window, inside_box, mirror_averaged, predict
+from core.annotate.network import (AnnotatorConfig, ClickNet, default_annotator, load_annotator,
+                                   load_annotator_checkpoint, read_annotator_manifest, save_annotator)
+from core.annotate.segmenter import (CLICK_REACH, FOCUS, ClickSegmenter, clicked_parts, focus_window, inside_box,
+                                     mirror_averaged, predict)
 from core.evaluation.interactive import click_ious, clicks_to_reach, iou_after
 from core.evaluation.metrics import region_similarity
 from core.io.masks import read_mask
@@ -165,7 +166,38 @@ def test_a_box_cuts_the_mask_unless_a_positive_click_lies_outside_it() -> None:
     assert inside_box(full, (5, 5, 9, 9), (Click(15, 15, True),)).all()
 
 
+def test_only_the_parts_a_positive_click_touches_are_kept() -> None:
+    two = rectangle((60, 80), (5, 5, 20, 20)) | rectangle((60, 80), (50, 30, 70, 50))
+    assert np.array_equal(clicked_parts(two, (Click(10, 10, True),)), rectangle((60, 80), (5, 5, 20, 20)))
+    near = Click(50 - CLICK_REACH, 40, True)  # just outside the second part, within reach
+    assert np.array_equal(clicked_parts(two, (Click(10, 10, True), near)), two)
+    assert np.array_equal(clicked_parts(two, (Click(35, 55, True),)), two)  # touches nothing: kept as it is
+    assert np.array_equal(clicked_parts(two, (Click(10, 10, False),)), two)  # no positive click
+
+
+def test_a_click_keeps_its_part_alone_but_within_a_box_every_part_stays() -> None:
+    class Bright:  # a stand-in network: bright pixels are the object, whatever the marks
+        config = AnnotatorConfig()
+
+        def __call__(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+            return (image.mean(dim=1, keepdim=True) - 0.5) * 40
+
+    image = np.zeros((120, 160, 3), np.uint8)
+    left, right = rectangle((120, 160), (20, 30, 50, 70)), rectangle((120, 160), (100, 40, 130, 80))
+    image[left | right] = 255
+    segmenter = ClickSegmenter(Bright())
+    assert np.array_equal(segmenter.mask(image, (Mark("positive", 1, 35, 50),)), left)
+    both = segmenter.mask(image, (Mark("box", 1, 10, 20, 140, 90), Mark("positive", 1, 35, 50)))
+    assert np.array_equal(both, left | right)
+
+
 # ---- the shipped annotator ----
+
+def test_one_click_on_a_player_takes_that_player_and_no_blobs_elsewhere() -> None:
+    image, player = judo_player()  # the issue's case: one click on the trousers took both players' legs and mat
+    mask = annotate.object_mask(image, (Mark("positive", 1, 430, 330),), method="network")
+    assert region_similarity(mask, player) > 0.8
+    assert cv2.connectedComponents(mask.view(np.uint8))[0] == 2  # background and one part
 
 def test_a_box_takes_the_object_inside_it_and_nothing_outside() -> None:
     image, player = judo_player()
