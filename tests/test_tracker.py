@@ -13,9 +13,9 @@ from torch.nn import functional as F
 from core.io.masks import MaskError
 from core.inference.memory import FirstPreviousMemory, InfiniteMemory
 from core.model.network import NetworkConfig, build_network
-from core.inference.tracker import (PRIOR_PENALTY, Tracker, TrackerConfig, add_tracker_arguments, argmax_planes,
-                                    box_prior, expected_box, inference_shape, object_boxes, resample_planes,
-                                    resolve_backend)
+from core.inference.tracker import (NEAR_CELLS, PRIOR_PENALTY, Tracker, TrackerConfig, add_tracker_arguments,
+                                    argmax_planes, box_prior, expected_box, far_parts, inference_shape, object_boxes,
+                                    resample_planes, resolve_backend, tracker_config)
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +211,40 @@ def test_box_prior_is_an_option_that_changes_the_frames_after_an_annotation(netw
     assert np.array_equal(on.step(_frame(0), _mask()), off.step(_frame(0), _mask()))
     on.step(_frame(1)), off.step(_frame(1))
     assert np.abs(on.probabilities - off.probabilities).max() > 0.1
+
+
+def test_far_parts_are_an_objects_parts_that_do_not_come_near_where_it_was() -> None:
+    before = np.zeros((30, 40), np.uint8)
+    before[2:6, 2:6] = 1  # object 1 was here; object 2 was not seen
+    labels = before.copy()
+    labels[4:8, 4:8] = 1  # the same part, moved
+    labels[4:8, 5 + NEAR_CELLS : 8 + NEAR_CELLS] = 1  # a part of its own, just near enough
+    labels[20:25, 30:35] = 1  # a distractor far away
+    labels[10:12, 10:12] = labels[25:28, 2:5] = 2
+    far = far_parts(labels, before, 3)
+    assert far.shape == (3, 30, 40) and not far[1:].any()  # an object not seen before keeps every part
+    expected = np.zeros((30, 40), bool)
+    expected[20:25, 30:35] = True
+    assert np.array_equal(far[0], expected)
+    alone = np.zeros_like(labels)
+    alone[20:25, 30:35] = 1
+    assert not far_parts(alone, before, 1).any()  # no part comes near: it cannot tell, so every part stays
+    assert not far_parts(labels, before[:20], 3).any()  # another grid (a frame of another size)
+
+
+def test_near_parts_drop_a_distractor_away_from_the_object_and_all_keeps_it(network, monkeypatch) -> None:
+    args = argparse.ArgumentParser()
+    add_tracker_arguments(args)
+    assert tracker_config(args.parse_args([])).near_parts
+    assert not tracker_config(args.parse_args(["--parts", "all"])).near_parts
+    logits = torch.full((1, 1, 16, 28), -10.0)  # the decoder's grid of a 60×100 frame padded to 64×112
+    logits[0, 0, 3:8, 3:8] = 10.0  # object 1 where it was annotated (rows and columns 10–30)
+    logits[0, 0, 11:15, 20:27] = 10.0  # and a look-alike far from it
+    labels = {}
+    for near in (True, False):
+        tracker = Tracker(TrackerConfig(device="cpu", box_prior=None, near_parts=near), network)
+        tracker.step(_frame(0), _mask())
+        monkeypatch.setattr(tracker, "_predict", lambda feats: logits.clone())
+        labels[near] = tracker.step(_frame(1))
+    assert labels[True][14:26, 14:26].all() and labels[False][14:26, 14:26].all()
+    assert not labels[True][44:60, 80:108].any() and labels[False][48:56, 84:104].all()

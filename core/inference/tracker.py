@@ -40,10 +40,14 @@ class TrackerConfig:
     adapt_steps: int = 0               # first-frame online adaptation steps (torch backend; core.inference.adapt)
     box_prior: float | None = 0.5      # each object's box on the previous frame (`expected_box`), grown by this
                                        # fraction of its side on every edge, bounds where it is expected; None: off
+    near_parts: bool = True            # each object keeps only the parts of its mask that touch where it was on
+                                       # the previous frame (`far_parts`); False: every part
 
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 PRIOR_PENALTY = 5.0  # logits subtracted outside an object's expected box (TrackerConfig.box_prior)
+FAR_LOGIT = -20.0    # an object's logits on the parts of its mask far from where it was (TrackerConfig.near_parts)
+NEAR_CELLS = 8       # a part within this many decoder cells of where the object was is near
 
 
 def resolve_backend(config: TrackerConfig) -> str:
@@ -78,6 +82,9 @@ def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                         help=f"lower each object's logits by {PRIOR_PENALTY:g} outside its previous box, stretched as "
                              "far again as it moved and grown by G times its side on every edge (default "
                              "%(default)s; off: no prior)")
+    parser.add_argument("--parts", choices=("near", "all"), default="near",
+                        help="near (default): each object keeps only the parts of its mask that touch where it was "
+                             "on the previous frame (distractors elsewhere are dropped); all: every part")
     if adapt:
         parser.add_argument("--adapt-steps", type=int, default=0, metavar="N",
                             help="first-frame online adaptation steps (default 0: off; see docs/RESULTS.md)")
@@ -87,7 +94,7 @@ def tracker_config(args: argparse.Namespace, **overrides) -> TrackerConfig:
     """The `TrackerConfig` of options declared by `add_tracker_arguments`, with `overrides` applied."""
     config = TrackerConfig(weights=args.weights, device=args.device, threads=args.threads, size=args.tracker_size,
                            backend=args.backend, adapt_steps=getattr(args, "adapt_steps", 0),
-                           box_prior=args.box_prior)
+                           box_prior=args.box_prior, near_parts=getattr(args, "parts", "near") == "near")
     return replace(config, **overrides)
 
 
@@ -196,6 +203,7 @@ class Tracker:
         self._index = 0
         self._prior: torch.Tensor | None = None  # (1, K, h, w) added to the next frame's object logits
         self._boxes: dict[int, Box] = {}  # each object's box on the last frame (`object_boxes`)
+        self._regions: np.ndarray | None = None  # the last frame's labels on the decoder's grid (plane indices)
 
     @property
     def object_ids(self) -> list[int]:
@@ -210,6 +218,7 @@ class Tracker:
         self._index = 0
         self._prior = None
         self._boxes = {}
+        self._regions = None
 
     def step(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """frame (H, W, 3) uint8 RGB; mask (H, W) ids for objects annotated on this frame → labels (H, W) uint8.
@@ -264,6 +273,11 @@ class Tracker:
             logits = self._annotate(upsampled, mask, shape, crop)
             stride = 1
         probs = self.network.aggregate(logits)  # aggregated at the decoder's resolution, upsampled after
+        if mask is None and self.config.near_parts and self._regions is not None:
+            far = far_parts(grid_labels(probs, probs.shape[-2:]), self._regions, logits.shape[1])
+            if far.any():
+                logits = logits.masked_fill(torch.from_numpy(far)[None].to(logits.device), FAR_LOGIT)
+                probs = self.network.aggregate(logits)
         full = probs if stride == 1 else self.network.upsample(probs, shape)
         self._memorise(image, feats, full[:, 1:])
         if self.config.box_prior is not None:
@@ -271,6 +285,8 @@ class Tracker:
             boxes = object_boxes(probs, grid, ids)
             self._prior = box_prior(boxes, self._boxes, ids, grid, self.config.box_prior).to(probs)
             self._boxes = boxes
+        if self.config.near_parts:
+            self._regions = grid_labels(probs, feats.f4.shape[-2:])
         self._index += 1
         return CoarseStep(probs[0].float().cpu().numpy(), stride, crop, (height, width), tuple(self.object_ids))
 
@@ -340,6 +356,34 @@ def object_boxes(probs: torch.Tensor, grid: tuple[int, int], ids: list[int]) -> 
             boxes[object_id] = (int(ys.min()) * scale, (int(ys.max()) + 1) * scale,
                                 int(xs.min()) * scale, (int(xs.max()) + 1) * scale)
     return boxes
+
+
+def grid_labels(probs: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
+    """The argmax plane index (0 = background) of probabilities (1, 1 + K, h, w) on the decoder's `grid` (h, w),
+    uint8 (nearest sample where the probabilities are finer, as on an annotated frame)."""
+    labels = probs[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+    if labels.shape != tuple(grid):
+        labels = cv2.resize(labels, (grid[1], grid[0]), interpolation=cv2.INTER_NEAREST)
+    return labels
+
+
+def far_parts(labels: np.ndarray, before: np.ndarray, planes: int) -> np.ndarray:
+    """(planes, h, w) bool: for each object plane k (1 … `planes` of `labels`, this frame's argmax on the decoder's
+    grid), the connected parts where it wins that do not touch where it won on the previous frame (`before`, grown
+    by NEAR_CELLS). An object not seen on the previous frame, or none of whose parts touch, keeps every part: there
+    the tracker cannot tell which part is the object. The parts dropped are distractors away from the object."""
+    far = np.zeros((planes, *labels.shape), bool)
+    if before.shape != labels.shape:
+        return far
+    for k in range(1, planes + 1):
+        count, parts = cv2.connectedComponents((labels == k).view(np.uint8), connectivity=8)
+        near = cv2.dilate((before == k).view(np.uint8), np.ones((2 * NEAR_CELLS + 1,) * 2, np.uint8)).view(bool)
+        if count <= 2 or not near.any():
+            continue
+        touching = np.unique(parts[near & (parts > 0)])
+        if len(touching):
+            far[k - 1] = (parts > 0) & ~np.isin(parts, touching)
+    return far
 
 
 def expected_box(box: Box, before: Box | None, grow: float) -> Box:
