@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="soft edges: grow (> 0) or shrink (< 0) the objects' edge (pixels at 480p)")
     parser.add_argument("--refine", action="store_true",
                         help="redraw each tracked mask with the annotation network, zoomed on the object: "
-                             "sharper masks (J&F 65.1 -> 67.6 on the validation split), about half the speed")
+                             "sharper masks (J&F 66.4 -> 69.1 on the validation split), about half the speed")
     parser.add_argument("--mask", metavar="PATH",
                         help="annotation for a single input: a palette PNG, or a folder named like the frames")
     parser.add_argument("--mask-frame", type=int, default=0, metavar="N",
