@@ -248,3 +248,16 @@ def test_near_parts_drop_a_distractor_away_from_the_object_and_all_keeps_it(netw
         labels[near] = tracker.step(_frame(1))
     assert labels[True][14:26, 14:26].all() and labels[False][14:26, 14:26].all()
     assert not labels[True][44:60, 80:108].any() and labels[False][48:56, 84:104].all()
+
+
+def test_a_far_part_dropped_by_one_object_is_not_taken_by_another_far_from_it(network, monkeypatch) -> None:
+    hw = (120, 200)  # padded to 128×208: a 32×52 decoder grid
+    tracker = Tracker(TrackerConfig(device="cpu", box_prior=None), network)
+    tracker.step(_frame(0, hw), _mask(hw, ((1, 10, 30, 10, 30), (2, 80, 110, 150, 190))))
+    logits = torch.full((1, 2, 32, 52), -10.0)
+    logits[0, 0, 3:7, 3:7] = logits[0, 1, 21:27, 38:47] = 10.0  # each object where it was
+    logits[0, 0, 24:30, 2:8], logits[0, 1, 24:30, 2:8] = 10.0, 5.0  # a look-alike far from both
+    monkeypatch.setattr(tracker, "_predict", lambda feats: logits.clone())
+    labels = tracker.step(_frame(1, hw))
+    assert (labels[14:26, 14:26] == 1).all() and (labels[88:106, 156:186] == 2).all()
+    assert not labels[92:124, 4:36].any()

@@ -274,10 +274,7 @@ class Tracker:
             stride = 1
         probs = self.network.aggregate(logits)  # aggregated at the decoder's resolution, upsampled after
         if mask is None and self.config.near_parts and self._regions is not None:
-            far = far_parts(grid_labels(probs, probs.shape[-2:]), self._regions, logits.shape[1])
-            if far.any():
-                logits = logits.masked_fill(torch.from_numpy(far)[None].to(logits.device), FAR_LOGIT)
-                probs = self.network.aggregate(logits)
+            logits, probs = self._drop_far_parts(logits, probs)
         full = probs if stride == 1 else self.network.upsample(probs, shape)
         self._memorise(image, feats, full[:, 1:])
         if self.config.box_prior is not None:
@@ -289,6 +286,18 @@ class Tracker:
             self._regions = grid_labels(probs, feats.f4.shape[-2:])
         self._index += 1
         return CoarseStep(probs[0].float().cpu().numpy(), stride, crop, (height, width), tuple(self.object_ids))
+
+    def _drop_far_parts(self, logits: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each object's logits set to FAR_LOGIT on its `far_parts`, and aggregated again, until no object has a
+        far part: a part dropped by one object and won by another that was not near it either ends as background
+        (at most one pass per object)."""
+        for _ in range(logits.shape[1]):
+            far = far_parts(grid_labels(probs, probs.shape[-2:]), self._regions, logits.shape[1])
+            if not far.any():
+                break
+            logits = logits.masked_fill(torch.from_numpy(far)[None].to(logits.device), FAR_LOGIT)
+            probs = self.network.aggregate(logits)
+        return logits, probs
 
     def prepare(self, frame: np.ndarray) -> Prepared:
         """Resize to the inference size, pad to a multiple of 16 (edge pixels repeated), normalise → (1, 3, H16,
