@@ -32,7 +32,7 @@ def test_bench_runs_each_variant_and_length_and_writes_json(tmp_path: Path) -> N
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "core.bench", "--size", "64x96", "--frames", "5,10", "--json", str(out),
-         "--device", "cpu", "--threads", "1"],
+         "--device", "cpu", "--threads", "1", "--box-prior", "off", "--parts", "all"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
@@ -43,6 +43,7 @@ def test_bench_runs_each_variant_and_length_and_writes_json(tmp_path: Path) -> N
         assert set(report["results"][variant]) == {"5", "10"}
         for length, run in report["results"][variant].items():
             assert run["frames"] == int(length) and run["device"] == "cpu"
+            assert run["box_prior"] is None and run["near_parts"] is False  # the tracker options reach the workers
             assert run["ms_per_frame"] > 0 and abs(run["fps"] * run["ms_per_frame"] - 1000) < 1e-6
             assert 50 < run["peak_rss_mb"] < 8000  # a process with torch loaded, reported in MB not KB
             parts = run["parts_ms"]  # the mean step split into the network's calls and the glue

@@ -85,13 +85,14 @@ def instrument(network: object, seconds: dict[str, float], names: Sequence[str] 
 
 
 def measure(variant: str, frames: int, hw: tuple[int, int], weights: str | None, device: str,
-            threads: int | None, backend: str = "torch", infer_size: int | None = None) -> dict:
+            threads: int | None, backend: str = "torch", infer_size: int | None = None,
+            box_prior: float | None = TrackerConfig.box_prior, near_parts: bool = TrackerConfig.near_parts) -> dict:
     """Track `frames` synthetic frames in this process; median ms per frame, FPS, this process's peak RSS, and
     the mean ms per frame of each network call after the warm-up (`parts_ms`; the rest is the tracker's glue)."""
     if frames <= WARMUP_FRAMES:
         raise BenchError(f"--frames {frames}: need more than {WARMUP_FRAMES} frames (the warm-up frames)")
     config = TrackerConfig(weights=weights, device=device, threads=threads, memory=VARIANTS[variant],
-                           backend=backend, size=infer_size)
+                           backend=backend, size=infer_size, box_prior=box_prior, near_parts=near_parts)
     tracker = Tracker(config)
     clip = SyntheticClip(*hw)
     seconds, parts = [], {}
@@ -107,7 +108,8 @@ def measure(variant: str, frames: int, hw: tuple[int, int], weights: str | None,
     parts_ms = {name: 1000 * total / len(timed) for name, total in parts.items()}
     parts_ms["glue"] = 1000 * sum(timed) / len(timed) - sum(parts_ms.values())
     result = {"ms_per_frame": ms, "fps": 1000 / ms, "peak_rss_mb": _peak_rss_mb(), "frames": frames,
-              "device": str(tracker.device), "backend": tracker.backend, "parts_ms": parts_ms}
+              "device": str(tracker.device), "backend": tracker.backend, "box_prior": config.box_prior,
+              "near_parts": config.near_parts, "parts_ms": parts_ms}
     if tracker.device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return result
@@ -117,7 +119,8 @@ def run_in_subprocess(variant: str, frames: int, args: argparse.Namespace) -> di
     """`measure` in a fresh Python process (its progress bar shows on stderr); its JSON result."""
     command = [sys.executable, "-m", "core.bench", "--worker", variant, "--frames", str(frames),
                "--size", f"{args.size[0]}x{args.size[1]}", "--device", args.device,
-               "--backend", args.backend]
+               "--backend", args.backend, "--parts", args.parts,
+               "--box-prior", "off" if args.box_prior is None else str(args.box_prior)]
     if args.weights:
         command += ["--weights", args.weights]
     if args.threads:
@@ -193,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.worker:
             [frames] = args.frames
             print(json.dumps(measure(args.worker, frames, args.size, args.weights, args.device, args.threads,
-                                     args.backend, args.tracker_size)))
+                                     args.backend, args.tracker_size, args.box_prior, args.parts == "near")))
             return 0
         variants = [v for v in args.variants.split(",") if v]
         unknown = sorted(set(variants) - set(VARIANTS))
@@ -207,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         setup = {"size": list(args.size), "frames": args.frames, "weights": args.weights, "device": args.device,
                  "threads": args.threads, "backend": args.backend, "infer_size": args.tracker_size,
+                 "box_prior": args.box_prior, "parts": args.parts,
                  "warmup_frames": WARMUP_FRAMES, "cpu_count": os.cpu_count(),
                  "machine": platform.platform()}
         write_json(args.json, {**setup, "results": results})
