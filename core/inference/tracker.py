@@ -370,7 +370,7 @@ def object_boxes(probs: torch.Tensor, grid: tuple[int, int], ids: list[int]) -> 
 def grid_labels(probs: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
     """The argmax plane index (0 = background) of probabilities (1, 1 + K, h, w) on the decoder's `grid` (h, w),
     uint8 (nearest sample where the probabilities are finer, as on an annotated frame)."""
-    labels = probs[0].argmax(dim=0).to(torch.uint8).cpu().numpy()
+    labels = argmax_planes(probs[0].float().cpu().numpy())
     if labels.shape != tuple(grid):
         labels = cv2.resize(labels, (grid[1], grid[0]), interpolation=cv2.INTER_NEAREST)
     return labels
