@@ -40,8 +40,8 @@ class TrackerConfig:
     adapt_steps: int = 0               # first-frame online adaptation steps (torch backend; core.inference.adapt)
     box_prior: float | None = 0.5      # each object's box on the previous frame (`expected_box`), grown by this
                                        # fraction of its side on every edge, bounds where it is expected; None: off
-    near_parts: bool = True            # each object keeps only the parts of its mask that touch where it was on
-                                       # the previous frame (`far_parts`); False: every part
+    near_parts: bool = True            # each object keeps only the parts of its mask within NEAR_CELLS of where
+                                       # it was on the previous frame (`far_parts`); False: every part
 
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
@@ -83,8 +83,9 @@ def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                              "far again as it moved and grown by G times its side on every edge (default "
                              "%(default)s; off: no prior)")
     parser.add_argument("--parts", choices=("near", "all"), default="near",
-                        help="near (default): each object keeps only the parts of its mask that touch where it was "
-                             "on the previous frame (distractors elsewhere are dropped); all: every part")
+                        help=f"near (default): each object keeps only the parts of its mask within {NEAR_CELLS} cells "
+                             "of the network's stride-4 grid of where it was on the previous frame (look-alikes "
+                             "elsewhere are dropped); all: every part")
     if adapt:
         parser.add_argument("--adapt-steps", type=int, default=0, metavar="N",
                             help="first-frame online adaptation steps (default 0: off; see docs/RESULTS.md)")

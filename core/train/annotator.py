@@ -71,8 +71,8 @@ class AnnotatorTraining:
     device: str = "cpu"         # where the network trains ("cuda" on a GPU machine); samples are drawn on the CPU
     freeze_bn: bool = False     # batch norms keep their running statistics (fine-tuning at the CPU's small batches)
     redraw_odds: float = 0.0    # samples that redraw a tracker-like guess: no click, no box (`core.annotate.refine`)
-    tracked: str = ""           # a tracker's saved masks of the validation sequences (`core.eval --out`): validate
-    tracked_every: int = 5      # the redrawing of those too, on every N-th frame
+    tracked: str = ""           # a tracker's saved masks of the validation sequences (`core.eval --out`), whose
+    tracked_every: int = 5      # redrawing is validated too, on every N-th frame
 
 
 @dataclass
