@@ -15,7 +15,7 @@ from core.inference.memory import FirstPreviousMemory, InfiniteMemory
 from core.model.network import NetworkConfig, build_network
 from core.inference.tracker import (NEAR_CELLS, PRIOR_PENALTY, Tracker, TrackerConfig, add_tracker_arguments,
                                     argmax_planes, box_prior, expected_box, far_parts, inference_shape, object_boxes,
-                                    resample_planes, resolve_backend, tracker_config)
+                                    plane_labels, resample_planes, resolve_backend, tracker_config)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,7 @@ def test_box_prior_lowers_logits_outside_each_objects_grown_previous_box() -> No
     probs = torch.zeros(1, 3, 32, 48)  # at stride 1 of a 32×48 frame; the decoder's grid is stride 4 (8×12)
     probs[0, 0] = 1.0
     probs[0, 0, 8:16, 16:32], probs[0, 1, 8:16, 16:32] = 0.0, 1.0  # id 4: rows 2–4, columns 4–8 on the grid
-    boxes = object_boxes(probs, (8, 12), [4, 9])
+    boxes = object_boxes(plane_labels(probs), (8, 12), [4, 9])
     assert boxes == {4: (2.0, 4.0, 4.0, 8.0)}  # id 9 is not seen
     prior = box_prior(boxes, {}, [4, 9], (8, 12), grow=0.5)  # grown by 1 row and 2 columns on every edge
     assert prior.shape == (1, 2, 8, 12)

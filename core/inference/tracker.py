@@ -274,31 +274,34 @@ class Tracker:
             logits = self._annotate(upsampled, mask, shape, crop)
             stride = 1
         probs = self.network.aggregate(logits)  # aggregated at the decoder's resolution, upsampled after
+        labels = plane_labels(probs)  # shared by the near parts and the box prior
         if mask is None and self.config.near_parts and self._regions is not None:
-            logits, probs = self._drop_far_parts(logits, probs)
+            logits, probs, labels = self._drop_far_parts(logits, probs, labels)
         full = probs if stride == 1 else self.network.upsample(probs, shape)
         self._memorise(image, feats, full[:, 1:])
         if self.config.box_prior is not None:
             grid, ids = feats.f4.shape[-2:], self.object_ids
-            boxes = object_boxes(probs, grid, ids)
+            boxes = object_boxes(labels, grid, ids)
             self._prior = box_prior(boxes, self._boxes, ids, grid, self.config.box_prior).to(probs)
             self._boxes = boxes
         if self.config.near_parts:
-            self._regions = grid_labels(probs, feats.f4.shape[-2:])
+            self._regions = on_grid(labels, feats.f4.shape[-2:])
         self._index += 1
         return CoarseStep(probs[0].float().cpu().numpy(), stride, crop, (height, width), tuple(self.object_ids))
 
-    def _drop_far_parts(self, logits: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each object's logits set to FAR_LOGIT on its `far_parts`, and aggregated again, until no object has a
-        far part: a part dropped by one object and won by another that was not near it either ends as background
-        (at most one pass per object)."""
+    def _drop_far_parts(self, logits: torch.Tensor, probs: torch.Tensor,
+                        labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Each object's logits set to FAR_LOGIT on its `far_parts`, aggregated again, until no object has a far
+        part: a part dropped by one object and won by another that was not near it either ends as background (at
+        most one pass per object). `labels` is `plane_labels(probs)`; all three come back updated."""
         for _ in range(logits.shape[1]):
-            far = far_parts(grid_labels(probs, probs.shape[-2:]), self._regions, logits.shape[1])
+            far = far_parts(labels, self._regions, logits.shape[1])
             if not far.any():
                 break
             logits = logits.masked_fill(torch.from_numpy(far)[None].to(logits.device), FAR_LOGIT)
             probs = self.network.aggregate(logits)
-        return logits, probs
+            labels = plane_labels(probs)
+        return logits, probs, labels
 
     def prepare(self, frame: np.ndarray) -> Prepared:
         """Resize to the inference size, pad to a multiple of 16 (edge pixels repeated), normalise → (1, 3, H16,
@@ -354,27 +357,30 @@ class Tracker:
             start += k
 
 
-def object_boxes(probs: torch.Tensor, grid: tuple[int, int], ids: list[int]) -> dict[int, Box]:
-    """Each object's box where it wins the argmax of this frame's probabilities (1, 1 + K, h, w), in units of the
-    decoder's `grid` over the same padded frame; objects not seen are left out."""
-    labels = probs[0].argmax(dim=0)
+def object_boxes(labels: np.ndarray, grid: tuple[int, int], ids: list[int]) -> dict[int, Box]:
+    """Each object's box where it wins this frame's argmax (`plane_labels`, (h, w)), in units of the decoder's
+    `grid` over the same padded frame; objects not seen are left out."""
     scale = grid[0] / labels.shape[0]
     boxes = {}
     for k, object_id in enumerate(ids):
-        ys, xs = torch.nonzero(labels == k + 1, as_tuple=True)
+        ys, xs = np.nonzero(labels == k + 1)
         if len(ys):
             boxes[object_id] = (int(ys.min()) * scale, (int(ys.max()) + 1) * scale,
                                 int(xs.min()) * scale, (int(xs.max()) + 1) * scale)
     return boxes
 
 
-def grid_labels(probs: torch.Tensor, grid: tuple[int, int]) -> np.ndarray:
-    """The argmax plane index (0 = background) of probabilities (1, 1 + K, h, w) on the decoder's `grid` (h, w),
-    uint8 (nearest sample where the probabilities are finer, as on an annotated frame)."""
-    labels = argmax_planes(probs[0].float().cpu().numpy())
-    if labels.shape != tuple(grid):
-        labels = cv2.resize(labels, (grid[1], grid[0]), interpolation=cv2.INTER_NEAREST)
-    return labels
+def plane_labels(probs: torch.Tensor) -> np.ndarray:
+    """The argmax plane index (h, w) uint8 (0 = background) of probabilities (1, 1 + K, h, w), first on ties as
+    torch's argmax (`argmax_planes`: OpenCV, about 20× faster than torch's on the decoder's grid)."""
+    return argmax_planes(probs[0].float().cpu().numpy())
+
+
+def on_grid(labels: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """`plane_labels` on the decoder's `grid` (h, w): the nearest sample where they are finer (an annotated frame)."""
+    if labels.shape == tuple(grid):
+        return labels
+    return cv2.resize(labels, (grid[1], grid[0]), interpolation=cv2.INTER_NEAREST)
 
 
 def far_parts(labels: np.ndarray, before: np.ndarray, planes: int) -> np.ndarray:
