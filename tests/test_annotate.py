@@ -18,6 +18,8 @@ from core.annotate.clicks import (GUIDANCE_CHANNELS, Click, guidance_maps, inter
                                   random_interior_click, tight_box)
 from core.annotate.network import (AnnotatorConfig, ClickNet, default_annotator, load_annotator,
                                    load_annotator_checkpoint, read_annotator_manifest, save_annotator)
+from core.annotate import segmenter as segmenter_module
+from core.annotate.grabcut import polish_box_answer
 from core.annotate.segmenter import (CLICK_REACH, FOCUS, ClickSegmenter, clicked_parts, focus_window, inside_box,
                                      mirror_averaged, predict)
 from core.evaluation.interactive import click_ious, clicks_to_reach, iou_after
@@ -255,6 +257,53 @@ def test_shipped_annotator_matches_its_manifest_and_records_its_provenance() -> 
     assert sha256(default_annotator()) == entry["sha256"]
     meta = load_annotator_checkpoint()["meta"]
     assert meta["validation_sequences"] and not set(meta["validation_sequences"]) & set(meta["training_sequences"])
+
+
+# ---- GrabCut's polish of a box's answer ----
+
+def striped_scene() -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """A 120×160 RGB image of green-grey noise with a red block (the object), its mask and a box around it."""
+    rng = np.random.default_rng(0)
+    image = np.stack([rng.integers(40, 90, (120, 160)), rng.integers(110, 170, (120, 160)),
+                      rng.integers(40, 90, (120, 160))], axis=-1).astype(np.uint8)
+    block = rectangle((120, 160), (50, 30, 109, 89))
+    image[block] = (200, 30, 30)
+    return image, block, (40, 20, 119, 99)
+
+
+def test_polish_takes_back_what_the_answer_missed_and_drops_what_it_added_inside_the_box() -> None:
+    image, block, box = striped_scene()
+    answer = rectangle((120, 160), (50, 30, 79, 89)) | rectangle((120, 160), (42, 92, 60, 99))  # half + a stray bit
+    polished = polish_box_answer(image, box, answer)
+    assert region_similarity(answer, block) < 0.6 < 0.95 < region_similarity(polished, block)
+    x0, y0, x1, y1 = box
+    assert not polished[:y0].any() and not polished[:, :x0].any() and not polished[y1 + 1 :].any()
+
+
+def test_polish_gives_the_same_mask_each_time_and_keeps_an_empty_answer() -> None:
+    image, block, box = striped_scene()
+    answer = rectangle((120, 160), (50, 30, 79, 89))
+    first = polish_box_answer(image, box, answer)
+    cv2.setRNGSeed(12345)  # other code drawing from OpenCV's generator in between
+    cv2.randu(np.zeros((8, 8), np.float32), 0, 1)
+    assert np.array_equal(polish_box_answer(image, box, answer), first)
+    assert not polish_box_answer(image, box, np.zeros_like(answer)).any()
+
+
+def test_a_box_alone_is_polished_and_a_click_after_it_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    polished: list[tuple[int, int, int, int]] = []
+
+    def recording(image: np.ndarray, box: tuple[int, int, int, int], answer: np.ndarray) -> np.ndarray:
+        polished.append(box)
+        return answer
+
+    monkeypatch.setattr(segmenter_module, "polish_box_answer", recording)
+    image, player = judo_player()
+    x0, y0, x1, y1 = tight_box(player)
+    segmenter = ClickSegmenter(load_annotator(default_annotator()).eval())
+    box = Mark("box", 1, x0, y0, x1, y1)
+    segmenter.mask(image, (box, Mark("positive", 1, (x0 + x1) // 2, (y0 + y1) // 2)))
+    assert polished == [(x0, y0, x1, y1)]  # the box's step only
 
 
 # ---- loading errors ----

@@ -7,9 +7,9 @@ the positive clicks spanning FOCUS of its side) resized to its `size`, as it saw
 click without a box is answered on the whole frame (resized so its short side is the network's `size`, padded to
 a multiple of 16) and then once more zoomed on that answer. Each run is averaged with a run on the mirror
 image (`mirror_averaged`). After clicks without a box, only the connected parts of the mask that a positive click
-touches are kept (`clicked_parts`: a click marks one object). The mask comes back at full size. `build_segmenter`
-runs the network through ONNX Runtime when it is installed. With a box and no positive click outside it, nothing
-outside the box is taken.
+touches are kept (`clicked_parts`: a click marks one object); a box alone has GrabCut finish the answer
+(`polish_box_answer`). The mask comes back at full size. `build_segmenter` runs the network through ONNX Runtime
+when it is installed. With a box and no positive click outside it, nothing outside the box is taken.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from core.annotate.clicks import Box, Click, guidance_maps, tight_box
+from core.annotate.grabcut import polish_box_answer
 from core.annotate.marks import Mark
 from core.annotate.network import AnnotatorConfig, load_annotator
 
@@ -211,6 +212,8 @@ class ClickSegmenter:
             mask = self._predict(image, clicks, box, previous if previous.any() else None)
             if box is not None:
                 mask = inside_box(mask, box, clicks)
+            if box is not None and not clicks:
+                mask = polish_box_answer(image, box, mask)
         with self._lock:
             self._cache[key] = mask
             while len(self._cache) > self.cache_size:

@@ -5,7 +5,8 @@ clicks `--clicks` times; each click is one call of `core.annotate.object_mask` a
 object's marks so far; earlier steps come from the segmenter's cache, so each click is one network run). A
 warm-up click per method first (it loads the network and, with ONNX Runtime, exports its graph once). Reports
 the median, mean and 90th percentile milliseconds per click for the network and for GrabCut, and the median
-process CPU time per click (with `--threads 1`, what a click costs on a quiet core when the machine is busy).
+process CPU time per click (with `--threads 1`, what a click costs on a quiet core when the machine is busy);
+then the same for one box per frame (the object's tight box: the network's answer and GrabCut's polish).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 
 from core.annotate import METHODS, Mark
+from core.annotate.clicks import tight_box
 from core.annotate.segmenter import BACKENDS
 from core.evaluation.interactive import click_ious, davis_frames, default_sequences, method_segment
 
@@ -41,10 +43,17 @@ def timed_clicks(segment: Callable[[tuple[Mark, ...]], np.ndarray], target: np.n
     return times
 
 
+def timed_box(segment: Callable[[tuple[Mark, ...]], np.ndarray], target: np.ndarray) -> tuple[float, float]:
+    """(wall, process CPU) milliseconds of one call of `segment` with the tight box around `target` alone."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    segment((Mark("box", 1, *tight_box(target)),))
+    return 1000 * (time.perf_counter() - wall), 1000 * (time.process_time() - cpu)
+
+
 def summary(times: list[tuple[float, float]]) -> dict:
     """Median, mean and 90th percentile of the wall times, median of the CPU times (ms)."""
     wall = [t[0] for t in times]
-    return {"clicks": len(times), "median_ms": round(float(np.median(wall)), 1),
+    return {"calls": len(times), "median_ms": round(float(np.median(wall)), 1),
             "mean_ms": round(float(np.mean(wall)), 1), "p90_ms": round(float(np.percentile(wall, 90)), 1),
             "median_cpu_ms": round(float(np.median([t[1] for t in times])), 1)}
 
@@ -71,8 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         warm_up = np.ascontiguousarray(frames[0][1][:, ::-1])  # a frame not timed: the cache must not answer
         timed_clicks(segment_for(warm_up), frames[0][2][:, ::-1], 1)  # loads (and exports) the network
         times = [t for _, image, target in frames for t in timed_clicks(segment_for(image), target, args.clicks)]
-        results[method] = summary(times)
-        print(f"{method:<8} {results[method]}")
+        boxes = [timed_box(segment_for(image), target) for _, image, target in frames]
+        results[method] = {"click": summary(times), "box": summary(boxes)}
+        print(f"{method:<8} click {results[method]['click']}\n{'':<8} box   {results[method]['box']}")
     if args.json:
         args.json.write_text(json.dumps({"threads": args.threads, "backend": args.backend, "results": results},
                                         indent=2))
