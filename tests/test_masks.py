@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -46,6 +47,15 @@ def test_write_then_read_round_trip(tmp_path: Path) -> None:
     assert np.array_equal(np.array(image.getpalette()[:768]).reshape(256, 3), davis_palette())
     assert np.array_equal(read_mask(path), labels)
     assert [p.name for p in path.parent.iterdir()] == ["mask.png"]
+
+
+def test_full_hd_masks_are_run_length_compressed(tmp_path: Path) -> None:
+    labels = np.zeros((1080, 1920), np.uint8)
+    cv2.circle(labels, (900, 500), 300, 1, -1)
+    cv2.ellipse(labels, (1400, 700), (200, 120), 30, 0, 360, 2, -1)
+    write_mask(tmp_path / "mask.png", labels)
+    assert np.array_equal(read_mask(tmp_path / "mask.png"), labels)
+    assert (tmp_path / "mask.png").stat().st_size < 7000  # 5.8 KB; with zlib level 1's default strategy 16.2 KB
 
 
 def test_write_rejects_non_label_arrays(tmp_path: Path) -> None:

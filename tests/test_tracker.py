@@ -143,9 +143,11 @@ def test_resampling_stride_4_maps_matches_bilinear_interpolation() -> None:
     assert np.array_equal(resample_planes(planes, 1, (5, 8), (5, 8)), planes[:, :5, :8])
 
 
-def test_resampling_is_one_opencv_warp_per_plane() -> None:
-    """The labels' upsampling stays bit for bit what it was: each plane through its own bilinear warpAffine."""
-    planes = np.random.default_rng(2).random((4, 15, 27)).astype(np.float32)
+@pytest.mark.parametrize("count", [1, 2, 4, 5, 9])
+def test_resampling_gives_each_plane_its_own_opencv_warp_bit_for_bit(count: int) -> None:
+    """The labels' upsampling stays what it was, each plane through its own bilinear warpAffine, though the planes
+    are now warped four at a time as the channels of one image (a last group of fewer planes too)."""
+    planes = np.random.default_rng(2).random((count, 15, 27)).astype(np.float32)
     sx, sy = 107 / (4 * 190), 60 / (4 * 107)
     inverse = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]])
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
