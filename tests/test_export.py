@@ -106,6 +106,16 @@ def test_graphs_take_any_frame_size_object_count_and_memory_length(cache: Path) 
             torch.testing.assert_close(ours, theirs, atol=1e-3, rtol=1e-3)
 
 
+def test_the_key_encoder_aside_gives_the_shared_sessions_features_bit_for_bit(cache: Path) -> None:
+    onnx = OnnxNetwork(cached_graphs(load_network()), threads=2)
+    for height, width in [(240, 432), (96, 160)]:
+        image = torch.randn(1, 3, height, width)
+        aside, shared = onnx.encode_key_aside(image), onnx.encode_key(image)
+        assert all(torch.equal(a, b) for a, b in zip(aside, shared))
+    assert onnx.sessions["key"].get_session_options().intra_op_num_threads == 2
+    assert onnx._key_aside is not None and onnx._key_aside.get_session_options().intra_op_num_threads == 1
+
+
 def test_a_corrupt_partial_or_stale_cache_is_rebuilt(cache: Path) -> None:
     network = load_network()
     folder = cache / network_digest(network)

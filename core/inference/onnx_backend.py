@@ -45,20 +45,31 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().to(torch.float32).numpy())
 
 
+def _session(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:
+    """An ONNX Runtime session of the graph at `path` on the CPU."""
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _feed(session: ort.InferenceSession, inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+    """`inputs` (in the graph's input order) named for `session`, as float32 numpy views."""
+    return {meta.name: _array(t) for meta, t in zip(session.get_inputs(), inputs)}
+
+
 class OnnxNetwork:
     """`VOSNetwork`'s inference methods, run by ONNX Runtime on the CPU. The inputs of the graphs named in
     `record` are kept in `recorded` (int8 calibration)."""
 
     def __init__(self, graphs: dict[str, Path], threads: int | None = None, record: Sequence[str] = ()):
         options = session_options(threads)
+        self.graphs = graphs
         self.recorded: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in record}
-        self.sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                         for name, path in graphs.items()}
+        self.sessions = {name: _session(path, options) for name, path in graphs.items()}
+        self._key_aside: ort.InferenceSession | None = None
 
     def _run(self, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """Run graph `name` on `inputs` (in its input order); its outputs as CPU tensors."""
         session = self.sessions[name]
-        feed = {meta.name: _array(t) for meta, t in zip(session.get_inputs(), inputs)}
+        feed = _feed(session, inputs)
         if name in self.recorded:
             self.recorded[name].append({key: array.copy() for key, array in feed.items()})
         return [torch.from_numpy(out) for out in session.run(None, feed)]
@@ -66,6 +77,16 @@ class OnnxNetwork:
     def encode_key(self, image: torch.Tensor) -> KeyFeatures:
         """Normalised image (1, 3, H, W) → key and features."""
         return KeyFeatures(*self._run("key", image))
+
+    def encode_key_aside(self, image: torch.Tensor) -> KeyFeatures:
+        """`encode_key` for one thread beside the tracking thread (a pipeline's key stage), by a session of its own
+        with one intra-op thread, made on first use: there the pipeline's other stages keep the cores busy, and a
+        second thread in this session only added overhead (batch FPS +2 to +6 %, docs/RESULTS.md). The same
+        features as `encode_key`."""
+        if self._key_aside is None:
+            self._key_aside = _session(self.graphs["key"], session_options(1))
+        outputs = self._key_aside.run(None, _feed(self._key_aside, (image,)))
+        return KeyFeatures(*(torch.from_numpy(out) for out in outputs))
 
     def encode_value(self, image: torch.Tensor, feats: KeyFeatures, masks: torch.Tensor,
                      outside: torch.Tensor | None = None) -> torch.Tensor:

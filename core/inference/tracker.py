@@ -250,8 +250,11 @@ class Tracker:
 
     @torch.inference_mode()
     def features(self, prepared: Prepared) -> KeyFeatures:
-        """The key encoder's output for a prepared frame, the step's first and largest network call."""
-        return self.network.encode_key(prepared[0])
+        """The key encoder's output for a prepared frame, the step's first and largest network call, made in a
+        thread of its own (ONNX Runtime: `OnnxNetwork.encode_key_aside`, one intra-op thread)."""
+        if self.backend == "torch":
+            return self.network.encode_key(prepared[0])
+        return self.network.encode_key_aside(prepared[0])
 
     def _adapt(self, frame: np.ndarray, mask: np.ndarray) -> None:
         """Fine-tune a copy of the network on the first annotated frame, at the inference size."""
