@@ -280,7 +280,7 @@ def test_polish_takes_back_what_the_answer_missed_and_drops_what_it_added_inside
     assert not polished[:y0].any() and not polished[:, :x0].any() and not polished[y1 + 1 :].any()
 
 
-def test_polish_gives_the_same_mask_each_time_and_keeps_an_empty_answer() -> None:
+def test_polish_gives_the_same_mask_each_time_and_keeps_an_empty_or_tiny_answer() -> None:
     image, block, box = striped_scene()
     answer = rectangle((120, 160), (50, 30, 79, 89))
     first = polish_box_answer(image, box, answer)
@@ -288,6 +288,9 @@ def test_polish_gives_the_same_mask_each_time_and_keeps_an_empty_answer() -> Non
     cv2.randu(np.zeros((8, 8), np.float32), 0, 1)
     assert np.array_equal(polish_box_answer(image, box, answer), first)
     assert not polish_box_answer(image, box, np.zeros_like(answer)).any()
+    frame = np.random.default_rng(1).integers(0, 256, (480, 854, 3)).astype(np.uint8)
+    speck = rectangle((480, 854), (400, 200, 400, 200))  # one pixel: nothing left to seed at 640 pixels wide
+    assert np.array_equal(polish_box_answer(frame, (0, 0, 853, 479), speck), speck)
 
 
 def test_a_box_alone_is_polished_and_a_click_after_it_is_not(monkeypatch: pytest.MonkeyPatch) -> None:

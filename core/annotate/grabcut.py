@@ -51,10 +51,12 @@ def polish_box_answer(image: np.ndarray, box: tuple[int, int, int, int], answer:
     GrabCut: outside the box is sure background, the answer eroded by _POLISH_CORE of the box's short side sure
     foreground, the rest of the answer probable foreground and the rest of the box probable background. The
     colour models take back what the network left out (a boat's dark hull) and drop what it added (ripples
-    beside a duck): box IoU 73.7 → 76.9 on 64 validation frames (docs/RESULTS.md). An empty answer is kept."""
+    beside a duck): box IoU 73.7 → 76.9 on 64 validation frames (docs/RESULTS.md). The answer is kept when the
+    polish would leave nothing (an object too small to seed at the polish's scale)."""
     if not answer.any():
         return answer
-    return _cut(image, _POLISH_SIDE, _POLISH_ITERATIONS, lambda hw, scale: _polish_seeds(hw, scale, box, answer))
+    polished = _cut(image, _POLISH_SIDE, _POLISH_ITERATIONS, lambda hw, scale: _polish_seeds(hw, scale, box, answer))
+    return polished if polished.any() else answer
 
 
 def _polish_seeds(hw: tuple[int, int], scale: float, box: tuple[int, int, int, int], answer: np.ndarray) -> np.ndarray:
