@@ -14,12 +14,12 @@ import torch
 
 from core import annotate
 from core.annotate import Mark
+from core.annotate import segmenter as segmenter_module
 from core.annotate.clicks import (GUIDANCE_CHANNELS, Click, guidance_maps, interior_point, jittered_box, next_click,
                                   random_interior_click, tight_box)
+from core.annotate.grabcut import polish_box_answer
 from core.annotate.network import (AnnotatorConfig, ClickNet, default_annotator, load_annotator,
                                    load_annotator_checkpoint, read_annotator_manifest, save_annotator)
-from core.annotate import segmenter as segmenter_module
-from core.annotate.grabcut import polish_box_answer
 from core.annotate.segmenter import (CLICK_REACH, FOCUS, ClickSegmenter, clicked_parts, focus_window, inside_box,
                                      mirror_averaged, predict)
 from core.evaluation.interactive import click_ious, clicks_to_reach, iou_after
@@ -261,7 +261,7 @@ def test_shipped_annotator_matches_its_manifest_and_records_its_provenance() -> 
 
 # ---- GrabCut's polish of a box's answer ----
 
-def striped_scene() -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+def red_block_scene() -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     """A 120×160 RGB image of green-grey noise with a red block (the object), its mask and a box around it."""
     rng = np.random.default_rng(0)
     image = np.stack([rng.integers(40, 90, (120, 160)), rng.integers(110, 170, (120, 160)),
@@ -272,7 +272,7 @@ def striped_scene() -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
 
 
 def test_polish_takes_back_what_the_answer_missed_and_drops_what_it_added_inside_the_box() -> None:
-    image, block, box = striped_scene()
+    image, block, box = red_block_scene()
     answer = rectangle((120, 160), (50, 30, 79, 89)) | rectangle((120, 160), (42, 92, 60, 99))  # half + a stray bit
     polished = polish_box_answer(image, box, answer)
     assert region_similarity(answer, block) < 0.6 < 0.95 < region_similarity(polished, block)
@@ -281,7 +281,7 @@ def test_polish_takes_back_what_the_answer_missed_and_drops_what_it_added_inside
 
 
 def test_polish_gives_the_same_mask_each_time_and_keeps_an_empty_or_tiny_answer() -> None:
-    image, block, box = striped_scene()
+    image, block, box = red_block_scene()
     answer = rectangle((120, 160), (50, 30, 79, 89))
     first = polish_box_answer(image, box, answer)
     cv2.setRNGSeed(12345)  # other code drawing from OpenCV's generator in between

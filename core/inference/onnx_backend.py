@@ -81,7 +81,7 @@ class OnnxNetwork:
     def encode_key_aside(self, image: torch.Tensor) -> KeyFeatures:
         """`encode_key` for one thread beside the tracking thread (a pipeline's key stage), by a session of its own
         with one intra-op thread, made on first use: there the pipeline's other stages keep the cores busy, and a
-        second thread in this session only added overhead (batch FPS +2 to +6 %, docs/RESULTS.md). The same
+        second thread in this session only added overhead (batch FPS +7 % at 720p, docs/RESULTS.md). The same
         features as `encode_key`."""
         if self._key_aside is None:
             self._key_aside = _session(self.graphs["key"], session_options(1))
