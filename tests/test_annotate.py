@@ -16,7 +16,7 @@ from core import annotate
 from core.annotate import Mark
 from core.annotate import segmenter as segmenter_module
 from core.annotate.clicks import (GUIDANCE_CHANNELS, Click, guidance_maps, interior_point, jittered_box, next_click,
-                                  random_interior_click, tight_box)
+                                  random_interior_click, tight_box, touched_parts)
 from core.annotate.grabcut import polish_box_answer
 from core.annotate.network import (AnnotatorConfig, ClickNet, default_annotator, load_annotator,
                                    load_annotator_checkpoint, read_annotator_manifest, save_annotator)
@@ -175,6 +175,8 @@ def test_only_the_parts_a_positive_click_touches_are_kept() -> None:
     assert np.array_equal(clicked_parts(two, (Click(10, 10, True), near)), two)
     assert np.array_equal(clicked_parts(two, (Click(35, 55, True),)), two)  # touches nothing: kept as it is
     assert np.array_equal(clicked_parts(two, (Click(10, 10, False),)), two)  # no positive click
+    corner = rectangle((60, 80), (75, 55, 79, 59))
+    assert np.array_equal(touched_parts(two | corner, [(200, 300)]), corner)  # a point past the edge: held to it
 
 
 def test_a_click_keeps_its_part_alone_but_within_a_box_every_part_stays() -> None:

@@ -66,6 +66,21 @@ def next_click(target: np.ndarray, prediction: np.ndarray) -> Click | None:
     return Click(int(x), int(y), bool(positive))
 
 
+def touched_parts(mask: np.ndarray, points: list[tuple[int, int]], reach: int = 0) -> np.ndarray:
+    """The 8-connected parts of `mask` (H, W) bool that come within `reach` pixels of one of `points` (x, y; held to
+    the frame); `mask` as it is when it has one part at most or no part is touched."""
+    count, parts = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
+    if count <= 2:
+        return mask
+    height, width = mask.shape
+    touched: set[int] = set()
+    for x, y in points:
+        x, y = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
+        near = parts[max(0, y - reach) : y + reach + 1, max(0, x - reach) : x + reach + 1]
+        touched.update(np.unique(near[near > 0]).tolist())
+    return np.isin(parts, sorted(touched)) if touched else mask
+
+
 def tight_box(mask: np.ndarray) -> Box | None:
     """The bounding box of `mask` (H, W) bool; None for an empty mask."""
     x, y, w, h = cv2.boundingRect(mask.astype(bool, copy=False).view(np.uint8))  # faster than np.nonzero

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from core.annotate.clicks import touched_parts
 from core.annotate.marks import Mark
 
 # GrabCut runs on a copy whose long side is at most this many pixels (fast enough for a click-by-click UI).
@@ -38,7 +39,7 @@ def grabcut_mask(image: np.ndarray, marks: tuple[Mark, ...]) -> np.ndarray:
     if not (boxes or positives):
         return np.zeros(image.shape[:2], dtype=bool)
     mask = _grabcut(image, boxes[-1] if boxes else None, marks)
-    return mask if boxes else _keep_touching(mask, positives)
+    return mask if boxes else touched_parts(mask, [(p.x, p.y) for p in positives])
 
 
 def _grabcut(image: np.ndarray, box: Mark | None, marks: tuple[Mark, ...]) -> np.ndarray:
@@ -112,13 +113,3 @@ def _seed_map(hw: tuple[int, int], scale: float, box: Mark | None, marks: tuple[
             value = cv2.GC_FGD if mark.kind == "positive" else cv2.GC_BGD
             cv2.circle(seeds, (round(mark.x * scale), round(mark.y * scale)), seed_radius, value, -1)
     return seeds
-
-
-def _keep_touching(mask: np.ndarray, points: list[Mark]) -> np.ndarray:
-    """Keep only the connected regions of `mask` (H, W) bool that contain one of `points`."""
-    count, components = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    height, width = mask.shape
-    keep = {int(components[min(p.y, height - 1), min(p.x, width - 1)]) for p in points} - {0}
-    if count <= 1 or not keep:
-        return mask
-    return np.isin(components, sorted(keep))

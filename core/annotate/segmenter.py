@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from core.annotate.clicks import Box, Click, guidance_maps, tight_box
+from core.annotate.clicks import Box, Click, guidance_maps, tight_box, touched_parts
 from core.annotate.grabcut import polish_box_answer
 from core.annotate.marks import Mark
 from core.annotate.network import AnnotatorConfig, load_annotator
@@ -160,18 +160,7 @@ def inside_box(mask: np.ndarray, box: Box, clicks: tuple[Click, ...]) -> np.ndar
 def clicked_parts(mask: np.ndarray, clicks: tuple[Click, ...]) -> np.ndarray:
     """The connected parts of `mask` (H, W) bool that a positive click touches (within CLICK_REACH pixels): a click
     marks one object, so blobs elsewhere in the frame are dropped; `mask` as it is when no part is touched."""
-    positive = [c for c in clicks if c.positive]
-    if not positive or not mask.any():
-        return mask
-    count, parts = cv2.connectedComponents(mask.view(np.uint8), connectivity=8)
-    if count <= 2:
-        return mask
-    touched = set()
-    for click in positive:
-        near = parts[max(0, click.y - CLICK_REACH) : click.y + CLICK_REACH + 1,
-                     max(0, click.x - CLICK_REACH) : click.x + CLICK_REACH + 1]
-        touched.update(np.unique(near[near > 0]).tolist())
-    return np.isin(parts, list(touched)) if touched else mask
+    return touched_parts(mask, [(c.x, c.y) for c in clicks if c.positive], CLICK_REACH)
 
 
 def clicks_and_box(marks: tuple[Mark, ...]) -> tuple[tuple[Click, ...], Box | None]:

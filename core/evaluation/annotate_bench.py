@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -24,30 +23,33 @@ import numpy as np
 from core.annotate import METHODS, Mark
 from core.annotate.clicks import tight_box
 from core.annotate.segmenter import BACKENDS
-from core.evaluation.interactive import click_ious, davis_frames, default_sequences, method_segment
+from core.evaluation.interactive import Segment, click_ious, davis_frames, default_sequences, method_segment
 
 
-def timed_clicks(segment: Callable[[tuple[Mark, ...]], np.ndarray], target: np.ndarray,
-                 clicks: int) -> list[tuple[float, float]]:
-    """(wall, process CPU) milliseconds of each of the simulated user's `clicks` calls of `segment` on `target`.
-    On a busy machine the CPU time of a 1-thread run is what the click costs a quiet core."""
-    times: list[tuple[float, float]] = []
-
+def timing(segment: Segment, times: list[tuple[float, float]]) -> Segment:
+    """`segment`, appending the (wall, process CPU) milliseconds of each call to `times`. On a busy machine the
+    CPU time of a 1-thread run is what the call costs a quiet core."""
     def timed(marks: tuple[Mark, ...]) -> np.ndarray:
         wall, cpu = time.perf_counter(), time.process_time()
         mask = segment(marks)
         times.append((1000 * (time.perf_counter() - wall), 1000 * (time.process_time() - cpu)))
         return mask
 
-    click_ious(target, timed, max_clicks=clicks, min_clicks=clicks)
+    return timed
+
+
+def timed_clicks(segment: Segment, target: np.ndarray, clicks: int) -> list[tuple[float, float]]:
+    """(wall, process CPU) milliseconds of each of the simulated user's `clicks` calls of `segment` on `target`."""
+    times: list[tuple[float, float]] = []
+    click_ious(target, timing(segment, times), max_clicks=clicks, min_clicks=clicks)
     return times
 
 
-def timed_box(segment: Callable[[tuple[Mark, ...]], np.ndarray], target: np.ndarray) -> tuple[float, float]:
+def timed_box(segment: Segment, target: np.ndarray) -> tuple[float, float]:
     """(wall, process CPU) milliseconds of one call of `segment` with the tight box around `target` alone."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    segment((Mark("box", 1, *tight_box(target)),))
-    return 1000 * (time.perf_counter() - wall), 1000 * (time.process_time() - cpu)
+    times: list[tuple[float, float]] = []
+    timing(segment, times)((Mark("box", 1, *tight_box(target)),))
+    return times[0]
 
 
 def summary(times: list[tuple[float, float]]) -> dict:
