@@ -392,7 +392,8 @@ class ObsStage:
 
     def place_above_source(self, scene: str, item_id: int) -> None:
         """Move U's item `item_id` to just above S (where `restore()` looks for S)."""
-        items = {i["sourceName"]: i["sceneItemIndex"] for i in self.call("GetSceneItemList", sceneName=scene)["sceneItems"]}
+        listed = self.call("GetSceneItemList", sceneName=scene)["sceneItems"]
+        items = {i["sourceName"]: i["sceneItemIndex"] for i in listed}
         below = items[self.source] if items[self._wrapper] < items[self.source] else items[self.source] + 1
         self.call("SetSceneItemIndex", sceneName=scene, sceneItemId=item_id, sceneItemIndex=below)
 

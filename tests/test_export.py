@@ -1,5 +1,5 @@
-"""`core.inference.graphs` and `core.inference.onnx_backend`: graphs with dynamic sizes, the self-healing cache, and an ONNX Runtime
-tracker that gives the torch tracker's masks on the bundled clips (downscaled for speed)."""
+"""`core.inference.graphs` and `core.inference.onnx_backend`: graphs with dynamic sizes, the self-healing cache, and an
+ONNX Runtime tracker that gives the torch tracker's masks on the bundled clips (downscaled for speed)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 
 from core.model.network import NetworkConfig, build_network
 from core.train.__main__ import main
-from core.train.config import VALIDATION_SEQUENCES, DataConfig
+from core.train.config import ABLATION_LOSSES, VALIDATION_SEQUENCES, DataConfig, LossConfig, preset
 from core.clips.sampler import ClipSampler
 from core.train.data import load_frames
 from core.train.loop import load_matching
@@ -133,3 +134,16 @@ def test_frozen_batch_norms_keep_their_running_statistics(tiny_davis: Path, tmp_
     before = load_trunk()[stats.removeprefix("backbone.")]
     after = load_network(tmp_path / "run" / "last.pt").state_dict()[stats]
     assert torch.allclose(after, before, atol=1e-2) == freeze  # lr 0: only the statistics can move
+
+
+def test_ablation_rows_differ_only_in_their_loss_each_adding_one_term() -> None:
+    for student in ("abl", "abl-fast"):
+        rows = [preset(f"{student}-{row}") for row in ABLATION_LOSSES]
+        assert len({replace(r, name="", loss=LossConfig()) for r in rows}) == 1
+    assert preset("abl-fast-seg").network == preset("s3-fast").network
+    seg, logit, rep_all, rep_boundary, omega0 = (preset(f"abl-fast-{row}").loss for row in ABLATION_LOSSES)
+    assert seg == LossConfig() and (seg.logit_kd, seg.rep) == (0, 0)
+    assert logit == replace(seg, logit_kd=1.0)
+    assert rep_all == replace(logit, rep=1.0, boundary=False, omega=0.95)
+    assert rep_boundary == replace(rep_all, boundary=True)
+    assert omega0 == replace(rep_boundary, omega=0.0)

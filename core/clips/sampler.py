@@ -1,13 +1,13 @@
 """Augmented clips made on the device from frames in memory: for training and for first-frame adaptation.
 
 A `FrameStore` holds frames and masks as uint8 tensors (every training frame, loaded by core.train.data, or
-the one annotated frame of an adaptation). `ClipSampler` draws batches of clips from it with one random affine per clip plus a small
-per-frame jitter, random crops, flips, time reversal and colour jitter, all with `grid_sample` on the device.
-Static-image clips (the first
-stage, as STCN's) turn one frame into a clip by warping it differently per frame and pasting distractors.
-Stage-0 clips paste an object cut from one frame onto another sequence's frame, move it with random affine
-steps and a smooth random warp (a low-resolution random displacement field, upsampled: a cheap stand-in for
-thin-plate splines) and sometimes occlude it with a distractor object cut from a third sequence.
+the one annotated frame of an adaptation). `ClipSampler` draws batches of clips from it with one random affine
+per clip plus a small per-frame jitter, random crops, flips, time reversal and colour jitter, all with
+`grid_sample` on the device. Static-image clips (the first stage, as STCN's) turn one frame into a clip by
+warping it differently per frame and pasting distractors. Stage-0 clips paste an object cut from one frame onto
+another sequence's frame, move it with random affine steps and a smooth random warp (a low-resolution random
+displacement field, upsampled: a cheap stand-in for thin-plate splines) and sometimes occlude it with a
+distractor object cut from a third sequence.
 """
 
 from __future__ import annotations
@@ -235,7 +235,8 @@ class ClipSampler:
     def _smooth_warp(self, n: int, s: int) -> torch.Tensor:
         """(N, S, S, 2) smooth random displacement in normalised coordinates (thin-plate-like)."""
         coarse = (self._rand(n, 2, 4, 4) - 0.5) * 0.12
-        return F.interpolate(coarse.to(self.device), size=(s, s), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+        fine = F.interpolate(coarse.to(self.device), size=(s, s), mode="bicubic", align_corners=True)
+        return fine.permute(0, 2, 3, 1)
 
     def _warp(self, images: torch.Tensor, theta: torch.Tensor, s: int, displacement: torch.Tensor | None = None,
               nearest: bool = False) -> torch.Tensor:

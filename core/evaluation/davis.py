@@ -2,8 +2,8 @@
 
 Owns reading the DAVIS layout (`JPEGImages/480p/<seq>/*.jpg`, `Annotations/480p/<seq>/*.png`), feeding each
 sequence's first annotation — and only that — to a predictor, writing the predicted palette PNGs, and the
-per-sequence and overall scores of `core.evaluation.metrics`. Frames are read with OpenCV, one at a time, so the training
-loop can call `evaluate` for periodic validation without PyAV.
+per-sequence and overall scores of `core.evaluation.metrics`. Frames are read with OpenCV, one at a time, so the
+training loop can call `evaluate` for periodic validation without PyAV.
 """
 
 from __future__ import annotations

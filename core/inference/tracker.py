@@ -36,7 +36,8 @@ class TrackerConfig:
     memory: str = "first_previous"     # or "infinite" (every `every`-th frame kept)
     every: int = 5
     size: int | None = None            # inference short side in pixels; None = DEFAULT_SIZE (never upscaled)
-    backend: str = "torch"             # "torch", "onnx", "onnx-int8" (ONNX Runtime on the CPU) or "auto" (resolve_backend)
+    backend: str = "torch"             # "torch", "onnx", "onnx-int8" (ONNX Runtime on the CPU) or "auto"
+                                       # (resolve_backend)
     adapt_steps: int = 0               # first-frame online adaptation steps (torch backend; core.inference.adapt)
     box_prior: float | None = 0.5      # each object's box on the previous frame (`expected_box`), grown by this
                                        # fraction of its side on every edge, bounds where it is expected; None: off

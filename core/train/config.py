@@ -52,6 +52,15 @@ class TrainConfig:
 
 
 FULL_LOSS = LossConfig(logit_kd=1.0, rep=1.0, omega=0.95, boundary=True)
+# the paper's ablation, each row adding one term to the one before: segmentation only; + logit distillation;
+# + representation distillation on all pixels; + boundary sampling (the full loss); the full loss with ω = 0
+ABLATION_LOSSES = {
+    "seg": LossConfig(),
+    "logit": LossConfig(logit_kd=1.0),
+    "rep-all": replace(FULL_LOSS, boundary=False),
+    "rep-boundary": FULL_LOSS,
+    "omega0": replace(FULL_LOSS, omega=0.0),
+}
 
 
 def preset(name: str) -> TrainConfig:
@@ -60,7 +69,6 @@ def preset(name: str) -> TrainConfig:
         "teacher": TrainConfig("teacher", TEACHER, DataConfig(clip_frames=5), memory="infinite", batch=16),
         **{f"s0-{v}": TrainConfig(f"s0-{v}", n, DataConfig(synthetic=True)) for v, n in STUDENTS.items()},
         **{f"s1-{v}": TrainConfig(f"s1-{v}", n, loss=FULL_LOSS) for v, n in STUDENTS.items()},
-        "abl-seg": TrainConfig("abl-seg", STUDENTS["mnv2aspp"]),
         # stage 2: a faster architecture, warm-started from a trained student (--init; matching tensors only),
         # segmentation loss (the best row of the ablation)
         "s2-fast": TrainConfig("s2-fast", STUDENTS["mnv2aspp-fast"]),
@@ -68,11 +76,11 @@ def preset(name: str) -> TrainConfig:
         # stage 3: the fast student from the ImageNet trunk: static-image pseudo-clips, then real clips (--init)
         "static-fast": TrainConfig("static-fast", STUDENTS["mnv2aspp-fast"], DataConfig(static=True, clip_frames=3)),
         "s3-fast": TrainConfig("s3-fast", STUDENTS["mnv2aspp-fast"]),
-        "abl-logit": TrainConfig("abl-logit", STUDENTS["mnv2aspp"], loss=LossConfig(logit_kd=1.0)),
-        "abl-rep-all": TrainConfig("abl-rep-all", STUDENTS["mnv2aspp"],
-                                   loss=replace(FULL_LOSS, boundary=False)),
-        "abl-rep-boundary": TrainConfig("abl-rep-boundary", STUDENTS["mnv2aspp"], loss=FULL_LOSS),
-        "abl-omega0": TrainConfig("abl-omega0", STUDENTS["mnv2aspp"], loss=replace(FULL_LOSS, omega=0.0)),
+        # the ablation rows, each with the first student (abl-ROW) and the fast one (abl-fast-ROW)
+        **{f"abl-{row}": TrainConfig(f"abl-{row}", STUDENTS["mnv2aspp"], loss=loss)
+           for row, loss in ABLATION_LOSSES.items()},
+        **{f"abl-fast-{row}": TrainConfig(f"abl-fast-{row}", STUDENTS["mnv2aspp-fast"], loss=loss)
+           for row, loss in ABLATION_LOSSES.items()},
     }
     presets["s1-resnet18"] = replace(presets["s1-resnet18"], loss=replace(FULL_LOSS, omega=0.0))
     if name not in presets:
