@@ -14,8 +14,9 @@ from PIL import Image
 
 from core.annotate.network import save_annotator
 from core.annotate.refine import MaskRefiner
-from core.evaluation import failures, refinement
+from core.evaluation import davis, failures, refinement
 from core.evaluation.davis import sequence_files
+from core.inference.tracker import Tracker
 from core.train.annotator import build as build_annotator
 from core.io.masks import davis_palette, read_mask, resize_labels, write_mask
 
@@ -98,6 +99,17 @@ def test_tracker_writes_palette_pngs_the_size_of_the_frames(davis_root: Path, tm
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["predictor"] == "tracker" and list(report["sequences"]) == ["bike"]
     assert 0 <= report["mean"]["jf"] <= 100 and report["fps"] > 0
+
+
+def test_memory_option_tracks_with_the_teachers_memory_and_says_so(davis_root: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    made = []
+    monkeypatch.setattr(davis, "Tracker", lambda config, network: made.append(config) or Tracker(config, network))
+    assert davis.main([str(davis_root), "--sequences", "square", "--memory", "infinite", "--json",
+                       str(tmp_path / "r.json"), "--device", "cpu", "--threads", "1"]) == 0
+    assert made and all(config.memory == "infinite" for config in made)
+    assert json.loads((tmp_path / "r.json").read_text())["memory"] == "infinite"
+    assert run_eval(str(davis_root), "--memory", "every-frame").returncode == 2  # argparse names the choices
 
 
 def test_refine_redraws_the_tracked_masks_and_says_so(davis_root: Path, tmp_path: Path) -> None:

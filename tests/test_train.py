@@ -6,6 +6,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import numpy as np
@@ -17,6 +18,7 @@ from core.train.__main__ import main
 from core.train.config import ABLATION_LOSSES, VALIDATION_SEQUENCES, DataConfig, LossConfig, preset
 from core.clips.sampler import ClipSampler
 from core.train.data import load_frames
+from core.train import loop
 from core.train.loop import load_matching
 from core.weights import load_checkpoint, load_network, load_trunk
 
@@ -147,3 +149,16 @@ def test_ablation_rows_differ_only_in_their_loss_each_adding_one_term() -> None:
     assert rep_all == replace(logit, rep=1.0, boundary=False, omega=0.95)
     assert rep_boundary == replace(rep_all, boundary=True)
     assert omega0 == replace(rep_boundary, omega=0.0)
+
+
+def test_validation_tracks_with_the_memory_the_run_trains_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = []
+    def fake_evaluate(root: str, sequences: list[str], factory, progress: bool) -> SimpleNamespace:
+        made.append(factory())
+        return SimpleNamespace(jf=50.0)
+
+    monkeypatch.setattr(loop, "evaluate", fake_evaluate)
+    network = build_network(NetworkConfig(backbone="mobilenetv2", aspp=False))
+    for memory in ("first_previous", "infinite"):
+        assert loop.validate(network, "root", torch.device("cpu"), memory) == 50.0
+        assert made.pop().config.memory == memory

@@ -27,6 +27,7 @@ from core.annotate.refine import MaskRefiner, RefinedTracker
 from core.annotate.segmenter import build_segmenter
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, write_mask
 from core.evaluation.metrics import ObjectScore, SequenceScorer, summarize
+from core.inference.memory import MEMORIES
 from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments, tracker_config
 from core.weights import WeightsError, load_network
 
@@ -259,6 +260,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--refine", action="store_true",
                         help="redraw each tracked mask with the annotation network, zoomed on the object (slower)")
     parser.add_argument("--annotator", help="with --refine: this annotator checkpoint (default: the shipped one)")
+    parser.add_argument("--memory", choices=MEMORIES, default=TrackerConfig.memory,
+                        help="first_previous (default): the student's constant memory; infinite: every 5th frame "
+                             "kept as well, the memory the teacher is trained with")
     add_tracker_arguments(parser)
     return parser.parse_args(argv)
 
@@ -270,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.baseline == "first-mask":
             factory: PredictorFactory = FirstMaskBaseline
         else:
-            factory = tracker_factory(tracker_config(args), args.refine, args.annotator)
+            factory = tracker_factory(tracker_config(args, memory=args.memory), args.refine, args.annotator)
         report = evaluate(args.root, sequences, factory, out_dir=args.out)
     except (EvalError, MaskError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -280,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup = {"root": str(args.root), "predictor": args.baseline or "tracker", "weights": args.weights,
                  "size": args.tracker_size, "device": args.device, "threads": args.threads, "backend": args.backend,
                  "adapt_steps": args.adapt_steps, "box_prior": args.box_prior, "refine": args.refine,
-                 "annotator": args.annotator}
+                 "annotator": args.annotator, "memory": args.memory}
         write_json(args.json, {**setup, **report.to_dict()})
     return 0
 

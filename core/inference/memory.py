@@ -106,10 +106,13 @@ class InfiniteMemory(FirstPreviousMemory):
         self.kept = [_select(e, objects) for e in self.kept]
 
 
+MEMORIES = ("first_previous", "infinite")  # the names `make_memory` knows
+
+
 def make_memory(kind: str, every: int = 5) -> FirstPreviousMemory:
     """A memory by name: "first_previous" (constant) or "infinite"."""
     if kind == "first_previous":
         return FirstPreviousMemory()
     if kind == "infinite":
         return InfiniteMemory(every)
-    raise ValueError(f"unknown memory {kind!r}: use 'first_previous' or 'infinite'")
+    raise ValueError(f"unknown memory {kind!r}: use one of {', '.join(MEMORIES)}")

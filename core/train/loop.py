@@ -48,10 +48,10 @@ def clip_loss(config: TrainConfig, student: list[Prediction], teacher: list[Pred
     return terms
 
 
-def validate(network: VOSNetwork, root: str, device: torch.device) -> float:
-    """Mean J&F (points) on the validation split, tracking at the frames' own size; leaves `network` in eval
-    mode."""
-    config = TrackerConfig(device=device.type)
+def validate(network: VOSNetwork, root: str, device: torch.device, memory: str = TrackerConfig.memory) -> float:
+    """Mean J&F (points) on the validation split, tracking at the frames' own size with the `memory` the network
+    trains with (the teacher's is "infinite"); leaves `network` in eval mode."""
+    config = TrackerConfig(device=device.type, memory=memory)
     return evaluate(root, list(VALIDATION_SEQUENCES), lambda: Tracker(config, network), progress=False).jf
 
 
@@ -141,7 +141,7 @@ class Trainer:
                                  f"({self.config.data.root})"}
 
     def _checkpoint(self, log) -> None:
-        jf = validate(self.network, self.val_root, self.device) if self.val_root else None
+        jf = validate(self.network, self.val_root, self.device, self.config.memory) if self.val_root else None
         save_checkpoint(self.network, self.out / "last.pt", self._meta(jf), half=True)
         if jf is not None and jf > self.best:
             self.best = jf
