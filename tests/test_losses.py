@@ -71,6 +71,17 @@ def test_representation_loss_uses_only_band_pixels() -> None:
     assert not torch.isclose(a, c)
 
 
+def test_a_frame_without_its_object_leaves_the_band_loss_and_its_gradients_finite() -> None:
+    labels = torch.zeros(2, 1, 8, 8)
+    labels[0, :, :, 4:] = 1  # the second frame has no object, so no boundary band: it is left out
+    student = torch.randn(2, 6, 8, 8, requires_grad=True)
+    teacher = torch.randn(2, 5, 8, 8)
+    loss = representation_loss(student, teacher, labels, 0.95, True, 1, 1000)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(student.grad).all()
+    assert torch.isclose(loss, representation_loss(student[:1], teacher[:1], labels[:1], 0.95, True, 1, 1000))
+
+
 def test_logit_distillation_zero_for_identical_and_positive_otherwise() -> None:
     z = torch.randn(2, 1, 4, 4)
     assert logit_distillation(z, z, 0.1).abs().item() < 1e-6

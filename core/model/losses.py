@@ -54,11 +54,12 @@ def correlation(features: torch.Tensor) -> torch.Tensor:
 
 def renyi_loss(student: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """L_rep = log₂ Σ S² − log₂ Σ (S ∘ T)² over the last two dimensions of correlations S (student) and T (target);
-    `weights` (same shape, 0/1) leave padded pairs out."""
+    `weights` (same shape, 0/1) leave padded pairs out. Both sums are held above 1e-12, so a matrix weighted out
+    entirely gives a finite loss and zero gradients (not NaN) when the caller drops it."""
     num, den = student.pow(2), (student * target).pow(2)
     if weights is not None:
         num, den = num * weights, den * weights
-    return torch.log2(num.sum(dim=(-2, -1))) - torch.log2(den.sum(dim=(-2, -1)).clamp_min(1e-12))
+    return torch.log2(num.sum(dim=(-2, -1)).clamp_min(1e-12)) - torch.log2(den.sum(dim=(-2, -1)).clamp_min(1e-12))
 
 
 def unified_target(teacher: torch.Tensor | None, labels: torch.Tensor, omega: float) -> torch.Tensor:
