@@ -11,6 +11,7 @@ import torch
 
 from core import weights
 from core.model.network import NetworkConfig, build_network
+from core.model.variants import TEACHER
 from core.weights import WeightsError, load_checkpoint, load_network, save_checkpoint
 
 
@@ -20,6 +21,15 @@ def test_manifest_default_exists_and_matches_its_sha256() -> None:
     path = weights.WEIGHTS_DIR / entry["file"]
     assert weights.sha256(path) == entry["sha256"]
     assert load_network().training is False
+
+
+def test_every_shipped_checkpoint_matches_its_sha256_and_loads_as_its_variant() -> None:
+    entries = weights.read_manifest()["checkpoints"]
+    for name, entry in entries.items():
+        path = weights.WEIGHTS_DIR / entry["file"]
+        assert weights.sha256(path) == entry["sha256"], name
+        assert load_network(path).training is False
+    assert load_network(weights.WEIGHTS_DIR / entries["mobilevos-teacher-s4gpu"]["file"]).config == TEACHER
 
 
 def test_save_then_load_round_trips(tmp_path: Path) -> None:
