@@ -17,6 +17,7 @@ TEACHER=${TEACHER:-core/weights/mobilevos-teacher-s4gpu.pt}  # the shipped teach
 EVAL_ROOT=${EVAL_ROOT:-../shared/data/davis2016-train}
 export RUNS PY DATA STEPS BATCH THREADS TEACHER PYTHONUNBUFFERED=1
 mkdir -p "$RUNS"
+[ -d "$DATA" ] || "$PY" -m core.train.pack "$EVAL_ROOT" "$DATA" --quality 70  # the frames at 240p, made once
 
 row() {  # ROW: train it (resuming), its console output in $RUNS/ROW.log
     "$PY" -m core.train --preset "abl-fast-$1" --out "$RUNS/$1" --data "$DATA" --steps "$STEPS" --batch "$BATCH" \
