@@ -153,6 +153,7 @@ def test_ablation_rows_differ_only_in_their_loss_each_adding_one_term() -> None:
 
 def test_validation_tracks_with_the_memory_the_run_trains_with(monkeypatch: pytest.MonkeyPatch) -> None:
     made = []
+
     def fake_evaluate(root: str, sequences: list[str], factory, progress: bool) -> SimpleNamespace:
         made.append(factory())
         return SimpleNamespace(jf=50.0)

@@ -261,8 +261,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="redraw each tracked mask with the annotation network, zoomed on the object (slower)")
     parser.add_argument("--annotator", help="with --refine: this annotator checkpoint (default: the shipped one)")
     parser.add_argument("--memory", choices=MEMORIES, default=TrackerConfig.memory,
-                        help="first_previous (default): the student's constant memory; infinite: every 5th frame "
-                             "kept as well, the memory the teacher is trained with")
+                        help="first_previous (default): the student's constant memory; infinite: every "
+                             f"{TrackerConfig.every}th frame kept as well, the memory the teacher is trained with")
     add_tracker_arguments(parser)
     return parser.parse_args(argv)
 
