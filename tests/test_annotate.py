@@ -20,7 +20,8 @@ from core.annotate.clicks import (GUIDANCE_CHANNELS, Click, guidance_maps, inter
 from core.annotate.grabcut import polish_box_answer
 from core.annotate.network import (AnnotatorConfig, ClickNet, default_annotator, load_annotator,
                                    load_annotator_checkpoint, read_annotator_manifest, save_annotator)
-from core.annotate.segmenter import (CLICK_REACH, FOCUS, ClickSegmenter, clicked_parts, focus_window, inside_box,
+from core.annotate.segmenter import (CLICK_REACH, CLOSE_MARGIN, CLOSE_MIN_SIDE, CLOSE_SHARE, FOCUS, ClickSegmenter,
+                                     clicked_parts, close_look, close_window, focus_window, inside_box,
                                      mirror_averaged, predict)
 from core.evaluation.interactive import click_ious, clicks_to_reach, iou_after
 from core.evaluation.metrics import region_similarity
@@ -96,27 +97,41 @@ def test_network_gives_one_logit_per_input_pixel() -> None:
 
 
 class CountingNet(ClickNet):
-    """A ClickNet that counts its runs."""
+    """A ClickNet that counts its runs and takes every pixel it sees."""
 
     runs = 0
 
     def forward(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
         self.runs += 1
-        return super().forward(image, guidance)
+        return torch.full_like(image[:, :1], 10.0)
 
 
-def test_each_new_click_costs_one_step_and_any_frame_size_works() -> None:
-    torch.manual_seed(0)  # untrained weights: some draws give an empty first mask, and then a click costs two steps
+def test_each_new_click_costs_one_step_and_its_close_look_and_any_frame_size_works() -> None:
     segmenter = ClickSegmenter(CountingNet().eval())
     image = np.random.default_rng(0).integers(0, 255, (75, 101, 3), dtype=np.uint8)
     marks = (Mark("positive", 1, 50, 30),)
     assert segmenter.mask(image, marks).shape == (75, 101)
-    first = segmenter.network.runs
-    assert first in (2, 4)  # the whole frame, then zoomed on that answer when it took something; each mirrored
+    assert segmenter.network.runs == 6  # the whole frame, zoomed on that answer, the close look; each mirrored
     marks += (Mark("negative", 1, 10, 10), Mark("brush_add", 1, 3, 3, radius=2))
     segmenter.mask(image, marks)
     segmenter.mask(image, marks)
-    assert segmenter.network.runs == first + 2  # one step: the image and its mirror image
+    assert segmenter.network.runs == 6 + 4  # one step and its close look, once: the second call is cached
+
+
+def test_the_close_look_redraws_a_square_around_the_last_click_but_its_edges() -> None:
+    image = np.zeros((480, 854, 3), np.uint8)
+    mask = np.zeros((480, 854), bool)
+    mask[200:260, 300:360] = True  # its zoomed view: a square of side 100
+    click = Click(330, 230, False)
+    assert close_window(mask.shape, click, mask) == (298, 198, CLOSE_MIN_SIDE)  # half of 100, at least the minimum
+    mask[100:300, 300:500] = True  # now a view of side 333: the close look's side 167
+    x, y, side = close_window(mask.shape, click, mask)
+    assert side == round(CLOSE_SHARE * round(200 / FOCUS)) and (x + side / 2, y + side / 2) == (330, 230)
+    looked = close_look(CountingNet().eval(), image, (click,), None, mask)
+    inset = round(side * CLOSE_MARGIN)
+    inner = np.zeros_like(mask)
+    inner[y + inset : y + side - inset, x + inset : x + side - inset] = True
+    assert not mask[inner].all() and np.array_equal(looked, mask | inner)  # all it saw taken, within the inset
 
 
 def test_the_mirrored_run_is_mirrored_back_before_averaging() -> None:
@@ -211,7 +226,7 @@ def test_a_box_takes_the_object_inside_it_and_nothing_outside() -> None:
     assert not mask[:, : x0].any() and not mask[:, x1 + 1 :].any()
 
 
-def test_a_box_alone_is_answered_twice_and_a_later_click_once() -> None:
+def test_a_box_alone_is_answered_twice_and_a_later_click_once_and_looked_at_closely() -> None:
     class Counting:
         def __init__(self, network: ClickNet):
             self.network, self.config, self.runs = network, network.config, 0
@@ -228,7 +243,7 @@ def test_a_box_alone_is_answered_twice_and_a_later_click_once() -> None:
     assert region_similarity(segmenter.mask(image, (box,)), player) > 0.6
     assert counting.runs == 4  # the box, then again with that answer as the previous mask; each mirrored
     segmenter.mask(image, (box, Mark("positive", 1, (x0 + x1) // 2, (y0 + y1) // 2)))
-    assert counting.runs == 6
+    assert counting.runs == 8  # the click: one step and its close look
 
 
 def test_brush_edits_the_network_result_in_order() -> None:
