@@ -52,7 +52,9 @@ if wanted ray; then
         echo "ray: no $clip.mp4; run the stages step first (same WORK)" | tee "$OUT/ray-$DEVICE.txt"
     else
         mkdir -p "$WORK/ray-in"
-        for name in first second; do cp "$clip.mp4" "$WORK/ray-in/$name.mp4"; cp "$clip.png" "$WORK/ray-in/$name.png"; done
+        for name in first second; do
+            cp "$clip.mp4" "$WORK/ray-in/$name.mp4"; cp "$clip.png" "$WORK/ray-in/$name.png"
+        done
         timeout 400 $PY -m core.batch "$WORK/ray-in" --out "$WORK/ray-out" --ray --workers 2 --device "$DEVICE" \
             --effect overlay --effect blur --overwrite > "$OUT/ray-$DEVICE.txt" 2>&1
         echo "$(date +%T) ray exit $?"; tail -n 6 "$OUT/ray-$DEVICE.txt"
