@@ -9,8 +9,9 @@
 # (a warm machine keeps .whl/av and the clips of the first):
 #   run(carry=[".whl/av"], command="bash scripts/gpu_batch_check.sh")             all but Ray
 #   run(carry=[".whl/ray"], command="STEPS=ray bash scripts/gpu_batch_check.sh")  Ray
-# Test on a CPU: DEVICE=cpu OUT=/tmp/check WORK=/tmp/check-work E2E_FRAMES=24 \
-#   BENCH_ARGS="--frames 50 --variants student" bash scripts/gpu_batch_check.sh
+# Test on a CPU (the packed wheels are for the device's Python 3.12, so none installed): DEVICE=cpu WHEELS= \
+#   OUT=/tmp/check WORK=/tmp/check-work E2E_FRAMES=24 BENCH_ARGS="--frames 50 --variants student" \
+#   PY=.venv/bin/python bash scripts/gpu_batch_check.sh
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-runs/gpu-batch/out}
@@ -18,11 +19,12 @@ WORK=${WORK:-runs/gpu-batch/work}
 PY=${PY:-python3}
 STEPS=" ${STEPS:-stages bench nvenc ray} "
 E2E_FRAMES=${E2E_FRAMES:-180}
+WHEELS=${WHEELS-.whl}  # the packed wheels installed first (empty: none)
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$WORK"
 wanted() { [[ $STEPS == *" $1 "* ]]; }
 
-mapfile -t wheels < <(ls .whl/*/*.whl 2>/dev/null)
+mapfile -t wheels < <([ -n "$WHEELS" ] && ls "$WHEELS"/*/*.whl 2>/dev/null)
 if [ ${#wheels[@]} -gt 0 ]; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "${wheels[@]}" \
         || exit 1
