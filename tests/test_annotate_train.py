@@ -73,6 +73,26 @@ def test_frozen_batch_norms_keep_the_starting_statistics(tiny_davis: Path, tmp_p
         assert torch.allclose(after, start, rtol=1e-2) == (name == "frozen")
 
 
+def test_averaged_weights_are_validated_saved_and_resumed(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--data", str(tiny_davis), "--lr", "1e-2", "--ema", "0.5", *TINY]
+    main([*args, "--steps", "2"])
+    state = torch.load(out / "state.pt", weights_only=False)
+    saved = load_annotator(out / "last.pt").state_dict()
+    start = load_trunk()
+    name = "blocks.5.block.1.0.weight"
+    for key, value in saved.items():  # the saved weights are the average, not the trained ones
+        assert torch.equal(value, state["average"][key])
+    assert not torch.equal(state["average"][f"trunk.{name}"], state["network"][f"trunk.{name}"])
+    between = state["average"][f"trunk.{name}"]
+    distance = (between - start[name]).norm() / (state["network"][f"trunk.{name}"] - start[name]).norm()
+    assert 0 < distance < 1  # behind the trained weights, on their way from the start
+    main([*args, "--steps", "3"])
+    resumed = torch.load(out / "state.pt", weights_only=False)
+    expected = 0.5 * between + 0.5 * resumed["network"][f"trunk.{name}"]
+    assert torch.allclose(resumed["average"][f"trunk.{name}"], expected, atol=1e-6)
+
+
 def test_tracked_guesses_are_near_the_object_but_wrong() -> None:
     target = np.zeros((120, 160), bool)
     target[30:90, 40:100] = True

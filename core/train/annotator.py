@@ -9,16 +9,18 @@ the interior point or a random object pixel), or both; then 0–3 rounds of the 
 and the simulated user's next click (the largest error's centre) make the previous-mask input, as RITM trains.
 With `--redraw-odds P`, a share P of the samples instead gets no click and no box and a tracker-like mistaken
 mask as the previous mask (`tracked_guess`): the task of `core.annotate.refine`, which redraws tracked masks.
-Loss: binary cross-entropy + soft IoU. Resumable from `DIR/state.pt`; logs to `DIR/log.jsonl`; validates
-box / 1-click / 3-click IoU on every `--val-every`-th frame of the validation sequences at full size (and, with
-`--tracked`, the redrawing of a tracker's saved masks, `core.evaluation.refinement`) and keeps the best weights
-in `DIR/best.pt`. `--device cuda` trains the network on a GPU (samples are still drawn on the CPU, and
-validation runs there, as users run it).
+Loss: binary cross-entropy + soft IoU. Resumable from `DIR/state.pt`; logs to `DIR/log.jsonl`; validates box /
+1-click / 3-click IoU on every `--val-every`-th frame of the validation sequences at full size (and, with
+`--tracked`, the redrawing of a tracker's saved masks, `core.evaluation.refinement`) and keeps the best weights in
+`DIR/best.pt` (with `--ema D`, the weights' exponential moving average of decay D is what is validated and saved).
+`--device cuda` trains the network on a GPU (samples are still drawn on the CPU, and validation runs there, as
+users run it).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -70,6 +72,7 @@ class AnnotatorTraining:
     seed: int = 0
     device: str = "cpu"         # where the network trains ("cuda" on a GPU machine); samples are drawn on the CPU
     freeze_bn: bool = False     # batch norms keep their running statistics (fine-tuning at the CPU's small batches)
+    ema: float = 0.0            # > 0: validate and save an exponential moving average of the weights (this decay)
     redraw_odds: float = 0.0    # samples that redraw a tracker-like guess: no click, no box (`core.annotate.refine`)
     tracked: str = ""           # a tracker's saved masks of the validation sequences (`core.eval --out`), whose
     tracked_every: int = 5      # redrawing is validated too, on every N-th frame
@@ -247,6 +250,16 @@ def validate(network: ClickNet, frames: list, tracked: list) -> dict:
     return {**result, "mean": round(sum(result.values()) / len(result), 1)}
 
 
+def update_average(average: ClickNet, network: ClickNet, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * network, weights and floating-point buffers alike (others copied)."""
+    with torch.no_grad():
+        for kept, current in zip(average.state_dict().values(), network.state_dict().values()):
+            if kept.is_floating_point():
+                kept.mul_(decay).add_(current.to(kept.device), alpha=1 - decay)
+            else:
+                kept.copy_(current)
+
+
 def learning_rate(peak: float, progress: float) -> float:
     """Linear warm-up over the first 3 % of training, then cosine decay to zero; `progress` in [0, 1]."""
     if progress < 0.03:
@@ -272,11 +285,15 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     network.to(run.device)
     optimiser = torch.optim.AdamW(network.parameters(), lr=run.lr, weight_decay=1e-4)
     step, best, elapsed = 0, -1.0, 0.0
+    average = copy.deepcopy(network).cpu().eval() if run.ema > 0 else None
     if (out / "state.pt").exists():
         state = torch.load(out / "state.pt", map_location="cpu", weights_only=False)
         network.load_state_dict(state["network"])
         optimiser.load_state_dict(state["optimiser"])
         step, best, elapsed = state["step"], state["best"], state["elapsed"]
+        if average is not None:
+            average.load_state_dict(state.get("average", state["network"]))
+    judged = network if average is None else average
     rng = np.random.default_rng(run.seed + step)
     train_names = davis_sequences(run.data, exclude=VALIDATION_SEQUENCES)
     sampler = ClipSampler(load_frames(run.data, train_names, run.load_short_side),
@@ -292,22 +309,25 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(run.lr, progress)
         loss = training_step(network, optimiser, sampler, run, rng)
+        if average is not None:
+            update_average(average, network, run.ema)
         step += 1
         elapsed = time.time() - started
         record: dict = {"step": step, "loss": round(loss, 4), "seconds": round(elapsed, 1)}
         last = max(step / run.steps, elapsed / run.seconds) >= 1
         if step % run.val_every == 0 or last:
-            record["val"] = validate(network, val_frames, tracked)
+            record["val"] = validate(judged, val_frames, tracked)
             training_mode(network, run.freeze_bn)
             meta = {"steps": step, "training_sequences": train_names, "validation_sequences": held_out,
                     "validation": record["val"], "run": asdict(run)}
-            save_annotator(network, out / "last.pt", meta)
+            save_annotator(judged, out / "last.pt", meta)
             if record["val"]["mean"] > best:
                 best = record["val"]["mean"]
-                save_annotator(network, out / "best.pt", meta)
+                save_annotator(judged, out / "best.pt", meta)
         if step % 25 == 0 or "val" in record:
+            kept = {} if average is None else {"average": average.state_dict()}
             save_atomically({"network": network.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                             "best": best, "elapsed": elapsed}, out / "state.pt")
+                             "best": best, "elapsed": elapsed, **kept}, out / "state.pt")
         log.write(json.dumps(record) + "\n")
         log.flush()
 
