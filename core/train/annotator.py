@@ -255,7 +255,7 @@ def update_average(average: ClickNet, network: ClickNet, decay: float) -> None:
     with torch.no_grad():
         for kept, current in zip(average.state_dict().values(), network.state_dict().values()):
             if kept.is_floating_point():
-                kept.mul_(decay).add_(current.to(kept.device), alpha=1 - decay)
+                kept.mul_(decay).add_(current, alpha=1 - decay)
             else:
                 kept.copy_(current)
 
@@ -285,7 +285,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     network.to(run.device)
     optimiser = torch.optim.AdamW(network.parameters(), lr=run.lr, weight_decay=1e-4)
     step, best, elapsed = 0, -1.0, 0.0
-    average = copy.deepcopy(network).cpu().eval() if run.ema > 0 else None
+    average = copy.deepcopy(network).eval() if run.ema > 0 else None  # on the network's device
     if (out / "state.pt").exists():
         state = torch.load(out / "state.pt", map_location="cpu", weights_only=False)
         network.load_state_dict(state["network"])
