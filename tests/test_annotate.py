@@ -4,6 +4,7 @@ errors; the interactive evaluation's bookkeeping."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -23,9 +24,10 @@ from core.annotate.network import (AnnotatorConfig, ClickNet, default_annotator,
 from core.annotate.segmenter import (CLICK_REACH, CLOSE_MARGIN, CLOSE_MIN_SIDE, CLOSE_SHARE, FOCUS, ClickSegmenter,
                                      clicked_parts, close_look, close_window, focus_window, inside_box,
                                      mirror_averaged, predict)
-from core.evaluation.interactive import click_ious, clicks_to_reach, iou_after
+from core.evaluation.interactive import annotated_clips, click_ious, clicks_to_reach, clip_objects, iou_after
+from core.evaluation.interactive import main as interactive_main
 from core.evaluation.metrics import region_similarity
-from core.io.masks import read_mask
+from core.io.masks import read_mask, write_mask
 from core.weights import WEIGHTS_DIR, WeightsError, sha256
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -375,3 +377,28 @@ def test_simulated_user_stops_at_the_goal_after_the_minimum_clicks() -> None:
     half[:, 30:] = False
     ious = click_ious(target, lambda marks: half if len(marks) == 1 else target, max_clicks=20, min_clicks=3)
     assert ious[:2] == [region_similarity(half, target), 1.0] and len(ious) == 2  # exact: nothing left to click
+
+
+def test_a_folder_of_clips_is_scored_object_by_object(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[8:24, 8:28] = (250, 40, 40)
+    image[28:44, 36:60] = (40, 250, 40)
+    labels = np.zeros((48, 64), np.uint8)
+    labels[8:24, 8:28], labels[28:44, 36:60] = 1, 3
+    (tmp_path / "a" / "frames").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "a" / "frames" / "00000.png"), image[..., ::-1])
+    write_mask(tmp_path / "a" / "masks" / "00000.png", labels)
+    (tmp_path / "b").mkdir()
+    cv2.imwrite(str(tmp_path / "b" / "00007.png"), image[..., ::-1])  # the frame beside masks/, its mask half size
+    write_mask(tmp_path / "b" / "masks" / "00007.png", np.ascontiguousarray(labels[::2, ::2]))
+    (tmp_path / "no-masks").mkdir()
+    assert annotated_clips(tmp_path) == ["a", "b"]
+    objects = list(clip_objects(tmp_path, ["a", "b"]))
+    assert [name for name, _, _ in objects] == ["a/00000/1", "a/00000/3", "b/00007/1", "b/00007/3"]
+    assert all(np.array_equal(target, labels == int(name[-1])) for name, _, target in objects)
+    interactive_main([str(tmp_path), "--methods", "grabcut", "--max-clicks", "2", "--json", str(tmp_path / "s.json")])
+    assert "4 objects of 2 clips" in capsys.readouterr().out
+    assert json.loads((tmp_path / "s.json").read_text())["results"][0]["frames"] == 4
+    (tmp_path / "b" / "00007.png").unlink()
+    with pytest.raises(SystemExit, match="no frame 00007"):
+        list(clip_objects(tmp_path, ["b"]))

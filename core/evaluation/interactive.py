@@ -1,11 +1,12 @@
-"""`python -m core.evaluation.interactive DAVIS_ROOT` — scores click-and-box annotation as papers do.
+"""`python -m core.evaluation.interactive DAVIS_ROOT|CLIPS` — scores click-and-box annotation as papers do.
 
-On every `--every`-th frame of some DAVIS sequences (default: the validation sequences the shipped annotator
-never saw), a simulated user (`core.annotate.clicks`) marks the object through `core.annotate.object_mask`,
-the code path the web app and the OBS plugin use: a tight box alone, then clicks one by one (first at the most
-interior point, then at the centre of the largest error). Reported per method (the network, GrabCut): mean
-IoU from the box and after 1…5 clicks, and NoC@85 / NoC@90, the mean number of clicks to reach that IoU,
-capped at `--max-clicks` (20).
+On every `--every`-th frame of some DAVIS sequences (default: the validation sequences the shipped annotator never
+saw), or on every object of every annotated frame of a folder of clips (`CLIP/masks/*.png` palette masks, frames in
+`CLIP/` or `CLIP/frames/`: the bundled samples, the demo clips, a user's own), a simulated user
+(`core.annotate.clicks`) marks the object through `core.annotate.object_mask`, the code path the web app and the
+OBS plugin use: a tight box alone, then clicks one by one (first at the most interior point, then at the centre of
+the largest error). Reported per method (the network, GrabCut): mean IoU from the box and after 1…5 clicks, and
+NoC@85 / NoC@90, the mean number of clicks to reach that IoU, capped at `--max-clicks` (20).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from core.annotate.clicks import Click, next_click, tight_box
 from core.annotate.network import load_annotator_checkpoint
 from core.annotate.segmenter import BACKENDS, build_segmenter
 from core.evaluation.metrics import region_similarity
-from core.io.masks import read_mask
+from core.io.masks import object_ids, read_mask, resize_labels
+from core.io.video import FRAME_SUFFIXES
 
 CURVE_CLICKS = 5
 THRESHOLDS = (0.85, 0.90)
@@ -95,6 +97,26 @@ def davis_frames(root: str | Path, sequences: list[str], every: int,
                 yield f"{name}/{path.stem}", cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), target
 
 
+def clip_objects(root: str | Path, clips: list[str]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name "clip/frame/id", image (H, W, 3) RGB, target (H, W) bool) for every object of every annotated frame
+    of the `clips` folders under `root`: each mask `CLIP/masks/NAME.png` and its frame `NAME` in `CLIP/frames/` or
+    `CLIP/` (a mask of another size is resized to the frame's)."""
+    for clip in clips:
+        folder = Path(root) / clip
+        frames = folder / "frames" if (folder / "frames").is_dir() else folder
+        masks = sorted((folder / "masks").glob("*.png"))
+        if not masks:
+            raise SystemExit(f"{folder / 'masks'}: no masks; pass a folder of clips, each with masks/NAME.png")
+        for mask_path in masks:
+            found = [p for p in sorted(frames.glob(f"{mask_path.stem}.*")) if p.suffix.lower() in FRAME_SUFFIXES]
+            if not found:
+                raise SystemExit(f"{mask_path}: no frame {mask_path.stem} beside it in {frames}; add that frame")
+            image = cv2.cvtColor(cv2.imread(str(found[0])), cv2.COLOR_BGR2RGB)
+            labels = resize_labels(read_mask(mask_path), image.shape[:2])
+            for object_id in object_ids(labels):
+                yield f"{clip}/{mask_path.stem}/{object_id}", image, labels == object_id
+
+
 def score(frames: list[tuple[str, np.ndarray, np.ndarray]], method: str, segment_for: Callable[[np.ndarray], Segment],
           max_clicks: int) -> InteractiveScores:
     """Box IoU, the click curve and NoC of one method over `frames`; `segment_for(image)` segments on one."""
@@ -130,10 +152,22 @@ def default_sequences() -> list[str]:
     return list(load_annotator_checkpoint()["meta"]["validation_sequences"])
 
 
+def annotated_clips(root: str | Path) -> list[str]:
+    """The clips of a folder of clips that have masks."""
+    return sorted(folder.name for folder in Path(root).iterdir() if (folder / "masks").is_dir())
+
+
+def is_davis(root: str | Path) -> bool:
+    """Whether `root` is laid out as DAVIS (JPEGImages/, Annotations/) rather than as a folder of clips."""
+    return (Path(root) / "JPEGImages").is_dir()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core.evaluation.interactive", description=__doc__.splitlines()[0])
-    parser.add_argument("root", help="DAVIS root (JPEGImages/480p, Annotations/480p)")
-    parser.add_argument("--sequences", help="comma-separated names (default: the annotator's validation sequences)")
+    parser.add_argument("root", help="DAVIS root (JPEGImages/480p, Annotations/480p), or a folder of clips "
+                                     "(CLIP/masks/*.png, frames in CLIP/ or CLIP/frames/: every object scored)")
+    parser.add_argument("--sequences", help="comma-separated names (default: the annotator's validation sequences; "
+                                            "for a folder of clips, every clip with masks)")
     parser.add_argument("--every", type=int, default=10, help="score every N-th frame of each sequence (default 10)")
     parser.add_argument("--first", type=int, default=0,
                         help="the first frame scored (default 0; the annotator's training validates on frames 0, 25, "
@@ -149,10 +183,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    sequences = args.sequences.split(",") if args.sequences else default_sequences()
-    frames = list(davis_frames(args.root, sequences, args.every, args.first))
+    davis = is_davis(args.root)
+    sequences = (args.sequences.split(",") if args.sequences
+                 else default_sequences() if davis else annotated_clips(args.root))
+    frames = list(davis_frames(args.root, sequences, args.every, args.first) if davis
+                  else clip_objects(args.root, sequences))
     results = []
-    print(f"{len(frames)} frames of {len(sequences)} sequences; NoC capped at {args.max_clicks}")
+    what = ("frames", "sequences") if davis else ("objects", "clips")
+    print(f"{len(frames)} {what[0]} of {len(sequences)} {what[1]}; NoC capped at {args.max_clicks}")
     print(f"{'method':<8} {'box':>5} " + " ".join(f"{k}-click".rjust(7) for k in range(1, CURVE_CLICKS + 1))
           + "  NoC@85  NoC@90  ms/call")
     for method in args.methods.split(","):
