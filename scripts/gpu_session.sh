@@ -39,7 +39,8 @@ wanted student-all && vos student-all "${STUDENT_ARGS[@]}" --init "$ALL_INIT" --
 wanted teacher && vos teacher --preset teacher --init "$VAL_INIT" --batch 16 --val-every 1000 &
 wanted annotator && ( $PY -m core.train.annotator --out "$RUNS/annotator" --init core/weights/annotator-mnv2.pt \
     --data "$DATA" --load-short-side 240 --device "$DEVICE" --batch 16 --ema 0.998 --steps 1000000 --seconds "$S" \
-    --val-every 500 --threads "$OMP_NUM_THREADS" > "$RUNS/annotator.log" 2>&1; rc=$?; echo "$(date +%T) annotator exit $rc" ) &
+    --val-every 500 --threads "$OMP_NUM_THREADS" > "$RUNS/annotator.log" 2>&1; rc=$?
+    echo "$(date +%T) annotator exit $rc" ) &
 wait
 for log in "$RUNS"/*/log.jsonl; do echo "$(basename "$(dirname "$log")"): $(grep '"val' "$log" | tail -2 | tr '\n' ' ')"; done
 for run in "$RUNS"/*/; do  # one file per run: the device returns files of at most 16 MiB

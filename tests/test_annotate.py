@@ -25,6 +25,7 @@ from core.annotate.segmenter import (CLICK_REACH, CLOSE_MARGIN, CLOSE_MIN_SIDE, 
                                      clicked_parts, close_look, close_window, focus_window, inside_box,
                                      mirror_averaged, predict)
 from core.evaluation.interactive import annotated_clips, click_ious, clicks_to_reach, clip_objects, iou_after
+from core.evaluation.davis import EvalError
 from core.evaluation.interactive import main as interactive_main
 from core.evaluation.metrics import region_similarity
 from core.io.masks import read_mask, write_mask
@@ -399,6 +400,9 @@ def test_a_folder_of_clips_is_scored_object_by_object(tmp_path: Path, capsys: py
     interactive_main([str(tmp_path), "--methods", "grabcut", "--max-clicks", "2", "--json", str(tmp_path / "s.json")])
     assert "4 objects of 2 clips" in capsys.readouterr().out
     assert json.loads((tmp_path / "s.json").read_text())["results"][0]["frames"] == 4
+    (tmp_path / "b" / "00007.png").write_bytes(b"not an image")
+    with pytest.raises(EvalError, match="00007.png: cannot read the frame"):
+        list(clip_objects(tmp_path, ["b"]))
     (tmp_path / "b" / "00007.png").unlink()
     with pytest.raises(SystemExit, match="no frame 00007"):
         list(clip_objects(tmp_path, ["b"]))

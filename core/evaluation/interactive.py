@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from core.annotate import METHODS, Mark, object_mask
 from core.annotate.clicks import Click, next_click, tight_box
 from core.annotate.network import load_annotator_checkpoint
 from core.annotate.segmenter import BACKENDS, build_segmenter
+from core.batch.inputs import FRAMES_FOLDER, MASK_FOLDER
+from core.evaluation.davis import read_frame
 from core.evaluation.metrics import region_similarity
 from core.io.masks import object_ids, read_mask, resize_labels
 from core.io.video import FRAME_SUFFIXES
@@ -94,7 +95,7 @@ def davis_frames(root: str | Path, sequences: list[str], every: int,
         for path in paths[first::every]:
             target = read_mask(Path(root) / "Annotations" / "480p" / name / f"{path.stem}.png") > 0
             if target.any():
-                yield f"{name}/{path.stem}", cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), target
+                yield f"{name}/{path.stem}", read_frame(path), target
 
 
 def clip_objects(root: str | Path, clips: list[str]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -103,15 +104,15 @@ def clip_objects(root: str | Path, clips: list[str]) -> Iterator[tuple[str, np.n
     `CLIP/` (a mask of another size is resized to the frame's)."""
     for clip in clips:
         folder = Path(root) / clip
-        frames = folder / "frames" if (folder / "frames").is_dir() else folder
-        masks = sorted((folder / "masks").glob("*.png"))
+        frames = folder / FRAMES_FOLDER if (folder / FRAMES_FOLDER).is_dir() else folder
+        masks = sorted((folder / MASK_FOLDER).glob("*.png"))
         if not masks:
-            raise SystemExit(f"{folder / 'masks'}: no masks; pass a folder of clips, each with masks/NAME.png")
+            raise SystemExit(f"{folder / MASK_FOLDER}: no masks; pass a folder of clips, each with masks/NAME.png")
         for mask_path in masks:
             found = [p for p in sorted(frames.glob(f"{mask_path.stem}.*")) if p.suffix.lower() in FRAME_SUFFIXES]
             if not found:
                 raise SystemExit(f"{mask_path}: no frame {mask_path.stem} beside it in {frames}; add that frame")
-            image = cv2.cvtColor(cv2.imread(str(found[0])), cv2.COLOR_BGR2RGB)
+            image = read_frame(found[0])
             labels = resize_labels(read_mask(mask_path), image.shape[:2])
             for object_id in object_ids(labels):
                 yield f"{clip}/{mask_path.stem}/{object_id}", image, labels == object_id
@@ -154,7 +155,7 @@ def default_sequences() -> list[str]:
 
 def annotated_clips(root: str | Path) -> list[str]:
     """The clips of a folder of clips that have masks."""
-    return sorted(folder.name for folder in Path(root).iterdir() if (folder / "masks").is_dir())
+    return sorted(folder.name for folder in Path(root).iterdir() if (folder / MASK_FOLDER).is_dir())
 
 
 def is_davis(root: str | Path) -> bool:
