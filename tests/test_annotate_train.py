@@ -33,6 +33,21 @@ def test_trains_validates_and_resumes(tiny_davis: Path, tmp_path: Path) -> None:
     assert load_annotator(out / "best.pt").training is False
 
 
+def test_hold_out_chooses_the_validation_sequences_or_none(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+    """`--hold-out ""` trains on every sequence and saves each checkpoint unvalidated as the best; a named sequence
+    is held out and validated on."""
+    everything, named = tmp_path / "all", tmp_path / "named"
+    main(["--out", str(everything), "--data", str(tiny_davis), "--steps", "2", "--hold-out", "", *TINY])
+    main(["--out", str(named), "--data", str(tiny_davis), "--steps", "2", "--hold-out", "bike", *TINY])
+    assert not any("val" in json.loads(line) for line in (everything / "log.jsonl").read_text().splitlines())
+    meta = load_annotator_checkpoint(everything / "best.pt")["meta"]
+    assert meta["training_sequences"] == sorted(["bike", VALIDATION_SEQUENCES[0]]) and meta["steps"] == 2
+    assert meta["validation_sequences"] == [] and meta["validation"] is None
+    meta = load_annotator_checkpoint(named / "best.pt")["meta"]
+    assert meta["training_sequences"] == [VALIDATION_SEQUENCES[0]] and meta["validation_sequences"] == ["bike"]
+    assert set(meta["validation"]) >= {"box", "click1", "click3", "mean"}
+
+
 def test_first_interaction_gives_a_box_or_clicks_on_the_object() -> None:
     target = np.zeros((40, 40), bool)
     target[10:30, 5:25] = True

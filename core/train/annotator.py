@@ -13,6 +13,9 @@ Loss: binary cross-entropy + soft IoU. Resumable from `DIR/state.pt`; logs to `D
 1-click / 3-click IoU on every `--val-every`-th frame of the validation sequences at full size (and, with
 `--tracked`, the redrawing of a tracker's saved masks, `core.evaluation.refinement`) and keeps the best weights in
 `DIR/best.pt` (with `--ema D`, the weights' exponential moving average of decay D is what is validated and saved).
+`--hold-out` names the sequences kept out and validated on (default the project's validation split); `--hold-out ""`
+trains the final model on every sequence, with nothing to validate on (its recipe is chosen on a twin that held
+them out).
 `--device cuda` trains the network on a GPU (samples are still drawn on the CPU, and validation runs there, as
 users run it).
 """
@@ -76,6 +79,8 @@ class AnnotatorTraining:
     redraw_odds: float = 0.0    # samples that redraw a tracker-like guess: no click, no box (`core.annotate.refine`)
     tracked: str = ""           # a tracker's saved masks of the validation sequences (`core.eval --out`), whose
     tracked_every: int = 5      # redrawing is validated too, on every N-th frame
+    hold_out: str = ",".join(VALIDATION_SEQUENCES)  # sequences kept out of training and validated on, comma-
+    # separated; "" holds none out (the final model, trained on all: nothing to validate, best.pt is the last)
 
 
 @dataclass
@@ -250,6 +255,11 @@ def validate(network: ClickNet, frames: list, tracked: list) -> dict:
     return {**result, "mean": round(sum(result.values()) / len(result), 1)}
 
 
+def held_out_sequences(names: str) -> tuple[str, ...]:
+    """The sequences of a comma-separated `--hold-out` list ("" : none)."""
+    return tuple(name.strip() for name in names.split(",") if name.strip())
+
+
 def update_average(average: ClickNet, network: ClickNet, decay: float) -> None:
     """average <- decay * average + (1 - decay) * network, weights and floating-point buffers alike (others copied)."""
     with torch.no_grad():
@@ -295,11 +305,11 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
             average.load_state_dict(state.get("average", state["network"]))
     judged = network if average is None else average
     rng = np.random.default_rng(run.seed + step)
-    train_names = davis_sequences(run.data, exclude=VALIDATION_SEQUENCES)
+    held_out = [name for name in held_out_sequences(run.hold_out) if name in davis_sequences(run.data)]
+    train_names = davis_sequences(run.data, exclude=tuple(held_out))
     sampler = ClipSampler(load_frames(run.data, train_names, run.load_short_side),
                           DataConfig(root=run.data, crop=run.crop, clip_frames=2, static=True,
                                      object_fraction=(run.object_min, run.object_max)), seed=run.seed + step)
-    held_out = [name for name in VALIDATION_SEQUENCES if name in davis_sequences(run.data)]
     val_frames = list(davis_frames(run.data, held_out, run.val_frames_every))
     tracked = tracked_frames(run.data, run.tracked, held_out, run.tracked_every) if run.tracked else []
     log = open(out / "log.jsonl", "a")
@@ -316,12 +326,15 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         record: dict = {"step": step, "loss": round(loss, 4), "seconds": round(elapsed, 1)}
         last = max(step / run.steps, elapsed / run.seconds) >= 1
         if step % run.val_every == 0 or last:
-            record["val"] = validate(judged, val_frames, tracked)
-            training_mode(network, run.freeze_bn)
+            if held_out:
+                record["val"] = validate(judged, val_frames, tracked)
+                training_mode(network, run.freeze_bn)
             meta = {"steps": step, "training_sequences": train_names, "validation_sequences": held_out,
-                    "validation": record["val"], "run": asdict(run)}
+                    "validation": record.get("val"), "run": asdict(run)}
             save_annotator(judged, out / "last.pt", meta)
-            if record["val"]["mean"] > best:
+            if not held_out:  # nothing to validate on: the last is the best
+                save_annotator(judged, out / "best.pt", meta)
+            elif record["val"]["mean"] > best:
                 best = record["val"]["mean"]
                 save_annotator(judged, out / "best.pt", meta)
         if step % 25 == 0 or "val" in record:
