@@ -3,7 +3,8 @@
 #   student-val  the fast student continued from VAL_INIT on the 20 training sequences, validated on the 10
 #   student-all  the same recipe and budget from ALL_INIT on all 30 sequences (the candidate to ship; not validated)
 #   teacher      the infinite-memory teacher (core/model/variants.py: TEACHER) from the ImageNet trunk, validated
-#   annotator    the click-and-box network continued from the shipped one, on the GPU
+#   annotator    the click-and-box network continued from the shipped one, on the GPU, validated on the 10
+#   annotator-all  the same recipe and budget on all 30 sequences (the candidate to ship; not validated)
 # then (checkpoints packed first) `core.bench --device cuda` at 480p (50 and 500 frames; network input 240 and 480).
 # Each student continues its own twin (VAL_INIT never saw the validation sequences), so the pair stays comparable.
 # Usage (repo root): python -m core.train.pack ../shared/data/davis2016-train .pack/davis240 --quality 70
@@ -19,7 +20,7 @@ PY=${PY:-python3}
 VAL_INIT=${VAL_INIT:-core/weights/mobilevos-mnv2aspp-fast-s4gpu-val.pt}
 ALL_INIT=${ALL_INIT:-core/weights/mobilevos-mnv2aspp-fast-s4gpu.pt}
 STUDENT_LR=${STUDENT_LR:-5e-4}
-JOBS=" ${JOBS:-student-val student-all teacher annotator} "
+JOBS=" ${JOBS:-student-val student-all teacher annotator annotator-all} "
 export OMP_NUM_THREADS=${THREADS:-3} PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 mkdir -p "$RUNS" "$OUT"
 
@@ -31,18 +32,27 @@ vos() {  # RUN ARGS… — one core.train run, its console output in $RUNS/RUN.l
     echo "$(date +%T) $run exit $rc"
 }
 
+annotator() {  # RUN ARGS… — one core.train.annotator run continuing the shipped network, output in $RUNS/RUN.log
+    local run=$1; shift
+    $PY -m core.train.annotator --out "$RUNS/$run" --init core/weights/annotator-mnv2.pt --data "$DATA" \
+        --load-short-side 240 --device "$DEVICE" --batch 16 --ema 0.998 --steps 1000000 --seconds "$S" \
+        --val-every 500 --threads "$OMP_NUM_THREADS" "$@" > "$RUNS/$run.log" 2>&1
+    local rc=$?
+    echo "$(date +%T) $run exit $rc"
+}
+
 date +%T; nvidia-smi -L 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
 wanted() { [[ $JOBS == *" $1 "* ]]; }
 STUDENT_ARGS=(--preset s3-fast --batch 32 --lr "$STUDENT_LR" --val-every 1000)
 wanted student-val && vos student-val "${STUDENT_ARGS[@]}" --init "$VAL_INIT" &
 wanted student-all && vos student-all "${STUDENT_ARGS[@]}" --init "$ALL_INIT" --all-sequences &
 wanted teacher && vos teacher --preset teacher --init "$VAL_INIT" --batch 16 --val-every 1000 &
-wanted annotator && ( $PY -m core.train.annotator --out "$RUNS/annotator" --init core/weights/annotator-mnv2.pt \
-    --data "$DATA" --load-short-side 240 --device "$DEVICE" --batch 16 --ema 0.998 --steps 1000000 --seconds "$S" \
-    --val-every 500 --threads "$OMP_NUM_THREADS" > "$RUNS/annotator.log" 2>&1; rc=$?
-    echo "$(date +%T) annotator exit $rc" ) &
+wanted annotator && annotator annotator &
+wanted annotator-all && annotator annotator-all --hold-out "" &
 wait
-for log in "$RUNS"/*/log.jsonl; do echo "$(basename "$(dirname "$log")"): $(grep '"val' "$log" | tail -2 | tr '\n' ' ')"; done
+for log in "$RUNS"/*/log.jsonl; do
+    echo "$(basename "$(dirname "$log")"): $(grep '"val' "$log" | tail -2 | tr '\n' ' ')"
+done
 for run in "$RUNS"/*/; do  # one file per run: the device returns files of at most 16 MiB
     [ -f "$run"last.pt ] || continue  # $OUT itself, or a run that saved nothing
     tar cf "$OUT/$(basename "$run").tar" "$run"best.pt "$run"last.pt
