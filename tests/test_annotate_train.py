@@ -46,6 +46,8 @@ def test_hold_out_chooses_the_validation_sequences_or_none(tiny_davis: Path, tmp
     meta = load_annotator_checkpoint(named / "best.pt")["meta"]
     assert meta["training_sequences"] == [VALIDATION_SEQUENCES[0]] and meta["validation_sequences"] == ["bike"]
     assert set(meta["validation"]) >= {"box", "click1", "click3", "mean"}
+    with pytest.raises(SystemExit, match="no sequence bikes"):
+        main(["--out", str(tmp_path / "typo"), "--data", str(tiny_davis), "--hold-out", "bikes", *TINY])
 
 
 def test_first_interaction_gives_a_box_or_clicks_on_the_object() -> None:

@@ -55,6 +55,7 @@ ROUNDS = (0, 1, 2, 3)
 ROUND_ODDS = (0.4, 0.25, 0.2, 0.15)
 MIN_GUESS_IOU = 0.3  # a tracker-like guess (`tracked_guess`) at least this close to the object
 SHIPPED_NAME = "annotator-mnv2"
+DEFAULT_HOLD_OUT = ",".join(VALIDATION_SEQUENCES)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class AnnotatorTraining:
     redraw_odds: float = 0.0    # samples that redraw a tracker-like guess: no click, no box (`core.annotate.refine`)
     tracked: str = ""           # a tracker's saved masks of the validation sequences (`core.eval --out`), whose
     tracked_every: int = 5      # redrawing is validated too, on every N-th frame
-    hold_out: str = ",".join(VALIDATION_SEQUENCES)  # sequences kept out of training and validated on, comma-
+    hold_out: str = DEFAULT_HOLD_OUT  # sequences kept out of training and validated on, comma-
     # separated; "" holds none out (the final model, trained on all: nothing to validate, best.pt is the last)
 
 
@@ -255,9 +256,16 @@ def validate(network: ClickNet, frames: list, tracked: list) -> dict:
     return {**result, "mean": round(sum(result.values()) / len(result), 1)}
 
 
-def held_out_sequences(names: str) -> tuple[str, ...]:
-    """The sequences of a comma-separated `--hold-out` list ("" : none)."""
-    return tuple(name.strip() for name in names.split(",") if name.strip())
+def held_out_sequences(names: str, available: list[str]) -> list[str]:
+    """The sequences of a comma-separated `--hold-out` list ("": none) among `available`. A name not among them is
+    refused (a typo would silently train on that sequence), except in the default list: a DAVIS folder may hold
+    part of the validation split."""
+    named = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in named if name not in available]
+    if unknown and names != DEFAULT_HOLD_OUT:
+        raise SystemExit(f"--hold-out: no sequence {', '.join(unknown)} in the data folder; name sequences of its "
+                         "JPEGImages/480p, comma-separated")
+    return [name for name in named if name in available]
 
 
 def update_average(average: ClickNet, network: ClickNet, decay: float) -> None:
@@ -305,7 +313,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
             average.load_state_dict(state.get("average", state["network"]))
     judged = network if average is None else average
     rng = np.random.default_rng(run.seed + step)
-    held_out = [name for name in held_out_sequences(run.hold_out) if name in davis_sequences(run.data)]
+    held_out = held_out_sequences(run.hold_out, davis_sequences(run.data))
     train_names = davis_sequences(run.data, exclude=tuple(held_out))
     sampler = ClipSampler(load_frames(run.data, train_names, run.load_short_side),
                           DataConfig(root=run.data, crop=run.crop, clip_frames=2, static=True,
