@@ -80,8 +80,8 @@ class AnnotatorTraining:
     redraw_odds: float = 0.0    # samples that redraw a tracker-like guess: no click, no box (`core.annotate.refine`)
     tracked: str = ""           # a tracker's saved masks of the validation sequences (`core.eval --out`), whose
     tracked_every: int = 5      # redrawing is validated too, on every N-th frame
-    hold_out: str = DEFAULT_HOLD_OUT  # sequences kept out of training and validated on, comma-
-    # separated; "" holds none out (the final model, trained on all: nothing to validate, best.pt is the last)
+    hold_out: str = DEFAULT_HOLD_OUT  # comma-separated sequences kept out of training and validated on; "" holds
+    # none out (the final model, trained on every sequence: nothing to validate, best.pt is the last)
 
 
 @dataclass
