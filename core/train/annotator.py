@@ -313,8 +313,9 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
             average.load_state_dict(state.get("average", state["network"]))
     judged = network if average is None else average
     rng = np.random.default_rng(run.seed + step)
-    held_out = held_out_sequences(run.hold_out, davis_sequences(run.data))
-    train_names = davis_sequences(run.data, exclude=tuple(held_out))
+    available = davis_sequences(run.data)
+    held_out = held_out_sequences(run.hold_out, available)
+    train_names = [name for name in available if name not in held_out]
     sampler = ClipSampler(load_frames(run.data, train_names, run.load_short_side),
                           DataConfig(root=run.data, crop=run.crop, clip_frames=2, static=True,
                                      object_fraction=(run.object_min, run.object_max)), seed=run.seed + step)
