@@ -201,6 +201,9 @@ def run_ray(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Itera
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [package_root,
                                                                             os.environ.get("PYTHONPATH")]))}}
     if options.ray_address == "local":
+        # Ray starts its workers at nice 15, where any busy process on the machine starves them (a 20 s batch
+        # took over 400 s beside two busy loops); a batch run's workers should share the CPU as the pool's do.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(num_cpus=options.workers, include_dashboard=False, runtime_env=runtime_env,
                  log_to_driver=False)
     else:
