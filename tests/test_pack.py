@@ -1,0 +1,45 @@
+"""`python -m core.train.pack`: a video pack of a tiny DAVIS folder unpacks into the same layout, frame names and masks,
+and a truncated video stops the unpacking with an error that names it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.train.config import VALIDATION_SEQUENCES
+from core.train.data import load_frames
+from core.train.pack import FRAMES, MASKS, main
+from tests.test_train import tiny_davis  # noqa: F401 - the fixture
+
+SEQUENCES = ("bike", VALIDATION_SEQUENCES[0])
+
+
+def test_a_video_pack_unpacks_to_the_same_frames_and_masks(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+    packed, unpacked = tmp_path / "packed", tmp_path / "unpacked"
+    main([str(tiny_davis), str(packed), "--short-side", "90", "--video-crf", "18"])
+    assert sorted(p.name for p in (packed / FRAMES).iterdir()) == sorted(
+        f"{name}{suffix}" for name in SEQUENCES for suffix in (".mp4", ".txt"))
+    main([str(packed), str(unpacked), "--unpack"])
+    for name in SEQUENCES:
+        originals = sorted((tiny_davis / FRAMES / name).glob("*.jpg"))
+        copies = sorted((unpacked / FRAMES / name).glob("*.jpg"))
+        assert [p.name for p in copies] == [p.name for p in originals]
+        for original, copy in zip(originals, copies):
+            assert cv2.PSNR(cv2.imread(str(original)), cv2.imread(str(copy))) > 30  # lossy, but close
+        for mask in sorted((tiny_davis / MASKS / name).glob("*.png")):
+            assert np.array_equal(cv2.imread(str(mask), cv2.IMREAD_UNCHANGED),
+                                  cv2.imread(str(unpacked / MASKS / name / mask.name), cv2.IMREAD_UNCHANGED))
+    store = load_frames(unpacked, list(SEQUENCES), 90)
+    assert store.frames.shape[1:] == (3, 90, 160) and store.lengths.tolist() == [len(originals)] * 2
+
+
+def test_a_truncated_packed_video_is_named(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+    packed = tmp_path / "packed"
+    main([str(tiny_davis), str(packed), "--short-side", "90", "--video-crf", "18"])
+    video = packed / FRAMES / "bike.mp4"
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    with pytest.raises(SystemExit, match=f"{video}: 0 of .* frames decoded; pack the sequence again"):
+        main([str(packed), str(tmp_path / "unpacked"), "--unpack"])
