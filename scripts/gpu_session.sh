@@ -7,11 +7,16 @@
 #   annotator-all  the same recipe and budget on all 30 sequences (the candidate to ship; not validated)
 # then (checkpoints packed first) `core.bench --device cuda` at 480p (50 and 500 frames; network input 240 and 480).
 # Each student continues its own twin (VAL_INIT never saw the validation sequences), so the pair stays comparable.
-# Usage (repo root): python -m core.train.pack ../shared/data/davis2016-train .pack/davis240 --quality 70
+# The data: DAVIS at 480p packed as one H.264 file per sequence (28 MB, carried), unpacked on the device into $RUNS/data
+# (the students load it at 240p, the annotator at ANNOTATOR_SHORT_SIDE); a DATA of JPEGs (an older 240p pack) is
+# used as it is, then set ANNOTATOR_SHORT_SIDE=240.
+# Usage (repo root): python -m core.train.pack ../shared/data/davis2016-train .pack/davis480v --short-side 480 \
+#                        --video-crf 24
 #                    SECONDS_EACH=390 bash scripts/gpu_session.sh      (test on a CPU: DEVICE=cpu SECONDS_EACH=20)
 #                    JOBS="student-val student-all" SECONDS_EACH=480 bash scripts/gpu_session.sh   (the students only)
 set -uo pipefail
-DATA=${DATA:-.pack/davis240}
+DATA=${DATA:-.pack/davis480v}
+ANNOTATOR_SHORT_SIDE=${ANNOTATOR_SHORT_SIDE:-480}
 RUNS=${RUNS:-runs/gpu}
 S=${SECONDS_EACH:-390}
 DEVICE=${DEVICE:-cuda}
@@ -23,6 +28,10 @@ STUDENT_LR=${STUDENT_LR:-5e-4}
 JOBS=" ${JOBS:-student-val student-all teacher annotator annotator-all} "
 export OMP_NUM_THREADS=${THREADS:-3} PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 mkdir -p "$RUNS" "$OUT"
+if compgen -G "$DATA/JPEGImages/480p/*.mp4" > /dev/null; then  # a video pack: its frames back as JPEGs first
+    $PY -m core.train.pack "$DATA" "$RUNS/data" --unpack || exit 1
+    DATA=$RUNS/data
+fi
 
 vos() {  # RUN ARGS… — one core.train run, its console output in $RUNS/RUN.log
     local run=$1; shift
@@ -35,8 +44,8 @@ vos() {  # RUN ARGS… — one core.train run, its console output in $RUNS/RUN.l
 annotator() {  # RUN ARGS… — one core.train.annotator run continuing the shipped network, output in $RUNS/RUN.log
     local run=$1; shift
     $PY -m core.train.annotator --out "$RUNS/$run" --init core/weights/annotator-mnv2.pt --data "$DATA" \
-        --load-short-side 240 --device "$DEVICE" --batch 16 --ema 0.998 --steps 1000000 --seconds "$S" \
-        --val-every 500 --threads "$OMP_NUM_THREADS" "$@" > "$RUNS/$run.log" 2>&1
+        --load-short-side "$ANNOTATOR_SHORT_SIDE" --device "$DEVICE" --batch 16 --ema 0.998 --steps 1000000 \
+        --seconds "$S" --val-every 1000 --threads "$OMP_NUM_THREADS" "$@" > "$RUNS/$run.log" 2>&1
     local rc=$?
     echo "$(date +%T) $run exit $rc"
 }

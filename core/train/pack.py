@@ -2,43 +2,130 @@
 
 Frames are resized so their short side is `--short-side` (JPEG, `--quality`), masks with nearest neighbour;
 the DAVIS layout (`JPEGImages/480p`, `Annotations/480p`) is kept so training and `python -m core.eval` read it as is.
+With `--video-crf N` each sequence's frames become one H.264 file instead (`JPEGImages/480p/SEQ.mp4`, the frame
+names in `SEQ.txt` beside it): about a sixth of the JPEGs' size at the same short side, so full-size frames fit
+where a call carries 64 MiB. `--unpack` turns such a pack back into the DAVIS layout (JPEG frames) on the machine
+that trains; it decodes with OpenCV, so it needs no PyAV there.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import av
 import cv2
+import numpy as np
 from tqdm import tqdm
+
+FRAMES, MASKS = Path("JPEGImages") / "480p", Path("Annotations") / "480p"
+UNPACKED_QUALITY = 95  # JPEG quality of unpacked frames: their loss stays well below the video's
+
+
+def packed_size(width: int, height: int, short_side: int, even: bool = False) -> tuple[int, int]:
+    """(width, height) scaled so the short side is `short_side`; rounded to even numbers for 4:2:0 video."""
+    scale = short_side / min(width, height)
+    if even:
+        return 2 * round(width * scale / 2), 2 * round(height * scale / 2)
+    return round(width * scale), round(height * scale)
+
+
+def read_image(path: Path, flag: int) -> np.ndarray:
+    """`cv2.imread`, with a one-line error naming the file when it cannot be read."""
+    image = cv2.imread(str(path), flag)
+    if image is None:
+        raise SystemExit(f"{path}: unreadable image; replace it or leave its sequence out")
+    return image
 
 
 def pack_frame(src: Path, dst: Path, short_side: int, quality: int, nearest: bool) -> None:
     """Resize one image file into `dst` (JPEG for frames, PNG for masks)."""
-    flag = cv2.IMREAD_UNCHANGED if nearest else cv2.IMREAD_COLOR
-    image = cv2.imread(str(src), flag)
-    if image is None:
-        raise SystemExit(f"{src}: unreadable image; replace it or leave its sequence out")
-    h, w = image.shape[:2]
-    scale = short_side / min(h, w)
-    size = (round(w * scale), round(h * scale))
+    image = read_image(src, cv2.IMREAD_UNCHANGED if nearest else cv2.IMREAD_COLOR)
+    size = packed_size(image.shape[1], image.shape[0], short_side)
     image = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
     dst.parent.mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_PNG_COMPRESSION, 9] if nearest else [cv2.IMWRITE_JPEG_QUALITY, quality]
     cv2.imwrite(str(dst), image, params)
 
 
-def main() -> None:
+def pack_sequence_video(frames: list[Path], dst: Path, short_side: int, crf: int) -> None:
+    """One sequence's frames (in order) as one H.264 file `dst` (x264, yuv420p, `crf`), written under a temporary
+    name and renamed when complete; their names go to `dst` with the suffix `.txt`."""
+    first = read_image(frames[0], cv2.IMREAD_COLOR)
+    size = packed_size(first.shape[1], first.shape[0], short_side, even=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    partial = dst.with_name(f".{dst.name}.partial.mp4")
+    with av.open(str(partial), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        for path in frames:
+            image = cv2.resize(read_image(path, cv2.IMREAD_COLOR), size, interpolation=cv2.INTER_AREA)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode())
+    os.replace(partial, dst)
+    dst.with_suffix(".txt").write_text("".join(f"{path.stem}\n" for path in frames))
+
+
+def unpack_sequence_video(video: Path, dst: Path, quality: int = UNPACKED_QUALITY) -> int:
+    """A packed sequence back as JPEG files in `dst`, named as listed beside `video`; returns how many. A video
+    that ends early (truncated, corrupt) stops with a one-line error."""
+    names = video.with_suffix(".txt").read_text().split()
+    dst.mkdir(parents=True, exist_ok=True)
+    capture = cv2.VideoCapture(str(video))
+    try:
+        for count, name in enumerate(names):
+            ok, image = capture.read()
+            if not ok:
+                raise SystemExit(f"{video}: {count} of {len(names)} frames decoded; pack the sequence again")
+            cv2.imwrite(str(dst / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    finally:
+        capture.release()
+    return len(names)
+
+
+def pack(src: Path, dst: Path, short_side: int, quality: int, crf: int | None) -> None:
+    """Pack the DAVIS root `src` into `dst`: frames as JPEGs, or as one video per sequence with `crf`."""
+    masks = sorted((src / MASKS).rglob("*.png"))
+    for path in tqdm(masks, unit="mask", desc="masks"):
+        pack_frame(path, dst / path.relative_to(src), short_side, quality, nearest=True)
+    if crf is None:
+        for path in tqdm(sorted((src / FRAMES).rglob("*.jpg")), unit="frame", desc="frames"):
+            pack_frame(path, dst / path.relative_to(src), short_side, quality, nearest=False)
+        return
+    for sequence in tqdm(sorted(p for p in (src / FRAMES).iterdir() if p.is_dir()), unit="sequence", desc="videos"):
+        pack_sequence_video(sorted(sequence.glob("*.jpg")), dst / FRAMES / f"{sequence.name}.mp4", short_side, crf)
+
+
+def unpack(src: Path, dst: Path, workers: int | None = None) -> None:
+    """A video pack `src` back into the DAVIS layout in `dst` (masks copied), one sequence per process."""
+    videos = sorted((src / FRAMES).glob("*.mp4"))
+    if not videos:
+        raise SystemExit(f"{src / FRAMES}: no packed videos; make the pack with --video-crf")
+    shutil.copytree(src / MASKS, dst / MASKS, dirs_exist_ok=True)
+    with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
+        jobs = [pool.submit(unpack_sequence_video, video, dst / FRAMES / video.stem) for video in videos]
+        for job in tqdm(jobs, unit="sequence", desc="unpack"):
+            job.result()
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core.train.pack", description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path)
     parser.add_argument("dst", type=Path)
     parser.add_argument("--short-side", type=int, default=240)
-    parser.add_argument("--quality", type=int, default=85)
-    args = parser.parse_args()
-    jobs = [(p, args.dst / p.relative_to(args.src), False) for p in (args.src / "JPEGImages" / "480p").rglob("*.jpg")]
-    jobs += [(p, args.dst / p.relative_to(args.src), True) for p in (args.src / "Annotations" / "480p").rglob("*.png")]
-    for src, dst, nearest in tqdm(jobs, unit="image"):
-        pack_frame(src, dst, args.short_side, args.quality, nearest)
+    parser.add_argument("--quality", type=int, default=85, help="JPEG quality of the packed frames")
+    parser.add_argument("--video-crf", type=int, help="pack each sequence's frames as one H.264 file at this CRF")
+    parser.add_argument("--unpack", action="store_true", help="SRC is a video pack: write its frames as JPEGs")
+    args = parser.parse_args(argv)
+    if args.unpack:
+        unpack(args.src, args.dst)
+    else:
+        pack(args.src, args.dst, args.short_side, args.quality, args.video_crf)
 
 
 if __name__ == "__main__":
