@@ -17,6 +17,7 @@
 set -uo pipefail
 DATA=${DATA:-.pack/davis480v}
 ANNOTATOR_SHORT_SIDE=${ANNOTATOR_SHORT_SIDE:-480}
+ANNOTATOR_LR=${ANNOTATOR_LR:-1e-4}  # continuing: stop 13's run at the default 3e-4 fell; stop 20's (1e-4) held
 RUNS=${RUNS:-runs/gpu}
 S=${SECONDS_EACH:-390}
 DEVICE=${DEVICE:-cuda}
@@ -44,8 +45,8 @@ vos() {  # RUN ARGS… — one core.train run, its console output in $RUNS/RUN.l
 annotator() {  # RUN ARGS… — one core.train.annotator run continuing the shipped network, output in $RUNS/RUN.log
     local run=$1; shift
     $PY -m core.train.annotator --out "$RUNS/$run" --init core/weights/annotator-mnv2.pt --data "$DATA" \
-        --load-short-side "$ANNOTATOR_SHORT_SIDE" --device "$DEVICE" --batch 16 --ema 0.998 --steps 1000000 \
-        --seconds "$S" --val-every 1000 --threads "$OMP_NUM_THREADS" "$@" > "$RUNS/$run.log" 2>&1
+        --load-short-side "$ANNOTATOR_SHORT_SIDE" --device "$DEVICE" --batch 16 --lr "$ANNOTATOR_LR" --ema 0.998 \
+        --steps 1000000 --seconds "$S" --val-every 1000 --threads "$OMP_NUM_THREADS" "$@" > "$RUNS/$run.log" 2>&1
     local rc=$?
     echo "$(date +%T) $run exit $rc"
 }
