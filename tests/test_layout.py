@@ -1,8 +1,11 @@
-"""core's layout: imports between its subpackages point one way only (no circles), and each sits in its layer."""
+"""core's layout: imports between its subpackages point one way only (no circles), and each sits in its layer; what
+trains on the GPU machine (which has no PyAV) imports without PyAV."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[1] / "core"
@@ -91,3 +94,12 @@ def test_every_import_points_down_the_layers() -> None:
     assert set(graph) <= set().union(*LAYERS), f"unit without a layer: {set(graph) - set().union(*LAYERS)}"
     upward = [(unit, other) for unit, others in graph.items() for other in others if layer(other) > layer(unit)]
     assert upward == []
+
+
+def test_what_runs_on_the_gpu_machine_imports_without_pyav() -> None:
+    """scripts/gpu_session.sh runs these there; the machine has no PyAV (stop 22 found the annotator's trainer
+    pulling it in through the evaluation's folder-of-clips mode)."""
+    modules = ["core.train.__main__", "core.train.annotator", "core.train.pack", "core.bench", "core.eval"]
+    code = f"import importlib, sys\nsys.modules['av'] = None\nfor name in {modules!r}: importlib.import_module(name)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=CORE.parent, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

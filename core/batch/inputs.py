@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.io.video import FRAME_SUFFIXES, VIDEO_SUFFIXES
+from core.io.suffixes import FRAME_SUFFIXES, VIDEO_SUFFIXES
 
 MASK_FOLDER = "masks"
 FRAMES_FOLDER = "frames"  # `clip/frames/` + `clip/masks/` is read as the frame folder `clip`

@@ -28,7 +28,7 @@ from core.batch.inputs import FRAMES_FOLDER, MASK_FOLDER
 from core.evaluation.davis import read_frame
 from core.evaluation.metrics import region_similarity
 from core.io.masks import object_ids, read_mask, resize_labels
-from core.io.video import FRAME_SUFFIXES
+from core.io.suffixes import FRAME_SUFFIXES
 
 CURVE_CLICKS = 5
 THRESHOLDS = (0.85, 0.90)

@@ -22,9 +22,9 @@ import av
 import cv2
 import numpy as np
 
+from core.io.suffixes import FRAME_SUFFIXES
+
 DEFAULT_FOLDER_FPS = Fraction(25)
-FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")  # read as videos (batch inputs, backgrounds)
 _ALPHA_CODECS = {".webm": "libvpx-vp9", ".mov": "prores_ks"}
 _RGB_CODECS = {".webm": "libvpx-vp9"}
 _DEFAULT_CODEC = "libx264"

@@ -15,7 +15,8 @@ import numpy as np
 from core import effects
 from core.effects import EdgeSettings
 from core.io.masks import write_mask
-from core.io.video import VIDEO_SUFFIXES, Frame, VideoWriter, open_video
+from core.io.suffixes import VIDEO_SUFFIXES
+from core.io.video import Frame, VideoWriter, open_video
 
 EFFECTS = ("overlay", "cutout", "blur", "replace", "remove")
 RENDERED = ("overlay", "mask", "cutout", "blur", "replace")  # drawn frame by frame (`remove` answers late)

@@ -16,7 +16,6 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 from tqdm import tqdm
@@ -54,6 +53,8 @@ def pack_frame(src: Path, dst: Path, short_side: int, quality: int, nearest: boo
 def pack_sequence_video(frames: list[Path], dst: Path, short_side: int, crf: int) -> None:
     """One sequence's frames (in order) as one H.264 file `dst` (x264, yuv420p, `crf`), written under a temporary
     name and renamed when complete; their names go to `dst` with the suffix `.txt`."""
+    import av  # here, not at the top: the machine that unpacks has no PyAV
+
     first = read_image(frames[0], cv2.IMREAD_COLOR)
     size = packed_size(first.shape[1], first.shape[0], short_side, even=True)
     dst.parent.mkdir(parents=True, exist_ok=True)
