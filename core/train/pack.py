@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 FRAMES, MASKS = Path("JPEGImages") / "480p", Path("Annotations") / "480p"
-UNPACKED_QUALITY = 95  # JPEG quality of unpacked frames: their loss stays well below the video's
+UNPACKED_QUALITY = 95  # JPEG quality of unpacked frames: high, so that what they lose is mostly the video's
 
 
 def packed_size(width: int, height: int, short_side: int, even: bool = False) -> tuple[int, int]:
@@ -68,8 +68,8 @@ def pack_sequence_video(frames: list[Path], dst: Path, short_side: int, crf: int
             image = cv2.resize(read_image(path, cv2.IMREAD_COLOR), size, interpolation=cv2.INTER_AREA)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
         container.mux(stream.encode())
-    os.replace(partial, dst)
     dst.with_suffix(".txt").write_text("".join(f"{path.stem}\n" for path in frames))
+    os.replace(partial, dst)  # last: a video in place always has its names beside it
 
 
 def unpack_sequence_video(video: Path, dst: Path, quality: int = UNPACKED_QUALITY) -> int:
