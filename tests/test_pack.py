@@ -1,5 +1,5 @@
-"""`python -m core.train.pack`: a video pack of a tiny DAVIS folder unpacks into the same layout, frame names and masks,
-and a truncated video stops the unpacking with an error that names it."""
+"""`python -m core.train.pack`: a video pack of a tiny DAVIS folder unpacks into the same layout, frame names and
+masks; a truncated video, or one without its list of frame names, stops the unpacking with an error naming it."""
 
 from __future__ import annotations
 
@@ -42,4 +42,12 @@ def test_a_truncated_packed_video_is_named(tiny_davis: Path, tmp_path: Path) -> 
     video = packed / FRAMES / "bike.mp4"
     video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
     with pytest.raises(SystemExit, match=f"{video}: 0 of .* frames decoded; pack the sequence again"):
+        main([str(packed), str(tmp_path / "unpacked"), "--unpack"])
+
+
+def test_a_packed_video_without_its_frame_names_is_named(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+    packed = tmp_path / "packed"
+    main([str(tiny_davis), str(packed), "--short-side", "90", "--video-crf", "18"])
+    (packed / FRAMES / "bike.txt").unlink()
+    with pytest.raises(SystemExit, match="bike.txt: missing .*; pack the sequence again"):
         main([str(packed), str(tmp_path / "unpacked"), "--unpack"])

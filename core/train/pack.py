@@ -74,8 +74,11 @@ def pack_sequence_video(frames: list[Path], dst: Path, short_side: int, crf: int
 
 def unpack_sequence_video(video: Path, dst: Path, quality: int = UNPACKED_QUALITY) -> int:
     """A packed sequence back as JPEG files in `dst`, named as listed beside `video`; returns how many. A video
-    that ends early (truncated, corrupt) stops with a one-line error."""
-    names = video.with_suffix(".txt").read_text().split()
+    that ends early (truncated, corrupt) or lacks its names stops with a one-line error."""
+    listing = video.with_suffix(".txt")
+    if not listing.is_file():
+        raise SystemExit(f"{listing}: missing (the names of {video.name}'s frames); pack the sequence again")
+    names = listing.read_text().split()
     dst.mkdir(parents=True, exist_ok=True)
     capture = cv2.VideoCapture(str(video))
     try:
