@@ -51,3 +51,14 @@ def test_a_packed_video_without_its_frame_names_is_named(tiny_davis: Path, tmp_p
     (packed / FRAMES / "bike.txt").unlink()
     with pytest.raises(SystemExit, match="bike.txt: missing .*; pack the sequence again"):
         main([str(packed), str(tmp_path / "unpacked"), "--unpack"])
+
+
+def test_masks_are_packed_at_the_videos_even_size(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+    """At a short side of 45 the frames' 80 × 45 is odd, which 4:2:0 video cannot hold: masks and unpacked frames
+    must still have the same size."""
+    packed, unpacked = tmp_path / "packed", tmp_path / "unpacked"
+    main([str(tiny_davis), str(packed), "--short-side", "45", "--video-crf", "18"])
+    main([str(packed), str(unpacked), "--unpack"])
+    frame = cv2.imread(str(unpacked / FRAMES / "bike" / "00000.jpg"))
+    mask = cv2.imread(str(unpacked / MASKS / "bike" / "00000.png"), cv2.IMREAD_UNCHANGED)
+    assert frame.shape[:2] == mask.shape[:2] and frame.shape[0] % 2 == frame.shape[1] % 2 == 0

@@ -40,10 +40,11 @@ def read_image(path: Path, flag: int) -> np.ndarray:
     return image
 
 
-def pack_frame(src: Path, dst: Path, short_side: int, quality: int, nearest: bool) -> None:
-    """Resize one image file into `dst` (JPEG for frames, PNG for masks)."""
+def pack_frame(src: Path, dst: Path, short_side: int, quality: int, nearest: bool, even: bool = False) -> None:
+    """Resize one image file into `dst` (JPEG for frames, PNG for masks); `even`: at the size a video of its
+    sequence has (`packed_size`)."""
     image = read_image(src, cv2.IMREAD_UNCHANGED if nearest else cv2.IMREAD_COLOR)
-    size = packed_size(image.shape[1], image.shape[0], short_side)
+    size = packed_size(image.shape[1], image.shape[0], short_side, even)
     image = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
     dst.parent.mkdir(parents=True, exist_ok=True)
     params = [cv2.IMWRITE_PNG_COMPRESSION, 9] if nearest else [cv2.IMWRITE_JPEG_QUALITY, quality]
@@ -93,10 +94,11 @@ def unpack_sequence_video(video: Path, dst: Path, quality: int = UNPACKED_QUALIT
 
 
 def pack(src: Path, dst: Path, short_side: int, quality: int, crf: int | None) -> None:
-    """Pack the DAVIS root `src` into `dst`: frames as JPEGs, or as one video per sequence with `crf`."""
+    """Pack the DAVIS root `src` into `dst`: frames as JPEGs, or as one video per sequence with `crf` (the masks
+    then at the videos' even size)."""
     masks = sorted((src / MASKS).rglob("*.png"))
     for path in tqdm(masks, unit="mask", desc="masks"):
-        pack_frame(path, dst / path.relative_to(src), short_side, quality, nearest=True)
+        pack_frame(path, dst / path.relative_to(src), short_side, quality, nearest=True, even=crf is not None)
     if crf is None:
         for path in tqdm(sorted((src / FRAMES).rglob("*.jpg")), unit="frame", desc="frames"):
             pack_frame(path, dst / path.relative_to(src), short_side, quality, nearest=False)
