@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import core.train.annotator as annotator_training
-from core.annotate.network import load_annotator, load_annotator_checkpoint
+from core.annotate.network import ClickNet, load_annotator, load_annotator_checkpoint
 from core.train.annotator import first_interaction, main, paint_shape, segmentation_loss, tracked_guess
 from core.train.config import VALIDATION_SEQUENCES
 from core.weights import load_trunk
@@ -108,6 +108,26 @@ def test_averaged_weights_are_validated_saved_and_resumed(tiny_davis: Path, tmp_
     resumed = torch.load(out / "state.pt", weights_only=False)
     expected = 0.5 * between + 0.5 * resumed["network"][f"trunk.{name}"]
     assert torch.allclose(resumed["average"][f"trunk.{name}"], expected, atol=1e-6)
+
+
+def test_bf16_trains_in_bfloat16_and_keeps_weights_and_validation_in_fp32(
+        tiny_davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    seen: list[tuple[bool, torch.dtype]] = []
+    forward = ClickNet.forward
+
+    def recording(self: ClickNet, *args: torch.Tensor) -> torch.Tensor:
+        logits = forward(self, *args)
+        seen.append((self.training, logits.dtype))
+        return logits
+
+    monkeypatch.setattr(ClickNet, "forward", recording)
+    out = tmp_path / "run"
+    main(["--out", str(out), "--data", str(tiny_davis), "--steps", "2", "--bf16", *TINY])
+    assert (True, torch.bfloat16) in seen and (False, torch.float32) in seen
+    assert (True, torch.float32) not in seen and (False, torch.bfloat16) not in seen
+    state = torch.load(out / "state.pt", weights_only=False)
+    assert all(v.dtype == torch.float32 for v in state["network"].values() if v.is_floating_point())
+    assert all(np.isfinite(json.loads(line)["loss"]) for line in (out / "log.jsonl").read_text().splitlines())
 
 
 def test_tracked_guesses_are_near_the_object_but_wrong() -> None:

@@ -18,7 +18,8 @@ trains the final model on every sequence, with nothing to validate on (its recip
 them out).
 `--device cuda` trains the network on a GPU, where the frames are kept and the samples drawn too (drawing them on
 the CPU held a GPU run to about 3 steps a second); the simulated clicks stay on the CPU, and validation runs there, as
-users run it.
+users run it. `--bf16` runs the network's training passes in bfloat16 autocast (on a CPU with AMX about 1.2× faster
+a step with two threads, more on one loaded thread); the weights, optimiser, loss and validation stay in fp32.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class AnnotatorTraining:
     tracked_every: int = 5      # redrawing is validated too, on every N-th frame
     hold_out: str = DEFAULT_HOLD_OUT  # comma-separated sequences kept out of training and validated on; "" holds
     # none out (the final model, trained on every sequence: nothing to validate, best.pt is the last)
+    bf16: bool = False          # the network's passes in bfloat16 autocast (CPUs with AMX, GPUs); weights, optimiser,
+    # loss and validation stay in fp32
 
 
 @dataclass
@@ -220,11 +223,12 @@ def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, sampler: 
     radius = network.config.click_radius
     interactions = [first_interaction(t, rng) for t in binary]
     images = images.to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.bf16)
     previous = None
     for _ in range(rng.choice(ROUNDS, p=ROUND_ODDS)):
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             guidance = guidance_batch(interactions, previous, radius, hw).to(device)
-            predictions = network(images, guidance)[:, 0].cpu().numpy() > 0
+            predictions = (network(images, guidance)[:, 0] > 0).cpu().numpy()
         add_error_clicks(interactions, binary, predictions)
         previous = predictions
     if previous is not None and rng.random() < 0.1:
@@ -236,8 +240,9 @@ def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, sampler: 
             interactions[i] = Interaction([], None)
             previous[i] = tracked_guess(binary[i], rng)
     weights = torch.tensor([float(t.sum() >= MIN_OBJECT_PIXELS) for t in binary], device=device)
-    logits = network(images, guidance_batch(interactions, previous, radius, hw).to(device))
-    loss = segmentation_loss(logits, targets.to(device), weights)
+    with autocast:
+        logits = network(images, guidance_batch(interactions, previous, radius, hw).to(device))
+    loss = segmentation_loss(logits.float(), targets.to(device), weights)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
