@@ -138,6 +138,26 @@ def test_frozen_batch_norms_keep_their_running_statistics(tiny_davis: Path, tmp_
     assert torch.allclose(after, before, atol=1e-2) == freeze  # lr 0: only the statistics can move
 
 
+def test_bf16_runs_the_forward_passes_in_bfloat16_on_the_cpu(tiny_davis: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[torch.dtype] = []
+    clip_loss = loop.clip_loss
+
+    def recording(config, student, *args):  # noqa: ANN001, ANN002, ANN202 - clip_loss's own signature
+        seen.append(student[0].logits.dtype)
+        return clip_loss(config, student, *args)
+
+    monkeypatch.setattr(loop, "clip_loss", recording)
+    common = ["--preset", "s3-fast", "--data", str(tiny_davis), "--batch", "2", "--crop", "48", "--device", "cpu",
+              "--threads", "1", "--steps", "2", "--no-val"]
+    main(["--out", str(tmp_path / "fp32"), *common])
+    main(["--out", str(tmp_path / "bf16"), *common, "--bf16"])
+    assert seen == [torch.float32] * 2 + [torch.bfloat16] * 2
+    state = torch.load(tmp_path / "bf16" / "state.pt", weights_only=False)
+    weights = [v for v in state["network"].values() if v.is_floating_point()]
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in weights)
+
+
 def test_ablation_rows_differ_only_in_their_loss_each_adding_one_term() -> None:
     for student in ("abl", "abl-fast"):
         rows = [preset(f"{student}-{row}") for row in ABLATION_LOSSES]

@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     hold_out: bool = True           # keep VALIDATION_SEQUENCES out of training (False: the final model, on all)
     freeze_bn: bool = False         # batch norms keep their running statistics (fine-tuning at small batches)
+    bf16: bool = False              # the forward passes in bfloat16 on the CPU too (AMX); always on CUDA
 
 
 FULL_LOSS = LossConfig(logit_kd=1.0, rep=1.0, omega=0.95, boundary=True)

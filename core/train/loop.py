@@ -151,7 +151,8 @@ class Trainer:
 
     def fit(self, sampler: ClipSampler) -> None:
         cfg = self.config
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                  enabled=self.device.type == "cuda" or cfg.bf16)
         with open(self.out / "log.jsonl", "a") as log_file:
             def log(record: dict) -> None:
                 log_file.write(json.dumps(record) + "\n")
