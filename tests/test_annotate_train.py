@@ -130,6 +130,23 @@ def test_bf16_trains_in_bfloat16_and_keeps_weights_and_validation_in_fp32(
     assert all(np.isfinite(json.loads(line)["loss"]) for line in (out / "log.jsonl").read_text().splitlines())
 
 
+def test_trunk_lr_scales_the_trunks_learning_rate_and_zero_freezes_its_weights(
+        tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "run"
+    main(["--out", str(out), "--data", str(tiny_davis), "--steps", "3", "--trunk-lr", "0", *TINY])
+    state = torch.load(out / "state.pt", weights_only=False)
+    trunk_group, rest_group = state["optimiser"]["param_groups"]
+    assert (trunk_group["scale"], rest_group["scale"]) == (0.0, 1.0)
+    assert trunk_group["lr"] == 0.0 < rest_group["lr"]
+    start = load_trunk()
+    trained = {k[len("trunk."):]: v for k, v in state["network"].items() if k.startswith("trunk.")}
+    weights = [k for k, v in start.items() if v.is_floating_point() and "running" not in k]
+    assert weights and all(torch.equal(trained[k], start[k]) for k in weights)
+    torch.manual_seed(0)  # the run's seed: the same fresh decoder it started from
+    fresh = annotator_training.build().state_dict()
+    assert not torch.equal(state["network"]["head.weight"], fresh["head.weight"])
+
+
 def test_tracked_guesses_are_near_the_object_but_wrong() -> None:
     target = np.zeros((120, 160), bool)
     target[30:90, 40:100] = True

@@ -20,6 +20,7 @@ them out).
 the CPU held a GPU run to about 3 steps a second); the simulated clicks stay on the CPU, and validation runs there, as
 users run it. `--bf16` runs the network's training passes in bfloat16 autocast (on a CPU with AMX about 1.2× faster
 a step with two threads, more on one loaded thread); the weights, optimiser, loss and validation stay in fp32.
+`--trunk-lr S` trains the ImageNet trunk at S times the learning rate (0 freezes its weights).
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class AnnotatorTraining:
     # none out (the final model, trained on every sequence: nothing to validate, best.pt is the last)
     bf16: bool = False          # the network's passes in bfloat16 autocast (CPUs with AMX, GPUs); weights, optimiser,
     # loss and validation stay in fp32
+    trunk_lr: float = 1.0       # the ImageNet trunk's learning rate as a share of `lr` (< 1 keeps its features
+    # closer to ImageNet's on DAVIS' few objects; 0 freezes its weights)
 
 
 @dataclass
@@ -293,6 +296,15 @@ def learning_rate(peak: float, progress: float) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * (progress - 0.03) / 0.97))
 
 
+def parameter_groups(network: ClickNet, trunk_lr: float) -> list[dict]:
+    """The optimiser's groups: the trunk's parameters at `trunk_lr` × the learning rate, the rest at 1×
+    (each group's "scale")."""
+    trunk = list(network.trunk.parameters())
+    inside = {id(parameter) for parameter in trunk}
+    rest = [parameter for parameter in network.parameters() if id(parameter) not in inside]
+    return [{"params": trunk, "scale": trunk_lr}, {"params": rest, "scale": 1.0}]
+
+
 def build() -> ClickNet:
     """A fresh network with the ImageNet trunk."""
     network = ClickNet(AnnotatorConfig())
@@ -309,7 +321,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     if init is not None:
         network.load_state_dict(load_annotator(init).state_dict())
     network.to(run.device)
-    optimiser = torch.optim.AdamW(network.parameters(), lr=run.lr, weight_decay=1e-4)
+    optimiser = torch.optim.AdamW(parameter_groups(network, run.trunk_lr), lr=run.lr, weight_decay=1e-4)
     step, best, elapsed = 0, -1.0, 0.0
     average = copy.deepcopy(network).eval() if run.ema > 0 else None  # on the network's device
     if (out / "state.pt").exists():
@@ -334,7 +346,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     training_mode(network, run.freeze_bn)
     while (progress := max(step / run.steps, (time.time() - started) / run.seconds)) < 1:
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate(run.lr, progress)
+            group["lr"] = learning_rate(run.lr, progress) * group["scale"]
         loss = training_step(network, optimiser, sampler, run, rng)
         if average is not None:
             update_average(average, network, run.ema)
@@ -373,7 +385,8 @@ def ship(checkpoint: Path, name: str = SHIPPED_NAME) -> Path:
              "variant": "ClickNet: MobileNetV2 trunk (ImageNet init) + guidance conv on the stem + FPN decoder",
              "training_data": f"{run['data']}: {len(meta['training_sequences'])} sequences (validation held out), "
                               f"frames at {run['load_short_side']}p",
-             "recipe": f"{meta['steps']} steps, batch {run['batch']}, crop {run['crop']}, lr {run['lr']}; "
+             "recipe": f"{meta['steps']} steps, batch {run['batch']}, crop {run['crop']}, lr {run['lr']} "
+                       f"(the trunk's ×{run.get('trunk_lr', 1.0)}); "
                        "static-image augmentation, the object spanning "
                        f"{run.get('object_min', 0):.0%}-{run.get('object_max', 0):.0%} of each crop, a painted shape "
                        f"as the object in {SHAPE_ODDS:.0%} of the samples, simulated box/clicks with 0-3 rounds of "
