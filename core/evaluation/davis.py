@@ -25,14 +25,12 @@ from tqdm import tqdm
 
 from core.annotate.refine import MaskRefiner, RefinedTracker
 from core.annotate.segmenter import build_segmenter
+from core.io.davis import FRAMES, frame_paths, mask_path
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, write_mask
 from core.evaluation.metrics import ObjectScore, SequenceScorer, summarize
 from core.inference.memory import MEMORIES
 from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments, tracker_config
 from core.weights import WeightsError, load_network
-
-RESOLUTION = "480p"
-
 
 class EvalError(RuntimeError):
     """A dataset folder that cannot be evaluated; the message is one line naming the path and the fix."""
@@ -135,10 +133,10 @@ def sequence_files(root: str | os.PathLike, name: str) -> SequenceFiles:
     folder = _images_dir(root) / name
     if not folder.is_dir():
         raise EvalError(f"{folder}: no such sequence; pick names from {_images_dir(root)}")
-    frames = sorted(folder.glob("*.jpg"))
+    frames = frame_paths(root, name)
     if not frames:
         raise EvalError(f"{folder}: holds no .jpg frames; use the DAVIS layout JPEGImages/480p/<seq>/*.jpg")
-    annotations = [root / "Annotations" / RESOLUTION / name / f"{p.stem}.png" for p in frames]
+    annotations = [mask_path(root, name, p) for p in frames]
     missing = [a for a in annotations if not a.is_file()]
     if missing:
         raise EvalError(f"{missing[0]}: ground-truth mask missing; every frame needs one to be scored")
@@ -290,9 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _images_dir(root: Path) -> Path:
-    images = root / "JPEGImages" / RESOLUTION
+    images = root / FRAMES
     if not images.is_dir():
-        raise EvalError(f"{root}: no JPEGImages/{RESOLUTION} folder; pass the DAVIS root folder")
+        raise EvalError(f"{root}: no {FRAMES} folder; pass the DAVIS root folder")
     return images
 
 

@@ -27,6 +27,7 @@ from core.annotate.segmenter import BACKENDS, build_segmenter
 from core.batch.inputs import FRAMES_FOLDER, MASK_FOLDER
 from core.evaluation.davis import read_frame
 from core.evaluation.metrics import region_similarity
+from core.io.davis import FRAMES, frame_paths, mask_path
 from core.io.masks import object_ids, read_mask, resize_labels
 from core.io.suffixes import FRAME_SUFFIXES
 
@@ -89,11 +90,11 @@ def davis_frames(root: str | Path, sequences: list[str], every: int,
                  first: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """(name, image (H, W, 3) RGB, target (H, W) bool) for frames first, first + every, … of each sequence."""
     for name in sequences:
-        paths = sorted((Path(root) / "JPEGImages" / "480p" / name).glob("*.jpg"))
+        paths = frame_paths(root, name)
         if not paths:
-            raise SystemExit(f"{Path(root) / 'JPEGImages' / '480p' / name}: no frames; pass a DAVIS root")
+            raise SystemExit(f"{Path(root) / FRAMES / name}: no frames; pass a DAVIS root")
         for path in paths[first::every]:
-            target = read_mask(Path(root) / "Annotations" / "480p" / name / f"{path.stem}.png") > 0
+            target = read_mask(mask_path(root, name, path)) > 0
             if target.any():
                 yield f"{name}/{path.stem}", read_frame(path), target
 

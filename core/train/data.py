@@ -11,14 +11,15 @@ import numpy as np
 import torch
 
 from core.clips.sampler import FrameStore, object_geometry
+from core.io.davis import FRAMES, MASKS, frame_paths, mask_path
 from core.io.masks import read_mask
 
 
 def davis_sequences(root: str | Path, exclude: tuple[str, ...] = ()) -> list[str]:
     """Sequence names under `root/JPEGImages/480p`, minus `exclude`."""
-    images = Path(root) / "JPEGImages" / "480p"
+    images = Path(root) / FRAMES
     if not images.is_dir():
-        raise SystemExit(f"{images}: not found; pass --data with a DAVIS root (JPEGImages/480p, Annotations/480p)")
+        raise SystemExit(f"{images}: not found; pass --data with a DAVIS root ({FRAMES}, {MASKS})")
     return sorted(p.name for p in images.iterdir() if p.is_dir() and p.name not in exclude)
 
 
@@ -26,12 +27,12 @@ def load_frames(root: str | Path, names: list[str], short_side: int) -> FrameSto
     """Read the sequences' JPEG frames and PNG masks, resized so the short side is `short_side`."""
     frames, masks, starts, lengths = [], [], [], []
     for name in names:
-        paths = sorted((Path(root) / "JPEGImages" / "480p" / name).glob("*.jpg"))
+        paths = frame_paths(root, name)
         starts.append(len(frames))
         lengths.append(len(paths))
         for path in paths:
             image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-            mask = read_mask(Path(root) / "Annotations" / "480p" / name / f"{path.stem}.png") > 0
+            mask = read_mask(mask_path(root, name, path)) > 0
             h, w = image.shape[:2]
             scale = short_side / min(h, w)
             size = (round(w * scale), round(h * scale))

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-FRAMES, MASKS = Path("JPEGImages") / "480p", Path("Annotations") / "480p"
+from core.io.davis import FRAMES, MASKS
+
 UNPACKED_QUALITY = 95  # JPEG quality of unpacked frames: high, so that what they lose is mostly the video's
 
 
