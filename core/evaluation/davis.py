@@ -135,7 +135,7 @@ def sequence_files(root: str | os.PathLike, name: str) -> SequenceFiles:
         raise EvalError(f"{folder}: no such sequence; pick names from {_images_dir(root)}")
     frames = frame_paths(root, name)
     if not frames:
-        raise EvalError(f"{folder}: holds no .jpg frames; use the DAVIS layout JPEGImages/480p/<seq>/*.jpg")
+        raise EvalError(f"{folder}: holds no .jpg frames; use the DAVIS layout {FRAMES}/<seq>/*.jpg")
     annotations = [mask_path(root, name, p) for p in frames]
     missing = [a for a in annotations if not a.is_file()]
     if missing:
