@@ -296,13 +296,18 @@ def learning_rate(peak: float, progress: float) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * (progress - 0.03) / 0.97))
 
 
-def parameter_groups(network: ClickNet, trunk_lr: float) -> list[dict]:
-    """The optimiser's groups: the trunk's parameters at `trunk_lr` × the learning rate, the rest at 1×
-    (each group's "scale")."""
+def parameter_groups(network: ClickNet) -> list[dict]:
+    """The optimiser's groups: the trunk's parameters, then the rest (`group_scales` gives their rates)."""
     trunk = list(network.trunk.parameters())
     inside = {id(parameter) for parameter in trunk}
     rest = [parameter for parameter in network.parameters() if id(parameter) not in inside]
-    return [{"params": trunk, "scale": trunk_lr}, {"params": rest, "scale": 1.0}]
+    return [{"params": trunk}, {"params": rest}]
+
+
+def group_scales(run: AnnotatorTraining) -> tuple[float, float]:
+    """Each of `parameter_groups`' learning rates as a share of the run's (read from the run's settings on every
+    step, so a resumed run follows its command line, as it does for `--lr`)."""
+    return run.trunk_lr, 1.0
 
 
 def build() -> ClickNet:
@@ -321,7 +326,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     if init is not None:
         network.load_state_dict(load_annotator(init).state_dict())
     network.to(run.device)
-    optimiser = torch.optim.AdamW(parameter_groups(network, run.trunk_lr), lr=run.lr, weight_decay=1e-4)
+    optimiser = torch.optim.AdamW(parameter_groups(network), lr=run.lr, weight_decay=1e-4)
     step, best, elapsed = 0, -1.0, 0.0
     average = copy.deepcopy(network).eval() if run.ema > 0 else None  # on the network's device
     if (out / "state.pt").exists():
@@ -345,8 +350,8 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     started = time.time() - elapsed
     training_mode(network, run.freeze_bn)
     while (progress := max(step / run.steps, (time.time() - started) / run.seconds)) < 1:
-        for group in optimiser.param_groups:
-            group["lr"] = learning_rate(run.lr, progress) * group["scale"]
+        for group, scale in zip(optimiser.param_groups, group_scales(run)):
+            group["lr"] = learning_rate(run.lr, progress) * scale
         loss = training_step(network, optimiser, sampler, run, rng)
         if average is not None:
             update_average(average, network, run.ema)
