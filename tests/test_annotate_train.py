@@ -13,7 +13,9 @@ from PIL import Image
 
 import core.train.annotator as annotator_training
 from core.annotate.network import ClickNet, load_annotator, load_annotator_checkpoint
-from core.train.annotator import first_interaction, main, paint_shape, segmentation_loss, tracked_guess
+from core.train.annotator import (AnnotatorTraining, draw_batch, first_interaction, main, make_samplers, paint_shape,
+                                  segmentation_loss, tracked_guess)
+from core.train.data import load_frames
 from core.train.config import VALIDATION_SEQUENCES
 from core.weights import load_trunk
 from tests.test_train import tiny_davis  # noqa: F401 - the fixture
@@ -147,6 +149,26 @@ def test_trunk_lr_scales_the_trunks_learning_rate_and_zero_freezes_its_weights(
     main(["--out", str(out), "--data", str(tiny_davis), "--steps", "5", "--trunk-lr", "0.5", *TINY])  # resumed
     trunk_group, rest_group = torch.load(out / "state.pt", weights_only=False)["optimiser"]["param_groups"]
     assert 0 < rest_group["lr"] and trunk_group["lr"] == pytest.approx(0.5 * rest_group["lr"])
+
+
+def test_paste_odds_share_the_batch_between_static_and_pasted_samples(tiny_davis: Path) -> None:  # noqa: F811
+    """Each sample is the static sampler's or (a share `paste_odds` of them) the pasting sampler's last frame."""
+    store = load_frames(tiny_davis, ["bike"], 64)
+    shares = []
+    for odds in (0.0, 0.5, 1.0):
+        run = AnnotatorTraining(batch=16, crop=48, paste_odds=odds)
+        samplers = make_samplers(store, run, seed=3)
+        assert (samplers.pasted is None) == (odds == 0)
+        images, targets = draw_batch(samplers, run, np.random.default_rng(0))
+        static, _ = make_samplers(store, run, seed=3).static.sample(run.batch, 0.0)
+        same = [torch.equal(images[i], static[i, -1]) for i in range(run.batch)]
+        if samplers.pasted is not None:
+            pasted, pasted_masks = make_samplers(store, run, seed=3).pasted.sample(run.batch, 0.0)
+            pasted_here = [torch.equal(images[i], pasted[i, -1]) for i in range(run.batch)]
+            assert all(a != b for a, b in zip(same, pasted_here))
+            assert all(torch.equal(targets[i], pasted_masks[i, -1]) for i in range(run.batch) if pasted_here[i])
+        shares.append(1 - np.mean(same))
+    assert shares[0] == 0 and 0 < shares[1] < 1 and shares[2] == 1
 
 
 def test_tracked_guesses_are_near_the_object_but_wrong() -> None:

@@ -1,12 +1,15 @@
 """`python -m core.train.annotator --out DIR` — train the click-and-box annotation network (`core.annotate`).
 
 Samples: single frames of the DAVIS training sequences (the validation sequences held out, frames at 480p) through
-the static-image stage's augmentation (`ClipSampler`, static: affine + elastic warp, a pasted distractor half of
-the time, colour jitter), each crop scaled so that the object spans 15-90 % of it (the whole frame's context and
-the zoomed views `core.annotate.segmenter` works on); the target is the object's mask, or in a fifth of the
-samples a painted shape (`paint_shape`). Each sample starts from a jittered box (±10 %), clicks (the first at
-the interior point or a random object pixel), or both; then 0–3 rounds of the current network's own prediction
-and the simulated user's next click (the largest error's centre) make the previous-mask input, as RITM trains.
+the static-image stage's augmentation (`ClipSampler`, static: affine + elastic warp, a pasted distractor half of the
+time, colour jitter), each crop scaled so that the object spans 15-90 % of it (the whole frame's context and the
+zoomed views `core.annotate.segmenter` works on); the target is the object's mask, or in a fifth of the samples a
+painted shape (`paint_shape`); with `--paste-odds P`, a share P of them shows instead a DAVIS object cut from
+another training frame and pasted, warped, onto a third sequence's frame (the stage-0 clips' last frame): the same
+objects in scenes the training sequences never show, beside those scenes' own unlabelled objects. Each sample starts
+from a jittered box (±10 %), clicks (the first at the interior point or a random object pixel), or both; then 0–3
+rounds of the current network's own prediction and the simulated user's next click (the largest error's centre) make
+the previous-mask input, as RITM trains.
 With `--redraw-odds P`, a share P of the samples instead gets no click and no box and a tracker-like mistaken
 mask as the previous mask (`tracked_guess`): the task of `core.annotate.refine`, which redraws tracked masks.
 Loss: binary cross-entropy + soft IoU. Resumable from `DIR/state.pt`; logs to `DIR/log.jsonl`; validates box /
@@ -30,7 +33,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -44,7 +47,7 @@ from core.annotate.network import (ANNOTATOR_MANIFEST, AnnotatorConfig, ClickNet
                                    load_annotator_checkpoint, save_annotator)
 from core.annotate.refine import MaskRefiner
 from core.annotate.segmenter import ClickSegmenter
-from core.clips.sampler import ClipSampler, DataConfig
+from core.clips.sampler import ClipSampler, DataConfig, FrameStore
 from core.model.network import training_mode
 from core.evaluation.interactive import davis_frames, score
 from core.evaluation.refinement import refined_ious, tracked_frames
@@ -89,6 +92,7 @@ class AnnotatorTraining:
     # loss and validation stay in fp32
     trunk_lr: float = 1.0       # the ImageNet trunk's learning rate as a share of `lr` (< 1 keeps its features
     # closer to ImageNet's on DAVIS' few objects; 0 freezes its weights)
+    paste_odds: float = 0.0     # samples whose object is pasted onto another sequence's frame (`draw_batch`)
 
 
 @dataclass
@@ -209,14 +213,42 @@ def paint_shape(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return inside
 
 
-def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, sampler: ClipSampler, run: AnnotatorTraining,
+@dataclass(frozen=True)
+class Samplers:
+    """Where a step's samples come from: static-image pseudo-clips, and (with `--paste-odds`) stage-0 clips of an
+    object pasted onto another sequence's frame, both over the same frames."""
+
+    static: ClipSampler
+    pasted: ClipSampler | None
+
+
+def make_samplers(store: FrameStore, run: AnnotatorTraining, seed: int) -> Samplers:
+    """The run's samplers over `store` (the pasting one only when `run.paste_odds` > 0)."""
+    config = DataConfig(root=run.data, crop=run.crop, clip_frames=2, static=True,
+                        object_fraction=(run.object_min, run.object_max))
+    pasting = replace(config, static=False, synthetic=True)
+    return Samplers(ClipSampler(store, config, seed), ClipSampler(store, pasting, seed + 1) if run.paste_odds else None)
+
+
+def draw_batch(samplers: Samplers, run: AnnotatorTraining,
+               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (B, 3, S, S) and targets (B, 1, S, S): the pseudo-clips' last frames (a distractor over the object
+    half of the time), a share `run.paste_odds` of them replaced by pasted objects."""
+    frames, masks = samplers.static.sample(run.batch, 0.0)
+    images, targets = frames[:, -1].contiguous(), masks[:, -1].contiguous()
+    if samplers.pasted is not None and (pasted := torch.from_numpy(rng.random(run.batch) < run.paste_odds)).any():
+        frames, masks = samplers.pasted.sample(run.batch, 0.0)
+        chosen = pasted.to(images.device)
+        images[chosen], targets[chosen] = frames[chosen, -1], masks[chosen, -1]
+    return images, targets
+
+
+def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, samplers: Samplers, run: AnnotatorTraining,
                   rng: np.random.Generator) -> float:
-    """One optimiser step on a batch drawn where the sampler's frames are (`run.device`), with interaction
+    """One optimiser step on a batch drawn where the samplers' frames are (`run.device`), with interaction
     simulated on the CPU; returns the loss."""
     device = torch.device(run.device)
-    frames, masks = sampler.sample(run.batch, 0.0)
-    images = frames[:, -1].contiguous()  # (B, 3, S, S): the pseudo-clip's last frame (a distractor half the time)
-    targets = masks[:, -1].contiguous()  # (B, 1, S, S)
+    images, targets = draw_batch(samplers, run, rng)
     for i in np.nonzero(rng.random(run.batch) < SHAPE_ODDS)[0]:
         image = images[i].cpu().numpy()  # painted in place, then copied back (a no-op on the CPU)
         targets[i, 0].copy_(torch.from_numpy(paint_shape(image, rng)))
@@ -341,9 +373,8 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     available = davis_sequences(run.data)
     held_out = held_out_sequences(run.hold_out, available)
     train_names = [name for name in available if name not in held_out]
-    sampler = ClipSampler(load_frames(run.data, train_names, run.load_short_side).to(run.device),
-                          DataConfig(root=run.data, crop=run.crop, clip_frames=2, static=True,
-                                     object_fraction=(run.object_min, run.object_max)), seed=run.seed + step)
+    samplers = make_samplers(load_frames(run.data, train_names, run.load_short_side).to(run.device), run,
+                             run.seed + step)
     val_frames = list(davis_frames(run.data, held_out, run.val_frames_every))
     tracked = tracked_frames(run.data, run.tracked, held_out, run.tracked_every) if run.tracked else []
     log = open(out / "log.jsonl", "a")
@@ -352,7 +383,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     while (progress := max(step / run.steps, (time.time() - started) / run.seconds)) < 1:
         for group, scale in zip(optimiser.param_groups, group_scales(run)):
             group["lr"] = learning_rate(run.lr, progress) * scale
-        loss = training_step(network, optimiser, sampler, run, rng)
+        loss = training_step(network, optimiser, samplers, run, rng)
         if average is not None:
             update_average(average, network, run.ema)
         step += 1
