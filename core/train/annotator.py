@@ -237,9 +237,9 @@ def draw_batch(samplers: Samplers, run: AnnotatorTraining,
     frames, masks = samplers.static.sample(run.batch, 0.0)
     images, targets = frames[:, -1].contiguous(), masks[:, -1].contiguous()
     if samplers.pasted is not None and (pasted := torch.from_numpy(rng.random(run.batch) < run.paste_odds)).any():
-        frames, masks = samplers.pasted.sample(run.batch, 0.0)
+        frames, masks = samplers.pasted.sample(int(pasted.sum()), 0.0)  # only as many as replace static ones
         chosen = pasted.to(images.device)
-        images[chosen], targets[chosen] = frames[chosen, -1], masks[chosen, -1]
+        images[chosen], targets[chosen] = frames[:, -1], masks[:, -1]
     return images, targets
 
 
@@ -425,8 +425,9 @@ def ship(checkpoint: Path, name: str = SHIPPED_NAME) -> Path:
                        f"(the trunk's ×{run.get('trunk_lr', 1.0)}); "
                        "static-image augmentation, the object spanning "
                        f"{run.get('object_min', 0):.0%}-{run.get('object_max', 0):.0%} of each crop, a painted shape "
-                       f"as the object in {SHAPE_ODDS:.0%} of the samples, simulated box/clicks with 0-3 rounds of "
-                       "the network's own errors",
+                       f"as the object in {SHAPE_ODDS:.0%} of the samples and a DAVIS object pasted onto another "
+                       f"sequence's frame in {run.get('paste_odds', 0.0):.0%}, simulated box/clicks with 0-3 rounds "
+                       "of the network's own errors",
              "steps": meta["steps"], "validation_sequences": meta["validation_sequences"],
              "validation_iou": meta["validation"]}
     manifest = {"default": name, "checkpoints": {name: entry}}
