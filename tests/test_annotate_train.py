@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 import core.train.annotator as annotator_training
-from core.annotate.network import ClickNet, load_annotator, load_annotator_checkpoint
+from core.annotate.network import (ClickNet, default_annotator, load_annotator, load_annotator_checkpoint,
+                                   read_annotator_manifest)
 from core.train.annotator import (AnnotatorTraining, draw_batch, first_interaction, main, make_samplers, paint_shape,
-                                  segmentation_loss, tracked_guess)
+                                  recipe, segmentation_loss, tracked_guess)
 from core.train.data import load_frames
 from core.train.config import VALIDATION_SEQUENCES
 from core.weights import load_trunk
@@ -168,6 +169,36 @@ def test_paste_odds_share_the_batch_between_static_and_pasted_samples(tiny_davis
             assert torch.equal(images[replaced], pasted[:, -1]) and torch.equal(targets[replaced], pasted_masks[:, -1])
         shares.append(len(replaced) / run.batch)
     assert shares[0] == 0 and 0 < shares[1] < 1 and shares[2] == 1
+
+
+def test_ship_writes_one_checkpoint_or_the_mean_of_several_with_their_provenance(
+        tiny_davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    runs = [tmp_path / name for name in ("a", "b", "other")]
+    for seed, (run, hold_out) in enumerate(zip(runs, ["bike", "bike", VALIDATION_SEQUENCES[0]])):
+        main(["--out", str(run), "--data", str(tiny_davis), "--steps", "2", "--seed", str(seed), "--hold-out",
+              hold_out, *TINY])
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setattr(annotator_training, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(annotator_training, "ANNOTATOR_MANIFEST", weights / "annotator.json")
+    main(["--ship", str(runs[0] / "last.pt"), str(runs[1] / "last.pt")])
+    shipped = torch.load(weights / "annotator-mnv2.pt", weights_only=False)
+    a, b = (load_annotator(run / "last.pt").state_dict() for run in runs[:2])
+    name = "head.weight"
+    assert not torch.allclose(a[name], b[name], atol=1e-2)
+    assert torch.allclose(shipped["state_dict"][name].float(), (a[name] + b[name]) / 2, atol=1e-3)
+    entry = json.loads((weights / "annotator.json").read_text())["checkpoints"]["annotator-mnv2"]
+    assert entry["recipe"].startswith("the mean of the weights of") and entry["steps"] == [2, 2]
+    assert entry["validation_iou"] is None and len(shipped["meta"]["averaged"]) == 2
+    main(["--ship", str(runs[0] / "last.pt")])
+    entry = json.loads((weights / "annotator.json").read_text())["checkpoints"]["annotator-mnv2"]
+    assert entry["steps"] == 2 and entry["validation_iou"]["mean"] >= 0
+    assert torch.equal(torch.load(weights / "annotator-mnv2.pt", weights_only=False)["state_dict"][name],
+                       a[name].half())
+    with pytest.raises(SystemExit, match="held out different validation sequences"):
+        main(["--ship", str(runs[0] / "last.pt"), str(runs[2] / "last.pt")])
+    shipped_words = read_annotator_manifest()["checkpoints"][read_annotator_manifest()["default"]]["recipe"]
+    assert recipe(default_annotator(), load_annotator_checkpoint()["meta"]) == shipped_words  # its whole history
 
 
 def test_tracked_guesses_are_near_the_object_but_wrong() -> None:

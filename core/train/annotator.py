@@ -43,8 +43,8 @@ from torch.nn import functional as F
 
 from core.annotate.clicks import (Box, Click, guidance_maps, interior_point, jittered_box, next_click,
                                   random_interior_click, tight_box)
-from core.annotate.network import (ANNOTATOR_MANIFEST, AnnotatorConfig, ClickNet, load_annotator,
-                                   load_annotator_checkpoint, save_annotator)
+from core.annotate.network import (ANNOTATOR_MANIFEST, AnnotatorConfig, ClickNet, default_annotator, load_annotator,
+                                   load_annotator_checkpoint, read_annotator_manifest, save_annotator)
 from core.annotate.refine import MaskRefiner
 from core.annotate.segmenter import ClickSegmenter
 from core.clips.sampler import ClipSampler, DataConfig, FrameStore
@@ -410,26 +410,54 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         log.flush()
 
 
-def ship(checkpoint: Path, name: str = SHIPPED_NAME) -> Path:
-    """Write `checkpoint` in fp16 as core/weights/<name>.pt and make it the default of core/weights/annotator.json,
-    with its sha256 and provenance (data, steps, validation IoU)."""
-    meta = load_annotator_checkpoint(checkpoint)["meta"]
-    target = WEIGHTS_DIR / f"{name}.pt"
-    digest = save_annotator(load_annotator(checkpoint), target, meta, half=True)
+def weight_soup(checkpoints: list[Path]) -> ClickNet:
+    """The mean of the checkpoints' weights and floating-point buffers (a "model soup": runs continued from one
+    network stay near it, and their mean is often better than each); a single checkpoint's network as it is."""
+    soup = load_annotator(checkpoints[0])
+    for count, checkpoint in enumerate(checkpoints[1:], start=2):
+        update_average(soup, load_annotator(checkpoint), (count - 1) / count)
+    return soup
+
+
+def recipe(checkpoint: Path, meta: dict) -> str:
+    """How the run that wrote `checkpoint` (its `meta`) trained, in words; for the shipped file, the manifest's
+    words (its history is longer than its last run)."""
+    if checkpoint.resolve() == default_annotator().resolve():
+        return read_annotator_manifest()["checkpoints"][read_annotator_manifest()["default"]]["recipe"]
     run = meta["run"]
+    return (f"{meta['steps']} steps, batch {run['batch']}, crop {run['crop']}, lr {run['lr']} "
+            f"(the trunk's ×{run.get('trunk_lr', 1.0)}); static-image augmentation, the object spanning "
+            f"{run.get('object_min', 0):.0%}-{run.get('object_max', 0):.0%} of each crop, a painted shape as the "
+            f"object in {SHAPE_ODDS:.0%} of the samples and a DAVIS object pasted onto another sequence's frame in "
+            f"{run.get('paste_odds', 0.0):.0%}, simulated box/clicks with 0-3 rounds of the network's own errors")
+
+
+def ship(checkpoints: list[Path], name: str = SHIPPED_NAME) -> Path:
+    """Write `checkpoints` (several: the mean of their weights, `weight_soup`) in fp16 as core/weights/<name>.pt
+    and make it the default of core/weights/annotator.json, with its sha256 and provenance (data, steps, validation
+    IoU; each checkpoint's for a mean, which must all have held out the same sequences). Every checkpoint is read
+    before the file is written: the shipped one may be among them."""
+    metas = [load_annotator_checkpoint(checkpoint)["meta"] for checkpoint in checkpoints]
+    recipes = [recipe(checkpoint, meta) for checkpoint, meta in zip(checkpoints, metas)]
+    if any(m["validation_sequences"] != metas[0]["validation_sequences"] for m in metas):
+        raise SystemExit("--ship: these checkpoints held out different validation sequences; average only runs "
+                         "that kept the same ones out (their mean would have trained on the other's validation)")
+    network = weight_soup(checkpoints)
+    meta = metas[-1]
+    if len(checkpoints) > 1:
+        meta = {**meta, "averaged": [{"file": str(c), "steps": m["steps"], "validation": m["validation"]}
+                                     for c, m in zip(checkpoints, metas)]}
+    target = WEIGHTS_DIR / f"{name}.pt"
+    digest = save_annotator(network, target, meta, half=True)
+    described = recipes[0] if len(checkpoints) == 1 else "the mean of the weights of " + "; ".join(
+        f"{checkpoint} ({words})" for checkpoint, words in zip(checkpoints, recipes))
     entry = {"file": target.name, "sha256": digest,
              "variant": "ClickNet: MobileNetV2 trunk (ImageNet init) + guidance conv on the stem + FPN decoder",
-             "training_data": f"{run['data']}: {len(meta['training_sequences'])} sequences (validation held out), "
-                              f"frames at {run['load_short_side']}p",
-             "recipe": f"{meta['steps']} steps, batch {run['batch']}, crop {run['crop']}, lr {run['lr']} "
-                       f"(the trunk's ×{run.get('trunk_lr', 1.0)}); "
-                       "static-image augmentation, the object spanning "
-                       f"{run.get('object_min', 0):.0%}-{run.get('object_max', 0):.0%} of each crop, a painted shape "
-                       f"as the object in {SHAPE_ODDS:.0%} of the samples and a DAVIS object pasted onto another "
-                       f"sequence's frame in {run.get('paste_odds', 0.0):.0%}, simulated box/clicks with 0-3 rounds "
-                       "of the network's own errors",
-             "steps": meta["steps"], "validation_sequences": meta["validation_sequences"],
-             "validation_iou": meta["validation"]}
+             "training_data": f"{meta['run']['data']}: {len(meta['training_sequences'])} sequences (validation held "
+                              f"out), frames at {meta['run']['load_short_side']}p",
+             "recipe": described, "steps": [m["steps"] for m in metas] if len(metas) > 1 else meta["steps"],
+             "validation_sequences": meta["validation_sequences"],
+             "validation_iou": meta["validation"] if len(metas) == 1 else None}  # a mean: measured in docs/RESULTS.md
     manifest = {"default": name, "checkpoints": {name: entry}}
     ANNOTATOR_MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")
     return target
@@ -438,8 +466,9 @@ def ship(checkpoint: Path, name: str = SHIPPED_NAME) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core.train.annotator", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="run folder (resumes when it holds state.pt)")
-    parser.add_argument("--ship", type=Path, help="instead of training: ship this checkpoint (e.g. RUN/best.pt) "
-                                                  "as core/weights' annotator, fp16, with its provenance")
+    parser.add_argument("--ship", type=Path, nargs="+",
+                        help="instead of training: ship this checkpoint (e.g. RUN/best.pt), or the mean of these "
+                             "checkpoints' weights, as core/weights' annotator, fp16, with its provenance")
     defaults = AnnotatorTraining()
     for field, value in asdict(defaults).items():
         if isinstance(value, bool):
