@@ -192,7 +192,11 @@ def test_ship_writes_one_checkpoint_or_the_mean_of_several_with_their_provenance
     assert entry["validation_iou"] is None and len(shipped["meta"]["averaged"]) == 2
     main(["--ship", str(runs[0] / "last.pt")])
     entry = json.loads((weights / "annotator.json").read_text())["checkpoints"]["annotator-mnv2"]
-    assert entry["steps"] == 2 and entry["validation_iou"]["mean"] >= 0
+    assert entry["steps"] == 2 and entry["validation_iou"]["mean"] >= 0 and entry["recipe"].startswith("2 steps")
+    main(["--out", str(tmp_path / "next"), "--data", str(tiny_davis), "--steps", "1", "--hold-out", "bike",
+          "--init", str(runs[0] / "last.pt"), *TINY])
+    assert recipe(tmp_path / "next" / "last.pt", load_annotator_checkpoint(tmp_path / "next" / "last.pt")["meta"]
+                  ).startswith(f"continued from {runs[0] / 'last.pt'}: 1 steps")
     assert torch.equal(torch.load(weights / "annotator-mnv2.pt", weights_only=False)["state_dict"][name],
                        a[name].half())
     with pytest.raises(SystemExit, match="held out different validation sequences"):

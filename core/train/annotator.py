@@ -394,8 +394,8 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
             if held_out:
                 record["val"] = validate(judged, val_frames, tracked)
                 training_mode(network, run.freeze_bn)
-            meta = {"steps": step, "training_sequences": train_names, "validation_sequences": held_out,
-                    "validation": record.get("val"), "run": asdict(run)}
+            meta = {"steps": step, "init": None if init is None else str(init), "training_sequences": train_names,
+                    "validation_sequences": held_out, "validation": record.get("val"), "run": asdict(run)}
             save_annotator(judged, out / "last.pt", meta)
             if not held_out:  # nothing to validate on: the last is the best
                 save_annotator(judged, out / "best.pt", meta)
@@ -425,7 +425,8 @@ def recipe(checkpoint: Path, meta: dict) -> str:
     if checkpoint.resolve() == default_annotator().resolve():
         return read_annotator_manifest()["checkpoints"][read_annotator_manifest()["default"]]["recipe"]
     run = meta["run"]
-    return (f"{meta['steps']} steps, batch {run['batch']}, crop {run['crop']}, lr {run['lr']} "
+    start = f"continued from {meta['init']}: " if meta.get("init") else ""
+    return (f"{start}{meta['steps']} steps, batch {run['batch']}, crop {run['crop']}, lr {run['lr']} "
             f"(the trunk's ×{run.get('trunk_lr', 1.0)}); static-image augmentation, the object spanning "
             f"{run.get('object_min', 0):.0%}-{run.get('object_max', 0):.0%} of each crop, a painted shape as the "
             f"object in {SHAPE_ODDS:.0%} of the samples and a DAVIS object pasted onto another sequence's frame in "
