@@ -19,8 +19,8 @@ from core.annotate import segmenter as segmenter_module
 from core.annotate.clicks import (GUIDANCE_CHANNELS, Click, guidance_maps, interior_point, jittered_box, next_click,
                                   random_interior_click, tight_box, touched_parts)
 from core.annotate.grabcut import polish_box_answer
-from core.annotate.network import (AnnotatorConfig, ClickNet, default_annotator, load_annotator,
-                                   load_annotator_checkpoint, read_annotator_manifest, save_annotator)
+from core.annotate.network import (AnnotatorConfig, ClickNet, default_annotator, default_annotator_entry,
+                                   load_annotator, load_annotator_checkpoint, save_annotator)
 from core.annotate.segmenter import (CLICK_REACH, CLOSE_MARGIN, CLOSE_MIN_SIDE, CLOSE_SHARE, FOCUS, ClickSegmenter,
                                      clicked_parts, close_look, close_window, focus_window, inside_box,
                                      mirror_averaged, predict)
@@ -273,7 +273,7 @@ def test_the_network_is_the_default_and_grabcut_an_option() -> None:
 
 
 def test_shipped_annotator_matches_its_manifest_and_records_its_provenance() -> None:
-    entry = read_annotator_manifest()["checkpoints"][read_annotator_manifest()["default"]]
+    entry = default_annotator_entry()
     assert sha256(default_annotator()) == entry["sha256"]
     meta = load_annotator_checkpoint()["meta"]
     assert meta["validation_sequences"] and not set(meta["validation_sequences"]) & set(meta["training_sequences"])

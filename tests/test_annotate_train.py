@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 import core.train.annotator as annotator_training
-from core.annotate.network import (ClickNet, default_annotator, load_annotator, load_annotator_checkpoint,
-                                   read_annotator_manifest)
+from core.annotate.network import (ClickNet, default_annotator, default_annotator_entry, load_annotator,
+                                   load_annotator_checkpoint)
 from core.train.annotator import (AnnotatorTraining, draw_batch, first_interaction, main, make_samplers, paint_shape,
                                   recipe, segmentation_loss, tracked_guess)
 from core.train.data import load_frames
@@ -193,15 +193,15 @@ def test_ship_writes_one_checkpoint_or_the_mean_of_several_with_their_provenance
     main(["--ship", str(runs[0] / "last.pt")])
     entry = json.loads((weights / "annotator.json").read_text())["checkpoints"]["annotator-mnv2"]
     assert entry["steps"] == 2 and entry["validation_iou"]["mean"] >= 0 and entry["recipe"].startswith("2 steps")
+    assert torch.equal(torch.load(weights / "annotator-mnv2.pt", weights_only=False)["state_dict"][name],
+                       a[name].half())
     main(["--out", str(tmp_path / "next"), "--data", str(tiny_davis), "--steps", "1", "--hold-out", "bike",
           "--init", str(runs[0] / "last.pt"), *TINY])
     assert recipe(tmp_path / "next" / "last.pt", load_annotator_checkpoint(tmp_path / "next" / "last.pt")["meta"]
                   ).startswith(f"continued from {runs[0] / 'last.pt'}: 1 steps")
-    assert torch.equal(torch.load(weights / "annotator-mnv2.pt", weights_only=False)["state_dict"][name],
-                       a[name].half())
     with pytest.raises(SystemExit, match="held out different validation sequences"):
         main(["--ship", str(runs[0] / "last.pt"), str(runs[2] / "last.pt")])
-    shipped_words = read_annotator_manifest()["checkpoints"][read_annotator_manifest()["default"]]["recipe"]
+    shipped_words = default_annotator_entry()["recipe"]
     assert recipe(default_annotator(), load_annotator_checkpoint()["meta"]) == shipped_words  # its whole history
 
 

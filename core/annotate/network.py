@@ -111,10 +111,15 @@ def read_annotator_manifest() -> dict:
     return json.loads(ANNOTATOR_MANIFEST.read_text())
 
 
+def default_annotator_entry() -> dict:
+    """The shipped annotator's manifest entry: file, sha256 and provenance."""
+    manifest = read_annotator_manifest()
+    return manifest["checkpoints"][manifest["default"]]
+
+
 def default_annotator() -> Path:
     """Path of the shipped annotator checkpoint."""
-    manifest = read_annotator_manifest()
-    return WEIGHTS_DIR / manifest["checkpoints"][manifest["default"]]["file"]
+    return WEIGHTS_DIR / default_annotator_entry()["file"]
 
 
 def load_annotator_checkpoint(path: str | os.PathLike | None = None) -> dict:
@@ -128,7 +133,11 @@ def load_annotator_checkpoint(path: str | os.PathLike | None = None) -> dict:
 
 def load_annotator(path: str | os.PathLike | None = None) -> ClickNet:
     """The annotation network of a checkpoint, in eval mode, float32, on the CPU."""
-    checkpoint = load_annotator_checkpoint(path)
+    return annotator_from_checkpoint(load_annotator_checkpoint(path))
+
+
+def annotator_from_checkpoint(checkpoint: dict) -> ClickNet:
+    """The annotation network of a checkpoint already read (`load_annotator_checkpoint`), in eval mode, float32."""
     network = ClickNet(AnnotatorConfig.from_dict(checkpoint["config"]))
     state = checkpoint["state_dict"]
     network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

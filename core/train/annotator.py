@@ -43,8 +43,9 @@ from torch.nn import functional as F
 
 from core.annotate.clicks import (Box, Click, guidance_maps, interior_point, jittered_box, next_click,
                                   random_interior_click, tight_box)
-from core.annotate.network import (ANNOTATOR_MANIFEST, AnnotatorConfig, ClickNet, default_annotator, load_annotator,
-                                   load_annotator_checkpoint, read_annotator_manifest, save_annotator)
+from core.annotate.network import (ANNOTATOR_MANIFEST, AnnotatorConfig, ClickNet, annotator_from_checkpoint,
+                                   default_annotator, default_annotator_entry, load_annotator,
+                                   load_annotator_checkpoint, save_annotator)
 from core.annotate.refine import MaskRefiner
 from core.annotate.segmenter import ClickSegmenter
 from core.clips.sampler import ClipSampler, DataConfig, FrameStore
@@ -410,12 +411,12 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         log.flush()
 
 
-def weight_soup(checkpoints: list[Path]) -> ClickNet:
-    """The mean of the checkpoints' weights and floating-point buffers (a "model soup": runs continued from one
-    network stay near it, and their mean is often better than each); a single checkpoint's network as it is."""
-    soup = load_annotator(checkpoints[0])
-    for count, checkpoint in enumerate(checkpoints[1:], start=2):
-        update_average(soup, load_annotator(checkpoint), (count - 1) / count)
+def weight_soup(networks: list[ClickNet]) -> ClickNet:
+    """The mean of the networks' weights and floating-point buffers, in the first (a "model soup": runs continued
+    from one network stay near it, and their mean is often better than each); a single network as it is."""
+    soup = networks[0]
+    for count, network in enumerate(networks[1:], start=2):
+        update_average(soup, network, (count - 1) / count)
     return soup
 
 
@@ -423,7 +424,7 @@ def recipe(checkpoint: Path, meta: dict) -> str:
     """How the run that wrote `checkpoint` (its `meta`) trained, in words; for the shipped file, the manifest's
     words (its history is longer than its last run)."""
     if checkpoint.resolve() == default_annotator().resolve():
-        return read_annotator_manifest()["checkpoints"][read_annotator_manifest()["default"]]["recipe"]
+        return default_annotator_entry()["recipe"]
     run = meta["run"]
     start = f"continued from {meta['init']}: " if meta.get("init") else ""
     return (f"{start}{meta['steps']} steps, batch {run['batch']}, crop {run['crop']}, lr {run['lr']} "
@@ -438,12 +439,13 @@ def ship(checkpoints: list[Path], name: str = SHIPPED_NAME) -> Path:
     and make it the default of core/weights/annotator.json, with its sha256 and provenance (data, steps, validation
     IoU; each checkpoint's for a mean, which must all have held out the same sequences). Every checkpoint is read
     before the file is written: the shipped one may be among them."""
-    metas = [load_annotator_checkpoint(checkpoint)["meta"] for checkpoint in checkpoints]
+    loaded = [load_annotator_checkpoint(checkpoint) for checkpoint in checkpoints]
+    metas = [checkpoint["meta"] for checkpoint in loaded]
     recipes = [recipe(checkpoint, meta) for checkpoint, meta in zip(checkpoints, metas)]
     if any(m["validation_sequences"] != metas[0]["validation_sequences"] for m in metas):
         raise SystemExit("--ship: these checkpoints held out different validation sequences; average only runs "
                          "that kept the same ones out (their mean would have trained on the other's validation)")
-    network = weight_soup(checkpoints)
+    network = weight_soup([annotator_from_checkpoint(checkpoint) for checkpoint in loaded])
     meta = metas[-1]
     if len(checkpoints) > 1:
         meta = {**meta, "averaged": [{"file": str(c), "steps": m["steps"], "validation": m["validation"]}
