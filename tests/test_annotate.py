@@ -24,7 +24,8 @@ from core.annotate.network import (AnnotatorConfig, ClickNet, default_annotator,
 from core.annotate.segmenter import (CLICK_REACH, CLOSE_MARGIN, CLOSE_MIN_SIDE, CLOSE_SHARE, FOCUS, ClickSegmenter,
                                      clicked_parts, close_look, close_window, focus_window, inside_box,
                                      mirror_averaged, predict)
-from core.evaluation.interactive import annotated_clips, click_ious, clicks_to_reach, clip_objects, iou_after
+from core.evaluation.interactive import (annotated_clips, click_ious, clicks_to_reach, clip_objects, first_click,
+                                        iou_after)
 from core.evaluation.davis import EvalError
 from core.evaluation.interactive import main as interactive_main
 from core.evaluation.metrics import region_similarity
@@ -380,6 +381,17 @@ def test_simulated_user_stops_at_the_goal_after_the_minimum_clicks() -> None:
     assert ious[:2] == [region_similarity(half, target), 1.0] and len(ious) == 2  # exact: nothing left to click
 
 
+def test_a_random_first_click_is_fixed_per_frame_and_played_first() -> None:
+    target = rectangle((120, 160), (20, 30, 139, 99))
+    assert first_click("a/00000", target, "interior") is None
+    draws = [first_click(f"seq/{k:05d}", target, "random") for k in range(8)]
+    assert all(c.positive and target[c.y, c.x] for c in draws)
+    assert first_click("seq/00003", target, "random") == draws[3] and len(set(draws)) > 1
+    played: list[tuple] = []
+    click_ious(target, lambda marks: played.append(marks) or target, max_clicks=3, min_clicks=1, first=draws[5])
+    assert (played[0][0].x, played[0][0].y) == (draws[5].x, draws[5].y) and played[0][0].kind == "positive"
+
+
 def test_a_folder_of_clips_is_scored_object_by_object(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     image = np.zeros((48, 64, 3), np.uint8)
     image[8:24, 8:28] = (250, 40, 40)
@@ -397,9 +409,11 @@ def test_a_folder_of_clips_is_scored_object_by_object(tmp_path: Path, capsys: py
     objects = list(clip_objects(tmp_path, ["a", "b"]))
     assert [name for name, _, _ in objects] == ["a/00000/1", "a/00000/3", "b/00007/1", "b/00007/3"]
     assert all(np.array_equal(target, labels == int(name[-1])) for name, _, target in objects)
-    interactive_main([str(tmp_path), "--methods", "grabcut", "--max-clicks", "2", "--json", str(tmp_path / "s.json")])
-    assert "4 objects of 2 clips" in capsys.readouterr().out
-    assert json.loads((tmp_path / "s.json").read_text())["results"][0]["frames"] == 4
+    interactive_main([str(tmp_path), "--methods", "grabcut", "--max-clicks", "2", "--json", str(tmp_path / "s.json"),
+                      "--first-click", "random"])
+    assert "4 objects of 2 clips; first click: random" in capsys.readouterr().out
+    written = json.loads((tmp_path / "s.json").read_text())
+    assert written["results"][0]["frames"] == 4 and written["first_click"] == "random"
     (tmp_path / "b" / "00007.png").write_bytes(b"not an image")
     with pytest.raises(EvalError, match="00007.png: cannot read the frame"):
         list(clip_objects(tmp_path, ["b"]))

@@ -5,8 +5,10 @@ saw), or on every object of every annotated frame of a folder of clips (`CLIP/ma
 `CLIP/` or `CLIP/frames/`: the bundled samples, the demo clips, a user's own), a simulated user
 (`core.annotate.clicks`) marks the object through `core.annotate.object_mask`, the code path the web app and the
 OBS plugin use: a tight box alone, then clicks one by one (first at the most interior point, then at the centre of
-the largest error). Reported per method (the network, GrabCut): mean IoU from the box and after 1…5 clicks, and
-NoC@85 / NoC@90, the mean number of clicks to reach that IoU, capped at `--max-clicks` (20).
+the largest error). `--first-click random` puts the first click at a random pixel well inside the object instead
+(the same one for every method and run), as users click: on a player's trousers, not at the centre of his chest.
+Reported per method (the network, GrabCut): mean IoU from the box and after 1…5 clicks, and NoC@85 / NoC@90, the
+mean number of clicks to reach that IoU, capped at `--max-clicks` (20).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from core.annotate import METHODS, Mark, object_mask
-from core.annotate.clicks import Click, next_click, tight_box
+from core.annotate.clicks import Click, next_click, random_interior_click, tight_box
 from core.annotate.network import load_annotator_checkpoint
 from core.annotate.segmenter import BACKENDS, build_segmenter
 from core.batch.inputs import FRAMES_FOLDER, MASK_FOLDER
@@ -33,6 +36,7 @@ from core.io.suffixes import FRAME_SUFFIXES
 
 CURVE_CLICKS = 5
 THRESHOLDS = (0.85, 0.90)
+FIRST_CLICKS = ("interior", "random")
 
 Segment = Callable[[tuple[Mark, ...]], np.ndarray]  # one object's marks → (H, W) bool mask
 
@@ -51,14 +55,15 @@ class InteractiveScores:
 
 
 def click_ious(target: np.ndarray, segment: Segment, max_clicks: int, min_clicks: int = CURVE_CLICKS,
-               stop_iou: float = max(THRESHOLDS)) -> list[float]:
+               stop_iou: float = max(THRESHOLDS), first: Click | None = None) -> list[float]:
     """Play the simulated user against `segment` on `target` (H, W) bool: the IoU after each click, stopping
-    after `max_clicks`, at an exact mask, or once `stop_iou` is reached with at least `min_clicks` clicks."""
+    after `max_clicks`, at an exact mask, or once `stop_iou` is reached with at least `min_clicks` clicks. The
+    first click is `first` when given, else the object's interior point (as every later one, `next_click`)."""
     marks: tuple[Mark, ...] = ()
     prediction = np.zeros_like(target)
     ious: list[float] = []
     while len(ious) < max_clicks:
-        click = next_click(target, prediction)
+        click = first if first is not None and not marks else next_click(target, prediction)
         if click is None:
             break
         marks += (click_mark(click),)
@@ -72,6 +77,15 @@ def click_ious(target: np.ndarray, segment: Segment, max_clicks: int, min_clicks
 def click_mark(click: Click) -> Mark:
     """A simulated click as the user's mark on object 1."""
     return Mark("positive" if click.positive else "negative", 1, click.x, click.y)
+
+
+def first_click(name: str, target: np.ndarray, how: str) -> Click | None:
+    """The simulated user's first click on `target` (H, W) bool, named `name`: None for "interior" (the papers'
+    most interior point, which `click_ious` picks), or for "random" a positive click at a random pixel at least a
+    quarter of the object's depth inside it (`random_interior_click`), drawn from a generator seeded by `name`."""
+    if how == "interior":
+        return None
+    return random_interior_click(target, np.random.default_rng(zlib.crc32(name.encode())))
 
 
 def clicks_to_reach(ious: list[float], threshold: float, cap: int) -> int:
@@ -120,15 +134,16 @@ def clip_objects(root: str | Path, clips: list[str]) -> Iterator[tuple[str, np.n
 
 
 def score(frames: list[tuple[str, np.ndarray, np.ndarray]], method: str, segment_for: Callable[[np.ndarray], Segment],
-          max_clicks: int) -> InteractiveScores:
-    """Box IoU, the click curve and NoC of one method over `frames`; `segment_for(image)` segments on one."""
+          max_clicks: int, first: str = "interior") -> InteractiveScores:
+    """Box IoU, the click curve and NoC of one method over `frames`; `segment_for(image)` segments on one; `first`
+    says where the first click goes (`first_click`)."""
     box_ious, curves, calls, seconds = [], [], 0, 0.0
-    for _, image, target in frames:
+    for name, image, target in frames:
         segment = segment_for(image)
         start = time.perf_counter()
         x0, y0, x1, y1 = tight_box(target)
         box_ious.append(region_similarity(segment((Mark("box", 1, x0, y0, x1, y1),)), target))
-        curves.append(click_ious(target, segment, max_clicks))
+        curves.append(click_ious(target, segment, max_clicks, first=first_click(name, target, first)))
         seconds += time.perf_counter() - start
         calls += 1 + len(curves[-1])
     return InteractiveScores(
@@ -176,6 +191,9 @@ def main(argv: list[str] | None = None) -> None:
                              "50 …, so --every 25 --first 12 scores other frames than it chose its weights on)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--first-click", choices=FIRST_CLICKS, default="interior",
+                        help="where the first click goes: the object's most interior point (default, as papers "
+                             "score), or a random pixel well inside it, fixed per frame (as users click)")
     parser.add_argument("--weights", help="annotator checkpoint for the network method (default: shipped)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="the network's runtime (default auto: "
                         "ONNX Runtime when installed, as core.annotate uses it)")
@@ -192,17 +210,19 @@ def main(argv: list[str] | None = None) -> None:
                   else clip_objects(args.root, sequences))
     results = []
     what = ("frames", "sequences") if davis else ("objects", "clips")
-    print(f"{len(frames)} {what[0]} of {len(sequences)} {what[1]}; NoC capped at {args.max_clicks}")
+    print(f"{len(frames)} {what[0]} of {len(sequences)} {what[1]}; first click: {args.first_click}; "
+          f"NoC capped at {args.max_clicks}")
     print(f"{'method':<8} {'box':>5} " + " ".join(f"{k}-click".rjust(7) for k in range(1, CURVE_CLICKS + 1))
           + "  NoC@85  NoC@90  ms/call")
     for method in args.methods.split(","):
         segment_for = method_segment(method, args.weights, args.backend, args.threads)
-        scores = score(frames, method, segment_for, args.max_clicks)
+        scores = score(frames, method, segment_for, args.max_clicks, args.first_click)
         results.append(scores)
         print(f"{method:<8} {scores.box_iou:5.1f} " + " ".join(f"{v:7.1f}" for v in scores.click_iou)
               + f"  {scores.noc85:6.2f}  {scores.noc90:6.2f}  {scores.ms_per_call:7.1f}")
     if args.json:
         args.json.write_text(json.dumps({"sequences": sequences, "every": args.every, "first": args.first,
+                                         "first_click": args.first_click,
                                          "results": [asdict(r) for r in results]}, indent=2))
 
 
