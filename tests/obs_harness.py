@@ -78,6 +78,11 @@ class HeadlessOBS:
         (config / "global.ini").write_text(_global_ini(self.port, self.password))
         (config / "basic" / "profiles" / "Untitled" / "basic.ini").write_text(_basic_ini(self.fps))
 
+    @property
+    def collection_file(self) -> Path:
+        """The scene collection OBS saves (after each change that adds or removes items) and loads at start."""
+        return self.home / ".config" / "obs-studio" / "basic" / "scenes" / "Untitled.json"
+
     def start(self, timeout_s: float = OBS_START_TIMEOUT_S) -> None:
         """Start OBS and return once its WebSocket port accepts connections; raises RuntimeError otherwise.
         `--multi`: without it, an OBS started while another runs (any HOME) waits on an "already running" dialog."""

@@ -332,6 +332,16 @@ def rig_state(server: HeadlessOBS) -> dict:
         c.disconnect()
 
 
+def saved_scenes(server: HeadlessOBS) -> dict[str, list[str]] | None:
+    """Each scene's item names in the scene collection OBS last saved; None while no complete file is there (OBS
+    replaces it by renames)."""
+    try:
+        sources = json.loads(server.collection_file.read_text())["sources"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return {s["name"]: [i["name"] for i in s["settings"]["items"]] for s in sources if s["id"] == "scene"}
+
+
 RIGGED = {"inner": [CLIP_SOURCE], "outer": [True], "filters": [FILTER_NAME], "source shown": [False]}
 
 
@@ -601,12 +611,17 @@ def test_a_killed_plugin_is_repaired_by_restore_or_the_next_start(obs, tmp_path)
 @pytest.mark.obs
 def test_a_rig_that_obs_saved_and_restored_is_adopted_after_an_obs_restart(obs, tmp_path):
     before = scene_state(obs)
+    # OBS writes the collection on its UI thread, behind the changes: the file can still hold the rig of the test
+    # before while the save of its restore is under way, and that save lands after a check for this rig. So wait
+    # for a save without a rig, then for one with this rig (every later save holds it too).
+    wrapper = wrapper_name(CLIP_SOURCE)
+    wait_for(lambda: (scenes := saved_scenes(obs)) is not None and wrapper not in scenes,
+             "OBS to save its scene collection without a rig")
     stage = make_stage(obs, tmp_path)
     stage.connect()
     set_up(stage, DEADLINE_S)
     stage.disconnect()
-    saved = obs.home / ".config" / "obs-studio" / "basic" / "scenes" / "Untitled.json"
-    wait_for(lambda: saved.is_file() and wrapper_name(CLIP_SOURCE) in saved.read_text(),
+    wait_for(lambda: (saved_scenes(obs) or {}).get(wrapper) == [CLIP_SOURCE],
              "OBS to save its scene collection with the rig")
     obs.stop()
     obs.start()
@@ -644,11 +659,10 @@ def test_plugin_survives_obs_being_killed_and_restarted(obs, tracker_factory, tm
 
 def set_panel(server: HeadlessOBS, settings: dict | None) -> None:
     """With OBS stopped: load plugin/obs_panel.py with `settings` from its saved scene collection (None: no script)."""
-    saved = server.home / ".config" / "obs-studio" / "basic" / "scenes" / "Untitled.json"
-    collection = json.loads(saved.read_text())
+    collection = json.loads(server.collection_file.read_text())
     scripts = [{"path": str(ROOT / "plugin" / "obs_panel.py"), "settings": settings}] if settings else []
     collection.setdefault("modules", {})["scripts-tool"] = scripts
-    saved.write_text(json.dumps(collection))
+    server.collection_file.write_text(json.dumps(collection))
 
 
 @needs_obs
