@@ -342,6 +342,14 @@ def saved_scenes(server: HeadlessOBS) -> dict[str, list[str]] | None:
     return {s["name"]: [i["name"] for i in s["settings"]["items"]] for s in sources if s["id"] == "scene"}
 
 
+def wait_for_a_save_without_the_rig(server: HeadlessOBS) -> None:
+    """Wait until OBS has saved its collection without W. OBS writes it on its UI thread, behind the changes, so
+    right after a restore the file can still hold the rig, and an OBS stopped then would bring it back."""
+    wrapper = wrapper_name(CLIP_SOURCE)
+    wait_for(lambda: (scenes := saved_scenes(server)) is not None and wrapper not in scenes,
+             "OBS to save its scene collection without the rig")
+
+
 RIGGED = {"inner": [CLIP_SOURCE], "outer": [True], "filters": [FILTER_NAME], "source shown": [False]}
 
 
@@ -611,17 +619,14 @@ def test_a_killed_plugin_is_repaired_by_restore_or_the_next_start(obs, tmp_path)
 @pytest.mark.obs
 def test_a_rig_that_obs_saved_and_restored_is_adopted_after_an_obs_restart(obs, tmp_path):
     before = scene_state(obs)
-    # OBS writes the collection on its UI thread, behind the changes: the file can still hold the rig of the test
-    # before while the save of its restore is under way, and that save lands after a check for this rig. So wait
-    # for a save without a rig, then for one with this rig (every later save holds it too).
-    wrapper = wrapper_name(CLIP_SOURCE)
-    wait_for(lambda: (scenes := saved_scenes(obs)) is not None and wrapper not in scenes,
-             "OBS to save its scene collection without a rig")
+    # The file can still hold the rig of the test before, whose restore OBS then saves after a check for this
+    # rig: wait for that save first, then for one with this rig (every later save holds it too).
+    wait_for_a_save_without_the_rig(obs)
     stage = make_stage(obs, tmp_path)
     stage.connect()
     set_up(stage, DEADLINE_S)
     stage.disconnect()
-    wait_for(lambda: (saved_scenes(obs) or {}).get(wrapper) == [CLIP_SOURCE],
+    wait_for(lambda: (saved_scenes(obs) or {}).get(wrapper_name(CLIP_SOURCE)) == [CLIP_SOURCE],
              "OBS to save its scene collection with the rig")
     obs.stop()
     obs.start()
@@ -670,6 +675,7 @@ def set_panel(server: HeadlessOBS, settings: dict | None) -> None:
 def test_control_panel_script_starts_the_tracker_shows_its_status_and_stops_it(obs, tmp_path):
     before = scene_state(obs)
     log = obs.home / "obs.log"
+    wait_for_a_save_without_the_rig(obs)
     obs.stop()
     set_panel(obs, {"source": CLIP_SOURCE, "mask": str(FIRST_MASK), "mode": "mask", "backend": "onnx",
                     "python": sys.executable, "port": obs.port})
@@ -690,6 +696,7 @@ def test_control_panel_script_starts_the_tracker_shows_its_status_and_stops_it(o
             c.disconnect()
         assert re.search(r"MobileVOS status: stopped: tracked [1-9]\d* frames; \d+\.\d FPS", lines())
         assert scene_state(obs) == before
+        wait_for_a_save_without_the_rig(obs)  # so that the OBS started next holds no rig
     finally:
         pid = re.search(r"MobileVOS status: starting: pid (\d+)", lines())
         obs.stop()
