@@ -138,9 +138,8 @@ def test_upload_mark_preview_run_download(page, shots, tmp_path, workspace):
     mine = set(workspace.root.iterdir()) - others  # this session's folder, removed when the tab closes
     assert len(mine) == 1
     page.close()
-    for _ in range(100):
-        if not any(folder.exists() for folder in mine):
-            break
+    deadline = time.monotonic() + TIMEOUT_MS / 1000  # the server hears of the closed tab, then removes the folder
+    while any(folder.exists() for folder in mine) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(folder.exists() for folder in mine)
 
