@@ -36,6 +36,19 @@ def test_trains_validates_and_resumes(tiny_davis: Path, tmp_path: Path) -> None:
     assert load_annotator(out / "best.pt").training is False
 
 
+def test_a_state_from_another_run_ends_with_a_one_line_error(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A `state.pt` whose optimiser has other parameter groups (an older version's) is not resumed into a
+    half-loaded run: the error names the file and the fix."""
+    out = tmp_path / "run"
+    main(["--out", str(out), "--data", str(tiny_davis), "--steps", "2", *TINY])
+    state = torch.load(out / "state.pt", weights_only=False)
+    state["optimiser"]["param_groups"] = state["optimiser"]["param_groups"][:1]
+    torch.save(state, out / "state.pt")
+    with pytest.raises(SystemExit, match=r"state\.pt: saved by another run or version .*pass a new --out") as error:
+        main(["--out", str(out), "--data", str(tiny_davis), "--steps", "3", *TINY])
+    assert "\n" not in str(error.value)
+
+
 def test_hold_out_chooses_the_validation_sequences_or_none(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
     """`--hold-out ""` trains on every sequence and saves each checkpoint unvalidated as the best; a named sequence
     is held out and validated on."""

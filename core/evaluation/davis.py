@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from core.annotate.refine import MaskRefiner, RefinedTracker
 from core.annotate.segmenter import build_segmenter
-from core.io.davis import FRAMES, frame_paths, mask_path
+from core.io.davis import FRAMES, frame_paths, mask_path, sequence_names
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, write_mask
 from core.evaluation.metrics import ObjectScore, SequenceScorer, summarize
 from core.inference.memory import MEMORIES
@@ -123,8 +123,8 @@ class EvalReport:
 
 def list_sequences(root: str | os.PathLike) -> list[str]:
     """Sorted names of the sequences under `root`/JPEGImages/480p."""
-    images = _images_dir(Path(root))
-    return sorted(p.name for p in images.iterdir() if p.is_dir())
+    _images_dir(Path(root))
+    return sequence_names(root)
 
 
 def sequence_files(root: str | os.PathLike, name: str) -> SequenceFiles:

@@ -10,6 +10,12 @@ FRAMES = Path("JPEGImages") / "480p"
 MASKS = Path("Annotations") / "480p"
 
 
+def sequence_names(root: str | Path) -> list[str]:
+    """Sorted names of the sequence folders under `root/JPEGImages/480p` (the caller checks that it exists, and
+    says what to do when it does not)."""
+    return sorted(p.name for p in (Path(root) / FRAMES).iterdir() if p.is_dir())
+
+
 def frame_paths(root: str | Path, sequence: str) -> list[Path]:
     """The sequence's JPEG frames, in order (empty when it has none)."""
     return sorted((Path(root) / FRAMES / sequence).glob("*.jpg"))

@@ -54,7 +54,7 @@ from core.evaluation.interactive import davis_frames, score
 from core.evaluation.refinement import refined_ious, tracked_frames
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
-from core.weights import WEIGHTS_DIR, load_trunk, save_atomically
+from core.weights import WEIGHTS_DIR, load_trunk, restore_training_state, save_atomically
 
 MIN_OBJECT_PIXELS = 30
 SHAPE_ODDS = 0.2  # samples whose object is a painted shape instead (the network must not need a DAVIS object)
@@ -363,12 +363,11 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     step, best, elapsed = 0, -1.0, 0.0
     average = copy.deepcopy(network).eval() if run.ema > 0 else None  # on the network's device
     if (out / "state.pt").exists():
-        state = torch.load(out / "state.pt", map_location="cpu", weights_only=False)
-        network.load_state_dict(state["network"])
-        optimiser.load_state_dict(state["optimiser"])
+        state = restore_training_state(out / "state.pt", {"network": network, "optimiser": optimiser})
         step, best, elapsed = state["step"], state["best"], state["elapsed"]
         if average is not None:
             average.load_state_dict(state.get("average", state["network"]))
+        print(f"resumed {out} at step {step}")
     judged = network if average is None else average
     rng = np.random.default_rng(run.seed + step)
     available = davis_sequences(run.data)

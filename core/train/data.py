@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from core.clips.sampler import FrameStore, object_geometry
-from core.io.davis import FRAMES, MASKS, frame_paths, mask_path
+from core.io.davis import FRAMES, MASKS, frame_paths, mask_path, sequence_names
 from core.io.masks import read_mask
 
 
@@ -20,7 +20,7 @@ def davis_sequences(root: str | Path, exclude: tuple[str, ...] = ()) -> list[str
     images = Path(root) / FRAMES
     if not images.is_dir():
         raise SystemExit(f"{images}: not found; pass --data with a DAVIS root ({FRAMES}, {MASKS})")
-    return sorted(p.name for p in images.iterdir() if p.is_dir() and p.name not in exclude)
+    return [name for name in sequence_names(root) if name not in exclude]
 
 
 def load_frames(root: str | Path, names: list[str], short_side: int) -> FrameStore:

@@ -23,7 +23,8 @@ from core.model.losses import logit_distillation, representation_loss, segmentat
 from core.model.network import VOSNetwork, build_network, training_mode
 from core.train.config import VALIDATION_SEQUENCES, TrainConfig
 from core.train.data import davis_sequences, load_frames
-from core.weights import TRUNK, load_checkpoint, load_network, load_trunk, save_checkpoint
+from core.weights import (TRUNK, load_checkpoint, load_network, load_trunk, restore_training_state, save_atomically,
+                          save_checkpoint)
 
 
 def clip_loss(config: TrainConfig, student: list[Prediction], teacher: list[Prediction] | None,
@@ -104,20 +105,18 @@ class Trainer:
         state_path = self.out / "state.pt"
         if not state_path.exists():
             return
-        state = torch.load(state_path, map_location=self.device, weights_only=False)
-        self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        state = restore_training_state(state_path, {"network": self.network, "optimizer": self.optimizer},
+                                       self.device)
         self.step, self.best, self.seconds = state["step"], state["best"], state["seconds"]
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed {self.config.name} at step {self.step}")
 
     def _save_state(self) -> None:
-        tmp = self.out / "state.pt.tmp"
-        torch.save({"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "step": self.step, "best": self.best, "seconds": self.seconds,
-                    "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}, tmp)
-        tmp.replace(self.out / "state.pt")
+        save_atomically({"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+                         "step": self.step, "best": self.best, "seconds": self.seconds,
+                         "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()},
+                        self.out / "state.pt")
 
     def progress(self) -> float:
         """Fraction of the run done: steps, or the wall-clock budget when that runs out first."""

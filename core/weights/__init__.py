@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 
@@ -126,3 +128,27 @@ def save_atomically(payload: object, path: str | os.PathLike) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def restore_training_state(path: Path, parts: Mapping[str, Any], device: torch.device | str = "cpu") -> dict:
+    """Load the training state saved at `path` and hand each named entry to its part's `load_state_dict`
+    (network, optimiser, ...); returns the whole state for the counters. A file that cannot be read, or that
+    another run or version saved (other tensors, shapes or parameter groups), ends with a one-line error that
+    names it and the fix."""
+    fix = f"pass a new --out, or remove {path.parent} to start again"
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as error:
+        raise SystemExit(f"{path}: unreadable training state ({first_line(error)}); {fix}") from None
+    try:
+        for name, part in parts.items():
+            part.load_state_dict(state[name])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise SystemExit(f"{path}: saved by another run or version ({first_line(error)}); {fix}") from None
+    return state
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an error's message (PyTorch's can run to pages), or its type's name."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
