@@ -420,3 +420,20 @@ def test_a_folder_of_clips_is_scored_object_by_object(tmp_path: Path, capsys: py
     (tmp_path / "b" / "00007.png").unlink()
     with pytest.raises(SystemExit, match="no frame 00007"):
         list(clip_objects(tmp_path, ["b"]))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{missing}"], "missing: not a folder; pass a DAVIS root"),
+    (["{empty}", "--methods", "grabcut"], "nothing to score"),
+    (["{empty}", "--methods", "grabcut,snake"], "--methods: unknown snake; use some of network, grabcut"),
+    (["{empty}", "--every", "0"], "--every and --max-clicks must be at least 1"),
+])
+def test_the_interactive_score_refuses_bad_arguments_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:
+    """A mistyped root, method or frame step ends with one line naming it, before any network loads."""
+    (tmp_path / "empty").mkdir()
+    argv = [a.format(missing=tmp_path / "missing", empty=tmp_path / "empty") for a in args]
+    with pytest.raises(SystemExit) as error:
+        interactive_main(argv)
+    said = str(error.value) + capsys.readouterr().err
+    assert message in said and "Traceback" not in said

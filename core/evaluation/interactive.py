@@ -179,6 +179,19 @@ def is_davis(root: str | Path) -> bool:
     return (Path(root) / "JPEGImages").is_dir()
 
 
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop with argparse's one-line usage error on a root that is not a folder, an unknown method or a frame step
+    below 1, before any frame is read."""
+    if not Path(args.root).is_dir():
+        parser.error(f"{args.root}: not a folder; pass a DAVIS root (JPEGImages/480p, Annotations/480p) or a folder "
+                     "of clips (CLIP/masks/*.png)")
+    unknown = [method for method in args.methods.split(",") if method not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}; use some of {', '.join(METHODS)}")
+    if args.every < 1 or args.first < 0 or args.max_clicks < 1:
+        parser.error("--every and --max-clicks must be at least 1, --first at least 0")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core.evaluation.interactive", description=__doc__.splitlines()[0])
     parser.add_argument("root", help="DAVIS root (JPEGImages/480p, Annotations/480p), or a folder of clips "
@@ -200,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="intra-op threads (ONNX Runtime and torch)")
     parser.add_argument("--json", type=Path, help="also write the scores here")
     args = parser.parse_args(argv)
+    check_args(parser, args)
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -208,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
                  else default_sequences() if davis else annotated_clips(args.root))
     frames = list(davis_frames(args.root, sequences, args.every, args.first) if davis
                   else clip_objects(args.root, sequences))
+    if not frames:
+        raise SystemExit(f"{args.root}: nothing to score (no frame with an object in {', '.join(sequences) or 'it'});"
+                         " pass a DAVIS root or a folder of clips with masks/, or other --sequences/--first")
     results = []
     what = ("frames", "sequences") if davis else ("objects", "clips")
     print(f"{len(frames)} {what[0]} of {len(sequences)} {what[1]}; first click: {args.first_click}; "
