@@ -36,9 +36,10 @@ def test_trains_validates_and_resumes(tiny_davis: Path, tmp_path: Path) -> None:
     assert load_annotator(out / "best.pt").training is False
 
 
-def test_a_state_from_another_run_ends_with_a_one_line_error(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_foreign_state_or_missing_checkpoint_is_one_line(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
     """A `state.pt` whose optimiser has other parameter groups (an older version's) is not resumed into a
-    half-loaded run: the error names the file and the fix."""
+    half-loaded run, and a missing checkpoint to ship or start from is no traceback: each error names the file
+    and the fix."""
     out = tmp_path / "run"
     main(["--out", str(out), "--data", str(tiny_davis), "--steps", "2", *TINY])
     state = torch.load(out / "state.pt", weights_only=False)
@@ -47,6 +48,11 @@ def test_a_state_from_another_run_ends_with_a_one_line_error(tiny_davis: Path, t
     with pytest.raises(SystemExit, match=r"state\.pt: saved by another run or version .*pass a new --out") as error:
         main(["--out", str(out), "--data", str(tiny_davis), "--steps", "3", *TINY])
     assert "\n" not in str(error.value)
+    with pytest.raises(SystemExit, match=r"error: .*nothing\.pt: MobileVOS annotator checkpoint not found"):
+        main(["--ship", str(tmp_path / "nothing.pt")])
+    with pytest.raises(SystemExit, match=r"error: .*nothing\.pt: MobileVOS annotator checkpoint not found"):
+        main(["--out", str(tmp_path / "other"), "--data", str(tiny_davis), "--init", str(tmp_path / "nothing.pt"),
+              *TINY])
 
 
 def test_hold_out_chooses_the_validation_sequences_or_none(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811

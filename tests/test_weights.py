@@ -46,7 +46,7 @@ def test_save_then_load_round_trips(tmp_path: Path) -> None:
 
 
 def test_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match=r"not found; pass --weights"):
+    with pytest.raises(WeightsError, match=r"not found; pass a checkpoint saved by"):
         load_network(tmp_path / "nope.pt")
 
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from core.evaluation.davis import write_json
 from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments
+from core.weights import WeightsError
 
 VARIANTS = {"student": "first_previous", "infinite": "infinite"}  # variant name → TrackerConfig.memory
 WARMUP_FRAMES = 3
@@ -203,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             raise BenchError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
         results = {v: {str(n): run_and_report(v, n, args) for n in args.frames} for v in variants}
-    except BenchError as error:
+    except (BenchError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_table(results, args.frames))

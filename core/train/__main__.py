@@ -11,6 +11,7 @@ import torch
 from core.train.config import preset
 from core.train.loop import train
 from core.inference.tracker import resolve_device
+from core.weights import weights_errors_end_the_command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     val_root = None if args.no_val or not config.hold_out else (args.val_root or data.root)
-    best = train(config, args.out, resolve_device(args.device), val_root)
+    with weights_errors_end_the_command():
+        best = train(config, args.out, resolve_device(args.device), val_root)
     print(f"best checkpoint: {best}")
 
 

@@ -54,7 +54,8 @@ from core.evaluation.interactive import davis_frames, score
 from core.evaluation.refinement import refined_ious, tracked_frames
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
-from core.weights import WEIGHTS_DIR, load_trunk, restore_training_state, save_atomically
+from core.weights import (WEIGHTS_DIR, load_trunk, restore_training_state, save_atomically,
+                          weights_errors_end_the_command)
 
 MIN_OBJECT_PIXELS = 30
 SHAPE_ODDS = 0.2  # samples whose object is a painted shape instead (the network must not need a DAVIS object)
@@ -481,12 +482,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init", type=Path, help="start a new run from this annotator checkpoint's weights")
     args = parser.parse_args(argv)
     if args.ship:
-        print(ship(args.ship))
+        with weights_errors_end_the_command():
+            print(ship(args.ship))
         return
     if args.out is None:
         parser.error("--out is required to train")
     torch.set_num_threads(args.threads)
-    train(AnnotatorTraining(**{k: getattr(args, k) for k in asdict(defaults)}), args.out, args.init)
+    with weights_errors_end_the_command():
+        train(AnnotatorTraining(**{k: getattr(args, k) for k in asdict(defaults)}), args.out, args.init)
 
 
 if __name__ == "__main__":

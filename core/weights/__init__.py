@@ -14,8 +14,10 @@ import json
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -30,6 +32,15 @@ TRUNK_FORMAT = "mobilevos-trunk/1"
 
 class WeightsError(RuntimeError):
     """A checkpoint that is missing, corrupt or not ours; the message names the file and the fix."""
+
+
+@contextmanager
+def weights_errors_end_the_command() -> Iterator[None]:
+    """Around a command line's work: a `WeightsError` ends it with its one-line message instead of a traceback."""
+    try:
+        yield
+    except WeightsError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def sha256(path: Path) -> str:
@@ -64,7 +75,7 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> dict:
     """Read and verify a checkpoint (the shipped default when `path` is None)."""
     path = Path(path).resolve() if path is not None else default_checkpoint()
     return load_verified(path, FORMAT, manifest_sha256(path, MANIFEST), MANIFEST.name, "MobileVOS checkpoint",
-                         "pass --weights with a file saved by `python -m core.train`")
+                         "pass a checkpoint saved by `python -m core.train` (a run's best.pt or last.pt)")
 
 
 def load_trunk(path: Path = TRUNK) -> dict[str, torch.Tensor]:
