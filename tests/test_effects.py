@@ -16,6 +16,7 @@ from core.effects import (
     overlay,
     replace_background,
 )
+from core.effects.__main__ import main as stills_main
 from core.effects.stills import render_stills
 from core.io.masks import davis_palette
 
@@ -137,3 +138,11 @@ def test_render_stills_writes_one_image_per_effect(judo_dir: Path, tmp_path: Pat
     ]
     cut = cv2.imread(str(tmp_path / "cutout.png"), cv2.IMREAD_UNCHANGED)
     assert cut.shape == (480, 854, 4) and set(np.unique(cut[..., 3])) == {0, 255}
+
+
+def test_stills_of_a_missing_frame_or_mask_end_in_one_line(judo_dir: Path, tmp_path: Path) -> None:
+    """`python -m core.effects` names the frame or mask it could not read, and what to pass instead."""
+    with pytest.raises(SystemExit, match=r"error: .*00099\.jpg: no readable frame; pass --sample"):
+        stills_main(["--stills", str(tmp_path / "a"), "--sample", str(judo_dir), "--frame", "00099"])
+    with pytest.raises(SystemExit, match=r"error: .*00001\.png: mask file not found"):
+        stills_main(["--stills", str(tmp_path / "b"), "--sample", str(judo_dir), "--frame", "00001"])

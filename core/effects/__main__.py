@@ -6,15 +6,20 @@ import argparse
 from pathlib import Path
 
 from core.effects.stills import render_stills
+from core.io.masks import MaskError
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stills", type=Path, required=True, help="folder to write one image per effect into")
     parser.add_argument("--sample", type=Path, default=Path(__file__).resolve().parents[2] / "samples" / "judo")
     parser.add_argument("--frame", default="00000", help="frame name with a mask in SAMPLE/masks")
-    args = parser.parse_args()
-    for path in render_stills(args.stills, args.sample, args.frame):
+    args = parser.parse_args(argv)
+    try:
+        written = render_stills(args.stills, args.sample, args.frame)
+    except MaskError as error:
+        raise SystemExit(f"error: {error}") from None
+    for path in written:
         print(path)
 
 
