@@ -306,7 +306,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
         try:
             load_checkpoint(args.weights)
         except WeightsError as error:
-            raise JobError(str(error)) from None
+            raise JobError(f"--weights {error}") from None
     if args.masks == "none" and not args.effect:
         raise JobError("--masks none and no --effect: nothing to write; add an --effect or keep the masks")
     if args.ray is not None and importlib.util.find_spec("ray") is None:
