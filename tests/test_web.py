@@ -26,7 +26,7 @@ from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
     DISPLAY_SIDE, AppConfig, Session, Workspace, annotated_view, annotations_of, display_scale, frame_point,
-    parse_args, probe_clip, read_frame, serve, update_marks, user_error,
+    parse_args, probe_clip, read_frame, serve, update_marks, user_error, main as web_main,
 )
 from web.pipeline import OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
 
@@ -210,6 +210,28 @@ def test_flags_default_to_localhost_and_set_limits():
     assert parse_args([]).host == "127.0.0.1"
     config = parse_args(["--host", "0.0.0.0", "--port", "9000", "--max-upload-mb", "5", "--max-seconds", "3"])
     assert (config.host, config.port, config.max_upload_mb, config.max_seconds) == ("0.0.0.0", 9000, 5, 3.0)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--port", "99999"], "--port 99999: give a port from 1 to 65535"),
+    (["--max-upload-mb", "-1"], "--max-upload-mb, --preview-frames and --queue-size must be at least 1"),
+    (["--weights", "{missing}"], "--weights {missing}: MobileVOS checkpoint not found"),
+])
+def test_bad_flags_end_in_one_line_before_the_server_starts(tmp_path, capsys, flags, message):
+    missing = str(tmp_path / "none.pt")
+    with pytest.raises(SystemExit):
+        parse_args([flag.format(missing=missing) for flag in flags])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert message.format(missing=missing) in error[-1] and "Traceback" not in "".join(error)
+
+
+def test_a_taken_port_ends_in_one_line():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(SystemExit, match=f"cannot listen on 127.0.0.1:{port}: the port is taken"):
+            web_main(["--port", str(port)])
 
 
 def test_probe_refuses_unreadable_and_too_long_clips(tmp_path, clip):

@@ -32,6 +32,7 @@ from core import effects
 from core.io.masks import MaskError, read_mask
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
 from core.io.video import VideoError, VideoInfo, open_video
+from core.weights import WeightsError, load_checkpoint
 from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
 
@@ -456,8 +457,33 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     parser.add_argument("--queue-size", type=int, default=16, help="jobs waiting at most before new ones are refused")
     add_tracker_arguments(parser, backend="auto", adapt=False)
     args = parser.parse_args(argv)
+    check_flags(parser, args)
     return AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                      preview_frames=args.preview_frames, queue_size=args.queue_size, tracker=tracker_config(args))
+
+
+def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop with argparse's one-line usage error on a port or limit out of range, or a `--weights` file that does
+    not load, before the server starts (not when the first user presses Track)."""
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port {args.port}: give a port from 1 to 65535")
+    if args.max_upload_mb < 1 or args.max_seconds <= 0 or args.preview_frames < 1 or args.queue_size < 1:
+        parser.error("--max-upload-mb, --preview-frames and --queue-size must be at least 1, --max-seconds above 0")
+    if args.weights is not None:
+        try:
+            load_checkpoint(args.weights)
+        except WeightsError as error:
+            parser.error(f"--weights {error}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m web.app`: serve until stopped; a port already taken ends in one line."""
+    config = parse_args(argv)
+    try:
+        serve(config)
+    except OSError:
+        raise SystemExit(f"error: cannot listen on {config.host}:{config.port}: the port is taken or the address is "
+                         "not this machine's; pass a free --port, or a --host this machine has") from None
 
 
 def _parse_colour(text: str) -> tuple[int, int, int]:
@@ -482,4 +508,4 @@ def _safe_name(session_hash: str) -> str:
 
 
 if __name__ == "__main__":
-    serve(parse_args())
+    main()
