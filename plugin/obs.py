@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from core.io.masks import MaskError
 from core.inference.tracker import DEFAULT_SIZE, Tracker, add_tracker_arguments, tracker_config
+from core.weights import WeightsError
 from plugin.session import MODES, Annotation, FramePump, FrameResult, LiveSession, SessionConfig
 from plugin.stage import Connection, ObsStage, StageError, write_bytes_atomic
 
@@ -38,7 +39,19 @@ def parse_size(text: str) -> tuple[int, int] | None:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give the size as auto or WIDTHxHEIGHT, e.g. 640x360") from None
+    if min(width, height) < 16:
+        raise argparse.ArgumentTypeError(f"{text!r}: give each side as 16 pixels or more, e.g. 640x360")
     return width, height
+
+
+def parse_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the port OBS's WebSocket server listens on (1–65535)")
+    return port
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -61,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m plugin.obs", description=__doc__.splitlines()[0])
     conn = parser.add_argument_group("connection (OBS → Tools → WebSocket Server Settings)")
     conn.add_argument("--host", default=env("OBS_WEBSOCKET_HOST", "127.0.0.1"), help="env OBS_WEBSOCKET_HOST")
-    conn.add_argument("--port", type=int, default=int(env("OBS_WEBSOCKET_PORT", "4455")), help="env OBS_WEBSOCKET_PORT")
+    conn.add_argument("--port", type=parse_port, default=env("OBS_WEBSOCKET_PORT", "4455"),
+                      help="env OBS_WEBSOCKET_PORT")
     conn.add_argument("--password", default=env("OBS_WEBSOCKET_PASSWORD", ""), help="env OBS_WEBSOCKET_PASSWORD")
     parser.add_argument("--source", help="the OBS source (input) to mask, by name")
     parser.add_argument("--scene", help="the scene to work in (default: the program scene, else the first with it)")
@@ -284,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             return bench(args)
         status.write("starting")
         return run_live(args, status)
-    except (StageError, MaskError) as error:
+    except (StageError, MaskError, WeightsError) as error:
         status.write("error", str(error))
         print(f"error: {error}", file=sys.stderr)
         return 2
