@@ -260,6 +260,7 @@ class LiveSession:
         self.source_size: tuple[int, int] | None = None
         self.pump = FramePump(stage.grab, config.max_frame_age_s, config.prefetch)
         self._rigged = False
+        self._until = float("inf")  # the monotonic time `duration` ends at, once `run` starts
 
     def reannotate(self, annotation: Annotation | None = None) -> None:
         """Re-annotate on the next frame (with the first annotation again when none is given)."""
@@ -268,6 +269,7 @@ class LiveSession:
     def run(self) -> int:
         """Loop until `frames` / `duration` / `stop()`; always restores the scene. Returns frames tracked."""
         start = time.monotonic()
+        self._until = start + self.config.duration if self.config.duration is not None else float("inf")
         try:
             while not self.stop_event.is_set() and not self.finished(start):
                 self.step_guarded()
@@ -315,8 +317,10 @@ class LiveSession:
         self.on_status(f"attached to {self.stage.source!r}")
 
     def connect_with_backoff(self) -> None:
+        """Connect, retrying with a growing delay while OBS is away, until connected, stopped, `give_up_s` has
+        passed or the run's `duration` is over (then ObsUnavailable)."""
         delay, since = 0.5, time.monotonic()
-        while not self.stop_event.is_set():
+        while not self.stop_event.is_set() and time.monotonic() < self._until:
             try:
                 self.stage.connect()
                 return
@@ -325,7 +329,7 @@ class LiveSession:
                 if self.config.give_up_s is not None and waited >= self.config.give_up_s:
                     raise
                 self.on_status(f"{error} — retrying in {delay:.1f} s")
-                self.stop_event.wait(delay)
+                self.stop_event.wait(min(delay, max(0.0, self._until - time.monotonic())))
                 delay = min(self.config.retry_max_s, delay * 2)
         raise ObsUnavailable("stopped while waiting for OBS")
 

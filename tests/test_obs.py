@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from core.io.masks import MaskError, read_mask, resize_labels
+from plugin.obs import main as obs_main
 from plugin.session import Annotation, FramePump, LiveSession, SessionConfig
 from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, ObsStage, ObsUnavailable,
                           Placement, SourceMissing, background_name, mask_on_canvas, wrapper_name, wrapper_transform)
@@ -72,6 +73,14 @@ class FakeStage:
     def pending_events(self):
         events, self.events = self.events, []
         return events
+
+
+class AbsentObsStage(FakeStage):
+    """A stage whose OBS never answers."""
+
+    def connect(self):
+        self.calls.append("connect")
+        raise ObsUnavailable("no OBS")
 
 
 class FakeTracker:
@@ -170,6 +179,20 @@ def test_loop_reconnects_after_obs_goes_away_and_follows_a_custom_annotation_eve
     assert tracker.masked_steps == [0, 1]  # the event re-annotated the first frame tracked after reconnecting
 
 
+def test_duration_also_ends_the_wait_for_an_obs_that_never_comes(tmp_path):
+    """`--duration` bounds the whole run: with OBS away throughout, the loop ends when it is over, having tracked
+    nothing, instead of retrying for ever."""
+    stage = AbsentObsStage()
+    messages: list[str] = []
+    session = LiveSession(stage, FakeTracker(), Annotation(mask_path=two_object_mask(tmp_path)),
+                          SessionConfig(duration=0.8, retry_max_s=0.05), on_status=messages.append)
+    done = threading.Event()
+    threading.Thread(target=lambda: (session.run(), done.set()), daemon=True).start()
+    assert done.wait(30), "the run kept waiting for OBS after its duration"
+    assert session.frames_done == 0 and stage.calls.count("connect") >= 2
+    assert any("no OBS" in m for m in messages)
+
+
 def test_the_next_frame_is_captured_while_this_one_is_tracked(tmp_path):
     stage = FakeStage()
     second_grab = threading.Event()
@@ -233,6 +256,25 @@ def test_box_annotation_becomes_a_mask_inside_the_box():
     assert not labels[:, :290].any() and not labels[:90].any()
     with pytest.raises(MaskError, match="box"):
         Annotation(box=(900, 900, 5, 5)).labels(frame, (854, 480))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--size", "0x0"], "--size: '0x0': give each side as 16 pixels or more"),
+    (["--port", "99999"], "--port: '99999': give the port OBS's WebSocket server listens on"),
+    (["--weights", "{missing}"], "{missing}: MobileVOS checkpoint not found"),
+])
+def test_bad_flags_end_in_one_line_without_obs(tmp_path, capsys, flags, message):
+    """A flag out of range, or a tracker checkpoint that does not load, is refused before any OBS is reached."""
+    missing = str(tmp_path / "none.pt")
+    argv = ["--source", "cam", "--box", "1,2,3,4", "--port", "1", "--duration", "5",
+            *(f.format(missing=missing) for f in flags)]
+    try:
+        status = obs_main(argv)
+    except SystemExit as stop:
+        status = stop.code
+    assert status == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(lines) == 1 and message.format(missing=missing) in lines[0]
 
 
 # -- a real OBS --------------------------------------------------------------------------------------------
