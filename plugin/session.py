@@ -268,10 +268,10 @@ class LiveSession:
 
     def run(self) -> int:
         """Loop until `frames` / `duration` / `stop()`; always restores the scene. Returns frames tracked."""
-        start = time.monotonic()
-        self._until = start + self.config.duration if self.config.duration is not None else float("inf")
+        duration = self.config.duration
+        self._until = time.monotonic() + duration if duration is not None else float("inf")
         try:
-            while not self.stop_event.is_set() and not self.finished(start):
+            while not self.stop_event.is_set() and not self.finished():
                 self.step_guarded()
         finally:
             self.close()
@@ -280,10 +280,9 @@ class LiveSession:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def finished(self, start: float) -> bool:
-        frames, duration = self.config.frames, self.config.duration
-        return ((frames is not None and self.frames_done >= frames)
-                or (duration is not None and time.monotonic() - start >= duration))
+    def finished(self) -> bool:
+        frames = self.config.frames
+        return (frames is not None and self.frames_done >= frames) or time.monotonic() >= self._until
 
     def step_guarded(self) -> None:
         """One step; OBS problems are reported and waited out (AuthFailed and bad annotations propagate)."""
