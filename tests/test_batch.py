@@ -19,6 +19,7 @@ import warnings
 import zlib
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -468,3 +469,95 @@ def test_soft_edges_give_the_cutout_a_real_alpha_and_hard_edges_the_masks(clips:
     # the matte follows the mask, except along the wheels' thin arcs, which it smooths away (0.82-0.84 with
     # the stop-13 default; 0.85+ with the earlier one, whose masks kept fewer of them)
     assert (opaque & labels).sum() / (opaque | labels).sum() > 0.75
+
+
+def test_two_inputs_with_one_output_name_count_as_a_failure(clips: Path, tmp_path: Path) -> None:
+    both = tmp_path / "in"
+    both.mkdir()
+    shutil.copy(clips / "judo.mp4", both / "c.mp4")
+    shutil.copy(clips / "late.mkv", both / "c.mkv")
+    shutil.copy(clips / "judo.png", both / "c.png")
+    out = tmp_path / "out"
+    assert run_main(both, "--out", out, "--quiet") == 1
+    items = json.loads((out / "summary.json").read_text())["items"]
+    assert sorted((Path(i["input"]).name, i["status"]) for i in items) == [("c.mkv", "done"), ("c.mp4", "failed")]
+    assert json.loads((out / "summary.json").read_text())["counts"] == {"done": 1, "failed": 1}
+
+
+def test_an_out_that_is_a_file_or_cannot_be_made_is_one_line(clips: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    for out, words in ((taken, "is a file, not a folder"), (taken / "sub", "cannot make the folder")):
+        assert run_main(clips / "judo.mp4", "--out", out, "--quiet") == 2
+        error = capsys.readouterr().err
+        assert words in error and str(out) in error and len(error.strip().splitlines()) == 1
+    assert taken.read_text() == "mine"
+
+
+def test_a_changed_annotation_redoes_the_item_without_the_old_outputs(clips: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(clips / "judo.mp4", source / "judo.mp4")
+    write_mask(source / "judo.png", sample_mask("judo", "00000"))
+    out = tmp_path / "out"
+    assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--effect", "overlay") == 0
+    assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--masks", "none", "--effect", "overlay") == 0
+    assert summary_items(out)["judo"]["status"] == "skipped"  # the same annotation: nothing to redo
+    corrected = sample_mask("judo", "00000")
+    corrected[: SIZE[0] // 2] = 0  # the object's upper half taken off, in place
+    write_mask(source / "judo.png", corrected)
+    assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--masks", "none", "--effect", "overlay") == 0
+    assert summary_items(out)["judo"]["status"] == "done"
+    assert sorted(p.name for p in (out / "judo").iterdir()) == ["job.json", "overlay.mp4"]  # old masks not kept
+    assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--mask", clips / "judo.png") == 0
+    assert summary_items(out)["judo"]["status"] == "done"  # another --mask file
+    assert object_ids(read_mask(out / "judo" / "masks" / "00000.png")) == object_ids(sample_mask("judo", "00000"))
+
+
+def test_a_video_cut_short_at_a_packet_is_done_with_a_warning(judo_small: list[np.ndarray], tmp_path: Path) -> None:
+    whole = encode_video(tmp_path / "whole.mp4", judo_small, FPS, audio=False, options={"movflags": "faststart"})
+    with av.open(str(whole)) as container:
+        packets = [p for p in container.demux(video=0) if p.size]
+    end = packets[3].pos + packets[3].size  # a download that stopped after the fourth frame's data
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "cut.mp4").write_bytes(whole.read_bytes()[:end])
+    write_mask(source / "cut.png", sample_mask("judo", "00000"))
+    out = tmp_path / "out"
+    result = run_batch(source / "cut.mp4", "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    item = summary_items(out)["cut"]
+    decoded = item["frames"]
+    assert item["status"] == "done" and 0 < decoded < len(judo_small) - 2
+    assert item["warning"].startswith(f"cut.mp4 ends after {decoded} of the {len(judo_small)} frames")
+    assert item["warning"].endswith("run again with --overwrite")
+    warned = [line for line in result.stderr.splitlines() if "warning:" in line]
+    assert len(warned) == 1 and "done cut" in warned[0]
+
+
+def test_a_mask_frame_beyond_the_clip_names_the_option(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run_main(clips / "judo.mp4", "--out", out, "--quiet", "--mask", clips / "judo.png",
+                    "--mask-frame", "100") == 1
+    assert "pass --mask-frame below it" in summary_items(out)["judo"]["error"]
+
+
+def test_sigterm_stops_the_run_as_interrupted(judo_small: list[np.ndarray], tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("a", "b"):
+        encode_video(source / f"{name}.mp4", judo_small * 4, FPS, audio=False)
+        write_mask(source / f"{name}.png", sample_mask("judo", "00000"))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "core.batch", str(source), "--out", str(out), "--quiet", *THREADS]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / ".a.partial").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "interrupted: complete outputs are kept" in stderr
+    assert summary_items(out)["b"]["status"] == "interrupted"
+    assert not any(p.name.endswith(".partial") for p in out.iterdir())

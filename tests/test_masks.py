@@ -92,14 +92,51 @@ def test_transparent_rgba_pixels_are_background(tmp_path: Path) -> None:
     assert np.array_equal(read_mask(tmp_path / "rgba.png"), np.where(labels == 1, 1, 0))
 
 
-def test_unknown_colour_is_a_mask_error(tmp_path: Path) -> None:
+def test_flat_colours_off_the_palette_are_objects_in_order_of_appearance(tmp_path: Path) -> None:
     rgb = np.zeros((8, 8, 3), np.uint8)
-    rgb[2:4, 2:4] = (10, 200, 60)
+    rgb[1:3, 5:7] = (255, 0, 0)  # red first in raster order: object 1
+    rgb[4:6, 1:3] = (10, 200, 60)
+    path = tmp_path / "painted.png"
+    Image.fromarray(rgb).save(path)
+    expected = np.zeros((8, 8), np.uint8)
+    expected[1:3, 5:7], expected[4:6, 1:3] = 1, 2
+    assert np.array_equal(read_mask(path), expected)
+
+
+def test_many_colours_off_the_palette_are_a_mask_error(tmp_path: Path) -> None:
+    rgb = np.zeros((8, 40, 3), np.uint8)
+    rgb[2, :, 0] = np.arange(40) * 6 + 10  # 40 shades of red: a picture, not flat object colours
     path = tmp_path / "odd.png"
     Image.fromarray(rgb).save(path)
-    with pytest.raises(MaskError, match=r"\(10, 200, 60\) is not a DAVIS palette colour") as error:
+    with pytest.raises(MaskError, match=r"41 colours, not DAVIS palette colours; save the mask") as error:
         read_mask(path)
-    assert str(path) in str(error.value)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_soft_grey_matte_below_white_is_one_object(tmp_path: Path) -> None:
+    yy, xx = np.mgrid[:40, :60]
+    glow = np.exp(-(((xx - 30) / 12.0) ** 2 + ((yy - 20) / 9.0) ** 2))  # peaks at 250, never white
+    Image.fromarray((glow * 250).astype(np.uint8)).save(tmp_path / "soft.png")
+    labels = read_mask(tmp_path / "soft.png")
+    assert set(np.unique(labels)) == {0, 1}
+    assert np.array_equal(labels, ((glow * 250).astype(np.uint8) >= 125).astype(np.uint8))
+
+
+def test_sixteen_bit_white_is_binary(tmp_path: Path) -> None:
+    binary = labels_with_ids((1,)) > 0
+    Image.fromarray(binary.astype(np.uint16) * 65535).save(tmp_path / "deep.png")
+    assert np.array_equal(read_mask(tmp_path / "deep.png"), binary.astype(np.uint8))
+
+
+@pytest.mark.parametrize("mode,colour", [("RGBA", (0, 0, 0)), ("RGBA", (40, 90, 140)), ("RGBA", (128, 128, 128)),
+                                         ("LA", (0, 0, 0))])
+def test_alpha_marks_the_object_when_the_colours_name_none(tmp_path: Path, mode: str, colour: tuple) -> None:
+    inside = labels_with_ids((1,)) > 0
+    rgba = np.zeros((*inside.shape, 4), np.uint8)
+    rgba[..., :3] = colour  # black, a picture's colour, or grey: the alpha alone says where the object is
+    rgba[..., 3] = np.where(inside, 255, 0)
+    Image.fromarray(rgba, "RGBA").convert(mode).save(tmp_path / "cut.png")
+    assert np.array_equal(read_mask(tmp_path / "cut.png"), inside.astype(np.uint8))
 
 
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:

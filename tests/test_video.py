@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core.io.masks import read_mask
-from core.io.video import VideoError, VideoWriter, nvenc_available, open_video
+from core.io.video import VideoError, VideoWriter, nvenc_available, open_video, truncation_warning
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -279,3 +279,11 @@ def test_frame_folder_with_a_bad_or_odd_sized_frame(tmp_path: Path, judo_frames:
     (tmp_path / "00001.png").write_bytes(b"broken")
     with pytest.raises(VideoError, match=r"00001\.png: cannot read"):
         list(open_video(tmp_path))
+
+
+def test_truncation_warning_only_when_frames_are_missing() -> None:
+    assert truncation_warning("/up/clip.mp4", None, 2) is None  # the header lists no count
+    assert truncation_warning("/up/clip.mp4", 30, 28) is None  # a frame or two short: edit lists, delays
+    warning = truncation_warning("/up/clip.mp4", 30, 2)
+    assert warning.startswith("clip.mp4 ends after 2 of the 30 frames its header lists")
+    assert "re-download" in warning and "\n" not in warning and "/up" not in warning

@@ -25,8 +25,9 @@ from core.io.video import VideoError, VideoWriter, open_video  # noqa: E402
 from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
-    DISPLAY_SIDE, AppConfig, Session, Workspace, annotated_view, annotations_of, display_scale, frame_point,
-    parse_args, probe_clip, read_frame, serve, update_marks, user_error, main as web_main,
+    DISPLAY_SIDE, AppConfig, Session, Workspace, _parse_colour, annotated_view, annotations_of, display_scale,
+    frame_point, marks_summary, parse_args, probe_clip, read_frame, run_problem, serve, update_marks, user_error,
+    main as web_main,
 )
 from web.pipeline import OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
 
@@ -191,6 +192,26 @@ def test_session_marks_become_annotations_per_frame():
     assert annotations_of(session) == {} and session.marks == {}
 
 
+def test_marks_that_cover_no_pixels_are_named_in_the_summary_and_by_run():
+    image, _ = disc_image()
+    session = update_marks(Session(video="clip.mp4", frame=image), (Mark("negative", 1, 60, 60),), None)
+    assert "1 covers no pixels" in marks_summary(session)
+    assert run_problem(session, ["overlay"]).startswith("The marks cover no pixels")
+    session = update_marks(session, (Mark("positive", 1, 60, 60),), None)
+    assert "covers no pixels" not in marks_summary(session) and run_problem(session, ["overlay"]) is None
+
+
+@pytest.mark.parametrize("text, colour", [("#00b140", (0, 177, 64)), ("rgba(10, 20.4, 30, 0.5)", (10, 20, 30))])
+def test_colours_from_the_picker_are_read(text, colour):
+    assert _parse_colour(text) == colour
+
+
+@pytest.mark.parametrize("text", ["#GGGGGG", "rgb(300, -5, 0)", "rgb(1, 2)", "rgb 1, 2, 3", "green"])
+def test_unreadable_colours_are_one_message(text):
+    with pytest.raises(gr.Error, match="Cannot read the colour"):
+        _parse_colour(text)
+
+
 def test_clicks_on_the_display_map_to_frame_pixels():
     assert display_scale((180, 320)) == DISPLAY_SIDE / 320  # small clips are enlarged
     assert frame_point((DISPLAY_SIDE // 2, 0), (180, 320)) == (160, 0)
@@ -255,6 +276,8 @@ def test_read_frame_returns_the_requested_frame(clip):
 def test_user_error_hides_server_folders():
     message = user_error(VideoError("/tmp/gradio/abc123/clip.mp4: not a readable video\nmore")).message
     assert message == "clip.mp4: not a readable video"
+    gone = user_error(VideoError("/tmp/gradio/abc123/clip.mp4: file not found; check the path")).message
+    assert gone == "clip.mp4: the upload is no longer on the server (uploads are kept 6 hours); upload the clip again"
 
 
 def test_workspace_folders_are_per_session_and_released():

@@ -31,7 +31,7 @@ import numpy as np
 from core import effects
 from core.io.masks import MaskError, read_mask
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
-from core.io.video import VideoError, VideoInfo, open_video
+from core.io.video import VideoError, VideoInfo, open_video, truncation_warning
 from core.weights import WeightsError, load_checkpoint
 from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
@@ -140,8 +140,11 @@ def read_frame(path: str, index: int) -> np.ndarray:
 
 
 def user_error(error: Exception) -> gr.Error:
-    """A one-line error for the browser: the message with server folders stripped from any file path."""
-    return gr.Error(re.sub(r"/\S*/", "", str(error)).splitlines()[0])
+    """A one-line error for the browser: the message with server folders stripped from any file path; a file gone
+    from the server is an upload past its lifetime, which the user can only send again."""
+    message = re.sub(r"/\S*/", "", str(error)).splitlines()[0]
+    return gr.Error(message.replace("file not found; check the path", "the upload is no longer on the server "
+                                    f"(uploads are kept {FILE_LIFETIME_S // 3600} hours); upload the clip again"))
 
 
 def display_scale(frame_hw: tuple[int, int]) -> float:
@@ -204,8 +207,13 @@ def marks_summary(session: Session) -> str:
     corner = " Box corner set: click the opposite corner." if session.pending else ""
     if not session.marks:
         return "No objects marked yet: click on an object in the frame." + corner
-    parts = [f"frame {index}: objects {', '.join(map(str, annotate.annotated_ids(marks)))}"
-             for index, marks in sorted(session.marks.items())]
+    parts = []
+    for index, marks in sorted(session.marks.items()):
+        marked = annotate.annotated_ids(marks)
+        labels = session.labels.get(index)
+        empty = [str(i) for i in marked if labels is None or not (labels == i).any()]
+        note = f" ({', '.join(empty)} covers no pixels: click on it again)" if empty else ""
+        parts.append(f"frame {index}: objects {', '.join(map(str, marked))}{note}")
     return "Marked — " + "; ".join(parts) + "." + corner
 
 
@@ -214,6 +222,9 @@ def run_problem(session: Session, chosen: list[str]) -> str | None:
     if session.video is None:
         return "Upload a clip (or pick the example) first."
     if not annotations_of(session):
+        if session.marks:
+            return ("The marks cover no pixels (a box with no area, everything erased, or only negative clicks): "
+                    "click on the object (or draw a box around it) before previewing or running.")
         return "No object is marked: click on an object (or draw a box) before previewing or running."
     if not chosen:
         return "Choose at least one output to produce."
@@ -311,12 +322,12 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                edges=effects.EdgeSettings(feather=feather, shift=edge_shift),
                                tracker=config.tracker, refine=refine)
         results: dict = {}
-        done = 0
+        done, listed = 0, None
         try:
             with closing(run_outputs(session.video, annotations_of(session), workspace.folder(request), settings,
                                      results)) as steps:
                 for step in steps:
-                    done = step.done
+                    done, listed = step.done, step.total
                     progress((step.done, step.total), desc="Tracking", unit="frames")
                     yield f"Tracking… frame {step.done} of {step.total or '?'}", *[gr.skip()] * 4
         except (VideoError, MaskError) as error:
@@ -324,7 +335,9 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             return
         session.results = {name: str(path) for name, path in results.items()}
         shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
-        yield (f"Done: {len(results)} outputs for {done} frames.", show_output(shown[0] if shown else None, session),
+        warning = truncation_warning(session.video, listed, done)
+        status = f"Done: {len(results)} outputs for {done} frames." + (f" Warning: {warning}." if warning else "")
+        yield (status, show_output(shown[0] if shown else None, session),
                gr.Dropdown(choices=shown, value=shown[0] if shown else None), list(session.results.values()),
                session)
 
@@ -489,12 +502,18 @@ def main(argv: list[str] | None = None) -> None:
 def _parse_colour(text: str) -> tuple[int, int, int]:
     """'#rrggbb' (or 'rgb(r, g, b)' / 'rgba(...)' as some browsers send) → an RGB tuple."""
     text = text.strip()
-    if text.startswith("#") and len(text) == 7:
-        return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
-    if text.startswith("rgb"):
-        r, g, b = (round(float(v)) for v in text[text.index("(") + 1 : text.index(")")].split(",")[:3])
-        return r, g, b
-    raise gr.Error(f"Cannot read the colour {text!r}; pick it again with the colour picker.")
+    try:
+        if text.startswith("#") and len(text) == 7:
+            channels = [int(text[start : start + 2], 16) for start in (1, 3, 5)]
+        elif text.startswith("rgb"):
+            channels = [round(float(v)) for v in text[text.index("(") + 1 : text.index(")")].split(",")[:3]]
+        else:
+            channels = []
+    except ValueError:  # not hex digits or numbers, or no parentheses
+        channels = []
+    if len(channels) != 3 or not all(0 <= c <= 255 for c in channels):
+        raise gr.Error(f"Cannot read the colour {text!r}; pick it again with the colour picker.")
+    return channels[0], channels[1], channels[2]
 
 
 def _odd(value: float) -> int:

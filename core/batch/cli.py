@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -78,7 +79,8 @@ class ProgressBoard:
             bar, row = self._bars.pop(result.name)
             bar.close()
             self._free_rows.append(row)
-        self.log(_describe(result, f"[{self._finished}/{self._total}]"), error=result.status == "failed")
+        self.log(_describe(result, f"[{self._finished}/{self._total}]"),
+                 error=result.status == "failed" or result.warning is not None)
         if self._overall is not None:
             self._overall.update(1)
 
@@ -98,8 +100,9 @@ def _describe(result: ItemResult, counter: str) -> str:
         return f"{counter} FAILED {result.error}"
     if result.status == "skipped":
         return f"{counter} skipped {result.name}: already complete (--overwrite to redo)"
-    return (f"{counter} done {result.name}: {result.frames} frames in {result.seconds:.1f} s "
+    line = (f"{counter} done {result.name}: {result.frames} frames in {result.seconds:.1f} s "
             f"({result.fps:.1f} FPS)")
+    return line if result.warning is None else f"{line}; warning: {result.warning}"
 
 
 class RunSummary:
@@ -110,16 +113,17 @@ class RunSummary:
         self._header = {"command": ["python", "-m", "core.batch", *argv],
                         "started": _now(), "finished": None,
                         "outputs": options.spec.output_names(), "tracker": asdict(options.tracker)}
-        self._items = {job.name: ItemResult(job.source, job.name, "pending") for job in jobs}
+        # keyed by input: two inputs that claim one output name are two items (one of them failed)
+        self._items = {job.source: ItemResult(job.source, job.name, "pending") for job in jobs}
 
     def record(self, result: ItemResult) -> None:
-        self._items[result.name] = result
+        self._items[result.input] = result
         self.write()
 
     def finish(self) -> None:
-        for name, item in self._items.items():
+        for source, item in self._items.items():
             if item.status == "pending":
-                self._items[name] = replace(item, status="interrupted")
+                self._items[source] = replace(item, status="interrupted")
         self._header["finished"] = _now()
         self.write()
 
@@ -336,6 +340,29 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       workers=args.workers, ray_address=args.ray, use_ray=args.ray is not None)
 
 
+def check_out_dir(out: Path) -> None:
+    """Make the output folder (and its parents) and check that this process can write into it; JobError with
+    one line otherwise, before any input is read."""
+    if out.exists() and not out.is_dir():
+        raise JobError(f"--out {out}: is a file, not a folder; give a folder (it is made when missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise JobError(f"--out {out}: cannot make the folder ({error.strerror}); give a folder you can write "
+                       "to") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise JobError(f"--out {out}: this user cannot write into the folder; give a folder you can write to")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a container's stop) received: the run stops as it does on Ctrl-C (and, like Ctrl-C, no
+    item's error handling takes it for a failure of that item)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the batch; exit status 0 when every input is done or skipped, 1 when any failed, 2 on bad usage."""
     argv = sys.argv[1:] if argv is None else argv
@@ -343,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = options_from(args)
         jobs = plan_jobs(args.inputs, args.out, args.mask, args.mask_frame)
+        if jobs:
+            check_out_dir(Path(args.out))
     except (InputError, JobError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -354,12 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     summary.write()
     board = ProgressBoard(len(jobs), options.quiet)
     started = time.monotonic()
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         execute(jobs, options, summary, board)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         board.log("interrupted: complete outputs are kept; run the same command again to resume", error=True)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         board.close()
         summary.finish()
     counts = summary.counts()

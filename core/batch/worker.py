@@ -15,6 +15,7 @@ item's folder complete or absent.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ from core.batch.inputs import Job, numbered_frames
 from core.effects import EdgeSettings
 from core.inference.tracker import Tracker, TrackerConfig
 from core.io.masks import MaskError, check_mask, read_mask
-from core.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, open_video
+from core.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, open_video, truncation_warning
 from core.pipeline import (BackgroundError, EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink,
                            is_large, renderer, run_frames)
 from core.weights import WeightsError
@@ -114,6 +115,7 @@ class ItemResult:
     fps: float = 0.0
     outputs: list[str] = field(default_factory=list)
     error: str | None = None
+    warning: str | None = None  # a done item whose input looks damaged (fewer frames than its header lists)
 
 
 Reporter = Callable[[ProgressEvent], None]
@@ -163,7 +165,8 @@ def _load_annotations(job: Job, info: VideoInfo) -> dict[int, np.ndarray]:
         check_mask(labels, (info.height, info.width), annotation.path)
         if info.num_frames is not None and annotation.frame >= info.num_frames:
             raise JobError(f"{annotation.path}: annotates frame {annotation.frame} but {job.source} has "
-                           f"{info.num_frames} frames; rename it to a frame index below {info.num_frames}")
+                           f"{info.num_frames} frames; rename it to a frame index below {info.num_frames} "
+                           "(with --mask FILE: pass --mask-frame below it)")
         masks[annotation.frame] = labels
     return masks
 
@@ -232,7 +235,8 @@ def _track(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], sinks: l
         raise JobError(f"{job.source}: no frame could be decoded; re-encode or replace the file")
     if unreached:
         raise JobError(f"{unreached[0]}: annotates a frame after the last decoded frame ({count - 1}) of "
-                       f"{job.source}; rename it to a frame index below {count} or repair the video")
+                       f"{job.source}; rename it to a frame index below {count} (with --mask FILE: pass "
+                       "--mask-frame below it) or repair the video")
     return count
 
 
@@ -261,7 +265,7 @@ def completed(job: Job, out_root: Path, spec: OutputSpec) -> ItemResult | None:
     record = _read_record(final)
     size = tuple(record["size"]) if record is not None and len(record.get("size", ())) == 2 else None
     names = spec.output_names(size)
-    if record is None or not set(names) <= set(record.get("outputs", [])):
+    if record is None or not set(names) <= set(record.get("outputs", [])) or not _same_annotations(record, job):
         return None
     return ItemResult(job.source, job.name, "skipped", record.get("frames", 0), 0.0, 0.0,
                       [str(final / name) for name in names])
@@ -271,10 +275,32 @@ def _write_record(folder: Path, job: Job, frames: int, info: VideoInfo, spec: Ou
     """Write job.json (last file of a complete folder); returns every output name the folder holds."""
     outputs = sorted(p.name for p in folder.iterdir() if p.name != RECORD_FILE)
     record = {"input": job.source, "frames": frames, "fps": float(info.fps), "size": [info.width, info.height],
-              "outputs": outputs, "spec": asdict(spec),
-              "annotations": [asdict(a) for a in job.annotations]}
+              "outputs": outputs, "spec": asdict(spec), "annotations": _annotation_records(job)}
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=2))
     return outputs
+
+
+def _annotation_records(job: Job) -> list[dict]:
+    """Each annotation's path, frame and the SHA-256 of its file (None when it cannot be read)."""
+    records = []
+    for annotation in job.annotations:
+        try:
+            digest: str | None = hashlib.sha256(Path(annotation.path).read_bytes()).hexdigest()
+        except OSError:
+            digest = None
+        records.append({**asdict(annotation), "sha256": digest})
+    return records
+
+
+def _same_annotations(record: dict, job: Job) -> bool:
+    """Whether a complete folder's job.json was made from the annotations `job` has now: the same frames with
+    the same file contents (a mask corrected in place, or another --mask, makes the item run again). A record
+    written before the digests were kept is compared by path and frame."""
+    recorded = record.get("annotations", [])
+    now = _annotation_records(job)
+    if any("sha256" not in old for old in recorded):
+        return [(old.get("path"), old.get("frame")) for old in recorded] == [(a.path, a.frame) for a in job.annotations]
+    return [(old.get("frame"), old.get("sha256")) for old in recorded] == [(a["frame"], a["sha256"]) for a in now]
 
 
 def _carry_over(final: Path, partial: Path) -> None:
@@ -334,12 +360,14 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
             info = reader.info
             masks = _load_annotations(job, info)
             frames = _run_passes(reader, job, masks, partial, spec, tracker, report)
-        _carry_over(final, partial)
+        previous = _read_record(final)
+        if previous is not None and _same_annotations(previous, job):  # never outputs of another annotation
+            _carry_over(final, partial)
         outputs = _write_record(partial, job, frames, info, spec)
         _commit(partial, final)
         seconds = time.monotonic() - started
         return ItemResult(job.source, job.name, "done", frames, round(seconds, 3), round(frames / seconds, 2),
-                          [str(final / name) for name in outputs])
+                          [str(final / name) for name in outputs], warning=_truncation(job, info, frames))
     except (JobError, MaskError, VideoError, WeightsError, BackgroundError) as error:
         return _failed(job, started, str(error))
     except Exception as error:  # a bug or an unexpected library error: report it, keep the batch going
@@ -347,6 +375,12 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
                                      "please report this with the file")
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def _truncation(job: Job, info: VideoInfo, frames: int) -> str | None:
+    """`truncation_warning` for an item, with the batch's way to redo it once the file is replaced."""
+    warning = truncation_warning(job.source, info.num_frames, frames)
+    return None if warning is None else f"{warning}; then run again with --overwrite"
 
 
 def _failed(job: Job, started: float, error: str) -> ItemResult:

@@ -18,6 +18,9 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 # An RGB mask colour matches a palette entry when every channel is within this many levels of it
 # (tolerates light re-compression; the 256 palette colours lie on a grid with a 32-level spacing).
 _COLOUR_TOLERANCE = 6
+# A grey mask with more distinct non-zero levels than this is a soft matte (anti-aliased or feathered edges), not
+# object ids; a colour mask with at most this many colours that are not all DAVIS colours is read colour by colour.
+_ID_LEVELS = 32
 
 
 class MaskError(ValueError):
@@ -37,24 +40,28 @@ def davis_palette() -> np.ndarray:
 def read_mask(path: str | os.PathLike, frame_hw: tuple[int, int] | None = None) -> np.ndarray:
     """Read a mask image as an `(H, W)` `uint8` label map.
 
-    Palette PNGs give their indices; a grayscale (or gray RGB) mask containing 255 is a binary mask,
-    thresholded at 128 to 0/1, otherwise its values are the ids; a colour mask maps each DAVIS palette
-    colour to its id (transparent pixels of an RGBA mask are background). With `frame_hw` = (H, W), the
-    video's frame size, a mask of another size is refused (check_mask's message) before it is decoded.
+    Palette PNGs give their indices. A grey (or grey RGB) mask is binary (0/1) when it reaches white (255, or
+    65535 at 16 bits; thresholded at half) or holds more than _ID_LEVELS levels (a soft matte; thresholded at half
+    its brightest level); otherwise its values are the ids. A colour mask maps each DAVIS palette colour to its
+    id, or, when its few colours are not all DAVIS colours (red on black, say), gives them ids 1, 2, … in the
+    order they first appear. In a mask with transparency (RGBA, LA) transparent pixels are background, and the
+    opaque ones keep the ids their DAVIS colours give or, holding grey or other colours (a cut-out picture),
+    are one object. With `frame_hw` = (H, W), the video's frame size, a mask of another size is refused
+    (check_mask's message) before it is decoded.
     """
     image = _open_image(Path(path), frame_hw)
     if image.mode == "P":
         return np.array(image, dtype=np.uint8)
-    if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+    if image.mode in ("1", "L", "I", "I;16", "F"):
         return _gray_labels(np.array(image.convert("I")), path)
     rgba = np.array(image.convert("RGBA"))  # (H, W, 4)
+    opaque = rgba[..., 3] >= 128
     rgb = rgba[..., :3]
-    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-        labels = _gray_labels(rgb[..., 0].astype(np.int64), path)
-    else:
-        labels = _colour_labels(rgb, path)
-    labels[rgba[..., 3] < 128] = 0
-    return labels
+    if not opaque.all():
+        return _alpha_labels(np.where(opaque[..., None], rgb, 0).astype(np.uint8), opaque)
+    if _is_gray(rgb):
+        return _gray_labels(rgb[..., 0].astype(np.int64), path)
+    return _colour_labels(rgb, path)
 
 
 def write_mask(path: str | os.PathLike, labels: np.ndarray) -> None:
@@ -145,27 +152,69 @@ def _too_large(path: Path, frame_hw: tuple[int, int] | None) -> MaskError:
     return MaskError(f"{path}: mask is {size}, far larger than any video frame; save it at the video's size")
 
 
+def _is_gray(rgb: np.ndarray) -> bool:
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+
+
 def _gray_labels(values: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """Gray values → labels: a mask containing 255 is binary (>= 128 → 1), otherwise values are ids."""
-    if values.min() < 0 or values.max() > 255:
+    """Grey values → labels: binary (1 from half the range up) when they reach white at 8 or 16 bits, binary at
+    half the brightest level for a soft matte (more than _ID_LEVELS levels), otherwise the values are ids."""
+    if values.min() < 0 or values.max() > 65535:
         raise MaskError(f"{path}: mask values must be 0–255; save it as an 8-bit or palette PNG")
-    if values.max() == 255:
-        return (values >= 128).astype(np.uint8)
+    brightest = int(values.max())
+    if brightest in (255, 65535):
+        return (values > brightest // 2).astype(np.uint8)
+    levels = np.count_nonzero(np.bincount(values.ravel())[1:])
+    if levels > _ID_LEVELS:
+        return (2 * values >= brightest).astype(np.uint8)
+    if brightest > 255:
+        raise MaskError(f"{path}: mask values must be 0–255; save it as an 8-bit or palette PNG")
     return values.astype(np.uint8)
 
 
+def _alpha_labels(rgb: np.ndarray, opaque: np.ndarray) -> np.ndarray:
+    """Labels of a mask with transparency, its transparent pixels already black in `rgb`: the DAVIS ids of the
+    opaque pixels' colours when they are all DAVIS colours (and not grey), else the opaque pixels as object 1."""
+    if not _is_gray(rgb):
+        ids = _palette_ids(rgb)
+        if ids is not None and ids[opaque].any():
+            return ids
+    return opaque.astype(np.uint8)
+
+
 def _colour_labels(rgb: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """Map each colour of an `(H, W, 3)` mask to the id of the DAVIS palette entry it matches."""
-    packed = rgb.astype(np.int32) @ np.array([1 << 16, 1 << 8, 1], dtype=np.int32)  # (H, W)
-    codes, inverse = np.unique(packed.ravel(), return_inverse=True)  # (C,), (H*W,)
+    """Labels of an `(H, W, 3)` colour mask: DAVIS ids when every colour is a DAVIS palette colour, else ids
+    1, 2, … for its non-black colours in the order they first appear, when there are at most _ID_LEVELS."""
+    ids = _palette_ids(rgb)
+    if ids is not None:
+        return ids
+    codes, first, inverse = np.unique(_packed(rgb).ravel(), return_index=True, return_inverse=True)
+    black = _near_black(codes)
+    if np.count_nonzero(~black) > _ID_LEVELS:
+        raise MaskError(f"{path}: {len(codes)} colours, not DAVIS palette colours; save the mask as a palette PNG, "
+                        "black and white, or with one flat colour per object")
+    order = np.argsort(np.where(black, -1, first), kind="stable")  # black first, then by first appearance
+    rank = np.empty(len(codes), np.int64)
+    rank[order] = np.arange(len(codes)) - np.count_nonzero(black) + 1
+    return np.where(black, 0, rank).astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:2])
+
+
+def _packed(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 colours → (H, W) int32 codes 0xRRGGBB."""
+    return rgb.astype(np.int32) @ np.array([1 << 16, 1 << 8, 1], dtype=np.int32)
+
+
+def _near_black(codes: np.ndarray) -> np.ndarray:
+    """Which packed colours are background: within _COLOUR_TOLERANCE of black on every channel."""
+    return np.maximum(np.maximum(codes >> 16, (codes >> 8) & 255), codes & 255) <= _COLOUR_TOLERANCE
+
+
+def _palette_ids(rgb: np.ndarray) -> np.ndarray | None:
+    """The DAVIS palette id of each pixel of an `(H, W, 3)` mask, or None when a colour matches no entry."""
+    codes, inverse = np.unique(_packed(rgb).ravel(), return_inverse=True)  # (C,), (H*W,)
     colours = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=1)  # (C, 3)
     distance = np.abs(colours[:, None, :] - davis_palette()[None].astype(np.int32)).max(-1)  # (C, 256)
     ids = distance.argmin(axis=1)  # (C,)
-    unmatched = distance[np.arange(len(colours)), ids] > _COLOUR_TOLERANCE
-    if unmatched.any():
-        r, g, b = (int(c) for c in colours[unmatched][0])
-        raise MaskError(
-            f"{path}: colour ({r}, {g}, {b}) is not a DAVIS palette colour; "
-            "save the mask as a palette PNG or paint objects in DAVIS colours"
-        )
+    if (distance[np.arange(len(colours)), ids] > _COLOUR_TOLERANCE).any():
+        return None
     return ids.astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:2])

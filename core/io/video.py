@@ -50,6 +50,7 @@ _REMUX_AUDIO = {
 # Remuxed audio keeps packets starting this many seconds before the first video frame: the decoder's priming
 # packet (AAC encoder delay, Opus pre-skip) carries negative timestamps and is needed for the first samples.
 _AUDIO_PREROLL = 0.1
+TRUNCATION_SLACK = 2  # frames a video may decode short of its header's count without a warning
 _FIX_DAMAGED = "re-export or re-download it (or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
 
 
@@ -96,6 +97,16 @@ class VideoReader:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def truncation_warning(path: str | os.PathLike, listed: int | None, decoded: int) -> str | None:
+    """A one-line warning when a video decoded `decoded` frames but its header lists more (`listed`): a cut-short
+    download or copy decodes its first part and then ends without an error. A frame or two less is left alone
+    (edit lists, a codec's delay)."""
+    if listed is None or decoded >= listed - TRUNCATION_SLACK:
+        return None
+    return (f"{Path(path).name} ends after {decoded} of the {listed} frames its header lists (truncated or damaged?); "
+            f"the outputs hold those {decoded}: for the rest, {_FIX_DAMAGED}")
 
 
 def open_video(path: str | os.PathLike, *, fps: float | Fraction | None = None, alpha: bool = False) -> VideoReader:
