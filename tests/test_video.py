@@ -287,3 +287,10 @@ def test_truncation_warning_only_when_frames_are_missing() -> None:
     warning = truncation_warning("/up/clip.mp4", 30, 2)
     assert warning.startswith("clip.mp4 ends after 2 of the 30 frames its header lists")
     assert "re-download" in warning and "\n" not in warning and "/up" not in warning
+
+
+def test_frames_wider_than_x264_encodes_are_refused_before_a_file_is_made(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match=r"frames of 16386×64 are larger than H.264 \(x264\) encodes, 16384 pixels "
+                                         r"a side; scale the video down first"):
+        VideoWriter(tmp_path / "wide.mp4", 25, (16386, 64))
+    assert list(tmp_path.iterdir()) == []

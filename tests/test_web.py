@@ -4,7 +4,10 @@ Gradio app driven by `gradio_client` (named endpoint, bad input, limits, queuein
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -31,7 +34,8 @@ from web.app import (  # noqa: E402
 )
 from web.pipeline import OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
 
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "judo"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "judo"
 CLIP_SIZE = (320, 180)  # (w, h) of the test clip: small, so the tracker runs fast on CPU
 CLIP_FRAMES = 5
 TRACKER = TrackerConfig(device="cpu", threads=1)
@@ -255,6 +259,31 @@ def test_a_taken_port_ends_in_one_line():
             web_main(["--port", str(port)])
 
 
+def test_sigterm_closes_the_app_and_removes_its_session_folders(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    port = free_port()
+    command = [sys.executable, "-m", "web.app", "--port", str(port)]
+    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "TMPDIR": str(scratch)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while server.poll() is None and time.monotonic() < deadline and not listening(port):
+            time.sleep(0.1)
+        assert listening(port), server.stderr.read() if server.poll() is not None else "no server in 180 s"
+        assert [p.name[:14] for p in scratch.glob("mobilevos-web-*")] == ["mobilevos-web-"]
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=120)
+    finally:
+        server.kill()
+    assert not list(scratch.glob("mobilevos-web-*"))
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_probe_refuses_unreadable_and_too_long_clips(tmp_path, clip):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all")
@@ -263,6 +292,10 @@ def test_probe_refuses_unreadable_and_too_long_clips(tmp_path, clip):
     with pytest.raises(VideoError, match="--max-seconds"):
         probe_clip(str(clip), 0.2)
     assert probe_clip(str(clip), 60).num_frames == CLIP_FRAMES
+    wide = tmp_path / "panorama.png"
+    cv2.imwrite(str(wide), np.zeros((16, 16400, 3), np.uint8))  # a still loads as a one-frame clip
+    with pytest.raises(VideoError, match=r"panorama.png: frames of 16400×16 are larger .* scale the clip down"):
+        probe_clip(str(wide), 60)
 
 
 def test_read_frame_returns_the_requested_frame(clip):
@@ -343,6 +376,9 @@ def test_run_refuses_missing_or_empty_annotations(tmp_path, clip, mask):
     empty = np.zeros((CLIP_SIZE[1], CLIP_SIZE[0]), np.uint8)
     with pytest.raises(MaskError, match="empty"):
         list(run_outputs(str(clip), {0: empty}, tmp_path, settings, {}))
+    for frame in (CLIP_FRAMES, -3):
+        with pytest.raises(MaskError, match=rf"frame {frame}, outside the clip \(frames 0 to {CLIP_FRAMES - 1}\)"):
+            list(run_outputs(str(clip), {frame: read_mask(mask)}, tmp_path, settings, {}))
 
 
 def test_preview_tracks_a_few_frames_from_the_annotation(clip, mask):

@@ -16,6 +16,7 @@ import argparse
 import atexit
 import re
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -31,7 +32,7 @@ import numpy as np
 from core import effects
 from core.io.masks import MaskError, read_mask
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
-from core.io.video import VideoError, VideoInfo, open_video, truncation_warning
+from core.io.video import X264_MAX_SIDE, VideoError, VideoInfo, open_video, truncation_warning
 from core.weights import WeightsError, load_checkpoint
 from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
@@ -121,6 +122,9 @@ def probe_clip(path: str, max_seconds: float) -> VideoInfo:
             info = replace(info, num_frames=sum(1 for _ in reader))
     if info.num_frames == 0:
         raise VideoError(f"{Path(path).name}: the clip has no frames; upload a different video")
+    if max(info.width, info.height) > X264_MAX_SIDE:
+        raise VideoError(f"{Path(path).name}: frames of {info.width}×{info.height} are larger than the outputs' "
+                         f"H.264 allows, {X264_MAX_SIDE} pixels a side; scale the clip down and upload it again")
     seconds = info.num_frames / float(info.fps or Fraction(25))
     if seconds > max_seconds:
         raise VideoError(
@@ -492,11 +496,18 @@ def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 def main(argv: list[str] | None = None) -> None:
     """`python -m web.app`: serve until stopped; a port already taken ends in one line."""
     config = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` or a container's stop closes the app as Ctrl-C does
     try:
         serve(config)
     except OSError:
         raise SystemExit(f"error: cannot listen on {config.host}:{config.port}: the port is taken or the address is "
                          "not this machine's; pass a free --port, or a --host this machine has") from None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: Gradio then closes the server and returns, and the session folders are removed at exit
+    (a process ended by the signal itself would skip the clean-up)."""
+    raise KeyboardInterrupt
 
 
 def _parse_colour(text: str) -> tuple[int, int, int]:

@@ -64,12 +64,18 @@ class Progress:
     total: int | None
 
 
-def check_annotations(annotations: dict[int, np.ndarray], frame_hw: tuple[int, int], source: str) -> None:
-    """Raise MaskError when no frame is annotated or an annotation is empty or has the wrong size."""
+def check_annotations(annotations: dict[int, np.ndarray], info: VideoInfo) -> None:
+    """Raise MaskError when no frame is annotated, or an annotation is empty, has the wrong size or names a frame
+    outside the clip (when its header lists the frame count)."""
+    source = info.path
     if not annotations:
         raise MaskError(f"{source}: no object is marked; click on an object (or draw a box) before running")
     for index, labels in sorted(annotations.items()):
-        check_mask(labels, frame_hw, f"{source} frame {index}")
+        if index < 0 or (info.num_frames is not None and index >= info.num_frames):
+            last = "" if info.num_frames is None else f" (frames 0 to {info.num_frames - 1})"
+            raise MaskError(f"{source}: the annotation is for frame {index}, outside the clip{last}; "
+                            "annotate a frame inside it")
+        check_mask(labels, (info.height, info.width), f"{source} frame {index}")
 
 
 def run_outputs(
@@ -91,7 +97,7 @@ def run_outputs(
     masks_dir = out_dir / "masks"
     with open_video(video_path) as reader, ExitStack() as stack:
         info = reader.info
-        check_annotations(annotations, (info.height, info.width), video_path)
+        check_annotations(annotations, info)
         sinks = _open_sinks(stack, video_path, info, out_dir, settings)
         if "masks_zip" in settings.outputs:
             sinks.append(MaskPngSink(masks_dir))
@@ -126,7 +132,7 @@ def preview_overlays(
         model = RefinedTracker(model, MaskRefiner())
     overlays: list[np.ndarray] = []
     with open_video(video_path) as reader:
-        check_annotations(annotations, (reader.info.height, reader.info.width), video_path)
+        check_annotations(annotations, reader.info)
         for frame in reader:
             if frame.index < first_frame:
                 continue

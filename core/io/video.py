@@ -28,6 +28,7 @@ DEFAULT_FOLDER_FPS = Fraction(25)
 _ALPHA_CODECS = {".webm": "libvpx-vp9", ".mov": "prores_ks"}
 _RGB_CODECS = {".webm": "libvpx-vp9"}
 _DEFAULT_CODEC = "libx264"
+X264_MAX_SIDE = 16384  # x264 refuses wider or taller frames ("Generic error in an external library")
 _NVENC_CODEC = "h264_nvenc"
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
 H264_ENCODERS = ("auto", "x264", "nvenc")  # auto: NVIDIA NVENC when it opens here, else libx264
@@ -348,6 +349,9 @@ class _ContainerSink:
         if alpha and codec is None and suffix not in _ALPHA_CODECS:
             raise VideoError(f"{path}: {suffix} cannot hold alpha; name the output .webm or .mov, or give no suffix")
         codec = codec or (_ALPHA_CODECS if alpha else _RGB_CODECS).get(suffix) or _h264_codec(encoder, path)
+        if codec == _DEFAULT_CODEC and max(size) > X264_MAX_SIDE:
+            raise VideoError(f"{path}: frames of {size[0]}×{size[1]} are larger than H.264 (x264) encodes, "
+                             f"{X264_MAX_SIDE} pixels a side; scale the video down first")
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
         os.close(handle)
