@@ -294,3 +294,34 @@ def test_frames_wider_than_x264_encodes_are_refused_before_a_file_is_made(tmp_pa
                                          r"a side; scale the video down first"):
         VideoWriter(tmp_path / "wide.mp4", 25, (16386, 64))
     assert list(tmp_path.iterdir()) == []
+
+
+def encode_with_gops(path: Path, frames: list[np.ndarray], gop: int) -> Path:
+    """H.264 with a keyframe every `gop` frames and B-frames (frames decode out of order), as cameras write."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": str(gop), "bf": "2", "keyint_min": str(gop)})
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("rotated", [False, True])
+def test_frame_at_gives_the_frames_iteration_gives_in_any_order(make_video, judo_frames: list[np.ndarray],
+                                                                tmp_path: Path, rotated: bool) -> None:
+    frames = [cv2.resize(f, (160, 96)) for f in judo_frames + judo_frames[::-1]]  # 32 frames
+    path = (make_video("turned.mp4", frames, audio=False, rotation=90) if rotated
+            else encode_with_gops(tmp_path / "gops.mp4", frames, gop=5))
+    with open_video(path) as reader:
+        expected = [frame.image for frame in reader]
+    order = [20, 3, 31, 0, 17, 16, 30, 5, 9, 25, 1, 12]  # the first read decodes up to 20; the rest seek or extend
+    with open_video(path) as reader:
+        for index in order:
+            frame = reader.frame_at(index)
+            assert frame is not None and frame.index == index and np.array_equal(frame.image, expected[index])
+        assert reader.frame_at(len(frames)) is None
+        assert reader.frame_at(4).index == 4
+        again = [frame.image for frame in reader]  # iteration still starts at the first frame
+    assert len(again) == len(expected) and all(np.array_equal(a, b) for a, b in zip(again, expected))

@@ -135,12 +135,13 @@ def probe_clip(path: str, max_seconds: float) -> VideoInfo:
 
 
 def read_frame(path: str, index: int) -> np.ndarray:
-    """Decode frame `index` of `path` → (H, W, 3) RGB (streams up to it; never holds the whole clip)."""
+    """Decode frame `index` of `path` → (H, W, 3) RGB: the first time up to it, then from the keyframe before it
+    (`VideoReader.frame_at`), so scrubbing a long clip stays quick; never holds the whole clip."""
     with open_video(path) as reader:
-        for frame in reader:
-            if frame.index == index:
-                return frame.image
-    raise VideoError(f"{Path(path).name}: there is no frame {index}; pick a frame inside the clip")
+        frame = reader.frame_at(index)
+    if frame is None:
+        raise VideoError(f"{Path(path).name}: there is no frame {index}; pick a frame inside the clip")
+    return frame.image
 
 
 def user_error(error: Exception) -> gr.Error:

@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -89,6 +91,10 @@ class VideoReader:
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
+
+    def frame_at(self, index: int) -> Frame | None:
+        """Frame `index` as iteration numbers it, or None past the end (this default decodes up to it)."""
+        return next((frame for frame in self if frame.index == index), None)
 
     def close(self) -> None:
         """Release the file."""
@@ -172,26 +178,100 @@ class _ContainerReader(VideoReader):
         except av.FFmpegError as error:
             raise VideoError(f"{self._path}: decoding failed ({_reason(error)}); {_FIX_DAMAGED}") from None
 
-    def __iter__(self) -> Iterator[Frame]:
+    def _restart(self) -> None:
+        """Back to the first frame (the container opened again), unless nothing was read yet."""
         if self._started:
             self._container.close()
             self._open()
         self._started = True
-        turns = -self.info.rotation // 90
-        layout = "rgba" if self._alpha else "rgb24"
-        time_base = self._stream.time_base
+
+    def __iter__(self) -> Iterator[Frame]:
+        self._restart()
         for index, frame in enumerate(chain([self._first], self._frames)):
-            image = frame.to_ndarray(format=layout)  # (h, w, 3|4) before rotation
-            if turns % 4:
-                image = np.ascontiguousarray(np.rot90(image, turns))
-            if frame.pts is None or self._first_pts is None or time_base is None:
-                time = float(index / self.info.fps)
-            else:
-                time = float((frame.pts - self._first_pts) * time_base)
-            yield Frame(index=index, image=image, time=time)
+            yield self._frame(index, frame)
+
+    def _frame(self, index: int, frame: av.VideoFrame) -> Frame:
+        """A decoded frame as RGB(A), rotated for display, with its time from the first frame."""
+        image = frame.to_ndarray(format="rgba" if self._alpha else "rgb24")  # (h, w, 3|4) before rotation
+        turns = -self.info.rotation // 90
+        if turns % 4:
+            image = np.ascontiguousarray(np.rot90(image, turns))
+        time_base = self._stream.time_base
+        if frame.pts is None or self._first_pts is None or time_base is None:
+            return Frame(index=index, image=image, time=float(index / self.info.fps))
+        return Frame(index=index, image=image, time=float((frame.pts - self._first_pts) * time_base))
+
+    def frame_at(self, index: int) -> Frame | None:
+        """Frame `index` as iteration numbers it, or None past the end. The timestamps of the frames decoded on
+        the way are remembered for the file (`_TIMESTAMPS`), so a frame among them is reached by seeking to the
+        keyframe before it: scrubbing back and forth through a long clip decodes a GOP, not the clip."""
+        known = _TIMESTAMPS.get(self._path)
+        if 0 <= index < len(known):
+            found = self._seek_frame(index, known[index])
+            if found is not None:
+                return found
+        self._restart()
+        timestamps: list[int | None] = []
+        for number, frame in enumerate(chain([self._first], self._frames)):
+            timestamps.append(frame.pts)
+            if number == index:
+                _TIMESTAMPS.put(self._path, timestamps)
+                return self._frame(index, frame)
+        _TIMESTAMPS.put(self._path, timestamps)
+        return None
+
+    def _seek_frame(self, index: int, pts: int) -> Frame | None:
+        """Frame `index`, whose timestamp is `pts`, decoded from the keyframe before it; None when the decoder
+        does not give that frame after the seek."""
+        self._started = True  # the next iteration or sequential read opens the file again
+        try:
+            self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
+        except av.FFmpegError:
+            return None
+        self._decoder.flush_buffers()
+        for frame in self._decode():
+            if frame.pts == pts:
+                return self._frame(index, frame)
+            if frame.pts is not None and frame.pts > pts:
+                break
+        return None
 
     def close(self) -> None:
         self._container.close()
+
+
+class _Timestamps:
+    """The decoded frames' timestamps of recently read files, in iteration order (a prefix of the file's frames),
+    by path, size and modification time: `frame_at` seeks to a frame among them. A file whose timestamps are
+    missing or not increasing is never sought in."""
+
+    def __init__(self, files: int) -> None:
+        self._files = files
+        self._known: OrderedDict[tuple[str, int, int], list[int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(path: Path) -> tuple[str, int, int]:
+        status = path.stat()
+        return str(path.resolve()), status.st_size, status.st_mtime_ns
+
+    def get(self, path: Path) -> list[int]:
+        with self._lock:
+            return self._known.get(self._key(path), [])
+
+    def put(self, path: Path, timestamps: list[int | None]) -> None:
+        known = None not in timestamps and all(a < b for a, b in zip(timestamps, timestamps[1:]))
+        usable = [pts for pts in timestamps if pts is not None] if known else []
+        key = self._key(path)
+        with self._lock:
+            if len(usable) >= len(self._known.get(key, [])):
+                self._known[key] = usable
+            self._known.move_to_end(key)
+            while len(self._known) > self._files:
+                self._known.popitem(last=False)
+
+
+_TIMESTAMPS = _Timestamps(files=16)
 
 
 class _FolderReader(VideoReader):
