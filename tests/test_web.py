@@ -24,7 +24,7 @@ gradio_client = pytest.importorskip("gradio_client")
 
 from core.io.masks import MaskError, read_mask, resize_labels, write_mask  # noqa: E402
 from core.inference.tracker import TrackerConfig  # noqa: E402
-from core.io.video import VideoError, VideoWriter, open_video  # noqa: E402
+from core.io.video import VideoError, VideoReader, VideoWriter, open_video  # noqa: E402
 from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
@@ -296,6 +296,22 @@ def test_probe_refuses_unreadable_and_too_long_clips(tmp_path, clip):
     cv2.imwrite(str(wide), np.zeros((16, 16400, 3), np.uint8))  # a still loads as a one-frame clip
     with pytest.raises(VideoError, match=r"panorama.png: frames of 16400×16 are larger .* scale the clip down"):
         probe_clip(str(wide), 60)
+
+
+def test_a_webm_too_long_is_refused_by_its_header_before_its_frames_are_counted(tmp_path, monkeypatch):
+    clip = tmp_path / "long.webm"
+    with VideoWriter(clip, 25, (64, 48)) as writer:
+        for index in range(30):
+            writer.write(np.full((48, 64, 3), index * 8, np.uint8))
+    assert probe_clip(str(clip), 60).num_frames == 30  # WebM lists no frame count: they are counted
+    assert abs(read_frame(str(clip), 29).mean() - 29 * 8) < 8  # the last frame, found after the count
+
+    def counted(reader) -> int:
+        raise AssertionError("the frames were counted")
+
+    monkeypatch.setattr(VideoReader, "count_frames", counted)
+    with pytest.raises(VideoError, match=r"long.webm: the clip lasts 1.2 s, more than the 0.5 s allowed"):
+        probe_clip(str(clip), 0.5)
 
 
 def test_read_frame_returns_the_requested_frame(clip):

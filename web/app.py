@@ -115,23 +115,25 @@ class Workspace:
 
 
 def probe_clip(path: str, max_seconds: float) -> VideoInfo:
-    """Open `path`, check its duration against `max_seconds`, return its info (frame count filled in)."""
+    """Open `path`, check its size and duration against `max_seconds`, return its info (frame count filled in: a
+    container that does not list it, WebM say, is refused by its header's duration before its frames are counted)."""
+    name = Path(path).name
     with open_video(path) as reader:
         info = reader.info
+        if max(info.width, info.height) > X264_MAX_SIDE:
+            raise VideoError(f"{name}: frames of {info.width}×{info.height} are larger than the outputs' H.264 "
+                             f"allows, {X264_MAX_SIDE} pixels a side; scale the clip down and upload it again")
         if info.num_frames is None:
-            info = replace(info, num_frames=sum(1 for _ in reader))
-    if info.num_frames == 0:
-        raise VideoError(f"{Path(path).name}: the clip has no frames; upload a different video")
-    if max(info.width, info.height) > X264_MAX_SIDE:
-        raise VideoError(f"{Path(path).name}: frames of {info.width}×{info.height} are larger than the outputs' "
-                         f"H.264 allows, {X264_MAX_SIDE} pixels a side; scale the clip down and upload it again")
-    seconds = info.num_frames / float(info.fps or Fraction(25))
-    if seconds > max_seconds:
-        raise VideoError(
-            f"{Path(path).name}: the clip lasts {seconds:.1f} s, more than the {max_seconds:g} s allowed; "
-            "trim it or start the app with a larger --max-seconds"
-        )
+            _check_seconds(name, info.duration or 0.0, max_seconds)
+            info = replace(info, num_frames=reader.count_frames())
+    _check_seconds(name, info.num_frames / float(info.fps or Fraction(25)), max_seconds)
     return info
+
+
+def _check_seconds(name: str, seconds: float, max_seconds: float) -> None:
+    if seconds > max_seconds:
+        raise VideoError(f"{name}: the clip lasts {seconds:.1f} s, more than the {max_seconds:g} s allowed; "
+                         "trim it or start the app with a larger --max-seconds")
 
 
 def read_frame(path: str, index: int) -> np.ndarray:

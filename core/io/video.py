@@ -72,6 +72,7 @@ class VideoInfo:
     num_frames: int | None
     rotation: int
     has_audio: bool
+    duration: float | None = None  # seconds, as the container's header says (None when it does not)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,10 @@ class VideoReader:
     def frame_at(self, index: int) -> Frame | None:
         """Frame `index` as iteration numbers it, or None past the end (this default decodes up to it)."""
         return next((frame for frame in self if frame.index == index), None)
+
+    def count_frames(self) -> int:
+        """How many frames iteration gives (this default reads them all)."""
+        return sum(1 for _ in self)
 
     def close(self) -> None:
         """Release the file."""
@@ -150,6 +155,7 @@ class _ContainerReader(VideoReader):
             num_frames=stream.frames or None,
             rotation=rotation,
             has_audio=bool(self._container.streams.audio),
+            duration=_header_seconds(self._container, stream),
         )
 
     def _open(self) -> None:
@@ -219,6 +225,14 @@ class _ContainerReader(VideoReader):
                 return self._frame(index, frame)
         _TIMESTAMPS.put(self._path, timestamps)
         return None
+
+    def count_frames(self) -> int:
+        """How many frames iteration gives, decoded without converting them; their timestamps are remembered for
+        `frame_at`."""
+        self._restart()
+        timestamps = [frame.pts for frame in chain([self._first], self._frames)]
+        _TIMESTAMPS.put(self._path, timestamps)
+        return len(timestamps)
 
     def _seek_frame(self, index: int, pts: int) -> Frame | None:
         """Frame `index`, whose timestamp is `pts`, decoded from the keyframe before it; None when the decoder
@@ -627,6 +641,13 @@ def _h264_codec(encoder: str, path: Path) -> str:
         return _DEFAULT_CODEC
     raise VideoError(f"{path}: the NVIDIA H.264 encoder (h264_nvenc) does not open here (no NVIDIA GPU with NVENC, "
                      "or no driver); use `--encoder x264`")
+
+
+def _header_seconds(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
+    """The video's duration in seconds from the stream's header, else the container's; None when neither says."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / av.time_base if container.duration else None
 
 
 def _decoder(stream: av.VideoStream, alpha: bool, path: Path) -> av.CodecContext:
