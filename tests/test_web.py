@@ -29,8 +29,8 @@ from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
     DISPLAY_SIDE, AppConfig, Session, Workspace, _parse_colour, annotated_view, annotations_of, display_scale,
-    frame_point, marks_summary, parse_args, probe_clip, read_frame, run_problem, serve, update_marks, user_error,
-    main as web_main,
+    frame_point, marks_summary, parse_args, probe_clip, read_frame, run_problem, scrub_slider, serve, update_marks,
+    user_error, main as web_main,
 )
 from web.pipeline import OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
 
@@ -312,6 +312,11 @@ def test_a_webm_too_long_is_refused_by_its_header_before_its_frames_are_counted(
     monkeypatch.setattr(VideoReader, "count_frames", counted)
     with pytest.raises(VideoError, match=r"long.webm: the clip lasts 1.2 s, more than the 0.5 s allowed"):
         probe_clip(str(clip), 0.5)
+
+
+def test_a_one_frame_clip_has_nothing_to_scrub():
+    assert scrub_slider(1).interactive is False
+    assert scrub_slider(CLIP_FRAMES).interactive is True and scrub_slider(CLIP_FRAMES).maximum == CLIP_FRAMES - 1
 
 
 def test_read_frame_returns_the_requested_frame(clip):

@@ -146,6 +146,12 @@ def read_frame(path: str, index: int) -> np.ndarray:
     return frame.image
 
 
+def scrub_slider(frames: int) -> gr.Slider:
+    """The *Frame* slider for a clip of `frames` frames; a single frame (a still image) leaves nothing to scrub,
+    so the slider is fixed at 0 (Gradio needs a range, so it still spans 0 to 1)."""
+    return gr.Slider(minimum=0, maximum=max(frames - 1, 1), value=0, step=1, interactive=frames > 1)
+
+
 def user_error(error: Exception) -> gr.Error:
     """A one-line error for the browser: the message with server folders stripped from any file path; a file gone
     from the server is an upload past its lifetime, which the user can only send again."""
@@ -265,8 +271,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         session = Session(video=path, frame=frame)
         status = (f"Loaded {Path(path).name}: {info.width}×{info.height}, {info.num_frames} frames at "
                   f"{float(info.fps):.2f} fps. Click on an object to mark it.")
-        slider = gr.Slider(minimum=0, maximum=max(info.num_frames - 1, 1), value=0, step=1, interactive=True)
-        return framed_view(session), slider, status, marks_summary(session), session
+        return framed_view(session), scrub_slider(info.num_frames), status, marks_summary(session), session
 
     def load_example(session: Session):
         return load_clip(str(EXAMPLE_CLIP), session)
