@@ -28,9 +28,9 @@ from core.io.video import VideoError, VideoReader, VideoWriter, open_video  # no
 from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
-    DISPLAY_SIDE, AppConfig, Session, Workspace, _parse_colour, annotated_view, annotations_of, display_scale,
-    frame_point, marks_summary, parse_args, probe_clip, read_frame, run_problem, scrub_slider, serve, update_marks,
-    user_error, main as web_main,
+    DISPLAY_SIDE, AppConfig, Session, Workspace, _parse_colour, annotated_view, annotations_of, build_app,
+    display_scale, frame_point, marks_summary, parse_args, probe_clip, read_frame, run_problem, scrub_slider, serve,
+    update_marks, user_error, main as web_main,
 )
 from web.pipeline import OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
 
@@ -312,6 +312,12 @@ def test_a_webm_too_long_is_refused_by_its_header_before_its_frames_are_counted(
     monkeypatch.setattr(VideoReader, "count_frames", counted)
     with pytest.raises(VideoError, match=r"long.webm: the clip lasts 1.2 s, more than the 0.5 s allowed"):
         probe_clip(str(clip), 0.5)
+
+
+def test_the_upload_names_its_limits():
+    app = build_app(AppConfig(max_upload_mb=7, max_seconds=12.5), Workspace())
+    upload = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == "upload")
+    assert upload.label == "1. Upload a clip (up to 7 MB and 12.5 s)"
 
 
 def test_a_one_frame_clip_has_nothing_to_scrub():
