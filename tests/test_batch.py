@@ -57,8 +57,12 @@ def run_batch(*args: str | Path, timeout: float = 300) -> subprocess.CompletedPr
 
 
 def run_main(*args: str | Path) -> int:
-    """The same command in this process (no interpreter start-up): for the quick checks."""
-    return batch_main([*map(str, args), *THREADS])
+    """The same command in this process (no interpreter start-up): for the quick checks; a usage error's exit
+    status is returned as the command's."""
+    try:
+        return batch_main([*map(str, args), *THREADS])
+    except SystemExit as stop:
+        return int(stop.code)
 
 
 def summary_items(out: Path) -> dict[str, dict]:
@@ -418,6 +422,12 @@ def test_frame_folder_keeps_its_frame_numbers(judo_small: list[np.ndarray], tmp_
     (["--weights", "none.pt"], "--weights"),
     (["--masks", "none"], "nothing to write"),
     (["--workers", "0"], "--workers"),
+    (["--threads", "0"], "argument --threads: '0': give a whole number of 1 or more"),
+    (["--size", "8"], "argument --size: '8': give a whole number of 16 or more"),
+    (["--feather", "nan"], "argument --feather: 'nan': give a number from 0 to 50"),
+    (["--edge-shift", "inf"], "argument --edge-shift: 'inf': give a number from -50 to 50"),
+    (["--blur", "0"], "argument --blur: '0': give a whole number from 3 to 255"),
+    (["--mask-frame", "-1"], "argument --mask-frame: '-1': give a whole number of 0 or more"),
     pytest.param(["--encoder", "nvenc"], "--encoder",
                  marks=pytest.mark.skipif(nvenc_available(), reason="NVENC opens on this machine")),
 ])

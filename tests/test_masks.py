@@ -92,15 +92,27 @@ def test_transparent_rgba_pixels_are_background(tmp_path: Path) -> None:
     assert np.array_equal(read_mask(tmp_path / "rgba.png"), np.where(labels == 1, 1, 0))
 
 
-def test_flat_colours_off_the_palette_are_objects_in_order_of_appearance(tmp_path: Path) -> None:
-    rgb = np.zeros((8, 8, 3), np.uint8)
-    rgb[1:3, 5:7] = (255, 0, 0)  # red first in raster order: object 1
-    rgb[4:6, 1:3] = (10, 200, 60)
-    path = tmp_path / "painted.png"
-    Image.fromarray(rgb).save(path)
+def test_flat_colours_off_the_palette_keep_one_id_in_every_mask(tmp_path: Path) -> None:
+    both = np.zeros((8, 8, 3), np.uint8)
+    both[1:3, 5:7] = (0, 255, 0)  # green first in raster order
+    both[4:6, 1:3] = (255, 0, 0)
+    Image.fromarray(both).save(tmp_path / "both.png")
+    red_only = np.zeros((8, 8, 3), np.uint8)
+    red_only[4:6, 1:3] = (255, 0, 0)
+    Image.fromarray(red_only).save(tmp_path / "red.png")
     expected = np.zeros((8, 8), np.uint8)
-    expected[1:3, 5:7], expected[4:6, 1:3] = 1, 2
-    assert np.array_equal(read_mask(path), expected)
+    expected[1:3, 5:7], expected[4:6, 1:3] = 146, 73  # the ids of the nearest DAVIS colours
+    assert np.array_equal(read_mask(tmp_path / "both.png"), expected)
+    assert np.array_equal(read_mask(tmp_path / "red.png"), np.where(expected == 73, 73, 0))
+    assert tuple(davis_palette()[73]) == (224, 0, 0) and tuple(davis_palette()[146]) == (0, 224, 0)
+
+
+def test_flat_colours_too_alike_are_a_mask_error(tmp_path: Path) -> None:
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[1:3, 1:3], rgb[5:7, 5:7] = (255, 0, 0), (250, 10, 0)
+    Image.fromarray(rgb).save(tmp_path / "alike.png")
+    with pytest.raises(MaskError, match=r"colours \(250, 10, 0\) and \(255, 0, 0\) are too alike"):
+        read_mask(tmp_path / "alike.png")
 
 
 def test_many_colours_off_the_palette_are_a_mask_error(tmp_path: Path) -> None:

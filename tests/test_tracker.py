@@ -108,6 +108,7 @@ def test_inference_size_returns_full_size_labels(network) -> None:
     assert inference_shape(480, 854, None) == (240, 427)  # the default, the training scale
     assert inference_shape(480, 854, 480) == (480, 854)
     assert inference_shape(90, 160, None) == (90, 160)  # never upscaled
+    assert inference_shape(90, 160, 2000) == (90, 160)  # not even when asked
 
 
 def test_reset_forgets_everything(network) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import multiprocessing
 import os
 import queue
@@ -21,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NoReturn
 
 from tqdm import tqdm
 
@@ -29,10 +31,11 @@ from core.batch.worker import CUTOUT_FORMATS, ItemResult, JobError, OutputSpec, 
 from core.effects import EdgeSettings
 from core.io.video import H264_ENCODERS, X264_PRESETS, nvenc_available
 from core.pipeline import EFFECTS, BackgroundError, check_background
-from core.inference.tracker import TrackerConfig, add_tracker_arguments, resolve_device, tracker_config
+from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config, whole_number
 from core.weights import WeightsError, load_checkpoint
 
 SUMMARY_FILE = "summary.json"
+EDGE_PIXELS = 50  # the most --feather and --edge-shift may move an edge, in pixels at 480p
 POLL_SECONDS = 0.2
 
 
@@ -250,8 +253,32 @@ def execute(jobs: list[Job], options: RunOptions, summary: RunSummary, board: Pr
         board.finish(result)
 
 
+def bounded(low: float, high: float, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number from `low` to `high` (a whole one with `whole`), else argparse's usage error
+    naming the flag (nan and infinities included)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r}: give {kind} from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """The batch's parser: a usage error is one line, like the batch's other errors, and exits with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see python -m core.batch --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m core.batch",
         description="Track the annotated objects through videos or frame folders and write masks and effects.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -268,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--background", default="green", metavar="COLOR|IMAGE|VIDEO",
                         help="replace effect's background: a colour (green, #00b140, 0,177,64), image or video "
                              "(looped); default green")
-    parser.add_argument("--blur", type=int, default=31, metavar="STRENGTH", help="blur effect's kernel size")
+    parser.add_argument("--blur", type=bounded(3, 255, whole=True), default=31, metavar="STRENGTH",
+                        help="blur effect's kernel size, 3 to 255 (default 31)")
     parser.add_argument("--x264-preset", choices=X264_PRESETS, default="ultrafast",
                         help="H.264 outputs (CRF 18): ultrafast (default) is the fastest, with files about twice "
                              "the size of veryfast's at the same quality; slower presets make smaller files")
@@ -277,18 +305,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--edges", choices=("soft", "hard"), default="soft",
                         help="cutout, blur and replace: a soft alpha matte from the tracker's probabilities, "
                              "refined along the image's edges (default), or the hard masks")
-    parser.add_argument("--feather", type=float, default=EdgeSettings.feather, metavar="PIXELS",
-                        help=f"soft edges: extra softening (pixels at 480p; default {EdgeSettings.feather})")
-    parser.add_argument("--edge-shift", type=float, default=0.0, metavar="PIXELS",
-                        help="soft edges: grow (> 0) or shrink (< 0) the objects' edge (pixels at 480p)")
+    parser.add_argument("--feather", type=bounded(0, EDGE_PIXELS), default=EdgeSettings.feather,
+                        metavar="PIXELS", help=f"soft edges: extra softening, 0 to {EDGE_PIXELS} pixels at 480p "
+                                               f"(default {EdgeSettings.feather})")
+    parser.add_argument("--edge-shift", type=bounded(-EDGE_PIXELS, EDGE_PIXELS), default=0.0,
+                        metavar="PIXELS", help="soft edges: grow (> 0) or shrink (< 0) the objects' edge, at most "
+                                               f"{EDGE_PIXELS} pixels at 480p either way")
     parser.add_argument("--refine", action="store_true",
                         help="redraw each tracked mask with the annotation network, zoomed on the object: "
                              "sharper masks (J&F 66.4 -> 69.1 on the validation split), about half the speed")
     parser.add_argument("--mask", metavar="PATH",
                         help="annotation for a single input: a palette PNG, or a folder named like the frames")
-    parser.add_argument("--mask-frame", type=int, default=0, metavar="N",
+    parser.add_argument("--mask-frame", type=whole_number(0), default=0, metavar="N",
                         help="frame index the --mask PNG annotates (default 0)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="videos processed in parallel")
+    parser.add_argument("--workers", type=whole_number(1), default=1, metavar="N",
+                        help="videos processed in parallel")
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                         help="distribute the videos over a Ray cluster (ADDRESS, or 'auto'); "
                              "without ADDRESS (or with 'local') a local Ray instance with --workers CPUs")
@@ -302,10 +333,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> RunOptions:
     """RunOptions from parsed arguments; JobError for a bad value (background, device, counts)."""
-    if args.workers < 1 or (args.threads is not None and args.threads < 1):
-        raise JobError(f"--workers {args.workers} --threads {args.threads}: give 1 or more")
-    if args.tracker_size is not None and args.tracker_size < 16:
-        raise JobError(f"--size {args.tracker_size}: give an inference short side of 16 pixels or more")
     if args.weights is not None:
         try:
             load_checkpoint(args.weights)
@@ -323,12 +350,6 @@ def options_from(args: argparse.Namespace) -> RunOptions:
             check_background(args.background)
         except BackgroundError as error:
             raise JobError(str(error)) from None
-    if args.feather < 0:
-        raise JobError(f"--feather {args.feather}: give 0 (no softening) or more pixels")
-    try:
-        resolve_device(args.device)
-    except RuntimeError as error:
-        raise JobError(str(error)) from None
     spec = OutputSpec(effects=tuple(dict.fromkeys(args.effect)), mask_pngs=args.masks in ("png", "both"),
                       mask_video=args.masks in ("video", "both"), cutout_format=args.cutout_format,
                       background=args.background, blur_strength=args.blur, soft_edges=args.edges == "soft",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -69,13 +70,13 @@ def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
     """Declare the tracker's options (read back by `tracker_config`) on a parser or an argument group:
     --weights, --device, --threads, the inference short side as `size_flag`, --backend, and --adapt-steps."""
     parser.add_argument("--weights", metavar="PATH", help="tracker checkpoint (default: the shipped weights)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    parser.add_argument("--device", type=device_setting, choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto (default: CUDA when present), cpu or cuda")
-    parser.add_argument("--threads", type=int, metavar="N",
+    parser.add_argument("--threads", type=whole_number(1), metavar="N",
                         help=threads_help or "CPU threads for the tracker (default: the available cores)")
-    parser.add_argument(size_flag, dest="tracker_size", type=int, metavar="PIXELS",
-                        help=f"inference short side (default {DEFAULT_SIZE}, the training scale; never upscaled); "
-                             "masks come back at full size")
+    parser.add_argument(size_flag, dest="tracker_size", type=whole_number(16), metavar="PIXELS",
+                        help=f"inference short side (default {DEFAULT_SIZE}, the training scale; never upscaled: a "
+                             "frame smaller than that is tracked at its own size); masks come back at full size")
     parser.add_argument("--backend", choices=BACKENDS, default=backend,
                         help=f"default {backend}. onnx: ONNX Runtime on the CPU (same masks as torch, about 2x "
                              "faster there); onnx-int8: its int8 quantisation; torch: also runs on CUDA; auto: onnx "
@@ -89,7 +90,7 @@ def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                              "of the network's stride-4 grid of where it was on the previous frame (look-alikes "
                              "elsewhere are dropped); all: every part")
     if adapt:
-        parser.add_argument("--adapt-steps", type=int, default=0, metavar="N",
+        parser.add_argument("--adapt-steps", type=whole_number(0), default=0, metavar="N",
                             help="first-frame online adaptation steps (default 0: off; see docs/RESULTS.md)")
 
 
@@ -99,6 +100,28 @@ def tracker_config(args: argparse.Namespace, **overrides) -> TrackerConfig:
                            backend=args.backend, adapt_steps=getattr(args, "adapt_steps", 0),
                            box_prior=args.box_prior, near_parts=getattr(args, "parts", "near") == "near")
     return replace(config, **overrides)
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`, else argparse's usage error naming the flag."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of {minimum} or more")
+        return value
+
+    return parse
+
+
+def device_setting(text: str) -> str:
+    """--device's value, refused at once when it names CUDA on a machine without it."""
+    if text == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("'cuda': no CUDA device is available here; use --device cpu or auto")
+    return text
 
 
 def box_prior_setting(text: str) -> float | None:
@@ -137,10 +160,9 @@ DEFAULT_SIZE = 240  # the short side the shipped weights were trained at
 
 
 def inference_shape(height: int, width: int, size: int | None) -> tuple[int, int]:
-    """(h, w) the network sees: the short side scaled to `size`, aspect kept. None = DEFAULT_SIZE, but a frame
-    already smaller than that is not upscaled."""
-    if size is None:
-        size = min(DEFAULT_SIZE, height, width)
+    """(h, w) the network sees: the short side scaled to `size`, aspect kept. None = DEFAULT_SIZE. A frame already
+    smaller than the size is never upscaled: it is seen at its own size."""
+    size = min(DEFAULT_SIZE if size is None else size, height, width)
     if min(height, width) == size:
         return height, width
     scale = size / min(height, width)

@@ -183,20 +183,26 @@ def _alpha_labels(rgb: np.ndarray, opaque: np.ndarray) -> np.ndarray:
 
 
 def _colour_labels(rgb: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """Labels of an `(H, W, 3)` colour mask: DAVIS ids when every colour is a DAVIS palette colour, else ids
-    1, 2, … for its non-black colours in the order they first appear, when there are at most _ID_LEVELS."""
+    """Labels of an `(H, W, 3)` colour mask: DAVIS ids when every colour is a DAVIS palette colour, else, for at
+    most _ID_LEVELS flat colours, each colour's nearest DAVIS colour's id: the same colour is the same object in
+    every mask of a clip (red is 73, green 146), and the masks written back show it in about its own colour."""
     ids = _palette_ids(rgb)
     if ids is not None:
         return ids
-    codes, first, inverse = np.unique(_packed(rgb).ravel(), return_index=True, return_inverse=True)
+    codes, inverse = np.unique(_packed(rgb).ravel(), return_inverse=True)
     black = _near_black(codes)
     if np.count_nonzero(~black) > _ID_LEVELS:
         raise MaskError(f"{path}: {len(codes)} colours, not DAVIS palette colours; save the mask as a palette PNG, "
                         "black and white, or with one flat colour per object")
-    order = np.argsort(np.where(black, -1, first), kind="stable")  # black first, then by first appearance
-    rank = np.empty(len(codes), np.int64)
-    rank[order] = np.arange(len(codes)) - np.count_nonzero(black) + 1
-    return np.where(black, 0, rank).astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:2])
+    colours = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=1)  # (C, 3)
+    distance = ((colours[:, None, :] - davis_palette()[None, 1:].astype(np.int64)) ** 2).sum(-1)  # (C, 255)
+    nearest = np.where(black, 0, distance.argmin(axis=1) + 1)
+    named, counts = np.unique(nearest[~black], return_counts=True)
+    if (counts > 1).any():
+        alike = [tuple(int(c) for c in colours[i]) for i in np.flatnonzero(nearest == named[counts > 1][0])[:2]]
+        raise MaskError(f"{path}: colours {alike[0]} and {alike[1]} are too alike to be told apart; paint each "
+                        "object in a clearly different colour, or save the mask as a palette PNG")
+    return nearest.astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:2])
 
 
 def _packed(rgb: np.ndarray) -> np.ndarray:
