@@ -350,9 +350,9 @@ def test_auto_cutout_is_webm_up_to_1440p_and_prores_at_4k_and_a_finished_4k_item
     job = Job(str(tmp_path / "clip.mp4"), "clip")
     record = {"frames": 3, "size": [3840, 2160], "outputs": ["cutout.mov", "masks", "overlay.mp4"]}
     (folder / "job.json").write_text(json.dumps(record))
-    skipped = completed(job, tmp_path / "out", auto)
+    skipped = completed(job, tmp_path / "out", auto, TrackerConfig())
     assert skipped is not None and skipped.status == "skipped"
-    assert completed(job, tmp_path / "out", chosen) is None  # a WebM cut-out was asked for: redo
+    assert completed(job, tmp_path / "out", chosen, TrackerConfig()) is None  # a WebM cut-out was asked for
 
 
 def test_large_frames_get_the_removal_in_a_second_pass_with_the_same_masks(clips: Path, tmp_path: Path,
@@ -523,6 +523,23 @@ def test_a_changed_annotation_redoes_the_item_without_the_old_outputs(clips: Pat
     assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--mask", clips / "judo.png") == 0
     assert summary_items(out)["judo"]["status"] == "done"  # another --mask file
     assert object_ids(read_mask(out / "judo" / "masks" / "00000.png")) == object_ids(sample_mask("judo", "00000"))
+
+
+def test_other_drawing_or_tracking_settings_redo_the_item_but_the_runtime_ones_do_not(clips: Path,
+                                                                                       tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    source = clips / "frames" / "bike"
+    assert run_main(source, "--out", out, "--quiet", "--effect", "blur") == 0
+    for same in (["--backend", "onnx"], ["--device", "cpu"], ["--workers", "2"]):
+        assert run_main(source, "--out", out, "--quiet", "--effect", "blur", *same) == 0
+        assert summary_items(out)["bike"]["status"] == "skipped", same
+    for other in (["--blur", "5"], ["--edges", "hard"], ["--size", "120"], ["--parts", "all"]):
+        assert run_main(source, "--out", out, "--quiet", "--effect", "blur", *other) == 0
+        assert summary_items(out)["bike"]["status"] == "done", other
+        assert run_main(source, "--out", out, "--quiet", "--effect", "blur", *other) == 0
+        assert summary_items(out)["bike"]["status"] == "skipped", other
+    assert run_main(source, "--out", out, "--quiet", "--masks", "none", "--effect", "overlay") == 0
+    assert sorted(p.name for p in (out / "bike").iterdir()) == ["job.json", "overlay.mp4"]  # not --parts all's blur
 
 
 def test_a_video_cut_short_at_a_packet_is_done_with_a_warning(judo_small: list[np.ndarray], tmp_path: Path) -> None:

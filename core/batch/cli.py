@@ -236,7 +236,8 @@ def execute(jobs: list[Job], options: RunOptions, summary: RunSummary, board: Pr
     """Skip complete items, fail items known to be bad, and run the rest with the chosen scheduler."""
     to_run = []
     for job in jobs:
-        done = None if options.overwrite or job.problem else completed(job, Path(options.out_dir), options.spec)
+        fresh = options.overwrite or job.problem
+        done = None if fresh else completed(job, Path(options.out_dir), options.spec, options.tracker)
         if done is not None:
             summary.record(done)
             board.finish(done)

@@ -42,6 +42,8 @@ CUTOUT_FILES = {"webm": "cutout.webm", "prores": "cutout.mov", "png": "cutout"}
 CUTOUT_FORMATS = ("auto", *CUTOUT_FILES)  # auto: webm, or prores for large frames (libvpx's colour + alpha
 # encoder pair alone holds 1.2 GB at 4K; ProRes 4444 is also what 4K editing software takes)
 RECORD_FILE = "job.json"
+_SELECTION = ("effects", "mask_pngs", "mask_video", "cutout_format")  # OutputSpec's fields that pick the outputs
+_RUNTIME = ("threads", "device", "backend")  # TrackerConfig's fields that do not change the masks
 
 
 class JobError(RuntimeError):
@@ -256,8 +258,9 @@ def _read_record(folder: Path) -> dict | None:
         return None
 
 
-def completed(job: Job, out_root: Path, spec: OutputSpec) -> ItemResult | None:
-    """A 'skipped' result when the item's folder already holds every output `spec` asks for."""
+def completed(job: Job, out_root: Path, spec: OutputSpec, tracker: TrackerConfig) -> ItemResult | None:
+    """A 'skipped' result when the item's folder already holds every output `spec` asks for, made from the same
+    annotations with the same drawing and tracking settings."""
     final = out_root / job.name
     old = _old_folder(final)
     if not final.exists() and old.is_dir():  # killed between the two renames of a replacement
@@ -265,17 +268,21 @@ def completed(job: Job, out_root: Path, spec: OutputSpec) -> ItemResult | None:
     record = _read_record(final)
     size = tuple(record["size"]) if record is not None and len(record.get("size", ())) == 2 else None
     names = spec.output_names(size)
-    if record is None or not set(names) <= set(record.get("outputs", [])) or not _same_annotations(record, job):
+    if record is None or not set(names) <= set(record.get("outputs", [])):
+        return None
+    if not _same_source(record, job, spec, tracker):
         return None
     return ItemResult(job.source, job.name, "skipped", record.get("frames", 0), 0.0, 0.0,
                       [str(final / name) for name in names])
 
 
-def _write_record(folder: Path, job: Job, frames: int, info: VideoInfo, spec: OutputSpec) -> list[str]:
+def _write_record(folder: Path, job: Job, frames: int, info: VideoInfo, spec: OutputSpec,
+                  tracker: TrackerConfig) -> list[str]:
     """Write job.json (last file of a complete folder); returns every output name the folder holds."""
     outputs = sorted(p.name for p in folder.iterdir() if p.name != RECORD_FILE)
     record = {"input": job.source, "frames": frames, "fps": float(info.fps), "size": [info.width, info.height],
-              "outputs": outputs, "spec": asdict(spec), "annotations": _annotation_records(job)}
+              "outputs": outputs, "spec": asdict(spec), "annotations": _annotation_records(job),
+              "made_with": _made_with(spec, tracker)}
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=2))
     return outputs
 
@@ -290,6 +297,21 @@ def _annotation_records(job: Job) -> list[dict]:
             digest = None
         records.append({**asdict(annotation), "sha256": digest})
     return records
+
+
+def _made_with(spec: OutputSpec, tracker: TrackerConfig) -> dict:
+    """What an item's outputs look like besides its input and annotations: how effects are drawn and how the masks
+    are tracked (not which outputs there are, nor the threads, device or backend, which give the same masks)."""
+    drawing = {name: value for name, value in asdict(spec).items() if name not in _SELECTION}
+    tracking = {name: value for name, value in asdict(tracker).items() if name not in _RUNTIME}
+    return json.loads(json.dumps({"drawing": drawing, "tracking": tracking}))  # as job.json holds it
+
+
+def _same_source(record: dict, job: Job, spec: OutputSpec, tracker: TrackerConfig) -> bool:
+    """Whether a complete folder's outputs were made as this run would make them: the same annotations, and the
+    same settings (a job.json written before the settings were kept is taken to have them)."""
+    made_with = record.get("made_with")
+    return _same_annotations(record, job) and (made_with is None or made_with == _made_with(spec, tracker))
 
 
 def _same_annotations(record: dict, job: Job) -> bool:
@@ -361,9 +383,9 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
             masks = _load_annotations(job, info)
             frames = _run_passes(reader, job, masks, partial, spec, tracker, report)
         previous = _read_record(final)
-        if previous is not None and _same_annotations(previous, job):  # never outputs of another annotation
+        if previous is not None and _same_source(previous, job, spec, settings):  # never outputs made otherwise
             _carry_over(final, partial)
-        outputs = _write_record(partial, job, frames, info, spec)
+        outputs = _write_record(partial, job, frames, info, spec, settings)
         _commit(partial, final)
         seconds = time.monotonic() - started
         return ItemResult(job.source, job.name, "done", frames, round(seconds, 3), round(frames / seconds, 2),
