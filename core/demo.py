@@ -7,6 +7,7 @@ writes the masks, an overlay video, a cut-out with alpha, a blurred background a
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -15,9 +16,19 @@ from core.batch.cli import main as batch_main
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "judo"
 
 
-def main() -> int:
-    """Run the batch over the sample into demo-out/ and list what it wrote."""
-    out = Path("demo-out")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m core.demo",
+                                     description="Track the four judo players of the bundled sample with the shipped "
+                                                 "weights: masks, overlay, cut-out, blurred background and the players "
+                                                 "removed.")
+    parser.add_argument("--out", default="demo-out", metavar="DIR",
+                        help="output folder (default demo-out, in the current folder; redone on every run)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the batch over the sample into the output folder and list what it wrote."""
+    out = Path(parse_args(argv).out)
     code = batch_main([str(SAMPLE), "--out", str(out), "--overwrite", "--masks", "both",
                        "--effect", "overlay", "--effect", "cutout", "--effect", "blur", "--effect", "remove"])
     for path in sorted(out.rglob("*")):

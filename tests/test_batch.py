@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from core.batch.cli import main as batch_main
+from core.demo import main as demo_main
 from core.batch.inputs import InputError, Job, plan_jobs
 from core.batch.worker import OutputSpec, ProgressEvent, completed, process_job
 from core.inference.tracker import TrackerConfig
@@ -588,3 +589,12 @@ def test_sigterm_stops_the_run_as_interrupted(judo_small: list[np.ndarray], tmp_
     assert "interrupted: complete outputs are kept" in stderr
     assert summary_items(out)["b"]["status"] == "interrupted"
     assert not any(p.name.endswith(".partial") for p in out.iterdir())
+
+
+def test_the_demo_answers_help_without_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        demo_main(["--help"])
+    assert stop.value.code == 0 and "--out DIR" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []

@@ -45,7 +45,7 @@ def run_clip_remover(remover: ClipRemover, frames: list[np.ndarray], labels: lis
     outputs: list[np.ndarray] = []
     for frame, mask in zip(frames, labels):
         outputs += remover.push(frame, mask)
-    return outputs + remover.finish()
+    return outputs + list(remover.finish())
 
 
 def hole_error(output: np.ndarray, truth: np.ndarray) -> float:
@@ -88,7 +88,7 @@ def test_clip_remover_answers_late_and_finish_resets(canvas) -> None:
     remover = ClipRemover(radius=3)
     early = [remover.push(frame, mask) for frame, mask in zip(frames[:5], labels[:5])]
     assert [len(batch) for batch in early] == [0, 0, 0, 1, 1]
-    assert len(remover.finish()) == 3
+    assert len(list(remover.finish())) == 3
     assert len(run_clip_remover(remover, frames[:2], labels[:2])) == 2  # a new video after finish
 
 

@@ -3,6 +3,7 @@ stage raised in the caller, and nothing left running after an early stop."""
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from core.io.masks import MaskError, read_mask
 from core.io.video import Frame, open_video
 from core.model.network import NetworkConfig, build_network
 from core.pipeline import RemovalSink, is_large, run_frames
-from core.pipeline.outputs import LARGE_REMOVAL_RADIUS, REMOVAL_RADIUS
+from core.pipeline.outputs import LARGE_REMOVAL_RADIUS, REMOVAL_RADIUS, bind_run
+from core.pipeline.stages import _Stages
 
 JUDO = Path(__file__).resolve().parent.parent / "samples" / "judo"
 
@@ -151,3 +153,48 @@ def test_the_removal_answers_half_as_late_for_4k_sized_frames(size: tuple[int, i
     assert pushed - 1 == (LARGE_REMOVAL_RADIUS if is_large(size) else REMOVAL_RADIUS)
     sink.finish()
     assert len(writer.frames) == pushed
+
+
+def test_a_join_that_ctrl_c_interrupts_still_waits_for_the_threads() -> None:
+    stages = _Stages()
+    release, finished = threading.Event(), []
+    stages.start("slow", lambda: (release.wait(), finished.append(True)))
+    main = threading.main_thread().ident
+    threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT)).start()  # Ctrl-C while the run is joined
+    with pytest.raises(KeyboardInterrupt):
+        stages.join()
+    threading.Timer(0.2, release.set).start()
+    stages.join()  # the thread still works: this waits for it (Thread.join would return at once here)
+    assert finished == [True]
+
+
+class CountingWriter:
+    """Stands in for the video file, which is not under test: counts the frames it is given."""
+
+    size = (64, 48)
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def write(self, image: np.ndarray) -> None:
+        self.frames += 1
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_stopped_run_makes_no_closing_removal_frames(stopped: bool) -> None:
+    writer = CountingWriter()
+    sink = RemovalSink(writer)
+    rng = np.random.default_rng(0)
+    labels = np.zeros((48, 64), np.uint8)
+    labels[10:20, 10:20] = 1
+    for index in range(3):
+        sink.write(Frame(index, rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), index / 25), labels, None)
+    event = threading.Event()
+    bind_run(event)
+    if stopped:
+        event.set()
+    try:
+        sink.finish()
+    finally:
+        bind_run(threading.Event())
+    assert writer.frames == (0 if stopped else 3)  # three frames fewer than the radius: all made at the close

@@ -94,11 +94,10 @@ class ClipRemover:
         self._pushed += 1
         return list(self._drain(self._pushed - 1 - self.radius))
 
-    def finish(self) -> list[np.ndarray]:
-        """The remaining frames of the video; the remover is then reset."""
-        rest = list(self._drain(self._pushed - 1))
+    def finish(self) -> Iterator[np.ndarray]:
+        """The remaining frames of the video, each made as it is asked for; the remover is reset after the last."""
+        yield from self._drain(self._pushed - 1)
         self.reset()
-        return rest
 
     def _drain(self, last: int) -> Iterator[np.ndarray]:
         """Finish every frame up to index `last`, dropping frames no later one can use."""

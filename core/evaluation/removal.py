@@ -62,7 +62,7 @@ def remove_whole_clip(clip: SyntheticClip, radius: int = REMOVAL_RADIUS) -> list
     outputs: list[np.ndarray] = []
     for image, labels in zip(clip.composite, clip.holes):
         outputs += remover.push(image, labels)
-    return outputs + remover.finish()
+    return outputs + list(remover.finish())
 
 
 REMOVERS: dict[str, Callable[[SyntheticClip], list[np.ndarray]]] = {

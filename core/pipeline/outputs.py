@@ -4,6 +4,7 @@ rendered video, the whole-clip removal video)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,21 @@ class EffectSettings:
     def matte_edges(self, outputs: Iterable[str]) -> EdgeSettings | None:
         """The soft matte's settings when one of `outputs` uses soft edges, else None: no matte is drawn."""
         return self.edges if MATTED & set(outputs) else None
+
+
+_RUN = threading.local()  # in a pipeline's thread: the event that says its run was stopped
+
+
+def bind_run(stopped: threading.Event) -> None:
+    """Tie this thread to a run's stop event, for `run_stopped` (the pipeline's threads call it first)."""
+    _RUN.stopped = stopped
+
+
+def run_stopped() -> bool:
+    """Whether the run this thread works for was stopped (False outside a pipeline's threads): a sink's long
+    closing work checks it between frames."""
+    stopped = getattr(_RUN, "stopped", None)
+    return stopped is not None and stopped.is_set()
 
 
 class FrameSink(Protocol):
@@ -196,4 +212,6 @@ class RemovalSink:
 
     def finish(self) -> None:
         for image in self._remover.finish():
+            if run_stopped():  # Ctrl-C: the closing frames (seconds each at 4K) are not made
+                return
             self._writer.write(image)

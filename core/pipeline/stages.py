@@ -30,7 +30,7 @@ from core.effects import EdgeSettings, StableMatte
 from core.effects.matting import work_shape
 from core.inference.tracker import CoarseStep, Tracker
 from core.io.video import Frame, VideoReader
-from core.pipeline.outputs import FrameSink, is_large
+from core.pipeline.outputs import FrameSink, bind_run, is_large
 
 _END = object()  # the last item through a queue
 _POLL_SECONDS = 0.1  # how often a waiting stage looks whether another one failed
@@ -59,10 +59,13 @@ class _Stages:
     def __init__(self) -> None:
         self.stopped = threading.Event()
         self.error: BaseException | None = None
-        self._threads: list[threading.Thread] = []
+        self._ended: list[threading.Event] = []  # one per thread, set when its work has returned
 
     def start(self, name: str, work: Callable[[], None]) -> None:
+        ended = threading.Event()
+
         def run() -> None:
+            bind_run(self.stopped)
             try:
                 work()
             except _Cancelled:
@@ -71,10 +74,11 @@ class _Stages:
                 if self.error is None:
                     self.error = error
                 self.stopped.set()
+            finally:
+                ended.set()
 
-        thread = threading.Thread(target=run, name=f"pipeline-{name}", daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        self._ended.append(ended)
+        threading.Thread(target=run, name=f"pipeline-{name}", daemon=True).start()
 
     def put(self, inbox: queue.Queue, item: object) -> None:
         while not self.stopped.is_set():
@@ -98,8 +102,11 @@ class _Stages:
         raise _Cancelled
 
     def join(self) -> None:
-        for thread in self._threads:
-            thread.join()
+        """Wait until every thread's work has returned. On events, not `Thread.join`: a join that Ctrl-C
+        interrupts marks the thread as ended while it still runs (CPython before 3.13), so the join after it
+        would return at once and leave a thread in native code at exit, which then aborts the process."""
+        for ended in self._ended:
+            ended.wait()
 
     def raise_error(self) -> None:
         if self.error is not None:
@@ -252,4 +259,6 @@ def _output(stages: _Stages, sinks: list[FrameSink], inbox: queue.Queue) -> None
         for sink in sinks:
             sink.write(item.frame, item.labels, item.alpha)
     for sink in sinks:
+        if stages.stopped.is_set():  # a stopped run writes no closing frames (the removal's can take long)
+            raise _Cancelled
         sink.finish()
