@@ -1,8 +1,7 @@
 """`python -m core.eval` — DAVIS J&F of the tracker; see core/evaluation/davis.py."""
 
-import sys
-
+from core.io.command import run_tool
 from core.evaluation.davis import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

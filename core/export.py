@@ -1,8 +1,7 @@
 """`python -m core.export` — the ONNX graphs; see core/inference/export.py."""
 
-import sys
-
+from core.io.command import run_tool
 from core.inference.export import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -3,9 +3,11 @@ docs/effects."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from core.effects.compositing import blur_background, cutout, mask_image, overlay, replace_background
 from core.effects.removal import ObjectRemover
@@ -35,9 +37,22 @@ def render_stills(out_dir: Path, sample: Path, frame: str = "00000") -> list[Pat
     for name, still in stills.items():
         if still.shape[2] == 4:
             path = out_dir / f"{name}.png"
-            cv2.imwrite(str(path), cv2.cvtColor(still, cv2.COLOR_RGBA2BGRA))
+            _write_image(path, cv2.cvtColor(still, cv2.COLOR_RGBA2BGRA), [])
         else:
             path = out_dir / f"{name}.jpg"
-            cv2.imwrite(str(path), cv2.cvtColor(still, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+            _write_image(path, cv2.cvtColor(still, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
         written.append(path)
     return written
+
+
+def _write_image(path: Path, image: np.ndarray, params: list[int]) -> None:
+    """Encode a BGR(A) image by `path`'s suffix and write it atomically (a temporary name, then a rename); an
+    OSError when it cannot be written (cv2.imwrite only returns False)."""
+    encoded = cv2.imencode(path.suffix, image, params)[1]
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(encoded.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -12,10 +12,8 @@ then the same for one box per frame (the object's tight box: the network's answe
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,7 +21,10 @@ import numpy as np
 from core.annotate import METHODS, Mark
 from core.annotate.clicks import tight_box
 from core.annotate.segmenter import BACKENDS
+from core.io.command import output_file, run_tool
+from core.evaluation.davis import write_json
 from core.evaluation.interactive import Segment, click_ious, davis_frames, default_sequences, method_segment
+from core.inference.tracker import whole_number
 
 
 def timing(segment: Segment, times: list[tuple[float, float]]) -> Segment:
@@ -65,11 +66,11 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("root", help="DAVIS root (JPEGImages/480p, Annotations/480p)")
     parser.add_argument("--sequences", help="comma-separated names (default: the annotator's validation sequences)")
-    parser.add_argument("--clicks", type=int, default=5, help="clicks per frame (default 5)")
+    parser.add_argument("--clicks", type=whole_number(1), default=5, help="clicks per frame (default 5)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
-    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
-    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--threads", type=whole_number(1), default=2, help="intra-op threads (default 2)")
+    parser.add_argument("--json", type=output_file, help="also write the numbers here")
     args = parser.parse_args(argv)
     cv2.setNumThreads(args.threads)
     sequences = args.sequences.split(",") if args.sequences else default_sequences()
@@ -86,9 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         results[method] = {"click": summary(times), "box": summary(boxes)}
         print(f"{method:<8} click {results[method]['click']}\n{'':<8} box   {results[method]['box']}")
     if args.json:
-        args.json.write_text(json.dumps({"threads": args.threads, "backend": args.backend, "results": results},
-                                        indent=2))
+        write_json(args.json, {"threads": args.threads, "backend": args.backend, "results": results})
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from core.io.command import output_file
 from core.evaluation.davis import write_json
 from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments
 from core.weights import WeightsError
@@ -185,7 +186,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=parse_size, default=(480, 854), help="HEIGHTxWIDTH (default 480x854)")
     parser.add_argument("--frames", type=parse_lengths, default=[50, 500], help="lengths (default 50,500)")
     parser.add_argument("--variants", default="student,infinite", help="student and/or infinite")
-    parser.add_argument("--json", help="also write the numbers to this JSON file")
+    parser.add_argument("--json", type=output_file, help="also write the numbers to this JSON file")
     add_tracker_arguments(parser, size_flag="--infer-size", adapt=False)
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     return parser.parse_args(argv)

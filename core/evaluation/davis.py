@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from core.annotate.refine import MaskRefiner, RefinedTracker
 from core.annotate.segmenter import build_segmenter
+from core.io.command import output_file, output_folder
 from core.io.davis import FRAMES, frame_paths, mask_path, sequence_names
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, write_mask
 from core.evaluation.metrics import ObjectScore, SequenceScorer, summarize
@@ -252,8 +253,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.eval", description=__doc__.splitlines()[0])
     parser.add_argument("root", help="DAVIS root holding JPEGImages/480p and Annotations/480p")
     parser.add_argument("--sequences", help="comma-separated sequence names (default: all)")
-    parser.add_argument("--out", help="write predicted palette PNGs to OUT/<seq>/<frame>.png")
-    parser.add_argument("--json", help="also write the numbers to this JSON file")
+    parser.add_argument("--out", type=output_folder, help="write predicted palette PNGs to OUT/<seq>/<frame>.png")
+    parser.add_argument("--json", type=output_file, help="also write the numbers to this JSON file")
     parser.add_argument("--baseline", choices=["first-mask"], help="score a trivial baseline instead")
     parser.add_argument("--refine", action="store_true",
                         help="redraw each tracked mask with the annotation network, zoomed on the object (slower)")

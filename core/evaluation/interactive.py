@@ -28,8 +28,10 @@ from core.annotate.clicks import Click, next_click, random_interior_click, tight
 from core.annotate.network import load_annotator_checkpoint
 from core.annotate.segmenter import BACKENDS, build_segmenter
 from core.batch.inputs import FRAMES_FOLDER, MASK_FOLDER
+from core.io.command import output_file, run_tool
 from core.evaluation.davis import read_frame
 from core.evaluation.metrics import region_similarity
+from core.inference.tracker import whole_number
 from core.io.davis import FRAMES, frame_paths, mask_path
 from core.io.masks import object_ids, read_mask, resize_labels
 from core.io.suffixes import FRAME_SUFFIXES
@@ -211,8 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", help="annotator checkpoint for the network method (default: shipped)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="the network's runtime (default auto: "
                         "ONNX Runtime when installed, as core.annotate uses it)")
-    parser.add_argument("--threads", type=int, help="intra-op threads (ONNX Runtime and torch)")
-    parser.add_argument("--json", type=Path, help="also write the scores here")
+    parser.add_argument("--threads", type=whole_number(1), help="intra-op threads (ONNX Runtime and torch)")
+    parser.add_argument("--json", type=output_file, help="also write the scores here")
     args = parser.parse_args(argv)
     check_args(parser, args)
     if args.threads:
@@ -246,4 +248,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

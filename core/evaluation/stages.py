@@ -31,10 +31,12 @@ import numpy as np
 from tqdm import tqdm
 
 from core import effects
+from core.io.command import output_file, output_folder, run_tool
 from core.effects.matting import work_shape
 from core.evaluation.bench import instrument
 from core.evaluation.davis import write_json
-from core.inference.tracker import SAMPLES, Tracker, TrackerConfig, add_tracker_arguments, tracker_config
+from core.inference.tracker import (SAMPLES, Tracker, TrackerConfig, add_tracker_arguments, tracker_config,
+                                   whole_number)
 from core.io.masks import read_mask, write_mask
 from core.io.video import VideoWriter, open_video
 from core.pipeline import RENDERED, EffectSettings, renderer
@@ -222,15 +224,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.evaluation.stages", description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=SAMPLES / "judo",
                         help="frame folder with masks/ (default samples/judo)")
-    parser.add_argument("--heights", type=int, nargs="+", default=list(HEIGHTS), metavar="H",
+    parser.add_argument("--heights", type=whole_number(16), nargs="+", default=list(HEIGHTS), metavar="H",
                         help="frame heights (default 480 720 1080 2160)")
-    parser.add_argument("--frames", type=int, default=24, help="frames timed per stage (default 24)")
-    parser.add_argument("--e2e-frames", type=int, default=0, metavar="N",
+    parser.add_argument("--frames", type=whole_number(1), default=24, help="frames timed per stage (default 24)")
+    parser.add_argument("--e2e-frames", type=whole_number(0), default=0, metavar="N",
                         help="also run core.batch end to end on an N-frame clip (default 0: no)")
     parser.add_argument("--effect", action="append", dest="effects", choices=[e for e in RENDERED if e != "mask"]
                         + ["remove"], help="end-to-end effects (default overlay and blur)")
-    parser.add_argument("--work", type=Path, help="folder for the clips and outputs (default: a temporary one)")
-    parser.add_argument("--json", help="also write the numbers to this JSON file")
+    parser.add_argument("--work", type=output_folder,
+                        help="folder for the clips and outputs (default: a temporary one)")
+    parser.add_argument("--json", type=output_file, help="also write the numbers to this JSON file")
     add_tracker_arguments(parser, size_flag="--infer-size", backend="auto", adapt=False)
     return parser.parse_args(argv)
 
@@ -277,4 +280,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_tool(main)

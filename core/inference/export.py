@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from core.io.command import output_folder
 from core.inference.graphs import ExportError, cache_root, cached_graphs, export_all, network_digest
 from core.inference.tracker import calibration_feeds
 from core.weights import WeightsError, load_network
@@ -17,7 +17,7 @@ from core.weights import WeightsError, load_network
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.export", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", help="tracker checkpoint (default: the shipped weights)")
-    parser.add_argument("--out", type=Path, help="write the graphs to this folder (default: the cache)")
+    parser.add_argument("--out", type=output_folder, help="write the graphs to this folder (default: the cache)")
     parser.add_argument("--int8", action="store_true", help="also write the int8 graphs (--backend onnx-int8)")
     parser.add_argument("--force", action="store_true", help="export again even when the cache is valid")
     return parser.parse_args(argv)

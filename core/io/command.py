@@ -1,0 +1,51 @@
+"""How the `python -m core.…` tools take their output paths and how they end: an output file or folder that cannot be
+written is refused as its flag is parsed (argparse's usage error, before any work), and Ctrl-C ends a tool with one
+line and status 130 instead of a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
+
+
+def output_file(text: str) -> Path:
+    """argparse type of an output file (a report, a --json): not a folder, in a folder that can be made and written."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: is a folder; give a file name")
+    _check_writable(path.parent, text)
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """argparse type of an output folder: not a file, and one that can be made (with its parents) and written."""
+    path = Path(text)
+    _check_writable(path, text)
+    return path
+
+
+def _check_writable(folder: Path, text: str) -> None:
+    """Refuse `folder` when it, or the nearest of its parents that exists, is a file or cannot be written."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {existing} is a file, not a folder; give another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text!r}: {existing} cannot be written by this user; give another path")
+
+
+def run_tool(main: Callable[[], int | None]) -> NoReturn:
+    """Run a tool's `main` and exit with its status; Ctrl-C prints one line and exits with INTERRUPTED."""
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print("interrupted: stopped by Ctrl-C; whatever was written completely is kept", file=sys.stderr)
+        status = INTERRUPTED
+    sys.exit(status)

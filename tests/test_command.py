@@ -1,0 +1,51 @@
+"""The tools' shared command-line behaviour (core.io.command): output paths refused as their flags are parsed, and
+Ctrl-C as one line with status 130."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from core.io.command import INTERRUPTED, output_file, output_folder, run_tool
+from core.evaluation.davis import parse_args as eval_args
+
+
+def test_an_output_file_must_not_be_a_folder_nor_under_a_file(tmp_path: Path) -> None:
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    assert output_file(str(tmp_path / "new" / "deeper" / "report.json")) == tmp_path / "new" / "deeper" / "report.json"
+    with pytest.raises(argparse.ArgumentTypeError, match="is a folder; give a file name"):
+        output_file(str(tmp_path))
+    with pytest.raises(argparse.ArgumentTypeError, match=f"{taken} is a file, not a folder"):
+        output_file(str(taken / "report.json"))
+    assert not (tmp_path / "new").exists()  # checking makes nothing
+
+
+def test_an_output_folder_must_not_be_a_file(tmp_path: Path) -> None:
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    assert output_folder(str(tmp_path / "a" / "b")) == tmp_path / "a" / "b"
+    for bad in (taken, taken / "sub"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"{taken} is a file, not a folder"):
+            output_folder(str(bad))
+    assert taken.read_text() == "mine"
+
+
+def test_a_tool_refuses_a_bad_output_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        eval_args([str(tmp_path), "--json", str(tmp_path)])
+    assert stop.value.code == 2
+    assert "argument --json" in capsys.readouterr().err
+
+
+def test_ctrl_c_ends_a_tool_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stop:
+        run_tool(interrupted)
+    assert stop.value.code == INTERRUPTED == 130
+    error = capsys.readouterr().err
+    assert error.startswith("interrupted:") and len(error.strip().splitlines()) == 1
