@@ -1,5 +1,5 @@
 """The tools' shared command-line behaviour (core.io.command): output paths refused as their flags are parsed, and
-Ctrl-C as one line with status 130."""
+a mask or video a tool cannot use, and Ctrl-C, as one line with status 2 or 130."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.io.command import INTERRUPTED, output_file, output_folder, run_tool
+from core.io.command import BAD_INPUT, INTERRUPTED, output_file, output_folder, run_tool
+from core.io.masks import read_mask
 from core.evaluation.davis import parse_args as eval_args
 
 
@@ -49,3 +50,17 @@ def test_ctrl_c_ends_a_tool_in_one_line(capsys: pytest.CaptureFixture[str]) -> N
     assert stop.value.code == INTERRUPTED == 130
     error = capsys.readouterr().err
     assert error.startswith("interrupted:") and len(error.strip().splitlines()) == 1
+
+
+def test_a_mask_or_video_a_tool_cannot_use_ends_it_in_one_line(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    def reads_a_broken_mask() -> int:
+        (tmp_path / "mask.png").write_text("not an image")
+        read_mask(tmp_path / "mask.png")
+        return 0
+
+    with pytest.raises(SystemExit) as stop:
+        run_tool(reads_a_broken_mask)
+    assert stop.value.code == BAD_INPUT == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {tmp_path / 'mask.png'}: cannot read the mask") and error.count("\n") == 1

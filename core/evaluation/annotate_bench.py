@@ -24,6 +24,7 @@ from core.annotate.segmenter import BACKENDS
 from core.io.command import output_file, run_tool
 from core.evaluation.davis import write_json
 from core.evaluation.interactive import Segment, click_ious, davis_frames, default_sequences, method_segment
+from core.io.masks import MaskError
 from core.inference.tracker import whole_number
 
 
@@ -61,6 +62,15 @@ def summary(times: list[tuple[float, float]]) -> dict:
             "median_cpu_ms": round(float(np.median([t[1] for t in times])), 1)}
 
 
+def first_object_frame(root: str, sequence: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """The first frame of a DAVIS sequence with an object in its mask (MaskError when it has none)."""
+    found = next(davis_frames(root, [sequence], every=10 ** 6), None)
+    if found is None:
+        raise MaskError(f"{root}: sequence {sequence} has no frame with an object in its mask; pass other "
+                        "--sequences or fix its masks")
+    return found
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core.evaluation.annotate_bench",
                                      description=__doc__.splitlines()[0])
@@ -72,9 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=whole_number(1), default=2, help="intra-op threads (default 2)")
     parser.add_argument("--json", type=output_file, help="also write the numbers here")
     args = parser.parse_args(argv)
+    unknown = [method for method in args.methods.split(",") if method not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}; use some of {', '.join(METHODS)}")
     cv2.setNumThreads(args.threads)
-    sequences = args.sequences.split(",") if args.sequences else default_sequences()
-    frames = [next(davis_frames(args.root, [name], every=10 ** 6)) for name in sequences]
+    sequences = [name for name in args.sequences.split(",") if name] if args.sequences else default_sequences()
+    frames = [first_object_frame(args.root, name) for name in sequences]
+    if not frames:
+        parser.error("--sequences: no sequence named; give comma-separated DAVIS sequence names")
     print(f"{len(frames)} frames ({frames[0][1].shape[1]}×{frames[0][1].shape[0]}), {args.clicks} clicks each, "
           f"{args.threads} threads, {len(os.sched_getaffinity(0))} cores available, load {os.getloadavg()[0]:.1f}")
     results = {}

@@ -201,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      args.backend, args.tracker_size, args.box_prior, args.parts == "near")))
             return 0
         variants = [v for v in args.variants.split(",") if v]
+        if not variants:
+            raise BenchError(f"--variants {args.variants!r}: name at least one of {', '.join(VARIANTS)}")
         unknown = sorted(set(variants) - set(VARIANTS))
         if unknown:
             raise BenchError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from core.annotate import METHODS, Mark, object_mask
 from core.annotate.clicks import Click, next_click, random_interior_click, tight_box
@@ -141,7 +142,7 @@ def score(frames: list[tuple[str, np.ndarray, np.ndarray]], method: str, segment
     """Box IoU, the click curve and NoC of one method over `frames`; `segment_for(image)` segments on one; `first`
     says where the first click goes (`first_click`)."""
     box_ious, curves, calls, seconds = [], [], 0, 0.0
-    for name, image, target in frames:
+    for name, image, target in tqdm(frames, desc=method, unit="frame", leave=False):
         segment = segment_for(image)
         start = time.perf_counter()
         x0, y0, x1, y1 = tight_box(target)

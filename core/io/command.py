@@ -1,6 +1,6 @@
 """How the `python -m core.…` tools take their output paths and how they end: an output file or folder that cannot be
-written is refused as its flag is parsed (argparse's usage error, before any work), and Ctrl-C ends a tool with one
-line and status 130 instead of a traceback."""
+written is refused as its flag is parsed (argparse's usage error, before any work), a bad mask or video ends a tool
+with its one-line message and status 2, and Ctrl-C ends it with one line and status 130, never a traceback."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import NoReturn
 
 INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
+BAD_INPUT = 2  # as argparse's usage errors: the command could not do its work with what it was given
+
+
+class BadInput(Exception):
+    """A file or value a user gave that a tool cannot use (MaskError, VideoError); its message is one line naming
+    it and the fix."""
 
 
 def output_file(text: str) -> Path:
@@ -42,9 +48,13 @@ def _check_writable(folder: Path, text: str) -> None:
 
 
 def run_tool(main: Callable[[], int | None]) -> NoReturn:
-    """Run a tool's `main` and exit with its status; Ctrl-C prints one line and exits with INTERRUPTED."""
+    """Run a tool's `main` and exit with its status; a BadInput (a mask or video the tool cannot use) prints its
+    one-line message and exits with BAD_INPUT; Ctrl-C prints one line and exits with INTERRUPTED."""
     try:
         status = main()
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        status = BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: stopped by Ctrl-C; whatever was written completely is kept", file=sys.stderr)
         status = INTERRUPTED

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from core.io.command import BadInput
+
 # An RGB mask colour matches a palette entry when every channel is within this many levels of it
 # (tolerates light re-compression; the 256 palette colours lie on a grid with a 32-level spacing).
 _COLOUR_TOLERANCE = 6
@@ -23,7 +25,7 @@ _COLOUR_TOLERANCE = 6
 _ID_LEVELS = 32
 
 
-class MaskError(ValueError):
+class MaskError(BadInput, ValueError):
     """A mask that cannot be used; the message is one line naming the file and the fix."""
 
 

@@ -24,6 +24,7 @@ import av
 import cv2
 import numpy as np
 
+from core.io.command import BadInput
 from core.io.suffixes import FRAME_SUFFIXES
 
 DEFAULT_FOLDER_FPS = Fraction(25)
@@ -57,7 +58,7 @@ TRUNCATION_SLACK = 2  # frames a video may decode short of its header's count wi
 _FIX_DAMAGED = "re-export or re-download it (or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
 
 
-class VideoError(RuntimeError):
+class VideoError(BadInput, RuntimeError):
     """A video that cannot be read or written; the message is one line naming the file and the fix."""
 
 
