@@ -598,3 +598,18 @@ def test_the_demo_answers_help_without_running(tmp_path: Path, monkeypatch: pyte
         demo_main(["--help"])
     assert stop.value.code == 0 and "--out DIR" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_mask_that_looks_inverted_is_done_with_a_warning(clips: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(clips / "judo.mp4", source / "judo.mp4")
+    write_mask(source / "judo.png", np.where(sample_mask("judo", "00000") > 0, 0, 1).astype(np.uint8))
+    out = tmp_path / "out"
+    assert run_main(source / "judo.mp4", "--out", out, "--quiet") == 0
+    item = summary_items(out)["judo"]
+    assert item["status"] == "done" and "judo.png: the objects cover" in item["warning"]
+    assert "if the mask is inverted" in item["warning"]
+    write_mask(source / "judo.png", sample_mask("judo", "00000"))
+    assert run_main(source / "judo.mp4", "--out", out, "--quiet") == 0
+    assert summary_items(out)["judo"]["warning"] is None

@@ -42,6 +42,7 @@ CUTOUT_FILES = {"webm": "cutout.webm", "prores": "cutout.mov", "png": "cutout"}
 CUTOUT_FORMATS = ("auto", *CUTOUT_FILES)  # auto: webm, or prores for large frames (libvpx's colour + alpha
 # encoder pair alone holds 1.2 GB at 4K; ProRes 4444 is also what 4K editing software takes)
 RECORD_FILE = "job.json"
+INVERTED_SHARE = 0.85  # an annotation whose objects cover more of the frame than this looks inverted
 _SELECTION = ("effects", "mask_pngs", "mask_video", "cutout_format")  # OutputSpec's fields that pick the outputs
 _RUNTIME = ("threads", "device", "backend")  # TrackerConfig's fields that do not change the masks
 
@@ -389,7 +390,7 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
         _commit(partial, final)
         seconds = time.monotonic() - started
         return ItemResult(job.source, job.name, "done", frames, round(seconds, 3), round(frames / seconds, 2),
-                          [str(final / name) for name in outputs], warning=_truncation(job, info, frames))
+                          [str(final / name) for name in outputs], warning=_warnings(job, masks, info, frames))
     except (JobError, MaskError, VideoError, WeightsError, BackgroundError) as error:
         return _failed(job, started, str(error))
     except Exception as error:  # a bug or an unexpected library error: report it, keep the batch going
@@ -397,6 +398,22 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
                                      "please report this with the file")
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def _warnings(job: Job, masks: dict[int, np.ndarray], info: VideoInfo, frames: int) -> str | None:
+    """What a done item's user should know: a mask that looks inverted, a video cut short; None when nothing."""
+    found = [warning for warning in (_inverted(job, masks), _truncation(job, info, frames)) if warning]
+    return "; ".join(found) or None
+
+
+def _inverted(job: Job, masks: dict[int, np.ndarray]) -> str | None:
+    """A warning when an annotation's objects cover nearly the whole frame, as a black object on white does."""
+    for annotation in job.annotations:
+        covered = float(np.count_nonzero(masks[annotation.frame])) / masks[annotation.frame].size
+        if covered > INVERTED_SHARE:
+            return (f"{annotation.path}: the objects cover {covered:.0%} of the frame: if the mask is inverted (the "
+                    "object black on white), invert it and run again with --overwrite")
+    return None
 
 
 def _truncation(job: Job, info: VideoInfo, frames: int) -> str | None:
