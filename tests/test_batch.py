@@ -613,3 +613,21 @@ def test_a_mask_that_looks_inverted_is_done_with_a_warning(clips: Path, tmp_path
     write_mask(source / "judo.png", sample_mask("judo", "00000"))
     assert run_main(source / "judo.mp4", "--out", out, "--quiet") == 0
     assert summary_items(out)["judo"]["warning"] is None
+
+
+def test_masks_that_annotate_no_frame_are_named_in_a_warning(judo_small: list[np.ndarray], tmp_path: Path) -> None:
+    folder = tmp_path / "in" / "yt"
+    (folder / "masks").mkdir(parents=True)
+    for index, image in enumerate(judo_small[:3]):
+        cv2.imwrite(str(folder / f"{index:05d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    for name in ("00000", "00099", "frame_3"):
+        write_mask(folder / "masks" / f"{name}.png", sample_mask("judo", "00000"))
+    video = encode_video(tmp_path / "in" / "clip.mp4", judo_small[:3], FPS, audio=False)
+    write_mask(video.with_suffix(".png"), sample_mask("judo", "00000"))
+    write_mask(tmp_path / "in" / "clip.mask.png", sample_mask("judo", "00000"))
+    out = tmp_path / "out"
+    assert run_main(tmp_path / "in", "--out", out, "--quiet") == 0
+    items = summary_items(out)
+    assert items["yt"]["status"] == "done"
+    assert items["yt"]["warning"].startswith(f"{folder / 'masks' / '00099.png'} and 1 more annotated no frame")
+    assert items["clip"]["warning"].startswith(f"{tmp_path / 'in' / 'clip.mask.png'} annotated no frame")

@@ -37,6 +37,7 @@ class Job:
     name: str  # output folder, relative to the output root (POSIX separators)
     annotations: tuple[Annotation, ...] = ()
     problem: str | None = None
+    unused: tuple[str, ...] = ()  # mask files beside the annotations that annotate no frame (named for none)
 
 
 class InputError(ValueError):
@@ -176,8 +177,22 @@ def plan_jobs(inputs: list[str], out_dir: str, mask: str | None = None, mask_fra
             problem = (f"{source}: its output name {name!r} is already used by {owners[name]}; "
                        "rename one of them")
         owners.setdefault(name, source)
-        jobs.append(Job(str(source), name, annotations, problem))
+        jobs.append(Job(str(source), name, annotations, problem, unused_masks(source, annotations)))
     return jobs
+
+
+def unused_masks(source: Path, annotations: tuple[Annotation, ...]) -> tuple[str, ...]:
+    """The PNGs of a frame folder's masks folder that annotate none of its frames (named for a frame it lacks, or
+    not by a frame number), and a `clip.mask.png` passed over for `clip.png`: files a user meant to be used."""
+    if not annotations:
+        return ()
+    used = {Path(a.path) for a in annotations}
+    folders = {path.parent for path in used}
+    if source.is_dir() and len(folders) == 1 and next(iter(folders)).name == MASK_FOLDER:
+        return tuple(str(png) for png in sorted(next(iter(folders)).glob("*.png")) if png not in used)
+    stem = source.with_suffix("")
+    passed_over = stem.with_name(stem.name + ".mask.png")
+    return (str(passed_over),) if source.is_file() and passed_over.is_file() and passed_over not in used else ()
 
 
 def _root_relative_name(source: Path, root: Path) -> str:

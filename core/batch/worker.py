@@ -402,8 +402,17 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
 
 def _warnings(job: Job, masks: dict[int, np.ndarray], info: VideoInfo, frames: int) -> str | None:
     """What a done item's user should know: a mask that looks inverted, a video cut short; None when nothing."""
-    found = [warning for warning in (_inverted(job, masks), _truncation(job, info, frames)) if warning]
+    found = [warning for warning in (_unused(job), _inverted(job, masks), _truncation(job, info, frames)) if warning]
     return "; ".join(found) or None
+
+
+def _unused(job: Job) -> str | None:
+    """A warning naming the mask files beside the annotations that annotated no frame."""
+    if not job.unused:
+        return None
+    more = f" and {len(job.unused) - 1} more" if len(job.unused) > 1 else ""
+    return (f"{job.unused[0]}{more} annotated no frame of {job.source} (not named like one of its frames, or a "
+            "second mask for frame 0); rename or remove them")
 
 
 def _inverted(job: Job, masks: dict[int, np.ndarray]) -> str | None:
