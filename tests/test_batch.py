@@ -631,3 +631,13 @@ def test_masks_that_annotate_no_frame_are_named_in_a_warning(judo_small: list[np
     assert items["yt"]["status"] == "done"
     assert items["yt"]["warning"].startswith(f"{folder / 'masks' / '00099.png'} and 1 more annotated no frame")
     assert items["clip"]["warning"].startswith(f"{tmp_path / 'in' / 'clip.mask.png'} annotated no frame")
+
+
+def test_a_broken_background_video_fails_the_run_once_at_its_start(clips: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "background.mp4"
+    broken.write_bytes(b"not a video")
+    assert run_main(clips, "--out", tmp_path / "out", "--effect", "replace", "--background", broken) == 2
+    error = capsys.readouterr().err
+    assert f"--background {broken}: cannot read the video" in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -17,7 +17,7 @@ from core import effects
 from core.effects import EdgeSettings
 from core.io.masks import write_mask
 from core.io.suffixes import VIDEO_SUFFIXES
-from core.io.video import Frame, VideoWriter, open_video
+from core.io.video import Frame, VideoError, VideoWriter, open_video
 
 EFFECTS = ("overlay", "cutout", "blur", "replace", "remove")
 RENDERED = ("overlay", "mask", "cutout", "blur", "replace")  # drawn frame by frame (`remove` answers late)
@@ -94,10 +94,20 @@ def parse_colour(text: str) -> tuple[int, int, int] | None:
 
 
 def check_background(spec: str) -> None:
-    """Raise BackgroundError unless `spec` is a colour or an existing image or video file."""
-    if parse_colour(spec) is None and not Path(spec).is_file():
+    """Raise BackgroundError unless `spec` is a colour, or an image or video file whose first frame can be read (so
+    that a broken background fails the run once, at its start, not every input after it)."""
+    if parse_colour(spec) is not None:
+        return
+    if not Path(spec).is_file():
         raise BackgroundError(f"--background {spec}: not a colour (green, #00b140, 0,177,64) nor an image or "
                               "video file; fix the value or the path")
+    background = Background(spec)
+    try:
+        background.next()
+    except VideoError as error:
+        raise BackgroundError(f"--background {spec}: cannot read the video ({error}); use another background") from None
+    finally:
+        background.close()
 
 
 class Background:
@@ -119,6 +129,12 @@ class Background:
         if self._colour is not None:
             return self._colour
         return self._image if self._image is not None else self._next_video_frame()
+
+    def close(self) -> None:
+        """Release a background video's file (a generator closed mid-file closes its reader)."""
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
 
     def _next_video_frame(self) -> np.ndarray:
         for _ in range(2):
