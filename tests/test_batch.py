@@ -571,14 +571,16 @@ def test_a_mask_frame_beyond_the_clip_names_the_option(clips: Path, tmp_path: Pa
     assert "pass --mask-frame below it" in summary_items(out)["judo"]["error"]
 
 
-def test_sigterm_stops_the_run_as_interrupted(judo_small: list[np.ndarray], tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_the_run_as_interrupted(judo_small: list[np.ndarray], tmp_path: Path, workers: int) -> None:
     source = tmp_path / "in"
     source.mkdir()
-    for name in ("a", "b"):
+    for name in ("a", "b", "c"):
         encode_video(source / f"{name}.mp4", judo_small * 4, FPS, audio=False)
         write_mask(source / f"{name}.png", sample_mask("judo", "00000"))
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "core.batch", str(source), "--out", str(out), "--quiet", *THREADS]
+    command = [sys.executable, "-m", "core.batch", str(source), "--out", str(out), "--quiet", "--effect", "remove",
+               "--workers", str(workers), *THREADS]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not (out / ".a.partial").exists() and process.poll() is None and time.monotonic() < deadline:
@@ -587,8 +589,12 @@ def test_sigterm_stops_the_run_as_interrupted(judo_small: list[np.ndarray], tmp_
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr
     assert "interrupted: complete outputs are kept" in stderr
-    assert summary_items(out)["b"]["status"] == "interrupted"
-    assert not any(p.name.endswith(".partial") for p in out.iterdir())
+    items = summary_items(out)
+    assert items["c"]["status"] == "interrupted"
+    for name, item in items.items():  # the summary says what is there: nothing finished after it was written
+        assert (out / name / "job.json").exists() == (item["status"] == "done"), (name, item["status"])
+    if workers == 1:  # a pool's worker is ended at once and leaves its .partial to the next run, as after a kill
+        assert not any(p.name.endswith(".partial") for p in out.iterdir())
 
 
 def test_the_demo_answers_help_without_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -641,3 +647,11 @@ def test_a_broken_background_video_fails_the_run_once_at_its_start(clips: Path, 
     error = capsys.readouterr().err
     assert f"--background {broken}: cannot read the video" in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_int8_network_counts_as_other_settings_and_the_float_backends_do_not() -> None:
+    from core.batch.worker import _made_with
+
+    spec = OutputSpec()
+    made = {backend: _made_with(spec, TrackerConfig(backend=backend)) for backend in ("torch", "onnx", "onnx-int8")}
+    assert made["torch"] == made["onnx"] != made["onnx-int8"]

@@ -140,15 +140,35 @@ def test_sixteen_bit_white_is_binary(tmp_path: Path) -> None:
     assert np.array_equal(read_mask(tmp_path / "deep.png"), binary.astype(np.uint8))
 
 
-@pytest.mark.parametrize("mode,colour", [("RGBA", (0, 0, 0)), ("RGBA", (40, 90, 140)), ("RGBA", (128, 128, 128)),
-                                         ("LA", (0, 0, 0))])
-def test_alpha_marks_the_object_when_the_colours_name_none(tmp_path: Path, mode: str, colour: tuple) -> None:
+@pytest.mark.parametrize("mode,picture", [("RGBA", "black"), ("RGBA", "colour photo"), ("RGBA", "grey photo"),
+                                          ("LA", "black")])
+def test_alpha_marks_the_object_when_the_pixels_name_none(tmp_path: Path, mode: str, picture: str) -> None:
     inside = labels_with_ids((1,)) > 0
     rgba = np.zeros((*inside.shape, 4), np.uint8)
-    rgba[..., :3] = colour  # black, a picture's colour, or grey: the alpha alone says where the object is
-    rgba[..., 3] = np.where(inside, 255, 0)
+    noise = np.random.default_rng(0).integers(1, 255, inside.shape)
+    if picture == "colour photo":
+        rgba[..., 0], rgba[..., 1], rgba[..., 2] = noise, 255 - noise, noise // 2
+    elif picture == "grey photo":
+        rgba[..., :3] = noise[..., None]
+    rgba[..., 3] = np.where(inside, 255, 0)  # the alpha alone says where the object is
     Image.fromarray(rgba, "RGBA").convert(mode).save(tmp_path / "cut.png")
     assert np.array_equal(read_mask(tmp_path / "cut.png"), inside.astype(np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_keeps_what_the_opaque_pixels_say(tmp_path: Path, mode: str) -> None:
+    labels = labels_with_ids((1, 2))
+    grey = mode == "LA"
+    rgba = np.zeros((*labels.shape, 4), np.uint8)
+    rgba[..., :3] = labels[..., None] if grey else davis_palette()[labels * 73 % 219]  # ids, or red and green
+    rgba[..., 3] = np.where(labels > 0, 255, 0)
+    Image.fromarray(rgba, "RGBA").convert(mode).save(tmp_path / "objects.png")
+    expected = labels if grey else (labels * 73 % 219).astype(np.uint8)
+    assert np.array_equal(read_mask(tmp_path / "objects.png"), expected)
+    white = np.dstack([np.where(labels == 1, 255, 0)] * 3 + [np.full(labels.shape, 255)]).astype(np.uint8)
+    white[0, 0, 3] = 0  # one transparent pixel (a padded canvas): black is still background
+    Image.fromarray(white, "RGBA").save(tmp_path / "padded.png")
+    assert np.array_equal(read_mask(tmp_path / "padded.png"), (labels == 1).astype(np.uint8))
 
 
 def test_missing_and_unreadable_files(tmp_path: Path) -> None:

@@ -325,3 +325,18 @@ def test_frame_at_gives_the_frames_iteration_gives_in_any_order(make_video, judo
         assert reader.frame_at(4).index == 4
         again = [frame.image for frame in reader]  # iteration still starts at the first frame
     assert len(again) == len(expected) and all(np.array_equal(a, b) for a, b in zip(again, expected))
+
+
+def test_a_file_once_seen_with_unordered_timestamps_is_never_sought_in(tmp_path: Path) -> None:
+    from core.io.video import _Timestamps
+
+    path = tmp_path / "joined.ts"
+    path.write_bytes(b"two recordings joined")
+    known = _Timestamps(files=2)
+    known.put(path, [0, 1, 2, 0, 1])  # the second recording starts again from zero
+    known.put(path, [0, 1, 2])  # a later read that stopped before the reset
+    assert known.get(path) == []
+    other = tmp_path / "clip.mp4"
+    other.write_bytes(b"one recording")
+    known.put(other, [0, 512, 1024])
+    assert known.get(other) == [0, 512, 1024]

@@ -192,9 +192,22 @@ def run_pool(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Iter
                 for future in done:
                     pending.pop(future)
                     yield future.result()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the items in flight are dropped, not finished
+            _stop_workers(pool)
+            raise
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End a pool's worker processes now. SIGTERM reaches this process alone (Ctrl-C reaches the terminal's whole
+    process group), and leaving the pool would otherwise wait for every item already handed to a worker. Their
+    `.partial` folders are removed by the next run, as after a kill."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # the executor offers no public handle
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.terminate()
 
 
 def run_ray(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Iterator[ItemResult]:
@@ -222,12 +235,17 @@ def run_ray(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Itera
         reporter = QueueReporter(events)
         pending = {task.remote(job, options.out_dir, options.spec, options.tracker, options.overwrite,
                                reporter): job for job in jobs}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-            _drain(events, board)
-            for ref in done:
-                pending.pop(ref)
-                yield ray.get(ref)
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+                _drain(events, board)
+                for ref in done:
+                    pending.pop(ref)
+                    yield ray.get(ref)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a cluster's tasks are stopped too, not left running
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
     finally:
         ray.shutdown()
 

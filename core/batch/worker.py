@@ -44,7 +44,7 @@ CUTOUT_FORMATS = ("auto", *CUTOUT_FILES)  # auto: webm, or prores for large fram
 RECORD_FILE = "job.json"
 INVERTED_SHARE = 0.85  # an annotation whose objects cover more of the frame than this looks inverted
 _SELECTION = ("effects", "mask_pngs", "mask_video", "cutout_format")  # OutputSpec's fields that pick the outputs
-_RUNTIME = ("threads", "device", "backend")  # TrackerConfig's fields that do not change the masks
+_RUNTIME = ("threads", "device")  # TrackerConfig's fields that do not change the masks (and the float backends)
 
 
 class JobError(RuntimeError):
@@ -305,6 +305,7 @@ def _made_with(spec: OutputSpec, tracker: TrackerConfig) -> dict:
     are tracked (not which outputs there are, nor the threads, device or backend, which give the same masks)."""
     drawing = {name: value for name, value in asdict(spec).items() if name not in _SELECTION}
     tracking = {name: value for name, value in asdict(tracker).items() if name not in _RUNTIME}
+    tracking["backend"] = "int8" if tracker.backend == "onnx-int8" else "float"  # torch and onnx: the same masks
     return json.loads(json.dumps({"drawing": drawing, "tracking": tracking}))  # as job.json holds it
 
 

@@ -60,7 +60,7 @@ def read_mask(path: str | os.PathLike, frame_hw: tuple[int, int] | None = None) 
     opaque = rgba[..., 3] >= 128
     rgb = rgba[..., :3]
     if not opaque.all():
-        return _alpha_labels(np.where(opaque[..., None], rgb, 0).astype(np.uint8), opaque)
+        return _alpha_labels(np.where(opaque[..., None], rgb, 0).astype(np.uint8), opaque, path)
     if _is_gray(rgb):
         return _gray_labels(rgb[..., 0].astype(np.int64), path)
     return _colour_labels(rgb, path)
@@ -174,14 +174,23 @@ def _gray_labels(values: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def _alpha_labels(rgb: np.ndarray, opaque: np.ndarray) -> np.ndarray:
-    """Labels of a mask with transparency, its transparent pixels already black in `rgb`: the DAVIS ids of the
-    opaque pixels' colours when they are all DAVIS colours (and not grey), else the opaque pixels as object 1."""
-    if not _is_gray(rgb):
-        ids = _palette_ids(rgb)
-        if ids is not None and ids[opaque].any():
-            return ids
-    return opaque.astype(np.uint8)
+def _alpha_labels(rgb: np.ndarray, opaque: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Labels of a mask with transparency, its transparent pixels already black in `rgb`: what the opaque pixels
+    say by the rules for masks without it (black and white, grey ids, DAVIS or flat colours), or, where they name
+    no object or are a picture (a cut-out: many colours, or a grey photo's many levels), the opaque pixels as
+    object 1."""
+    try:
+        if _is_gray(rgb):
+            values = rgb[..., 0].astype(np.int64)
+            is_picture = np.count_nonzero(np.bincount(values[opaque])[1:]) > _ID_LEVELS
+            labels = None if is_picture else _gray_labels(values, path)
+        else:
+            labels = _colour_labels(rgb, path)
+    except MaskError:  # a picture's colours
+        labels = None
+    if labels is None or not labels[opaque].any():
+        return opaque.astype(np.uint8)
+    return np.where(opaque, labels, 0).astype(np.uint8)
 
 
 def _colour_labels(rgb: np.ndarray, path: str | os.PathLike) -> np.ndarray:

@@ -54,6 +54,7 @@ _REMUX_AUDIO = {
 # Remuxed audio keeps packets starting this many seconds before the first video frame: the decoder's priming
 # packet (AAC encoder delay, Opus pre-skip) carries negative timestamps and is needed for the first samples.
 _AUDIO_PREROLL = 0.1
+_UNSEEKABLE = ("mpegts",)  # containers without an index, whose timestamps may start again: read from the start
 TRUNCATION_SLACK = 2  # frames a video may decode short of its header's count without a warning
 _FIX_DAMAGED = "re-export or re-download it (or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
 
@@ -212,7 +213,7 @@ class _ContainerReader(VideoReader):
         """Frame `index` as iteration numbers it, or None past the end. The timestamps of the frames decoded on
         the way are remembered for the file (`_TIMESTAMPS`), so a frame among them is reached by seeking to the
         keyframe before it: scrubbing back and forth through a long clip decodes a GOP, not the clip."""
-        known = _TIMESTAMPS.get(self._path)
+        known = _TIMESTAMPS.get(self._path) if self._container.format.name not in _UNSEEKABLE else []
         if 0 <= index < len(known):
             found = self._seek_frame(index, known[index])
             if found is not None:
@@ -244,11 +245,14 @@ class _ContainerReader(VideoReader):
         except av.FFmpegError:
             return None
         self._decoder.flush_buffers()
-        for frame in self._decode():
-            if frame.pts == pts:
-                return self._frame(index, frame)
-            if frame.pts is not None and frame.pts > pts:
-                break
+        try:
+            for frame in self._decode():
+                if frame.pts == pts:
+                    return self._frame(index, frame)
+                if frame.pts is not None and frame.pts > pts:
+                    break
+        except VideoError:  # what follows the keyframe does not decode: read from the start instead
+            return None
         return None
 
     def close(self) -> None:
@@ -257,12 +261,12 @@ class _ContainerReader(VideoReader):
 
 class _Timestamps:
     """The decoded frames' timestamps of recently read files, in iteration order (a prefix of the file's frames),
-    by path, size and modification time: `frame_at` seeks to a frame among them. A file whose timestamps are
-    missing or not increasing is never sought in."""
+    by path, size and modification time: `frame_at` seeks to a frame among them. A file once seen with a missing
+    or repeated timestamp (joined MPEG-TS files start again from zero) is never sought in."""
 
     def __init__(self, files: int) -> None:
         self._files = files
-        self._known: OrderedDict[tuple[str, int, int], list[int]] = OrderedDict()
+        self._known: OrderedDict[tuple[str, int, int], list[int] | None] = OrderedDict()  # None: never seek
         self._lock = threading.Lock()
 
     @staticmethod
@@ -271,16 +275,19 @@ class _Timestamps:
         return str(path.resolve()), status.st_size, status.st_mtime_ns
 
     def get(self, path: Path) -> list[int]:
-        with self._lock:
-            return self._known.get(self._key(path), [])
-
-    def put(self, path: Path, timestamps: list[int | None]) -> None:
-        known = None not in timestamps and all(a < b for a, b in zip(timestamps, timestamps[1:]))
-        usable = [pts for pts in timestamps if pts is not None] if known else []
         key = self._key(path)
         with self._lock:
-            if len(usable) >= len(self._known.get(key, [])):
-                self._known[key] = usable
+            return self._known.get(key) or []
+
+    def put(self, path: Path, timestamps: list[int | None]) -> None:
+        ordered = None not in timestamps and all(a < b for a, b in zip(timestamps, timestamps[1:]))
+        key = self._key(path)
+        with self._lock:
+            known = self._known.get(key, [])
+            if not ordered:
+                self._known[key] = None
+            elif known is not None and len(timestamps) >= len(known):
+                self._known[key] = [pts for pts in timestamps if pts is not None]
             self._known.move_to_end(key)
             while len(self._known) > self._files:
                 self._known.popitem(last=False)
