@@ -156,16 +156,25 @@ def test_the_removal_answers_half_as_late_for_4k_sized_frames(size: tuple[int, i
 
 
 def test_a_join_that_ctrl_c_interrupts_still_waits_for_the_threads() -> None:
-    stages = _Stages()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job starts with it ignored
     release, finished = threading.Event(), []
-    stages.start("slow", lambda: (release.wait(), finished.append(True)))
-    main = threading.main_thread().ident
-    threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT)).start()  # Ctrl-C while the run is joined
-    with pytest.raises(KeyboardInterrupt):
-        stages.join()
-    threading.Timer(0.2, release.set).start()
-    stages.join()  # the thread still works: this waits for it (Thread.join would return at once here)
-    assert finished == [True]
+    safety = threading.Timer(60, release.set)  # should Ctrl-C never arrive, the test fails instead of hanging
+    try:
+        stages = _Stages()
+        stages.start("slow", lambda: (release.wait(), finished.append(True)))
+        safety.start()
+        main = threading.main_thread().ident
+        threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT)).start()  # Ctrl-C while the run is joined
+        with pytest.raises(KeyboardInterrupt):
+            stages.join()
+        assert not finished
+        threading.Timer(0.2, release.set).start()
+        stages.join()  # the thread still works: this waits for it (Thread.join would return at once here)
+        assert finished == [True]
+    finally:
+        release.set()
+        safety.cancel()
+        signal.signal(signal.SIGINT, previous)
 
 
 class CountingWriter:
