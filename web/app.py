@@ -382,9 +382,9 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         gr.Markdown("# MobileVOS\nMark an object on one frame; MobileVOS follows it through the clip.")
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
-                upload = gr.File(label=f"1. Upload a clip (up to {config.max_upload_mb} MB and "
-                                       f"{config.max_seconds:g} s)", file_types=[".mp4", ".webm", ".mov", ".mkv", ".avi",
-                                                                       ".m4v"], elem_id="upload")
+                limits = f"up to {config.max_upload_mb} MB and {config.max_seconds:g} s"
+                upload = gr.File(label=f"1. Upload a clip ({limits})", elem_id="upload",
+                                 file_types=[".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"])
                 example = gr.Button("…or use the bundled example (judo)", size="sm", elem_id="example",
                                     visible=EXAMPLE_CLIP.is_dir())
                 status = gr.Markdown("Upload a clip to start.", elem_id="status")

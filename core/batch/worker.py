@@ -118,7 +118,7 @@ class ItemResult:
     fps: float = 0.0
     outputs: list[str] = field(default_factory=list)
     error: str | None = None
-    warning: str | None = None  # a done item whose input looks damaged (fewer frames than its header lists)
+    warning: str | None = None  # what a done item's user should know (`_warnings`), joined by "; "
 
 
 Reporter = Callable[[ProgressEvent], None]
@@ -302,7 +302,7 @@ def _annotation_records(job: Job) -> list[dict]:
 
 def _made_with(spec: OutputSpec, tracker: TrackerConfig) -> dict:
     """What an item's outputs look like besides its input and annotations: how effects are drawn and how the masks
-    are tracked (not which outputs there are, nor the threads, device or backend, which give the same masks)."""
+    are tracked (not which outputs there are, nor the threads, the device or a float backend: the same masks)."""
     drawing = {name: value for name, value in asdict(spec).items() if name not in _SELECTION}
     tracking = {name: value for name, value in asdict(tracker).items() if name not in _RUNTIME}
     tracking["backend"] = "int8" if tracker.backend == "onnx-int8" else "float"  # torch and onnx: the same masks
@@ -321,9 +321,9 @@ def _same_annotations(record: dict, job: Job) -> bool:
     the same file contents (a mask corrected in place, or another --mask, makes the item run again). A record
     written before the digests were kept is compared by path and frame."""
     recorded = record.get("annotations", [])
-    now = _annotation_records(job)
     if any("sha256" not in old for old in recorded):
         return [(old.get("path"), old.get("frame")) for old in recorded] == [(a.path, a.frame) for a in job.annotations]
+    now = _annotation_records(job)
     return [(old.get("frame"), old.get("sha256")) for old in recorded] == [(a["frame"], a["sha256"]) for a in now]
 
 
@@ -402,7 +402,8 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
 
 
 def _warnings(job: Job, masks: dict[int, np.ndarray], info: VideoInfo, frames: int) -> str | None:
-    """What a done item's user should know: a mask that looks inverted, a video cut short; None when nothing."""
+    """What a done item's user should know: mask files that annotated no frame, a mask that looks inverted, a
+    video cut short; None when nothing."""
     found = [warning for warning in (_unused(job), _inverted(job, masks), _truncation(job, info, frames)) if warning]
     return "; ".join(found) or None
 

@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--methods: unknown {', '.join(unknown)}; use some of {', '.join(METHODS)}")
     cv2.setNumThreads(args.threads)
     sequences = [name for name in args.sequences.split(",") if name] if args.sequences else default_sequences()
-    frames = [first_object_frame(args.root, name) for name in sequences]
-    if not frames:
+    if not sequences:
         parser.error("--sequences: no sequence named; give comma-separated DAVIS sequence names")
+    frames = [first_object_frame(args.root, name) for name in sequences]
     print(f"{len(frames)} frames ({frames[0][1].shape[1]}×{frames[0][1].shape[0]}), {args.clicks} clicks each, "
           f"{args.threads} threads, {len(os.sched_getaffinity(0))} cores available, load {os.getloadavg()[0]:.1f}")
     results = {}

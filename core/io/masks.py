@@ -45,11 +45,11 @@ def read_mask(path: str | os.PathLike, frame_hw: tuple[int, int] | None = None) 
     Palette PNGs give their indices. A grey (or grey RGB) mask is binary (0/1) when it reaches white (255, or
     65535 at 16 bits; thresholded at half) or holds more than _ID_LEVELS levels (a soft matte; thresholded at half
     its brightest level); otherwise its values are the ids. A colour mask maps each DAVIS palette colour to its
-    id, or, when its few colours are not all DAVIS colours (red on black, say), gives them ids 1, 2, … in the
-    order they first appear. In a mask with transparency (RGBA, LA) transparent pixels are background, and the
-    opaque ones keep the ids their DAVIS colours give or, holding grey or other colours (a cut-out picture),
-    are one object. With `frame_hw` = (H, W), the video's frame size, a mask of another size is refused
-    (check_mask's message) before it is decoded.
+    id, or, when its few flat colours are not all DAVIS colours (red on black, say), each to the id of the nearest
+    DAVIS colour. In a mask with transparency (RGBA, LA) transparent pixels are background and the opaque ones
+    are read by the same rules, or, where they name no object or are a picture (a cut-out), are object 1. With
+    `frame_hw` = (H, W), the video's frame size, a mask of another size is refused (check_mask's message) before
+    it is decoded.
     """
     image = _open_image(Path(path), frame_hw)
     if image.mode == "P":
@@ -166,12 +166,16 @@ def _gray_labels(values: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     brightest = int(values.max())
     if brightest in (255, 65535):
         return (values > brightest // 2).astype(np.uint8)
-    levels = np.count_nonzero(np.bincount(values.ravel())[1:])
-    if levels > _ID_LEVELS:
+    if _levels(values) > _ID_LEVELS:
         return (2 * values >= brightest).astype(np.uint8)
     if brightest > 255:
         raise MaskError(f"{path}: mask values must be 0–255; save it as an 8-bit or palette PNG")
     return values.astype(np.uint8)
+
+
+def _levels(values: np.ndarray) -> int:
+    """How many distinct non-zero grey levels `values` (non-negative integers) hold."""
+    return int(np.count_nonzero(np.bincount(values.ravel())[1:]))
 
 
 def _alpha_labels(rgb: np.ndarray, opaque: np.ndarray, path: str | os.PathLike) -> np.ndarray:
@@ -182,7 +186,7 @@ def _alpha_labels(rgb: np.ndarray, opaque: np.ndarray, path: str | os.PathLike) 
     try:
         if _is_gray(rgb):
             values = rgb[..., 0].astype(np.int64)
-            is_picture = np.count_nonzero(np.bincount(values[opaque])[1:]) > _ID_LEVELS
+            is_picture = _levels(values[opaque]) > _ID_LEVELS
             labels = None if is_picture else _gray_labels(values, path)
         else:
             labels = _colour_labels(rgb, path)
@@ -197,23 +201,12 @@ def _colour_labels(rgb: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     """Labels of an `(H, W, 3)` colour mask: DAVIS ids when every colour is a DAVIS palette colour, else, for at
     most _ID_LEVELS flat colours, each colour's nearest DAVIS colour's id: the same colour is the same object in
     every mask of a clip (red is 73, green 146), and the masks written back show it in about its own colour."""
-    ids = _palette_ids(rgb)
-    if ids is not None:
-        return ids
-    codes, inverse = np.unique(_packed(rgb).ravel(), return_inverse=True)
-    black = _near_black(codes)
-    if np.count_nonzero(~black) > _ID_LEVELS:
-        raise MaskError(f"{path}: {len(codes)} colours, not DAVIS palette colours; save the mask as a palette PNG, "
-                        "black and white, or with one flat colour per object")
+    codes, inverse = np.unique(_packed(rgb).ravel(), return_inverse=True)  # (C,), (H*W,)
     colours = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=1)  # (C, 3)
-    distance = ((colours[:, None, :] - davis_palette()[None, 1:].astype(np.int64)) ** 2).sum(-1)  # (C, 255)
-    nearest = np.where(black, 0, distance.argmin(axis=1) + 1)
-    named, counts = np.unique(nearest[~black], return_counts=True)
-    if (counts > 1).any():
-        alike = [tuple(int(c) for c in colours[i]) for i in np.flatnonzero(nearest == named[counts > 1][0])[:2]]
-        raise MaskError(f"{path}: colours {alike[0]} and {alike[1]} are too alike to be told apart; paint each "
-                        "object in a clearly different colour, or save the mask as a palette PNG")
-    return nearest.astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:2])
+    ids = _palette_ids(colours)
+    if ids is None:
+        ids = _nearest_ids(colours, path)
+    return ids.astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:2])
 
 
 def _packed(rgb: np.ndarray) -> np.ndarray:
@@ -221,17 +214,27 @@ def _packed(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.int32) @ np.array([1 << 16, 1 << 8, 1], dtype=np.int32)
 
 
-def _near_black(codes: np.ndarray) -> np.ndarray:
-    """Which packed colours are background: within _COLOUR_TOLERANCE of black on every channel."""
-    return np.maximum(np.maximum(codes >> 16, (codes >> 8) & 255), codes & 255) <= _COLOUR_TOLERANCE
-
-
-def _palette_ids(rgb: np.ndarray) -> np.ndarray | None:
-    """The DAVIS palette id of each pixel of an `(H, W, 3)` mask, or None when a colour matches no entry."""
-    codes, inverse = np.unique(_packed(rgb).ravel(), return_inverse=True)  # (C,), (H*W,)
-    colours = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=1)  # (C, 3)
+def _palette_ids(colours: np.ndarray) -> np.ndarray | None:
+    """The DAVIS palette id of each of the (C, 3) colours, or None when one matches no entry."""
     distance = np.abs(colours[:, None, :] - davis_palette()[None].astype(np.int32)).max(-1)  # (C, 256)
     ids = distance.argmin(axis=1)  # (C,)
     if (distance[np.arange(len(colours)), ids] > _COLOUR_TOLERANCE).any():
         return None
-    return ids.astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:2])
+    return ids
+
+
+def _nearest_ids(colours: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """For at most _ID_LEVELS flat (C, 3) colours besides black, each one's nearest DAVIS colour's id (black, or
+    within _COLOUR_TOLERANCE of it, is 0); MaskError for more colours or for two that land on one id."""
+    black = colours.max(axis=1) <= _COLOUR_TOLERANCE
+    if np.count_nonzero(~black) > _ID_LEVELS:
+        raise MaskError(f"{path}: {len(colours)} colours, not DAVIS palette colours; save the mask as a palette PNG, "
+                        "black and white, or with one flat colour per object")
+    distance = ((colours[:, None, :] - davis_palette()[None, 1:].astype(np.int64)) ** 2).sum(-1)  # (C, 255)
+    nearest = np.where(black, 0, distance.argmin(axis=1) + 1)
+    named, counts = np.unique(nearest[~black], return_counts=True)
+    if (counts > 1).any():
+        alike = [tuple(int(c) for c in colours[i]) for i in np.flatnonzero(nearest == named[counts > 1][0])[:2]]
+        raise MaskError(f"{path}: colours {alike[0]} and {alike[1]} are too alike to be told apart; paint each "
+                        "object in a clearly different colour, or save the mask as a palette PNG")
+    return nearest

@@ -218,23 +218,27 @@ class _ContainerReader(VideoReader):
             found = self._seek_frame(index, known[index])
             if found is not None:
                 return found
-        self._restart()
-        timestamps: list[int | None] = []
-        for number, frame in enumerate(chain([self._first], self._frames)):
-            timestamps.append(frame.pts)
-            if number == index:
-                _TIMESTAMPS.put(self._path, timestamps)
-                return self._frame(index, frame)
-        _TIMESTAMPS.put(self._path, timestamps)
-        return None
+        found = self._decode_from_start(index)[1]
+        return None if found is None else self._frame(index, found)
 
     def count_frames(self) -> int:
         """How many frames iteration gives, decoded without converting them; their timestamps are remembered for
         `frame_at`."""
+        return self._decode_from_start(None)[0]
+
+    def _decode_from_start(self, index: int | None) -> tuple[int, av.VideoFrame | None]:
+        """Decode from the first frame up to frame `index` (to the end with None) without converting any, and
+        remember their timestamps: (frames decoded, frame `index` or None past the end)."""
         self._restart()
-        timestamps = [frame.pts for frame in chain([self._first], self._frames)]
+        timestamps: list[int | None] = []
+        found = None
+        for number, frame in enumerate(chain([self._first], self._frames)):
+            timestamps.append(frame.pts)
+            if number == index:
+                found = frame
+                break
         _TIMESTAMPS.put(self._path, timestamps)
-        return len(timestamps)
+        return len(timestamps), found
 
     def _seek_frame(self, index: int, pts: int) -> Frame | None:
         """Frame `index`, whose timestamp is `pts`, decoded from the keyframe before it; None when the decoder
