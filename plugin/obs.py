@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from core.io.command import port_number
 from core.io.masks import MaskError
 from core.inference.tracker import DEFAULT_SIZE, Tracker, add_tracker_arguments, tracker_config
 from core.weights import WeightsError
@@ -44,16 +45,6 @@ def parse_size(text: str) -> tuple[int, int] | None:
     return width, height
 
 
-def parse_port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r}: give the port OBS's WebSocket server listens on (1–65535)")
-    return port
-
-
 def parse_box(text: str) -> tuple[int, int, int, int]:
     try:
         x, y, w, h = (int(float(v)) for v in text.split(","))
@@ -74,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m plugin.obs", description=__doc__.splitlines()[0])
     conn = parser.add_argument_group("connection (OBS → Tools → WebSocket Server Settings)")
     conn.add_argument("--host", default=env("OBS_WEBSOCKET_HOST", "127.0.0.1"), help="env OBS_WEBSOCKET_HOST")
-    conn.add_argument("--port", type=parse_port, default=env("OBS_WEBSOCKET_PORT", "4455"),
+    conn.add_argument("--port", type=port_number, default=env("OBS_WEBSOCKET_PORT", "4455"),
                       help="env OBS_WEBSOCKET_PORT")
     conn.add_argument("--password", default=env("OBS_WEBSOCKET_PASSWORD", ""), help="env OBS_WEBSOCKET_PASSWORD")
     parser.add_argument("--source", help="the OBS source (input) to mask, by name")

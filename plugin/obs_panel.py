@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 MODES = ("mask", "blur", "hide")
 BACKENDS = ("onnx", "torch", "onnx-int8")
 STOP_WAIT_S = 10.0
+LOG_NAME = "plugin.log"  # the tracker's output, beside its status file
 
 settings_ref = None           # the script's obs_data settings (owned by OBS)
 process: subprocess.Popen | None = None
@@ -132,10 +133,10 @@ def start() -> None:
         report("error", str(error))
         return
     env = dict(os.environ, OBS_WEBSOCKET_PASSWORD=obs.obs_data_get_string(settings_ref, "password"))
-    with open(work / "plugin.log", "w") as log:
+    with open(work / LOG_NAME, "w") as log:
         process = subprocess.Popen(argv + ["--work-dir", str(work)], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT)
-    report("starting", f"pid {process.pid}, log {work / 'plugin.log'}")
+    report("starting", f"pid {process.pid}, log {work / LOG_NAME}")
 
 
 def stop(wait_s: float = 0.0) -> None:
@@ -160,11 +161,23 @@ def poll() -> None:
     except (OSError, ValueError):
         data = {"state": "starting"}
     if process.poll() is not None and data["state"] not in ("stopped", "error"):
-        data = {"state": "error", "message": f"the tracker exited with code {process.returncode}"}
+        data = {"state": "error", "message": exit_message(status_path.parent / LOG_NAME, process.returncode)}
     message = data.get("message", "")
     if data["state"] == "tracking" and "fps" in data:
         message = f"{data['fps']:.1f} FPS, latency {data['latency_ms']} ms, {data['frames']} frames"
     report(data["state"], message)
+
+
+def exit_message(log: Path, code: int) -> str:
+    """Why the tracker ended without a status (a flag it refused, say): its log's last `error:` line, else its
+    exit code."""
+    try:
+        errors = [line for line in log.read_text(errors="replace").splitlines() if "error: " in line]
+    except OSError:
+        errors = []
+    if not errors:
+        return f"the tracker exited with code {code}"
+    return errors[-1].split("error: ", 1)[1].strip()
 
 
 def report(state: str, message: str = "") -> None:

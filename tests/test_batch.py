@@ -499,7 +499,7 @@ def test_an_out_that_is_a_file_or_cannot_be_made_is_one_line(clips: Path, tmp_pa
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     taken = tmp_path / "taken"
     taken.write_text("mine")
-    for out, words in ((taken, "is a file, not a folder"), (taken / "sub", "cannot make the folder")):
+    for out, words in ((taken, "is a file, not a folder"), (taken / "sub", "is a file, not a folder")):
         assert run_main(clips / "judo.mp4", "--out", out, "--quiet") == 2
         error = capsys.readouterr().err
         assert words in error and str(out) in error and len(error.strip().splitlines()) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,7 @@ from core.effects import (
 )
 from core.effects.__main__ import main as stills_main
 from core.effects.stills import render_stills
+from core.io.command import BAD_INPUT, run_tool
 from core.io.masks import davis_palette
 
 
@@ -140,9 +142,13 @@ def test_render_stills_writes_one_image_per_effect(judo_dir: Path, tmp_path: Pat
     assert cut.shape == (480, 854, 4) and set(np.unique(cut[..., 3])) == {0, 255}
 
 
-def test_stills_of_a_missing_frame_or_mask_end_in_one_line(judo_dir: Path, tmp_path: Path) -> None:
+def test_stills_of_a_missing_frame_or_mask_end_in_one_line(judo_dir: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """`python -m core.effects` names the frame or mask it could not read, and what to pass instead."""
-    with pytest.raises(SystemExit, match=r"error: .*00099\.jpg: no readable frame; pass --sample"):
-        stills_main(["--stills", str(tmp_path / "a"), "--sample", str(judo_dir), "--frame", "00099"])
-    with pytest.raises(SystemExit, match=r"error: .*00001\.png: mask file not found"):
-        stills_main(["--stills", str(tmp_path / "b"), "--sample", str(judo_dir), "--frame", "00001"])
+    for frame, message in (("00099", r"00099\.jpg: no readable frame; pass --sample"),
+                           ("00001", r"00001\.png: mask file not found")):
+        with pytest.raises(SystemExit) as stop:
+            run_tool(lambda: stills_main(["--stills", str(tmp_path / frame), "--sample", str(judo_dir), "--frame",
+                                          frame]))
+        error = capsys.readouterr().err.strip()
+        assert stop.value.code == BAD_INPUT and re.match(rf"error: .*{message}", error) and "\n" not in error

@@ -8,6 +8,7 @@ shows with the tracker's own mask for the same frames, and kill / restart OBS mi
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import cv2
@@ -260,7 +262,7 @@ def test_box_annotation_becomes_a_mask_inside_the_box():
 
 @pytest.mark.parametrize("flags, message", [
     (["--size", "0x0"], "--size: '0x0': give each side as 16 pixels or more"),
-    (["--port", "99999"], "--port: '99999': give the port OBS's WebSocket server listens on"),
+    (["--port", "99999"], "--port: '99999': give a whole number from 1 to 65535"),
     (["--weights", "{missing}"], "{missing}: MobileVOS checkpoint not found"),
 ])
 def test_bad_flags_end_in_one_line_without_obs(tmp_path, capsys, flags, message):
@@ -275,6 +277,21 @@ def test_bad_flags_end_in_one_line_without_obs(tmp_path, capsys, flags, message)
     assert status == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(lines) == 1 and message.format(missing=missing) in lines[0]
+
+
+def test_the_panel_shows_the_error_line_of_a_tracker_that_refused_its_flags(tmp_path, monkeypatch):
+    """The control panel shows why its tracker ended, not only an exit code. The panel runs inside OBS, whose own
+    module (`obspython`) is not under test here: an empty stand-in lets the panel be imported, and a real plugin
+    process refuses a box typed with three numbers."""
+    monkeypatch.setitem(sys.modules, "obspython", types.ModuleType("obspython"))
+    panel = importlib.import_module("plugin.obs_panel")
+    log = tmp_path / panel.LOG_NAME
+    with open(log, "w") as out:
+        code = subprocess.run([sys.executable, "-m", "plugin.obs", "--source", "cam", "--box", "1,2,3"], cwd=ROOT,
+                              stdout=out, stderr=subprocess.STDOUT, timeout=DEADLINE_S).returncode
+    assert code == 2
+    assert panel.exit_message(log, code) == "argument --box: '1,2,3': give the box as x,y,w,h in the source's pixels"
+    assert panel.exit_message(tmp_path / "no.log", 1) == "the tracker exited with code 1"
 
 
 # -- a real OBS --------------------------------------------------------------------------------------------

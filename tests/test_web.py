@@ -238,9 +238,10 @@ def test_flags_default_to_localhost_and_set_limits():
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--port", "99999"], "--port 99999: give a port from 1 to 65535"),
-    (["--max-upload-mb", "-1"], "--max-upload-mb, --preview-frames and --queue-size must be at least 1"),
-    (["--weights", "{missing}"], "--weights {missing}: MobileVOS checkpoint not found"),
+    (["--port", "99999"], "argument --port: '99999': give a whole number from 1 to 65535"),
+    (["--max-upload-mb", "-1"], "argument --max-upload-mb: '-1': give a whole number of 1 or more"),
+    (["--max-seconds", "nan"], "argument --max-seconds: 'nan': give a number of 1 or more"),
+    (["--weights", "{missing}"], "argument --weights: {missing}: MobileVOS checkpoint not found"),
 ])
 def test_bad_flags_end_in_one_line_before_the_server_starts(tmp_path, capsys, flags, message):
     missing = str(tmp_path / "none.pt")

@@ -30,10 +30,10 @@ import gradio as gr
 import numpy as np
 
 from core import effects
+from core.io.command import bounded, port_number, whole_number
 from core.io.masks import MaskError, read_mask
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
-from core.io.video import X264_MAX_SIDE, VideoError, VideoInfo, open_video, truncation_warning
-from core.weights import WeightsError, load_checkpoint
+from core.io.video import VideoError, VideoInfo, check_x264_size, open_video, truncation_warning
 from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
 
@@ -120,9 +120,7 @@ def probe_clip(path: str, max_seconds: float) -> VideoInfo:
     name = Path(path).name
     with open_video(path) as reader:
         info = reader.info
-        if max(info.width, info.height) > X264_MAX_SIDE:
-            raise VideoError(f"{name}: frames of {info.width}×{info.height} are larger than the outputs' H.264 "
-                             f"allows, {X264_MAX_SIDE} pixels a side; scale the clip down and upload it again")
+        check_x264_size(name, (info.width, info.height), "scale the clip down and upload it again")
         if info.num_frames is None:
             _check_seconds(name, info.duration or 0.0, max_seconds)
             info = replace(info, num_frames=reader.count_frames())
@@ -476,30 +474,16 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     """The command line → AppConfig."""
     parser = argparse.ArgumentParser(prog="python -m web.app", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 for every interface)")
-    parser.add_argument("--port", type=int, default=7860, help="listen port")
-    parser.add_argument("--max-upload-mb", type=int, default=200, help="largest accepted upload, in MB")
-    parser.add_argument("--max-seconds", type=float, default=120.0, help="longest accepted clip, in seconds")
-    parser.add_argument("--preview-frames", type=int, default=8, help="frames tracked by Preview")
-    parser.add_argument("--queue-size", type=int, default=16, help="jobs waiting at most before new ones are refused")
+    parser.add_argument("--port", type=port_number, default=7860, help="listen port")
+    parser.add_argument("--max-upload-mb", type=whole_number(1), default=200, help="largest accepted upload, in MB")
+    parser.add_argument("--max-seconds", type=bounded(1), default=120.0, help="longest accepted clip, in seconds")
+    parser.add_argument("--preview-frames", type=whole_number(1), default=8, help="frames tracked by Preview")
+    parser.add_argument("--queue-size", type=whole_number(1), default=16,
+                        help="jobs waiting at most before new ones are refused")
     add_tracker_arguments(parser, backend="auto", adapt=False)
     args = parser.parse_args(argv)
-    check_flags(parser, args)
     return AppConfig(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, max_seconds=args.max_seconds,
                      preview_frames=args.preview_frames, queue_size=args.queue_size, tracker=tracker_config(args))
-
-
-def check_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Stop with argparse's one-line usage error on a port or limit out of range, or a `--weights` file that does
-    not load, before the server starts (not when the first user presses Track)."""
-    if not 1 <= args.port <= 65535:
-        parser.error(f"--port {args.port}: give a port from 1 to 65535")
-    if args.max_upload_mb < 1 or args.max_seconds <= 0 or args.preview_frames < 1 or args.queue_size < 1:
-        parser.error("--max-upload-mb, --preview-frames and --queue-size must be at least 1, --max-seconds above 0")
-    if args.weights is not None:
-        try:
-            load_checkpoint(args.weights)
-        except WeightsError as error:
-            parser.error(f"--weights {error}")
 
 
 def main(argv: list[str] | None = None) -> None:

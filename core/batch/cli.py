@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import multiprocessing
 import os
 import queue
@@ -31,8 +30,8 @@ from core.batch.worker import CUTOUT_FORMATS, ItemResult, JobError, OutputSpec, 
 from core.effects import EdgeSettings
 from core.io.video import H264_ENCODERS, X264_PRESETS, nvenc_available
 from core.pipeline import EFFECTS, BackgroundError, check_background
-from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config, whole_number
-from core.weights import WeightsError, load_checkpoint
+from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
+from core.io.command import bounded, output_folder, whole_number
 
 SUMMARY_FILE = "summary.json"
 EDGE_PIXELS = 50  # the most --feather and --edge-shift may move an edge, in pixels at 480p
@@ -272,23 +271,6 @@ def execute(jobs: list[Job], options: RunOptions, summary: RunSummary, board: Pr
         board.finish(result)
 
 
-def bounded(low: float, high: float, whole: bool = False) -> Callable[[str], float]:
-    """An argparse type: a number from `low` to `high` (a whole one with `whole`), else argparse's usage error
-    naming the flag (nan and infinities included)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = int(text) if whole else float(text)
-        except ValueError:
-            value = math.nan
-        if not low <= value <= high:
-            kind = "a whole number" if whole else "a number"
-            raise argparse.ArgumentTypeError(f"{text!r}: give {kind} from {low:g} to {high:g}")
-        return value
-
-    return parse
-
-
 class _Parser(argparse.ArgumentParser):
     """The batch's parser: a usage error is one line, like the batch's other errors, and exits with status 2."""
 
@@ -302,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Track the annotated objects through videos or frame folders and write masks and effects.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="video file, folder of numbered frames, or folder holding such items (recursively)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (one subfolder per input)")
+    parser.add_argument("--out", type=output_folder, required=True, metavar="DIR",
+                        help="output folder (one subfolder per input; made when missing)")
     parser.add_argument("--effect", action="append", choices=EFFECTS, default=[],
                         help="an effect video to write (repeatable)")
     parser.add_argument("--masks", choices=("png", "video", "both", "none"), default="png",
@@ -352,11 +335,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> RunOptions:
     """RunOptions from parsed arguments; JobError for a bad value (background, device, counts)."""
-    if args.weights is not None:
-        try:
-            load_checkpoint(args.weights)
-        except WeightsError as error:
-            raise JobError(f"--weights {error}") from None
     if args.masks == "none" and not args.effect:
         raise JobError("--masks none and no --effect: nothing to write; add an --effect or keep the masks")
     if args.ray is not None and importlib.util.find_spec("ray") is None:
@@ -376,22 +354,18 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       encoder=args.encoder, refine=args.refine)
     threads = args.threads or (1 if args.ray else max(1, (os.cpu_count() or 1) // args.workers))
     tracker = tracker_config(args, threads=threads)
-    return RunOptions(out_dir=args.out, spec=spec, tracker=tracker, overwrite=args.overwrite, quiet=args.quiet,
+    return RunOptions(out_dir=str(args.out), spec=spec, tracker=tracker, overwrite=args.overwrite, quiet=args.quiet,
                       workers=args.workers, ray_address=args.ray, use_ray=args.ray is not None)
 
 
-def check_out_dir(out: Path) -> None:
-    """Make the output folder (and its parents) and check that this process can write into it; JobError with
-    one line otherwise, before any input is read."""
-    if out.exists() and not out.is_dir():
-        raise JobError(f"--out {out}: is a file, not a folder; give a folder (it is made when missing)")
+def make_out_dir(out: Path) -> None:
+    """Make the output folder (and its parents; `output_folder` checked at parse time that they can be made);
+    JobError with one line should that still fail (a full or read-only disk)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise JobError(f"--out {out}: cannot make the folder ({error.strerror}); give a folder you can write "
                        "to") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise JobError(f"--out {out}: this user cannot write into the folder; give a folder you can write to")
 
 
 class Terminated(KeyboardInterrupt):
@@ -409,9 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = options_from(args)
-        jobs = plan_jobs(args.inputs, args.out, args.mask, args.mask_frame)
+        jobs = plan_jobs(args.inputs, str(args.out), args.mask, args.mask_frame)
         if jobs:
-            check_out_dir(Path(args.out))
+            make_out_dir(args.out)
     except (InputError, JobError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

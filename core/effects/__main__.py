@@ -7,20 +7,16 @@ from pathlib import Path
 
 from core.io.command import output_folder, run_tool
 from core.effects.stills import render_stills
-from core.io.masks import MaskError
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Write the stills and print their paths; a frame or mask that cannot be read ends in one line (`run_tool`)."""
     parser = argparse.ArgumentParser(prog="python -m core.effects", description=__doc__.splitlines()[0])
     parser.add_argument("--stills", type=output_folder, required=True, help="folder to write one image per effect into")
     parser.add_argument("--sample", type=Path, default=Path(__file__).resolve().parents[2] / "samples" / "judo")
     parser.add_argument("--frame", default="00000", help="frame name with a mask in SAMPLE/masks")
     args = parser.parse_args(argv)
-    try:
-        written = render_stills(args.stills, args.sample, args.frame)
-    except MaskError as error:
-        raise SystemExit(f"error: {error}") from None
-    for path in written:
+    for path in render_stills(args.stills, args.sample, args.frame):
         print(path)
 
 

@@ -11,16 +11,17 @@ import numpy as np
 
 from core.effects.compositing import blur_background, cutout, mask_image, overlay, replace_background
 from core.effects.removal import ObjectRemover
-from core.io.masks import MaskError, read_mask
+from core.io.command import BadInput
+from core.io.masks import read_mask
 
 
 def render_stills(out_dir: Path, sample: Path, frame: str = "00000") -> list[Path]:
     """Write one still per effect (JPEG, PNG for the RGBA cut-out) for `sample/<frame>.jpg` and its mask;
-    MaskError naming the file when either cannot be read."""
+    BadInput (MaskError for the mask) naming the file when either cannot be read."""
     frame_path = sample / f"{frame}.jpg"
     bgr = cv2.imread(str(frame_path))
     if bgr is None:
-        raise MaskError(f"{frame_path}: no readable frame; pass --sample a folder with FRAME.jpg and "
+        raise BadInput(f"{frame_path}: no readable frame; pass --sample a folder with FRAME.jpg and "
                         "masks/FRAME.png (like samples/judo), or --frame another name")
     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     labels = read_mask(sample / "masks" / f"{frame}.png", image.shape[:2])

@@ -21,11 +21,10 @@ import numpy as np
 from core.annotate import METHODS, Mark
 from core.annotate.clicks import tight_box
 from core.annotate.segmenter import BACKENDS
-from core.io.command import output_file, run_tool
+from core.io.command import output_file, run_tool, whole_number
 from core.evaluation.davis import write_json
 from core.evaluation.interactive import Segment, click_ious, davis_frames, default_sequences, method_segment
 from core.io.masks import MaskError
-from core.inference.tracker import whole_number
 
 
 def timing(segment: Segment, times: list[tuple[float, float]]) -> Segment:

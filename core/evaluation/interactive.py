@@ -29,10 +29,9 @@ from core.annotate.clicks import Click, next_click, random_interior_click, tight
 from core.annotate.network import load_annotator_checkpoint
 from core.annotate.segmenter import BACKENDS, build_segmenter
 from core.batch.inputs import FRAMES_FOLDER, MASK_FOLDER
-from core.io.command import output_file, run_tool
+from core.io.command import output_file, run_tool, whole_number
 from core.evaluation.davis import read_frame
 from core.evaluation.metrics import region_similarity
-from core.inference.tracker import whole_number
 from core.io.davis import FRAMES, frame_paths, mask_path
 from core.io.masks import object_ids, read_mask, resize_labels
 from core.io.suffixes import FRAME_SUFFIXES

@@ -31,12 +31,11 @@ import numpy as np
 from tqdm import tqdm
 
 from core import effects
-from core.io.command import output_file, output_folder, run_tool
+from core.io.command import output_file, output_folder, run_tool, whole_number
 from core.effects.matting import work_shape
 from core.evaluation.bench import instrument
 from core.evaluation.davis import write_json
-from core.inference.tracker import (SAMPLES, Tracker, TrackerConfig, add_tracker_arguments, tracker_config,
-                                   whole_number)
+from core.inference.tracker import SAMPLES, Tracker, TrackerConfig, add_tracker_arguments, tracker_config
 from core.io.masks import read_mask, write_mask
 from core.io.video import VideoWriter, open_video
 from core.pipeline import RENDERED, EffectSettings, renderer

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from torch.nn import functional as F
 from core.inference.adapt import AdaptConfig, adapt
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, resize_labels
 from core.inference.memory import FirstPreviousMemory, make_memory
+from core.io.command import whole_number
 from core.model.network import IMAGE_MEAN, IMAGE_STD, KeyFeatures, VOSNetwork
-from core.weights import load_network
+from core.weights import WeightsError, load_checkpoint, load_network
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,8 @@ def add_tracker_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                           backend: str = "torch", adapt: bool = True, threads_help: str | None = None) -> None:
     """Declare the tracker's options (read back by `tracker_config`) on a parser or an argument group:
     --weights, --device, --threads, the inference short side as `size_flag`, --backend, and --adapt-steps."""
-    parser.add_argument("--weights", metavar="PATH", help="tracker checkpoint (default: the shipped weights)")
+    parser.add_argument("--weights", type=tracker_weights, metavar="PATH",
+                        help="tracker checkpoint (default: the shipped weights)")
     parser.add_argument("--device", type=device_setting, choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto (default: CUDA when present), cpu or cuda")
     parser.add_argument("--threads", type=whole_number(1), metavar="N",
@@ -102,19 +103,14 @@ def tracker_config(args: argparse.Namespace, **overrides) -> TrackerConfig:
     return replace(config, **overrides)
 
 
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `minimum`, else argparse's usage error naming the flag."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of {minimum} or more")
-        return value
-
-    return parse
+def tracker_weights(text: str) -> str:
+    """--weights's value: a tracker checkpoint that loads, read and verified as the flags are parsed (a missing or
+    corrupt file is argparse's usage error naming it and the fix, before any work)."""
+    try:
+        load_checkpoint(text)
+    except WeightsError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def device_setting(text: str) -> str:

@@ -1,10 +1,12 @@
 """How the `python -m core.…` tools take their output paths and how they end: an output file or folder that cannot be
-written is refused as its flag is parsed (argparse's usage error, before any work), a bad mask or video ends a tool
-with its one-line message and status 2, and Ctrl-C ends it with one line and status 130, never a traceback."""
+written is refused as its flag is parsed (argparse's usage error, before any work), and so is a number out of its
+range; a bad mask or video ends a tool with its one-line message and status 2, and Ctrl-C ends it with one line and
+status 130, never a traceback."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -34,6 +36,34 @@ def output_folder(text: str) -> Path:
     path = Path(text)
     _check_writable(path, text)
     return path
+
+
+def bounded(low: float, high: float = math.inf, whole: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number from `low` to `high` (a whole one with `whole`), else argparse's usage error
+    naming the flag (nan and infinities included)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high):
+            kind = "a whole number" if whole else "a number"
+            span = f"of {low:g} or more" if high == math.inf else f"from {low:g} to {high:g}"
+            raise argparse.ArgumentTypeError(f"{text!r}: give {kind} {span}")
+        return value
+
+    return parse
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`, else argparse's usage error naming the flag."""
+    return bounded(minimum, whole=True)
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    return int(bounded(1, 65535, whole=True)(text))
 
 
 def _check_writable(folder: Path, text: str) -> None:

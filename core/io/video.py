@@ -446,6 +446,13 @@ class _FolderSink:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+def check_x264_size(name: str, size: tuple[int, int], fix: str) -> None:
+    """VideoError naming `name` and `fix` when frames of `size` (width, height) are larger than x264 encodes."""
+    if max(size) > X264_MAX_SIDE:
+        raise VideoError(f"{name}: frames of {size[0]}×{size[1]} are larger than H.264 (x264) encodes, "
+                         f"{X264_MAX_SIDE} pixels a side; {fix}")
+
+
 class _ContainerSink:
     """Encodes video (and copies audio) into a container under a temporary name."""
 
@@ -455,9 +462,8 @@ class _ContainerSink:
         if alpha and codec is None and suffix not in _ALPHA_CODECS:
             raise VideoError(f"{path}: {suffix} cannot hold alpha; name the output .webm or .mov, or give no suffix")
         codec = codec or (_ALPHA_CODECS if alpha else _RGB_CODECS).get(suffix) or _h264_codec(encoder, path)
-        if codec == _DEFAULT_CODEC and max(size) > X264_MAX_SIDE:
-            raise VideoError(f"{path}: frames of {size[0]}×{size[1]} are larger than H.264 (x264) encodes, "
-                             f"{X264_MAX_SIDE} pixels a side; scale the video down first")
+        if codec == _DEFAULT_CODEC:
+            check_x264_size(str(path), size, "scale the video down first")
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
         os.close(handle)
