@@ -10,12 +10,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from core.io.masks import MaskError
+from core.io.masks import MaskError, object_ids, resize_labels
 from core.inference.memory import FirstPreviousMemory, InfiniteMemory
 from core.model.network import NetworkConfig, build_network
 from core.inference.tracker import (NEAR_CELLS, PRIOR_PENALTY, Tracker, TrackerConfig, add_tracker_arguments,
                                     argmax_planes, box_prior, expected_box, far_parts, inference_shape, object_boxes,
-                                    plane_labels, resample_planes, resolve_backend, tracker_config)
+                                    plane_labels, resample_planes, resolve_backend, shrink_keeping_ids,
+                                    tracker_config)
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,17 @@ def test_inference_size_returns_full_size_labels(network) -> None:
     assert inference_shape(480, 854, 480) == (480, 854)
     assert inference_shape(90, 160, None) == (90, 160)  # never upscaled
     assert inference_shape(90, 160, 2000) == (90, 160)  # not even when asked
+
+
+def test_an_object_too_small_for_the_inference_size_is_kept(network) -> None:
+    """Nearest-neighbour sampling to the inference size misses a 2×2 object of a 480×800 frame tracked at 30 px;
+    the tracker keeps it on the pixel its area covers, so the annotated frame's labels still hold it."""
+    mask = _mask((480, 800), boxes=((1, 100, 300, 100, 400), (2, 401, 403, 601, 603)))
+    assert object_ids(resize_labels(mask, (30, 50))) == [1]
+    assert object_ids(shrink_keeping_ids(mask, (30, 50))) == [1, 2]
+    tracker = Tracker(TrackerConfig(device="cpu", size=30), network)
+    labels = tracker.step(_frame(0, (480, 800)), mask)
+    assert object_ids(labels) == [1, 2] and abs(np.argwhere(labels == 2).mean(axis=0) - (401.5, 601.5)).max() < 16
 
 
 def test_reset_forgets_everything(network) -> None:

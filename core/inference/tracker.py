@@ -279,7 +279,7 @@ class Tracker:
         """Fine-tune a copy of the network on the first annotated frame, at the inference size."""
         h, w = inference_shape(*frame.shape[:2], self.config.size)
         small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-        labels = resize_labels(mask.astype(np.uint8), (h, w))
+        labels = shrink_keeping_ids(mask.astype(np.uint8), (h, w))
         self.network = adapt(self._base_network, small, labels, AdaptConfig(steps=self.config.adapt_steps))
 
     @torch.inference_mode()
@@ -353,7 +353,7 @@ class Tracker:
         suppressed where the mask names an object. Returns the logits in the new order of `object_ids`."""
         ids = self.object_ids
         given = object_ids(mask)
-        small = resize_labels(mask.astype(np.uint8), crop)
+        small = shrink_keeping_ids(mask.astype(np.uint8), crop)
         labels = torch.from_numpy(small).to(self.device)
         labels = F.pad(labels, (0, shape[1] - crop[1], 0, shape[0] - crop[0]))  # (H16, W16)
         keep = [k for k, i in enumerate(ids) if i not in given]
@@ -391,6 +391,16 @@ def object_boxes(labels: np.ndarray, grid: tuple[int, int], ids: list[int]) -> d
             boxes[object_id] = (int(ys.min()) * scale, (int(ys.max()) + 1) * scale,
                                 int(xs.min()) * scale, (int(xs.max()) + 1) * scale)
     return boxes
+
+
+def shrink_keeping_ids(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """`resize_labels` to the inference size, where an object too small for nearest-neighbour sampling to keep
+    (a few pixels of a 4K frame) takes the pixel its area covers most, instead of vanishing from the tracking."""
+    small = resize_labels(mask, hw)
+    for lost in sorted(set(object_ids(mask)) - set(object_ids(small))):
+        cover = cv2.resize((mask == lost).astype(np.float32), hw[::-1], interpolation=cv2.INTER_AREA)
+        small.flat[int(np.argmax(cover))] = lost
+    return small
 
 
 def plane_labels(probs: torch.Tensor) -> np.ndarray:
