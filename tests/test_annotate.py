@@ -222,6 +222,18 @@ def test_one_click_on_a_player_takes_that_player_and_no_blobs_elsewhere() -> Non
     assert region_similarity(mask, player) > 0.8
     assert cv2.connectedComponents(mask.view(np.uint8))[0] == 2  # background and one part
 
+
+def test_a_click_on_the_frames_corner_pixel_takes_the_object_in_that_corner() -> None:
+    """The network only saw clicks well inside objects: a click at the very corner of an object in the frame's
+    corner took a few pixels, until such an answer was found again on the frame mirrored out past its edges."""
+    image = np.random.default_rng(0).integers(0, 60, (240, 320, 3)).astype(np.uint8)
+    corner = rectangle((240, 320), (220, 160, 319, 239))
+    image[corner] = (230, 220, 40)
+    for x, y in ((319, 239), (318, 238)):  # the corner pixel, and one pixel inside
+        marks, _ = annotate.add_click((), None, "positive", 1, x, y)
+        assert region_similarity(annotate.labels_from_marks(image, marks) == 1, corner) > 0.5
+
+
 def test_a_box_takes_the_object_inside_it_and_nothing_outside() -> None:
     image, player = judo_player()
     x0, y0, x1, y1 = tight_box(player)
@@ -420,6 +432,23 @@ def test_a_folder_of_clips_is_scored_object_by_object(tmp_path: Path, capsys: py
     (tmp_path / "b" / "00007.png").unlink()
     with pytest.raises(SystemExit, match="no frame 00007"):
         list(clip_objects(tmp_path, ["b"]))
+
+
+def test_the_interactive_score_names_a_clip_or_sequence_folder_given_for_its_parent(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """One clip's folder (as samples/judo for samples) or a DAVIS sequence's (for the DAVIS root) is named as such,
+    with the folder to pass, not scored as an empty folder of clips."""
+    write_mask(tmp_path / "clips" / "judo" / "masks" / "00000.png", np.ones((8, 8), np.uint8))
+    sequence = tmp_path / "davis" / "JPEGImages" / "480p" / "bear"
+    sequence.mkdir(parents=True)
+    cv2.imwrite(str(sequence / "00000.jpg"), np.zeros((8, 8, 3), np.uint8))
+    for root, message in ((tmp_path / "clips" / "judo", f"looks like one clip's folder; pass the folder that holds "
+                                                        f"the clips (its parent, {tmp_path / 'clips'})"),
+                          (sequence, f"is inside the DAVIS root {tmp_path / 'davis'}; pass that root")):
+        with pytest.raises(SystemExit) as error:
+            interactive_main([str(root), "--methods", "grabcut"])
+        said = str(error.value) + capsys.readouterr().err
+        assert f"{root}: {message}" in said and "nothing to score" not in said
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,4 +1,5 @@
-"""`python -m core.bench`: the synthetic clip, one subprocess per variant and length, the table and the JSON."""
+"""`python -m core.bench`: the synthetic clip, one subprocess per variant and length, the table and the JSON, a
+worker's error said once; `python -m core.evaluation.stages`'s error on its own line."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from core.evaluation.bench import SyntheticClip
+from core.evaluation.bench import WARMUP_FRAMES, SyntheticClip, parse_args, run_in_subprocess
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,3 +63,25 @@ def test_bench_rejects_too_few_frames_in_one_line() -> None:
         [sys.executable, "-m", "core.bench", "--frames", "3"], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "--frames" in result.stderr and "warm-up" not in result.stdout
+
+
+def test_a_workers_one_line_error_is_not_said_again(capfd: pytest.CaptureFixture[str]) -> None:
+    """The worker prints its own error (here: too few frames) and ends with status 2; the bench ends with it,
+    adding no second error line."""
+    args = parse_args(["--size", "64x96", "--device", "cpu", "--threads", "1"])
+    with pytest.raises(SystemExit) as stop:
+        run_in_subprocess("student", WARMUP_FRAMES, args)
+    assert stop.value.code == 2
+    errors = [line for line in capfd.readouterr().err.split("\n") if "error" in line]
+    assert len(errors) == 1 and "--frames" in errors[0], errors
+
+
+def test_stages_prints_its_error_on_its_own_line(tmp_path: Path) -> None:
+    """The progress bar is closed before the error: the error starts a line, not the bar's."""
+    result = subprocess.run(
+        [sys.executable, "-m", "core.evaluation.stages", "--source", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.split("\n")  # the bar redraws with \r: only \n starts a line
+    assert any(line.startswith(f"error: {tmp_path}: no masks") for line in lines), result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -150,7 +151,12 @@ def test_a_different_network_gets_its_own_cache_entry() -> None:
 
 
 def test_export_command_writes_every_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--out", str(tmp_path / "graphs")]) == 0
+    umask = os.umask(0o027)
+    try:
+        assert main(["--out", str(tmp_path / "graphs")]) == 0
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "graphs").stat().st_mode) == 0o750  # the umask's, not mkdtemp's 0700
     printed = capsys.readouterr().out
     assert verified_graphs(tmp_path / "graphs") is not None
     for graph in GRAPHS:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -161,6 +163,18 @@ def test_alpha_round_trip_keeps_alpha(judo_dir: Path, judo_frames: list[np.ndarr
     assert agreement > 0.99
     if suffix == "":
         assert np.array_equal(decoded, rgba)
+
+
+def test_a_png_folder_output_gets_the_umasks_permissions(judo_frames: list[np.ndarray], tmp_path: Path) -> None:
+    """The folder is built under a hidden name and renamed into place; it must not keep a private 0700."""
+    umask = os.umask(0o027)
+    try:
+        with VideoWriter(tmp_path / "frames", 25, (854, 480)) as writer:
+            writer.write(judo_frames[0])
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "frames").stat().st_mode) == 0o750
+    assert [p.name for p in tmp_path.iterdir()] == ["frames"]
 
 
 def test_alpha_needs_a_container_that_holds_it(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.io.command import output_file
+from core.io.command import BAD_INPUT, INTERRUPTED, output_file
 from core.evaluation.davis import write_json
 from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments
 from core.weights import WeightsError
@@ -118,7 +118,9 @@ def measure(variant: str, frames: int, hw: tuple[int, int], weights: str | None,
 
 
 def run_in_subprocess(variant: str, frames: int, args: argparse.Namespace) -> dict:
-    """`measure` in a fresh Python process (its progress bar shows on stderr); its JSON result."""
+    """`measure` in a fresh Python process (its progress bar and any one-line error show on stderr); its JSON
+    result. A worker that ended with its own one-line error (status 2, or 130 for Ctrl-C) ends this command with
+    that status and nothing more said; any other failure is a BenchError."""
     command = [sys.executable, "-m", "core.bench", "--worker", variant, "--frames", str(frames),
                "--size", f"{args.size[0]}x{args.size[1]}", "--device", args.device,
                "--backend", args.backend, "--parts", args.parts,
@@ -131,6 +133,8 @@ def run_in_subprocess(variant: str, frames: int, args: argparse.Namespace) -> di
         command += ["--infer-size", str(args.tracker_size)]
     repo = Path(__file__).resolve().parents[2]
     process = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=repo)
+    if process.returncode in (BAD_INPUT, INTERRUPTED):  # the worker has said why in one line: end as it did
+        raise SystemExit(process.returncode)
     if process.returncode != 0:
         raise BenchError(f"{variant} × {frames} frames failed (exit {process.returncode}); see its error above")
     return json.loads(process.stdout.strip().splitlines()[-1])

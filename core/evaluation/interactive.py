@@ -28,7 +28,7 @@ from core.annotate import METHODS, Mark, object_mask
 from core.annotate.clicks import Click, next_click, random_interior_click, tight_box
 from core.annotate.network import load_annotator_checkpoint
 from core.annotate.segmenter import BACKENDS, build_segmenter
-from core.batch.inputs import FRAMES_FOLDER, MASK_FOLDER
+from core.batch.inputs import FRAMES_FOLDER, MASK_FOLDER, numbered_frames
 from core.io.command import output_file, run_tool, whole_number
 from core.evaluation.davis import read_frame
 from core.evaluation.metrics import region_similarity
@@ -182,12 +182,28 @@ def is_davis(root: str | Path) -> bool:
     return (Path(root) / "JPEGImages").is_dir()
 
 
+def misplaced_root(root: str | Path) -> str | None:
+    """Why `root`, which is neither a DAVIS root nor a folder of annotated clips, is the wrong folder when it is
+    one level too deep: inside a DAVIS root (a sequence's folder), or one clip's folder (its own masks/ or
+    frames); None otherwise."""
+    davis = next((folder for folder in Path(root).absolute().parents if is_davis(folder)), None)
+    if davis is not None:
+        return f"{root}: is inside the DAVIS root {davis}; pass that root"
+    if (Path(root) / MASK_FOLDER).is_dir() or (Path(root) / FRAMES_FOLDER).is_dir() or numbered_frames(Path(root)):
+        return (f"{root}: looks like one clip's folder; pass the folder that holds the clips (its parent, "
+                f"{Path(root).absolute().parent})")
+    return None
+
+
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Stop with argparse's one-line usage error on a root that is not a folder, an unknown method or a frame step
-    below 1, before any frame is read."""
+    """Stop with argparse's one-line usage error on a root that is not a folder or is one clip's or sequence's
+    folder (`misplaced_root`), an unknown method or a frame step below 1, before any frame is read."""
     if not Path(args.root).is_dir():
         parser.error(f"{args.root}: not a folder; pass a DAVIS root (JPEGImages/480p, Annotations/480p) or a folder "
                      "of clips (CLIP/masks/*.png)")
+    misplaced = None if is_davis(args.root) or annotated_clips(args.root) else misplaced_root(args.root)
+    if misplaced:
+        parser.error(misplaced)
     unknown = [method for method in args.methods.split(",") if method not in METHODS]
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)}; use some of {', '.join(METHODS)}")

@@ -259,17 +259,16 @@ def run(args: argparse.Namespace, work: Path, bar: tqdm) -> dict[str, dict]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    bar = tqdm(total=len(args.heights) * (2 if args.e2e_frames else 1), unit="run", file=sys.stderr)
-    try:
-        with tempfile.TemporaryDirectory(prefix="stages-") as scratch:
+    runs = len(args.heights) * (2 if args.e2e_frames else 1)
+    try:  # the bar is closed (its line ended) before an error is printed
+        with (tqdm(total=runs, unit="run", file=sys.stderr) as bar,
+              tempfile.TemporaryDirectory(prefix="stages-") as scratch):
             work = args.work or Path(scratch)
             work.mkdir(parents=True, exist_ok=True)
             results = run(args, work, bar)
     except StageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    finally:
-        bar.close()
     print(format_table(results))
     if args.json:
         write_json(args.json, {"source": str(args.source), "frames": args.frames, "e2e_frames": args.e2e_frames,

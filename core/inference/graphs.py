@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from core.io.files import staging_folder
 from core.model.network import KeyFeatures, VOSNetwork
 from core.weights import sha256
 
@@ -198,7 +198,7 @@ def export_all(network: VOSNetwork, folder: Path, int8: bool = False, progress: 
                           "(--backend onnx-int8) or `python -m core.export --int8`")
     network = copy.deepcopy(network).float().cpu().eval()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging = staging_folder(folder)
     try:
         examples = _example_inputs(network)
         names = graph_names(int8)

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from core.io.command import BadInput
+from core.io.files import staging_folder
 from core.io.suffixes import FRAME_SUFFIXES
 
 DEFAULT_FOLDER_FPS = Fraction(25)
@@ -423,7 +424,7 @@ class _FolderSink:
             raise VideoError(f"{path}: exists and is not a folder of frames; choose another output path")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        self._tmp = staging_folder(path)
         self._index = 0
 
     def write(self, image: np.ndarray) -> None:
