@@ -19,6 +19,11 @@ def labels_with_ids(ids: tuple[int, ...] = (1, 2, 7)) -> np.ndarray:
     return labels
 
 
+def read_mask_of(rgb: np.ndarray, path: Path) -> np.ndarray:
+    Image.fromarray(rgb).save(path)
+    return read_mask(path)
+
+
 def test_davis_palette_is_the_voc_bit_interleave(judo_dir: Path) -> None:
     palette = davis_palette()
     assert palette.shape == (256, 3) and palette.dtype == np.uint8
@@ -115,12 +120,68 @@ def test_flat_colours_too_alike_are_a_mask_error(tmp_path: Path) -> None:
         read_mask(tmp_path / "alike.png")
 
 
-def test_many_colours_off_the_palette_are_a_mask_error(tmp_path: Path) -> None:
-    rgb = np.zeros((8, 40, 3), np.uint8)
-    rgb[2, :, 0] = np.arange(40) * 6 + 10  # 40 shades of red: a picture, not flat object colours
-    path = tmp_path / "odd.png"
-    Image.fromarray(rgb).save(path)
-    with pytest.raises(MaskError, match=r"41 colours, not DAVIS palette colours; save the mask") as error:
+def two_discs(line: int) -> np.ndarray:
+    """A red disc and a green one overlapping it (RGB), drawn with cv2.LINE_8 (flat) or cv2.LINE_AA."""
+    rgb = np.zeros((300, 400, 3), np.uint8)
+    cv2.circle(rgb, (130, 150), 90, (255, 0, 0), -1, line)
+    cv2.circle(rgb, (280, 150), 70, (0, 255, 0), -1, line)
+    return rgb
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize("edges", ["anti-aliased", "blurred"])
+def test_colour_mask_with_soft_edges_reads_like_the_flat_one(tmp_path: Path, edges: str) -> None:
+    flat = two_discs(cv2.LINE_8)
+    soft = two_discs(cv2.LINE_AA) if edges == "anti-aliased" else cv2.GaussianBlur(flat, (0, 0), 1.5)
+    assert len(np.unique(soft.reshape(-1, 3), axis=0)) > 100  # the edges' blends: no longer a few flat colours
+    expected, labels = read_mask_of(flat, tmp_path / "flat.png"), read_mask_of(soft, tmp_path / "soft.png")
+    assert object_ids(labels) == [73, 146]  # the yellowish blend where the discs meet is no third object
+    assert iou(labels == 73, expected == 73) > 0.97 and iou(labels == 146, expected == 146) > 0.97
+
+
+@pytest.mark.parametrize("quality", [85, 90])
+def test_jpeg_colour_mask_reads_like_the_flat_one(tmp_path: Path, quality: int) -> None:
+    expected = read_mask_of(two_discs(cv2.LINE_8), tmp_path / "flat.png")
+    path = tmp_path / "mask.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(two_discs(cv2.LINE_AA), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    labels = read_mask(path)
+    assert object_ids(labels) == [73, 146]
+    assert iou(labels == 73, expected == 73) > 0.97 and iou(labels == 146, expected == 146) > 0.97
+    red_only = two_discs(cv2.LINE_AA) * np.array([1, 0, 0], np.uint8)
+    cv2.imwrite(str(path), cv2.cvtColor(red_only, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert object_ids(read_mask(path)) == [73]  # the same colour is the same object in every mask of a clip
+
+
+def test_blended_edges_go_to_the_colours_either_side(tmp_path: Path) -> None:
+    flat = np.zeros((200, 400, 3), np.uint8)
+    cv2.circle(flat, (100, 100), 70, (255, 255, 0), -1)
+    cv2.circle(flat, (300, 100), 70, (255, 128, 0), -1)
+    expected = read_mask_of(flat, tmp_path / "flat.png")
+    # yellow's blends with black pass nearer orange than yellow or black: the nearest colour would ring it in orange
+    labels = read_mask_of(cv2.GaussianBlur(flat, (0, 0), 1.5), tmp_path / "soft.png")
+    assert object_ids(labels) == object_ids(expected) and len(object_ids(expected)) == 2
+    assert all(iou(labels == i, expected == i) > 0.98 for i in object_ids(expected))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_black_and_white_jpeg_mask_is_one_object(tmp_path: Path, channels: int) -> None:
+    disc = np.zeros((120, 160), np.uint8)
+    cv2.circle(disc, (80, 60), 40, 255, -1, cv2.LINE_AA)
+    cv2.imwrite(str(tmp_path / "mask.jpg"), np.dstack([disc] * channels), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    labels = read_mask(tmp_path / "mask.jpg")
+    assert object_ids(labels) == [1] and iou(labels == 1, disc >= 128) > 0.97
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_photo_is_a_mask_error(tmp_path: Path, suffix: str) -> None:
+    yy, xx = np.mgrid[:60, :80]
+    shading = np.dstack([xx * 3, yy * 4, 255 - xx * 2]) + np.random.default_rng(0).normal(0, 12, (60, 80, 3))
+    path = tmp_path / f"photo{suffix}"
+    Image.fromarray(np.clip(shading, 0, 255).astype(np.uint8)).save(path)  # shading and grain: no flat colours
+    with pytest.raises(MaskError, match=r"\d+ colours, not DAVIS palette colours; save the mask") as error:
         read_mask(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
 

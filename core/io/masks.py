@@ -5,6 +5,7 @@ A label map is an `(H, W)` `uint8` array: 0 = background, otherwise the object i
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import warnings
@@ -23,6 +24,18 @@ _COLOUR_TOLERANCE = 6
 # A grey mask with more distinct non-zero levels than this is a soft matte (anti-aliased or feathered edges), not
 # object ids; a colour mask with at most this many colours that are not all DAVIS colours is read colour by colour.
 _ID_LEVELS = 32
+# A colour mask with more colours (JPEG noise, anti-aliased or blurred edges) is read by its dominant colours: flat
+# ones (on pixels whose 3×3 neighbourhood is within _NOISE levels on every channel), each with the colours within
+# _SPREAD levels of it, whose flat pixels make at least _MIN_FLAT_SHARE of the image (and _MIN_FLAT_PIXELS); a thin
+# run of one colour (the blend where two objects meet) is no object. It is a picture, not a mask, when under
+# _MIN_CLOSE_SHARE of its pixels lie within _NOISE levels of a dominant colour (a mask's others are its edges, a few
+# per cent; a photo's are 40 % and more).
+_NOISE = 16
+_SPREAD = 40
+_MIN_FLAT_SHARE = 1 / 20000
+_MIN_FLAT_PIXELS = 16
+_MIN_CLOSE_SHARE = 0.9
+_COLOUR_CHUNK = 4096  # colours compared with the palette at a time (_palette_ids): memory bounded whatever the image
 
 
 class MaskError(BadInput, ValueError):
@@ -46,10 +59,11 @@ def read_mask(path: str | os.PathLike, frame_hw: tuple[int, int] | None = None) 
     65535 at 16 bits; thresholded at half) or holds more than _ID_LEVELS levels (a soft matte; thresholded at half
     its brightest level); otherwise its values are the ids. A colour mask maps each DAVIS palette colour to its
     id, or, when its few flat colours are not all DAVIS colours (red on black, say), each to the id of the nearest
-    DAVIS colour. In a mask with transparency (RGBA, LA) transparent pixels are background and the opaque ones
-    are read by the same rules, or, where they name no object or are a picture (a cut-out), are object 1. With
-    `frame_hw` = (H, W), the video's frame size, a mask of another size is refused (check_mask's message) before
-    it is decoded.
+    DAVIS colour; with many colours (JPEG noise, anti-aliased edges) each pixel takes the id of the nearer of the
+    two dominant colours it blends, and a picture is refused. In a mask with transparency (RGBA, LA) transparent
+    pixels are background and the opaque ones are read by the same rules, or, where they name no object or are a
+    picture (a cut-out: many colours), are object 1. With `frame_hw` = (H, W), the video's frame size, a mask of
+    another size is refused (check_mask's message) before it is decoded.
     """
     image = _open_image(Path(path), frame_hw)
     if image.mode == "P":
@@ -189,7 +203,7 @@ def _alpha_labels(rgb: np.ndarray, opaque: np.ndarray, path: str | os.PathLike) 
             is_picture = _levels(values[opaque]) > _ID_LEVELS
             labels = None if is_picture else _gray_labels(values, path)
         else:
-            labels = _colour_labels(rgb, path)
+            labels = _colour_labels(rgb, path, blended=False)
     except MaskError:  # a picture's colours
         labels = None
     if labels is None or not labels[opaque].any():
@@ -197,16 +211,71 @@ def _alpha_labels(rgb: np.ndarray, opaque: np.ndarray, path: str | os.PathLike) 
     return np.where(opaque, labels, 0).astype(np.uint8)
 
 
-def _colour_labels(rgb: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+def _colour_labels(rgb: np.ndarray, path: str | os.PathLike, blended: bool = True) -> np.ndarray:
     """Labels of an `(H, W, 3)` colour mask: DAVIS ids when every colour is a DAVIS palette colour, else, for at
     most _ID_LEVELS flat colours, each colour's nearest DAVIS colour's id: the same colour is the same object in
-    every mask of a clip (red is 73, green 146), and the masks written back show it in about its own colour."""
+    every mask of a clip (red is 73, green 146), and the masks written back show it in about its own colour. With
+    more colours and `blended` (JPEG noise, anti-aliased edges; not so in a mask with transparency, where they are
+    a cut-out picture), each pixel's dominant colour's id (_blended_ids)."""
     codes, inverse = np.unique(_packed(rgb).ravel(), return_inverse=True)  # (C,), (H*W,)
+    inverse = inverse.ravel()
     colours = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=1)  # (C, 3)
     ids = _palette_ids(colours)
-    if ids is None:
+    if ids is None and blended and _many_colours(colours):
+        ids = _blended_ids(rgb, colours, inverse, path)
+    elif ids is None:
         ids = _nearest_ids(colours, path)
-    return ids.astype(np.uint8)[inverse.ravel()].reshape(rgb.shape[:2])
+    return ids.astype(np.uint8)[inverse].reshape(rgb.shape[:2])
+
+
+def _blended_ids(rgb: np.ndarray, colours: np.ndarray, inverse: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """The id of each of the C `colours` of an `(H, W, 3)` mask with blended edges or JPEG noise (`inverse`: each
+    pixel's colour): its dominant colour's DAVIS id (_nearest_blends, _davis_ids), dominant colours on one id (a
+    colour and a blurred plateau of it) being one object; MaskError for a picture: more than _ID_LEVELS + 1 dominant
+    colours, or under _MIN_CLOSE_SHARE of the pixels within _NOISE levels of one."""
+    flat_counts = np.bincount(inverse[_flat(rgb).ravel()], minlength=len(colours))  # (C,)
+    dominant = _dominant_colours(colours, flat_counts, max(_MIN_FLAT_PIXELS, _MIN_FLAT_SHARE * inverse.size))
+    squared = np.array([((colours - colour) ** 2).sum(axis=1) for colour in dominant]).reshape(-1, len(colours))
+    close = squared.min(axis=0, initial=_NOISE ** 2 + 1) <= _NOISE ** 2  # (C,)
+    if len(dominant) > _ID_LEVELS + 1 or np.mean(close[inverse]) < _MIN_CLOSE_SHARE:
+        raise _colours_error(path, len(colours))
+    return _davis_ids(dominant)[_nearest_blends(colours, dominant)]
+
+
+def _flat(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels whose 3×3 neighbourhood is within _NOISE levels on every channel."""
+    kernel = np.ones((3, 3), np.uint8)
+    rgb = np.ascontiguousarray(rgb)
+    return (cv2.dilate(rgb, kernel).astype(np.int16) - cv2.erode(rgb, kernel)).max(axis=-1) <= _NOISE
+
+
+def _dominant_colours(colours: np.ndarray, flat_counts: np.ndarray, min_pixels: float) -> np.ndarray:
+    """The (K, 3) dominant colours among the (C, 3) `colours`, greedily, most flat pixels (`flat_counts`) first: a
+    colour with flat pixels takes the colours not yet taken within _SPREAD levels of it on every channel, and is a
+    dominant colour when they hold `min_pixels` flat pixels; stops past _ID_LEVELS + 1 of them."""
+    taken = flat_counts == 0
+    dominant = []
+    while not taken.all() and len(dominant) <= _ID_LEVELS + 1:
+        seed = np.where(taken, -1, flat_counts).argmax()
+        members = ~taken & (np.abs(colours - colours[seed]).max(axis=1) <= _SPREAD)
+        taken |= members
+        if flat_counts[members].sum() >= min_pixels:
+            dominant.append(colours[seed])
+    return np.array(dominant, np.int64).reshape(-1, 3)
+
+
+def _nearest_blends(colours: np.ndarray, dominant: np.ndarray) -> np.ndarray:
+    """Each (C, 3) colour's dominant colour (index into the (K, 3) `dominant`): of the two it lies nearest a blend
+    of, the one it is nearer; an edge pixel goes to the object or background on either side of it, not to a third
+    colour between them (orange, between yellow and black)."""
+    chosen, best = np.zeros(len(colours), np.int64), np.full(len(colours), np.inf)
+    for a, b in itertools.combinations_with_replacement(range(len(dominant)), 2):
+        span = dominant[b] - dominant[a]  # (3,)
+        share = np.clip((colours - dominant[a]) @ span / max(span @ span, 1), 0, 1)  # (C,) of the way from a to b
+        residual = ((colours - dominant[a] - share[:, None] * span) ** 2).sum(axis=1)  # (C,)
+        nearer = residual < best
+        chosen[nearer], best[nearer] = np.where(share[nearer] < 0.5, a, b), residual[nearer]
+    return chosen
 
 
 def _packed(rgb: np.ndarray) -> np.ndarray:
@@ -215,24 +284,43 @@ def _packed(rgb: np.ndarray) -> np.ndarray:
 
 
 def _palette_ids(colours: np.ndarray) -> np.ndarray | None:
-    """The DAVIS palette id of each of the (C, 3) colours, or None when one matches no entry."""
-    distance = np.abs(colours[:, None, :] - davis_palette()[None].astype(np.int32)).max(-1)  # (C, 256)
-    ids = distance.argmin(axis=1)  # (C,)
-    if (distance[np.arange(len(colours)), ids] > _COLOUR_TOLERANCE).any():
-        return None
+    """The DAVIS palette id of each of the (C, 3) colours, or None when one matches no entry; worked out
+    _COLOUR_CHUNK colours at a time (a photo has millions) and given up at the first chunk with a stranger."""
+    palette = davis_palette()[None].astype(np.int32)  # (1, 256, 3)
+    ids = np.empty(len(colours), np.int64)
+    for start in range(0, len(colours), _COLOUR_CHUNK):
+        distance = np.abs(colours[start:start + _COLOUR_CHUNK, None, :] - palette).max(-1)  # (chunk, 256)
+        chunk = distance.argmin(axis=1)
+        if (distance[np.arange(len(chunk)), chunk] > _COLOUR_TOLERANCE).any():
+            return None
+        ids[start:start + len(chunk)] = chunk
     return ids
 
 
-def _nearest_ids(colours: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """For at most _ID_LEVELS flat (C, 3) colours besides black, each one's nearest DAVIS colour's id (black, or
-    within _COLOUR_TOLERANCE of it, is 0); MaskError for more colours or for two that land on one id."""
-    black = colours.max(axis=1) <= _COLOUR_TOLERANCE
-    if np.count_nonzero(~black) > _ID_LEVELS:
-        raise MaskError(f"{path}: {len(colours)} colours, not DAVIS palette colours; save the mask as a palette PNG, "
-                        "black and white, or with one flat colour per object")
+def _many_colours(colours: np.ndarray) -> bool:
+    """Whether the (C, 3) colours hold more than _ID_LEVELS besides black (within _COLOUR_TOLERANCE of it)."""
+    return np.count_nonzero(colours.max(axis=1) > _COLOUR_TOLERANCE) > _ID_LEVELS
+
+
+def _colours_error(path: str | os.PathLike, count: int) -> MaskError:
+    """The error for a colour mask of `count` colours that are neither DAVIS colours nor a mask's few."""
+    return MaskError(f"{path}: {count} colours, not DAVIS palette colours; save the mask as a palette PNG, "
+                     "black and white, or with one flat colour per object")
+
+
+def _davis_ids(colours: np.ndarray) -> np.ndarray:
+    """Each (C, 3) colour's nearest DAVIS colour's id; 0 for black (within _COLOUR_TOLERANCE of it)."""
     distance = ((colours[:, None, :] - davis_palette()[None, 1:].astype(np.int64)) ** 2).sum(-1)  # (C, 255)
-    nearest = np.where(black, 0, distance.argmin(axis=1) + 1)
-    named, counts = np.unique(nearest[~black], return_counts=True)
+    return np.where(colours.max(axis=1) <= _COLOUR_TOLERANCE, 0, distance.argmin(axis=1) + 1)
+
+
+def _nearest_ids(colours: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """For at most _ID_LEVELS flat (C, 3) colours besides black, each one's nearest DAVIS colour's id
+    (_davis_ids); MaskError for more colours or for two that land on one id."""
+    if _many_colours(colours):
+        raise _colours_error(path, len(colours))
+    nearest = _davis_ids(colours)
+    named, counts = np.unique(nearest[nearest > 0], return_counts=True)
     if (counts > 1).any():
         alike = [tuple(int(c) for c in colours[i]) for i in np.flatnonzero(nearest == named[counts > 1][0])[:2]]
         raise MaskError(f"{path}: colours {alike[0]} and {alike[1]} are too alike to be told apart; paint each "
