@@ -4,8 +4,12 @@ worker's error said once; `python -m core.evaluation.stages`'s error on its own 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +78,27 @@ def test_a_workers_one_line_error_is_not_said_again(capfd: pytest.CaptureFixture
     assert stop.value.code == 2
     errors = [line for line in capfd.readouterr().err.split("\n") if "error" in line]
     assert len(errors) == 1 and "--frames" in errors[0], errors
+
+
+def test_ctrl_c_during_a_run_says_interrupted_once() -> None:
+    """Ctrl-C at the terminal reaches every process of the foreground group: the bench alone, not its worker,
+    must take it, end the worker and say so in one line."""
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "core.bench", "--size", "64x96", "--frames", "100000", "--variants", "student",
+         "--device", "cpu", "--threads", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: bench.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 240
+    while "student 100000" not in "".join(seen) and bench.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polled: the worker's progress bar shows it is running with its Ctrl-C handler
+    assert "student 100000" in "".join(seen), "".join(seen)
+    os.killpg(bench.pid, signal.SIGINT)  # what the terminal does
+    assert bench.wait(timeout=120) == 130
+    reader.join(timeout=30)
+    said = [line for line in "".join(seen).replace("\r", "\n").split("\n") if "interrupted" in line]
+    assert len(said) == 1, said
 
 
 def test_stages_prints_its_error_on_its_own_line(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.io.command import BAD_INPUT, INTERRUPTED, output_file
+from core.io.command import BAD_INPUT, output_file
 from core.evaluation.davis import write_json
 from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments
 from core.weights import WeightsError
@@ -119,8 +119,8 @@ def measure(variant: str, frames: int, hw: tuple[int, int], weights: str | None,
 
 def run_in_subprocess(variant: str, frames: int, args: argparse.Namespace) -> dict:
     """`measure` in a fresh Python process (its progress bar and any one-line error show on stderr); its JSON
-    result. A worker that ended with its own one-line error (status 2, or 130 for Ctrl-C) ends this command with
-    that status and nothing more said; any other failure is a BenchError."""
+    result. A worker that ended with its own one-line error (status 2) ends this command with that status and
+    nothing more said; any other failure is a BenchError."""
     command = [sys.executable, "-m", "core.bench", "--worker", variant, "--frames", str(frames),
                "--size", f"{args.size[0]}x{args.size[1]}", "--device", args.device,
                "--backend", args.backend, "--parts", args.parts,
@@ -132,8 +132,9 @@ def run_in_subprocess(variant: str, frames: int, args: argparse.Namespace) -> di
     if args.tracker_size:
         command += ["--infer-size", str(args.tracker_size)]
     repo = Path(__file__).resolve().parents[2]
-    process = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=repo)
-    if process.returncode in (BAD_INPUT, INTERRUPTED):  # the worker has said why in one line: end as it did
+    # A session of its own: Ctrl-C reaches this process alone, which ends the worker and says so once.
+    process = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=repo, start_new_session=True)
+    if process.returncode == BAD_INPUT:  # the worker has said why in one line: end as it did
         raise SystemExit(process.returncode)
     if process.returncode != 0:
         raise BenchError(f"{variant} × {frames} frames failed (exit {process.returncode}); see its error above")
