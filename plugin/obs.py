@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from core.io.command import port_number
-from core.io.masks import MaskError
+from core.io.command import INTERRUPTED, bounded, output_file, output_folder, port_number, whole_number
+from core.io.masks import MaskError, read_mask
 from core.inference.tracker import DEFAULT_SIZE, Tracker, add_tracker_arguments, tracker_config
 from core.weights import WeightsError
-from plugin.session import MODES, Annotation, FramePump, FrameResult, LiveSession, SessionConfig
+from plugin.session import (MODES, Annotation, FramePump, FrameResult, LiveSession, SessionConfig, check_labels,
+                            check_objects)
 from plugin.stage import Connection, ObsStage, StageError, write_bytes_atomic
 
 PREFETCH = {"auto": None, "on": True, "off": False}  # --prefetch → SessionConfig.prefetch
@@ -43,6 +44,17 @@ def parse_size(text: str) -> tuple[int, int] | None:
     if min(width, height) < 16:
         raise argparse.ArgumentTypeError(f"{text!r}: give each side as 16 pixels or more, e.g. 640x360")
     return width, height
+
+
+def join_negative_values(argv: list[str], flags: tuple[str, ...] = ("--box",)) -> list[str]:
+    """Join `--box -50,20,300,400` into `--box=-50,...`: argparse takes a value that starts with "-" for a flag."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in flags and arg[:1] == "-" and arg[1:2].isdigit():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -84,10 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="take the next screenshot while tracking: on, off, or auto (default: measure both "
                              "and keep the faster; in software-rendering OBS on few cores, off is faster for large "
                              "sources)")
-    parser.add_argument("--jpeg-quality", type=int, default=80, help="screenshot JPEG quality (default 80)")
+    parser.add_argument("--jpeg-quality", type=bounded(0, 100, whole=True), default=80,
+                        help="screenshot JPEG quality, 0-100 (default 80)")
     parser.add_argument("--blur", type=int, default=31, help="blur kernel in --mode blur (default 31)")
-    parser.add_argument("--frames", type=int, help="stop after N tracked frames")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--frames", type=whole_number(1), help="stop after N tracked frames")
+    parser.add_argument("--duration", type=bounded(0.001), help="stop after this many seconds")
     parser.add_argument("--wait-for-source", action="store_true", help="wait for a missing source instead of failing")
     trk = parser.add_argument_group("tracker")
     add_tracker_arguments(trk, size_flag="--track-size", backend="onnx", adapt=False)
@@ -98,10 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--restore", action="store_true",
                      help="take the rig for --source out of OBS (after a killed run), then exit")
     act.add_argument("--bench", action="store_true", help="measure FPS and latency, print a Markdown row")
-    act.add_argument("--bench-frames", type=int, default=60, help="frames measured in --bench (default 60)")
-    parser.add_argument("--work-dir", type=Path, help="where the mask images for OBS go (default: a temp dir)")
-    parser.add_argument("--status-file", type=Path, help="keep the plugin's state, FPS and latency in this JSON file "
-                                                         "(read by the OBS control panel, plugin/obs_panel.py)")
+    act.add_argument("--bench-frames", type=whole_number(2), default=60, help="frames measured in --bench (default 60)")
+    parser.add_argument("--work-dir", type=output_folder,
+                        help="where the mask images for OBS go (default: a temp dir)")
+    parser.add_argument("--status-file", type=output_file,
+                        help="keep the plugin's state, FPS and latency in this JSON file (read by the OBS control "
+                             "panel, plugin/obs_panel.py; its folder is made when missing)")
     return parser
 
 
@@ -123,6 +138,7 @@ class StatusFile:
         if session is not None:
             data |= {"frames": session.frames_done, "fps": round(session.stats.fps, 1),
                      "latency_ms": round(session.stats.latency_ms)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(self.path, json.dumps(data).encode())
 
 
@@ -132,16 +148,26 @@ def make_tracker(args: argparse.Namespace) -> Tracker:
 
 def make_stage(args: argparse.Namespace) -> ObsStage:
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="mobilevos-obs-"))
+    try:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StageError(f"--work-dir {work_dir}: cannot make the folder ({error.strerror}); give another one") \
+            from None
     return ObsStage(Connection(args.host, args.port, args.password), args.source, args.scene, work_dir,
                     args.size, args.jpeg_quality, args.tracker_size or DEFAULT_SIZE)
 
 
 def annotation_from(args: argparse.Namespace) -> Annotation:
+    """The first annotation from --mask or --box; a mask file is read and checked here, before OBS is touched."""
     if (args.mask is None) == (args.box is None):
         raise MaskError("give exactly one first annotation: --mask FILE or --box x,y,w,h")
-    if args.mask is not None and not args.mask.is_file():
-        raise MaskError(f"{args.mask}: no such mask file; pass the PNG exported from the web app or any mask PNG")
-    return Annotation(mask_path=args.mask.resolve() if args.mask else None, box=args.box)
+    if args.mask is None:
+        check_objects([1], args.objects, "--box")
+        return Annotation(box=args.box)
+    if args.mask.is_dir():
+        raise MaskError(f"--mask {args.mask}: is a folder; pass one mask PNG in it (the first frame's)")
+    check_labels(read_mask(args.mask), args.objects, str(args.mask))
+    return Annotation(mask_path=args.mask.resolve())
 
 
 def list_sources(args: argparse.Namespace) -> None:
@@ -189,13 +215,14 @@ def run_live(args: argparse.Namespace, status: StatusFile) -> int:
     annotation = annotation_from(args)
     config = SessionConfig(mode=args.mode, objects=args.objects, frames=args.frames, duration=args.duration,
                            blur=args.blur, wait_for_source=args.wait_for_source, prefetch=PREFETCH[args.prefetch])
+    stage, tracker = make_stage(args), make_tracker(args)
     bar = tqdm(total=args.frames, unit="frame", dynamic_ncols=True)
 
     def on_status(message: str) -> None:
         bar.write(message)
         status.write("tracking" if message.startswith("attached") else "waiting", message, session)
 
-    session = LiveSession(make_stage(args), make_tracker(args), annotation, config,
+    session = LiveSession(stage, tracker, annotation, config,
                           on_frame=lambda result: (progress(bar, session, result),
                                                    status.write("tracking", "", session, force=False)),
                           on_status=on_status)
@@ -209,7 +236,7 @@ def run_live(args: argparse.Namespace, status: StatusFile) -> int:
     finally:
         bar.close()
     message = (f"tracked {frames} frames; {session.stats.fps:.1f} FPS, latency {session.stats.latency_ms:.0f} ms; "
-               "scene restored")
+               + ("scene restored" if session.attached else "the scene was not changed"))
     status.write("stopped", message, session)
     print(message)
     return 0
@@ -246,9 +273,9 @@ def bench_source(args: argparse.Namespace) -> str:
     timed: list[tuple[float, FrameResult]] = []
     config = SessionConfig(mode=args.mode, frames=warmup + args.bench_frames, wait_for_source=args.wait_for_source,
                            prefetch=PREFETCH[args.prefetch])
+    stage, tracker = make_stage(args), make_tracker(args)
     with tqdm(total=config.frames, desc=args.source, unit="frame") as bar:
-        stage = make_stage(args)
-        session = LiveSession(stage, make_tracker(args), annotation, config,
+        session = LiveSession(stage, tracker, annotation, config,
                               on_frame=lambda r: (timed.append((time.perf_counter(), r)), bar.update(1)),
                               on_status=bar.write)
         signal.signal(signal.SIGINT, lambda *_: stop_then_interrupt(session))
@@ -271,7 +298,7 @@ def bench_row(source: str, source_size: tuple[int, int] | None, timed: list[tupl
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     status = StatusFile(args.status_file)
     try:
         if args.list:
@@ -293,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         status.write("error", str(error))
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        status.write("stopped", "interrupted by Ctrl-C")
+        print("interrupted by Ctrl-C", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -22,10 +22,11 @@ import numpy as np
 
 from core.annotate import Mark, labels_from_marks
 from core.effects import blur_background
-from core.io.masks import MaskError, read_mask, resize_labels
+from core.io.masks import MaskError, object_ids, read_mask, resize_labels
 from plugin.stage import AuthFailed, NoFrame, ObsUnavailable, SourceMissing, StageError
 
 MODES = ("mask", "blur", "hide")  # keep the objects / blur the background / hide the objects (inverse mask)
+ASPECT_TOLERANCE = 0.03  # a mask whose width/height differs more (relatively) from the source's is for another one
 
 
 class Stage(Protocol):
@@ -58,21 +59,53 @@ class Annotation:
         """The annotation as an (h, w) uint8 label map for `frame` (h, w, 3)."""
         height, width = frame.shape[:2]
         if self.mask_path is not None:
-            return resize_labels(read_mask(self.mask_path), (height, width))
+            labels = read_mask(self.mask_path)
+            check_aspect(labels, source_size or (width, height), self.mask_path)
+            return resize_labels(labels, (height, width))
         if self.box is None:
             raise MaskError("no annotation: pass --mask FILE or --box x,y,w,h")
         return box_labels(frame, self.box, source_size or (width, height))
 
     @staticmethod
     def from_event(data: dict) -> "Annotation | None":
-        """A CustomEvent {"mobilevos": "annotate", "mask": PATH} or {..., "box": [x, y, w, h]} → Annotation."""
+        """A CustomEvent {"mobilevos": "annotate", "mask": PATH} or {..., "box": [x, y, w, h]} → Annotation
+        (None for other events); MaskError for an annotate event without a usable mask or box."""
         if data.get("mobilevos") != "annotate":
             return None
         if data.get("mask"):
-            return Annotation(mask_path=Path(data["mask"]))
-        if data.get("box"):
-            return Annotation(box=tuple(int(v) for v in data["box"]))
-        return None
+            return Annotation(mask_path=Path(str(data["mask"])))
+        box = data.get("box")
+        try:
+            x, y, w, h = (int(float(v)) for v in box)
+        except (TypeError, ValueError):
+            raise MaskError(f"annotation event {data}: give \"mask\": PATH or \"box\": [x, y, w, h]") from None
+        return Annotation(box=(x, y, w, h))
+
+
+def check_aspect(labels: np.ndarray, source_size: tuple[int, int], path: Path) -> None:
+    """MaskError when the mask's shape is not the source's (`source_size` = (w, h)): OBS would stretch a mask
+    drawn on another picture over this one."""
+    height, width = labels.shape
+    ratio, wanted = width / height, source_size[0] / source_size[1]
+    if abs(ratio - wanted) > ASPECT_TOLERANCE * wanted:
+        raise MaskError(f"{path}: mask is {width}×{height} but the source is {source_size[0]}×{source_size[1]} "
+                        "(another shape); draw the mask on a frame of this source, or pass --box x,y,w,h")
+
+
+def check_labels(labels: np.ndarray, objects: tuple[int, ...], what: str) -> None:
+    """MaskError when the annotation `what` marks no object, or lacks one of the chosen `objects` ids."""
+    present = object_ids(labels)
+    if not present:
+        raise MaskError(f"{what}: the mask is empty (all background); mark at least one object")
+    check_objects(present, objects, what)
+
+
+def check_objects(present: list[int], objects: tuple[int, ...], what: str) -> None:
+    """MaskError when one of the chosen `objects` ids is not among the annotation's `present` ids."""
+    missing = sorted(set(objects) - set(present))
+    if missing:
+        raise MaskError(f"--objects {','.join(map(str, objects))}: {what} has no object {missing[0]}; its objects "
+                        f"are {','.join(map(str, present))}")
 
 
 def box_labels(frame: np.ndarray, box: tuple[int, int, int, int], source_size: tuple[int, int]) -> np.ndarray:
@@ -108,6 +141,8 @@ class SessionConfig:
     give_up_s: float | None = None     # stop when OBS stays away this long (None: keep trying)
     wait_for_source: bool = False      # at start, wait for a missing source instead of failing
     max_frame_age_s: float = 0.5       # a prefetched frame older than this is dropped for a fresh one
+    no_picture_s: float = 20.0         # at start, stop when the source shows no picture this long (unless
+                                       # wait_for_source): an audio-only source, a media source never played
     prefetch: bool | None = None       # screenshot the next frame while tracking (None: measure which is faster)
 
 
@@ -172,12 +207,14 @@ class FramePump:
 
     def next(self) -> Captured:
         """The frame requested during the last step (a fresh one when none is in flight or it is older than
-        `max_age_s`), and, when prefetching, the request for the following one. Raises what the grab raised."""
-        self.record(time.perf_counter())
+        `max_age_s`), and, when prefetching, the request for the following one. Raises what the grab raised; such
+        a step is no frame (`record` counts only frames handed out, so failed grabs never skew the trial)."""
+        now = time.perf_counter()
         pending, self.pending = self.pending, None
         captured = pending.result() if pending is not None else None
         if captured is None or time.perf_counter() - captured.received > self.max_age_s:
             captured = self.capture()
+        self.record(now)
         if self.prefetch:
             self.pending = self.executor.submit(self.capture)
         return captured
@@ -260,6 +297,8 @@ class LiveSession:
         self.source_size: tuple[int, int] | None = None
         self.pump = FramePump(stage.grab, config.max_frame_age_s, config.prefetch)
         self._rigged = False
+        self.attached = False              # the rig was in OBS at some point (so the scene was changed and restored)
+        self._no_picture_since: float | None = None  # when the source's picture went missing (None: it is there)
         self._until = float("inf")  # the monotonic time `duration` ends at, once `run` starts
 
     def reannotate(self, annotation: Annotation | None = None) -> None:
@@ -301,18 +340,30 @@ class LiveSession:
             self.on_status(f"{error} — waiting for it")
             self.stop_event.wait(1.0)
         except NoFrame as error:
-            self.on_status(str(error))
-            self.pump.drop()
-            if not self._rigged:
-                self.stage.disconnect()
-            self.stop_event.wait(0.2)
+            self.no_picture(error)
+
+    def no_picture(self, error: NoFrame) -> None:
+        """The source has no picture: report it once and wait for one. Before the first frame, without
+        `wait_for_source`, give up after `no_picture_s` (StageError)."""
+        now = time.monotonic()
+        if self._no_picture_since is None:
+            self._no_picture_since = now
+            self.on_status(f"{error} — waiting for a picture")
+        waited = now - self._no_picture_since
+        if self.frames_done == 0 and not self.config.wait_for_source and waited >= self.config.no_picture_s:
+            raise StageError(f"{error}; still none after {waited:.0f} s: pick a source that shows video (run --list), "
+                             "start it in OBS, or pass --wait-for-source")
+        self.pump.drop()
+        if not self._rigged:
+            self.stage.disconnect()
+        self.stop_event.wait(0.2)
 
     def open(self) -> None:
         """Connect (with back-off while OBS is away) and build the rig."""
         self.connect_with_backoff()
         placement = self.stage.setup()
         self.source_size = getattr(placement, "source_size", None)
-        self._rigged = True
+        self._rigged = self.attached = True
         self.on_status(f"attached to {self.stage.source!r}")
 
     def connect_with_backoff(self) -> None:
@@ -333,25 +384,20 @@ class LiveSession:
         raise ObsUnavailable("stopped while waiting for OBS")
 
     def lost(self, error: StageError) -> None:
-        """The connection dropped: forget it; the next step reconnects and rebuilds the rig."""
-        self.on_status(f"{error} — reconnecting")
+        """The connection dropped: forget it; the next step reconnects and rebuilds the rig (unless stopping)."""
+        if not (self.stop_event.is_set() or self.finished()):
+            self.on_status(f"{error} — reconnecting")
         self.pump.drop()
         self.stage.disconnect()
         self._rigged = False
 
     def step(self) -> FrameResult:
         """Take the prefetched frame (and request the next) → (annotate) → track → show, timing each stage."""
-        for data in self.stage.pending_events():
-            annotation = Annotation.from_event(data)
-            if annotation is not None and data.get("source") in (None, self.stage.source):
-                self.reannotate(annotation)
+        self.take_events()
         captured = self.pump.next()
         frame = captured.frame  # (h, w, 3)
         t1 = time.perf_counter()
-        mask = None
-        if self.requested is not None:
-            mask = self.requested.labels(frame, self.source_size)
-            self.requested = None
+        mask = self.requested_labels(frame) if self.requested is not None else None
         labels = self.tracker.step(frame, mask)  # (h, w)
         alpha = self.alpha(labels)
         background = blur_background(frame, labels, self.config.blur) if self.config.mode == "blur" else None
@@ -361,9 +407,39 @@ class LiveSession:
         result = FrameResult(self.frames_done, frame, labels, alpha, captured.received - captured.requested,
                              t1 - captured.received, t2 - t1, t3 - t2)
         self.frames_done += 1
+        self._no_picture_since = None
         self.stats.add(result)
         self.on_frame(result)
         return result
+
+    def take_events(self) -> None:
+        """Re-annotate from the annotate events for this source; a malformed one is reported and ignored."""
+        for data in self.stage.pending_events():
+            if data.get("source") not in (None, self.stage.source):
+                continue
+            try:
+                annotation = Annotation.from_event(data)
+            except MaskError as error:
+                self.on_status(f"ignored: {error}")
+                continue
+            if annotation is not None:
+                self.reannotate(annotation)
+
+    def requested_labels(self, frame: np.ndarray) -> np.ndarray | None:
+        """The requested annotation as labels for `frame`. A bad first annotation ends the run (MaskError); a bad
+        re-annotation (a wrong file or box sent while tracking) is reported, and tracking goes on as before."""
+        requested, self.requested = self.requested, None
+        what = (str(requested.mask_path) if requested.mask_path is not None
+                else "--box " + ",".join(map(str, requested.box or ())))
+        try:
+            labels = requested.labels(frame, self.source_size)
+            check_labels(labels, self.config.objects, what)
+        except MaskError as error:
+            if self.frames_done == 0:
+                raise
+            self.on_status(f"kept the current mask; the new annotation is unusable: {error}")
+            return None
+        return labels
 
     def alpha(self, labels: np.ndarray) -> np.ndarray:
         """(h, w) uint8 visibility for OBS: the objects (mask, blur) or everything but them (hide)."""
@@ -385,4 +461,5 @@ class LiveSession:
             self.stage.disconnect()
 
 
-__all__ = ["Annotation", "AuthFailed", "FrameResult", "LiveSession", "MODES", "SessionConfig", "Stage"]
+__all__ = ["Annotation", "AuthFailed", "FrameResult", "LiveSession", "MODES", "SessionConfig", "Stage", "check_labels",
+           "check_objects"]

@@ -41,6 +41,9 @@ _EXISTS = 601               # obs-websocket RequestStatus::ResourceAlreadyExists
 _SETTLE_S = 10.0            # how long the rig waits for OBS to finish adding or removing one of its parts
 _EVENTS = 1 | (1 << 3)      # EventSubscription General (custom events) | Inputs (renames)
 _TOP_LEFT = 5               # OBS_ALIGN_TOP | OBS_ALIGN_LEFT
+_AUDIO_KINDS = {"pulse_input_capture", "pulse_output_capture", "alsa_input_capture", "jack_output_capture",
+                "wasapi_input_capture", "wasapi_output_capture", "wasapi_process_output_capture",
+                "coreaudio_input_capture", "coreaudio_output_capture", "sck_audio_capture"}  # inputs with no picture
 _TRANSFORM_KEYS = ("positionX", "positionY", "rotation", "scaleX", "scaleY", "alignment", "boundsType",
                    "boundsAlignment", "boundsWidth", "boundsHeight")
 
@@ -130,6 +133,17 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def name_hint(name: str, sources: list[str], scenes: list[str]) -> str:
+    """What a source name that OBS does not have probably meant: a source that differs only in case or
+    surrounding spaces, or a scene (whose sources are what can be masked); "" when neither."""
+    alike = [s for s in sources if s.strip().casefold() == name.strip().casefold()]
+    if alike:
+        return f" (did you mean {alike[0]!r}? names are exact)"
+    if name in scenes:
+        return f" ({name!r} is a scene: pass one of its sources, and --scene {name!r} to work in it)"
+    return ""
 
 
 def mask_on_canvas(alpha: np.ndarray, placement: Placement) -> np.ndarray:
@@ -314,10 +328,12 @@ class ObsStage:
         return False
 
     def missing(self, client: obsws.ReqClient | None) -> SourceMissing:
-        """The error for a source OBS does not have, listing the ones it has (asked on `client`)."""
+        """The error for a source OBS does not have, listing the ones it has (asked on `client`), with a hint
+        when the name is a scene's or differs from a source's only in case or spaces."""
         names = sorted(i["inputName"] for i in self.send(client, "GetInputList", {})["inputs"])
-        return SourceMissing(f"OBS has no source named {self.source!r}; sources: {', '.join(names) or '(none)'}",
-                             names)
+        scenes = [s["sceneName"] for s in self.send(client, "GetSceneList", {})["scenes"]]
+        return SourceMissing(f"OBS has no source named {self.source!r}{name_hint(self.source, names, scenes)}; "
+                             f"sources: {', '.join(names) or '(none)'}", names)
 
     # -- the rig ------------------------------------------------------------------------------------------
     def setup(self) -> Placement:
@@ -342,6 +358,9 @@ class ObsStage:
         transform = item["sceneItemTransform"]
         source_size = (round(transform["sourceWidth"]), round(transform["sourceHeight"]))
         if min(source_size) <= 0:
+            if item.get("inputKind") in _AUDIO_KINDS:
+                raise StageError(f"source {self.source!r} is audio only ({item['inputKind']}), it has no picture to "
+                                 "mask; pick a video source (run --list)")
             raise NoFrame(f"source {self.source!r} has no size yet (a media source that has not started?)")
         video = self.call("GetVideoSettings")
         canvas = (video["baseWidth"], video["baseHeight"])
@@ -424,16 +443,16 @@ class ObsStage:
         """The scene to work in: the one asked for, else the program scene when it holds S, else the first that does."""
         scenes = [s for s in self.scene_names() if s != self._wrapper]
         holding = [s for s in scenes if self.source in self.scene_sources(s)]
-        if self.scene is not None:
-            if self.scene not in holding:
-                raise SourceMissing(f"scene {self.scene!r} does not show source {self.source!r}; scenes that do: "
-                                    f"{', '.join(holding) or '(none)'}", holding)
-            return self.scene
         if not holding:
             names = sorted(i["inputName"] for i in self.call("GetInputList")["inputs"])
             if self.source in names:
                 raise SourceMissing(f"source {self.source!r} is in no scene: add it to a scene first", names)
             raise self.missing(self._client)
+        if self.scene is not None:
+            if self.scene not in holding:
+                raise SourceMissing(f"scene {self.scene!r} does not show source {self.source!r}; scenes that do: "
+                                    f"{', '.join(holding)}", holding)
+            return self.scene
         program = self.call("GetCurrentProgramScene")["currentProgramSceneName"]
         return program if program in holding else holding[0]
 

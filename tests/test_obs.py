@@ -24,11 +24,13 @@ import cv2
 import numpy as np
 import pytest
 
-from core.io.masks import MaskError, read_mask, resize_labels
+from core.io.masks import MaskError, read_mask, resize_labels, write_mask
+from plugin.obs import StatusFile, build_parser, join_negative_values
 from plugin.obs import main as obs_main
 from plugin.session import Annotation, FramePump, LiveSession, SessionConfig
-from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, ObsStage, ObsUnavailable,
-                          Placement, SourceMissing, background_name, mask_on_canvas, wrapper_name, wrapper_transform)
+from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, NoFrame, ObsStage, ObsUnavailable,
+                          Placement, SourceMissing, StageError, background_name, mask_on_canvas, name_hint,
+                          wrapper_name, wrapper_transform)
 from tests.obs_harness import (CLIP_SOURCE, SAMPLE, HeadlessOBS, add_clip_source, free_port, obs_available,
                                set_up, write_clip)
 
@@ -109,8 +111,6 @@ class FakeTracker:
 
 
 def two_object_mask(tmp_path: Path) -> Path:
-    from core.io.masks import write_mask
-
     labels = np.zeros((36, 64), np.uint8)
     labels[5:15, 5:15] = 1
     labels[20:30, 40:50] = 2
@@ -193,6 +193,29 @@ def test_duration_also_ends_the_wait_for_an_obs_that_never_comes(tmp_path):
     assert done.wait(30), "the run kept waiting for OBS after its duration"
     assert session.frames_done == 0 and stage.calls.count("connect") >= 2
     assert any("no OBS" in m for m in messages)
+    assert not any("reconnecting" in m for m in messages) and not session.attached  # it stopped, nothing to undo
+
+
+@pytest.mark.parametrize("tracker, status, line", [
+    (FakeTracker, 0, "tracked 0 frames; 0.0 FPS, latency 0 ms; the scene was not changed"),
+    (None, 130, "interrupted by Ctrl-C"),
+])
+def test_a_run_that_never_reached_obs_ends_in_one_true_line(tmp_path, capsys, monkeypatch, tracker, status, line):
+    """Without OBS, the run ends when its --duration is over saying the scene was not changed (not "restored"); a
+    Ctrl-C while the tracker loads ends in one line, no traceback."""
+    def make_tracker(args):
+        if tracker is None:
+            raise KeyboardInterrupt
+        return tracker()
+
+    monkeypatch.setattr("plugin.obs.make_tracker", make_tracker)
+    argv = ["--source", "cam", "--box", "1,2,3,4", "--port", str(free_port()), "--duration", "0.5"]
+    try:
+        assert obs_main(argv) == status
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped main as a traceback")
+    out, err = capsys.readouterr()
+    assert line in (out if status == 0 else err) and "Traceback" not in err
 
 
 def test_the_next_frame_is_captured_while_this_one_is_tracked(tmp_path):
@@ -264,6 +287,9 @@ def test_box_annotation_becomes_a_mask_inside_the_box():
     (["--size", "0x0"], "--size: '0x0': give each side as 16 pixels or more"),
     (["--port", "99999"], "--port: '99999': give a whole number from 1 to 65535"),
     (["--weights", "{missing}"], "{missing}: MobileVOS checkpoint not found"),
+    (["--jpeg-quality", "500"], "--jpeg-quality: '500': give a whole number from 0 to 100"),
+    (["--frames", "0"], "--frames: '0': give a whole number of 1 or more"),
+    (["--objects", "2"], "--objects 2: --box has no object 2; its objects are 1"),
 ])
 def test_bad_flags_end_in_one_line_without_obs(tmp_path, capsys, flags, message):
     """A flag out of range, or a tracker checkpoint that does not load, is refused before any OBS is reached."""
@@ -292,6 +318,132 @@ def test_the_panel_shows_the_error_line_of_a_tracker_that_refused_its_flags(tmp_
     assert code == 2
     assert panel.exit_message(log, code) == "argument --box: '1,2,3': give the box as x,y,w,h in the source's pixels"
     assert panel.exit_message(tmp_path / "no.log", 1) == "the tracker exited with code 1"
+
+
+@pytest.mark.parametrize("mask, message", [
+    ("empty.png", "empty.png: the mask is empty (all background); mark at least one object"),
+    ("masks", "--mask {tmp}/masks: is a folder; pass one mask PNG in it"),
+    ("first.png", "--objects 3: {tmp}/first.png has no object 3; its objects are 1,2"),
+])
+def test_an_unusable_mask_file_is_refused_before_obs_is_reached(tmp_path, capsys, mask, message):
+    """The first mask is read before connecting: an empty one, a folder, or one without the --objects asked for
+    ends in one line and exit code 2, and OBS (here: nothing listening) is never tried."""
+    write_mask(tmp_path / "empty.png", np.zeros((36, 64), np.uint8))
+    (tmp_path / "masks").mkdir()
+    two_object_mask(tmp_path)
+    status = obs_main(["--source", "cam", "--mask", str(tmp_path / mask), "--objects", "3" if mask == "first.png"
+                       else "", "--port", str(free_port()), "--duration", "30"])
+    err = capsys.readouterr().err
+    assert status == 2 and "retrying" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message.format(tmp=tmp_path) in lines[0]
+
+
+def test_a_box_may_start_left_of_or_above_the_source():
+    """`--box -50,-20,300,400` is a box, not an unknown flag (argparse takes "-5..." for one)."""
+    argv = join_negative_values(["--source", "cam", "--box", "-50,-20,300,400", "--objects", "1"])
+    assert build_parser().parse_args(argv).box == (-50, -20, 300, 400)
+
+
+def test_the_status_file_folder_is_made_when_missing(tmp_path):
+    path = tmp_path / "not" / "yet" / "status.json"
+    build_parser().parse_args(["--status-file", str(path)])  # refused only when the folder cannot be made
+    StatusFile(path).write("starting")
+    assert json.loads(path.read_text())["state"] == "starting"
+
+
+def test_a_mask_of_another_shape_than_the_source_is_refused(tmp_path):
+    """A mask drawn on another picture (square, for a 16:9 source) would be stretched over the source: the run
+    ends with a MaskError naming both sizes, and the scene is put back."""
+    write_mask(tmp_path / "square.png", np.ones((40, 40), np.uint8))
+    stage = FakeStage()
+    session = LiveSession(stage, FakeTracker(), Annotation(mask_path=tmp_path / "square.png"), SessionConfig())
+    with pytest.raises(MaskError, match="mask is 40×40 but the source is 64×36"):
+        session.run()
+    assert stage.calls[-2:] == ["restore", "disconnect"]
+
+
+def test_a_bad_annotation_sent_while_tracking_is_reported_and_tracking_goes_on(tmp_path):
+    """A box outside the source, a malformed event, a missing or empty mask file sent to a running plugin do not
+    stop it: each is reported, and the current mask is kept."""
+    write_mask(tmp_path / "empty.png", np.zeros((36, 64), np.uint8))
+    stage, tracker = FakeStage(), FakeTracker()
+    messages: list[str] = []
+    bad = [{"box": [900, 900, 5, 5]}, {"box": ["a", 2]}, {"mask": str(tmp_path / "none.png")},
+           {"mask": str(tmp_path / "empty.png")}, {}]
+    session = LiveSession(stage, tracker, Annotation(mask_path=two_object_mask(tmp_path)),
+                          SessionConfig(frames=len(bad) + 1), on_status=messages.append,
+                          on_frame=lambda result: stage.events.extend(
+                              {"mobilevos": "annotate", **event} for event in bad[result.index:result.index + 1]))
+    assert session.run() == len(bad) + 1
+    assert tracker.masked_steps == [0]
+    assert [m.split(":")[0] for m in messages[1:]] == [
+        "kept the current mask; the new annotation is unusable", "ignored",
+        "kept the current mask; the new annotation is unusable", "kept the current mask; the new annotation is "
+        "unusable", "ignored"]
+    assert "900,900,5,5" in messages[1] and "none.png" in messages[3] and "empty" in messages[4]
+
+
+class PicturelessStage(FakeStage):
+    """A source that never has a picture (an audio-only media source, say)."""
+
+    def grab(self):
+        raise NoFrame("source 'cam' has no size yet")
+
+
+def test_a_source_without_a_picture_ends_the_start_with_one_clear_error(tmp_path):
+    messages: list[str] = []
+    session = LiveSession(PicturelessStage(), FakeTracker(), Annotation(mask_path=two_object_mask(tmp_path)),
+                          SessionConfig(no_picture_s=0.5), on_status=messages.append)
+    timer = threading.Timer(DEADLINE_S, session.stop)  # a loop that never gives up ends here and fails the test
+    timer.start()
+    try:
+        with pytest.raises(StageError, match="still none after .* s: pick a source that shows video .*--wait-for"):
+            session.run()
+    finally:
+        timer.cancel()
+    assert sum("no size yet" in m for m in messages) == 1  # reported once, not on every try
+
+
+def scripted_stage(tmp_path: Path, source: str, items: list[dict], inputs: list[str], scenes: list[str]) -> ObsStage:
+    """An ObsStage whose OBS answers from a script: `items` in every scene, `inputs`, `scenes`."""
+    answers = {"GetSceneList": {"scenes": [{"sceneName": s} for s in scenes]},
+               "GetSceneItemList": {"sceneItems": items},
+               "GetCurrentProgramScene": {"currentProgramSceneName": scenes[0]},
+               "GetInputList": {"inputs": [{"inputName": name} for name in inputs]}}
+    stage = ObsStage(Connection(), source, None, tmp_path)
+    stage.send = lambda client, request, data: answers[request]
+    return stage
+
+
+def test_an_audio_source_or_a_near_miss_name_gets_an_error_that_says_what_to_pick(tmp_path):
+    mic = {"sourceName": "Mic", "inputKind": "pulse_input_capture", "sceneItemId": 1, "sceneItemEnabled": True,
+           "sceneItemTransform": {"sourceWidth": 0.0, "sourceHeight": 0.0}}
+    with pytest.raises(StageError, match=r"source 'Mic' is audio only \(pulse_input_capture\).*pick a video source"):
+        scripted_stage(tmp_path, "Mic", [mic], ["Mic"], ["Scene"]).setup()
+    with pytest.raises(SourceMissing, match=r"no source named 'mic ' \(did you mean 'Mic'\?"):
+        scripted_stage(tmp_path, "mic ", [mic], ["Mic"], ["Scene"]).setup()
+    assert "'Scene' is a scene: pass one of its sources, and --scene 'Scene'" in name_hint("Scene", ["Mic"], ["Scene"])
+    assert name_hint("Cam", ["Mic"], ["Scene"]) == ""
+
+
+def test_failed_grabs_are_no_frames_for_the_prefetch_trial():
+    """A source without a picture at first must not use up the pump's trial of both ways (and leave it medians of
+    nothing to compare)."""
+    failing = iter(range(60))
+
+    def grab():
+        if next(failing, None) is not None:
+            raise NoFrame("not yet")
+        return np.zeros((2, 2, 3), np.uint8)
+
+    pump = FramePump(grab, max_age_s=1.0, prefetch=False)
+    for _ in range(60):
+        with pytest.raises(NoFrame):
+            pump.next()
+    pump.next()
+    assert pump.frames == 1
+    pump.close()
 
 
 # -- a real OBS --------------------------------------------------------------------------------------------
@@ -614,11 +766,11 @@ def test_cli_hide_mode_with_a_box_then_restores_the_scene(obs, tmp_path):
     assert (tmp_path / "mask.png").is_file()
     assert scene_state(obs) == before
 
-    wrong = subprocess.run([sys.executable, "-m", "plugin.obs", "--port", str(obs.port), "--source", "nope",
-                            "--mask", str(FIRST_MASK), "--frames", "1"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=300)
+    wrong = subprocess.run([sys.executable, "-m", "plugin.obs", "--port", str(obs.port), "--source",
+                            CLIP_SOURCE.upper(), "--mask", str(FIRST_MASK), "--frames", "1"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2
-    assert "no source named 'nope'" in wrong.stderr and CLIP_SOURCE in wrong.stderr
+    assert f"no source named {CLIP_SOURCE.upper()!r} (did you mean {CLIP_SOURCE!r}?" in wrong.stderr
 
 
 def start_plugin(server: HeadlessOBS, tmp_path: Path) -> subprocess.Popen:
