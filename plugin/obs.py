@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "sources)")
     parser.add_argument("--jpeg-quality", type=bounded(0, 100, whole=True), default=80,
                         help="screenshot JPEG quality, 0-100 (default 80)")
-    parser.add_argument("--blur", type=int, default=31, help="blur kernel in --mode blur (default 31)")
+    parser.add_argument("--blur", type=bounded(3, 255, whole=True), default=31,
+                        help="blur kernel in --mode blur, 3 to 255 (default 31)")
     parser.add_argument("--frames", type=whole_number(1), help="stop after N tracked frames")
     parser.add_argument("--duration", type=bounded(0.001), help="stop after this many seconds")
     parser.add_argument("--wait-for-source", action="store_true", help="wait for a missing source instead of failing")

@@ -288,6 +288,7 @@ def test_box_annotation_becomes_a_mask_inside_the_box():
     (["--port", "99999"], "--port: '99999': give a whole number from 1 to 65535"),
     (["--weights", "{missing}"], "{missing}: MobileVOS checkpoint not found"),
     (["--jpeg-quality", "500"], "--jpeg-quality: '500': give a whole number from 0 to 100"),
+    (["--blur", "0"], "--blur: '0': give a whole number from 3 to 255"),
     (["--frames", "0"], "--frames: '0': give a whole number of 1 or more"),
     (["--objects", "2"], "--objects 2: --box has no object 2; its objects are 1"),
 ])
