@@ -18,9 +18,11 @@ import re
 import shutil
 import signal
 import tempfile
+import threading
 import time
 import uuid
-from contextlib import closing
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -33,7 +35,8 @@ from core import effects
 from core.io.command import bounded, port_number, whole_number
 from core.io.masks import MaskError, read_mask
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
-from core.io.video import VideoError, VideoInfo, check_x264_size, open_video, truncation_warning
+from core.io.video import (VideoError, VideoInfo, check_x264_size, learn_timestamps, open_video,
+                           truncation_warning)
 from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
 
@@ -55,6 +58,9 @@ _CSS = "#frame img { cursor: crosshair; }"
 # Long side, in pixels, of the annotation picture sent to the browser: small clips are enlarged so that they
 # are easy to click, large ones reduced so that every click answers quickly.
 DISPLAY_SIDE = 960
+# One thread learns uploaded clips' timestamps (learn_in_background), at this nice value, one clip at a time.
+_SCAN_NICENESS = 10
+_SCANNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilevos-timestamps")
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,20 @@ def read_frame(path: str, index: int) -> np.ndarray:
     if frame is None:
         raise VideoError(f"{Path(path).name}: there is no frame {index}; pick a frame inside the clip")
     return frame.image
+
+
+def learn_in_background(path: str, frames: int) -> Future:
+    """Learn an uploaded clip's timestamps (`learn_timestamps`) in the app's one low-priority scanning thread,
+    while the user looks at its first frame: the first scrub to a far frame then seeks instead of decoding up to
+    it. Only a speed-up: a clip that fails, or is removed meanwhile, is left to `read_frame`."""
+    return _SCANNER.submit(_learn_quietly, path, frames)
+
+
+def _learn_quietly(path: str, frames: int) -> None:
+    with suppress(OSError):  # Linux: a thread's own nice value; the tracking threads keep the cores first
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _SCAN_NICENESS)
+    with suppress(VideoError, OSError):
+        learn_timestamps(path, frames)
 
 
 def scrub_slider(frames: int) -> gr.Slider:
@@ -266,6 +286,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             frame = read_frame(path, 0)
         except VideoError as error:
             raise user_error(error) from None
+        learn_in_background(path, info.num_frames)
         session = Session(video=path, frame=frame)
         status = (f"Loaded {Path(path).name}: {info.width}×{info.height}, {info.num_frames} frames at "
                   f"{float(info.fps):.2f} fps. Click on an object to mark it.")

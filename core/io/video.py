@@ -301,6 +301,14 @@ class _Timestamps:
 _TIMESTAMPS = _Timestamps(files=16)
 
 
+def learn_timestamps(path: str | os.PathLike, frames: int) -> None:
+    """Decode the video at `path` once, without converting its frames, so that `frame_at` seeks to any of its
+    `frames` frames from then on instead of decoding up to it (nothing to do when they are already known)."""
+    if len(_TIMESTAMPS.get(Path(path))) < frames:
+        with open_video(path) as reader:
+            reader.count_frames()
+
+
 class _FolderReader(VideoReader):
     """Reads a folder of numbered JPEG/PNG frames in numeric order."""
 
