@@ -21,7 +21,6 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -58,9 +57,9 @@ _CSS = "#frame img { cursor: crosshair; }"
 # Long side, in pixels, of the annotation picture sent to the browser: small clips are enlarged so that they
 # are easy to click, large ones reduced so that every click answers quickly.
 DISPLAY_SIDE = 960
-# One thread learns uploaded clips' timestamps (learn_in_background), at this nice value, one clip at a time.
+# Uploaded clips' timestamps are learnt (learn_in_background) at this nice value, one clip at a time.
 _SCAN_NICENESS = 10
-_SCANNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilevos-timestamps")
+_SCANNING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -150,17 +149,20 @@ def read_frame(path: str, index: int) -> np.ndarray:
     return frame.image
 
 
-def learn_in_background(path: str, frames: int) -> Future:
-    """Learn an uploaded clip's timestamps (`learn_timestamps`) in the app's one low-priority scanning thread,
-    while the user looks at its first frame: the first scrub to a far frame then seeks instead of decoding up to
-    it. Only a speed-up: a clip that fails, or is removed meanwhile, is left to `read_frame`."""
-    return _SCANNER.submit(_learn_quietly, path, frames)
+def learn_in_background(path: str, frames: int) -> threading.Thread:
+    """Learn an uploaded clip's timestamps (`learn_timestamps`) in a low-priority daemon thread (one clip at a
+    time; closing the app does not wait for it), while the user looks at its first frame: the first scrub to a far
+    frame then seeks instead of decoding up to it. Only a speed-up: a clip that fails, or is removed meanwhile, is
+    left to `read_frame`."""
+    thread = threading.Thread(target=_learn_quietly, args=(path, frames), name="mobilevos-timestamps", daemon=True)
+    thread.start()
+    return thread
 
 
 def _learn_quietly(path: str, frames: int) -> None:
     with suppress(OSError):  # Linux: a thread's own nice value; the tracking threads keep the cores first
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _SCAN_NICENESS)
-    with suppress(VideoError, OSError):
+    with _SCANNING, suppress(VideoError, OSError):
         learn_timestamps(path, frames)
 
 
