@@ -7,13 +7,18 @@ go to a session temporary folder (`MOBILEVOS_CACHE`), not the user's ~/.cache.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+from core.io.command import INTERRUPTED, run_tool
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 AUDIO_RATE = 44100
@@ -107,3 +112,35 @@ def make_video(tmp_path: Path) -> Callable[..., Path]:
         return encode_video(tmp_path / name, frames, fps, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def ctrl_c_at_second_call(monkeypatch: pytest.MonkeyPatch) -> Callable[[object, str], list[int]]:
+    """Patch `owner.name` so that its second call first sends this process SIGINT, as Ctrl-C does; returns the
+    list that counts its calls."""
+
+    def patch(owner: object, name: str) -> list[int]:
+        original, calls = getattr(owner, name), []
+
+        def interrupted(*args):  # noqa: ANN002, ANN202 - the patched function's own signature
+            calls.append(1)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+            return original(*args)
+
+        monkeypatch.setattr(owner, name, interrupted)
+        return calls
+
+    return patch
+
+
+def run_interrupted(main: Callable[[list[str]], object], args: list[str], run: Path,
+                    capsys: pytest.CaptureFixture[str], step: int) -> str:
+    """Run a training command's `main` through `run_tool` where Ctrl-C comes during `step` (ctrl_c_at_second_call):
+    it must end with status 130 and one "interrupted:" line, its state saved at `step` in `run`; its stdout."""
+    with pytest.raises(SystemExit) as stop:
+        run_tool(lambda: main(args))
+    said = capsys.readouterr()
+    assert stop.value.code == INTERRUPTED and said.err.strip().splitlines()[-1].startswith("interrupted:")
+    assert torch.load(run / "state.pt", weights_only=False)["step"] == step
+    return said.out

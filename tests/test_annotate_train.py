@@ -4,6 +4,8 @@ writes loadable checkpoints with their provenance, and resumes where it stopped.
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +16,13 @@ from PIL import Image
 import core.train.annotator as annotator_training
 from core.annotate.network import (ClickNet, default_annotator, default_annotator_entry, load_annotator,
                                    load_annotator_checkpoint)
+from core.io.command import BadInput
 from core.train.annotator import (AnnotatorTraining, draw_batch, first_interaction, main, make_samplers, paint_shape,
-                                  recipe, segmentation_loss, tracked_guess)
+                                  parse_args, recipe, segmentation_loss, tracked_guess)
 from core.train.data import load_frames
 from core.train.config import VALIDATION_SEQUENCES
 from core.weights import load_trunk
+from tests.conftest import run_interrupted
 from tests.test_train import tiny_davis  # noqa: F401 - the fixture
 
 TINY = ["--batch", "2", "--crop", "64", "--load-short-side", "64", "--val-every", "2", "--val-frames-every", "10"]
@@ -68,7 +72,7 @@ def test_hold_out_chooses_the_validation_sequences_or_none(tiny_davis: Path, tmp
     meta = load_annotator_checkpoint(named / "best.pt")["meta"]
     assert meta["training_sequences"] == [VALIDATION_SEQUENCES[0]] and meta["validation_sequences"] == ["bike"]
     assert set(meta["validation"]) >= {"box", "click1", "click3", "mean"}
-    with pytest.raises(SystemExit, match="no sequence bikes"):
+    with pytest.raises(BadInput, match="no sequence bikes"):
         main(["--out", str(tmp_path / "typo"), "--data", str(tiny_davis), "--hold-out", "bikes", *TINY])
 
 
@@ -218,7 +222,7 @@ def test_ship_writes_one_checkpoint_or_the_mean_of_several_with_their_provenance
           "--init", str(runs[0] / "last.pt"), *TINY])
     assert recipe(tmp_path / "next" / "last.pt", load_annotator_checkpoint(tmp_path / "next" / "last.pt")["meta"]
                   ).startswith(f"continued from {runs[0] / 'last.pt'}: 1 steps")
-    with pytest.raises(SystemExit, match="held out different validation sequences"):
+    with pytest.raises(BadInput, match="held out different validation sequences"):
         main(["--ship", str(runs[0] / "last.pt"), str(runs[2] / "last.pt")])
     shipped_words = default_annotator_entry()["recipe"]
     assert recipe(default_annotator(), load_annotator_checkpoint()["meta"]) == shipped_words  # its whole history
@@ -265,3 +269,79 @@ def test_redraw_samples_have_no_click_or_box_and_a_guess_and_are_validated(
     val = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()][-1]["val"]
     assert 0 <= val["redraw"] <= 100
     assert val["mean"] == round((val["box"] + val["click1"] + val["click3"] + val["redraw"]) / 4, 1)
+
+
+@pytest.mark.parametrize("args, told", [
+    (["--steps", "0"], "argument --steps: '0': give a whole number of 1 or more"),  # ZeroDivisionError
+    (["--seconds", "0"], "argument --seconds: '0': give a number of 1 or more"),  # ZeroDivisionError
+    (["--batch", "0"], "argument --batch: '0': give a whole number of 1 or more"),
+    (["--crop", "50"], "argument --crop: '50': give a multiple of 16"),
+    (["--val-every", "0"], "argument --val-every: '0': give a whole number of 1 or more"),
+    (["--val-frames-every", "0"], "argument --val-frames-every: '0'"),
+    (["--lr", "-1"], "argument --lr: '-1': give a number of 0 or more"),
+    (["--ema", "1.5"], "argument --ema: '1.5': give a number from 0 to 0.9999"),  # trained, diverging silently
+    (["--paste-odds", "2"], "argument --paste-odds: '2': give a number from 0 to 1"),
+    (["--seed", "-1"], "argument --seed: '-1'"),
+    (["--device", "gpu"], "argument --device: 'gpu': give auto, cpu or cuda"),
+    (["--object-min", "0.9", "--object-max", "0.1"], "--object-min 0.9 is above --object-max 0.1; swap them"),
+    (["--ship", "a.pt"], "--ship ships checkpoints and --out trains: give one of them"),  # --out was ignored
+])
+def test_bad_settings_are_refused_as_the_flags_are_parsed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], told: str) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--out", str(tmp_path / "run"), *args])
+    assert stop.value.code == 2 and told in capsys.readouterr().err
+
+
+def test_holding_out_everything_or_only_objectless_frames_is_refused_and_own_data_says_it_is_not_validated(
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """Holding out every sequence raised a traceback; a held-out sequence with no object on its validated frames
+    never wrote best.pt; a folder without the validation split trained without validating, without a word."""
+    every = f"bike,{VALIDATION_SEQUENCES[0]}"
+    with pytest.raises(BadInput, match="--hold-out: holds out every sequence of the data folder"):
+        main(["--out", str(tmp_path / "all"), "--data", str(tiny_davis), "--hold-out", every, *TINY])
+    data = Path(shutil.copytree(tiny_davis, tmp_path / "data"))
+    for mask in (data / "Annotations" / "480p" / VALIDATION_SEQUENCES[0]).glob("*.png"):
+        Image.new("L", (160, 90)).save(mask)
+    with pytest.raises(BadInput, match=f"--hold-out {VALIDATION_SEQUENCES[0]}: no object in any validated frame"):
+        main(["--out", str(tmp_path / "empty"), "--data", str(data), *TINY])
+    assert not (tmp_path / "all").exists() and not (tmp_path / "empty").exists()
+    shutil.rmtree(data / "JPEGImages" / "480p" / VALIDATION_SEQUENCES[0])
+    main(["--out", str(tmp_path / "own"), "--data", str(data), "--steps", "1", *TINY])
+    assert "none of the validation sequences" in capsys.readouterr().out
+    assert load_annotator_checkpoint(tmp_path / "own" / "best.pt")["meta"]["validation"] is None
+
+
+def test_ship_of_a_run_folder_ships_its_best_or_says_it_has_none_yet(
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """`--ship RUN` ships RUN/best.pt; a run stopped before writing one (Ctrl-C before its first validation) was
+    told "not a MobileVOS annotator checkpoint ... git checkout -- core/weights"."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.pt").write_bytes(b"a run stopped before its first validation")
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--ship", str(run)])
+    assert stop.value.code == 2
+    assert f"{run / 'best.pt'}: not written yet (a run writes it every --val-every steps" in capsys.readouterr().err
+    (run / "state.pt").unlink()
+    main(["--out", str(run), "--data", str(tiny_davis), "--steps", "2", *TINY])
+    monkeypatch.setattr(annotator_training, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(annotator_training, "ANNOTATOR_MANIFEST", tmp_path / "weights" / "annotator.json")
+    main(["--ship", str(run)])
+    assert load_annotator_checkpoint(tmp_path / "weights" / "annotator-mnv2.pt")["meta"]["steps"] == 2
+
+
+def test_ctrl_c_saves_the_last_whole_step_and_the_same_command_resumes(
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        ctrl_c_at_second_call: Callable[[object, str], list[int]]) -> None:  # noqa: F811
+    """Ctrl-C at step 2: the step finishes and the state is saved (it was saved every 25 steps only), status 130;
+    the rerun resumes at step 2."""
+    calls = ctrl_c_at_second_call(annotator_training, "training_step")
+    args = ["--out", str(tmp_path / "run"), "--data", str(tiny_davis), "--steps", "3", *TINY[:-4],
+            "--val-every", "3"]
+    said = run_interrupted(main, args, tmp_path / "run", capsys, step=2)
+    assert f"saved step 2 in {tmp_path / 'run' / 'state.pt'}" in said
+    main(args)
+    assert "at step 2" in capsys.readouterr().out and len(calls) == 3
+    assert [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()] == [1, 2, 3]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,16 +14,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.io.command import BAD_INPUT, BadInput, run_tool
 from core.model.network import NetworkConfig, build_network
-from core.train.__main__ import main
+from core.train.__main__ import main, parse_args
 from core.train.config import ABLATION_LOSSES, VALIDATION_SEQUENCES, DataConfig, LossConfig, preset
 from core.clips.sampler import ClipSampler
 from core.train.data import load_frames
 from core.train import loop
 from core.train.loop import load_matching
 from core.weights import load_checkpoint, load_network, load_trunk
+from tests.conftest import run_interrupted
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+QUICK = ["--batch", "1", "--crop", "48", "--device", "cpu", "--threads", "1", "--steps", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +187,143 @@ def test_validation_tracks_with_the_memory_the_run_trains_with(monkeypatch: pyte
     for memory in ("first_previous", "infinite"):
         assert loop.validate(network, "root", torch.device("cpu"), memory) == 50.0
         assert made.pop().config.memory == memory
+
+
+def ended_by(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`python -m core.train ARGV`'s exit status and its stderr's last line (the one it ends with)."""
+    with pytest.raises(SystemExit) as stop:
+        run_tool(lambda: main(argv))
+    error = capsys.readouterr().err.strip()
+    return stop.value.code, error.splitlines()[-1] if error else ""
+
+
+def copy_of(tiny_davis: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny DAVIS folder to break."""
+    return Path(shutil.copytree(tiny_davis, tmp_path / "data"))
+
+
+@pytest.mark.parametrize("given, told", [
+    ("empty", "no JPEGImages/480p folder; pass a DAVIS root"),
+    ("missing", "no such folder; pass a DAVIS root"),
+    ("data/JPEGImages/480p", "the frames' folder of a DAVIS root; pass the root, "),
+    ("data/JPEGImages/480p/bike", "one sequence's frames; pass the DAVIS root that holds it, "),
+    ("clips", "a folder of clips with masks/ (as core.batch reads); training needs a mask for every frame"),
+    ("bare", "JPEGImages/480p: no sequence folders; pass a DAVIS root"),
+])
+def test_a_data_folder_in_another_layout_is_named_with_the_fix(
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str, told: str) -> None:
+    """Not a DAVIS root (nothing, one sequence, its frames' folder, core.batch's clips, no sequence): one line,
+    status 2, before the run folder is made."""
+    copy_of(tiny_davis, tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "clips" / "clip" / "masks").mkdir(parents=True)
+    (tmp_path / "bare" / "JPEGImages" / "480p").mkdir(parents=True)
+    out = tmp_path / "run"
+    status, error = ended_by(["--preset", "s3-fast", "--out", str(out), "--data", str(tmp_path / given), "--no-val",
+                              *QUICK], capsys)
+    assert status == BAD_INPUT and told in error and error.startswith("error: ")
+    assert not out.exists()
+
+
+def test_frames_and_masks_training_cannot_use_are_named(tiny_davis: Path, tmp_path: Path) -> None:
+    """A missing mask, a mask of another size, PNG frames, masks that mark nothing, an unreadable JPEG and a
+    sequence of another aspect ratio each end in one line naming the file or sequence and the fix (they raised
+    tracebacks, or were read wrong without a word: the mask stretched, the empty sequence sampled as its
+    neighbour's frames)."""
+    data = copy_of(tiny_davis, tmp_path)
+    frames, masks = data / "JPEGImages" / "480p" / "bike", data / "Annotations" / "480p" / "bike"
+
+    def refused(match: str) -> None:
+        with pytest.raises(BadInput, match=match) as error:
+            load_frames(data, ["bike"], 48)
+        assert "\n" not in str(error.value)
+
+    (masks / "00001.png").rename(tmp_path / "kept.png")
+    refused(r"bike/00001\.png: missing; training needs the mask of every frame")
+    Image.open(tmp_path / "kept.png").resize((80, 90)).save(masks / "00001.png")
+    refused(r"00001\.png: mask is 80×90 but the video is 160×90; resize it")
+    (tmp_path / "kept.png").rename(masks / "00001.png")
+    for mask in masks.glob("*.png"):
+        Image.new("L", (160, 90)).save(mask)
+    refused("bike: no mask marks an object")
+    shutil.rmtree(masks)
+    shutil.copytree(tiny_davis / "Annotations" / "480p" / "bike", masks)
+    (frames / "00002.jpg").write_text("not a JPEG")
+    refused(r"00002\.jpg: unreadable image")
+    for jpg in frames.glob("*.jpg"):
+        jpg.unlink()
+    refused(r"bike: no JPEG frames \(\*\.jpg\)")
+    shutil.rmtree(frames)
+    shutil.copytree(tiny_davis / "JPEGImages" / "480p" / "bike", frames)
+    other = VALIDATION_SEQUENCES[0]
+    for folder in (data / "JPEGImages" / "480p" / other, data / "Annotations" / "480p" / other):
+        for path in folder.iterdir():
+            Image.open(path).crop((0, 0, 90, 90)).save(path)
+    with pytest.raises(BadInput, match=f"{other}: frames of 48×48 .* others of 85×48; training needs one aspect"):
+        load_frames(data, ["bike", other], 48)
+    with pytest.raises(BadInput, match="no sequence left to train on"):
+        load_frames(data, [], 48)
+
+
+def test_own_data_without_the_validation_sequences_is_refused_before_training(
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Validating on a folder without the validation split failed at the first validation, after the steps before
+    it, which were not saved: now refused at the start, naming --no-val and --val-root."""
+    out = tmp_path / "run"
+    status, error = ended_by(["--preset", "s3-fast", "--out", str(out), "--data", str(tiny_davis), *QUICK], capsys)
+    assert status == BAD_INPUT and f"{tiny_davis}: lacks the validation sequences {VALIDATION_SEQUENCES[1]}" in error
+    assert "pass --no-val to train on your own data" in error and "--val-root" in error
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag, value, told", [
+    ("--steps", "0", "give a whole number of 1 or more"),
+    ("--batch", "0", "give a whole number of 1 or more"),
+    ("--lr", "-1", "give a number of 0 or more"),
+    ("--seconds", "0", "give a number of 1 or more"),
+    ("--crop", "50", "give a multiple of 16"),
+    ("--crop", "0", "give a whole number of 32 or more"),  # was ignored: 0 is false
+    ("--val-every", "0", "give a whole number of 1 or more"),  # was ignored
+    ("--threads", "0", "give a whole number of 1 or more"),
+    ("--seed", "-1", "give a whole number of 0 or more"),
+    ("--device", "gpu", "give auto, cpu or cuda"),
+])
+def test_nonsensical_numbers_are_refused_as_the_flags_are_parsed(
+        flag: str, value: str, told: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--preset", "s3-fast", "--out", str(tmp_path / "run"), flag, value])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument {flag}: " in error and told in error
+
+
+def test_an_output_that_is_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--preset", "s3-fast", "--out", str(tmp_path / "taken")])
+    assert stop.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_an_unknown_preset_or_a_missing_teacher_is_one_line(
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--out", str(tmp_path / "run"), "--data", str(tiny_davis), "--no-val", *QUICK]
+    status, error = ended_by(["--preset", "s3fast", *common], capsys)
+    assert status == BAD_INPUT and "--preset 's3fast': unknown; choose one of: " in error and "s3-fast" in error
+    status, error = ended_by(["--preset", "s1-mnv2", *common], capsys)
+    assert status == BAD_INPUT and "--preset s1-mnv2: distils a teacher; pass --teacher PATH" in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_saves_the_last_whole_step_and_the_same_command_resumes(
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        ctrl_c_at_second_call: Callable[[object, str], list[int]]) -> None:
+    """Ctrl-C at step 2 of 4 with validation at 100: the step finishes, the state is saved (it was lost: saved only
+    at validations), the command ends with 130; the rerun resumes at step 2."""
+    calls = ctrl_c_at_second_call(loop, "clip_loss")
+    args = ["--preset", "s3-fast", "--out", str(tmp_path / "run"), "--data", str(tiny_davis), "--no-val",
+            "--val-every", "100", *QUICK[:-1], "4"]
+    said = run_interrupted(main, args, tmp_path / "run", capsys, step=2)
+    assert f"saved step 2 in {tmp_path / 'run' / 'state.pt'}; run the same command to resume" in said
+    main(args)
+    assert "resumed s3-fast at step 2" in capsys.readouterr().out and len(calls) == 4
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["meta"]["steps"] == 4

@@ -33,6 +33,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -52,8 +53,11 @@ from core.clips.sampler import ClipSampler, DataConfig, FrameStore
 from core.model.network import training_mode
 from core.evaluation.interactive import davis_frames, score
 from core.evaluation.refinement import refined_ious, tracked_frames
+from core.io.command import BadInput, bounded, output_folder, run_tool, whole_number
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
+from core.train.flags import MIN_CROP, crop_side, seed_number, training_device
+from core.train.interrupt import stop_after_step
 from core.weights import (WEIGHTS_DIR, load_trunk, restore_training_state, save_atomically,
                           weights_errors_end_the_command)
 
@@ -304,13 +308,21 @@ def validate(network: ClickNet, frames: list, tracked: list) -> dict:
 def held_out_sequences(names: str, available: list[str]) -> list[str]:
     """The sequences of a comma-separated `--hold-out` list ("": none) among `available`. A name not among them is
     refused (a typo would silently train on that sequence), except in the default list: a DAVIS folder may hold
-    part of the validation split."""
+    part of the validation split, or none of it (the user's own data: then nothing is validated, as it says).
+    Holding out every sequence is refused too: nothing would be left to train on."""
     named = [name.strip() for name in names.split(",") if name.strip()]
     unknown = [name for name in named if name not in available]
     if unknown and names != DEFAULT_HOLD_OUT:
-        raise SystemExit(f"--hold-out: no sequence {', '.join(unknown)} in the data folder; name sequences of its "
-                         "JPEGImages/480p, comma-separated")
-    return [name for name in named if name in available]
+        raise BadInput(f"--hold-out: no sequence {', '.join(unknown)} in the data folder; name sequences of its "
+                       "JPEGImages/480p, comma-separated")
+    held_out = [name for name in named if name in available]
+    if len(held_out) == len(available):
+        raise BadInput(f"--hold-out: holds out every sequence of the data folder ({', '.join(available)}); leave "
+                       "some to train on")
+    if named and not held_out:
+        print(f"none of the validation sequences ({names}) is in the data folder: nothing is validated and best.pt "
+              "is the last weights saved; name some of its sequences with --hold-out A,B to validate on them")
+    return held_out
 
 
 def update_average(average: ClickNet, network: ClickNet, decay: float) -> None:
@@ -351,9 +363,29 @@ def build() -> ClickNet:
     return network
 
 
+def save_state(out: Path, network: ClickNet, optimiser: torch.optim.Optimizer, average: ClickNet | None,
+               counters: dict) -> None:
+    """The run's training state in `out/state.pt`: weights, optimiser, the weights' average (`--ema`) and
+    `counters` (step, best, elapsed)."""
+    kept = {} if average is None else {"average": average.state_dict()}
+    save_atomically({"network": network.state_dict(), "optimiser": optimiser.state_dict(), **counters, **kept},
+                    out / "state.pt")
+
+
 def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     """Train (or resume) into `out`; a new run starts from the ImageNet trunk, or from the annotator checkpoint
-    `init`."""
+    `init`. The data are checked and loaded before `out` is made; Ctrl-C (`stop_after_step`) saves the state of the
+    last whole step and ends with KeyboardInterrupt."""
+    available = davis_sequences(run.data)
+    held_out = held_out_sequences(run.hold_out, available)
+    train_names = [name for name in available if name not in held_out]
+    store = load_frames(run.data, train_names, run.load_short_side).to(run.device)
+    val_frames = list(davis_frames(run.data, held_out, run.val_frames_every))
+    if held_out and not val_frames:
+        raise BadInput(f"--hold-out {','.join(held_out)}: no object in any validated frame (every "
+                       f"{run.val_frames_every}th); hold out sequences whose masks mark objects, or lower "
+                       "--val-frames-every")
+    tracked = tracked_frames(run.data, run.tracked, held_out, run.tracked_every) if run.tracked else []
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(run.seed)
     network = build().train()
@@ -371,44 +403,40 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         print(f"resumed {out} at step {step}")
     judged = network if average is None else average
     rng = np.random.default_rng(run.seed + step)
-    available = davis_sequences(run.data)
-    held_out = held_out_sequences(run.hold_out, available)
-    train_names = [name for name in available if name not in held_out]
-    samplers = make_samplers(load_frames(run.data, train_names, run.load_short_side).to(run.device), run,
-                             run.seed + step)
-    val_frames = list(davis_frames(run.data, held_out, run.val_frames_every))
-    tracked = tracked_frames(run.data, run.tracked, held_out, run.tracked_every) if run.tracked else []
-    log = open(out / "log.jsonl", "a")
+    samplers = make_samplers(store, run, run.seed + step)
     started = time.time() - elapsed
     training_mode(network, run.freeze_bn)
-    while (progress := max(step / run.steps, (time.time() - started) / run.seconds)) < 1:
-        for group, scale in zip(optimiser.param_groups, group_scales(run)):
-            group["lr"] = learning_rate(run.lr, progress) * scale
-        loss = training_step(network, optimiser, samplers, run, rng)
-        if average is not None:
-            update_average(average, network, run.ema)
-        step += 1
-        elapsed = time.time() - started
-        record: dict = {"step": step, "loss": round(loss, 4), "seconds": round(elapsed, 1)}
-        last = max(step / run.steps, elapsed / run.seconds) >= 1
-        if step % run.val_every == 0 or last:
-            if held_out:
-                record["val"] = validate(judged, val_frames, tracked)
-                training_mode(network, run.freeze_bn)
-            meta = {"steps": step, "init": None if init is None else str(init), "training_sequences": train_names,
-                    "validation_sequences": held_out, "validation": record.get("val"), "run": asdict(run)}
-            save_annotator(judged, out / "last.pt", meta)
-            if not held_out:  # nothing to validate on: the last is the best
-                save_annotator(judged, out / "best.pt", meta)
-            elif record["val"]["mean"] > best:
-                best = record["val"]["mean"]
-                save_annotator(judged, out / "best.pt", meta)
-        if step % 25 == 0 or "val" in record:
-            kept = {} if average is None else {"average": average.state_dict()}
-            save_atomically({"network": network.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                             "best": best, "elapsed": elapsed, **kept}, out / "state.pt")
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+    with open(out / "log.jsonl", "a") as log, stop_after_step() as stop:
+        while (progress := max(step / run.steps, (time.time() - started) / run.seconds)) < 1 and not stop.asked:
+            for group, scale in zip(optimiser.param_groups, group_scales(run)):
+                group["lr"] = learning_rate(run.lr, progress) * scale
+            loss = training_step(network, optimiser, samplers, run, rng)
+            if average is not None:
+                update_average(average, network, run.ema)
+            step += 1
+            elapsed = time.time() - started
+            record: dict = {"step": step, "loss": round(loss, 4), "seconds": round(elapsed, 1)}
+            last = max(step / run.steps, elapsed / run.seconds) >= 1
+            if step % run.val_every == 0 or last:
+                if held_out:
+                    record["val"] = validate(judged, val_frames, tracked)
+                    training_mode(network, run.freeze_bn)
+                meta = {"steps": step, "init": None if init is None else str(init), "training_sequences": train_names,
+                        "validation_sequences": held_out, "validation": record.get("val"), "run": asdict(run)}
+                save_annotator(judged, out / "last.pt", meta)
+                if not held_out:  # nothing to validate on: the last is the best
+                    save_annotator(judged, out / "best.pt", meta)
+                elif record["val"]["mean"] > best:
+                    best = record["val"]["mean"]
+                    save_annotator(judged, out / "best.pt", meta)
+            if step % 25 == 0 or "val" in record:
+                save_state(out, network, optimiser, average, {"step": step, "best": best, "elapsed": elapsed})
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+    if stop.asked:
+        save_state(out, network, optimiser, average, {"step": step, "best": best, "elapsed": elapsed})
+        print(f"saved step {step} in {out / 'state.pt'}; run the same command to resume", flush=True)
+        raise KeyboardInterrupt
 
 
 def weight_soup(networks: list[ClickNet]) -> ClickNet:
@@ -443,8 +471,8 @@ def ship(checkpoints: list[Path], name: str = SHIPPED_NAME) -> Path:
     metas = [checkpoint["meta"] for checkpoint in loaded]
     recipes = [recipe(checkpoint, meta) for checkpoint, meta in zip(checkpoints, metas)]
     if any(m["validation_sequences"] != metas[0]["validation_sequences"] for m in metas):
-        raise SystemExit("--ship: these checkpoints held out different validation sequences; average only runs "
-                         "that kept the same ones out (their mean would have trained on the other's validation)")
+        raise BadInput("--ship: these checkpoints held out different validation sequences; average only runs "
+                       "that kept the same ones out (their mean would have trained on the other's validation)")
     network = weight_soup([annotator_from_checkpoint(checkpoint) for checkpoint in loaded])
     meta = metas[-1]
     if len(checkpoints) > 1:
@@ -466,31 +494,63 @@ def ship(checkpoints: list[Path], name: str = SHIPPED_NAME) -> Path:
     return target
 
 
-def main(argv: list[str] | None = None) -> None:
+def ship_source(text: str) -> Path:
+    """An argparse type for --ship: a checkpoint, or a run folder (its best.pt); a run's best.pt it has not written
+    yet is refused, naming the fix."""
+    path = Path(text)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.exists() and (path.parent / "state.pt").exists():
+        raise argparse.ArgumentTypeError(f"{path}: not written yet (a run writes it every --val-every steps and at "
+                                         "its end); resume the run (its command again) until it has")
+    return path
+
+
+# the argparse types of the run's settings that are numbers or a device (the others: their default's type)
+SETTING_TYPES: dict[str, Callable[[str], object]] = {
+    "steps": whole_number(1), "seconds": bounded(1), "batch": whole_number(1), "crop": crop_side,
+    "load_short_side": whole_number(MIN_CROP), "object_min": bounded(0.01, 1), "object_max": bounded(0.01, 1),
+    "lr": bounded(0), "val_every": whole_number(1), "val_frames_every": whole_number(1), "seed": seed_number,
+    "device": training_device, "ema": bounded(0, 0.9999), "redraw_odds": bounded(0, 1),
+    "tracked_every": whole_number(1), "trunk_lr": bounded(0), "paste_odds": bounded(0, 1),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.train.annotator", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="run folder (resumes when it holds state.pt)")
-    parser.add_argument("--ship", type=Path, nargs="+",
-                        help="instead of training: ship this checkpoint (e.g. RUN/best.pt), or the mean of these "
-                             "checkpoints' weights, as core/weights' annotator, fp16, with its provenance")
-    defaults = AnnotatorTraining()
-    for field, value in asdict(defaults).items():
+    parser.add_argument("--out", type=output_folder, help="run folder (resumes when it holds state.pt)")
+    parser.add_argument("--ship", type=ship_source, nargs="+",
+                        help="instead of training: ship this checkpoint (e.g. RUN/best.pt, or RUN), or the mean of "
+                             "these checkpoints' weights, as core/weights' annotator, fp16, with its provenance")
+    for field, value in asdict(AnnotatorTraining()).items():
         if isinstance(value, bool):
             parser.add_argument(f"--{field.replace('_', '-')}", action="store_true")
         else:
-            parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+            parser.add_argument(f"--{field.replace('_', '-')}", type=SETTING_TYPES.get(field, type(value)),
+                                default=value)
+    parser.add_argument("--threads", type=whole_number(1), default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--init", type=Path, help="start a new run from this annotator checkpoint's weights")
     args = parser.parse_args(argv)
+    if args.ship and args.out:
+        parser.error("--ship ships checkpoints and --out trains: give one of them")
+    if not args.ship and args.out is None:
+        parser.error("--out is required to train")
+    if args.object_min > args.object_max:
+        parser.error(f"--object-min {args.object_min:g} is above --object-max {args.object_max:g}; swap them")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Ship checkpoints (--ship) or train (--out); bad input ends in one line (`run_tool`: status 2)."""
+    args = parse_args(argv)
     if args.ship:
         with weights_errors_end_the_command():
             print(ship(args.ship))
         return
-    if args.out is None:
-        parser.error("--out is required to train")
     torch.set_num_threads(args.threads)
     with weights_errors_end_the_command():
-        train(AnnotatorTraining(**{k: getattr(args, k) for k in asdict(defaults)}), args.out, args.init)
+        train(AnnotatorTraining(**{k: getattr(args, k) for k in asdict(AnnotatorTraining())}), args.out, args.init)
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from core.clips.sampler import DataConfig
+from core.io.command import BadInput
 from core.model.network import NetworkConfig
 from core.model.variants import STUDENTS, TEACHER
 
@@ -85,5 +86,5 @@ def preset(name: str) -> TrainConfig:
     }
     presets["s1-resnet18"] = replace(presets["s1-resnet18"], loss=replace(FULL_LOSS, omega=0.0))
     if name not in presets:
-        raise SystemExit(f"unknown preset {name!r}; choose one of: {', '.join(sorted(presets))}")
+        raise BadInput(f"--preset {name!r}: unknown; choose one of: {', '.join(sorted(presets))}")
     return presets[name]

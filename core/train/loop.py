@@ -19,10 +19,12 @@ from core.clips.sampler import ClipSampler
 from core.evaluation.davis import evaluate
 from core.inference.tracker import Tracker, TrackerConfig
 from core.inference.unroll import Prediction, unroll
+from core.io.command import BadInput
 from core.model.losses import logit_distillation, representation_loss, segmentation_loss
 from core.model.network import VOSNetwork, build_network, training_mode
 from core.train.config import VALIDATION_SEQUENCES, TrainConfig
 from core.train.data import davis_sequences, load_frames
+from core.train.interrupt import stop_after_step
 from core.weights import (TRUNK, load_checkpoint, load_network, load_trunk, restore_training_state, save_atomically,
                           save_checkpoint)
 
@@ -92,10 +94,8 @@ class Trainer:
         self._resume()
 
     def _load_teacher(self) -> VOSNetwork | None:
-        if not (self.config.loss.logit_kd or (self.config.loss.rep and self.config.loss.omega > 0)):
+        if not needs_teacher(self.config):
             return None
-        if not self.config.teacher:
-            raise SystemExit(f"{self.config.name}: distillation needs --teacher PATH (a checkpoint)")
         teacher = load_network(self.config.teacher).to(self.device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -148,6 +148,33 @@ class Trainer:
         self._save_state()
         log({"step": self.step, "validation_jf": jf, "best_jf": self.best, "seconds": round(self.seconds, 1)})
 
+    def _train_step(self, sampler: ClipSampler, autocast: torch.autocast) -> dict[str, torch.Tensor]:
+        """One optimiser step on a sampled batch of clips; returns the loss terms."""
+        cfg = self.config
+        progress = self.progress()
+        frames, masks = sampler.sample(cfg.batch, progress)
+        with autocast:
+            student = unroll(self.network, frames, masks[:, 0], "first_previous")
+            teacher = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher = unroll(self.teacher, frames, masks[:, 0], "infinite")
+        terms = clip_loss(cfg, student, teacher, masks, progress, self.generator)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr()
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), 5.0)
+        self.optimizer.step()
+        self.step += 1
+        return terms
+
+    def _save_and_stop(self) -> None:
+        """After Ctrl-C (`stop_after_step`): save the state of the last whole step and end with KeyboardInterrupt."""
+        self._save_state()
+        print(f"saved step {self.step} in {self.out / 'state.pt'}; run the same command to resume", flush=True)
+        raise KeyboardInterrupt
+
     def fit(self, sampler: ClipSampler) -> None:
         cfg = self.config
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
@@ -160,44 +187,53 @@ class Trainer:
             bar = tqdm(total=cfg.steps, initial=self.step, desc=cfg.name, unit="step", mininterval=5)
             training_mode(self.network, cfg.freeze_bn)
             started = time.perf_counter()
-            while self.progress() < 1.0:
-                progress = self.progress()
-                frames, masks = sampler.sample(cfg.batch, progress)
-                with autocast:
-                    student = unroll(self.network, frames, masks[:, 0], "first_previous")
-                    teacher = None
-                    if self.teacher is not None:
-                        with torch.no_grad():
-                            teacher = unroll(self.teacher, frames, masks[:, 0], "infinite")
-                terms = clip_loss(cfg, student, teacher, masks, progress, self.generator)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self._lr()
-                self.optimizer.zero_grad(set_to_none=True)
-                terms["total"].backward()
-                torch.nn.utils.clip_grad_norm_(self.network.parameters(), 5.0)
-                self.optimizer.step()
-                self.step += 1
-                bar.update()
-                if self.step % 25 == 0:
-                    log({"step": self.step, **{k: round(float(v), 5) for k, v in terms.items()}})
-                    bar.set_postfix(loss=f"{float(terms['total']):.3f}")
-                if self.step % cfg.val_every == 0:
-                    self._checkpoint(log)
-                    training_mode(self.network, cfg.freeze_bn)
-                now = time.perf_counter()
-                self.seconds += now - started  # wall clock, validation included
-                started = now
+            with stop_after_step() as stop:
+                while self.progress() < 1.0 and not stop.asked:
+                    terms = self._train_step(sampler, autocast)
+                    bar.update()
+                    if self.step % 25 == 0:
+                        log({"step": self.step, **{k: round(float(v), 5) for k, v in terms.items()}})
+                        bar.set_postfix(loss=f"{float(terms['total']):.3f}")
+                    if self.step % cfg.val_every == 0:
+                        self._checkpoint(log)
+                        training_mode(self.network, cfg.freeze_bn)
+                    now = time.perf_counter()
+                    self.seconds += now - started  # wall clock, validation included
+                    started = now
             bar.close()
+            if stop.asked:
+                self._save_and_stop()
             if self.step % cfg.val_every:
                 self._checkpoint(log)
         if not (self.out / "best.pt").exists():
             shutil.copyfile(self.out / "last.pt", self.out / "best.pt")
 
 
+def needs_teacher(config: TrainConfig) -> bool:
+    """Whether the run's loss distils a teacher (logit or representation distillation with ω > 0)."""
+    return bool(config.loss.logit_kd or (config.loss.rep and config.loss.omega > 0))
+
+
+def check_validation_root(val_root: str) -> None:
+    """BadInput unless `val_root` is a DAVIS root holding every validation sequence (checked before any work: a run
+    would otherwise fail at its first validation, its steps unsaved)."""
+    missing = [name for name in VALIDATION_SEQUENCES if name not in davis_sequences(val_root)]
+    if missing:
+        raise BadInput(f"{val_root}: lacks the validation sequence{'s' * (len(missing) > 1)} {', '.join(missing)} "
+                       "(J&F is measured on DAVIS-2016's); pass --no-val to train on your own data without "
+                       "validating, or --val-root a DAVIS root that holds them")
+
+
 def train(config: TrainConfig, out: Path, device: torch.device, val_root: str | None) -> Path:
-    """Run (or resume) `config`; returns the path of the best checkpoint."""
-    trainer = Trainer(config, out, device, val_root)
+    """Run (or resume) `config`; returns the path of the best checkpoint. The data (and the validation root) are
+    checked and loaded before `out` is made."""
+    if needs_teacher(config) and not config.teacher:
+        raise BadInput(f"--preset {config.name}: distils a teacher; pass --teacher PATH (a checkpoint, e.g. a "
+                       "teacher run's best.pt)")
+    if val_root is not None:
+        check_validation_root(val_root)
     names = davis_sequences(config.data.root, exclude=VALIDATION_SEQUENCES if config.hold_out else ())
     store = load_frames(config.data.root, names, config.data.load_short_side).to(device)
+    trainer = Trainer(config, out, device, val_root)
     trainer.fit(ClipSampler(store, config.data, config.seed))
     return out / "best.pt"

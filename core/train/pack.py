@@ -17,10 +17,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
+from core.io.command import bounded, output_folder, run_tool, whole_number
 from core.io.davis import FRAMES, MASKS
+from core.train.data import davis_sequences, read_image
 
 UNPACKED_QUALITY = 95  # JPEG quality of unpacked frames: high, so that what they lose is mostly the video's
 
@@ -31,14 +32,6 @@ def packed_size(width: int, height: int, short_side: int, even: bool = False) ->
     if even:
         return 2 * round(width * scale / 2), 2 * round(height * scale / 2)
     return round(width * scale), round(height * scale)
-
-
-def read_image(path: Path, flag: int) -> np.ndarray:
-    """`cv2.imread`, with a one-line error naming the file when it cannot be read."""
-    image = cv2.imread(str(path), flag)
-    if image is None:
-        raise SystemExit(f"{path}: unreadable image; replace it or leave its sequence out")
-    return image
 
 
 def pack_frame(src: Path, dst: Path, short_side: int, quality: int, nearest: bool, even: bool = False) -> None:
@@ -96,7 +89,8 @@ def unpack_sequence_video(video: Path, dst: Path, quality: int = UNPACKED_QUALIT
 
 def pack(src: Path, dst: Path, short_side: int, quality: int, crf: int | None) -> None:
     """Pack the DAVIS root `src` into `dst`: frames as JPEGs, or as one video per sequence with `crf` (the masks
-    then at the videos' even size)."""
+    then at the videos' even size). A `src` that is no DAVIS root is refused before anything is written."""
+    davis_sequences(src)
     masks = sorted((src / MASKS).rglob("*.png"))
     for path in tqdm(masks, unit="mask", desc="masks"):
         pack_frame(path, dst / path.relative_to(src), short_side, quality, nearest=True, even=crf is not None)
@@ -123,12 +117,16 @@ def unpack(src: Path, dst: Path, workers: int | None = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m core.train.pack", description=__doc__.splitlines()[0])
     parser.add_argument("src", type=Path)
-    parser.add_argument("dst", type=Path)
-    parser.add_argument("--short-side", type=int, default=240)
-    parser.add_argument("--quality", type=int, default=85, help="JPEG quality of the packed frames")
-    parser.add_argument("--video-crf", type=int, help="pack each sequence's frames as one H.264 file at this CRF")
+    parser.add_argument("dst", type=output_folder)
+    parser.add_argument("--short-side", type=whole_number(16), default=240)
+    parser.add_argument("--quality", type=bounded(1, 100, whole=True), default=85,
+                        help="JPEG quality of the packed frames (1 to 100)")
+    parser.add_argument("--video-crf", type=bounded(0, 51, whole=True),
+                        help="pack each sequence's frames as one H.264 file at this CRF (0 to 51)")
     parser.add_argument("--unpack", action="store_true", help="SRC is a video pack: write its frames as JPEGs")
     args = parser.parse_args(argv)
+    if args.dst.resolve() == args.src.resolve():
+        parser.error(f"DST {args.dst} is SRC itself (its files would be overwritten); give another folder")
     if args.unpack:
         unpack(args.src, args.dst)
     else:
@@ -136,4 +134,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)
