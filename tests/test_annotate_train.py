@@ -21,7 +21,7 @@ from core.train.annotator import (AnnotatorTraining, draw_batch, first_interacti
                                   parse_args, recipe, segmentation_loss, tracked_guess)
 from core.train.data import load_frames
 from core.train.config import VALIDATION_SEQUENCES
-from core.weights import load_trunk
+from core.weights import WeightsError, load_trunk
 from tests.conftest import run_interrupted
 from tests.test_train import tiny_davis  # noqa: F401 - the fixture
 
@@ -49,12 +49,12 @@ def test_a_foreign_state_or_missing_checkpoint_is_one_line(tiny_davis: Path, tmp
     state = torch.load(out / "state.pt", weights_only=False)
     state["optimiser"]["param_groups"] = state["optimiser"]["param_groups"][:1]
     torch.save(state, out / "state.pt")
-    with pytest.raises(SystemExit, match=r"state\.pt: saved by another run or version .*pass a new --out") as error:
+    with pytest.raises(WeightsError, match=r"state\.pt: saved by another run or version .*pass a new --out") as error:
         main(["--out", str(out), "--data", str(tiny_davis), "--steps", "3", *TINY])
     assert "\n" not in str(error.value)
-    with pytest.raises(SystemExit, match=r"error: .*nothing\.pt: MobileVOS annotator checkpoint not found"):
+    with pytest.raises(WeightsError, match=r".*nothing\.pt: MobileVOS annotator checkpoint not found"):
         main(["--ship", str(tmp_path / "nothing.pt")])
-    with pytest.raises(SystemExit, match=r"error: .*nothing\.pt: MobileVOS annotator checkpoint not found"):
+    with pytest.raises(WeightsError, match=r".*nothing\.pt: MobileVOS annotator checkpoint not found"):
         main(["--out", str(tmp_path / "other"), "--data", str(tiny_davis), "--init", str(tmp_path / "nothing.pt"),
               *TINY])
 

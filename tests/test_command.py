@@ -11,6 +11,7 @@ import pytest
 from core.io.command import BAD_INPUT, INTERRUPTED, output_file, output_folder, run_tool
 from core.io.masks import read_mask
 from core.evaluation.davis import parse_args as eval_args
+from core.weights import load_checkpoint
 
 
 def test_an_output_file_must_not_be_a_folder_nor_under_a_file(tmp_path: Path) -> None:
@@ -64,3 +65,13 @@ def test_a_mask_or_video_a_tool_cannot_use_ends_it_in_one_line(tmp_path: Path,
     assert stop.value.code == BAD_INPUT == 2
     error = capsys.readouterr().err
     assert error.startswith(f"error: {tmp_path / 'mask.png'}: cannot read the mask") and error.count("\n") == 1
+
+
+def test_a_checkpoint_a_tool_cannot_load_ends_it_in_one_line(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A WeightsError (a missing checkpoint, a foreign training state) is bad input: one line and status 2."""
+    with pytest.raises(SystemExit) as stop:
+        run_tool(lambda: load_checkpoint(tmp_path / "none.pt"))
+    error = capsys.readouterr().err
+    assert stop.value.code == BAD_INPUT and error.startswith(f"error: {tmp_path / 'none.pt'}: MobileVOS checkpoint")
+    assert len(error.strip().splitlines()) == 1

@@ -88,9 +88,9 @@ def test_a_truncated_or_foreign_training_state_is_refused_in_one_line(tmp_path: 
     path = tmp_path / "run" / "state.pt"
     weights.save_atomically({"network": network.state_dict(), "step": 7}, path)
     assert weights.restore_training_state(path, {"network": torch.nn.Linear(3, 2)})["step"] == 7
-    with pytest.raises(SystemExit, match=r"state\.pt: saved by another run or version .*remove .*run to start"):
+    with pytest.raises(WeightsError, match=r"state\.pt: saved by another run or version .*remove .*run to start"):
         weights.restore_training_state(path, {"network": torch.nn.Linear(4, 2)})
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(SystemExit, match=r"state\.pt: unreadable training state") as error:
+    with pytest.raises(WeightsError, match=r"state\.pt: unreadable training state") as error:
         weights.restore_training_state(path, {"network": network})
     assert "\n" not in str(error.value)

@@ -35,7 +35,6 @@ from core.evaluation.metrics import region_similarity
 from core.io.davis import FRAMES, frame_paths, mask_path
 from core.io.masks import object_ids, read_mask, resize_labels
 from core.io.suffixes import FRAME_SUFFIXES
-from core.weights import weights_errors_end_the_command
 
 CURVE_CLICKS = 5
 THRESHOLDS = (0.85, 0.90)
@@ -251,9 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'method':<8} {'box':>5} " + " ".join(f"{k}-click".rjust(7) for k in range(1, CURVE_CLICKS + 1))
           + "  NoC@85  NoC@90  ms/call")
     for method in args.methods.split(","):
-        with weights_errors_end_the_command():
-            segment_for = method_segment(method, args.weights, args.backend, args.threads)
-            scores = score(frames, method, segment_for, args.max_clicks, args.first_click)
+        segment_for = method_segment(method, args.weights, args.backend, args.threads)
+        scores = score(frames, method, segment_for, args.max_clicks, args.first_click)
         results.append(scores)
         print(f"{method:<8} {scores.box_iou:5.1f} " + " ".join(f"{v:7.1f}" for v in scores.click_iou)
               + f"  {scores.noc85:6.2f}  {scores.noc90:6.2f}  {scores.ms_per_call:7.1f}")

@@ -14,7 +14,6 @@ from core.io.command import bounded, output_folder, run_tool, whole_number
 from core.train.config import preset
 from core.train.flags import crop_side, seed_number, training_device
 from core.train.loop import train
-from core.weights import weights_errors_end_the_command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,8 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     val_root = None if args.no_val or not config.hold_out else (args.val_root or data.root)
-    with weights_errors_end_the_command():
-        best = train(config, args.out, torch.device(args.device), val_root)
+    best = train(config, args.out, torch.device(args.device), val_root)
     print(f"best checkpoint: {best}")
 
 

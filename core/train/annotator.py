@@ -58,8 +58,7 @@ from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
 from core.train.flags import MIN_CROP, crop_side, seed_number, training_device
 from core.train.interrupt import stop_after_step
-from core.weights import (WEIGHTS_DIR, load_trunk, restore_training_state, save_atomically,
-                          weights_errors_end_the_command)
+from core.weights import WEIGHTS_DIR, load_trunk, restore_training_state, save_atomically
 
 MIN_OBJECT_PIXELS = 30
 SHAPE_ODDS = 0.2  # samples whose object is a painted shape instead (the network must not need a DAVIS object)
@@ -544,12 +543,10 @@ def main(argv: list[str] | None = None) -> None:
     """Ship checkpoints (--ship) or train (--out); bad input ends in one line (`run_tool`: status 2)."""
     args = parse_args(argv)
     if args.ship:
-        with weights_errors_end_the_command():
-            print(ship(args.ship))
+        print(ship(args.ship))
         return
     torch.set_num_threads(args.threads)
-    with weights_errors_end_the_command():
-        train(AnnotatorTraining(**{k: getattr(args, k) for k in asdict(AnnotatorTraining())}), args.out, args.init)
+    train(AnnotatorTraining(**{k: getattr(args, k) for k in asdict(AnnotatorTraining())}), args.out, args.init)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ import json
 import os
 import pickle
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from core.io.command import BadInput
 from core.model.network import NetworkConfig, VOSNetwork, build_network
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
@@ -30,17 +30,9 @@ TRUNK = WEIGHTS_DIR / "mobilenetv2-imagenet-trunk.pt"  # ImageNet MobileNetV2 to
 TRUNK_FORMAT = "mobilevos-trunk/1"
 
 
-class WeightsError(RuntimeError):
-    """A checkpoint that is missing, corrupt or not ours; the message names the file and the fix."""
-
-
-@contextmanager
-def weights_errors_end_the_command() -> Iterator[None]:
-    """Around a command line's work: a `WeightsError` ends it with its one-line message instead of a traceback."""
-    try:
-        yield
-    except WeightsError as error:
-        raise SystemExit(f"error: {error}") from None
+class WeightsError(BadInput, RuntimeError):
+    """A checkpoint (or training state) that is missing, corrupt or not ours; the message names the file and the
+    fix. A tool run through `core.io.command.run_tool` ends with it in one line and status 2."""
 
 
 def sha256(path: Path) -> str:
@@ -144,18 +136,18 @@ def save_atomically(payload: object, path: str | os.PathLike) -> None:
 def restore_training_state(path: Path, parts: Mapping[str, Any], device: torch.device | str = "cpu") -> dict:
     """Load the training state saved at `path` and hand each named entry to its part's `load_state_dict`
     (network, optimiser, ...); returns the whole state for the counters. A file that cannot be read, or that
-    another run or version saved (other tensors, shapes or parameter groups), ends with a one-line error that
-    names it and the fix."""
+    another run or version saved (other tensors, shapes or parameter groups), is a WeightsError naming it and the
+    fix."""
     fix = f"pass a new --out, or remove {path.parent} to start again"
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as error:
-        raise SystemExit(f"{path}: unreadable training state ({first_line(error)}); {fix}") from None
+        raise WeightsError(f"{path}: unreadable training state ({first_line(error)}); {fix}") from None
     try:
         for name, part in parts.items():
             part.load_state_dict(state[name])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise SystemExit(f"{path}: saved by another run or version ({first_line(error)}); {fix}") from None
+        raise WeightsError(f"{path}: saved by another run or version ({first_line(error)}); {fix}") from None
     return state
 
 
