@@ -57,7 +57,7 @@ from core.io.command import BadInput, bounded, output_folder, run_tool, whole_nu
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
 from core.train.flags import MIN_CROP, crop_side, seed_number, training_device
-from core.train.interrupt import stop_after_step
+from core.train.interrupt import stop_after_saving, stop_after_step
 from core.weights import WEIGHTS_DIR, load_trunk, restore_training_state, save_atomically
 
 MIN_OBJECT_PIXELS = 30
@@ -432,10 +432,9 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
                 save_state(out, network, optimiser, average, {"step": step, "best": best, "elapsed": elapsed})
             log.write(json.dumps(record) + "\n")
             log.flush()
-    if stop.asked:
+    if stop.asked:  # Ctrl-C: the state of the last whole step is kept
         save_state(out, network, optimiser, average, {"step": step, "best": best, "elapsed": elapsed})
-        print(f"saved step {step} in {out / 'state.pt'}; run the same command to resume", flush=True)
-        raise KeyboardInterrupt
+        stop_after_saving(step, out / "state.pt")
 
 
 def weight_soup(networks: list[ClickNet]) -> ClickNet:

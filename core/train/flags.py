@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.inference.tracker import resolve_device
+from core.inference.tracker import device_setting, resolve_device
 from core.io.command import bounded
 
 MIN_CROP = 32  # the networks' sides are multiples of 16; a 16-pixel crop leaves a batch norm one value per channel
@@ -29,11 +29,9 @@ def seed_number(text: str) -> int:
 
 
 def training_device(text: str) -> str:
-    """An argparse type: "auto", "cpu", "cuda" or "cuda:N", refused when this machine has no such device;
-    returns the device's name ("auto" resolved)."""
+    """An argparse type: "auto", "cpu", "cuda" or "cuda:N", refused when this machine has no CUDA
+    (`device_setting`) or torch knows no such device; returns the device's name ("auto" resolved)."""
     try:
-        return str(resolve_device(text))
-    except RuntimeError as error:  # no CUDA here, or a name torch does not know
-        known = str(error).startswith("--device ")
-        raise argparse.ArgumentTypeError(str(error).removeprefix("--device ") if known
-                                         else f"{text!r}: give auto, cpu or cuda") from None
+        return str(resolve_device(device_setting(text)))
+    except RuntimeError:  # a name torch does not know ("gpu")
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto, cpu or cuda") from None

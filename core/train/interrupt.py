@@ -8,7 +8,9 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 
 class StopRequest:
@@ -38,3 +40,9 @@ def stop_after_step() -> Iterator[StopRequest]:
         yield request
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def stop_after_saving(step: int, state: Path) -> NoReturn:
+    """After the run saved `state` at `step` on a Ctrl-C request: say so, and end as Ctrl-C does."""
+    print(f"saved step {step} in {state}; run the same command to resume", flush=True)
+    raise KeyboardInterrupt

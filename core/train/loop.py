@@ -24,7 +24,7 @@ from core.model.losses import logit_distillation, representation_loss, segmentat
 from core.model.network import VOSNetwork, build_network, training_mode
 from core.train.config import VALIDATION_SEQUENCES, TrainConfig
 from core.train.data import davis_sequences, load_frames
-from core.train.interrupt import stop_after_step
+from core.train.interrupt import stop_after_saving, stop_after_step
 from core.weights import (TRUNK, load_checkpoint, load_network, load_trunk, restore_training_state, save_atomically,
                           save_checkpoint)
 
@@ -169,12 +169,6 @@ class Trainer:
         self.step += 1
         return terms
 
-    def _save_and_stop(self) -> None:
-        """After Ctrl-C (`stop_after_step`): save the state of the last whole step and end with KeyboardInterrupt."""
-        self._save_state()
-        print(f"saved step {self.step} in {self.out / 'state.pt'}; run the same command to resume", flush=True)
-        raise KeyboardInterrupt
-
     def fit(self, sampler: ClipSampler) -> None:
         cfg = self.config
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
@@ -201,8 +195,9 @@ class Trainer:
                     self.seconds += now - started  # wall clock, validation included
                     started = now
             bar.close()
-            if stop.asked:
-                self._save_and_stop()
+            if stop.asked:  # Ctrl-C: the state of the last whole step is kept
+                self._save_state()
+                stop_after_saving(self.step, self.out / "state.pt")
             if self.step % cfg.val_every:
                 self._checkpoint(log)
         if not (self.out / "best.pt").exists():
