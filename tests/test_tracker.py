@@ -14,9 +14,9 @@ from core.io.masks import MaskError, object_ids, resize_labels
 from core.inference.memory import FirstPreviousMemory, InfiniteMemory
 from core.model.network import NetworkConfig, build_network
 from core.inference.tracker import (NEAR_CELLS, PRIOR_PENALTY, Tracker, TrackerConfig, add_tracker_arguments,
-                                    argmax_planes, box_prior, expected_box, far_parts, inference_shape, object_boxes,
-                                    plane_labels, resample_planes, resolve_backend, shrink_keeping_ids,
-                                    tracker_config)
+                                    argmax_planes, box_prior, cuda_shortfall, expected_box, far_parts, inference_shape,
+                                    object_boxes, plane_labels, resample_planes, resolve_backend, resolve_device,
+                                    shrink_keeping_ids, tracker_config)
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +276,25 @@ def test_a_far_part_dropped_by_one_object_is_not_taken_by_another_far_from_it(ne
     labels = tracker.step(_frame(1, hw))
     assert (labels[14:26, 14:26] == 1).all() and (labels[88:106, 156:186] == 2).all()
     assert not labels[92:124, 4:36].any()
+
+
+@pytest.mark.parametrize("name, devices, told", [
+    ("cuda", 0, "'cuda': no CUDA device is available here; use --device cpu or auto"),
+    ("cuda:1", 0, "'cuda:1': no CUDA device is available here"),
+    ("cuda:1", 1, "'cuda:1': this machine has 1 CUDA device(s), cuda:0 to cuda:0; pick one of them"),
+    ("cuda:x", 1, "'cuda:x': give cuda, or cuda:N for the N-th CUDA device"),
+    ("cuda:0", 1, None),
+    ("cuda", 2, None),
+    ("cpu", 0, None),
+])
+def test_a_cuda_device_this_machine_lacks_is_named_before_any_work(
+        name: str, devices: int, told: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: devices > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
+    shortfall = cuda_shortfall(name)
+    if told is None:
+        assert shortfall is None
+    else:
+        assert shortfall is not None and told in shortfall
+        with pytest.raises(RuntimeError, match="--device"):
+            resolve_device(name)

@@ -113,10 +113,27 @@ def tracker_weights(text: str) -> str:
     return text
 
 
+def cuda_shortfall(name: str) -> str | None:
+    """Why the device `name` cannot run on this machine: CUDA ("cuda" or "cuda:N") where there is none, or a
+    CUDA index this machine lacks; None for any other name, or when it can."""
+    kind, colon, index = name.partition(":")
+    if kind != "cuda":
+        return None
+    if colon and not index.isdigit():
+        return f"{name!r}: give cuda, or cuda:N for the N-th CUDA device"
+    if not torch.cuda.is_available():
+        return f"{name!r}: no CUDA device is available here; use --device cpu or auto"
+    count = torch.cuda.device_count()
+    if colon and int(index) >= count:
+        return f"{name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}; pick one of them"
+    return None
+
+
 def device_setting(text: str) -> str:
-    """--device's value, refused at once when it names CUDA on a machine without it."""
-    if text == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError("'cuda': no CUDA device is available here; use --device cpu or auto")
+    """--device's value, refused at once when it names a CUDA device this machine lacks (`cuda_shortfall`)."""
+    shortfall = cuda_shortfall(text)
+    if shortfall:
+        raise argparse.ArgumentTypeError(shortfall)
     return text
 
 
@@ -142,8 +159,9 @@ def resolve_device(name: str) -> torch.device:
     """"auto" → CUDA when available, else CPU; other names as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: no CUDA device is available here; use --device cpu")
+    shortfall = cuda_shortfall(name)
+    if shortfall:
+        raise RuntimeError(f"--device {shortfall}")
     return torch.device(name)
 
 
