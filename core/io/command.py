@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,14 @@ BAD_INPUT = 2  # as argparse's usage errors: the command could not do its work w
 class BadInput(Exception):
     """A file or value a user gave that a tool cannot use (MaskError, VideoError); its message is one line naming
     it and the fix."""
+
+
+def tool_description(doc: str) -> str:
+    """A tool's --help description: the first sentence of its module's docstring, on one line (a sentence ends at
+    a full stop before a space, not at an ellipsis such as INPUT...)."""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    sentence = re.match(r"(.*?[^.]\.)(?:\s|$)", paragraph)
+    return sentence.group(1) if sentence else paragraph
 
 
 def output_file(text: str) -> Path:

@@ -10,14 +10,14 @@ from dataclasses import replace
 
 import torch
 
-from core.io.command import bounded, output_folder, run_tool, whole_number
+from core.io.command import bounded, output_folder, run_tool, tool_description, whole_number
 from core.train.config import preset
 from core.train.flags import crop_side, seed_number, training_device
 from core.train.loop import train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m core.train", description=tool_description(__doc__))
     parser.add_argument("--preset", required=True, help="e.g. teacher, s0-mnv2aspp, s1-mnv2aspp, abl-seg")
     parser.add_argument("--out", required=True, type=output_folder, help="run folder (resumes when it holds state.pt)")
     parser.add_argument("--data", help="DAVIS root for training clips (default ../shared/data/davis2016-train)")
@@ -26,18 +26,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--all-sequences", action="store_true",
                         help="train on every sequence, the validation split too (the shipped model, once the recipe "
                              "is chosen on the split); implies --no-val")
-    parser.add_argument("--steps", type=whole_number(1))
+    parser.add_argument("--steps", type=whole_number(1), help="training steps (default: the preset's)")
     parser.add_argument("--seconds", type=bounded(1), help="wall-clock budget for the run")
-    parser.add_argument("--batch", type=whole_number(1))
-    parser.add_argument("--lr", type=bounded(0))
+    parser.add_argument("--batch", type=whole_number(1), help="clips per step (default: the preset's)")
+    parser.add_argument("--lr", type=bounded(0), help="peak learning rate (default: the preset's)")
     parser.add_argument("--crop", type=crop_side, help="side of the square training crops (a multiple of 16)")
-    parser.add_argument("--val-every", type=whole_number(1))
+    parser.add_argument("--val-every", type=whole_number(1), help="steps between validations (default: the preset's)")
     parser.add_argument("--init", help="checkpoint to start from")
     parser.add_argument("--no-imagenet", action="store_true", help="MobileNetV2 trunk from scratch, not ImageNet")
     parser.add_argument("--teacher", help="teacher checkpoint for distillation")
-    parser.add_argument("--device", default="auto", type=training_device)
+    parser.add_argument("--device", default="auto", type=training_device,
+                        help="auto (default: CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=whole_number(1), help="CPU threads")
-    parser.add_argument("--seed", type=seed_number)
+    parser.add_argument("--seed", type=seed_number, help="random seed of the samples and the initial weights")
     parser.add_argument("--freeze-bn", action="store_true",
                         help="batch norms normalise with their running statistics and keep them (small batches)")
     parser.add_argument("--bf16", action="store_true",

@@ -53,7 +53,7 @@ from core.clips.sampler import ClipSampler, DataConfig, FrameStore
 from core.model.network import training_mode
 from core.evaluation.interactive import davis_frames, score
 from core.evaluation.refinement import refined_ious, tracked_frames
-from core.io.command import BadInput, bounded, output_folder, run_tool, whole_number
+from core.io.command import BadInput, bounded, output_folder, run_tool, tool_description, whole_number
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
 from core.train.flags import MIN_CROP, crop_side, seed_number, training_device
@@ -514,18 +514,40 @@ SETTING_TYPES: dict[str, Callable[[str], object]] = {
 }
 
 
+# what each of the run's settings is for, in --help (the default is added there)
+SETTING_HELP: dict[str, str] = {
+    "data": "DAVIS root to train on", "steps": "training steps",
+    "seconds": "wall-clock budget; the learning rate follows whichever of it and --steps runs out first",
+    "batch": "samples per step", "crop": "side of the square training crops, a multiple of 16",
+    "load_short_side": "frames are loaded at this short side", "object_min": "the object's box spans at least this "
+    "fraction of a crop", "object_max": "the object's box spans at most this fraction of a crop",
+    "lr": "peak learning rate", "val_every": "steps between validations",
+    "val_frames_every": "validate on every N-th frame of each validation sequence", "seed": "random seed",
+    "device": "where the network trains and samples are drawn: cpu, cuda or cuda:N",
+    "freeze_bn": "batch norms keep their running statistics (small batches)",
+    "ema": "validate and save the weights' moving average of this decay, 0 for the weights themselves",
+    "redraw_odds": "share of samples that redraw a tracker-like guess, with no click or box",
+    "tracked": "a tracker's saved masks of the validation sequences (core.eval --out), whose redrawing is "
+    "validated too", "tracked_every": "validate the redrawing on every N-th of those frames",
+    "hold_out": "comma-separated sequences kept out and validated on; \"\" for none, to train the final model",
+    "bf16": "training passes in bfloat16 autocast (CPUs with AMX, GPUs)",
+    "trunk_lr": "the ImageNet trunk's learning rate as a share of --lr (0 freezes it)",
+    "paste_odds": "share of samples whose object is pasted onto another sequence's frame",
+}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.train.annotator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m core.train.annotator", description=tool_description(__doc__))
     parser.add_argument("--out", type=output_folder, help="run folder (resumes when it holds state.pt)")
     parser.add_argument("--ship", type=ship_source, nargs="+",
                         help="instead of training: ship this checkpoint (e.g. RUN/best.pt, or RUN), or the mean of "
                              "these checkpoints' weights, as core/weights' annotator, fp16, with its provenance")
     for field, value in asdict(AnnotatorTraining()).items():
         if isinstance(value, bool):
-            parser.add_argument(f"--{field.replace('_', '-')}", action="store_true")
+            parser.add_argument(f"--{field.replace('_', '-')}", action="store_true", help=SETTING_HELP[field])
         else:
             parser.add_argument(f"--{field.replace('_', '-')}", type=SETTING_TYPES.get(field, type(value)),
-                                default=value)
+                                default=value, help=f"{SETTING_HELP[field]} (default: {value!r})")
     parser.add_argument("--threads", type=whole_number(1), default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--init", type=Path, help="start a new run from this annotator checkpoint's weights")
     args = parser.parse_args(argv)
