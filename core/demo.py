@@ -8,27 +8,28 @@ writes the masks, an overlay video, a cut-out with alpha, a blurred background a
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from core.batch.cli import main as batch_main
+from core.io.command import output_folder, run_tool
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "judo"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The demo's flags: only where to write."""
     parser = argparse.ArgumentParser(prog="python -m core.demo",
                                      description="Track the four judo players of the bundled sample with the shipped "
                                                  "weights: masks, overlay, cut-out, blurred background and the players "
                                                  "removed.")
-    parser.add_argument("--out", default="demo-out", metavar="DIR",
+    parser.add_argument("--out", type=output_folder, default="demo-out", metavar="DIR",
                         help="output folder (default demo-out, in the current folder; redone on every run)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the batch over the sample into the output folder and list what it wrote."""
-    out = Path(parse_args(argv).out)
+    out = parse_args(argv).out
     code = batch_main([str(SAMPLE), "--out", str(out), "--overwrite", "--masks", "both",
                        "--effect", "overlay", "--effect", "cutout", "--effect", "blur", "--effect", "remove"])
     for path in sorted(out.rglob("*")):
@@ -38,4 +39,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

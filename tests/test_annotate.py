@@ -430,7 +430,7 @@ def test_a_folder_of_clips_is_scored_object_by_object(tmp_path: Path, capsys: py
     with pytest.raises(EvalError, match="00007.png: cannot read the frame"):
         list(clip_objects(tmp_path, ["b"]))
     (tmp_path / "b" / "00007.png").unlink()
-    with pytest.raises(SystemExit, match="no frame 00007"):
+    with pytest.raises(EvalError, match="no frame 00007"):
         list(clip_objects(tmp_path, ["b"]))
 
 
@@ -453,9 +453,9 @@ def test_the_interactive_score_names_a_clip_or_sequence_folder_given_for_its_par
 
 @pytest.mark.parametrize("args, message", [
     (["{missing}"], "missing: not a folder; pass a DAVIS root"),
-    (["{empty}", "--methods", "grabcut"], "nothing to score"),
+    (["{empty}", "--methods", "grabcut"], "empty: has no JPEGImages/ and no clip with masks/; pass a DAVIS root"),
     (["{empty}", "--methods", "grabcut,snake"], "--methods: unknown snake; use some of network, grabcut"),
-    (["{empty}", "--every", "0"], "--every and --max-clicks must be at least 1"),
+    (["{empty}", "--every", "0"], "argument --every: '0': give a whole number of 1 or more"),
 ])
 def test_the_interactive_score_refuses_bad_arguments_in_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:

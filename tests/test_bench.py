@@ -1,5 +1,5 @@
 """`python -m core.bench`: the synthetic clip, one subprocess per variant and length, the table and the JSON, a
-worker's error said once; `python -m core.evaluation.stages`'s error on its own line."""
+worker's error said once and its status passed on; `python -m core.evaluation.stages`'s error on its own line."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.evaluation import bench
 from core.evaluation.bench import WARMUP_FRAMES, SyntheticClip, parse_args, run_in_subprocess
+from core.io.command import BAD_INPUT, run_tool
+from tests.test_eval import refusal, run_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,3 +113,25 @@ def test_stages_prints_its_error_on_its_own_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.split("\n")  # the bar redraws with \r: only \n starts a line
     assert any(line.startswith(f"error: {tmp_path}: no masks") for line in lines), result.stderr
+
+
+def test_unknown_variants_end_the_bench_in_one_line() -> None:
+    assert "--variants: unknown fast; choose from student, infinite" in refusal(
+        run_module("core.bench", "--variants", "student,fast"))
+
+
+def test_a_workers_bad_input_ends_the_bench_with_its_status_and_one_line(
+        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """The bench lets 3 frames through (no warm-up here), its worker refuses them in one line with status 2: the
+    bench, run as its command runs, ends with that status and says nothing more."""
+    monkeypatch.setattr(bench, "WARMUP_FRAMES", 0)
+    with pytest.raises(SystemExit) as stop:
+        run_tool(lambda: bench.main(["--size", "64x96", "--frames", "3", "--variants", "student", "--device", "cpu",
+                                     "--threads", "1"]))
+    errors = [line for line in capfd.readouterr().err.split("\n") if "error" in line]
+    assert stop.value.code == BAD_INPUT and len(errors) == 1 and "each length must exceed 3 frames" in errors[0], errors
+
+
+def test_stages_names_a_source_that_does_not_exist(tmp_path: Path) -> None:
+    error = refusal(run_module("core.evaluation.stages", "--source", str(tmp_path / "missing")))
+    assert error.startswith(f"error: {tmp_path / 'missing'}: no such folder; pass a folder of frames with masks/")

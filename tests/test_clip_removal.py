@@ -12,6 +12,7 @@ import pytest
 from core.effects import ClipRemover, ObjectRemover
 from core.effects.clip_removal import push_pull
 from core.evaluation import removal
+from core.io.command import BAD_INPUT, run_tool
 from core.io.masks import write_mask
 
 HEIGHT, WIDTH, STEP, FRAMES = 160, 240, 5, 14
@@ -145,7 +146,9 @@ def test_removal_evaluation_scores_the_whole_clip_remover_above_the_streaming_on
 
 def test_removal_evaluation_names_a_missing_sequence(tmp_path: Path, capsys) -> None:
     (tmp_path / "JPEGImages" / "480p").mkdir(parents=True)
-    assert removal.main([str(tmp_path), "--backgrounds", "nope", "--objects", "gone"]) == 2
+    with pytest.raises(SystemExit) as stop:
+        run_tool(lambda: removal.main([str(tmp_path), "--backgrounds", "nope", "--objects", "gone"]))
+    assert stop.value.code == BAD_INPUT
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "JPEGImages/480p/nope: no such sequence" in error
 

@@ -4,11 +4,14 @@ a mask or video a tool cannot use, and Ctrl-C, as one line with status 2 or 130.
 from __future__ import annotations
 
 import argparse
+import runpy
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from core.io.command import BAD_INPUT, INTERRUPTED, output_file, output_folder, run_tool
+from core.io.command import BAD_INPUT, INTERRUPTED, output_file, output_folder, run_tool, tool_description
 from core.io.masks import read_mask
 from core.evaluation.davis import parse_args as eval_args
 from core.weights import load_checkpoint
@@ -75,3 +78,44 @@ def test_a_checkpoint_a_tool_cannot_load_ends_it_in_one_line(tmp_path: Path,
     error = capsys.readouterr().err
     assert stop.value.code == BAD_INPUT and error.startswith(f"error: {tmp_path / 'none.pt'}: MobileVOS checkpoint")
     assert len(error.strip().splitlines()) == 1
+
+
+TOOLS = ("core.batch", "core.bench", "core.eval", "core.export", "core.effects", "core.demo", "core.train",
+         "core.train.annotator", "core.train.pack", "core.weights.imagenet", "core.evaluation.interactive",
+         "core.evaluation.refinement", "core.evaluation.failures", "core.evaluation.flicker",
+         "core.evaluation.removal", "core.evaluation.stages", "core.evaluation.annotate_bench", "web.app",
+         "plugin.obs")
+
+
+class _Parsed(Exception):
+    """Raised in place of parsing a tool's command line: its parser has been seen."""
+
+
+def tool_parser(module: str, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
+    """The parser `python -m module` reads its command line with, caught as it starts parsing."""
+    seen: list[argparse.ArgumentParser] = []
+
+    def catch(parser: argparse.ArgumentParser, *_: object, **__: object) -> NoReturn:
+        seen.append(parser)
+        raise _Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", catch)
+    monkeypatch.setattr(sys, "argv", [module])
+    with pytest.raises(_Parsed):
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    return seen[0]
+
+
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")  # runpy on a module imported before
+@pytest.mark.parametrize("module", TOOLS)
+def test_every_tools_help_says_what_it_and_each_flag_is_for(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = tool_parser(module, monkeypatch)
+    undocumented = [action.option_strings or action.dest for action in parser._actions if not action.help]
+    assert not undocumented
+    assert parser.description and parser.description.rstrip().endswith((".", ")")), parser.description
+
+
+def test_a_tools_description_is_its_docstrings_first_sentence() -> None:
+    doc = "`python -m tool IN... --out DIR`: do the thing, in\nparallel. More on how.\n\nDetails."
+    assert tool_description(doc) == "`python -m tool IN... --out DIR`: do the thing, in parallel."
+    assert tool_description("no full stop here\n\nDetails.") == "no full stop here"

@@ -1,8 +1,10 @@
-"""`python -m core.eval`: DAVIS layout in, palette PNGs and J/F/J&F out; the first-mask baseline scored exactly."""
+"""`python -m core.eval`: DAVIS layout in, palette PNGs and J/F/J&F out; the first-mask baseline scored exactly. The
+evaluation tools refuse a root, sequence, mask, report or output path they cannot use in one line, status 2."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ from PIL import Image
 from core.annotate.network import save_annotator
 from core.annotate.refine import MaskRefiner
 from core.evaluation import davis, failures, refinement
-from core.evaluation.davis import sequence_files
+from core.evaluation.davis import EvalError, sequence_files
 from core.inference.tracker import Tracker
 from core.train.annotator import build as build_annotator
 from core.io.masks import davis_palette, read_mask, resize_labels, write_mask
@@ -25,10 +27,24 @@ SAMPLE = REPO / "samples" / "bike"
 HW = (90, 160)  # frames are shrunk so the tracker runs fast on CPU
 
 
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m module ARGS…` from the repository root, its output captured."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+
+
 def run_eval(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "core.eval", *args], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
+    """`python -m core.eval ARGS…`."""
+    return run_module("core.eval", *args)
+
+
+def refusal(result: subprocess.CompletedProcess) -> str:
+    """The line a command refused its input with, after checking it ended with status 2, no traceback and one
+    error line, on a line of its own (not after a progress bar's)."""
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.split("\n") if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith(("error: ", "python -m ")), result.stderr
+    return errors[0]
 
 
 def add_frame(root: Path, sequence: str, name: str, image: np.ndarray, labels: np.ndarray) -> None:
@@ -140,7 +156,7 @@ def test_refinement_scores_saved_masks_redrawn_and_names_missing_ones(davis_root
     assert [name for name, *_ in frames] == ["square/00001", "square/00002", "square/00003"]  # not the annotated
     before, after = refinement.refined_ious(MaskRefiner(), frames)
     assert before < 50 and after > before + 20
-    with pytest.raises(SystemExit, match="bike/00001.png: no saved tracked mask"):
+    with pytest.raises(EvalError, match="bike/00001.png: no saved predicted mask; write them with"):
         refinement.tracked_frames(davis_root, tmp_path / "predictions", ["bike"], 1)
 
 
@@ -175,10 +191,92 @@ def test_failure_stills_show_the_worst_frame_of_the_worst_sequences(davis_root: 
     assert written == 0
     still = cv2.imread(str(tmp_path / "stills" / "square.jpg"))
     assert still.shape[:2] == (HW[0] // 2, 3 * HW[1] // 2) and not (tmp_path / "stills" / "bike.jpg").exists()
-    ious = failures.frame_ious(pred / "square", sequence_files(davis_root, "square").annotations)
+    ious = failures.frame_ious(pred, "square", sequence_files(davis_root, "square").annotations)
     assert ious[0] == 1.0 and ious[3] == min(ious)  # the square has moved furthest from its first mask
 
 
-def test_failure_stills_need_the_eval_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert failures.main([str(tmp_path), str(tmp_path), "--json", str(tmp_path / "none.json")]) == 2
-    assert "run `python -m core.eval" in capsys.readouterr().err
+@pytest.fixture(scope="module")
+def flawed_root(davis_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`davis_root` with a mask of half the frame's size (`square/00002.png`, 80×45) and a sequence folder
+    without frames (`empty`)."""
+    root = Path(shutil.copytree(davis_root, tmp_path_factory.mktemp("flawed") / "davis"))
+    mask = root / "Annotations" / "480p" / "square" / "00002.png"
+    write_mask(mask, np.ascontiguousarray(read_mask(mask)[::2, ::2]))
+    (root / "JPEGImages" / "480p" / "empty").mkdir()
+    return root
+
+
+REFUSALS = [  # (module, arguments, what its one line says); {root} etc. are filled in by the test
+    ("core.eval", ["{missing}", "--baseline", "first-mask"], "{missing}: no such folder; pass a DAVIS root"),
+    ("core.eval", ["{root}", "--baseline", "first-mask", "--sequences", "nope"],
+     "{root}/JPEGImages/480p/nope: no such sequence; pick from those in {root}/JPEGImages/480p: bike, square"),
+    ("core.eval", ["{flawed}", "--baseline", "first-mask", "--sequences", "square"],
+     "square/00002.png: mask is 80×45 but the video is 160×90; resize it"),
+    ("core.eval", ["{flawed}", "--baseline", "first-mask", "--sequences", "empty"], "empty: holds no .jpg frames"),
+    ("core.eval", ["{root}", "--sequences", ","], "argument --sequences: ',': name at least one sequence"),
+    ("core.evaluation.interactive", ["{root}", "--methods", "grabcut", "--sequences", "nope"],
+     "nope: no such sequence; pick from those in {root}/JPEGImages/480p: bike, square"),
+    ("core.evaluation.interactive", ["{root}", "--methods", "grabcut"],
+     "{root}: lacks bmx-bumps, boat, "),  # the default: the annotator's validation sequences
+    ("core.evaluation.interactive", ["{tmp}", "--methods", "grabcut"],
+     "{tmp}: has no JPEGImages/ and no clip with masks/; pass a DAVIS root"),
+    ("core.evaluation.interactive", ["{flawed}", "--methods", "grabcut", "--sequences", "square", "--every", "1"],
+     "square/00002.png: mask is 80×45 but the video is 160×90"),
+    ("core.evaluation.interactive", ["{flawed}", "--methods", "grabcut", "--sequences", "empty"],
+     "empty: holds no .jpg frames"),
+    ("core.evaluation.refinement", ["{root}", "{tmp}", "--sequences", "square"],
+     "{tmp}/square/00001.png: no saved predicted mask; write them with `python -m core.eval ROOT --out {tmp}`"),
+    ("core.evaluation.refinement", ["{missing}", "{tmp}", "--sequences", "square"], "{missing}: no such folder"),
+    ("core.evaluation.refinement", ["{root}", "{tmp}", "--every", "0"], "argument --every: '0'"),
+    ("core.evaluation.refinement", ["{root}", "{tmp}", "--json", "{tmp}"], "argument --json: '{tmp}': is a folder"),
+    ("core.evaluation.failures", ["{root}", "{tmp}", "--json", "{missing}"],
+     "{missing}: not found; run `python -m core.eval ROOT --out PRED --json FILE` first"),
+    ("core.evaluation.failures", ["{root}", "{tmp}", "--json", "{file}"],
+     "{file}: not a report of `python -m core.eval`; run `python -m core.eval"),
+    ("core.evaluation.failures", ["{root}", "{tmp}", "--json", "{file}", "--out", "{file}"],
+     "argument --out: '{file}': {file} is a file, not a folder"),
+    ("core.evaluation.failures", ["{root}", "{tmp}", "--json", "{file}", "--worst", "0"], "argument --worst: '0'"),
+    ("core.evaluation.flicker", ["{root}", "--sequences", "nope"], "nope: no such sequence; pick from those in"),
+    ("core.evaluation.flicker", ["{flawed}", "--sequences", "square", "--device", "cpu", "--threads", "1"],
+     "square/00002.png: mask is 80×45 but the video is 160×90"),
+    ("core.evaluation.flicker", ["{root}", "--json", "{tmp}"], "argument --json: '{tmp}': is a folder"),
+    ("core.evaluation.flicker", ["{root}", "--frames", "1"], "argument --frames: '1': give a whole number of 2"),
+    ("core.evaluation.removal", ["{root}", "--backgrounds", "square", "--objects", "nope"],
+     "nope: no such sequence; pick from those in"),
+    ("core.evaluation.removal", ["{flawed}", "--backgrounds", "bike", "--objects", "square"],
+     "square/00002.png: mask is 80×45 but the video is 160×90"),
+    ("core.evaluation.removal", ["{root}", "--out", "{file}"], "argument --out: '{file}': {file} is a file"),
+    ("core.evaluation.annotate_bench", ["{missing}", "--sequences", "square", "--methods", "grabcut"],
+     "{missing}: no such folder"),
+    ("core.evaluation.annotate_bench", ["{root}", "--methods", "grabcut"], "{root}: lacks bmx-bumps, boat, "),
+    ("core.demo", ["--out", "{file}"], "argument --out: '{file}': {file} is a file, not a folder"),
+]
+
+
+@pytest.mark.parametrize("module, args, told", REFUSALS)
+def test_an_evaluation_tool_refuses_what_it_cannot_use_in_one_line(
+        davis_root: Path, flawed_root: Path, tmp_path: Path, module: str, args: list[str], told: str) -> None:
+    """Each ended in a traceback (status 1), in a bare `SystemExit` message (status 1) or with a message that did
+    not say what to do; now in one line naming the path or flag and the fix, status 2, before any output."""
+    (tmp_path / "file").write_text("not a report")
+    paths = {"root": davis_root, "flawed": flawed_root, "tmp": tmp_path, "file": tmp_path / "file",
+             "missing": tmp_path / "missing"}
+    assert told.format(**paths) in refusal(run_module(module, *(arg.format(**paths) for arg in args)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_removal_names_an_object_sequence_whose_masks_mark_nothing(davis_root: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(davis_root, tmp_path / "davis"))
+    for mask in (root / "Annotations" / "480p" / "square").glob("*.png"):
+        write_mask(mask, np.zeros(HW, np.uint8))
+    error = refusal(run_module("core.evaluation.removal", str(root), "--backgrounds", "bike", "--objects", "square",
+                               "--removers", "streaming", "--frames", "3"))
+    assert f"{root}/Annotations/480p/square: no object in its first 3 masks to paste" in error
+
+
+def test_interactive_names_a_clip_that_is_not_there_and_lists_those_that_are(tmp_path: Path) -> None:
+    write_mask(tmp_path / "clips" / "judo" / "masks" / "00000.png", np.ones((8, 8), np.uint8))
+    error = refusal(run_module("core.evaluation.interactive", str(tmp_path / "clips"), "--methods", "grabcut",
+                               "--sequences", "jduo"))
+    assert f"{tmp_path / 'clips' / 'jduo'}: no such clip; pick from the clips with masks/ in " in error
+    assert error.endswith(": judo")

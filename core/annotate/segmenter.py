@@ -42,6 +42,7 @@ GUIDING_KINDS = ("positive", "negative", "box")
 FOCUS = 0.6           # a zoomed view is a square whose side the box (or previous mask) spans this fraction of
 MIN_FOCUS_SIDE = 48   # frame pixels: the smallest zoomed view
 BACKENDS = ("auto", "onnx", "torch")
+BACKEND_HELP = "the annotation network's runtime (default auto: ONNX Runtime when installed, as core.annotate uses it)"
 CLICK_REACH = 5       # pixels: a part of the mask this close to a positive click is the clicked object's
 MAX_ASPECT = 2.5      # the network's input is at most this many times its size on the long side
 CLOSE_SHARE = 0.5     # a click's close look: a square this share of the object's zoomed view, around the click

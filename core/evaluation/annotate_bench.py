@@ -20,10 +20,10 @@ import numpy as np
 
 from core.annotate import METHODS, Mark
 from core.annotate.clicks import tight_box
-from core.annotate.segmenter import BACKENDS
-from core.io.command import output_file, run_tool, whole_number
-from core.evaluation.davis import write_json
-from core.evaluation.interactive import Segment, click_ious, davis_frames, default_sequences, method_segment
+from core.annotate.segmenter import BACKEND_HELP, BACKENDS
+from core.io.command import output_file, run_tool, tool_description, whole_number
+from core.evaluation.davis import sequence_list, write_json
+from core.evaluation.interactive import Segment, chosen_sequences, click_ious, davis_frames, method_segment
 from core.io.masks import MaskError
 
 
@@ -71,13 +71,15 @@ def first_object_frame(root: str, sequence: str) -> tuple[str, np.ndarray, np.nd
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Time each method's clicks and boxes on the sequences' first object frames and print (and write) them."""
     parser = argparse.ArgumentParser(prog="python -m core.evaluation.annotate_bench",
-                                     description=__doc__.splitlines()[0])
+                                     description=tool_description(__doc__))
     parser.add_argument("root", help="DAVIS root (JPEGImages/480p, Annotations/480p)")
-    parser.add_argument("--sequences", help="comma-separated names (default: the annotator's validation sequences)")
+    parser.add_argument("--sequences", type=sequence_list,
+                        help="comma-separated names (default: the annotator's validation sequences)")
     parser.add_argument("--clicks", type=whole_number(1), default=5, help="clicks per frame (default 5)")
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--backend", choices=BACKENDS, default="auto")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     parser.add_argument("--threads", type=whole_number(1), default=2, help="intra-op threads (default 2)")
     parser.add_argument("--json", type=output_file, help="also write the numbers here")
     args = parser.parse_args(argv)
@@ -85,10 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)}; use some of {', '.join(METHODS)}")
     cv2.setNumThreads(args.threads)
-    sequences = [name for name in args.sequences.split(",") if name] if args.sequences else default_sequences()
-    if not sequences:
-        parser.error("--sequences: no sequence named; give comma-separated DAVIS sequence names")
-    frames = [first_object_frame(args.root, name) for name in sequences]
+    frames = [first_object_frame(args.root, name) for name in chosen_sequences(args.root, args.sequences)]
     print(f"{len(frames)} frames ({frames[0][1].shape[1]}×{frames[0][1].shape[0]}), {args.clicks} clicks each, "
           f"{args.threads} threads, {len(os.sched_getaffinity(0))} cores available, load {os.getloadavg()[0]:.1f}")
     results = {}

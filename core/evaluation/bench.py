@@ -29,16 +29,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.io.command import BAD_INPUT, output_file
+from core.io.command import BAD_INPUT, BadInput, output_file, tool_description
 from core.evaluation.davis import write_json
 from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments
-from core.weights import WeightsError
 
 VARIANTS = {"student": "first_previous", "infinite": "infinite"}  # variant name → TrackerConfig.memory
 WARMUP_FRAMES = 3
 
 
-class BenchError(RuntimeError):
+class BenchError(BadInput, RuntimeError):
     """A benchmark run that failed; the message is one line saying which run and what to do."""
 
 
@@ -187,7 +186,7 @@ def parse_lengths(text: str) -> list[int]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m core.bench", description=tool_description(__doc__))
     parser.add_argument("--size", type=parse_size, default=(480, 854), help="HEIGHTxWIDTH (default 480x854)")
     parser.add_argument("--frames", type=parse_lengths, default=[50, 500], help="lengths (default 50,500)")
     parser.add_argument("--variants", default="student,infinite", help="student and/or infinite")
@@ -198,23 +197,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run every variant and length in its own worker (or, as `--worker`, measure one) and print the table; bad
+    input, here or in a worker, ends in one line with status 2 through `run_tool`."""
     args = parse_args(argv)
-    try:
-        if args.worker:
-            [frames] = args.frames
-            print(json.dumps(measure(args.worker, frames, args.size, args.weights, args.device, args.threads,
-                                     args.backend, args.tracker_size, args.box_prior, args.parts == "near")))
-            return 0
-        variants = [v for v in args.variants.split(",") if v]
-        if not variants:
-            raise BenchError(f"--variants {args.variants!r}: name at least one of {', '.join(VARIANTS)}")
-        unknown = sorted(set(variants) - set(VARIANTS))
-        if unknown:
-            raise BenchError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-        results = {v: {str(n): run_and_report(v, n, args) for n in args.frames} for v in variants}
-    except (BenchError, WeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.worker:
+        [frames] = args.frames
+        print(json.dumps(measure(args.worker, frames, args.size, args.weights, args.device, args.threads,
+                                 args.backend, args.tracker_size, args.box_prior, args.parts == "near")))
+        return 0
+    variants = [v for v in args.variants.split(",") if v]
+    if not variants:
+        raise BenchError(f"--variants {args.variants!r}: name at least one of {', '.join(VARIANTS)}")
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise BenchError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    results = {v: {str(n): run_and_report(v, n, args) for n in args.frames} for v in variants}
     print(format_table(results, args.frames))
     if args.json:
         setup = {"size": list(args.size), "frames": args.frames, "weights": args.weights, "device": args.device,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -25,15 +24,16 @@ from tqdm import tqdm
 
 from core.annotate.refine import MaskRefiner, RefinedTracker
 from core.annotate.segmenter import build_segmenter
-from core.io.command import output_file, output_folder
+from core.io.command import BadInput, output_file, output_folder, tool_description
 from core.io.davis import FRAMES, frame_paths, mask_path, sequence_names
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, write_mask
 from core.evaluation.metrics import ObjectScore, SequenceScorer, summarize
 from core.inference.memory import MEMORIES
 from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments, tracker_config
-from core.weights import WeightsError, load_network
+from core.weights import load_network
 
-class EvalError(RuntimeError):
+
+class EvalError(BadInput, RuntimeError):
     """A dataset folder that cannot be evaluated; the message is one line naming the path and the fix."""
 
 
@@ -123,25 +123,53 @@ class EvalReport:
 
 
 def list_sequences(root: str | os.PathLike) -> list[str]:
-    """Sorted names of the sequences under `root`/JPEGImages/480p."""
-    _images_dir(Path(root))
-    return sequence_names(root)
+    """Sorted names of the sequences under `root`/JPEGImages/480p; EvalError when there are none."""
+    images = _images_dir(Path(root))
+    names = sequence_names(root)
+    if not names:
+        raise EvalError(f"{images}: no sequence folders; pass a DAVIS root with {FRAMES}/<seq>/*.jpg frames")
+    return names
+
+
+def sequence_list(text: str) -> list[str]:
+    """argparse type of a --sequences flag: comma-separated sequence names, at least one."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: name at least one sequence (comma-separated names)")
+    return names
+
+
+def sequence_frames(root: str | os.PathLike, name: str) -> list[Path]:
+    """The JPEG frames of sequence `name` in frame order; EvalError naming the sequences there when it is not one
+    of them, or when it holds no frame."""
+    folder = _images_dir(Path(root)) / name
+    if not folder.is_dir():
+        raise EvalError(f"{folder}: no such sequence; pick from those in {folder.parent}: "
+                        f"{', '.join(sequence_names(root)) or '(it holds none)'}")
+    frames = frame_paths(root, name)
+    if not frames:
+        raise EvalError(f"{folder}: holds no .jpg frames; use the DAVIS layout {FRAMES}/<seq>/*.jpg")
+    return frames
 
 
 def sequence_files(root: str | os.PathLike, name: str) -> SequenceFiles:
     """The JPEG frames of sequence `name` and the annotation PNG of every frame."""
-    root = Path(root)
-    folder = _images_dir(root) / name
-    if not folder.is_dir():
-        raise EvalError(f"{folder}: no such sequence; pick names from {_images_dir(root)}")
-    frames = frame_paths(root, name)
-    if not frames:
-        raise EvalError(f"{folder}: holds no .jpg frames; use the DAVIS layout {FRAMES}/<seq>/*.jpg")
+    frames = sequence_frames(root, name)
     annotations = [mask_path(root, name, p) for p in frames]
     missing = [a for a in annotations if not a.is_file()]
     if missing:
         raise EvalError(f"{missing[0]}: ground-truth mask missing; every frame needs one to be scored")
     return SequenceFiles(name, frames, annotations)
+
+
+def prediction_path(predictions: str | os.PathLike, sequence: str, frame: str) -> Path:
+    """Where `core.eval --out PREDICTIONS` saved the predicted mask of `frame` (a frame's name, no suffix) of
+    `sequence`; EvalError saying how to write it when it is not there."""
+    path = Path(predictions) / sequence / f"{frame}.png"
+    if not path.is_file():
+        raise EvalError(f"{path}: no saved predicted mask; write them with `python -m core.eval ROOT --out "
+                        f"{predictions}`")
+    return path
 
 
 def read_frame(path: Path) -> np.ndarray:
@@ -169,8 +197,7 @@ def evaluate_sequence(
             gt = first_mask
             check_mask(gt, frame.shape[:2], str(gt_path))
         else:
-            gt = read_mask(gt_path)
-            _check_size(gt, frame, gt_path)
+            gt = read_mask(gt_path, frame.shape[:2])
         start = time.perf_counter()
         pred = predictor.step(frame, first_mask if index == 0 else None)  # (H, W) uint8
         seconds += time.perf_counter() - start
@@ -250,9 +277,9 @@ def tracker_factory(config: TrackerConfig, refine: bool = False, annotator: str 
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.eval", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m core.eval", description=tool_description(__doc__))
     parser.add_argument("root", help="DAVIS root holding JPEGImages/480p and Annotations/480p")
-    parser.add_argument("--sequences", help="comma-separated sequence names (default: all)")
+    parser.add_argument("--sequences", type=sequence_list, help="comma-separated sequence names (default: all)")
     parser.add_argument("--out", type=output_folder, help="write predicted palette PNGs to OUT/<seq>/<frame>.png")
     parser.add_argument("--json", type=output_file, help="also write the numbers to this JSON file")
     parser.add_argument("--baseline", choices=["first-mask"], help="score a trivial baseline instead")
@@ -267,17 +294,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Score the tracker (or the baseline) on the DAVIS root; a folder, mask or checkpoint it cannot use ends the
+    command in one line through `run_tool` (status 2)."""
     args = parse_args(argv)
-    sequences = [s for s in args.sequences.split(",") if s] if args.sequences else None
-    try:
-        if args.baseline == "first-mask":
-            factory: PredictorFactory = FirstMaskBaseline
-        else:
-            factory = tracker_factory(tracker_config(args, memory=args.memory), args.refine, args.annotator)
-        report = evaluate(args.root, sequences, factory, out_dir=args.out)
-    except (EvalError, MaskError, WeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.baseline == "first-mask":
+        factory: PredictorFactory = FirstMaskBaseline
+    else:
+        factory = tracker_factory(tracker_config(args, memory=args.memory), args.refine, args.annotator)
+    report = evaluate(args.root, args.sequences, factory, out_dir=args.out)
     print(format_table(report))
     if args.json:
         setup = {"root": str(args.root), "predictor": args.baseline or "tracker", "weights": args.weights,
@@ -289,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _images_dir(root: Path) -> Path:
+    """`root`'s frames folder; EvalError when `root` is no folder or no DAVIS root."""
+    if not root.is_dir():
+        raise EvalError(f"{root}: no such folder; pass a DAVIS root (JPEGImages/480p, Annotations/480p)")
     images = root / FRAMES
     if not images.is_dir():
         raise EvalError(f"{root}: no {FRAMES} folder; pass the DAVIS root folder")
@@ -296,5 +323,6 @@ def _images_dir(root: Path) -> Path:
 
 
 def _check_size(labels: np.ndarray, frame: np.ndarray, source: Path) -> None:
+    """EvalError when a predicted label map is not of its frame's size."""
     if labels.shape != frame.shape[:2]:
         raise EvalError(f"{source}: mask is {labels.shape} but the frame is {frame.shape[:2]}; they must match")

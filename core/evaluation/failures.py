@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from core.evaluation.davis import read_frame, sequence_files
+from core.evaluation.davis import EvalError, prediction_path, read_frame, sequence_files
+from core.io.command import output_folder, run_tool, tool_description, whole_number
 from core.io.masks import read_mask
 
 MISSED, FALSE = (40, 90, 255), (255, 40, 40)  # RGB
@@ -30,12 +30,32 @@ def worst_sequences(report: dict, count: int) -> list[tuple[str, float]]:
     return [(name, jf) for jf, name in scores[:count]]
 
 
-def frame_ious(pred_dir: Path, annotations: list[Path]) -> list[float]:
+def read_report(path: Path) -> dict:
+    """A `core.eval --json` report; EvalError saying how to make one when `path` is missing or is something else."""
+    make = "run `python -m core.eval ROOT --out PRED --json FILE` first"
+    if not path.is_file():
+        raise EvalError(f"{path}: not found; {make}")
+    try:
+        report = json.loads(path.read_text())
+        if all(isinstance(sequence["jf"], (int, float)) for sequence in report["sequences"].values()):
+            return report
+    except (ValueError, TypeError, KeyError, AttributeError):  # not JSON, or JSON of another shape
+        pass
+    raise EvalError(f"{path}: not a report of `python -m core.eval`; {make}")
+
+
+def predicted_mask(predictions: Path, sequence: str, frame: str, hw: tuple[int, int]) -> np.ndarray:
+    """The saved prediction of `frame` (its name) of `sequence` as (H, W) bool; EvalError or MaskError when it is
+    missing or not of the size `hw`."""
+    return read_mask(prediction_path(predictions, sequence, frame), hw) > 0
+
+
+def frame_ious(predictions: Path, sequence: str, annotations: list[Path]) -> list[float]:
     """IoU of the foreground (all objects as one) per frame; 1.0 where both are empty."""
     ious = []
     for gt_path in annotations:
         gt = read_mask(gt_path) > 0
-        pred = read_mask(pred_dir / gt_path.name) > 0
+        pred = predicted_mask(predictions, sequence, gt_path.stem, gt.shape)
         union = (gt | pred).sum()
         ious.append(float((gt & pred).sum() / union) if union else 1.0)
     return ious
@@ -61,11 +81,11 @@ def write_failures(root: Path, pred_root: Path, report: dict, out: Path, count: 
     written = []
     for name, jf in worst_sequences(report, count):
         files = sequence_files(root, name)
-        ious = frame_ious(pred_root / name, files.annotations)
+        ious = frame_ious(pred_root, name, files.annotations)
         index = int(np.argmin(ious[1:])) + 1  # frame 0 is the given annotation
         image = read_frame(files.frames[index])
-        gt = read_mask(files.annotations[index]) > 0
-        pred = read_mask(pred_root / name / files.annotations[index].name) > 0
+        gt = read_mask(files.annotations[index], image.shape[:2]) > 0
+        pred = predicted_mask(pred_root, name, files.frames[index].stem, gt.shape)
         still = failure_still(image, gt, pred, f"{name}  J&F {jf:.1f}  frame {index}  IoU {100 * ious[index]:.0f}")
         small = cv2.resize(still, (still.shape[1] // 2, still.shape[0] // 2), interpolation=cv2.INTER_AREA)
         path = out / f"{name}.jpg"
@@ -75,21 +95,20 @@ def write_failures(root: Path, pred_root: Path, report: dict, out: Path, count: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation.failures", description=__doc__.splitlines()[0])
+    """Write the stills of the worst sequences and print their paths."""
+    parser = argparse.ArgumentParser(prog="python -m core.evaluation.failures", description=tool_description(__doc__))
     parser.add_argument("root", type=Path, help="DAVIS root (JPEGImages/480p, Annotations/480p)")
     parser.add_argument("predictions", type=Path, help="the --out folder of `python -m core.eval`")
     parser.add_argument("--json", type=Path, required=True, help="the --json report of the same run")
-    parser.add_argument("--out", type=Path, default=Path("docs/failures"))
-    parser.add_argument("--worst", type=int, default=5)
+    parser.add_argument("--out", type=output_folder, default=Path("docs/failures"),
+                        help="folder for the stills (default docs/failures)")
+    parser.add_argument("--worst", type=whole_number(1), default=5,
+                        help="one still for each of this many sequences of lowest J&F (default 5)")
     args = parser.parse_args(argv)
-    if not args.json.is_file():
-        print(f"error: {args.json}: not found; run `python -m core.eval ROOT --out PRED --json FILE` first",
-              file=sys.stderr)
-        return 2
-    for path in write_failures(args.root, args.predictions, json.loads(args.json.read_text()), args.out, args.worst):
+    for path in write_failures(args.root, args.predictions, read_report(args.json), args.out, args.worst):
         print(path)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

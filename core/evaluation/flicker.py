@@ -13,7 +13,6 @@ validation sequences. `--refine` measures the masks redrawn by `core.annotate.re
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,12 +22,12 @@ from tqdm import tqdm
 
 from core.annotate.refine import MaskRefiner
 from core.effects.matting import EdgeSettings, StableMatte, soft_alpha
-from core.evaluation.davis import EvalError, read_frame, sequence_files, write_json
+from core.evaluation.davis import read_frame, sequence_files, sequence_list, write_json
 from core.evaluation.metrics import SequenceScorer, summarize
 from core.evaluation.removal import BACKGROUNDS, consistent_flow
 from core.inference.tracker import Tracker, add_tracker_arguments, tracker_config
-from core.io.masks import MaskError, read_mask
-from core.weights import WeightsError
+from core.io.command import output_file, run_tool, tool_description, whole_number
+from core.io.masks import read_mask
 
 MATTES = ("hard", "soft", "stable")
 _BAND = 10  # pixels either side of the outline where flicker is measured
@@ -80,7 +79,8 @@ def evaluate(root: Path, sequences: list[str], frames: int, make_tracker, settin
     for name in tqdm(sequences, desc="sequences", unit="seq"):
         files = sequence_files(root, name)
         images = [read_frame(path) for path in files.frames[:frames]]
-        truth = [(read_mask(path) > 0).astype(np.uint8) for path in files.annotations[:frames]]
+        truth = [(read_mask(path, image.shape[:2]) > 0).astype(np.uint8)
+                 for path, image in zip(files.annotations, images)]
         mattes = track_mattes(tracker, images, truth[0], settings, refiner)
         flows = [consistent_flow(a, b) for a, b in zip(images, images[1:])]
         bands = [outline_band(matte) for matte in mattes["hard"]]
@@ -109,24 +109,22 @@ def print_table(report: dict) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Track the sequences, print the flicker table (and write the report); bad input ends in one line through
+    `run_tool`."""
+    parser = argparse.ArgumentParser(prog="python -m core.evaluation.flicker", description=tool_description(__doc__))
     parser.add_argument("root", type=Path, help="DAVIS root holding JPEGImages/480p and Annotations/480p")
-    parser.add_argument("--sequences", default=",".join(BACKGROUNDS), help="comma-separated sequence names")
-    parser.add_argument("--frames", type=int, default=40, help="frames per sequence (from the start)")
-    parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    parser.add_argument("--sequences", type=sequence_list, default=",".join(BACKGROUNDS),
+                        help="comma-separated sequence names")
+    parser.add_argument("--frames", type=whole_number(2), default=40, help="frames per sequence (from the start)")
+    parser.add_argument("--json", type=output_file, help="also write the numbers to this JSON file")
     parser.add_argument("--refine", action="store_true", help="redraw the tracked masks (core.annotate.refine)")
     add_tracker_arguments(parser, backend="auto", adapt=False)
     args = parser.parse_args(argv)
-    sequences = [s for s in args.sequences.split(",") if s]
-    try:
-        for name in sequences:  # every sequence checked before the long work starts
-            sequence_files(args.root, name)
-        config = tracker_config(args)
-        report = evaluate(args.root, sequences, args.frames, lambda: Tracker(config), EdgeSettings(),
-                          MaskRefiner() if args.refine else None)
-    except (EvalError, MaskError, WeightsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    for name in args.sequences:  # every sequence checked before the long work starts
+        sequence_files(args.root, name)
+    config = tracker_config(args)
+    report = evaluate(args.root, args.sequences, args.frames, lambda: Tracker(config), EdgeSettings(),
+                      MaskRefiner() if args.refine else None)
     print_table(report)
     if args.json:
         write_json(args.json, report)
@@ -134,4 +132,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -27,12 +27,12 @@ from tqdm import tqdm
 from core.annotate import METHODS, Mark, object_mask
 from core.annotate.clicks import Click, next_click, random_interior_click, tight_box
 from core.annotate.network import load_annotator_checkpoint
-from core.annotate.segmenter import BACKENDS, build_segmenter
+from core.annotate.segmenter import BACKEND_HELP, BACKENDS, build_segmenter
 from core.batch.inputs import FRAMES_FOLDER, MASK_FOLDER, numbered_frames
-from core.io.command import output_file, run_tool, whole_number
-from core.evaluation.davis import read_frame
+from core.io.command import output_file, run_tool, tool_description, whole_number
+from core.evaluation.davis import EvalError, list_sequences, read_frame, sequence_frames, sequence_list
 from core.evaluation.metrics import region_similarity
-from core.io.davis import FRAMES, frame_paths, mask_path
+from core.io.davis import mask_path
 from core.io.masks import object_ids, read_mask, resize_labels
 from core.io.suffixes import FRAME_SUFFIXES
 
@@ -104,31 +104,34 @@ def iou_after(ious: list[float], clicks: int) -> float:
 
 def davis_frames(root: str | Path, sequences: list[str], every: int,
                  first: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, image (H, W, 3) RGB, target (H, W) bool) for frames first, first + every, … of each sequence."""
+    """(name, image (H, W, 3) RGB, target (H, W) bool) for frames first, first + every, … of each sequence with
+    an object; EvalError or MaskError naming a sequence, frame or mask that cannot be read."""
     for name in sequences:
-        paths = frame_paths(root, name)
-        if not paths:
-            raise SystemExit(f"{Path(root) / FRAMES / name}: no frames; pass a DAVIS root")
-        for path in paths[first::every]:
-            target = read_mask(mask_path(root, name, path)) > 0
+        for path in sequence_frames(root, name)[first::every]:
+            image = read_frame(path)
+            target = read_mask(mask_path(root, name, path), image.shape[:2]) > 0
             if target.any():
-                yield f"{name}/{path.stem}", read_frame(path), target
+                yield f"{name}/{path.stem}", image, target
 
 
 def clip_objects(root: str | Path, clips: list[str]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """(name "clip/frame/id", image (H, W, 3) RGB, target (H, W) bool) for every object of every annotated frame
     of the `clips` folders under `root`: each mask `CLIP/masks/NAME.png` and its frame `NAME` in `CLIP/frames/` or
-    `CLIP/` (a mask of another size is resized to the frame's)."""
+    `CLIP/` (a mask of another size is resized to the frame's); EvalError naming a clip that is not there, or
+    has no masks, or a mask without its frame."""
     for clip in clips:
         folder = Path(root) / clip
+        if not folder.is_dir():
+            raise EvalError(f"{folder}: no such clip; pick from the clips with masks/ in {root}: "
+                            f"{', '.join(annotated_clips(root))}")
         frames = folder / FRAMES_FOLDER if (folder / FRAMES_FOLDER).is_dir() else folder
         masks = sorted((folder / MASK_FOLDER).glob("*.png"))
         if not masks:
-            raise SystemExit(f"{folder / MASK_FOLDER}: no masks; pass a folder of clips, each with masks/NAME.png")
+            raise EvalError(f"{folder / MASK_FOLDER}: no masks; pass a folder of clips, each with masks/NAME.png")
         for mask_path in masks:
             found = [p for p in sorted(frames.glob(f"{mask_path.stem}.*")) if p.suffix.lower() in FRAME_SUFFIXES]
             if not found:
-                raise SystemExit(f"{mask_path}: no frame {mask_path.stem} beside it in {frames}; add that frame")
+                raise EvalError(f"{mask_path}: no frame {mask_path.stem} beside it in {frames}; add that frame")
             image = read_frame(found[0])
             labels = resize_labels(read_mask(mask_path), image.shape[:2])
             for object_id in object_ids(labels):
@@ -171,6 +174,19 @@ def default_sequences() -> list[str]:
     return list(load_annotator_checkpoint()["meta"]["validation_sequences"])
 
 
+def chosen_sequences(root: str | Path, given: list[str] | None) -> list[str]:
+    """The DAVIS sequences named by --sequences, else `default_sequences`; EvalError naming --sequences when
+    `root` lacks some of those."""
+    if given:
+        return given
+    names = default_sequences()
+    missing = sorted(set(names) - set(list_sequences(root)))
+    if missing:
+        raise EvalError(f"{root}: lacks {', '.join(missing)} of the annotator's validation sequences (the default); "
+                        "name the sequences to score with --sequences")
+    return names
+
+
 def annotated_clips(root: str | Path) -> list[str]:
     """The clips of a folder of clips that have masks."""
     return sorted(folder.name for folder in Path(root).iterdir() if (folder / MASK_FOLDER).is_dir())
@@ -195,39 +211,42 @@ def misplaced_root(root: str | Path) -> str | None:
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Stop with argparse's one-line usage error on a root that is not a folder or is one clip's or sequence's
-    folder (`misplaced_root`), an unknown method or a frame step below 1, before any frame is read."""
-    if not Path(args.root).is_dir():
-        parser.error(f"{args.root}: not a folder; pass a DAVIS root (JPEGImages/480p, Annotations/480p) or a folder "
-                     "of clips (CLIP/masks/*.png)")
-    misplaced = None if is_davis(args.root) or annotated_clips(args.root) else misplaced_root(args.root)
-    if misplaced:
-        parser.error(misplaced)
+    """Stop with argparse's one-line usage error on an unknown method, or on a root that is not a folder, is one
+    clip's or sequence's folder (`misplaced_root`) or neither a DAVIS root nor a folder of clips, before any
+    frame is read."""
     unknown = [method for method in args.methods.split(",") if method not in METHODS]
     if unknown:
         parser.error(f"--methods: unknown {', '.join(unknown)}; use some of {', '.join(METHODS)}")
-    if args.every < 1 or args.first < 0 or args.max_clicks < 1:
-        parser.error("--every and --max-clicks must be at least 1, --first at least 0")
+    layouts = "a DAVIS root (JPEGImages/480p, Annotations/480p) or a folder of clips (CLIP/masks/*.png)"
+    if not Path(args.root).is_dir():
+        parser.error(f"{args.root}: not a folder; pass {layouts}")
+    if not (is_davis(args.root) or annotated_clips(args.root)):
+        parser.error(misplaced_root(args.root)
+                     or f"{args.root}: has no JPEGImages/ and no clip with masks/; pass {layouts}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation.interactive", description=__doc__.splitlines()[0])
+    """Score each method on the frames or clip objects of the root and print (and write) the scores."""
+    parser = argparse.ArgumentParser(prog="python -m core.evaluation.interactive",
+                                     description=tool_description(__doc__))
     parser.add_argument("root", help="DAVIS root (JPEGImages/480p, Annotations/480p), or a folder of clips "
                                      "(CLIP/masks/*.png, frames in CLIP/ or CLIP/frames/: every object scored)")
-    parser.add_argument("--sequences", help="comma-separated names (default: the annotator's validation sequences; "
-                                            "for a folder of clips, every clip with masks)")
-    parser.add_argument("--every", type=int, default=10, help="score every N-th frame of each sequence (default 10)")
-    parser.add_argument("--first", type=int, default=0,
+    parser.add_argument("--sequences", type=sequence_list,
+                        help="comma-separated names (default: the annotator's validation sequences; for a folder of "
+                             "clips, every clip with masks)")
+    parser.add_argument("--every", type=whole_number(1), default=10,
+                        help="score every N-th frame of each sequence (default 10)")
+    parser.add_argument("--first", type=whole_number(0), default=0,
                         help="the first frame scored (default 0; the annotator's training validates on frames 0, 25, "
                              "50 …, so --every 25 --first 12 scores other frames than it chose its weights on)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
-    parser.add_argument("--max-clicks", type=int, default=20)
+    parser.add_argument("--max-clicks", type=whole_number(1), default=20,
+                        help="simulated clicks per object at most, the NoC cap (default 20)")
     parser.add_argument("--first-click", choices=FIRST_CLICKS, default="interior",
                         help="where the first click goes: the object's most interior point (default, as papers "
                              "score), or a random pixel well inside it, fixed per frame (as users click)")
     parser.add_argument("--weights", help="annotator checkpoint for the network method (default: shipped)")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="the network's runtime (default auto: "
-                        "ONNX Runtime when installed, as core.annotate uses it)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
     parser.add_argument("--threads", type=whole_number(1), help="intra-op threads (ONNX Runtime and torch)")
     parser.add_argument("--json", type=output_file, help="also write the scores here")
     args = parser.parse_args(argv)
@@ -236,13 +255,12 @@ def main(argv: list[str] | None = None) -> None:
         import torch
         torch.set_num_threads(args.threads)
     davis = is_davis(args.root)
-    sequences = (args.sequences.split(",") if args.sequences
-                 else default_sequences() if davis else annotated_clips(args.root))
+    sequences = chosen_sequences(args.root, args.sequences) if davis else args.sequences or annotated_clips(args.root)
     frames = list(davis_frames(args.root, sequences, args.every, args.first) if davis
                   else clip_objects(args.root, sequences))
     if not frames:
-        raise SystemExit(f"{args.root}: nothing to score (no frame with an object in {', '.join(sequences) or 'it'});"
-                         " pass a DAVIS root or a folder of clips with masks/, or other --sequences/--first")
+        raise EvalError(f"{args.root}: nothing to score (no frame with an object in {', '.join(sequences) or 'it'});"
+                        " pass a DAVIS root or a folder of clips with masks/, or other --sequences/--first")
     results = []
     what = ("frames", "sequences") if davis else ("objects", "clips")
     print(f"{len(frames)} {what[0]} of {len(sequences)} {what[1]}; first click: {args.first_click}; "

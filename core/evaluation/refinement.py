@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from core.annotate.refine import MaskRefiner
-from core.annotate.segmenter import BACKENDS, build_segmenter
-from core.evaluation.interactive import davis_frames, default_sequences
+from core.annotate.segmenter import BACKEND_HELP, BACKENDS, build_segmenter
+from core.evaluation.davis import EvalError, prediction_path, sequence_list
+from core.evaluation.interactive import chosen_sequences, davis_frames
 from core.evaluation.metrics import region_similarity
+from core.io.command import output_file, run_tool, tool_description, whole_number
 from core.io.masks import read_mask
 
 Frame = tuple[str, np.ndarray, np.ndarray, np.ndarray]  # "seq/frame", image RGB, target bool, tracked bool
@@ -28,12 +30,10 @@ Frame = tuple[str, np.ndarray, np.ndarray, np.ndarray]  # "seq/frame", image RGB
 
 def tracked_frames(root: str | Path, predictions: str | Path, sequences: Sequence[str], every: int) -> list[Frame]:
     """Every `every`-th frame after the first of each sequence, with its ground truth and its saved tracked mask
-    (`predictions/<seq>/<frame>.png`)."""
+    (`predictions/<seq>/<frame>.png`; EvalError saying how to write one that is missing)."""
     frames = []
     for name, image, target in davis_frames(root, list(sequences), every, first=every):
-        path = Path(predictions) / f"{name}.png"
-        if not path.is_file():
-            raise SystemExit(f"{path}: no saved tracked mask; write them with `core.eval ... --out {predictions}`")
+        path = prediction_path(predictions, *name.split("/"))
         frames.append((name, image, target, read_mask(path, target.shape) > 0))
     return frames
 
@@ -49,24 +49,29 @@ def refined_ious(refiner: MaskRefiner, frames: Sequence[Frame]) -> tuple[float, 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation.refinement", description=__doc__.splitlines()[0])
+    """Score the saved tracked masks before and after redrawing, and print (and write) the two mean IoUs."""
+    parser = argparse.ArgumentParser(prog="python -m core.evaluation.refinement", description=tool_description(__doc__))
     parser.add_argument("root", help="DAVIS root holding JPEGImages/480p and Annotations/480p")
     parser.add_argument("predictions", help="the tracker's saved masks (`core.eval ... --out PREDICTIONS`)")
-    parser.add_argument("--sequences", help="comma-separated names (default: the annotator's validation sequences)")
-    parser.add_argument("--every", type=int, default=1, help="score every N-th frame (default: all)")
+    parser.add_argument("--sequences", type=sequence_list,
+                        help="comma-separated names (default: the annotator's validation sequences)")
+    parser.add_argument("--every", type=whole_number(1), default=1, help="score every N-th frame (default: all)")
     parser.add_argument("--annotator", help="annotator checkpoint (default: the shipped one)")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto")
-    parser.add_argument("--json", help="also write the numbers to this JSON file")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help=BACKEND_HELP)
+    parser.add_argument("--json", type=output_file, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
-    sequences = args.sequences.split(",") if args.sequences else default_sequences()
+    sequences = chosen_sequences(args.root, args.sequences)
     frames = tracked_frames(args.root, args.predictions, sequences, args.every)
+    if not frames:
+        raise EvalError(f"{args.root}: nothing to score (no frame after the first with an object in "
+                        f"{', '.join(sequences)}); pass other --sequences or a smaller --every")
     refiner = MaskRefiner(build_segmenter(args.annotator, args.backend).network)
     before, after = refined_ious(refiner, frames)
     print(f"{len(frames)} frames: mean IoU tracked {before}, redrawn {after}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"frames": len(frames), "tracked": before, "redrawn": after,
-                                               "annotator": args.annotator}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"frames": len(frames), "tracked": before, "redrawn": after,
+                                         "annotator": args.annotator}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +26,10 @@ from tqdm import tqdm
 from core.effects.clip_removal import ClipRemover
 from core.effects.matting import pixel_grid
 from core.effects.removal import ObjectRemover
-from core.evaluation.davis import EvalError, read_frame, sequence_files, write_json
-from core.io.masks import MaskError, read_mask
+from core.evaluation.davis import EvalError, read_frame, sequence_files, sequence_list, write_json
+from core.io.command import output_folder, run_tool, tool_description, whole_number
+from core.io.davis import MASKS
+from core.io.masks import read_mask
 from core.pipeline.outputs import LARGE_REMOVAL_RADIUS, REMOVAL_RADIUS
 
 # The first six of core.train.config.VALIDATION_SEQUENCES (evaluation never imports training), and the objects
@@ -73,17 +74,22 @@ REMOVERS: dict[str, Callable[[SyntheticClip], list[np.ndarray]]] = {
 
 
 def davis_frames(root: Path, sequence: str, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The first `count` frames of a DAVIS sequence and their (H, W) uint8 masks (1 = object)."""
+    """The first `count` frames of a DAVIS sequence and their (H, W) uint8 masks (1 = object); MaskError naming a
+    mask of another size than its frame."""
     files = sequence_files(root, sequence)
     images = [read_frame(path) for path in files.frames[:count]]
-    masks = [(read_mask(path) > 0).astype(np.uint8) for path in files.annotations[:count]]
+    masks = [(read_mask(path, image.shape[:2]) > 0).astype(np.uint8) for path, image in zip(files.annotations, images)]
     return images, masks
 
 
 def paste_clip(root: Path, background: str, source: str, count: int) -> SyntheticClip:
-    """`source`'s object pasted, frame by frame, over the first `count` frames of `background`."""
+    """`source`'s object pasted, frame by frame, over the first `count` frames of `background`; EvalError when
+    `source`'s masks mark no object in those frames."""
     truth, _ = davis_frames(root, background, count)
     objects, masks = davis_frames(root, source, len(truth))
+    if not any(mask.any() for mask in masks):
+        raise EvalError(f"{root / MASKS / source}: no object in its first {len(masks)} masks to paste; name another "
+                        "sequence in --objects")
     size = truth[0].shape[1::-1]
     composite, holes = [], []
     for image, pixels, mask in zip(truth, objects, masks):
@@ -221,29 +227,28 @@ def print_table(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Score every remover on the pasted clips, print the table (and write the report and stills); bad input ends
+    in one line through `run_tool`."""
+    parser = argparse.ArgumentParser(prog="python -m core.evaluation.removal", description=tool_description(__doc__))
     parser.add_argument("root", type=Path, help="DAVIS folder with JPEGImages/480p and Annotations/480p")
-    parser.add_argument("--backgrounds", default=",".join(BACKGROUNDS), help="comma-separated sequences")
-    parser.add_argument("--objects", default=",".join(OBJECTS),
+    parser.add_argument("--backgrounds", type=sequence_list, default=",".join(BACKGROUNDS),
+                        help="comma-separated sequences")
+    parser.add_argument("--objects", type=sequence_list, default=",".join(OBJECTS),
                         help="comma-separated sequences whose objects are pasted, one per background")
-    parser.add_argument("--frames", type=int, default=40, help="frames per clip (from the start)")
+    parser.add_argument("--frames", type=whole_number(1), default=40, help="frames per clip (from the start)")
     parser.add_argument("--removers", default=",".join(REMOVERS), help=f"comma-separated: {', '.join(REMOVERS)}")
-    parser.add_argument("--out", type=Path, help="write removal.json and one still per clip into this folder")
+    parser.add_argument("--out", type=output_folder, help="write removal.json and one still per clip into this folder")
     args = parser.parse_args(argv)
-    backgrounds, objects = args.backgrounds.split(","), args.objects.split(",")
+    backgrounds, objects = args.backgrounds, args.objects
     removers = args.removers.split(",")
     if len(objects) < len(backgrounds):
         parser.error(f"--objects names {len(objects)} sequences for {len(backgrounds)} backgrounds; name one each")
     if set(removers) - set(REMOVERS):
         parser.error(f"--removers {args.removers}: choose from {', '.join(REMOVERS)}")
-    try:
-        for sequence in [*backgrounds, *objects]:  # every sequence checked before the long work starts
-            sequence_files(args.root, sequence)
-        report = evaluate(args.root, list(zip(backgrounds, objects)), args.frames, removers,
-                          args.out / "stills" if args.out else None)
-    except (EvalError, MaskError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    for sequence in [*backgrounds, *objects]:  # every sequence checked before the long work starts
+        sequence_files(args.root, sequence)
+    report = evaluate(args.root, list(zip(backgrounds, objects)), args.frames, removers,
+                      args.out / "stills" if args.out else None)
     print_table(report)
     if args.out:
         write_json(args.out / "removal.json", report)
@@ -252,4 +257,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core import effects
-from core.io.command import output_file, output_folder, run_tool, whole_number
+from core.io.command import BadInput, output_file, output_folder, run_tool, tool_description, whole_number
 from core.effects.matting import work_shape
 from core.evaluation.bench import instrument
 from core.evaluation.davis import write_json
@@ -46,7 +46,7 @@ OBJECTS = 3  # the clip's first mask keeps this many of the source's largest obj
 _POLL_SECONDS = 0.05  # how often the end-to-end run's peak memory is read
 
 
-class StageError(RuntimeError):
+class StageError(BadInput, RuntimeError):
     """A benchmark that cannot run; the message is one line naming the input and the fix."""
 
 
@@ -72,7 +72,9 @@ class Costs:
 
 def source_frames(source: Path) -> tuple[list[np.ndarray], np.ndarray]:
     """The frames of a frame folder (or of its `frames/` subfolder) and its first mask's `OBJECTS` largest
-    objects as ids 1, 2, …"""
+    objects as ids 1, 2, …; StageError when `source` is no such folder."""
+    if not source.is_dir():
+        raise StageError(f"{source}: no such folder; pass a folder of frames with masks/, like samples/judo")
     masks = sorted((source / "masks").glob("*.png"))
     if not masks:
         raise StageError(f"{source}: no masks/*.png beside the frames; pass a folder like samples/judo")
@@ -220,7 +222,7 @@ def format_table(results: dict[str, dict]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation.stages", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m core.evaluation.stages", description=tool_description(__doc__))
     parser.add_argument("--source", type=Path, default=SAMPLES / "judo",
                         help="frame folder with masks/ (default samples/judo)")
     parser.add_argument("--heights", type=whole_number(16), nargs="+", default=list(HEIGHTS), metavar="H",
@@ -258,17 +260,15 @@ def run(args: argparse.Namespace, work: Path, bar: tqdm) -> dict[str, dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Time every stage at every height and print the table (and write the numbers); an error leaves the bar's
+    `with` (ending its line) before `run_tool` prints it."""
     args = parse_args(argv)
     runs = len(args.heights) * (2 if args.e2e_frames else 1)
-    try:  # the bar is closed (its line ended) before an error is printed
-        with (tqdm(total=runs, unit="run", file=sys.stderr) as bar,
-              tempfile.TemporaryDirectory(prefix="stages-") as scratch):
-            work = args.work or Path(scratch)
-            work.mkdir(parents=True, exist_ok=True)
-            results = run(args, work, bar)
-    except StageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    with (tqdm(total=runs, unit="run", file=sys.stderr) as bar,
+          tempfile.TemporaryDirectory(prefix="stages-") as scratch):
+        work = args.work or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        results = run(args, work, bar)
     print(format_table(results))
     if args.json:
         write_json(args.json, {"source": str(args.source), "frames": args.frames, "e2e_frames": args.e2e_frames,

@@ -5,7 +5,8 @@ the DAVIS layout (`JPEGImages/480p`, `Annotations/480p`) is kept so training and
 With `--video-crf N` each sequence's frames become one H.264 file instead (`JPEGImages/480p/SEQ.mp4`, the frame
 names in `SEQ.txt` beside it): about a sixth of the JPEGs' size at the same short side, so full-size frames fit
 where a call carries 64 MiB. `--unpack` turns such a pack back into the DAVIS layout (JPEG frames) on the machine
-that trains; it decodes with OpenCV, so it needs no PyAV there.
+that trains; it decodes with OpenCV, so it needs no PyAV there. Either is written into a hidden folder beside DST
+and moved into DST only once complete: a run that fails part-way (an unreadable frame) leaves DST as it was.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
-from core.io.command import bounded, output_folder, run_tool, whole_number
+from core.io.command import BadInput, bounded, output_folder, run_tool, tool_description, whole_number
 from core.io.davis import FRAMES, MASKS
+from core.io.files import staging_folder
 from core.train.data import davis_sequences, read_image
 
 UNPACKED_QUALITY = 95  # JPEG quality of unpacked frames: high, so that what they lose is mostly the video's
@@ -72,7 +75,7 @@ def unpack_sequence_video(video: Path, dst: Path, quality: int = UNPACKED_QUALIT
     that ends early (truncated, corrupt) or lacks its names stops with a one-line error."""
     listing = video.with_suffix(".txt")
     if not listing.is_file():
-        raise SystemExit(f"{listing}: missing (the names of {video.name}'s frames); pack the sequence again")
+        raise BadInput(f"{listing}: missing (the names of {video.name}'s frames); pack the sequence again")
     names = listing.read_text().split()
     dst.mkdir(parents=True, exist_ok=True)
     capture = cv2.VideoCapture(str(video))
@@ -80,17 +83,43 @@ def unpack_sequence_video(video: Path, dst: Path, quality: int = UNPACKED_QUALIT
         for count, name in enumerate(names):
             ok, image = capture.read()
             if not ok:
-                raise SystemExit(f"{video}: {count} of {len(names)} frames decoded; pack the sequence again")
+                raise BadInput(f"{video}: {count} of {len(names)} frames decoded; pack the sequence again")
             cv2.imwrite(str(dst / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     finally:
         capture.release()
     return len(names)
 
 
+def write_whole(dst: Path, write: Callable[[Path], None]) -> None:
+    """`write(folder)` into a new hidden folder beside `dst`, then its files moved into `dst`: the folder renamed
+    to `dst` when there is none yet, else file by file over `dst`'s files of the same names (its others kept). A
+    failure or Ctrl-C part-way removes the hidden folder and leaves `dst` as it was."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_folder(dst)
+    try:
+        write(staging)
+        if not dst.exists():
+            os.replace(staging, dst)
+            return
+        for path in sorted(staging.rglob("*")):
+            if path.is_file():
+                target = dst / path.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def pack(src: Path, dst: Path, short_side: int, quality: int, crf: int | None) -> None:
-    """Pack the DAVIS root `src` into `dst`: frames as JPEGs, or as one video per sequence with `crf` (the masks
-    then at the videos' even size). A `src` that is no DAVIS root is refused before anything is written."""
+    """Pack the DAVIS root `src` into `dst` (`write_whole`). A `src` that is no DAVIS root is refused before
+    anything is written."""
     davis_sequences(src)
+    write_whole(dst, lambda folder: pack_into(src, folder, short_side, quality, crf))
+
+
+def pack_into(src: Path, dst: Path, short_side: int, quality: int, crf: int | None) -> None:
+    """Pack the DAVIS root `src` into the folder `dst`: frames as JPEGs, or as one video per sequence with `crf`
+    (the masks then at the videos' even size)."""
     masks = sorted((src / MASKS).rglob("*.png"))
     for path in tqdm(masks, unit="mask", desc="masks"):
         pack_frame(path, dst / path.relative_to(src), short_side, quality, nearest=True, even=crf is not None)
@@ -99,15 +128,27 @@ def pack(src: Path, dst: Path, short_side: int, quality: int, crf: int | None) -
             pack_frame(path, dst / path.relative_to(src), short_side, quality, nearest=False)
         return
     for sequence in tqdm(sorted(p for p in (src / FRAMES).iterdir() if p.is_dir()), unit="sequence", desc="videos"):
-        pack_sequence_video(sorted(sequence.glob("*.jpg")), dst / FRAMES / f"{sequence.name}.mp4", short_side, crf)
+        frames = sorted(sequence.glob("*.jpg"))
+        if not frames:
+            raise BadInput(f"{sequence}: no JPEG frames (*.jpg) to pack; convert its frames to JPEG or remove it")
+        pack_sequence_video(frames, dst / FRAMES / f"{sequence.name}.mp4", short_side, crf)
 
 
 def unpack(src: Path, dst: Path, workers: int | None = None) -> None:
-    """A video pack `src` back into the DAVIS layout in `dst` (masks copied), one sequence per process."""
+    """A video pack `src` back into the DAVIS layout in `dst` (`write_whole`); a folder that is no video pack is
+    refused before anything is written."""
     videos = sorted((src / FRAMES).glob("*.mp4"))
     if not videos:
-        raise SystemExit(f"{src / FRAMES}: no packed videos; make the pack with --video-crf")
-    shutil.copytree(src / MASKS, dst / MASKS, dirs_exist_ok=True)
+        raise BadInput(f"{src / FRAMES}: no packed videos; make the pack with --video-crf")
+    if not (src / MASKS).is_dir():
+        raise BadInput(f"{src / MASKS}: missing (the pack's masks); pack the DAVIS root again")
+    write_whole(dst, lambda folder: unpack_into(videos, src / MASKS, folder, workers))
+
+
+def unpack_into(videos: list[Path], masks: Path, dst: Path, workers: int | None) -> None:
+    """The packed `videos` as JPEG frames in the DAVIS layout in the folder `dst`, one sequence per process, and
+    the `masks` folder copied."""
+    shutil.copytree(masks, dst / MASKS, dirs_exist_ok=True)
     with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
         jobs = [pool.submit(unpack_sequence_video, video, dst / FRAMES / video.stem) for video in videos]
         for job in tqdm(jobs, unit="sequence", desc="unpack"):
@@ -115,10 +156,12 @@ def unpack(src: Path, dst: Path, workers: int | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m core.train.pack", description=__doc__.splitlines()[0])
-    parser.add_argument("src", type=Path)
-    parser.add_argument("dst", type=output_folder)
-    parser.add_argument("--short-side", type=whole_number(16), default=240)
+    """Pack (or, with --unpack, unpack) SRC into DST."""
+    parser = argparse.ArgumentParser(prog="python -m core.train.pack", description=tool_description(__doc__))
+    parser.add_argument("src", type=Path, help="the DAVIS root to pack (with --unpack: a video pack)")
+    parser.add_argument("dst", type=output_folder, help="the folder to write the copy into")
+    parser.add_argument("--short-side", type=whole_number(16), default=240,
+                        help="the frames' and masks' short side in the copy (default 240)")
     parser.add_argument("--quality", type=bounded(1, 100, whole=True), default=85,
                         help="JPEG quality of the packed frames (1 to 100)")
     parser.add_argument("--video-crf", type=bounded(0, 51, whole=True),

