@@ -143,12 +143,13 @@ def test_render_stills_writes_one_image_per_effect(judo_dir: Path, tmp_path: Pat
 
 
 def test_stills_of_a_missing_frame_or_mask_end_in_one_line(judo_dir: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    """`python -m core.effects` names the frame or mask it could not read, and what to pass instead."""
+                                                           capfd: pytest.CaptureFixture[str]) -> None:
+    """`python -m core.effects` names the frame or mask it could not read, and what to pass instead (and OpenCV
+    prints no warning of its own on the line before: capfd sees what C code writes too)."""
     for frame, message in (("00099", r"00099\.jpg: no readable frame; pass --sample"),
                            ("00001", r"00001\.png: mask file not found")):
         with pytest.raises(SystemExit) as stop:
             run_tool(lambda: stills_main(["--stills", str(tmp_path / frame), "--sample", str(judo_dir), "--frame",
                                           frame]))
-        error = capsys.readouterr().err.strip()
+        error = capfd.readouterr().err.strip()
         assert stop.value.code == BAD_INPUT and re.match(rf"error: .*{message}", error) and "\n" not in error

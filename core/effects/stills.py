@@ -12,6 +12,7 @@ import numpy as np
 from core.effects.compositing import blur_background, cutout, mask_image, overlay, replace_background
 from core.effects.removal import ObjectRemover
 from core.io.command import BadInput
+from core.io.images import load_image
 from core.io.masks import read_mask
 
 
@@ -19,7 +20,7 @@ def render_stills(out_dir: Path, sample: Path, frame: str = "00000") -> list[Pat
     """Write one still per effect (JPEG, PNG for the RGBA cut-out) for `sample/<frame>.jpg` and its mask;
     BadInput (MaskError for the mask) naming the file when either cannot be read."""
     frame_path = sample / f"{frame}.jpg"
-    bgr = cv2.imread(str(frame_path))
+    bgr = load_image(frame_path)
     if bgr is None:
         raise BadInput(f"{frame_path}: no readable frame; pass --sample a folder with FRAME.jpg and "
                         "masks/FRAME.png (like samples/judo), or --frame another name")

@@ -26,6 +26,7 @@ from core.annotate.refine import MaskRefiner, RefinedTracker
 from core.annotate.segmenter import build_segmenter
 from core.io.command import BadInput, output_file, output_folder, tool_description
 from core.io.davis import FRAMES, frame_paths, mask_path, sequence_names
+from core.io.images import load_image
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, write_mask
 from core.evaluation.metrics import ObjectScore, SequenceScorer, summarize
 from core.inference.memory import MEMORIES
@@ -174,7 +175,7 @@ def prediction_path(predictions: str | os.PathLike, sequence: str, frame: str) -
 
 def read_frame(path: Path) -> np.ndarray:
     """An `(H, W, 3)` uint8 RGB frame read with OpenCV."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = load_image(path)
     if image is None:
         raise EvalError(f"{path}: cannot read the frame; replace it with a valid JPEG")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -26,6 +26,7 @@ import numpy as np
 
 from core.io.command import BadInput
 from core.io.files import staging_folder
+from core.io.images import load_image
 from core.io.suffixes import FRAME_SUFFIXES
 
 DEFAULT_FOLDER_FPS = Fraction(25)
@@ -322,7 +323,7 @@ class _FolderReader(VideoReader):
 
     def _read(self, file: Path) -> np.ndarray:
         """One frame as RGB(A) `(H, W, 3|4)` uint8."""
-        image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        image = load_image(file, cv2.IMREAD_UNCHANGED)
         if image is None:
             raise VideoError(f"{file}: cannot read this frame image; re-save it as JPEG or PNG")
         if image.dtype != np.uint8:

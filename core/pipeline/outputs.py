@@ -15,6 +15,7 @@ import numpy as np
 
 from core import effects
 from core.effects import EdgeSettings
+from core.io.images import load_image
 from core.io.masks import write_mask
 from core.io.suffixes import VIDEO_SUFFIXES
 from core.io.video import Frame, VideoError, VideoWriter, open_video
@@ -119,7 +120,7 @@ class Background:
         self._image: np.ndarray | None = None
         self._frames: Iterator[Frame] | None = None
         if self._colour is None and Path(self._spec).suffix.lower() not in VIDEO_SUFFIXES:
-            image = cv2.imread(self._spec, cv2.IMREAD_COLOR)
+            image = load_image(self._spec)
             if image is None:
                 raise BackgroundError(f"--background {spec}: cannot read the image; save it as PNG or JPEG")
             self._image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (H, W, 3)

@@ -14,6 +14,7 @@ import torch
 from core.clips.sampler import FrameStore, object_geometry
 from core.io.command import BadInput
 from core.io.davis import FRAMES, MASKS, frame_paths, mask_path, sequence_names
+from core.io.images import load_image
 from core.io.masks import read_mask
 
 LAYOUT = f"a DAVIS root: ROOT/{FRAMES}/SEQUENCE/*.jpg frames and ROOT/{MASKS}/SEQUENCE/*.png, a mask for each"
@@ -44,8 +45,8 @@ def davis_sequences(root: str | Path, exclude: tuple[str, ...] = ()) -> list[str
 
 
 def read_image(path: Path, flag: int = cv2.IMREAD_COLOR) -> np.ndarray:
-    """`cv2.imread`, with a one-line BadInput naming the file when it cannot be read."""
-    image = cv2.imread(str(path), flag)
+    """`load_image`, with a one-line BadInput naming the file when it cannot be read."""
+    image = load_image(path, flag)
     if image is None:
         raise BadInput(f"{path}: unreadable image; replace it or leave its sequence out")
     return image
