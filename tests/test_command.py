@@ -80,11 +80,11 @@ def test_a_checkpoint_a_tool_cannot_load_ends_it_in_one_line(tmp_path: Path,
     assert len(error.strip().splitlines()) == 1
 
 
-TOOLS = ("core.batch", "core.bench", "core.eval", "core.export", "core.effects", "core.demo", "core.train",
-         "core.train.annotator", "core.train.pack", "core.weights.imagenet", "core.evaluation.interactive",
-         "core.evaluation.refinement", "core.evaluation.failures", "core.evaluation.flicker",
-         "core.evaluation.removal", "core.evaluation.stages", "core.evaluation.annotate_bench", "web.app",
-         "plugin.obs")
+TOOLS = ("core.batch", "core.bench", "core.eval", "core.export", "core.effects", "core.demo", "core.model",
+         "core.train", "core.train.annotator", "core.train.pack", "core.weights.imagenet",
+         "core.evaluation.interactive", "core.evaluation.refinement", "core.evaluation.failures",
+         "core.evaluation.flicker", "core.evaluation.removal", "core.evaluation.stages",
+         "core.evaluation.annotate_bench", "web.app", "plugin.obs")
 
 
 class _Parsed(Exception):
