@@ -4,6 +4,7 @@ a mask or video a tool cannot use, and Ctrl-C, as one line with status 2 or 130.
 from __future__ import annotations
 
 import argparse
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -119,3 +120,36 @@ def test_a_tools_description_is_its_docstrings_first_sentence() -> None:
     doc = "`python -m tool IN... --out DIR`: do the thing, in\nparallel. More on how.\n\nDetails."
     assert tool_description(doc) == "`python -m tool IN... --out DIR`: do the thing, in parallel."
     assert tool_description("no full stop here\n\nDetails.") == "no full stop here"
+
+
+def documented_flags(markdown: str) -> dict[str, set[str]]:
+    """The --flags the code in a Markdown text passes to each tool of TOOLS (`python -m core.eval --x`, or a
+    tool's name with flags after it), read from fenced blocks (continued lines joined) and inline code."""
+    snippets = [line for block in re.findall(r"```[a-z]*\n(.*?)```", markdown, re.S)
+                for line in block.replace("\\\n", " ").splitlines()]
+    snippets += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", markdown, flags=re.S))
+    flags: dict[str, set[str]] = {}
+    for snippet in snippets:
+        for command in re.split(r"&&|;|\|", snippet):
+            for use in re.finditer(r"((?:core|plugin|web)\.[\w.]+)([^#]*)", command):
+                if use.group(1) in TOOLS:
+                    flags.setdefault(use.group(1), set()).update(re.findall(r"(?<!\S)(--[a-z][\w-]*)", use.group(2)))
+    return flags
+
+
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
+@pytest.mark.parametrize("document", ["README.md", "docs/ARCHITECTURE.md"])
+def test_every_flag_the_docs_show_is_one_the_tool_takes(document: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    shown = documented_flags((Path(__file__).parents[1] / document).read_text())
+    unknown = {}
+    for module, flags in shown.items():
+        taken = {option for action in tool_parser(module, monkeypatch)._actions for option in action.option_strings}
+        unknown.update({module: sorted(flags - taken)} if flags - taken else {})
+    assert shown and not unknown
+
+
+def test_the_docs_flags_are_read_from_code_only() -> None:
+    markdown = ("Run `python -m core.eval ROOT --refine` or\n```bash\npython -m core.batch IN \\\n  --out D  # --x\n"
+                "```\nand `core.train --seed 3 && python -m web.app --port 1`; prose --not-a-flag.")
+    assert documented_flags(markdown) == {"core.eval": {"--refine"}, "core.batch": {"--out"},
+                                          "core.train": {"--seed"}, "web.app": {"--port"}}
