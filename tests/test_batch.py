@@ -619,6 +619,9 @@ def test_a_mask_that_looks_inverted_is_done_with_a_warning(clips: Path, tmp_path
     write_mask(source / "judo.png", sample_mask("judo", "00000"))
     assert run_main(source / "judo.mp4", "--out", out, "--quiet") == 0
     assert summary_items(out)["judo"]["warning"] is None
+    write_mask(source / "judo.png", np.where(sample_mask("judo", "00000") > 0, 2, 1).astype(np.uint8))
+    assert run_main(source / "judo.mp4", "--out", out, "--quiet") == 0  # a scene annotated in full: two objects
+    assert summary_items(out)["judo"]["warning"] is None
 
 
 def test_masks_that_annotate_no_frame_are_named_in_a_warning(judo_small: list[np.ndarray], tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from core.annotate.refine import MaskRefiner
 from core.batch.inputs import Job, numbered_frames
 from core.effects import EdgeSettings
 from core.inference.tracker import Tracker, TrackerConfig
-from core.io.masks import MaskError, check_mask, read_mask
+from core.io.masks import MaskError, check_mask, object_ids, read_mask
 from core.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, open_video, truncation_warning
 from core.pipeline import (BackgroundError, EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink,
                            is_large, renderer, run_frames)
@@ -418,10 +418,12 @@ def _unused(job: Job) -> str | None:
 
 
 def _inverted(job: Job, masks: dict[int, np.ndarray]) -> str | None:
-    """A warning when an annotation's objects cover nearly the whole frame, as a black object on white does."""
+    """A warning when an annotation's one object covers nearly the whole frame, as a black object on white does
+    (several objects may: a scene annotated in full)."""
     for annotation in job.annotations:
-        covered = float(np.count_nonzero(masks[annotation.frame])) / masks[annotation.frame].size
-        if covered > INVERTED_SHARE:
+        mask = masks[annotation.frame]
+        covered = float(np.count_nonzero(mask)) / mask.size
+        if covered > INVERTED_SHARE and len(object_ids(mask)) == 1:
             return (f"{annotation.path}: the objects cover {covered:.0%} of the frame: if the mask is inverted (the "
                     "object black on white), invert it and run again with --overwrite")
     return None
