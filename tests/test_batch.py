@@ -127,8 +127,9 @@ def test_plan_reads_frames_beside_masks_and_rejects_bad_arguments(tmp_path: Path
     clip = tmp_path / "clip"
     shutil.copytree(SAMPLES / "bike", clip / "frames", ignore=shutil.ignore_patterns("masks"))
     shutil.copytree(SAMPLES / "bike" / "masks", clip / "masks")
-    (job,) = plan_jobs([str(clip / "frames")], str(tmp_path / "out"))
-    assert job.name == "clip" and [a.frame for a in job.annotations] == [0]
+    for given in (clip / "frames", clip):  # the clip's frames folder, or the clip's own folder
+        (job,) = plan_jobs([str(given)], str(tmp_path / "out"))
+        assert job.name == "clip" and [a.frame for a in job.annotations] == [0]
     (tmp_path / "out" / "clip").mkdir(parents=True)
     (tmp_path / "out" / "clip" / "overlay.mp4").touch()  # outputs inside the input folder are not inputs
     (tmp_path / "other.mp4").touch()

@@ -196,13 +196,16 @@ def unused_masks(source: Path, annotations: tuple[Annotation, ...]) -> tuple[str
 
 
 def _root_relative_name(source: Path, root: Path) -> str:
-    """Output name of `source`: relative to the input `root` (a folder of items), or its own name."""
+    """Output name of `source`: relative to the input `root` (a folder of items), or its own name; `clip/frames/`
+    is named `clip`, whether the input is `clip/frames`, `clip` or a folder above it."""
     if source == root:
         return source.stem if source.is_file() else _frame_folder_name(source)
     relative = source.relative_to(root)
     if source.is_file():
         relative = relative.with_suffix("")
-    elif relative.name == FRAMES_FOLDER and len(relative.parts) > 1:
+    elif relative.name == FRAMES_FOLDER:
+        if len(relative.parts) == 1:  # the input is the clip: its frames/ beside its masks/
+            return _frame_folder_name(source)
         relative = relative.parent
     return relative.as_posix()
 
