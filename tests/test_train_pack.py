@@ -12,7 +12,7 @@ import pytest
 
 from core.io.command import BAD_INPUT, run_tool
 from core.train.config import VALIDATION_SEQUENCES
-from core.train.pack import FRAMES, main
+from core.train.pack import FRAMES, MASKS, main
 from tests.test_train import tiny_davis  # noqa: F401 - the fixture
 
 
@@ -123,3 +123,23 @@ def test_bad_arguments_are_refused_before_anything_is_written(
     assert stop.value.code == 2 and told in capsys.readouterr().err
     assert sorted((p.relative_to(data), p.stat().st_size) for p in data.rglob("*")) == before
     assert not (tmp_path / "out").exists() and (tmp_path / "taken").read_text() == "mine"
+
+
+@pytest.mark.parametrize("video", [False, True])
+def test_a_root_whose_sequence_folders_are_links_is_packed_whole(tiny_davis: Path, tmp_path: Path,  # noqa: F811
+                                                                 video: bool) -> None:
+    """A DAVIS root assembled from links to other roots' sequences: every frame and mask is packed (a recursive
+    glob, which does not enter linked folders, packed no mask and, without --video-crf, no frame)."""
+    linked = tmp_path / "linked"
+    for layout in (FRAMES, MASKS):
+        for sequence in (tiny_davis / layout).iterdir():
+            (linked / layout).mkdir(parents=True, exist_ok=True)
+            (linked / layout / sequence.name).symlink_to(sequence, target_is_directory=True)
+    packed = tmp_path / "packed"
+    main([str(linked), str(packed), "--short-side", "45", *(["--video-crf", "30"] if video else [])])
+    for sequence in (tiny_davis / FRAMES).iterdir():
+        masks = sorted(p.name for p in (tiny_davis / MASKS / sequence.name).glob("*.png"))
+        assert sorted(p.name for p in (packed / MASKS / sequence.name).glob("*.png")) == masks
+        frames = (packed / FRAMES / f"{sequence.name}.txt").read_text().split() if video else sorted(
+            p.stem for p in (packed / FRAMES / sequence.name).glob("*.jpg"))
+        assert frames == sorted(p.stem for p in sequence.glob("*.jpg"))

@@ -22,7 +22,7 @@ import cv2
 from tqdm import tqdm
 
 from core.io.command import BadInput, bounded, output_folder, run_tool, tool_description, whole_number
-from core.io.davis import FRAMES, MASKS
+from core.io.davis import FRAMES, MASKS, frame_paths, sequence_names
 from core.io.files import staging_folder
 from core.train.data import davis_sequences, read_image
 
@@ -119,19 +119,23 @@ def pack(src: Path, dst: Path, short_side: int, quality: int, crf: int | None) -
 
 def pack_into(src: Path, dst: Path, short_side: int, quality: int, crf: int | None) -> None:
     """Pack the DAVIS root `src` into the folder `dst`: frames as JPEGs, or as one video per sequence with `crf`
-    (the masks then at the videos' even size)."""
-    masks = sorted((src / MASKS).rglob("*.png"))
+    (the masks then at the videos' even size). Each sequence is read through its own folders, so sequence
+    folders that are links (a root assembled from others) are packed too."""
+    names = sequence_names(src)
+    masks = [path for name in names for path in sorted((src / MASKS / name).glob("*.png"))]
     for path in tqdm(masks, unit="mask", desc="masks"):
-        pack_frame(path, dst / path.relative_to(src), short_side, quality, nearest=True, even=crf is not None)
+        pack_frame(path, dst / MASKS / path.parent.name / path.name, short_side, quality, nearest=True,
+                   even=crf is not None)
     if crf is None:
-        for path in tqdm(sorted((src / FRAMES).rglob("*.jpg")), unit="frame", desc="frames"):
-            pack_frame(path, dst / path.relative_to(src), short_side, quality, nearest=False)
+        for path in tqdm([path for name in names for path in frame_paths(src, name)], unit="frame", desc="frames"):
+            pack_frame(path, dst / FRAMES / path.parent.name / path.name, short_side, quality, nearest=False)
         return
-    for sequence in tqdm(sorted(p for p in (src / FRAMES).iterdir() if p.is_dir()), unit="sequence", desc="videos"):
-        frames = sorted(sequence.glob("*.jpg"))
+    for name in tqdm(names, unit="sequence", desc="videos"):
+        frames = frame_paths(src, name)
         if not frames:
-            raise BadInput(f"{sequence}: no JPEG frames (*.jpg) to pack; convert its frames to JPEG or remove it")
-        pack_sequence_video(frames, dst / FRAMES / f"{sequence.name}.mp4", short_side, crf)
+            raise BadInput(f"{src / FRAMES / name}: no JPEG frames (*.jpg) to pack; convert its frames to JPEG or "
+                           "remove it")
+        pack_sequence_video(frames, dst / FRAMES / f"{name}.mp4", short_side, crf)
 
 
 def unpack(src: Path, dst: Path, workers: int | None = None) -> None:
