@@ -16,18 +16,50 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
+from core.io.command import (INTERRUPTED, bounded, output_file, output_folder, port_number, tool_description,
+                             whole_number)
 
-from core.io.command import INTERRUPTED, bounded, output_file, output_folder, port_number, whole_number
-from core.io.masks import MaskError, read_mask
-from core.inference.tracker import DEFAULT_SIZE, Tracker, add_tracker_arguments, tracker_config
-from core.weights import WeightsError
-from plugin.session import (MODES, Annotation, FramePump, FrameResult, LiveSession, SessionConfig, check_labels,
-                            check_objects)
-from plugin.stage import Connection, ObsStage, StageError, write_bytes_atomic
+
+def stopped_by_ctrl_c(status: StatusFile | None = None) -> int:
+    """Say that Ctrl-C stopped the plugin (one line on stderr, and in the status file); the exit status for it."""
+    message = "interrupted by Ctrl-C"
+    if status is not None:
+        status.write("stopped", message)
+    print(message, file=sys.stderr, flush=True)
+    return INTERRUPTED
+
+
+@contextmanager
+def ctrl_c_ends_at_once(status: StatusFile | None = None) -> Iterator[None]:
+    """Within, when run as `python -m plugin.obs` (not imported) and SIGINT is not ignored, Ctrl-C ends the
+    process at once (`stopped_by_ctrl_c`). For what the plugin loads first, its imports (PyTorch, OpenCV: seconds)
+    and the tracker (ONNX Runtime), where a KeyboardInterrupt would not do: C extensions re-raise one as an
+    ImportError, and one raised in code run by `exec` (as dataclasses does) makes Python end by SIGINT whatever
+    status it exits with."""
+    if __name__ != "__main__" or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: os._exit(stopped_by_ctrl_c(status)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+with ctrl_c_ends_at_once():
+    import numpy as np
+    from tqdm import tqdm
+
+    from core.io.masks import MaskError, read_mask
+    from core.inference.tracker import DEFAULT_SIZE, Tracker, add_tracker_arguments, tracker_config
+    from core.weights import WeightsError
+    from plugin.session import (MODES, Annotation, FramePump, FrameResult, LiveSession, SessionConfig, check_labels,
+                                check_objects)
+    from plugin.stage import Connection, ObsStage, StageError, source_label, write_bytes_atomic
 
 PREFETCH = {"auto": None, "on": True, "off": False}  # --prefetch → SessionConfig.prefetch
 BENCH_HEADER = ("| source → frames | FPS | latency mean / p95 (ms) | capture | wait | track | show (ms, mean) |\n"
@@ -74,7 +106,7 @@ def parse_ids(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    parser = argparse.ArgumentParser(prog="python -m plugin.obs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m plugin.obs", description=tool_description(__doc__))
     conn = parser.add_argument_group("connection (OBS → Tools → WebSocket Server Settings)")
     conn.add_argument("--host", default=env("OBS_WEBSOCKET_HOST", "127.0.0.1"), help="env OBS_WEBSOCKET_HOST")
     conn.add_argument("--port", type=port_number, default=env("OBS_WEBSOCKET_PORT", "4455"),
@@ -122,12 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class StatusFile:
-    """The plugin's state as JSON for the OBS control panel; while tracking, rewritten at most every `every_s`."""
+    """The plugin's state as JSON for the OBS control panel; while tracking, rewritten at most every `every_s`.
+    The last note on an annotation sent while tracking (taken, unusable, ignored) stays in it as "annotation"."""
 
     def __init__(self, path: Path | None, every_s: float = 0.5):
         self.path = path
         self.every_s = every_s
         self.last = 0.0
+        self.annotation = ""
 
     def write(self, state: str, message: str = "", session: LiveSession | None = None, force: bool = True) -> None:
         """state: starting, tracking, waiting (OBS or the source is away), stopped or error."""
@@ -136,15 +170,24 @@ class StatusFile:
             return
         self.last = now
         data = {"state": state, "message": message, "pid": os.getpid()}
+        if self.annotation:
+            data["annotation"] = self.annotation
         if session is not None:
             data |= {"frames": session.frames_done, "fps": round(session.stats.fps, 1),
                      "latency_ms": round(session.stats.latency_ms)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(self.path, json.dumps(data).encode())
 
+    def note(self, message: str, session: LiveSession) -> None:
+        """Keep `message`, what became of an annotation sent while tracking, and write it (tracking goes on)."""
+        self.annotation = message
+        self.write("tracking", message, session)
 
-def make_tracker(args: argparse.Namespace) -> Tracker:
-    return Tracker(tracker_config(args))
+
+def make_tracker(args: argparse.Namespace, status: StatusFile | None = None) -> Tracker:
+    """The tracker for the flags; loading it (ONNX Runtime, a graph export on first use) ends at once on Ctrl-C."""
+    with ctrl_c_ends_at_once(status):
+        return Tracker(tracker_config(args))
 
 
 def make_stage(args: argparse.Namespace) -> ObsStage:
@@ -172,14 +215,21 @@ def annotation_from(args: argparse.Namespace) -> Annotation:
 
 
 def list_sources(args: argparse.Namespace) -> None:
+    """Print each scene's sources, then all sources; an audio-only one (no picture to mask) is marked so."""
     stage = make_stage(args)
     stage.connect()
     try:
-        for scene in (s["sceneName"] for s in reversed(stage.call("GetSceneList")["scenes"])):
-            print(f"scene {scene!r}: " + ", ".join(repr(n) for n in stage.scene_sources(scene)))
-        print("sources: " + ", ".join(repr(i["inputName"]) for i in stage.call("GetInputList")["inputs"]))
+        kinds = stage.input_kinds()
+        for scene in reversed(stage.scene_names()):
+            print(f"scene {scene!r}: {sources_line(stage.scene_sources(scene), kinds)}")
+        print(f"sources: {sources_line(kinds, kinds)}")
     finally:
         stage.disconnect()
+
+
+def sources_line(names: Iterable[str], kinds: dict[str, str | None]) -> str:
+    """`names` quoted, comma-separated, those whose input kind (in `kinds`) has no picture marked audio only."""
+    return ", ".join(source_label(repr(name), kinds.get(name)) for name in names)
 
 
 def send_annotation(args: argparse.Namespace) -> None:
@@ -216,17 +266,21 @@ def run_live(args: argparse.Namespace, status: StatusFile) -> int:
     annotation = annotation_from(args)
     config = SessionConfig(mode=args.mode, objects=args.objects, frames=args.frames, duration=args.duration,
                            blur=args.blur, wait_for_source=args.wait_for_source, prefetch=PREFETCH[args.prefetch])
-    stage, tracker = make_stage(args), make_tracker(args)
+    stage, tracker = make_stage(args), make_tracker(args, status)
     bar = tqdm(total=args.frames, unit="frame", dynamic_ncols=True)
 
     def on_status(message: str) -> None:
-        bar.write(message)
+        say(bar, message)
         status.write("tracking" if message.startswith("attached") else "waiting", message, session)
+
+    def on_note(message: str) -> None:
+        say(bar, message)
+        status.note(message, session)
 
     session = LiveSession(stage, tracker, annotation, config,
                           on_frame=lambda result: (progress(bar, session, result),
                                                    status.write("tracking", "", session, force=False)),
-                          on_status=on_status)
+                          on_status=on_status, on_note=on_note)
     signal.signal(signal.SIGINT, lambda *_: stop_then_interrupt(session))
     signal.signal(signal.SIGTERM, lambda *_: session.stop())
     if sys.stdin is not None and sys.stdin.isatty():
@@ -241,6 +295,12 @@ def run_live(args: argparse.Namespace, status: StatusFile) -> int:
     status.write("stopped", message, session)
     print(message)
     return 0
+
+
+def say(bar: tqdm, message: str) -> None:
+    """`message` as a line above the progress bar, out at once (also to a log file or a pipe, as the panel's)."""
+    bar.write(message)
+    sys.stdout.flush()
 
 
 def stop_then_interrupt(session: LiveSession) -> None:
@@ -322,9 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        status.write("stopped", "interrupted by Ctrl-C")
-        print("interrupted by Ctrl-C", file=sys.stderr)
-        return INTERRUPTED
+        return stopped_by_ctrl_c(status)
 
 
 if __name__ == "__main__":

@@ -162,10 +162,16 @@ def poll() -> None:
         data = {"state": "starting"}
     if process.poll() is not None and data["state"] not in ("stopped", "error"):
         data = {"state": "error", "message": exit_message(status_path.parent / LOG_NAME, process.returncode)}
-    message = data.get("message", "")
-    if data["state"] == "tracking" and "fps" in data:
-        message = f"{data['fps']:.1f} FPS, latency {data['latency_ms']} ms, {data['frames']} frames"
-    report(data["state"], message)
+    report(data["state"], status_message(data))
+
+
+def status_message(data: dict) -> str:
+    """The Status line's text for the plugin's status file: while tracking its FPS, latency and frames, and the
+    last word on an annotation sent meanwhile (taken, unusable, ignored); otherwise its message."""
+    if data["state"] != "tracking" or "fps" not in data:
+        return data.get("message", "")
+    message = f"{data['fps']:.1f} FPS, latency {data['latency_ms']} ms, {data['frames']} frames"
+    return f"{message}; {data['annotation']}" if data.get("annotation") else message
 
 
 def exit_message(log: Path, code: int) -> str:

@@ -277,11 +277,15 @@ class Stats:
 
 
 class LiveSession:
-    """Keeps one OBS source's mask up to date from the tracker until stopped."""
+    """Keeps one OBS source's mask up to date from the tracker until stopped.
+
+    `on_status` hears of changes of state (attached, waiting for OBS, the source or a picture); `on_note` (by
+    default `on_status`) of what became of an annotation sent while tracking: taken, unusable or ignored."""
 
     def __init__(self, stage: Stage, tracker: TrackerLike, annotation: Annotation, config: SessionConfig,
                  on_frame: Callable[[FrameResult], None] | None = None,
-                 on_status: Callable[[str], None] | None = None):
+                 on_status: Callable[[str], None] | None = None,
+                 on_note: Callable[[str], None] | None = None):
         if config.mode not in MODES:
             raise ValueError(f"--mode {config.mode}: choose one of {', '.join(MODES)}")
         self.stage = stage
@@ -290,6 +294,7 @@ class LiveSession:
         self.config = config
         self.on_frame = on_frame or (lambda result: None)
         self.on_status = on_status or (lambda message: None)
+        self.on_note = on_note or self.on_status
         self.stats = Stats()
         self.stop_event = threading.Event()
         self.requested: Annotation | None = annotation
@@ -420,14 +425,15 @@ class LiveSession:
             try:
                 annotation = Annotation.from_event(data)
             except MaskError as error:
-                self.on_status(f"ignored: {error}")
+                self.on_note(f"ignored: {error}")
                 continue
             if annotation is not None:
                 self.reannotate(annotation)
 
     def requested_labels(self, frame: np.ndarray) -> np.ndarray | None:
         """The requested annotation as labels for `frame`. A bad first annotation ends the run (MaskError); a bad
-        re-annotation (a wrong file or box sent while tracking) is reported, and tracking goes on as before."""
+        re-annotation (a wrong file or box sent while tracking) is reported, and tracking goes on as before; a
+        good one is reported taken."""
         requested, self.requested = self.requested, None
         what = (str(requested.mask_path) if requested.mask_path is not None
                 else "--box " + ",".join(map(str, requested.box or ())))
@@ -437,8 +443,10 @@ class LiveSession:
         except MaskError as error:
             if self.frames_done == 0:
                 raise
-            self.on_status(f"kept the current mask; the new annotation is unusable: {error}")
+            self.on_note(f"kept the current mask; the new annotation is unusable: {error}")
             return None
+        if self.frames_done:
+            self.on_note(f"re-annotated from {what} at frame {self.frames_done}")
         return labels
 
     def alpha(self, labels: np.ndarray) -> np.ndarray:

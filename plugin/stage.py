@@ -146,6 +146,16 @@ def name_hint(name: str, sources: list[str], scenes: list[str]) -> str:
     return ""
 
 
+def audio_only(kind: str | None) -> bool:
+    """True for an OBS input kind that has sound but no picture to mask (a microphone, desktop audio)."""
+    return kind in _AUDIO_KINDS
+
+
+def source_label(name: str, kind: str | None) -> str:
+    """`name` in a list of OBS's sources, followed by "(audio only)" when its input `kind` has no picture."""
+    return f"{name} (audio only)" if audio_only(kind) else name
+
+
 def mask_on_canvas(alpha: np.ndarray, placement: Placement) -> np.ndarray:
     """The mask for W: `alpha` (h, w) uint8 over S's area at the top-left, 0 elsewhere, in W's aspect ratio."""
     height, width = alpha.shape
@@ -310,7 +320,7 @@ class ObsStage:
                 if error.code != _NOT_FOUND:
                     raise NoFrame(f"OBS has no picture for source {self.source!r} yet ({error})") from error
                 if attempt or not self.follow_rename():
-                    raise self.missing(self._frames) from error
+                    raise self.missing(on_frames=True) from error
         image = cv2.imdecode(np.frombuffer(base64.b64decode(data.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise NoFrame(f"OBS sent an unreadable screenshot of {self.source!r}")
@@ -327,13 +337,14 @@ class ObsStage:
             return True
         return False
 
-    def missing(self, client: obsws.ReqClient | None) -> SourceMissing:
-        """The error for a source OBS does not have, listing the ones it has (asked on `client`), with a hint
-        when the name is a scene's or differs from a source's only in case or spaces."""
-        names = sorted(i["inputName"] for i in self.send(client, "GetInputList", {})["inputs"])
-        scenes = [s["sceneName"] for s in self.send(client, "GetSceneList", {})["scenes"]]
-        return SourceMissing(f"OBS has no source named {self.source!r}{name_hint(self.source, names, scenes)}; "
-                             f"sources: {', '.join(names) or '(none)'}", names)
+    def missing(self, on_frames: bool = False) -> SourceMissing:
+        """The error for a source OBS does not have, listing the ones it has (asked on the frame connection when
+        `on_frames`), with a hint when the name is a scene's or differs from a source's only in case or spaces."""
+        kinds = self.input_kinds(on_frames)
+        names = sorted(kinds)
+        hint = name_hint(self.source, names, self.scene_names(on_frames))
+        listing = ", ".join(source_label(name, kinds[name]) for name in names) or "(none)"
+        return SourceMissing(f"OBS has no source named {self.source!r}{hint}; sources: {listing}", names)
 
     # -- the rig ------------------------------------------------------------------------------------------
     def setup(self) -> Placement:
@@ -358,7 +369,7 @@ class ObsStage:
         transform = item["sceneItemTransform"]
         source_size = (round(transform["sourceWidth"]), round(transform["sourceHeight"]))
         if min(source_size) <= 0:
-            if item.get("inputKind") in _AUDIO_KINDS:
+            if audio_only(item.get("inputKind")):
                 raise StageError(f"source {self.source!r} is audio only ({item['inputKind']}), it has no picture to "
                                  "mask; pick a video source (run --list)")
             raise NoFrame(f"source {self.source!r} has no size yet (a media source that has not started?)")
@@ -431,23 +442,37 @@ class ObsStage:
     def remove_background(self) -> None:
         """Remove B (blur mode's background image) if it is there; `show_background` makes it again."""
         self._background_ready = False
-        if self._background in (i["inputName"] for i in self.call("GetInputList")["inputs"]):
+        if self._background in self.input_names():
             self.let_updates_apply()
             self.call("RemoveInput", inputName=self._background)
             self.wait_until_removed({self._background})
 
-    def scene_names(self) -> list[str]:
-        return [s["sceneName"] for s in self.call("GetSceneList")["scenes"]]
+    def client_for(self, on_frames: bool) -> obsws.ReqClient | None:
+        """The frame connection when `on_frames` (for requests from the frame thread), else the rig's."""
+        return self._frames if on_frames else self._client
+
+    def scene_names(self, on_frames: bool = False) -> list[str]:
+        """OBS's scenes in its list's order."""
+        return [s["sceneName"] for s in self.send(self.client_for(on_frames), "GetSceneList", {})["scenes"]]
+
+    def input_kinds(self, on_frames: bool = False) -> dict[str, str | None]:
+        """OBS's inputs (its sources) in its list's order: name → kind without its version suffix."""
+        inputs = self.send(self.client_for(on_frames), "GetInputList", {})["inputs"]
+        return {i["inputName"]: i.get("unversionedInputKind") for i in inputs}
+
+    def input_names(self) -> list[str]:
+        """OBS's input names in its list's order."""
+        return list(self.input_kinds())
 
     def find_scene(self) -> str:
         """The scene to work in: the one asked for, else the program scene when it holds S, else the first that does."""
         scenes = [s for s in self.scene_names() if s != self._wrapper]
         holding = [s for s in scenes if self.source in self.scene_sources(s)]
         if not holding:
-            names = sorted(i["inputName"] for i in self.call("GetInputList")["inputs"])
+            names = sorted(self.input_names())
             if self.source in names:
                 raise SourceMissing(f"source {self.source!r} is in no scene: add it to a scene first", names)
-            raise self.missing(self._client)
+            raise self.missing()
         if self.scene is not None:
             if self.scene not in holding:
                 raise SourceMissing(f"scene {self.scene!r} does not show source {self.source!r}; scenes that do: "
@@ -510,7 +535,7 @@ class ObsStage:
                     self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=below[-1]["sceneItemId"],
                               sceneItemEnabled=wrapper["sceneItemEnabled"])
                 self.call("RemoveSceneItem", sceneName=scene, sceneItemId=wrapper["sceneItemId"])  # before W goes
-        inputs = [i["inputName"] for i in self.call("GetInputList")["inputs"]]
+        inputs = self.input_names()
         if self._wrapper in scenes or self._background in inputs:
             self.let_updates_apply()
         if self._wrapper in scenes:
@@ -544,7 +569,7 @@ class ObsStage:
     def any_left(self, ours: set[str]) -> bool:
         """True while any of `ours` is a scene, an input, or an item of a scene."""
         scenes = self.scene_names()
-        inputs = {i["inputName"] for i in self.call("GetInputList")["inputs"]}
+        inputs = set(self.input_names())
         return bool(ours & (set(scenes) | inputs)) or any(ours & set(self.scene_sources(scene)) for scene in scenes)
 
     def broadcast(self, data: dict) -> None:

@@ -29,8 +29,8 @@ from plugin.obs import StatusFile, build_parser, join_negative_values
 from plugin.obs import main as obs_main
 from plugin.session import Annotation, FramePump, LiveSession, SessionConfig
 from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, NoFrame, ObsStage, ObsUnavailable,
-                          Placement, SourceMissing, StageError, background_name, mask_on_canvas, name_hint,
-                          wrapper_name, wrapper_transform)
+                          Placement, RequestFailed, SourceMissing, StageError, background_name, mask_on_canvas,
+                          name_hint, wrapper_name, wrapper_transform)
 from tests.obs_harness import (CLIP_SOURCE, SAMPLE, HeadlessOBS, add_clip_source, free_port, obs_available,
                                set_up, write_clip)
 
@@ -203,7 +203,7 @@ def test_duration_also_ends_the_wait_for_an_obs_that_never_comes(tmp_path):
 def test_a_run_that_never_reached_obs_ends_in_one_true_line(tmp_path, capsys, monkeypatch, tracker, status, line):
     """Without OBS, the run ends when its --duration is over saying the scene was not changed (not "restored"); a
     Ctrl-C while the tracker loads ends in one line, no traceback."""
-    def make_tracker(args):
+    def make_tracker(args, status=None):
         if tracker is None:
             raise KeyboardInterrupt
         return tracker()
@@ -216,6 +216,45 @@ def test_a_run_that_never_reached_obs_ends_in_one_true_line(tmp_path, capsys, mo
         pytest.fail("Ctrl-C escaped main as a traceback")
     out, err = capsys.readouterr()
     assert line in (out if status == 0 else err) and "Traceback" not in err
+
+
+STALLED_START = """
+import importlib.abc, os, pathlib, runpy, sys, time
+
+class Stall(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):  # STALL_AT's C extension loads until Ctrl-C, which it
+        if name == os.environ["STALL_AT"]:              # turns into an ImportError (as ONNX Runtime and NumPy do)
+            pathlib.Path(os.environ["STALL_FLAG"]).touch()
+            try:
+                while True:
+                    time.sleep(0.01)
+            except KeyboardInterrupt:
+                raise ImportError("initialization failed") from None
+
+sys.meta_path.insert(0, Stall())
+runpy.run_module("plugin.obs", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("stall_at, flags, state", [
+    ("torch", ["--list"], None),  # the plugin's own imports
+    ("onnxruntime", ["--source", "cam", "--box", "1,2,3,4"], "stopped"),  # the tracker's, once "starting" is written
+])
+def test_ctrl_c_while_the_plugin_loads_ends_in_its_one_line(tmp_path, stall_at, flags, state):
+    """Ctrl-C in the first seconds of `python -m plugin.obs`, while it imports PyTorch or loads the tracker (ONNX
+    Runtime), ends in the plugin's one line and status 130 (and the status file says so), not a traceback from
+    inside an import. The import is held until Ctrl-C comes, so the test does not depend on the machine's speed."""
+    stalled, status = tmp_path / "stalled", tmp_path / "status.json"
+    child = subprocess.Popen(
+        [sys.executable, "-c", STALLED_START, *flags, "--port", str(free_port()), "--status-file", str(status)],
+        cwd=ROOT, env=dict(os.environ, STALL_AT=stall_at, STALL_FLAG=str(stalled)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal: SIGINT not ignored
+    wait_for(lambda: stalled.exists() or child.poll() is not None, f"the plugin to import {stall_at}", every_s=0.01)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=DEADLINE_S)
+    assert (child.returncode, err) == (130, "interrupted by Ctrl-C\n"), err[-2000:]
+    assert (json.loads(status.read_text())["state"] if status.exists() else None) == state
 
 
 def test_the_next_frame_is_captured_while_this_one_is_tracked(tmp_path):
@@ -385,6 +424,31 @@ def test_a_bad_annotation_sent_while_tracking_is_reported_and_tracking_goes_on(t
     assert "900,900,5,5" in messages[1] and "none.png" in messages[3] and "empty" in messages[4]
 
 
+def test_a_new_annotation_sent_while_tracking_is_acknowledged_when_taken(tmp_path, monkeypatch):
+    """A good annotation sent to a running plugin is reported when it is taken (the terminal's line, the status
+    file and the OBS panel's Status); state changes are reported apart from it."""
+    new = tmp_path / "new"
+    new.mkdir()
+    stage, tracker = FakeStage(), FakeTracker()
+    statuses: list[str] = []
+    notes: list[str] = []
+    session = LiveSession(stage, tracker, Annotation(mask_path=two_object_mask(tmp_path)), SessionConfig(frames=4),
+                          on_status=statuses.append, on_note=notes.append,
+                          on_frame=lambda result: stage.events.extend(
+                              [{"mobilevos": "annotate", "mask": str(two_object_mask(new))}] * (result.index == 1)))
+    assert session.run() == 4
+    assert tracker.masked_steps == [0, 2]
+    assert notes == [f"re-annotated from {new / 'first.png'} at frame 2"] and statuses == ["attached to 'cam'"]
+
+    status = StatusFile(tmp_path / "status.json")
+    status.note(notes[0], session)
+    status.write("tracking", "", session)  # the next frames' writes keep the note
+    data = json.loads(status.path.read_text())
+    monkeypatch.setitem(sys.modules, "obspython", types.ModuleType("obspython"))
+    panel = importlib.import_module("plugin.obs_panel")
+    assert re.fullmatch(r"\d+\.\d FPS, latency \d+ ms, 4 frames; " + re.escape(notes[0]), panel.status_message(data))
+
+
 class PicturelessStage(FakeStage):
     """A source that never has a picture (an audio-only media source, say)."""
 
@@ -406,26 +470,54 @@ def test_a_source_without_a_picture_ends_the_start_with_one_clear_error(tmp_path
     assert sum("no size yet" in m for m in messages) == 1  # reported once, not on every try
 
 
-def scripted_stage(tmp_path: Path, source: str, items: list[dict], inputs: list[str], scenes: list[str]) -> ObsStage:
-    """An ObsStage whose OBS answers from a script: `items` in every scene, `inputs`, `scenes`."""
+def scripted_stage(tmp_path: Path, source: str, items: list[dict], inputs: dict[str, str], scenes: list[str],
+                   asked: list[tuple[object, str]] | None = None) -> ObsStage:
+    """An ObsStage whose OBS answers from a script: `items` in every scene, `inputs` (name → kind), `scenes`, and
+    no screenshot (the source is gone); each (connection, request) asked is added to `asked`."""
     answers = {"GetSceneList": {"scenes": [{"sceneName": s} for s in scenes]},
                "GetSceneItemList": {"sceneItems": items},
                "GetCurrentProgramScene": {"currentProgramSceneName": scenes[0]},
-               "GetInputList": {"inputs": [{"inputName": name} for name in inputs]}}
-    stage = ObsStage(Connection(), source, None, tmp_path)
-    stage.send = lambda client, request, data: answers[request]
+               "GetInputList": {"inputs": [{"inputName": name, "inputKind": kind, "unversionedInputKind": kind}
+                                           for name, kind in inputs.items()]}}
+    stage = ObsStage(Connection(), source, None, tmp_path, capture_size=(64, 36))
+    asked = [] if asked is None else asked
+
+    def send(client, request, data):
+        asked.append((client, request))
+        if request == "GetSourceScreenshot":
+            raise RequestFailed(f"no source named {source!r}", 600)
+        return answers[request]
+
+    stage.send = send
     return stage
+
+
+MIC = {"Mic": "pulse_input_capture"}
 
 
 def test_an_audio_source_or_a_near_miss_name_gets_an_error_that_says_what_to_pick(tmp_path):
     mic = {"sourceName": "Mic", "inputKind": "pulse_input_capture", "sceneItemId": 1, "sceneItemEnabled": True,
            "sceneItemTransform": {"sourceWidth": 0.0, "sourceHeight": 0.0}}
     with pytest.raises(StageError, match=r"source 'Mic' is audio only \(pulse_input_capture\).*pick a video source"):
-        scripted_stage(tmp_path, "Mic", [mic], ["Mic"], ["Scene"]).setup()
-    with pytest.raises(SourceMissing, match=r"no source named 'mic ' \(did you mean 'Mic'\?"):
-        scripted_stage(tmp_path, "mic ", [mic], ["Mic"], ["Scene"]).setup()
+        scripted_stage(tmp_path, "Mic", [mic], MIC, ["Scene"]).setup()
+    with pytest.raises(SourceMissing, match=r"no source named 'mic ' \(did you mean 'Mic'\?.*; "
+                                            r"sources: Mic \(audio only\)$"):
+        scripted_stage(tmp_path, "mic ", [mic], MIC, ["Scene"]).setup()
     assert "'Scene' is a scene: pass one of its sources, and --scene 'Scene'" in name_hint("Scene", ["Mic"], ["Scene"])
     assert name_hint("Cam", ["Mic"], ["Scene"]) == ""
+
+
+def test_a_source_gone_while_grabbing_is_looked_up_on_the_frame_connection(tmp_path):
+    """`grab` runs on the frame thread with a connection of its own: the error for a source that is gone asks OBS's
+    sources and scenes on it too (the rig's connection belongs to the loop's thread), and gives the same hints."""
+    asked: list[tuple[object, str]] = []
+    stage = scripted_stage(tmp_path, "Scene", [], MIC | {"cam": "v4l2_input"}, ["Scene"], asked)
+    stage._client, stage._frames = "rig connection", "frame connection"  # stand-ins: the script answers
+    with pytest.raises(SourceMissing, match=r"no source named 'Scene' \('Scene' is a scene.*; "
+                                            r"sources: Mic \(audio only\), cam$"):
+        stage.grab()
+    assert [request for _, request in asked][-2:] == ["GetInputList", "GetSceneList"]
+    assert {client for client, _ in asked} == {"frame connection"}
 
 
 def test_failed_grabs_are_no_frames_for_the_prefetch_trial():
@@ -554,12 +646,15 @@ def saved_scenes(server: HeadlessOBS) -> dict[str, list[str]] | None:
     return {s["name"]: [i["name"] for i in s["settings"]["items"]] for s in sources if s["id"] == "scene"}
 
 
-def wait_for_a_save_without_the_rig(server: HeadlessOBS) -> None:
-    """Wait until OBS has saved its collection without W. OBS writes it on its UI thread, behind the changes, so
-    right after a restore the file can still hold the rig, and an OBS stopped then would bring it back."""
-    wrapper = wrapper_name(CLIP_SOURCE)
-    wait_for(lambda: (scenes := saved_scenes(server)) is not None and wrapper not in scenes,
-             "OBS to save its scene collection without the rig")
+def wait_for_a_save_without(server: HeadlessOBS, name: str = wrapper_name(CLIP_SOURCE)) -> None:
+    """Wait until OBS has saved its collection without the scene or scene item `name` (by default W). OBS writes it
+    on its UI thread, behind the changes, so right after a restore the file can still hold the rig, and an OBS
+    stopped then would bring it back."""
+    def saved_without() -> bool:
+        scenes = saved_scenes(server)
+        return scenes is not None and name not in scenes and all(name not in items for items in scenes.values())
+
+    wait_for(saved_without, f"OBS to save its scene collection without {name!r}")
 
 
 RIGGED = {"inner": [CLIP_SOURCE], "outer": [True], "filters": [FILTER_NAME], "source shown": [False]}
@@ -774,13 +869,14 @@ def test_cli_hide_mode_with_a_box_then_restores_the_scene(obs, tmp_path):
     assert f"no source named {CLIP_SOURCE.upper()!r} (did you mean {CLIP_SOURCE!r}?" in wrong.stderr
 
 
-def start_plugin(server: HeadlessOBS, tmp_path: Path) -> subprocess.Popen:
-    """The CLI running with no frame limit (output in tmp_path/out.txt, err.txt: a pipe nobody reads would fill
-    up and stop it); returns once its rig is in OBS and it has shown a tracked mask."""
+def start_plugin(server: HeadlessOBS, tmp_path: Path, *more: str) -> subprocess.Popen:
+    """The CLI running with no frame limit and the flags `more` (output in tmp_path/out.txt, err.txt: a pipe nobody
+    reads would fill up and stop it); returns once its rig is in OBS and it has shown a tracked mask."""
     mask = tmp_path / "mask.png"
     mask.unlink(missing_ok=True)
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
-        process = subprocess.Popen(plugin_command(server, tmp_path), cwd=ROOT, stdout=out, stderr=err, text=True)
+        process = subprocess.Popen(plugin_command(server, tmp_path, *more), cwd=ROOT, stdout=out, stderr=err,
+                                   text=True)
     shown = lambda: mask.is_file() and cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE).shape != (2, 2)  # noqa: E731
     wait_for(lambda: process.poll() is not None or (shown() and rig_state(server) == RIGGED),
              "the plugin to attach and show a tracked mask")
@@ -802,6 +898,49 @@ def test_ctrl_c_restores_the_scene(obs, tmp_path):
     assert process.wait(timeout=DEADLINE_S) == 0, output(tmp_path, "err")[-2000:]
     assert "scene restored" in output(tmp_path, "out")
     assert scene_state(obs) == before
+
+
+@needs_obs
+@pytest.mark.obs
+def test_annotate_reaches_the_running_plugin_which_says_it_took_it(obs, tmp_path, capsys):
+    """`--annotate` sends a new mask to the plugin tracking the source; the plugin says when it takes it, in its
+    terminal and in its status file (which the OBS panel shows), and tracks on."""
+    before = scene_state(obs)
+    status = tmp_path / "status.json"
+    process = start_plugin(obs, tmp_path, "--status-file", str(status))
+    try:
+        new = SAMPLE / "masks" / "00005.png"
+        assert obs_main(["--port", str(obs.port), "--source", CLIP_SOURCE, "--annotate", "--mask", str(new)]) == 0
+        assert f"sent a new annotation for {CLIP_SOURCE!r}" in capsys.readouterr().out
+        took = wait_for(lambda: re.search(rf"re-annotated from {re.escape(str(new))} at frame \d+",
+                                          output(tmp_path, "out")), "the plugin to say it took the new annotation")
+        wait_for(lambda: json.loads(status.read_text()).get("annotation") == took[0], "its status file to say so")
+    finally:
+        process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=DEADLINE_S) == 0, output(tmp_path, "err")[-2000:]
+    assert scene_state(obs) == before
+
+
+@needs_obs
+@pytest.mark.obs
+def test_list_marks_an_audio_only_source(obs, capsys):
+    """`--list` marks a source with sound but no picture (an audio input capture), so nobody picks one and waits
+    for a picture; in the scene that shows it and among all sources. (In a scene of its own: removing that scene
+    makes OBS save its collection without it, and an OBS restarted by a later test does not bring it back.)"""
+    c = client(obs)
+    try:
+        c.create_scene("Audio")
+        c.create_input("Audio", "Mic", "pulse_input_capture", {}, True)
+        assert obs_main(["--port", str(obs.port), "--list"]) == 0
+    finally:
+        c.remove_scene("Audio")
+        wait_for(lambda: "Mic" not in [i["inputName"] for i in c.get_input_list().inputs], "OBS to drop the input")
+        c.disconnect()
+    wait_for_a_save_without(obs, "Audio")
+    listed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert listed["scene 'Audio'"] == "'Mic' (audio only)"
+    assert listed["scene 'Scene'"] == repr(CLIP_SOURCE)
+    assert set(listed["sources"].split(", ")) == {repr(CLIP_SOURCE), "'Mic' (audio only)"}
 
 
 @needs_obs
@@ -833,7 +972,7 @@ def test_a_rig_that_obs_saved_and_restored_is_adopted_after_an_obs_restart(obs, 
     before = scene_state(obs)
     # The file can still hold the rig of the test before, whose restore OBS then saves after a check for this
     # rig: wait for that save first, then for one with this rig (every later save holds it too).
-    wait_for_a_save_without_the_rig(obs)
+    wait_for_a_save_without(obs)
     stage = make_stage(obs, tmp_path)
     stage.connect()
     set_up(stage, DEADLINE_S)
@@ -887,7 +1026,7 @@ def set_panel(server: HeadlessOBS, settings: dict | None) -> None:
 def test_control_panel_script_starts_the_tracker_shows_its_status_and_stops_it(obs, tmp_path):
     before = scene_state(obs)
     log = obs.home / "obs.log"
-    wait_for_a_save_without_the_rig(obs)
+    wait_for_a_save_without(obs)
     obs.stop()
     set_panel(obs, {"source": CLIP_SOURCE, "mask": str(FIRST_MASK), "mode": "mask", "backend": "onnx",
                     "python": sys.executable, "port": obs.port})
@@ -908,7 +1047,7 @@ def test_control_panel_script_starts_the_tracker_shows_its_status_and_stops_it(o
             c.disconnect()
         assert re.search(r"MobileVOS status: stopped: tracked [1-9]\d* frames; \d+\.\d FPS", lines())
         assert scene_state(obs) == before
-        wait_for_a_save_without_the_rig(obs)  # so that the OBS started next holds no rig
+        wait_for_a_save_without(obs)  # so that the OBS started next holds no rig
     finally:
         pid = re.search(r"MobileVOS status: starting: pid (\d+)", lines())
         obs.stop()
