@@ -13,8 +13,10 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -30,9 +32,9 @@ from core.io.video import (  # noqa: E402
 from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
-    DISPLAY_SIDE, AppConfig, Session, Workspace, _learn_quietly, _parse_colour, annotated_view, annotations_of,
-    build_app, display_scale, frame_point, learn_in_background, marks_summary, parse_args, probe_clip, read_frame,
-    run_problem, scrub_slider, serve, update_marks, user_error, main as web_main,
+    DISPLAY_SIDE, START, AppConfig, Session, Workspace, _learn_quietly, _parse_colour, annotated_view,
+    annotations_of, build_app, display_scale, frame_point, learn_in_background, marks_summary, parse_args,
+    probe_clip, read_frame, run_problem, scrub_slider, serve, update_marks, user_error, main as web_main,
 )
 from web.pipeline import OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
 
@@ -360,11 +362,14 @@ def test_user_error_hides_server_folders():
     assert gone == "clip.mp4: the upload is no longer on the server (uploads are kept 6 hours); upload the clip again"
 
 
-def test_workspace_folders_are_per_session_and_released():
-    class Request:
-        def __init__(self, session_hash):
-            self.session_hash = session_hash
+@dataclass
+class Request:
+    """The part of a gr.Request the app reads: which browser session sent it."""
 
+    session_hash: str
+
+
+def test_workspace_folders_are_per_session_and_released():
     workspace = Workspace()
     first, second = workspace.folder(Request("alice")), workspace.folder(Request("bob"))
     assert first.parent != second.parent
@@ -431,6 +436,105 @@ def test_run_refuses_missing_or_empty_annotations(tmp_path, clip, mask):
 def test_preview_tracks_a_few_frames_from_the_annotation(clip, mask):
     overlays = preview_overlays(str(clip), {1: read_mask(mask)}, 3, TRACKER)
     assert len(overlays) == 3 and overlays[0].shape == (CLIP_SIZE[1], CLIP_SIZE[0], 3)
+
+
+# ---- the app's event functions, called as the browser's events call them ----
+
+@pytest.fixture(scope="module")
+def app() -> gr.Blocks:
+    """The app's Blocks (not served), with 2 s clips at most."""
+    return build_app(AppConfig(max_seconds=2.0, preview_frames=2, tracker=TRACKER), Workspace())
+
+
+def handler(app: gr.Blocks, name: str):
+    """The Python function behind the app's event function `name`."""
+    return next(function.fn for function in app.fns.values() if function.name == name)
+
+
+def sound_only(source: Path, target: Path) -> Path:
+    """`source`'s audio stream alone, remuxed into `target`: a file with sound and no picture."""
+    with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
+        audio = reader.streams.audio[0]
+        stream = writer.add_stream_from_template(audio)
+        for packet in reader.demux(audio):
+            if packet.dts is not None:
+                packet.stream = stream
+                writer.mux(packet)
+    return target
+
+
+def unusable_uploads(folder: Path, with_sound: Path) -> dict[Path, str]:
+    """Uploads that are no usable video (for a 2 s limit) → the start of what the status line says of each."""
+    empty = folder / "empty.mp4"
+    empty.write_bytes(b"")
+    notes = folder / "notes.mp4"
+    notes.write_text("shopping list\n" * 40)
+    return {
+        empty: "empty.mp4: file is empty; re-export or re-download it",
+        notes: "notes.mp4: not a readable video",
+        sound_only(with_sound, folder / "song.mp4"): "song.mp4: holds no picture (sound only?); upload a video file",
+        make_clip(folder / "long.mp4", frames=16, fps=5): "long.mp4: the clip lasts 3.2 s, more than the 2 s allowed",
+    }
+
+
+def test_an_unusable_upload_is_named_in_the_status_line_and_leaves_no_clip(app, tmp_path, clip, judo_mp4):
+    load = handler(app, "load_clip")
+    for upload, says in unusable_uploads(tmp_path, judo_mp4).items():
+        view, slider, status, summary, session = load(str(clip))[:5]
+        assert session.video == str(clip)
+        view, slider, status, summary, session = load(str(upload))[:5]
+        assert status.startswith(f"**Not loaded.** {says}"), status
+        assert "/" not in status.split(":")[0] and "Traceback" not in status
+        assert session.video is None and view.value is None and slider.interactive is False
+
+
+def test_a_one_frame_clip_loads_as_one_frame(app, tmp_path):
+    _, slider, status = handler(app, "load_clip")(str(make_clip(tmp_path / "still.mp4", frames=1)))[:3]
+    assert "320×180, 1 frame at 10.00 fps" in status and slider.interactive is False
+
+
+def test_a_new_clip_or_none_drops_the_marks_preview_and_results_of_the_last(app, tmp_path, clip):
+    session = handler(app, "load_clip")(str(clip))[4]
+    session = update_marks(session, (Mark("positive", 1, 160, 80),), None)
+    assert annotations_of(session)
+    other = make_clip(tmp_path / "other.mp4", frames=2)
+    for shown in (handler(app, "load_clip")(str(other)), handler(app, "reset")()):
+        summary, session, gallery, run_status, player, view, files = shown[3:]
+        assert session.marks == {} and summary.startswith("No objects marked yet")
+        assert (gallery, run_status, player, files) == (None, "", None, None) and view.choices == []
+    assert session.video is None and shown[2] == START
+
+
+def select(session: Session, x: int, y: int) -> gr.SelectData:
+    """A click on the displayed frame at frame pixel (x, y)."""
+    scale = display_scale(session.frame.shape[:2])
+    return gr.SelectData(None, {"index": [round(x * scale), round(y * scale)], "value": None})
+
+
+def test_scrubbing_away_drops_a_box_corner_and_back_shows_the_marks(app, clip):
+    session = handler(app, "load_clip")(str(clip))[4]
+    click, seek = handler(app, "click"), handler(app, "seek")
+    marked, _, session = click("Positive click", 1, 12, session, select(session, 160, 80))
+    _, summary, session = click("Box (two corners)", 2, 12, session, select(session, 10, 10))
+    assert "opposite corner" in summary
+    _, summary, session = seek(3, session)
+    assert "opposite corner" not in summary and summary.startswith("Marked — frame 0: objects 1.")
+    _, summary, session = seek(0, session)
+    assert np.array_equal(annotated_view(session), marked) and summary.startswith("Marked — frame 0: objects 1.")
+
+
+def test_a_run_counts_a_webms_frames_and_names_its_downloads_after_the_clip(app, tmp_path):
+    clip = make_clip(tmp_path / "my talk.webm")  # WebM lists no frame count
+    session = update_marks(handler(app, "load_clip")(str(clip))[4], (Mark("positive", 1, 160, 80),), None)
+    totals: list = []
+    chosen = [OUTPUTS["overlay"][1], OUTPUTS["masks_zip"][1]]
+    steps = list(handler(app, "run")(chosen, "#00b140", 31, 0, 0, False, session, Request("webm"),
+                                     lambda done, **_: totals.append(done)))
+    assert totals == [(done, CLIP_FRAMES) for done in range(1, CLIP_FRAMES + 1)]
+    assert steps[0][0] == f"Tracking… frame 1 of {CLIP_FRAMES}"
+    files = steps[-1][3]
+    assert [Path(file).name for file in files] == ["my_talk-overlay.mp4", "my_talk-masks.zip"]
+    assert count_frames(Path(files[0]))[0] == CLIP_FRAMES
 
 
 # ---- the running app, through gradio_client ----

@@ -1,5 +1,6 @@
 """The web app in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright; never downloaded):
-upload a clip, click on the object, preview, run, download the result; cancel a run; no request leaves the host.
+upload a clip, click on the object, preview, run, download the result; cancel a run; a new clip (or none) clears
+the last one's work; a file that is no video; no request leaves the host.
 
 Screenshots of each step go to $WEB_SCREENSHOTS when set (`WEB_SCREENSHOTS=docs/web` refreshes the docs),
 else to the test's temporary folder.
@@ -8,6 +9,7 @@ else to the test's temporary folder.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from PIL import Image  # noqa: E402
 from tests.test_web import (  # noqa: E402, F401 (torch_threads_restored is an autouse fixture)
     CLIP_FRAMES, TRACKER, count_frames, free_port, make_clip, torch_threads_restored,
 )
+from web import app as web_app  # noqa: E402
 from web.app import AppConfig, Workspace, serve  # noqa: E402
 
 TIMEOUT_MS = 120_000
@@ -104,12 +107,21 @@ def click_on_frame(page, fx: float, fy: float) -> None:
     page.mouse.click(left + fx * shown_w, top + fy * shown_h)
 
 
+def upload(page, clip: Path) -> None:
+    """Upload `clip`, first clearing the clip the upload box holds (the box takes one file)."""
+    clear = page.locator("#upload button[aria-label=Clear]")
+    if clear.count():
+        clear.click()
+        wait_for_text(page, "#status", "Upload a clip to start.")
+    page.set_input_files("#upload input[type=file]", str(clip))
+
+
 def test_upload_mark_preview_run_download(page, shots, tmp_path, workspace):
     clip = make_clip(tmp_path / "judo.mp4")
     others = set(workspace.root.iterdir())
     screenshot(page, shots, "1-start")
 
-    page.set_input_files("#upload input[type=file]", str(clip))
+    upload(page, clip)
     wait_for_text(page, "#status", f"{CLIP_FRAMES} frames")
     page.wait_for_selector("#frame img", timeout=TIMEOUT_MS)
     screenshot(page, shots, "2-first-frame")
@@ -128,11 +140,18 @@ def test_upload_mark_preview_run_download(page, shots, tmp_path, workspace):
     screenshot(page, shots, "5-result")
 
     with page.expect_download(timeout=TIMEOUT_MS) as download:
-        page.click("#files a[download='cutout.webm']")
+        page.click("#files a[download='judo-cutout.webm']")  # named after the clip
     saved = tmp_path / "cutout.webm"
     download.value.save_as(saved)
     frames, shape = count_frames(saved, alpha=True)
     assert frames == CLIP_FRAMES and shape[2] == 4
+
+    upload(page, make_clip(tmp_path / "other.mp4", frames=2))  # the last clip's marks, preview and results go
+    wait_for_text(page, "#status", "other.mp4")
+    wait_for_text(page, "#summary", "No objects marked yet")
+    page.wait_for_function("!document.querySelector('#gallery img') && !document.querySelector('#files a') && "
+                           "!document.querySelector('#player video')", timeout=TIMEOUT_MS)
+    assert page.inner_text("#run-status").strip() == ""
     assert page.outside == []
 
     mine = set(workspace.root.iterdir()) - others  # this session's folder, removed when the tab closes
@@ -146,7 +165,7 @@ def test_upload_mark_preview_run_download(page, shots, tmp_path, workspace):
 
 def test_scrub_brush_and_undo(page, tmp_path):
     clip = make_clip(tmp_path / "judo.mp4")
-    page.set_input_files("#upload input[type=file]", str(clip))
+    upload(page, clip)
     wait_for_text(page, "#status", f"{CLIP_FRAMES} frames")
     track = page.locator("#scrub input[type=range]")
     track.scroll_into_view_if_needed()
@@ -186,3 +205,49 @@ def test_empty_annotation_and_cancel_give_clear_messages(page, shots):
     wait_for_text(page, "#run-status", "Run cancelled")
     screenshot(page, shots, "8-cancelled")
     assert page.outside == []
+
+
+def test_a_file_that_is_no_video_is_named_in_the_status_line(page, tmp_path):
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("shopping list\n" * 40)
+    upload(page, notes)
+    wait_for_text(page, "#status", "Not loaded. notes.mp4: not a readable video")
+    for element in ("#status", "#frame"):  # no "Error" badge over the status line or the frame
+        assert "Error" not in page.inner_text(element)
+    assert page.locator("#frame img").count() == 0
+
+
+def test_clearing_the_upload_stops_its_run(page, tmp_path, monkeypatch):
+    held, go, ended = threading.Event(), threading.Event(), []
+    run_outputs = web_app.run_outputs
+
+    def held_run(*args):
+        """The run, held after its first frame until `go`; `ended` says whether it was stopped or finished."""
+        steps = run_outputs(*args)
+        try:
+            yield next(steps)
+            held.set()
+            go.wait(TIMEOUT_MS / 1000)
+            yield from steps
+            ended.append("finished")
+        except GeneratorExit:
+            ended.append("stopped")
+            raise
+        finally:
+            steps.close()
+
+    monkeypatch.setattr(web_app, "run_outputs", held_run)
+    upload(page, make_clip(tmp_path / "judo.mp4", frames=16))
+    wait_for_text(page, "#status", "16 frames")
+    click_on_frame(page, 0.5, 0.45)
+    wait_for_text(page, "#summary", "frame 0: objects 1")
+    page.click("#run")
+    assert held.wait(TIMEOUT_MS / 1000)
+    with page.expect_request("**/cancel", timeout=TIMEOUT_MS):
+        page.click("#upload button[aria-label=Clear]")
+    go.set()
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not ended and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ended == ["stopped"]
+    wait_for_text(page, "#status", "Upload a clip to start.")

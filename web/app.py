@@ -33,6 +33,7 @@ import numpy as np
 from core import effects
 from core.io.command import bounded, port_number, tool_description, whole_number
 from core.io.masks import MaskError, read_mask
+from core.io.suffixes import VIDEO_SUFFIXES
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
 from core.io.video import (VideoError, VideoInfo, check_x264_size, learn_timestamps, open_video,
                            truncation_warning)
@@ -60,6 +61,14 @@ DISPLAY_SIDE = 960
 # Uploaded clips' timestamps are learnt (learn_in_background) at this nice value, one clip at a time.
 _SCAN_NICENESS = 10
 _SCANNING = threading.Lock()
+START = "Upload a clip to start."
+# Advice in core's messages meant for the command line → what a user of the page does instead.
+_WEB_ADVICE = {
+    "file not found; check the path": f"the upload is no longer on the server (uploads are kept "
+                                      f"{FILE_LIFETIME_S // 3600} hours); upload the clip again",
+    "has no video stream; pass a video file or a folder of frames": "holds no picture (sound only?); upload a "
+                                                                    "video file",
+}
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class Session:
     """One browser session's state: the clip, the frame on screen, and the marks per frame index."""
 
     video: str | None = None
+    frames: int = 0  # the clip's frame count (counted on upload when the container does not list it)
     frame_index: int = 0
     frame: np.ndarray | None = None  # (H, W, 3) RGB of frame_index
     marks: dict[int, tuple[annotate.Mark, ...]] = field(default_factory=dict)
@@ -172,12 +182,44 @@ def scrub_slider(frames: int) -> gr.Slider:
     return gr.Slider(minimum=0, maximum=max(frames - 1, 1), value=0, step=1, interactive=frames > 1)
 
 
-def user_error(error: Exception) -> gr.Error:
-    """A one-line error for the browser: the message with server folders stripped from any file path; a file gone
-    from the server is an upload past its lifetime, which the user can only send again."""
+def user_message(error: Exception) -> str:
+    """A one-line message for the browser: server folders stripped from any file path, and command-line advice
+    replaced by what the user of the page does (a file gone from the server is an upload past its lifetime,
+    which the user can only send again)."""
     message = re.sub(r"/\S*/", "", str(error)).splitlines()[0]
-    return gr.Error(message.replace("file not found; check the path", "the upload is no longer on the server "
-                                    f"(uploads are kept {FILE_LIFETIME_S // 3600} hours); upload the clip again"))
+    for advice, instead in _WEB_ADVICE.items():
+        message = message.replace(advice, instead)
+    return message
+
+
+def user_error(error: Exception) -> gr.Error:
+    """`user_message` as an error shown in the browser."""
+    return gr.Error(user_message(error))
+
+
+def loaded_clip(path: str | None, max_seconds: float) -> tuple[Session, str]:
+    """Open an upload → (its session on frame 0, the status line). A file that is no usable video gives an empty
+    session and a status line naming the problem and the fix: the status line, not a passing error, says why
+    the file in the upload box is not the clip on screen."""
+    if not path:
+        return Session(), "**Not loaded.** No file received; choose a video file to upload."
+    try:
+        info = probe_clip(path, max_seconds)
+        frame = read_frame(path, 0)
+    except VideoError as error:
+        return Session(), f"**Not loaded.** {user_message(error)}"
+    learn_in_background(path, info.num_frames)
+    count = f"{info.num_frames} frame{'' if info.num_frames == 1 else 's'}"
+    return Session(video=path, frames=info.num_frames, frame=frame), (
+        f"Loaded {Path(path).name}: {info.width}×{info.height}, {count} at {float(info.fps):.2f} fps. "
+        "Click on an object to mark it.")
+
+
+def named_after_clip(results: dict[str, Path], clip: str) -> dict[str, str]:
+    """Rename a run's files after its clip (judo.mp4 → judo-overlay.mp4), so that the downloads of several clips
+    keep apart → output name → renamed file."""
+    stem = _safe_name(Path(clip).stem, "clip")
+    return {name: str(path.replace(path.with_name(f"{stem}-{path.name}"))) for name, path in results.items()}
 
 
 def display_scale(frame_hw: tuple[int, int]) -> float:
@@ -205,6 +247,13 @@ def annotated_view(session: Session) -> np.ndarray | None:
     scale = display_scale((height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(view, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def clip_view(session: Session, status: str) -> tuple:
+    """What a new clip (or none) shows: its first frame, slider, status line and marks, and the previous clip's
+    preview, run status, player, output list and downloads emptied."""
+    return (framed_view(session), scrub_slider(session.frames), status, marks_summary(session), session,
+            None, "", None, gr.Dropdown(choices=[], value=None), None)
 
 
 def frame_label(index: int) -> str:
@@ -280,22 +329,14 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
     workspace = workspace or Workspace()
     hidden = "undocumented"
 
-    def load_clip(path: str | None, session: Session):
-        if not path:
-            raise gr.Error("No file received; choose a video file to upload.")
-        try:
-            info = probe_clip(path, config.max_seconds)
-            frame = read_frame(path, 0)
-        except VideoError as error:
-            raise user_error(error) from None
-        learn_in_background(path, info.num_frames)
-        session = Session(video=path, frame=frame)
-        status = (f"Loaded {Path(path).name}: {info.width}×{info.height}, {info.num_frames} frames at "
-                  f"{float(info.fps):.2f} fps. Click on an object to mark it.")
-        return framed_view(session), scrub_slider(info.num_frames), status, marks_summary(session), session
+    def load_clip(path: str | None):
+        return clip_view(*loaded_clip(path, config.max_seconds))
 
-    def load_example(session: Session):
-        return load_clip(str(EXAMPLE_CLIP), session)
+    def load_example():
+        return load_clip(str(EXAMPLE_CLIP))
+
+    def reset():
+        return clip_view(Session(), START)
 
     def seek(index: float, session: Session):
         if session.video is None:
@@ -305,7 +346,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         except VideoError as error:
             raise user_error(error) from None
         session.frame_index, session.pending = int(index), None
-        return framed_view(session), session
+        return framed_view(session), marks_summary(session), session
 
     def click(mode: str, object_id: float, brush: float, session: Session, event: gr.SelectData):
         if session.frame is None:
@@ -340,7 +381,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                         lambda done: progress((done, config.preview_frames), desc="Preview"),
                                         refine)
         except (VideoError, MaskError) as error:
-            return gr.skip(), user_error(error).message
+            return gr.skip(), user_message(error)
         first = min(annotations)
         return [(image, f"frame {first + i}") for i, image in enumerate(overlays)], "Preview ready."
 
@@ -361,12 +402,13 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                      results)) as steps:
                 for step in steps:
                     done, listed = step.done, step.total
-                    progress((step.done, step.total), desc="Tracking", unit="frames")
-                    yield f"Tracking… frame {step.done} of {step.total or '?'}", *[gr.skip()] * 4
+                    total = step.total or session.frames
+                    progress((step.done, total), desc="Tracking", unit="frames")
+                    yield f"Tracking… frame {step.done} of {total}", *[gr.skip()] * 4
         except (VideoError, MaskError) as error:
-            yield user_error(error).message, *[gr.skip()] * 3, session
+            yield user_message(error), *[gr.skip()] * 3, session
             return
-        session.results = {name: str(path) for name, path in results.items()}
+        session.results = named_after_clip(results, session.video)
         shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
         warning = truncation_warning(session.video, listed, done)
         status = f"Done: {len(results)} outputs for {done} frames." + (f" Warning: {warning}." if warning else "")
@@ -405,10 +447,10 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             with gr.Column(scale=1, min_width=280):
                 limits = f"up to {config.max_upload_mb} MB and {config.max_seconds:g} s"
                 upload = gr.File(label=f"1. Upload a clip ({limits})", elem_id="upload",
-                                 file_types=[".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"])
+                                 file_types=list(VIDEO_SUFFIXES))
                 example = gr.Button("…or use the bundled example (judo)", size="sm", elem_id="example",
                                     visible=EXAMPLE_CLIP.is_dir())
-                status = gr.Markdown("Upload a clip to start.", elem_id="status")
+                status = gr.Markdown(START, elem_id="status")
                 mode = gr.Radio(list(MODES), value="Positive click", label="2. Click mode", elem_id="mode")
                 object_id = gr.Radio(list(range(1, MAX_OBJECTS + 1)), value=1, label="Object", elem_id="object")
                 gr.HTML(legend_html())
@@ -456,22 +498,24 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             api_button = gr.Button()
 
         annotate_outputs = [frame_view, summary, session]
-        upload.upload(load_clip, [upload, session], [frame_view, frame_slider, status, summary, session],
-                      api_visibility=hidden)
-        example.click(load_example, [session], [frame_view, frame_slider, status, summary, session],
-                      api_visibility=hidden)
-        frame_slider.release(seek, [frame_slider, session], [frame_view, session], api_visibility=hidden)
+        frame_slider.release(seek, [frame_slider, session], annotate_outputs, api_visibility=hidden)
         # Every click counts (trigger_mode "multiple"); one annotation edit at a time keeps the marks consistent.
         edits = dict(api_visibility=hidden, concurrency_id="annotate", concurrency_limit=1, trigger_mode="multiple")
         frame_view.select(click, [mode, object_id, brush, session], annotate_outputs, **edits)
         undo_button.click(undo, [session], annotate_outputs, **edits)
         clear_object_button.click(clear_object, [object_id, session], annotate_outputs, **edits)
         clear_frame_button.click(clear_frame, [session], annotate_outputs, **edits)
-        preview_button.click(preview, [refine, session], [gallery, run_status], api_visibility=hidden,
-                             concurrency_id="tracking", concurrency_limit=1)
+        preview_event = preview_button.click(preview, [refine, session], [gallery, run_status],
+                                             api_visibility=hidden, concurrency_id="tracking", concurrency_limit=1)
         run_event = run_button.click(run, [chosen, colour, blur, feather, edge_shift, refine, session],
                                      [run_status, player, view, files, session], api_visibility=hidden,
                                      concurrency_id="tracking", concurrency_limit=1)
+        # A new clip, or none, replaces the old one's view, marks and results, and stops its preview or run.
+        clip_outputs = [frame_view, frame_slider, status, summary, session, gallery, run_status, player, view, files]
+        new_clip = dict(api_visibility=hidden, cancels=[preview_event, run_event])
+        upload.upload(load_clip, [upload], clip_outputs, **new_clip)
+        upload.clear(reset, None, clip_outputs, **new_clip)
+        example.click(load_example, None, clip_outputs, **new_clip)
         # The message follows the cancellation: set beside it, a progress line the run sent meanwhile could
         # land after it and stay (seen once in 18 loaded browser runs).
         cancel_button.click(None, None, None, cancels=[run_event], api_visibility=hidden).then(
@@ -548,9 +592,10 @@ def _odd(value: float) -> int:
     return max(3, int(value) | 1)
 
 
-def _safe_name(session_hash: str) -> str:
-    """A session hash reduced to characters that are safe in a folder name."""
-    return "".join(c for c in session_hash if c.isalnum() or c in "-_")[:64] or "anonymous"
+def _safe_name(text: str, empty: str = "anonymous") -> str:
+    """`text` (a session hash, a clip's name) made safe in a file name: other characters than letters, digits,
+    '-' and '_' become '_'; `empty` when nothing is left."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:64] or empty
 
 
 if __name__ == "__main__":
