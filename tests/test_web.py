@@ -33,7 +33,7 @@ from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
     DISPLAY_SIDE, START, AppConfig, Session, Workspace, _learn_quietly, _parse_colour, annotated_view,
-    annotations_of, build_app, display_scale, frame_point, learn_in_background, marks_summary, parse_args,
+    annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background, marks_summary, parse_args,
     probe_clip, read_frame, run_problem, scrub_slider, serve, update_marks, user_error, main as web_main,
 )
 from web.pipeline import OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
@@ -611,3 +611,12 @@ def test_session_files_are_not_served(server, clip, mask):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{url}gradio_api/file={produced}")
     assert refused.value.code == 403
+
+
+def test_cancel_after_a_run_finished_keeps_its_done_line() -> None:
+    """Cancel pressed after a run finished leaves its "Done" line (its outputs are listed under it); pressed
+    during a run, or before any, it says that nothing was written."""
+    done = "Done: 2 outputs for 16 frames."
+    assert cancel_message(done) == done
+    for status in ("Tracking… frame 3 of 16", "", "No object is marked: click on an object"):
+        assert cancel_message(status).startswith("Run cancelled: nothing was written")

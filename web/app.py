@@ -62,6 +62,7 @@ DISPLAY_SIDE = 960
 _SCAN_NICENESS = 10
 _SCANNING = threading.Lock()
 START = "Upload a clip to start."
+DONE = "Done:"  # how a finished run's status line starts
 # Advice in core's messages meant for the command line → what a user of the page does instead.
 _WEB_ADVICE = {
     "file not found; check the path": f"the upload is no longer on the server (uploads are kept "
@@ -180,6 +181,14 @@ def scrub_slider(frames: int) -> gr.Slider:
     """The *Frame* slider for a clip of `frames` frames; a single frame (a still image) leaves nothing to scrub,
     so the slider is fixed at 0 (Gradio needs a range, so it still spans 0 to 1)."""
     return gr.Slider(minimum=0, maximum=max(frames - 1, 1), value=0, step=1, interactive=frames > 1)
+
+
+def cancel_message(status: str) -> str:
+    """The run status after Cancel, given the one before: a finished run's "Done" line stays (its outputs are
+    listed below it), anything else says the run was stopped with nothing written."""
+    if status.startswith(DONE):
+        return status
+    return "Run cancelled: nothing was written. Change the annotation or outputs and run again."
 
 
 def user_message(error: Exception) -> str:
@@ -411,7 +420,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         session.results = named_after_clip(results, session.video)
         shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
         warning = truncation_warning(session.video, listed, done)
-        status = f"Done: {len(results)} outputs for {done} frames." + (f" Warning: {warning}." if warning else "")
+        status = f"{DONE} {len(results)} outputs for {done} frames." + (f" Warning: {warning}." if warning else "")
         yield (status, show_output(shown[0] if shown else None, session),
                gr.Dropdown(choices=shown, value=shown[0] if shown else None), list(session.results.values()),
                session)
@@ -419,9 +428,6 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
     def show_output(label: str | None, session: Session):
         name = next((name for name, (_, text) in OUTPUTS.items() if text == label), None)
         return session.results.get(name) if name else None
-
-    def cancelled():
-        return "Run cancelled: nothing was written. Change the annotation or outputs and run again."
 
     def segment(video: str | None, mask: str | None, output: str, frame: float, request: gr.Request) -> str:
         """Track `video` from the annotation `mask` (a palette PNG of frame `frame`) and return one output."""
@@ -519,7 +525,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         # The message follows the cancellation: set beside it, a progress line the run sent meanwhile could
         # land after it and stay (seen once in 18 loaded browser runs).
         cancel_button.click(None, None, None, cancels=[run_event], api_visibility=hidden).then(
-            cancelled, None, [run_status], api_visibility=hidden)
+            cancel_message, [run_status], [run_status], api_visibility=hidden)
         view.change(show_output, [view, session], [player], api_visibility=hidden)
         api_button.click(segment, [api_video, api_mask, api_output, api_frame], [api_result], api_name="segment",
                          concurrency_id="tracking", concurrency_limit=1)
