@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
+from fractions import Fraction
+from itertools import accumulate, cycle, islice
 from pathlib import Path
 
 import av
@@ -23,6 +25,7 @@ from core.io.command import INTERRUPTED, run_tool
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 AUDIO_RATE = 44100
 TONE_HZ = 440.0
+TIMED_BASE = Fraction(1, 90000)  # the time base of a clip encoded with its frames' `times`
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,14 +51,18 @@ def encode_video(
     rotation: int = 0,
     rotate_tag: bool = False,
     options: dict[str, str] | None = None,
+    times: Sequence[Fraction] | None = None,
 ) -> Path:
     """Encode RGB frames as H.264 yuv420p with PyAV; `audio` adds a mono AAC sine tone as long as the video;
     `rotation` is the clockwise display rotation, written as the stream's display matrix, or with `rotate_tag`
-    as the legacy "rotate" stream tag (kept by Matroska, not by MP4)."""
+    as the legacy "rotate" stream tag (kept by Matroska, not by MP4). `times` (seconds, one per frame) puts the
+    frames at those times instead of n / fps, in a TIMED_BASE time base: a variable-frame-rate clip."""
     container = av.open(str(path), "w", options=options or {})
     video = container.add_stream("libx264", rate=fps)
     video.height, video.width = frames[0].shape[:2]
     video.pix_fmt = "yuv420p"
+    if times is not None:
+        video.codec_context.time_base = TIMED_BASE
     if rotation and rotate_tag:
         video.metadata["rotate"] = str(rotation)
     elif rotation:
@@ -64,11 +71,15 @@ def encode_video(
     if audio:
         tone = container.add_stream("aac", rate=AUDIO_RATE)
         tone.layout = "mono"
-    for image in frames:
-        container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+    for index, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        if times is not None:
+            frame.pts, frame.time_base = round(times[index] / TIMED_BASE), TIMED_BASE
+        container.mux(video.encode(frame))
     container.mux(video.encode(None))
     if tone is not None:
-        samples = np.arange(round(len(frames) / fps * AUDIO_RATE))
+        seconds = len(frames) / fps if times is None else times[-1] + Fraction(1, fps)
+        samples = np.arange(round(seconds * AUDIO_RATE))
         wave = (0.3 * np.sin(2 * np.pi * TONE_HZ * samples / AUDIO_RATE)).astype(np.float32)
         for start in range(0, len(wave), 1024):
             frame = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format="flt", layout="mono")
@@ -78,6 +89,19 @@ def encode_video(
         container.mux(tone.encode(None))
     container.close()
     return path
+
+
+def uneven_times(count: int) -> list[Fraction]:
+    """`count` frame times of a variable-frame-rate clip: gaps of 1/30 s and 1/10 s in turn, from 0."""
+    gaps = islice(cycle([Fraction(1, 30), Fraction(1, 10)]), count - 1)
+    return list(accumulate(gaps, initial=Fraction(0)))
+
+
+def frame_times(path: Path) -> list[float]:
+    """The decoded frames' times in seconds from the first, as PyAV gives them."""
+    with av.open(str(path)) as container:
+        stamps = [frame.time for frame in container.decode(video=0)]
+    return [time - stamps[0] for time in stamps]
 
 
 @pytest.fixture(scope="session")
@@ -105,8 +129,8 @@ def judo_mp4(tmp_path_factory: pytest.TempPathFactory, judo_frames: list[np.ndar
 
 @pytest.fixture
 def make_video(tmp_path: Path) -> Callable[..., Path]:
-    """Factory: make_video(name, frames, fps=25, audio=True, rotation=0, rotate_tag=False, options=None) → path
-    in tmp_path."""
+    """Factory: make_video(name, frames, fps=25, audio=True, rotation=0, rotate_tag=False, options=None,
+    times=None) → path in tmp_path."""
 
     def make(name: str, frames: Sequence[np.ndarray], fps: int = 25, **kwargs: object) -> Path:
         return encode_video(tmp_path / name, frames, fps, **kwargs)

@@ -19,6 +19,8 @@ import warnings
 import zlib
 from pathlib import Path
 
+from fractions import Fraction
+
 import av
 import cv2
 import numpy as np
@@ -31,7 +33,7 @@ from core.batch.worker import OutputSpec, ProgressEvent, completed, process_job
 from core.inference.tracker import TrackerConfig
 from core.io.masks import MaskError, object_ids, read_mask, resize_labels, write_mask
 from core.io.video import nvenc_available, open_video
-from tests.conftest import SAMPLES, encode_video, sample_frames
+from tests.conftest import SAMPLES, encode_video, frame_times, sample_frames, uneven_times
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (240, 428)  # (H, W) of the test clips
@@ -392,6 +394,27 @@ def test_single_input_with_mask_option(clips: Path, tmp_path: Path) -> None:
     assert not read_mask(out / "late" / "masks" / "00000.png").any()
     assert read_mask(out / "late" / "masks" / "00001.png").shape == SIZE  # full size at --size 120
     assert read_mask(out / "late" / "masks" / "00001.png").any()
+
+
+def test_a_variable_rate_clip_keeps_its_frame_times_and_a_constant_rate_one_its_pts(judo_small: list[np.ndarray],
+                                                                                   tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    frames = judo_small + judo_small[::-1][1:-1]  # 30 frames
+    encode_video(source / "phone.mp4", frames, 30, audio=True, times=uneven_times(len(frames)))
+    encode_video(source / "steady.mp4", judo_small, FPS, audio=True)
+    for name in ("phone", "steady"):
+        write_mask(source / f"{name}.png", sample_mask("judo", "00000"))
+    out = tmp_path / "out"
+    result = run_batch(source, "--out", out, "--effect", "overlay", "--masks", "none", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert frame_times(out / "phone" / "overlay.mp4") == pytest.approx(frame_times(source / "phone.mp4"), abs=1e-3)
+    assert frame_times(source / "phone.mp4") == pytest.approx([float(t) for t in uneven_times(30)], abs=1e-6)
+    with av.open(str(out / "steady" / "overlay.mp4")) as container:  # as the count-based writer made it
+        stream = container.streams.video[0]
+        assert stream.time_base == Fraction(1, 12288)  # the mp4 muxer's for a 1/12 s encoder time base
+        assert sorted(p.pts * stream.time_base for p in container.demux(stream) if p.size) == [
+            Fraction(n, FPS) for n in range(len(judo_small))]
 
 
 def test_onnx_backend_gives_the_torch_masks(clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -129,14 +129,16 @@ def test_a_failing_tracker_and_an_early_stop_leave_nothing_running(network, anno
 
 
 class ListWriter:
-    """A writer that keeps its frames and claims a frame size."""
+    """A writer that keeps its frames and their times and claims a frame size."""
 
     def __init__(self, size: tuple[int, int]):
         self.size = size
         self.frames: list[np.ndarray] = []
+        self.times: list[float | None] = []
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, time: float | None = None) -> None:
         self.frames.append(image)
+        self.times.append(time)
 
 
 @pytest.mark.parametrize("size", [(1920, 1080), (3840, 2160)])
@@ -153,6 +155,18 @@ def test_the_removal_answers_half_as_late_for_4k_sized_frames(size: tuple[int, i
     assert pushed - 1 == (LARGE_REMOVAL_RADIUS if is_large(size) else REMOVAL_RADIUS)
     sink.finish()
     assert len(writer.frames) == pushed
+
+
+def test_the_removal_writes_each_frame_at_its_own_time() -> None:
+    writer = ListWriter((64, 48))
+    sink = RemovalSink(writer)
+    labels = np.zeros((48, 64), np.uint8)
+    labels[10:20, 10:20] = 1
+    times = [0.0, 0.04, 0.1, 0.2]  # a variable frame rate
+    for index, time in enumerate(times):
+        sink.write(Frame(index, np.full((48, 64, 3), 90, np.uint8), time), labels, None)
+    sink.finish()
+    assert writer.times == times
 
 
 def test_a_join_that_ctrl_c_interrupts_still_waits_for_the_threads() -> None:
@@ -185,7 +199,7 @@ class CountingWriter:
     def __init__(self) -> None:
         self.frames = 0
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, time: float | None = None) -> None:
         self.frames += 1
 
 

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from core.io.masks import read_mask
-from core.io.video import VideoError, VideoWriter, nvenc_available, open_video, truncation_warning
+from core.io.video import (VideoError, VideoWriter, nvenc_available, open_video, truncation_warning,
+                           variable_rate)
+from tests.conftest import frame_times, uneven_times
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -354,3 +356,63 @@ def test_a_file_once_seen_with_unordered_timestamps_is_never_sought_in(tmp_path:
     other.write_bytes(b"one recording")
     known.put(other, [0, 512, 1024])
     assert known.get(other) == [0, 512, 1024]
+
+
+def audio_end(path: Path) -> float:
+    """Seconds to the end of the last audio packet."""
+    with av.open(str(path)) as container:
+        return max(float((p.pts + p.duration) * p.time_base) for p in container.demux(audio=0) if p.size)
+
+
+def copy_video(source: Path, out: Path, **options: object) -> list[float]:
+    """Write `source`'s frames to `out` with their times (variable-rate when the source is), its audio copied;
+    the source frames' times."""
+    with open_video(source) as reader:
+        info = reader.info
+        with VideoWriter(out, info.fps, (info.width, info.height), audio_from=source,
+                         variable_rate=variable_rate(source, info.fps), **options) as writer:
+            times = []
+            for frame in reader:
+                writer.write(frame.image, frame.time)
+                times.append(frame.time)
+    return times
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_a_variable_rate_clip_keeps_each_frames_time_and_its_audio(make_video, judo_frames: list[np.ndarray],
+                                                                   tmp_path: Path, suffix: str) -> None:
+    frames = [cv2.resize(f, (160, 96)) for f in judo_frames + judo_frames[::-1][1:-1]]  # 30 frames
+    source = make_video("phone.mp4", frames, 30, times=uneven_times(len(frames)))
+    with open_video(source) as reader:
+        assert variable_rate(source, reader.info.fps)
+    times = copy_video(source, tmp_path / f"out{suffix}")
+    assert times == pytest.approx([float(t) for t in uneven_times(30)], abs=1e-6)
+    assert frame_times(tmp_path / f"out{suffix}") == pytest.approx(times, abs=1e-3)
+    assert audio_end(tmp_path / f"out{suffix}") == pytest.approx(audio_end(source), abs=0.05)  # copied whole
+
+
+def test_a_constant_rate_clip_is_written_as_without_times(judo_mp4: Path, make_video, judo_frames: list[np.ndarray],
+                                                          tmp_path: Path) -> None:
+    with open_video(judo_mp4) as reader:
+        assert not variable_rate(judo_mp4, reader.info.fps)
+        with VideoWriter(tmp_path / "count.mp4", reader.info.fps, (854, 480), audio_from=judo_mp4) as writer:
+            for frame in reader:
+                writer.write(frame.image)
+    copy_video(judo_mp4, tmp_path / "timed.mp4")
+    assert (tmp_path / "timed.mp4").read_bytes() == (tmp_path / "count.mp4").read_bytes()
+    with av.open(str(tmp_path / "timed.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.time_base == Fraction(1, 12800)  # the mp4 muxer's for the 1/25 s of a count-based writer
+        assert sorted(p.pts * stream.time_base for p in container.demux(stream) if p.size) == [
+            Fraction(n, 25) for n in range(16)]
+    milliseconds = make_video("cfr.mkv", [cv2.resize(f, (160, 96)) for f in judo_frames], 30, audio=False)
+    with open_video(milliseconds) as reader:  # frame times rounded to the millisecond stay constant-rate
+        assert not variable_rate(milliseconds, reader.info.fps)
+
+
+def test_repeated_or_earlier_times_follow_the_last_frame(tmp_path: Path) -> None:
+    out = tmp_path / "joined.mp4"
+    with VideoWriter(out, 10, (64, 48), variable_rate=True) as writer:
+        for time in (0.0, 0.05, 0.05, 0.0, 0.02):  # a repeated timestamp, then a recording that starts again
+            writer.write(np.zeros((48, 64, 3), np.uint8), time)
+    assert frame_times(out) == pytest.approx([0.0, 0.05, 0.15, 0.25, 0.27], abs=1e-4)

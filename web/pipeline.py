@@ -23,7 +23,7 @@ from core import effects
 from core.annotate.refine import MaskRefiner, RefinedTracker
 from core.inference.tracker import Tracker, TrackerConfig
 from core.io.masks import MaskError, check_mask, write_mask
-from core.io.video import VideoInfo, VideoWriter, open_video
+from core.io.video import VideoInfo, VideoWriter, open_video, variable_rate
 from core.pipeline import EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink, renderer, run_frames
 
 # Output name → (file name, label shown in the UI).
@@ -156,6 +156,7 @@ def _open_sinks(stack: ExitStack, video_path: str, info: VideoInfo, out_dir: Pat
                 settings: RunSettings) -> list[FrameSink]:
     """One sink per chosen video output, its writer registered on `stack` so they close (or clean up) together."""
     drawing = settings.effect_settings()
+    timed = variable_rate(video_path, info.fps)
     sinks: list[FrameSink] = []
     for name in VIDEO_OUTPUTS:
         if name not in settings.outputs:
@@ -163,7 +164,8 @@ def _open_sinks(stack: ExitStack, video_path: str, info: VideoInfo, out_dir: Pat
         alpha = name == "cutout"
         audio = video_path if info.has_audio and not alpha else None
         writer = stack.enter_context(VideoWriter(
-            str(out_dir / OUTPUTS[name][0]), info.fps, (info.width, info.height), audio_from=audio, alpha=alpha))
+            str(out_dir / OUTPUTS[name][0]), info.fps, (info.width, info.height), audio_from=audio, alpha=alpha,
+            variable_rate=timed))
         sinks.append(RemovalSink(writer) if name == "remove" else VideoSink(writer, renderer(name, drawing)))
     return sinks
 

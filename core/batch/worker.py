@@ -33,7 +33,8 @@ from core.batch.inputs import Job, numbered_frames
 from core.effects import EdgeSettings
 from core.inference.tracker import Tracker, TrackerConfig
 from core.io.masks import MaskError, check_mask, object_ids, read_mask
-from core.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, open_video, truncation_warning
+from core.io.video import (VideoError, VideoInfo, VideoReader, VideoWriter, open_video, truncation_warning,
+                           variable_rate)
 from core.pipeline import (BackgroundError, EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink,
                            is_large, renderer, run_frames)
 from core.weights import WeightsError
@@ -128,10 +129,11 @@ def _open_sinks(stack: ExitStack, folder: Path, job: Job, info: VideoInfo, spec:
     """Every output of `spec` for one item, writers registered on `stack` (closed in order, aborted on error)."""
     size = (info.width, info.height)
     audio = job.source if info.has_audio else None
+    timed = variable_rate(job.source, info.fps)
 
     def writer(name: str, alpha: bool = False) -> VideoWriter:
         return stack.enter_context(VideoWriter(str(folder / name), info.fps, size, audio_from=audio, alpha=alpha,
-                                               preset=spec.x264_preset, encoder=spec.encoder))
+                                               preset=spec.x264_preset, encoder=spec.encoder, variable_rate=timed))
 
     def video(name: str, effect: str, alpha: bool = False) -> VideoSink:
         return VideoSink(writer(name, alpha), renderer(effect, drawing))

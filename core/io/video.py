@@ -58,6 +58,8 @@ _REMUX_AUDIO = {
 _AUDIO_PREROLL = 0.1
 _UNSEEKABLE = ("mpegts",)  # containers without an index, whose timestamps may start again: read from the start
 TRUNCATION_SLACK = 2  # frames a video may decode short of its header's count without a warning
+_VFR_TOLERANCE = 0.25  # of a frame: a clip whose frame times stray further from n / fps is variable-rate
+_VFR_TIME_BASE = Fraction(1, 90000)  # a variable-rate output's time base (the MPEG clock)
 _FIX_DAMAGED = "re-export or re-download it (or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
 
 
@@ -347,6 +349,35 @@ class _FolderReader(VideoReader):
             yield Frame(index=index, image=image, time=float(index / self.info.fps))
 
 
+def variable_rate(path: str | os.PathLike, fps: Fraction) -> bool:
+    """Whether a frame n of the video at `path` comes more than a quarter of a frame (`_VFR_TOLERANCE`) before or
+    after n / `fps` seconds, as in phones' variable-frame-rate clips; False for a frame folder. Reads the video
+    packets' timestamps, decodes nothing."""
+    if Path(path).is_dir():
+        return False
+    times = _packet_times(Path(path))
+    period = 1 / float(fps)
+    return any(abs(time - number * period) > _VFR_TOLERANCE * period for number, time in enumerate(times))
+
+
+def _packet_times(path: Path) -> list[float]:
+    """The times of the first video stream's packets in display order, in seconds from the first (up to a damaged
+    part, when the file has one)."""
+    container = _open_container(path)
+    stamps: list[int] = []
+    try:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                stamps.append(packet.pts)
+    except av.FFmpegError:
+        pass
+    finally:
+        container.close()
+    stamps.sort()
+    return [float((pts - stamps[0]) * stream.time_base) for pts in stamps]
+
+
 class VideoWriter:
     """Encodes RGB frames (RGBA with `alpha=True`) to `path`, written under a temporary name and renamed on close.
 
@@ -357,7 +388,9 @@ class VideoWriter:
     (nvenc where `nvenc_available()`, else x264); x264's preset does not apply to nvenc. Odd sizes are padded to
     even ones for 4:2:0 codecs by repeating the last row/column. `audio_from` copies that file's first audio
     stream (remuxed when the container takes its codec, else re-encoded to AAC, or Opus for WebM); a PNG folder
-    or a frame-folder source carries no audio.
+    or a frame-folder source carries no audio. Frame n is shown at n / `fps` seconds; with `variable_rate`
+    (`variable_rate()` of the source) at the time `write` is given, in a 1/90000 s time base, so that a
+    variable-frame-rate clip keeps its frames' timing (a PNG folder keeps no timing).
     """
 
     def __init__(
@@ -371,6 +404,7 @@ class VideoWriter:
         codec: str | None = None,
         preset: str | None = None,
         encoder: str = "x264",
+        variable_rate: bool = False,
     ) -> None:
         self.path = Path(path)
         self.size = size
@@ -380,12 +414,13 @@ class VideoWriter:
             self._sink: _FolderSink | _ContainerSink = _FolderSink(self.path)
         else:
             self._sink = _ContainerSink(self.path, Fraction(fps).limit_denominator(100000), size, alpha, codec,
-                                        preset, encoder)
+                                        preset, encoder, variable_rate)
             if audio_from is not None and not Path(audio_from).is_dir():  # a frame folder has no audio
                 self._sink.add_audio(Path(audio_from))
 
-    def write(self, image: np.ndarray) -> None:
-        """Append one `(H, W, 3)` RGB frame (`(H, W, 4)` RGBA for an alpha writer) of the writer's size."""
+    def write(self, image: np.ndarray, time: float | None = None) -> None:
+        """Append one `(H, W, 3)` RGB frame (`(H, W, 4)` RGBA for an alpha writer) of the writer's size; `time`
+        is its time in seconds from the first frame (used by a `variable_rate` writer; None: n / fps)."""
         width, height = self.size
         if image.shape != (height, width, self._channels) or image.dtype != np.uint8:
             self.abort()
@@ -394,7 +429,7 @@ class VideoWriter:
                 f"({height}, {width}, {self._channels}) uint8; resize or convert frames before writing"
             )
         try:
-            self._sink.write(np.ascontiguousarray(image))
+            self._sink.write(np.ascontiguousarray(image), time)
         except BaseException:
             self.abort()
             raise
@@ -436,7 +471,8 @@ class _FolderSink:
         self._tmp = staging_folder(path)
         self._index = 0
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, time: float | None) -> None:
+        """Save the next numbered PNG; `time` is not kept (frames have no timing here)."""
         code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
         file = self._tmp / f"{self._index:05d}.png"
         if not cv2.imwrite(str(file), cv2.cvtColor(image, code)):
@@ -467,7 +503,7 @@ class _ContainerSink:
     """Encodes video (and copies audio) into a container under a temporary name."""
 
     def __init__(self, path: Path, fps: Fraction, size: tuple[int, int], alpha: bool, codec: str | None,
-                 preset: str | None, encoder: str) -> None:
+                 preset: str | None, encoder: str, variable_rate: bool) -> None:
         suffix = path.suffix.lower()
         if alpha and codec is None and suffix not in _ALPHA_CODECS:
             raise VideoError(f"{path}: {suffix} cannot hold alpha; name the output .webm or .mov, or give no suffix")
@@ -482,6 +518,8 @@ class _ContainerSink:
         self._alpha = alpha
         self._audio: _AudioCopy | None = None
         self._index = 0
+        self._timing = _FrameTiming(fps) if variable_rate else None
+        self._time_base = _VFR_TIME_BASE if variable_rate else 1 / fps
         try:
             self._container = av.open(tmp, "w", format=_muxer(suffix))
             self._stream = self._add_video_stream(codec, size, preset)
@@ -497,7 +535,7 @@ class _ContainerSink:
             width, height = width + width % 2, height + height % 2
         self._pad = (height - size[1], width - size[0])
         stream.width, stream.height = width, height
-        stream.codec_context.time_base = 1 / self._fps
+        stream.codec_context.time_base = self._time_base
         options = dict(_ENCODER_OPTIONS.get(codec, {}))
         if preset and codec == _DEFAULT_CODEC:
             options["preset"] = preset
@@ -508,16 +546,23 @@ class _ContainerSink:
         """Copy the first audio stream of `source` (if it has one) alongside the video."""
         self._audio = _AudioCopy.from_source(source, self._container, self._path)
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, time: float | None) -> None:
+        """Encode the next frame: at its number in a 1/fps time base, or at `time` for a variable rate."""
         if any(self._pad):
             image = np.pad(image, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         frame = _video_frame(image, self._stream.pix_fmt)
-        frame.pts = self._index
-        frame.time_base = 1 / self._fps
+        frame.pts = self._index if self._timing is None else self._timing.pts(self._index, time)
+        frame.time_base = self._time_base
         self._encode(frame)
         self._index += 1
         if self._audio is not None:
-            self._audio.copy_until(float(self._index / self._fps))
+            self._audio.copy_until(self._end())
+
+    def _end(self) -> float:
+        """Seconds of video written so far: to the end of the last frame."""
+        if self._timing is None:
+            return float(self._index / self._fps)
+        return self._timing.end()
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
         try:
@@ -528,7 +573,7 @@ class _ContainerSink:
     def close(self) -> None:
         self._encode(None)
         if self._audio is not None:
-            self._audio.finish(float(self._index / self._fps))
+            self._audio.finish(self._end())
         self._container.close()
         os.replace(self._tmp, self._path)
 
@@ -542,6 +587,32 @@ class _ContainerSink:
             except av.FFmpegError:
                 pass
         self._tmp.unlink(missing_ok=True)
+
+
+class _FrameTiming:
+    """The timestamps of a variable-rate output, in `_VFR_TIME_BASE` ticks, strictly increasing as encoders need: a
+    frame whose time is not after the last one's (a repeated timestamp, or joined recordings starting again from
+    zero) comes one frame (1 / fps) after it, and the frames after it move with it."""
+
+    def __init__(self, fps: Fraction) -> None:
+        self._fps = fps
+        self._step = max(1, round(1 / (fps * _VFR_TIME_BASE)))  # one frame at the average rate
+        self._shift = 0
+        self._last = -1
+
+    def pts(self, index: int, time: float | None) -> int:
+        """Frame `index`'s timestamp from its `time` in seconds (None: index / fps)."""
+        seconds = index / self._fps if time is None else time
+        ticks = round(seconds / _VFR_TIME_BASE) + self._shift
+        if ticks <= self._last:
+            self._shift += self._last + self._step - ticks
+            ticks = self._last + self._step
+        self._last = ticks
+        return ticks
+
+    def end(self) -> float:
+        """Seconds to the end of the last frame, taken to last one frame."""
+        return float((self._last + self._step) * _VFR_TIME_BASE)
 
 
 class _AudioCopy:

@@ -5,6 +5,7 @@ rendered video, the whole-clip removal video)."""
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +204,7 @@ class VideoSink:
         self._render = render
 
     def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
-        self._writer.write(self._render(frame.image, labels, alpha))
+        self._writer.write(self._render(frame.image, labels, alpha), frame.time)
 
     def finish(self) -> None:
         """Every frame is written by `write`."""
@@ -216,19 +217,22 @@ def is_large(size: tuple[int, int]) -> bool:
 
 class RemovalSink:
     """The objects removed using the whole clip: the remover answers a fixed number of frames late; `finish`
-    writes the rest. For large frames it looks half as far back and ahead, to hold half the frames."""
+    writes the rest, each frame at its own time. For large frames it looks half as far back and ahead, to hold
+    half the frames."""
 
     def __init__(self, writer: VideoWriter):
         self._writer = writer
         radius = LARGE_REMOVAL_RADIUS if is_large(writer.size) else REMOVAL_RADIUS
         self._remover = effects.ClipRemover(radius=radius)
+        self._times: deque[float] = deque()  # of the frames pushed and not yet written
 
     def write(self, frame: Frame, labels: np.ndarray, alpha: np.ndarray | None) -> None:
+        self._times.append(frame.time)
         for image in self._remover.push(frame.image, labels):
-            self._writer.write(image)
+            self._writer.write(image, self._times.popleft())
 
     def finish(self) -> None:
         for image in self._remover.finish():
             if run_stopped():  # Ctrl-C: the closing frames (seconds each at 4K) are not made
                 return
-            self._writer.write(image)
+            self._writer.write(image, self._times.popleft())
