@@ -4,9 +4,13 @@ a mask or video a tool cannot use, and Ctrl-C, as one line with status 2 or 130.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import runpy
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -153,3 +157,40 @@ def test_the_docs_flags_are_read_from_code_only() -> None:
                 "```\nand `core.train --seed 3 && python -m web.app --port 1`; prose --not-a-flag.")
     assert documented_flags(markdown) == {"core.eval": {"--refine"}, "core.batch": {"--out"},
                                           "core.train": {"--seed"}, "web.app": {"--port"}}
+
+
+STALL = """
+import importlib.abc, os, pathlib, sys, time
+
+class Stall(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):  # torch loads until Ctrl-C, which it turns into an
+        if name == "torch":                               # ImportError, as C extensions (NumPy, ONNX Runtime) do
+            pathlib.Path(os.environ["STALL_FLAG"]).touch()
+            try:
+                while True:
+                    time.sleep(0.01)
+            except KeyboardInterrupt:
+                raise ImportError("initialization failed") from None
+
+sys.meta_path.insert(0, Stall())
+"""
+
+
+@pytest.mark.parametrize("module", ["core.eval", "core.batch", "core.train.annotator", "web.app"])
+def test_ctrl_c_while_a_tool_loads_ends_it_in_one_line(module: str, tmp_path: Path) -> None:
+    """Ctrl-C while `python -m TOOL` imports (the import of torch held until it comes, by a sitecustomize on the
+    child's path) ends it with one line and status 130, not an ImportError's traceback."""
+    (tmp_path / "sitecustomize.py").write_text(STALL)
+    flag = tmp_path / "loading"
+    child = subprocess.Popen([sys.executable, "-m", module, "--help"], cwd=Path(__file__).parents[1],
+                             env={**os.environ, "PYTHONPATH": str(tmp_path), "STALL_FLAG": str(flag)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not flag.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert flag.exists(), "the child never reached its torch import"
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == INTERRUPTED
+    assert err.strip() == "interrupted: stopped by Ctrl-C while starting; nothing was written"

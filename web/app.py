@@ -31,7 +31,7 @@ import gradio as gr
 import numpy as np
 
 from core import effects
-from core.io.command import bounded, port_number, tool_description, whole_number
+from core.io.command import bounded, ctrl_c_interrupts, port_number, tool_description, whole_number
 from core.io.masks import MaskError, read_mask
 from core.io.suffixes import VIDEO_SUFFIXES
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
@@ -561,6 +561,7 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m web.app`: serve until stopped; a port already taken ends in one line."""
+    ctrl_c_interrupts()
     config = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` or a container's stop closes the app as Ctrl-C does
     try:

@@ -31,7 +31,7 @@ from core.effects import EdgeSettings
 from core.io.video import H264_ENCODERS, X264_PRESETS, nvenc_available
 from core.pipeline import EFFECTS, BackgroundError, check_background
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
-from core.io.command import bounded, output_folder, whole_number
+from core.io.command import bounded, ctrl_c_interrupts, output_folder, whole_number
 
 SUMMARY_FILE = "summary.json"
 EDGE_PIXELS = 50  # the most --feather and --edge-shift may move an edge, in pixels at 480p
@@ -379,6 +379,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the batch; exit status 0 when every input is done or skipped, 1 when any failed, 2 on bad usage."""
+    ctrl_c_interrupts()
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:

@@ -9,6 +9,7 @@ import argparse
 import math
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -86,9 +87,33 @@ def _check_writable(folder: Path, text: str) -> None:
         raise argparse.ArgumentTypeError(f"{text!r}: {existing} cannot be written by this user; give another path")
 
 
+def ctrl_c_ends_start() -> None:
+    """Called as the package of a `python -m` command is imported (`sys.argv[0]` is "-m" until the command's own
+    module runs): while the tool loads (imports, seconds), Ctrl-C ends it at once in one line with INTERRUPTED
+    (`_end_while_starting`), until `ctrl_c_interrupts`. Nothing otherwise (the package imported by a program),
+    nor where SIGINT is ignored (a job started in the background with `&`)."""
+    if sys.argv[:1] == ["-m"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _end_while_starting)
+
+
+def ctrl_c_interrupts() -> None:
+    """From here Ctrl-C raises KeyboardInterrupt again, for the tool's own handling (`run_tool`, the batch)."""
+    if signal.getsignal(signal.SIGINT) is _end_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _end_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C while a tool loads: its one line, then out at once. A KeyboardInterrupt would not do: a C extension
+    being loaded turns it into an ImportError, and one raised in code run by `exec` (as dataclasses does) ends
+    Python by SIGINT, each with a traceback."""
+    print("interrupted: stopped by Ctrl-C while starting; nothing was written", file=sys.stderr, flush=True)
+    os._exit(INTERRUPTED)
+
+
 def run_tool(main: Callable[[], int | None]) -> NoReturn:
     """Run a tool's `main` and exit with its status; a BadInput (a mask or video the tool cannot use) prints its
     one-line message and exits with BAD_INPUT; Ctrl-C prints one line and exits with INTERRUPTED."""
+    ctrl_c_interrupts()
     try:
         status = main()
     except BadInput as error:
