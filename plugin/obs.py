@@ -2,8 +2,9 @@
 
 Connects to OBS Studio's built-in obs-websocket v5 server, tracks the chosen object with the MobileVOS tracker
 and drives OBS's own Image Mask/Blend filter (see `plugin.stage` for the scene rig and `plugin.session` for
-the loop). Also: `--list` (sources), `--annotate` (re-annotate a running plugin through a CustomEvent),
-`--restore` (take a rig left by a killed run out of the scene) and `--bench` (end-to-end FPS and latency).
+the loop). Also: `--list` (sources), `--annotate` (re-annotate a running plugin through a CustomEvent and wait
+for its answer), `--restore` (take a rig left by a killed run out of the scene) and `--bench` (end-to-end FPS and
+latency).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
+import secrets
 import signal
 import sys
 import tempfile
@@ -18,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from core.io.command import (INTERRUPTED, bounded, output_file, output_folder, port_number, tool_description,
@@ -57,8 +61,8 @@ with ctrl_c_ends_at_once():
     from core.io.masks import MaskError, read_mask
     from core.inference.tracker import DEFAULT_SIZE, Tracker, add_tracker_arguments, tracker_config
     from core.weights import WeightsError
-    from plugin.session import (MODES, Annotation, FramePump, FrameResult, LiveSession, SessionConfig, check_labels,
-                                check_objects)
+    from plugin.session import (MODES, Annotation, Answer, FramePump, FrameResult, LiveSession, SessionConfig,
+                                check_labels, check_objects)
     from plugin.stage import Connection, ObsStage, StageError, source_label, write_bytes_atomic
 
 PREFETCH = {"auto": None, "on": True, "off": False}  # --prefetch → SessionConfig.prefetch
@@ -140,7 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     act = parser.add_argument_group("other actions")
     act.add_argument("--list", action="store_true", help="list OBS's sources and scenes, then exit")
     act.add_argument("--annotate", action="store_true",
-                     help="send --mask/--box to a running plugin for --source (re-annotate), then exit")
+                     help="send --mask/--box to a running plugin for --source (re-annotate) and print its answer: "
+                          "exit status 0 when it took it, 2 when it found it unusable or none answered")
+    act.add_argument("--answer-timeout", type=bounded(0.1, 600), default=5.0, metavar="SECONDS",
+                     help="with --annotate: how long to wait for the plugin's answer, 0.1 to 600 (default 5)")
     act.add_argument("--restore", action="store_true",
                      help="take the rig for --source out of OBS (after a killed run), then exit")
     act.add_argument("--bench", action="store_true", help="measure FPS and latency, print a Markdown row")
@@ -232,17 +239,44 @@ def sources_line(names: Iterable[str], kinds: dict[str, str | None]) -> str:
     return ", ".join(source_label(repr(name), kinds.get(name)) for name in names)
 
 
-def send_annotation(args: argparse.Namespace) -> None:
-    annotation = annotation_from(args)
+def send_annotation(args: argparse.Namespace) -> int:
+    """--annotate: send --mask/--box to the plugin running on --source as a CustomEvent with a fresh id, then wait
+    up to --answer-timeout for its answer (the stage listens to custom events from before the send on)."""
+    annotation = replace(annotation_from(args), request=secrets.token_hex(8))
     stage = make_stage(args)
     stage.connect()
     try:
-        data = {"mobilevos": "annotate", "source": args.source}
-        data |= {"mask": str(annotation.mask_path)} if annotation.mask_path else {"box": list(annotation.box)}
-        stage.broadcast(data)
+        stage.broadcast(annotation.event(args.source))
+        answer = wait_for_answer(stage.events, annotation.request, args.answer_timeout)
     finally:
         stage.disconnect()
-    print(f"sent a new annotation for {args.source!r}")
+    return report_answer(answer, args.source, args.answer_timeout)
+
+
+def wait_for_answer(events: queue.Queue[dict], request: str, timeout_s: float) -> Answer | None:
+    """The first answer to the annotate event with id `request` among the custom `events` received within
+    `timeout_s` (other events, the annotate event itself among them, are skipped); None when none came."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            answer = Answer.from_event(events.get(timeout=max(0.0, deadline - time.monotonic())), request)
+            if answer is not None:
+                return answer
+    except queue.Empty:
+        return None
+
+
+def report_answer(answer: Answer | None, source: str, timeout_s: float) -> int:
+    """Print the plugin's answer as one line and return 0 when it took the annotation; StageError (its one line,
+    status 2) when it found it unusable or ignored it, or when no plugin answered within `timeout_s`."""
+    if answer is None:
+        raise StageError(f"no plugin answered for source {source!r} within {timeout_s:g} s (is one running on that "
+                         "source? --list shows the sources)")
+    line = f"the plugin on {answer.source!r}: {answer.message}"
+    if answer.outcome != "taken":
+        raise StageError(line)
+    print(line)
+    return 0
 
 
 def restore_rig(args: argparse.Namespace) -> None:
@@ -368,8 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.source:
             raise StageError("--source NAME is required (run with --list to see OBS's sources)")
         if args.annotate:
-            send_annotation(args)
-            return 0
+            return send_annotation(args)
         if args.restore:
             restore_rig(args)
             return 0

@@ -41,6 +41,7 @@ class Stage(Protocol):
     def grab(self) -> np.ndarray: ...
     def show(self, alpha: np.ndarray, background: np.ndarray | None = None) -> None: ...
     def pending_events(self) -> list[dict]: ...
+    def broadcast(self, data: dict) -> None: ...
 
 
 class TrackerLike(Protocol):
@@ -54,6 +55,7 @@ class Annotation:
 
     mask_path: Path | None = None
     box: tuple[int, int, int, int] | None = None  # x, y, w, h
+    request: str | None = None  # the id an annotate event came with: its sender waits for the answer to it
 
     def labels(self, frame: np.ndarray, source_size: tuple[int, int] | None) -> np.ndarray:
         """The annotation as an (h, w) uint8 label map for `frame` (h, w, 3)."""
@@ -66,20 +68,57 @@ class Annotation:
             raise MaskError("no annotation: pass --mask FILE or --box x,y,w,h")
         return box_labels(frame, self.box, source_size or (width, height))
 
+    def event(self, source: str) -> dict:
+        """The CustomEvent that sends this annotation to the plugin running on `source` (read by `from_event`)."""
+        data = {"mobilevos": "annotate", "source": source}
+        data |= {"mask": str(self.mask_path)} if self.mask_path is not None else {"box": list(self.box or ())}
+        return data | ({"id": self.request} if self.request is not None else {})
+
     @staticmethod
     def from_event(data: dict) -> "Annotation | None":
-        """A CustomEvent {"mobilevos": "annotate", "mask": PATH} or {..., "box": [x, y, w, h]} → Annotation
-        (None for other events); MaskError for an annotate event without a usable mask or box."""
+        """A CustomEvent {"mobilevos": "annotate", "mask": PATH} or {..., "box": [x, y, w, h]}, optionally with
+        an "id" to answer, → Annotation (None for other events); MaskError for an annotate event without a usable
+        mask or box."""
         if data.get("mobilevos") != "annotate":
             return None
         if data.get("mask"):
-            return Annotation(mask_path=Path(str(data["mask"])))
+            return Annotation(mask_path=Path(str(data["mask"])), request=event_request(data))
         box = data.get("box")
         try:
             x, y, w, h = (int(float(v)) for v in box)
         except (TypeError, ValueError):
             raise MaskError(f"annotation event {data}: give \"mask\": PATH or \"box\": [x, y, w, h]") from None
-        return Annotation(box=(x, y, w, h))
+        return Annotation(box=(x, y, w, h), request=event_request(data))
+
+
+def event_request(data: dict) -> str | None:
+    """The id an annotate CustomEvent's sender gave it to be answered (None: the sender waits for no answer)."""
+    request = data.get("id")
+    return None if request is None else str(request)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A running plugin's answer to an annotate event that came with an id: what became of the annotation."""
+
+    request: str   # the annotate event's id
+    source: str    # the source the plugin runs on
+    outcome: str   # taken, unusable or ignored
+    message: str   # the line the plugin printed about it, e.g. "re-annotated from new.png at frame 42"
+    frame: int     # the frame it was taken (or turned down) at
+
+    def event(self) -> dict:
+        """The CustomEvent the plugin broadcasts with this answer (read by `from_event`)."""
+        return {"mobilevos": "answer", "id": self.request, "source": self.source, "outcome": self.outcome,
+                "message": self.message, "frame": self.frame}
+
+    @staticmethod
+    def from_event(data: dict, request: str) -> "Answer | None":
+        """The answer in CustomEvent `data` when it answers the annotate event with id `request`, else None."""
+        if data.get("mobilevos") != "answer" or data.get("id") != request:
+            return None
+        return Answer(request, str(data.get("source")), str(data.get("outcome")), str(data.get("message")),
+                      int(data.get("frame") or 0))
 
 
 def check_aspect(labels: np.ndarray, source_size: tuple[int, int], path: Path) -> None:
@@ -280,7 +319,8 @@ class LiveSession:
     """Keeps one OBS source's mask up to date from the tracker until stopped.
 
     `on_status` hears of changes of state (attached, waiting for OBS, the source or a picture); `on_note` (by
-    default `on_status`) of what became of an annotation sent while tracking: taken, unusable or ignored."""
+    default `on_status`) of what became of an annotation sent while tracking: taken, unusable or ignored. An
+    annotate event that came with an id is also answered with an `Answer` event, once its frame is shown."""
 
     def __init__(self, stage: Stage, tracker: TrackerLike, annotation: Annotation, config: SessionConfig,
                  on_frame: Callable[[FrameResult], None] | None = None,
@@ -298,6 +338,7 @@ class LiveSession:
         self.stats = Stats()
         self.stop_event = threading.Event()
         self.requested: Annotation | None = annotation
+        self.answers: deque[Answer] = deque()  # answers to annotate events, sent once the frame is shown
         self.frames_done = 0
         self.source_size: tuple[int, int] | None = None
         self.pump = FramePump(stage.grab, config.max_frame_age_s, config.prefetch)
@@ -307,7 +348,11 @@ class LiveSession:
         self._until = float("inf")  # the monotonic time `duration` ends at, once `run` starts
 
     def reannotate(self, annotation: Annotation | None = None) -> None:
-        """Re-annotate on the next frame (with the first annotation again when none is given)."""
+        """Re-annotate on the next frame (with the first annotation again when none is given); an annotation
+        sent before and not taken yet is ignored for it."""
+        superseded = self.requested
+        if superseded is not None and superseded.request is not None:
+            self.answer(superseded.request, "ignored", "ignored: a newer annotation came before the next frame")
         self.requested = annotation or self.annotation
 
     def run(self) -> int:
@@ -409,6 +454,7 @@ class LiveSession:
         t2 = time.perf_counter()
         self.stage.show(alpha, background)
         t3 = time.perf_counter()
+        self.send_answers()
         result = FrameResult(self.frames_done, frame, labels, alpha, captured.received - captured.requested,
                              t1 - captured.received, t2 - t1, t3 - t2)
         self.frames_done += 1
@@ -425,10 +471,24 @@ class LiveSession:
             try:
                 annotation = Annotation.from_event(data)
             except MaskError as error:
-                self.on_note(f"ignored: {error}")
+                self.answer(event_request(data), "ignored", f"ignored: {error}")
                 continue
             if annotation is not None:
                 self.reannotate(annotation)
+
+    def answer(self, request: str | None, outcome: str, message: str) -> None:
+        """Say what became of an annotation sent while tracking (`on_note`); when its sender gave an id, queue
+        the answer for it (`send_answers`)."""
+        self.on_note(message)
+        if request is not None:
+            self.answers.append(Answer(request, self.stage.source, outcome, message, self.frames_done))
+
+    def send_answers(self) -> None:
+        """Broadcast the queued answers; one whose broadcast fails (OBS went away) stays queued for the next
+        frame."""
+        while self.answers:
+            self.stage.broadcast(self.answers[0].event())
+            self.answers.popleft()
 
     def requested_labels(self, frame: np.ndarray) -> np.ndarray | None:
         """The requested annotation as labels for `frame`. A bad first annotation ends the run (MaskError); a bad
@@ -443,10 +503,11 @@ class LiveSession:
         except MaskError as error:
             if self.frames_done == 0:
                 raise
-            self.on_note(f"kept the current mask; the new annotation is unusable: {error}")
+            self.answer(requested.request, "unusable",
+                        f"kept the current mask; the new annotation is unusable: {error}")
             return None
         if self.frames_done:
-            self.on_note(f"re-annotated from {what} at frame {self.frames_done}")
+            self.answer(requested.request, "taken", f"re-annotated from {what} at frame {self.frames_done}")
         return labels
 
     def alpha(self, labels: np.ndarray) -> np.ndarray:
@@ -469,5 +530,5 @@ class LiveSession:
             self.stage.disconnect()
 
 
-__all__ = ["Annotation", "AuthFailed", "FrameResult", "LiveSession", "MODES", "SessionConfig", "Stage", "check_labels",
-           "check_objects"]
+__all__ = ["Annotation", "Answer", "AuthFailed", "FrameResult", "LiveSession", "MODES", "SessionConfig", "Stage",
+           "check_labels", "check_objects"]

@@ -11,6 +11,7 @@ import base64
 import importlib
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -27,7 +28,7 @@ import pytest
 from core.io.masks import MaskError, read_mask, resize_labels, write_mask
 from plugin.obs import StatusFile, build_parser, join_negative_values
 from plugin.obs import main as obs_main
-from plugin.session import Annotation, FramePump, LiveSession, SessionConfig
+from plugin.session import Annotation, Answer, FramePump, LiveSession, SessionConfig
 from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, NoFrame, ObsStage, ObsUnavailable,
                           Placement, RequestFailed, SourceMissing, StageError, background_name, mask_on_canvas,
                           name_hint, wrapper_name, wrapper_transform)
@@ -50,6 +51,7 @@ class FakeStage:
         self.calls: list[str] = []
         self.failures = failures or {}
         self.events: list[dict] = []
+        self.broadcasts: list[tuple[int, dict]] = []  # (masks shown by then, the custom event)
         self.grabs = 0
 
     def connect(self):
@@ -77,6 +79,9 @@ class FakeStage:
     def pending_events(self):
         events, self.events = self.events, []
         return events
+
+    def broadcast(self, data):
+        self.broadcasts.append((len(self.shown), data))
 
 
 class AbsentObsStage(FakeStage):
@@ -329,6 +334,7 @@ def test_box_annotation_becomes_a_mask_inside_the_box():
     (["--jpeg-quality", "500"], "--jpeg-quality: '500': give a whole number from 0 to 100"),
     (["--blur", "0"], "--blur: '0': give a whole number from 3 to 255"),
     (["--frames", "0"], "--frames: '0': give a whole number of 1 or more"),
+    (["--answer-timeout", "0"], "--answer-timeout: '0': give a number from 0.1 to 600"),
     (["--objects", "2"], "--objects 2: --box has no object 2; its objects are 1"),
 ])
 def test_bad_flags_end_in_one_line_without_obs(tmp_path, capsys, flags, message):
@@ -537,6 +543,81 @@ def test_failed_grabs_are_no_frames_for_the_prefetch_trial():
     pump.next()
     assert pump.frames == 1
     pump.close()
+
+
+def test_annotate_events_with_an_id_are_answered_once_their_frame_is_shown(tmp_path):
+    """Each annotate event that came with an id gets one answer event, broadcast after the frame it was handled at
+    is shown: taken, unusable (a box outside the source), ignored (a malformed event; one overtaken by a newer
+    annotation before the next frame). An event without an id is taken as before, and not answered."""
+    good = str(two_object_mask(tmp_path))
+    sent = {1: [{"mask": good, "id": "a"}],
+            2: [{"box": [900, 900, 5, 5], "id": "b"}, {"box": ["x"], "id": 7}],
+            3: [{"mask": good, "id": "d"}, {"mask": good}]}
+    stage, tracker = FakeStage(), FakeTracker()
+    notes: list[str] = []
+    session = LiveSession(stage, tracker, Annotation(mask_path=Path(good)), SessionConfig(frames=5),
+                          on_note=notes.append, on_frame=lambda result: stage.events.extend(
+                              {"mobilevos": "annotate", "source": "cam", **event}
+                              for event in sent.get(result.index + 1, [])))
+    assert session.run() == 5
+    assert tracker.masked_steps == [0, 1, 3]
+    answers = [(shown, Answer.from_event(data, data["id"])) for shown, data in stage.broadcasts]
+    assert [(shown, a.request, a.source, a.outcome, a.frame) for shown, a in answers] == [
+        (2, "a", "cam", "taken", 1), (3, "7", "cam", "ignored", 2), (3, "b", "cam", "unusable", 2),
+        (4, "d", "cam", "ignored", 3)]
+    assert [a.message for _, a in answers] == notes[:4] and len(notes) == 5  # the 5th: the event without an id
+    assert answers[0][1].message == f"re-annotated from {good} at frame 1"
+    assert "900,900,5,5" in answers[2][1].message and "newer annotation" in answers[3][1].message
+
+
+class AnsweringStage:
+    """What `--annotate` meets in OBS: its own custom event comes back to it; a plugin on the source answers
+    another sender, then it (with `outcome`; no plugin when None)."""
+
+    def __init__(self, outcome: str | None):
+        self.outcome = outcome
+        self.events: queue.Queue[dict] = queue.Queue()
+        self.sent: list[dict] = []
+
+    def connect(self):
+        pass
+
+    def disconnect(self):
+        pass
+
+    def broadcast(self, data):
+        self.sent.append(data)
+        self.events.put(data)
+        if self.outcome is not None:
+            self.events.put(Answer("another", "cam", "taken", "re-annotated from other.png at frame 3", 3).event())
+            self.events.put(Answer(data["id"], "cam", self.outcome, ANSWERS[self.outcome], 4).event())
+
+
+ANSWERS = {"taken": "re-annotated from new.png at frame 4",
+           "unusable": "kept the current mask; the new annotation is unusable: new.png: mask is 40×40 but the source "
+                       "is 64×36 (another shape)"}
+
+
+@pytest.mark.parametrize("outcome, status, stream, line", [
+    ("taken", 0, "out", "the plugin on 'cam': " + ANSWERS["taken"]),
+    ("unusable", 2, "err", "error: the plugin on 'cam': " + ANSWERS["unusable"]),
+    (None, 2, "err", "error: no plugin answered for source 'cam' within 0.1 s (is one running on that source? "
+                     "--list shows the sources)"),
+])
+def test_annotate_prints_the_plugins_answer_to_its_own_event(tmp_path, capsys, monkeypatch, outcome, status, stream,
+                                                            line):
+    """`--annotate` sends its annotation with an id of its own, reads only the answer to that id, prints it as one
+    line and exits 0 when it was taken, 2 when not, and 2 when no answer came within --answer-timeout."""
+    stage = AnsweringStage(outcome)
+    monkeypatch.setattr("plugin.obs.make_stage", lambda args: stage)
+    mask = two_object_mask(tmp_path)
+    assert obs_main(["--source", "cam", "--annotate", "--mask", str(mask), "--answer-timeout", "0.1"]) == status
+    captured = capsys.readouterr()
+    assert (captured.out if stream == "out" else captured.err).splitlines() == [line]
+    event = stage.sent[0]
+    assert event == {"mobilevos": "annotate", "source": "cam", "mask": str(mask), "id": event["id"]}
+    assert re.fullmatch(r"[0-9a-f]{16}", event["id"])
+    assert Annotation.from_event(event) == Annotation(mask_path=mask, request=event["id"])
 
 
 # -- a real OBS --------------------------------------------------------------------------------------------
@@ -903,22 +984,48 @@ def test_ctrl_c_restores_the_scene(obs, tmp_path):
 @needs_obs
 @pytest.mark.obs
 def test_annotate_reaches_the_running_plugin_which_says_it_took_it(obs, tmp_path, capsys):
-    """`--annotate` sends a new mask to the plugin tracking the source; the plugin says when it takes it, in its
-    terminal and in its status file (which the OBS panel shows), and tracks on."""
+    """`--annotate` sends a new mask to the plugin tracking the source and waits for its answer: the plugin says
+    when it takes it, to the sender (exit status 0), in its terminal and in its status file (which the OBS panel
+    shows), and tracks on. A mask it cannot use (another shape than the source) is answered so (status 2)."""
     before = scene_state(obs)
     status = tmp_path / "status.json"
     process = start_plugin(obs, tmp_path, "--status-file", str(status))
+    annotate = ["--port", str(obs.port), "--source", CLIP_SOURCE, "--annotate", "--answer-timeout", str(DEADLINE_S)]
     try:
         new = SAMPLE / "masks" / "00005.png"
-        assert obs_main(["--port", str(obs.port), "--source", CLIP_SOURCE, "--annotate", "--mask", str(new)]) == 0
-        assert f"sent a new annotation for {CLIP_SOURCE!r}" in capsys.readouterr().out
-        took = wait_for(lambda: re.search(rf"re-annotated from {re.escape(str(new))} at frame \d+",
-                                          output(tmp_path, "out")), "the plugin to say it took the new annotation")
-        wait_for(lambda: json.loads(status.read_text()).get("annotation") == took[0], "its status file to say so")
+        assert obs_main([*annotate, "--mask", str(new)]) == 0
+        took = re.fullmatch(rf"the plugin on {CLIP_SOURCE!r}: (re-annotated from {re.escape(str(new))} at frame \d+)",
+                            capsys.readouterr().out.strip())
+        assert took, "the sender did not print the plugin's answer"
+        assert took[1] in output(tmp_path, "out").splitlines()  # said before it was answered
+        assert json.loads(status.read_text()).get("annotation") == took[1]
+
+        square = tmp_path / "square.png"
+        write_mask(square, np.ones((40, 40), np.uint8))
+        assert obs_main([*annotate, "--mask", str(square)]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: the plugin on {CLIP_SOURCE!r}: kept the current mask; the new annotation is unusable: {square}: "
+            "mask is 40×40 but the source is 854×480 (another shape); draw the mask on a frame of this source, or "
+            "pass --box x,y,w,h"]
     finally:
         process.send_signal(signal.SIGINT)
     assert process.wait(timeout=DEADLINE_S) == 0, output(tmp_path, "err")[-2000:]
     assert scene_state(obs) == before
+
+
+@needs_obs
+@pytest.mark.obs
+def test_annotate_with_no_plugin_on_the_source_says_so_within_its_timeout(obs, capsys):
+    """With no plugin running on the source, `--annotate` waits out --answer-timeout and says that none answered
+    (status 2), instead of claiming the annotation was sent to someone."""
+    started = time.monotonic()
+    assert obs_main(["--port", str(obs.port), "--source", CLIP_SOURCE, "--annotate", "--mask", str(FIRST_MASK),
+                     "--answer-timeout", "2"]) == 2
+    elapsed = time.monotonic() - started
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: no plugin answered for source {CLIP_SOURCE!r} within 2 s (is one running on that source? --list "
+        "shows the sources)"]
+    assert 2 <= elapsed < 2 + 30  # the timeout, and connecting to OBS
 
 
 @needs_obs
