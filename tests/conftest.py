@@ -168,3 +168,29 @@ def run_interrupted(main: Callable[[list[str]], object], args: list[str], run: P
     assert stop.value.code == INTERRUPTED and said.err.strip().splitlines()[-1].startswith("interrupted:")
     assert torch.load(run / "state.pt", weights_only=False)["step"] == step
     return said.out
+
+
+STALL_IMPORT = """
+import importlib.abc, os, pathlib, sys, time
+
+class Stall(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):  # STALL_AT loads until Ctrl-C, which it turns into an
+        if name == os.environ["STALL_AT"]:              # ImportError, as C extensions (NumPy, ONNX Runtime) do
+            pathlib.Path(os.environ["STALL_FLAG"]).touch()
+            try:
+                while True:
+                    time.sleep(0.01)
+            except KeyboardInterrupt:
+                raise ImportError("initialization failed") from None
+
+sys.meta_path.insert(0, Stall())
+"""
+
+
+def stalled_import(folder: Path, module: str) -> tuple[dict[str, str], Path]:
+    """(environment, flag) for a child Python whose import of `module` is held until Ctrl-C comes (a
+    sitecustomize.py written into `folder`, on the child's path), so a test of Ctrl-C while a command loads does not
+    depend on the machine's speed; the child creates the flag file when it reaches that import."""
+    (folder / "sitecustomize.py").write_text(STALL_IMPORT)
+    flag = folder / "loading"
+    return {**os.environ, "PYTHONPATH": str(folder), "STALL_AT": module, "STALL_FLAG": str(flag)}, flag

@@ -4,7 +4,6 @@ a mask or video a tool cannot use, and Ctrl-C, as one line with status 2 or 130.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import runpy
 import signal
@@ -20,6 +19,7 @@ from core.io.command import BAD_INPUT, INTERRUPTED, output_file, output_folder, 
 from core.io.masks import read_mask
 from core.evaluation.davis import parse_args as eval_args
 from core.weights import load_checkpoint
+from tests.conftest import stalled_import
 
 
 def test_an_output_file_must_not_be_a_folder_nor_under_a_file(tmp_path: Path) -> None:
@@ -159,31 +159,12 @@ def test_the_docs_flags_are_read_from_code_only() -> None:
                                           "core.train": {"--seed"}, "web.app": {"--port"}}
 
 
-STALL = """
-import importlib.abc, os, pathlib, sys, time
-
-class Stall(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):  # torch loads until Ctrl-C, which it turns into an
-        if name == "torch":                               # ImportError, as C extensions (NumPy, ONNX Runtime) do
-            pathlib.Path(os.environ["STALL_FLAG"]).touch()
-            try:
-                while True:
-                    time.sleep(0.01)
-            except KeyboardInterrupt:
-                raise ImportError("initialization failed") from None
-
-sys.meta_path.insert(0, Stall())
-"""
-
-
 @pytest.mark.parametrize("module", ["core.eval", "core.batch", "core.train.annotator", "web.app"])
 def test_ctrl_c_while_a_tool_loads_ends_it_in_one_line(module: str, tmp_path: Path) -> None:
     """Ctrl-C while `python -m TOOL` imports (the import of torch held until it comes, by a sitecustomize on the
     child's path) ends it with one line and status 130, not an ImportError's traceback."""
-    (tmp_path / "sitecustomize.py").write_text(STALL)
-    flag = tmp_path / "loading"
-    child = subprocess.Popen([sys.executable, "-m", module, "--help"], cwd=Path(__file__).parents[1],
-                             env={**os.environ, "PYTHONPATH": str(tmp_path), "STALL_FLAG": str(flag)},
+    env, flag = stalled_import(tmp_path, "torch")
+    child = subprocess.Popen([sys.executable, "-m", module, "--help"], cwd=Path(__file__).parents[1], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60

@@ -32,6 +32,7 @@ from plugin.session import Annotation, Answer, FramePump, LiveSession, SessionCo
 from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, NoFrame, ObsStage, ObsUnavailable,
                           Placement, RequestFailed, SourceMissing, StageError, background_name, mask_on_canvas,
                           name_hint, wrapper_name, wrapper_transform)
+from tests.conftest import stalled_import
 from tests.obs_harness import (CLIP_SOURCE, SAMPLE, HeadlessOBS, add_clip_source, free_port, obs_available,
                                set_up, write_clip)
 
@@ -223,24 +224,6 @@ def test_a_run_that_never_reached_obs_ends_in_one_true_line(tmp_path, capsys, mo
     assert line in (out if status == 0 else err) and "Traceback" not in err
 
 
-STALLED_START = """
-import importlib.abc, os, pathlib, runpy, sys, time
-
-class Stall(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):  # STALL_AT's C extension loads until Ctrl-C, which it
-        if name == os.environ["STALL_AT"]:              # turns into an ImportError (as ONNX Runtime and NumPy do)
-            pathlib.Path(os.environ["STALL_FLAG"]).touch()
-            try:
-                while True:
-                    time.sleep(0.01)
-            except KeyboardInterrupt:
-                raise ImportError("initialization failed") from None
-
-sys.meta_path.insert(0, Stall())
-runpy.run_module("plugin.obs", run_name="__main__", alter_sys=True)
-"""
-
-
 @pytest.mark.parametrize("stall_at, flags, state", [
     ("torch", ["--list"], None),  # the plugin's own imports
     ("onnxruntime", ["--source", "cam", "--box", "1,2,3,4"], "stopped"),  # the tracker's, once "starting" is written
@@ -249,10 +232,10 @@ def test_ctrl_c_while_the_plugin_loads_ends_in_its_one_line(tmp_path, stall_at, 
     """Ctrl-C in the first seconds of `python -m plugin.obs`, while it imports PyTorch or loads the tracker (ONNX
     Runtime), ends in the plugin's one line and status 130 (and the status file says so), not a traceback from
     inside an import. The import is held until Ctrl-C comes, so the test does not depend on the machine's speed."""
-    stalled, status = tmp_path / "stalled", tmp_path / "status.json"
+    (env, stalled), status = stalled_import(tmp_path, stall_at), tmp_path / "status.json"
     child = subprocess.Popen(
-        [sys.executable, "-c", STALLED_START, *flags, "--port", str(free_port()), "--status-file", str(status)],
-        cwd=ROOT, env=dict(os.environ, STALL_AT=stall_at, STALL_FLAG=str(stalled)), stdout=subprocess.PIPE,
+        [sys.executable, "-m", "plugin.obs", *flags, "--port", str(free_port()), "--status-file", str(status)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal: SIGINT not ignored
     wait_for(lambda: stalled.exists() or child.poll() is not None, f"the plugin to import {stall_at}", every_s=0.01)

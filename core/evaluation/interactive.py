@@ -128,14 +128,14 @@ def clip_objects(root: str | Path, clips: list[str]) -> Iterator[tuple[str, np.n
         masks = sorted((folder / MASK_FOLDER).glob("*.png"))
         if not masks:
             raise EvalError(f"{folder / MASK_FOLDER}: no masks; pass a folder of clips, each with masks/NAME.png")
-        for mask_path in masks:
-            found = [p for p in sorted(frames.glob(f"{mask_path.stem}.*")) if p.suffix.lower() in FRAME_SUFFIXES]
+        for mask_file in masks:
+            found = [p for p in sorted(frames.glob(f"{mask_file.stem}.*")) if p.suffix.lower() in FRAME_SUFFIXES]
             if not found:
-                raise EvalError(f"{mask_path}: no frame {mask_path.stem} beside it in {frames}; add that frame")
+                raise EvalError(f"{mask_file}: no frame {mask_file.stem} beside it in {frames}; add that frame")
             image = read_frame(found[0])
-            labels = resize_labels(read_mask(mask_path), image.shape[:2])
+            labels = resize_labels(read_mask(mask_file), image.shape[:2])
             for object_id in object_ids(labels):
-                yield f"{clip}/{mask_path.stem}/{object_id}", image, labels == object_id
+                yield f"{clip}/{mask_file.stem}/{object_id}", image, labels == object_id
 
 
 def score(frames: list[tuple[str, np.ndarray, np.ndarray]], method: str, segment_for: Callable[[np.ndarray], Segment],
