@@ -10,6 +10,7 @@ latency).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import queue
@@ -20,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 
@@ -198,7 +199,8 @@ def make_tracker(args: argparse.Namespace, status: StatusFile | None = None) -> 
 
 
 def make_stage(args: argparse.Namespace) -> ObsStage:
-    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="mobilevos-obs-"))
+    """The OBS stage for the flags; its images go to --work-dir, else to a folder of its own (`scratch_folder`)."""
+    work_dir = args.work_dir or scratch_folder()
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -206,6 +208,20 @@ def make_stage(args: argparse.Namespace) -> ObsStage:
             from None
     return ObsStage(Connection(args.host, args.port, args.password), args.source, args.scene, work_dir,
                     args.size, args.jpeg_quality, args.tracker_size or DEFAULT_SIZE)
+
+
+def scratch_folder() -> Path:
+    """A new temporary folder for the rig's images, removed when the plugin ends if it is empty again (a restored
+    rig takes its images away; a rig left in OBS, after a kill or with OBS gone, keeps them for `--restore`)."""
+    folder = Path(tempfile.mkdtemp(prefix="mobilevos-obs-"))
+    atexit.register(_remove_if_empty, folder)
+    return folder
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove `folder` when nothing is left in it."""
+    with suppress(OSError):
+        folder.rmdir()
 
 
 def annotation_from(args: argparse.Namespace) -> Annotation:

@@ -310,6 +310,18 @@ def test_box_annotation_becomes_a_mask_inside_the_box():
         Annotation(box=(900, 900, 5, 5)).labels(frame, (854, 480))
 
 
+def test_the_plugins_scratch_folder_is_gone_when_it_ends(tmp_path):
+    """The folder the plugin makes for the rig's images is taken away when it ends with nothing left in it (here
+    --list with no OBS to reach; 143 empty ones had piled up in /tmp from the tests' runs)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = subprocess.run([sys.executable, "-m", "plugin.obs", "--list", "--port", str(free_port())], cwd=ROOT,
+                          env={**os.environ, "TMPDIR": str(scratch)}, capture_output=True, text=True,
+                          timeout=DEADLINE_S)
+    assert done.returncode == 2 and "no OBS WebSocket server" in done.stderr
+    assert list(scratch.iterdir()) == []
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--size", "0x0"], "--size: '0x0': give each side as 16 pixels or more"),
     (["--port", "99999"], "--port: '99999': give a whole number from 1 to 65535"),
