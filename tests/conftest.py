@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from core.io.command import INTERRUPTED, run_tool
+from core.train.config import VALIDATION_SEQUENCES
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 AUDIO_RATE = 44100
@@ -194,3 +195,19 @@ def stalled_import(folder: Path, module: str) -> tuple[dict[str, str], Path]:
     (folder / "sitecustomize.py").write_text(STALL_IMPORT)
     flag = folder / "loading"
     return {**os.environ, "PYTHONPATH": str(folder), "STALL_AT": module, "STALL_FLAG": str(flag)}, flag
+
+
+@pytest.fixture(scope="module")
+def tiny_davis(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DAVIS-layout folder: the bike sample (object 1) as a training sequence and as each validation one."""
+    root = tmp_path_factory.mktemp("davis")
+    mask = Image.open(SAMPLES / "bike" / "masks" / "00000.png")
+    for name in ("bike", *VALIDATION_SEQUENCES[:1]):
+        frames, annotations = root / "JPEGImages" / "480p" / name, root / "Annotations" / "480p" / name
+        frames.mkdir(parents=True)
+        annotations.mkdir(parents=True)
+        for i, jpg in enumerate(sorted((SAMPLES / "bike").glob("*.jpg"))):
+            Image.open(jpg).resize((160, 90)).save(frames / f"{i:05d}.jpg")
+            mask.resize((160, 90), Image.NEAREST).point(lambda v: 255 if v == 1 else 0).save(
+                annotations / f"{i:05d}.png")
+    return root

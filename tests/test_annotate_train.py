@@ -23,12 +23,11 @@ from core.train.data import load_frames
 from core.train.config import VALIDATION_SEQUENCES
 from core.weights import WeightsError, load_trunk
 from tests.conftest import run_interrupted
-from tests.test_train import tiny_davis  # noqa: F401 - the fixture
 
 TINY = ["--batch", "2", "--crop", "64", "--load-short-side", "64", "--val-every", "2", "--val-frames-every", "10"]
 
 
-def test_trains_validates_and_resumes(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_trains_validates_and_resumes(tiny_davis: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     main(["--out", str(out), "--data", str(tiny_davis), "--steps", "2", *TINY])
     main(["--out", str(out), "--data", str(tiny_davis), "--steps", "3", *TINY])
@@ -40,7 +39,7 @@ def test_trains_validates_and_resumes(tiny_davis: Path, tmp_path: Path) -> None:
     assert load_annotator(out / "best.pt").training is False
 
 
-def test_a_foreign_state_or_missing_checkpoint_is_one_line(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_foreign_state_or_missing_checkpoint_is_one_line(tiny_davis: Path, tmp_path: Path) -> None:
     """A `state.pt` whose optimiser has other parameter groups (an older version's) is not resumed into a
     half-loaded run, and a missing checkpoint to ship or start from is no traceback: each error names the file
     and the fix."""
@@ -59,7 +58,7 @@ def test_a_foreign_state_or_missing_checkpoint_is_one_line(tiny_davis: Path, tmp
               *TINY])
 
 
-def test_hold_out_chooses_the_validation_sequences_or_none(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_hold_out_chooses_the_validation_sequences_or_none(tiny_davis: Path, tmp_path: Path) -> None:
     """`--hold-out ""` trains on every sequence and saves each checkpoint unvalidated as the best; a named sequence
     is held out and validated on."""
     everything, named = tmp_path / "all", tmp_path / "named"
@@ -107,7 +106,7 @@ def test_painted_shapes_are_objects_of_any_look() -> None:
         assert not np.array_equal(image[:, shape], before[:, shape]) and 0 <= image.min() and image.max() <= 1
 
 
-def test_frozen_batch_norms_keep_the_starting_statistics(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_frozen_batch_norms_keep_the_starting_statistics(tiny_davis: Path, tmp_path: Path) -> None:
     stats = "blocks.5.block.1.1.running_var"
     start = load_trunk()[stats]  # a new run starts from the ImageNet trunk; lr 0: only the statistics can move
     for name, extra in (("free", []), ("frozen", ["--freeze-bn"])):
@@ -116,7 +115,7 @@ def test_frozen_batch_norms_keep_the_starting_statistics(tiny_davis: Path, tmp_p
         assert torch.allclose(after, start, rtol=1e-2) == (name == "frozen")
 
 
-def test_averaged_weights_are_validated_saved_and_resumed(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_averaged_weights_are_validated_saved_and_resumed(tiny_davis: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["--out", str(out), "--data", str(tiny_davis), "--lr", "1e-2", "--ema", "0.5", *TINY]
     main([*args, "--steps", "2"])
@@ -137,7 +136,7 @@ def test_averaged_weights_are_validated_saved_and_resumed(tiny_davis: Path, tmp_
 
 
 def test_bf16_trains_in_bfloat16_and_keeps_weights_and_validation_in_fp32(
-        tiny_davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        tiny_davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[bool, torch.dtype]] = []
     forward = ClickNet.forward
 
@@ -157,7 +156,7 @@ def test_bf16_trains_in_bfloat16_and_keeps_weights_and_validation_in_fp32(
 
 
 def test_trunk_lr_scales_the_trunks_learning_rate_and_zero_freezes_its_weights(
-        tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+        tiny_davis: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     main(["--out", str(out), "--data", str(tiny_davis), "--steps", "3", "--trunk-lr", "0", *TINY])
     state = torch.load(out / "state.pt", weights_only=False)
@@ -175,7 +174,7 @@ def test_trunk_lr_scales_the_trunks_learning_rate_and_zero_freezes_its_weights(
     assert 0 < rest_group["lr"] and trunk_group["lr"] == pytest.approx(0.5 * rest_group["lr"])
 
 
-def test_paste_odds_share_the_batch_between_static_and_pasted_samples(tiny_davis: Path) -> None:  # noqa: F811
+def test_paste_odds_share_the_batch_between_static_and_pasted_samples(tiny_davis: Path) -> None:
     """Each sample is the static sampler's or (a share `paste_odds` of them) the pasting sampler's last frame."""
     store = load_frames(tiny_davis, ["bike"], 64)
     shares = []
@@ -195,7 +194,7 @@ def test_paste_odds_share_the_batch_between_static_and_pasted_samples(tiny_davis
 
 
 def test_ship_writes_one_checkpoint_or_the_mean_of_several_with_their_provenance(
-        tiny_davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        tiny_davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs = [tmp_path / name for name in ("a", "b", "other")]
     for seed, (run, hold_out) in enumerate(zip(runs, ["bike", "bike", VALIDATION_SEQUENCES[0]])):
         main(["--out", str(run), "--data", str(tiny_davis), "--steps", "2", "--seed", str(seed), "--hold-out",
@@ -250,7 +249,7 @@ def save_masks_as_tracked(root: Path, out: Path) -> None:
 
 
 def test_redraw_samples_have_no_click_or_box_and_a_guess_and_are_validated(
-        tiny_davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        tiny_davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = []
     guidance_batch = annotator_training.guidance_batch
 
@@ -294,7 +293,7 @@ def test_bad_settings_are_refused_as_the_flags_are_parsed(
 
 
 def test_holding_out_everything_or_only_objectless_frames_is_refused_and_own_data_says_it_is_not_validated(
-        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Holding out every sequence raised a traceback; a held-out sequence with no object on its validated frames
     never wrote best.pt; a folder without the validation split trained without validating, without a word."""
     every = f"bike,{VALIDATION_SEQUENCES[0]}"
@@ -314,7 +313,7 @@ def test_holding_out_everything_or_only_objectless_frames_is_refused_and_own_dat
 
 def test_ship_of_a_run_folder_ships_its_best_or_says_it_has_none_yet(
         tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """`--ship RUN` ships RUN/best.pt; a run stopped before writing one (Ctrl-C before its first validation) was
     told "not a MobileVOS annotator checkpoint ... git checkout -- core/weights"."""
     run = tmp_path / "run"
@@ -334,7 +333,7 @@ def test_ship_of_a_run_folder_ships_its_best_or_says_it_has_none_yet(
 
 def test_ctrl_c_saves_the_last_whole_step_and_the_same_command_resumes(
         tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        ctrl_c_at_second_call: Callable[[object, str], list[int]]) -> None:  # noqa: F811
+        ctrl_c_at_second_call: Callable[[object, str], list[int]]) -> None:
     """Ctrl-C at step 2: the step finishes and the state is saved (it was saved every 25 steps only), status 130;
     the rerun resumes at step 2."""
     calls = ctrl_c_at_second_call(annotator_training, "training_step")

@@ -14,13 +14,12 @@ import pytest
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import load_frames
 from core.train.pack import FRAMES, MASKS, main
-from tests.test_train import tiny_davis  # noqa: F401 - the fixture
 from tests.test_train_pack import folder_names, pack_refused
 
 SEQUENCES = ("bike", VALIDATION_SEQUENCES[0])
 
 
-def test_a_video_pack_unpacks_to_the_same_frames_and_masks(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_video_pack_unpacks_to_the_same_frames_and_masks(tiny_davis: Path, tmp_path: Path) -> None:
     packed, unpacked = tmp_path / "packed", tmp_path / "unpacked"
     main([str(tiny_davis), str(packed), "--short-side", "90", "--video-crf", "18"])
     assert sorted(p.name for p in (packed / FRAMES).iterdir()) == sorted(
@@ -47,7 +46,7 @@ def unpack_refused(packed: Path, unpacked: Path, capsys: pytest.CaptureFixture[s
     return error
 
 
-def test_a_truncated_packed_video_is_named(tiny_davis: Path, tmp_path: Path,  # noqa: F811
+def test_a_truncated_packed_video_is_named(tiny_davis: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     packed = tmp_path / "packed"
     main([str(tiny_davis), str(packed), "--short-side", "90", "--video-crf", "18"])
@@ -57,7 +56,7 @@ def test_a_truncated_packed_video_is_named(tiny_davis: Path, tmp_path: Path,  # 
     assert re.search(f"{video}: 0 of .* frames decoded; pack the sequence again", error)
 
 
-def test_a_packed_video_without_its_frame_names_is_named(tiny_davis: Path, tmp_path: Path,  # noqa: F811
+def test_a_packed_video_without_its_frame_names_is_named(tiny_davis: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     packed = tmp_path / "packed"
     main([str(tiny_davis), str(packed), "--short-side", "90", "--video-crf", "18"])
@@ -66,7 +65,7 @@ def test_a_packed_video_without_its_frame_names_is_named(tiny_davis: Path, tmp_p
     assert re.search("bike.txt: missing .*; pack the sequence again", error)
 
 
-def test_masks_are_packed_at_the_videos_even_size(tiny_davis: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_masks_are_packed_at_the_videos_even_size(tiny_davis: Path, tmp_path: Path) -> None:
     """At a short side of 45 the frames' 80 × 45 is odd, which 4:2:0 video cannot hold: masks and unpacked frames
     must still have the same size."""
     packed, unpacked = tmp_path / "packed", tmp_path / "unpacked"

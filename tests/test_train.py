@@ -29,22 +29,6 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 QUICK = ["--batch", "1", "--crop", "48", "--device", "cpu", "--threads", "1", "--steps", "1"]
 
 
-@pytest.fixture(scope="module")
-def tiny_davis(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A DAVIS-layout folder: the bike sample (object 1) as a training sequence and as each validation one."""
-    root = tmp_path_factory.mktemp("davis")
-    mask = Image.open(SAMPLES / "bike" / "masks" / "00000.png")
-    for name in ("bike", *VALIDATION_SEQUENCES[:1]):
-        frames, annotations = root / "JPEGImages" / "480p" / name, root / "Annotations" / "480p" / name
-        frames.mkdir(parents=True)
-        annotations.mkdir(parents=True)
-        for i, jpg in enumerate(sorted((SAMPLES / "bike").glob("*.jpg"))):
-            Image.open(jpg).resize((160, 90)).save(frames / f"{i:05d}.jpg")
-            mask.resize((160, 90), Image.NEAREST).point(lambda v: 255 if v == 1 else 0).save(
-                annotations / f"{i:05d}.png")
-    return root
-
-
 def test_clip_sampler_shapes_and_binary_masks(tiny_davis: Path) -> None:
     store = load_frames(tiny_davis, ["bike"], 64)
     for kind in ({}, {"synthetic": True}, {"static": True}):

@@ -13,14 +13,13 @@ import pytest
 from core.io.command import BAD_INPUT, run_tool
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.pack import FRAMES, MASKS, main
-from tests.test_train import tiny_davis  # noqa: F401 - the fixture
 
 
 @pytest.mark.parametrize("source, told", [
     ("missing", "missing: no such folder; pass a DAVIS root"),
     ("data/JPEGImages/480p/bike", "one sequence's frames; pass the DAVIS root that holds it"),
 ])
-def test_a_source_that_is_no_davis_root_is_named(tiny_davis: Path, tmp_path: Path,  # noqa: F811
+def test_a_source_that_is_no_davis_root_is_named(tiny_davis: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str], source: str, told: str) -> None:
     shutil.copytree(tiny_davis, tmp_path / "data")
     with pytest.raises(SystemExit) as stop:
@@ -47,7 +46,7 @@ def folder_names(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("video", [[], ["--video-crf", "30"]], ids=["jpeg", "video"])
 def test_an_unreadable_frame_is_named_and_leaves_no_partial_pack(
-        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],  # noqa: F811
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         video: list[str]) -> None:
     """A frame in the middle of the last sequence fails after the first sequence and every mask were written:
     the command left them as DST, which a second run (`[ -d DST ] || pack`) took as a complete pack."""
@@ -68,7 +67,7 @@ def test_an_unreadable_frame_is_named_and_leaves_no_partial_pack(
 
 
 def test_packing_into_a_folder_that_exists_replaces_its_pack_files_and_keeps_the_others(
-        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A failed run leaves DST as it was; a complete one writes its files over DST's own and keeps the others."""
     data = Path(shutil.copytree(tiny_davis, tmp_path / "data"))
     packed = tmp_path / "packed"
@@ -87,7 +86,7 @@ def test_packing_into_a_folder_that_exists_replaces_its_pack_files_and_keeps_the
 
 
 def test_a_sequence_without_frames_is_named_when_packing_videos(
-        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = Path(shutil.copytree(tiny_davis, tmp_path / "data"))
     (data / FRAMES / "empty").mkdir()
     error = pack_refused([str(data), str(tmp_path / "packed"), "--video-crf", "30"], capsys)
@@ -95,7 +94,7 @@ def test_a_sequence_without_frames_is_named_when_packing_videos(
     assert folder_names(tmp_path) == ["data"]
 
 
-def test_a_folder_that_is_no_video_pack_is_not_unpacked(tiny_davis: Path, tmp_path: Path,  # noqa: F811
+def test_a_folder_that_is_no_video_pack_is_not_unpacked(tiny_davis: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     error = pack_refused([str(tiny_davis), str(tmp_path / "unpacked"), "--unpack"], capsys)
     assert f"{tiny_davis / FRAMES}: no packed videos; make the pack with --video-crf" in error
@@ -112,7 +111,7 @@ def test_a_folder_that_is_no_video_pack_is_not_unpacked(tiny_davis: Path, tmp_pa
     (["{data}", "{out}", "--video-crf", "-1"], "argument --video-crf: '-1': give a whole number from 0 to 51"),
 ])
 def test_bad_arguments_are_refused_before_anything_is_written(
-        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],  # noqa: F811
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         args: list[str], told: str) -> None:
     data = Path(shutil.copytree(tiny_davis, tmp_path / "data"))
     (tmp_path / "taken").write_text("mine")
@@ -126,7 +125,7 @@ def test_bad_arguments_are_refused_before_anything_is_written(
 
 
 @pytest.mark.parametrize("video", [False, True])
-def test_a_root_whose_sequence_folders_are_links_is_packed_whole(tiny_davis: Path, tmp_path: Path,  # noqa: F811
+def test_a_root_whose_sequence_folders_are_links_is_packed_whole(tiny_davis: Path, tmp_path: Path,
                                                                  video: bool) -> None:
     """A DAVIS root assembled from links to other roots' sequences: every frame and mask is packed (a recursive
     glob, which does not enter linked folders, packed no mask and, without --video-crf, no frame)."""
