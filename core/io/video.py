@@ -362,7 +362,7 @@ def variable_rate(path: str | os.PathLike, fps: Fraction) -> bool:
 
 def _packet_times(path: Path) -> list[float]:
     """The times of the first video stream's packets in display order, in seconds from the first (up to a damaged
-    part, when the file has one)."""
+    part, when the file has one; none when no packet has a timestamp)."""
     container = _open_container(path)
     stamps: list[int] = []
     try:
@@ -374,6 +374,8 @@ def _packet_times(path: Path) -> list[float]:
         pass
     finally:
         container.close()
+    if not stamps:
+        return []
     stamps.sort()
     return [float((pts - stamps[0]) * stream.time_base) for pts in stamps]
 
