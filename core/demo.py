@@ -11,14 +11,14 @@ import argparse
 from pathlib import Path
 
 from core.batch.cli import main as batch_main
-from core.io.command import output_folder, run_tool
+from core.io.command import ToolParser, output_folder, run_tool
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "judo"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The demo's flags: only where to write."""
-    parser = argparse.ArgumentParser(prog="python -m core.demo",
+    parser = ToolParser(prog="python -m core.demo",
                                      description="Track the four judo players of the bundled sample with the shipped "
                                                  "weights: masks, overlay, cut-out, blurred background and the players "
                                                  "removed.")

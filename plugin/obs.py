@@ -25,8 +25,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 
-from core.io.command import (INTERRUPTED, bounded, output_file, output_folder, port_number, tool_description,
-                             whole_number)
+from core.io.command import (INTERRUPTED, ToolParser, bounded, output_file, output_folder, port_number,
+                             tool_description, whole_number)
 
 
 def stopped_by_ctrl_c(status: StatusFile | None = None) -> int:
@@ -111,7 +111,7 @@ def parse_ids(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    parser = argparse.ArgumentParser(prog="python -m plugin.obs", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m plugin.obs", description=tool_description(__doc__))
     conn = parser.add_argument_group("connection (OBS → Tools → WebSocket Server Settings)")
     conn.add_argument("--host", default=env("OBS_WEBSOCKET_HOST", "127.0.0.1"), help="env OBS_WEBSOCKET_HOST")
     conn.add_argument("--port", type=port_number, default=env("OBS_WEBSOCKET_PORT", "4455"),

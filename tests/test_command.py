@@ -120,6 +120,20 @@ def test_every_tools_help_says_what_it_and_each_flag_is_for(module: str, monkeyp
     assert parser.description and parser.description.rstrip().endswith((".", ")")), parser.description
 
 
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
+@pytest.mark.parametrize("module", TOOLS)
+def test_every_tools_usage_error_is_one_line_with_status_2(module: str, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    parser = tool_parser(module, monkeypatch)
+    monkeypatch.undo()
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args(["--no-such-flag"])
+    assert stop.value.code == BAD_INPUT
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.endswith(f"; see python -m {module} --help\n"), error
+    assert error.count("\n") == 1 and ("--no-such-flag" in error or "arguments are required" in error), error
+
+
 def test_a_tools_description_is_its_docstrings_first_sentence() -> None:
     doc = "`python -m tool IN... --out DIR`: do the thing, in\nparallel. More on how.\n\nDetails."
     assert tool_description(doc) == "`python -m tool IN... --out DIR`: do the thing, in parallel."

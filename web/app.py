@@ -12,7 +12,6 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no telemetry calls
 
-import argparse
 import atexit
 import re
 import shutil
@@ -31,7 +30,7 @@ import gradio as gr
 import numpy as np
 
 from core import effects
-from core.io.command import bounded, ctrl_c_interrupts, port_number, tool_description, whole_number
+from core.io.command import ToolParser, bounded, ctrl_c_interrupts, port_number, tool_description, whole_number
 from core.io.masks import MaskError, read_mask
 from core.io.suffixes import VIDEO_SUFFIXES
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
@@ -545,7 +544,7 @@ def serve(config: AppConfig, workspace: Workspace | None = None, block: bool = T
 
 def parse_args(argv: list[str] | None = None) -> AppConfig:
     """The command line → AppConfig."""
-    parser = argparse.ArgumentParser(prog="python -m web.app", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m web.app", description=tool_description(__doc__))
     parser.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 for every interface)")
     parser.add_argument("--port", type=port_number, default=7860, help="listen port")
     parser.add_argument("--max-upload-mb", type=whole_number(1), default=200, help="largest accepted upload, in MB")

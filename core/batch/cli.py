@@ -21,7 +21,6 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn
 
 from tqdm import tqdm
 
@@ -31,7 +30,7 @@ from core.effects import EdgeSettings
 from core.io.video import H264_ENCODERS, X264_PRESETS, nvenc_available
 from core.pipeline import EFFECTS, BackgroundError, check_background
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
-from core.io.command import bounded, ctrl_c_interrupts, output_folder, whole_number
+from core.io.command import ToolParser, bounded, ctrl_c_interrupts, output_folder, whole_number
 
 SUMMARY_FILE = "summary.json"
 EDGE_PIXELS = 50  # the most --feather and --edge-shift may move an edge, in pixels at 480p
@@ -271,15 +270,8 @@ def execute(jobs: list[Job], options: RunOptions, summary: RunSummary, board: Pr
         board.finish(result)
 
 
-class _Parser(argparse.ArgumentParser):
-    """The batch's parser: a usage error is one line, like the batch's other errors, and exits with status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}; see python -m core.batch --help\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ToolParser(
         prog="python -m core.batch",
         description="Track the annotated objects through videos or frame folders and write masks and effects.")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",

@@ -11,7 +11,6 @@ then the same for one box per frame (the object's tight box: the network's answe
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -21,7 +20,7 @@ import numpy as np
 from core.annotate import METHODS, Mark
 from core.annotate.clicks import tight_box
 from core.annotate.segmenter import BACKEND_HELP, BACKENDS
-from core.io.command import output_file, run_tool, tool_description, whole_number
+from core.io.command import ToolParser, output_file, run_tool, tool_description, whole_number
 from core.evaluation.davis import sequence_list, write_json
 from core.evaluation.interactive import Segment, chosen_sequences, click_ious, davis_frames, method_segment
 from core.io.masks import MaskError
@@ -72,7 +71,7 @@ def first_object_frame(root: str, sequence: str) -> tuple[str, np.ndarray, np.nd
 
 def main(argv: list[str] | None = None) -> None:
     """Time each method's clicks and boxes on the sequences' first object frames and print (and write) them."""
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation.annotate_bench",
+    parser = ToolParser(prog="python -m core.evaluation.annotate_bench",
                                      description=tool_description(__doc__))
     parser.add_argument("root", help="DAVIS root (JPEGImages/480p, Annotations/480p)")
     parser.add_argument("--sequences", type=sequence_list,

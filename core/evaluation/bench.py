@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.io.command import BAD_INPUT, BadInput, output_file, tool_description
+from core.io.command import BAD_INPUT, BadInput, ToolParser, output_file, tool_description
 from core.evaluation.davis import write_json
 from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments
 
@@ -186,7 +186,7 @@ def parse_lengths(text: str) -> list[int]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.bench", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.bench", description=tool_description(__doc__))
     parser.add_argument("--size", type=parse_size, default=(480, 854), help="HEIGHTxWIDTH (default 480x854)")
     parser.add_argument("--frames", type=parse_lengths, default=[50, 500], help="lengths (default 50,500)")
     parser.add_argument("--variants", default="student,infinite", help="student and/or infinite")

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from core.annotate.refine import MaskRefiner, RefinedTracker
 from core.annotate.segmenter import build_segmenter
-from core.io.command import BadInput, output_file, output_folder, tool_description
+from core.io.command import BadInput, ToolParser, output_file, output_folder, tool_description
 from core.io.davis import FRAMES, frame_paths, mask_path, sequence_names
 from core.io.images import load_image
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, write_mask
@@ -278,7 +278,7 @@ def tracker_factory(config: TrackerConfig, refine: bool = False, annotator: str 
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.eval", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.eval", description=tool_description(__doc__))
     parser.add_argument("root", help="DAVIS root holding JPEGImages/480p and Annotations/480p")
     parser.add_argument("--sequences", type=sequence_list, help="comma-separated sequence names (default: all)")
     parser.add_argument("--out", type=output_folder, help="write predicted palette PNGs to OUT/<seq>/<frame>.png")

@@ -9,7 +9,6 @@ false ones in red), with J&F, the frame index and its IoU written on it.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ import cv2
 import numpy as np
 
 from core.evaluation.davis import EvalError, prediction_path, read_frame, sequence_files
-from core.io.command import output_folder, run_tool, tool_description, whole_number
+from core.io.command import ToolParser, output_folder, run_tool, tool_description, whole_number
 from core.io.masks import read_mask
 
 MISSED, FALSE = (40, 90, 255), (255, 40, 40)  # RGB
@@ -96,7 +95,7 @@ def write_failures(root: Path, pred_root: Path, report: dict, out: Path, count: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the stills of the worst sequences and print their paths."""
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation.failures", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.evaluation.failures", description=tool_description(__doc__))
     parser.add_argument("root", type=Path, help="DAVIS root (JPEGImages/480p, Annotations/480p)")
     parser.add_argument("predictions", type=Path, help="the --out folder of `python -m core.eval`")
     parser.add_argument("--json", type=Path, required=True, help="the --json report of the same run")

@@ -12,7 +12,6 @@ validation sequences. `--refine` measures the masks redrawn by `core.annotate.re
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from core.evaluation.davis import read_frame, sequence_files, sequence_list, wri
 from core.evaluation.metrics import SequenceScorer, summarize
 from core.evaluation.removal import BACKGROUNDS, consistent_flow
 from core.inference.tracker import Tracker, add_tracker_arguments, tracker_config
-from core.io.command import output_file, run_tool, tool_description, whole_number
+from core.io.command import ToolParser, output_file, run_tool, tool_description, whole_number
 from core.io.masks import read_mask
 
 MATTES = ("hard", "soft", "stable")
@@ -111,7 +110,7 @@ def print_table(report: dict) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Track the sequences, print the flicker table (and write the report); bad input ends in one line through
     `run_tool`."""
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation.flicker", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.evaluation.flicker", description=tool_description(__doc__))
     parser.add_argument("root", type=Path, help="DAVIS root holding JPEGImages/480p and Annotations/480p")
     parser.add_argument("--sequences", type=sequence_list, default=",".join(BACKGROUNDS),
                         help="comma-separated sequence names")

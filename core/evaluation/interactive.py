@@ -29,7 +29,7 @@ from core.annotate.clicks import Click, next_click, random_interior_click, tight
 from core.annotate.network import load_annotator_checkpoint
 from core.annotate.segmenter import BACKEND_HELP, BACKENDS, build_segmenter
 from core.batch.inputs import FRAMES_FOLDER, MASK_FOLDER, numbered_frames
-from core.io.command import output_file, run_tool, tool_description, whole_number
+from core.io.command import ToolParser, output_file, run_tool, tool_description, whole_number
 from core.evaluation.davis import EvalError, list_sequences, read_frame, sequence_frames, sequence_list
 from core.evaluation.metrics import region_similarity
 from core.io.davis import mask_path
@@ -227,7 +227,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 def main(argv: list[str] | None = None) -> None:
     """Score each method on the frames or clip objects of the root and print (and write) the scores."""
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation.interactive",
+    parser = ToolParser(prog="python -m core.evaluation.interactive",
                                      description=tool_description(__doc__))
     parser.add_argument("root", help="DAVIS root (JPEGImages/480p, Annotations/480p), or a folder of clips "
                                      "(CLIP/masks/*.png, frames in CLIP/ or CLIP/frames/: every object scored)")

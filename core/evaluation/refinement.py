@@ -10,7 +10,6 @@ and the annotator's training uses it as its validation of that task.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from core.annotate.segmenter import BACKEND_HELP, BACKENDS, build_segmenter
 from core.evaluation.davis import EvalError, prediction_path, sequence_list
 from core.evaluation.interactive import chosen_sequences, davis_frames
 from core.evaluation.metrics import region_similarity
-from core.io.command import output_file, run_tool, tool_description, whole_number
+from core.io.command import ToolParser, output_file, run_tool, tool_description, whole_number
 from core.io.masks import read_mask
 
 Frame = tuple[str, np.ndarray, np.ndarray, np.ndarray]  # "seq/frame", image RGB, target bool, tracked bool
@@ -50,7 +49,7 @@ def refined_ious(refiner: MaskRefiner, frames: Sequence[Frame]) -> tuple[float, 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Score the saved tracked masks before and after redrawing, and print (and write) the two mean IoUs."""
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation.refinement", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.evaluation.refinement", description=tool_description(__doc__))
     parser.add_argument("root", help="DAVIS root holding JPEGImages/480p and Annotations/480p")
     parser.add_argument("predictions", help="the tracker's saved masks (`core.eval ... --out PREDICTIONS`)")
     parser.add_argument("--sequences", type=sequence_list,

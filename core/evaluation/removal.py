@@ -12,7 +12,6 @@ objects to six training sequences.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from core.effects.clip_removal import ClipRemover
 from core.effects.matting import pixel_grid
 from core.effects.removal import ObjectRemover
 from core.evaluation.davis import EvalError, read_frame, sequence_files, sequence_list, write_json
-from core.io.command import output_folder, run_tool, tool_description, whole_number
+from core.io.command import ToolParser, output_folder, run_tool, tool_description, whole_number
 from core.io.davis import MASKS
 from core.io.masks import read_mask
 from core.pipeline.outputs import LARGE_REMOVAL_RADIUS, REMOVAL_RADIUS
@@ -229,7 +228,7 @@ def print_table(report: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Score every remover on the pasted clips, print the table (and write the report and stills); bad input ends
     in one line through `run_tool`."""
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation.removal", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.evaluation.removal", description=tool_description(__doc__))
     parser.add_argument("root", type=Path, help="DAVIS folder with JPEGImages/480p and Annotations/480p")
     parser.add_argument("--backgrounds", type=sequence_list, default=",".join(BACKGROUNDS),
                         help="comma-separated sequences")

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core import effects
-from core.io.command import BadInput, output_file, output_folder, run_tool, tool_description, whole_number
+from core.io.command import BadInput, ToolParser, output_file, output_folder, run_tool, tool_description, whole_number
 from core.effects.matting import work_shape
 from core.evaluation.bench import instrument
 from core.evaluation.davis import write_json
@@ -222,7 +222,7 @@ def format_table(results: dict[str, dict]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation.stages", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.evaluation.stages", description=tool_description(__doc__))
     parser.add_argument("--source", type=Path, default=SAMPLES / "judo",
                         help="frame folder with masks/ (default samples/judo)")
     parser.add_argument("--heights", type=whole_number(16), nargs="+", default=list(HEIGHTS), metavar="H",

@@ -8,14 +8,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from core.io.command import output_folder, tool_description
+from core.io.command import ToolParser, output_folder, tool_description
 from core.inference.graphs import ExportError, cache_root, cached_graphs, export_all, network_digest
 from core.inference.tracker import calibration_feeds
 from core.weights import WeightsError, load_network
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.export", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.export", description=tool_description(__doc__))
     parser.add_argument("--weights", help="tracker checkpoint (default: the shipped weights)")
     parser.add_argument("--out", type=output_folder, help="write the graphs to this folder (default: the cache)")
     parser.add_argument("--int8", action="store_true", help="also write the int8 graphs (--backend onnx-int8)")

@@ -24,6 +24,14 @@ class BadInput(Exception):
     it and the fix."""
 
 
+class ToolParser(argparse.ArgumentParser):
+    """Every tool's parser: a usage error (an unknown flag, a bad or missing value) is one line naming the flag and
+    pointing at --help, with BAD_INPUT, instead of argparse's usage block before it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(BAD_INPUT, f"error: {message}; see {self.prog} --help\n")
+
+
 def tool_description(doc: str) -> str:
     """A tool's --help description: the first sentence of its module's docstring, on one line (a sentence ends at
     a full stop before a space, not at an ellipsis such as INPUT...)."""

