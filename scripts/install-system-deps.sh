@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the project's tests use (real OBS Studio under Xvfb, headless Chromium, ffmpeg).
+# Installs the Debian packages the project's tests use (real OBS Studio under Xvfb, headless Chromium; PyAV brings its own FFmpeg).
 # Idempotent: does nothing when everything is already there. Needs root (or sudo) and apt.
 set -euo pipefail
 pkgs=(obs-studio xvfb xauth libgl1-mesa-dri chromium fonts-dejavu-core)

@@ -186,8 +186,8 @@ class Trainer:
                     terms = self._train_step(sampler, autocast)
                     bar.update()
                     if self.step % 25 == 0:
-                        log({"step": self.step, **{k: round(float(v), 5) for k, v in terms.items()}})
-                        bar.set_postfix(loss=f"{float(terms['total']):.3f}")
+                        log({"step": self.step, **{k: round(v.item(), 5) for k, v in terms.items()}})
+                        bar.set_postfix(loss=f"{terms['total'].item():.3f}")
                     if self.step % cfg.val_every == 0:
                         self._checkpoint(log)
                         training_mode(self.network, cfg.freeze_bn)
