@@ -158,8 +158,8 @@ def test_resampling_stride_4_maps_matches_bilinear_interpolation() -> None:
 
 @pytest.mark.parametrize("count", [1, 2, 4, 5, 9])
 def test_resampling_gives_each_plane_its_own_opencv_warp_bit_for_bit(count: int) -> None:
-    """The labels' upsampling stays what it was, each plane through its own bilinear warpAffine, though the planes
-    are now warped four at a time as the channels of one image (a last group of fewer planes too)."""
+    """The labels' upsampling is each plane's own bilinear warpAffine, bit for bit, written in place into the
+    output (a warp that wrote elsewhere would leave the output's garbage)."""
     planes = np.random.default_rng(2).random((count, 15, 27)).astype(np.float32)
     sx, sy = 107 / (4 * 190), 60 / (4 * 107)
     inverse = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]])

@@ -50,7 +50,6 @@ BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 PRIOR_PENALTY = 5.0  # logits subtracted outside an object's expected box (TrackerConfig.box_prior)
 FAR_LOGIT = -20.0    # an object's logits on the parts of its mask far from where it was (TrackerConfig.near_parts)
 NEAR_CELLS = 8       # a part within this many decoder cells of where the object was is near
-WARP_CHANNELS = 4    # planes resampled together (`resample_planes`): OpenCV's fast interleaved warp
 
 
 def resolve_backend(config: TrackerConfig) -> str:
@@ -503,8 +502,8 @@ def calibration_feeds(network: VOSNetwork, graphs: dict[str, Path]) -> dict[str,
 def resample_planes(planes: np.ndarray, stride: int, crop: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
     """(C, h, w) maps at `stride` of a padded frame whose valid part is `crop` (H, W) → (C, *size) float32, by
     bilinear interpolation (pixel centres aligned, as `F.interpolate(align_corners=False)`): OpenCV's warpAffine
-    on the planes four at a time as the channels of one image, which gives each plane the values of its own
-    warp bit for bit at a fraction of the time (0.4 ms a plane instead of 3 at 720p)."""
+    of each plane written straight into its place in the output (at 1080p 3 ms for four planes, where warping
+    them as the channels of one image and splitting those took 12–29 ms)."""
     (crop_h, crop_w), (height, width) = crop, size
     if stride == 1 and (crop_h, crop_w) == (height, width):
         return np.ascontiguousarray(planes[:, :height, :width], dtype=np.float32)
@@ -512,12 +511,9 @@ def resample_planes(planes: np.ndarray, stride: int, crop: tuple[int, int], size
     inverse = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]], np.float64)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     out = np.empty((len(planes), height, width), np.float32)
-    four = np.zeros((*planes.shape[1:], WARP_CHANNELS), np.float32)
-    for start in range(0, len(planes), WARP_CHANNELS):
-        group = planes[start : start + WARP_CHANNELS]
-        four[..., : len(group)] = group.transpose(1, 2, 0)
-        warped = cv2.warpAffine(four, inverse, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        cv2.mixChannels([warped], list(out[start : start + len(group)]), [i for c in range(len(group)) for i in (c, c)])
+    for plane, warped in zip(planes, out):
+        cv2.warpAffine(np.ascontiguousarray(plane, dtype=np.float32), inverse, (width, height), dst=warped,
+                       flags=flags, borderMode=cv2.BORDER_REPLICATE)
     return out
 
 
