@@ -175,15 +175,17 @@ def status_message(data: dict) -> str:
 
 
 def exit_message(log: Path, code: int) -> str:
-    """Why the tracker ended without a status (a flag it refused, say): its log's last `error:` line, else its
-    exit code."""
+    """Why the tracker ended without a status (a flag it refused, say): its log's last `error:` line, less the
+    command line's "; see python -m plugin.obs --help" (the panel has no command line), else its exit code."""
     try:
         errors = [line for line in log.read_text(errors="replace").splitlines() if "error: " in line]
     except OSError:
         errors = []
     if not errors:
         return f"the tracker exited with code {code}"
-    return errors[-1].split("error: ", 1)[1].strip()
+    message = errors[-1].split("error: ", 1)[1].strip()
+    reason, hint = message.rsplit("; see ", 1) if "; see " in message else (message, "")
+    return reason if hint.endswith(" --help") else message
 
 
 def report(state: str, message: str = "") -> None:
