@@ -521,6 +521,9 @@ def test_scrubbing_away_drops_a_box_corner_and_back_shows_the_marks(app, clip):
     assert "opposite corner" not in summary and summary.startswith("Marked — frame 0: objects 1.")
     _, summary, session = seek(0, session)
     assert np.array_equal(annotated_view(session), marked) and summary.startswith("Marked — frame 0: objects 1.")
+    session = seek(CLIP_FRAMES + 40, session)[2]  # typed past the end in the slider's number box: the last frame
+    assert session.frame_index == CLIP_FRAMES - 1
+    assert all(isinstance(output, type(gr.skip())) for output in seek(None, session))  # an emptied box waits
 
 
 def test_a_run_counts_a_webms_frames_and_names_its_downloads_after_the_clip(app, tmp_path):

@@ -172,6 +172,10 @@ def test_scrub_brush_and_undo(page, tmp_path):
     slider = track.bounding_box()
     page.mouse.click(slider["x"] + slider["width"] - 2, slider["y"] + slider["height"] / 2)  # the last frame
     wait_for_text(page, "#frame", f"Frame {CLIP_FRAMES - 1} ")
+    track.press("ArrowLeft")  # the keyboard steps one frame too
+    wait_for_text(page, "#frame", f"Frame {CLIP_FRAMES - 2} ")
+    track.press("ArrowRight")
+    wait_for_text(page, "#frame", f"Frame {CLIP_FRAMES - 1} ")
     click_on_frame(page, 0.5, 0.45)
     wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1.")
 

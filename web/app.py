@@ -182,6 +182,14 @@ def scrub_slider(frames: int) -> gr.Slider:
     return gr.Slider(minimum=0, maximum=max(frames - 1, 1), value=0, step=1, interactive=frames > 1)
 
 
+def scrubbed_frame(value: float | None, frames: int) -> int | None:
+    """The frame the *Frame* slider asks for in a clip of `frames` frames, kept inside the clip (its number box
+    holds whatever is typed, past either end included); None while that box is empty."""
+    if value is None:
+        return None
+    return min(max(round(value), 0), frames - 1)
+
+
 def cancel_message(status: str) -> str:
     """The run status after Cancel, given the one before: a finished run's "Done" line stays (its outputs are
     listed below it), anything else says the run was stopped with nothing written."""
@@ -346,14 +354,17 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
     def reset():
         return clip_view(Session(), START)
 
-    def seek(index: float, session: Session):
+    def seek(value: float | None, session: Session):
         if session.video is None:
             raise gr.Error("Upload a clip first.")
+        index = scrubbed_frame(value, session.frames)
+        if index is None:
+            return gr.skip(), gr.skip(), gr.skip()
         try:
-            session.frame = read_frame(session.video, int(index))
+            session.frame = read_frame(session.video, index)
         except VideoError as error:
             raise user_error(error) from None
-        session.frame_index, session.pending = int(index), None
+        session.frame_index, session.pending = index, None
         return framed_view(session), marks_summary(session), session
 
     def click(mode: str, object_id: float, brush: float, session: Session, event: gr.SelectData):
@@ -503,7 +514,12 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             api_button = gr.Button()
 
         annotate_outputs = [frame_view, summary, session]
-        frame_slider.release(seek, [frame_slider, session], annotate_outputs, api_visibility=hidden)
+        # `input` comes with every change the user makes (drag, click, arrow keys, the number box), unlike
+        # `release` (pointer up, leaving the box); "always_last" runs one decode at a time and then the latest
+        # position, not every tick of a drag. Unpreprocessed: `seek` keeps a typed number inside the clip, and an
+        # emptied box (None) is no error.
+        frame_slider.input(seek, [frame_slider, session], annotate_outputs, api_visibility=hidden,
+                           trigger_mode="always_last", preprocess=False)
         # Every click counts (trigger_mode "multiple"); one annotation edit at a time keeps the marks consistent.
         edits = dict(api_visibility=hidden, concurrency_id="annotate", concurrency_limit=1, trigger_mode="multiple")
         frame_view.select(click, [mode, object_id, brush, session], annotate_outputs, **edits)
