@@ -410,6 +410,49 @@ def test_a_constant_rate_clip_is_written_as_without_times(judo_mp4: Path, make_v
         assert not variable_rate(milliseconds, reader.info.fps)
 
 
+def nominal_rate_clip(path: Path, frames: list[np.ndarray], codec: str, rate: int, times: list[Fraction]) -> Path:
+    """Encode RGB frames with `codec` at `times` (seconds, in a 1/1000 s time base) under a stream rate of `rate`:
+    a Matroska/WebM header whose rate is nominal, whatever the frames' times."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for image, time in zip(frames, times):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = round(time * 1000), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".webm", "libvpx-vp9"), (".mkv", "libx264")])
+def test_a_header_rate_the_frames_do_not_keep_to_gives_way_to_their_mean_rate(make_video,
+                                                                               judo_frames: list[np.ndarray],
+                                                                               tmp_path: Path, suffix: str,
+                                                                               codec: str) -> None:
+    frames = [cv2.resize(f, (160, 96)) for f in judo_frames]  # 16 frames
+    steady = nominal_rate_clip(tmp_path / f"steady{suffix}", frames, codec, 1000, [Fraction(n, 30) for n in range(16)])
+    phone = nominal_rate_clip(tmp_path / f"phone{suffix}", frames, codec, 30, uneven_times(16))
+    ntsc = nominal_rate_clip(tmp_path / f"ntsc{suffix}", frames * 4, codec, 1000,
+                             [Fraction(1001 * n, 30000) for n in range(64)])
+    with av.open(str(steady)) as container:
+        assert container.streams.video[0].average_rate == 1000  # the header's nominal rate
+    with open_video(steady) as reader:
+        assert reader.info.fps == 30  # 15 frame gaps in 0.5 s
+        assert not variable_rate(steady, reader.info.fps)
+    with open_video(ntsc) as reader:  # 63 gaps in 2.102 s, to the millisecond: 29.971 fps, the NTSC rate
+        assert reader.info.fps == Fraction(30000, 1001)
+        assert not variable_rate(ntsc, reader.info.fps)
+    with open_video(phone) as reader:  # the header says 30
+        assert reader.info.fps == Fraction(15, round(uneven_times(16)[-1], 3))
+        assert variable_rate(phone, reader.info.fps)
+    listed = make_video("phone.mp4", frames, 30, audio=False, times=uneven_times(16))
+    with av.open(str(listed)) as container, open_video(listed) as reader:  # an MP4 header's rate is its mean
+        assert reader.info.fps == container.streams.video[0].average_rate == Fraction(16, uneven_times(16)[-1] +
+                                                                                      Fraction(1, 30))
+
+
 def test_repeated_or_earlier_times_follow_the_last_frame(tmp_path: Path) -> None:
     out = tmp_path / "joined.mp4"
     with VideoWriter(out, 10, (64, 48), variable_rate=True) as writer:

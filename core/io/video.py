@@ -58,6 +58,8 @@ _REMUX_AUDIO = {
 _AUDIO_PREROLL = 0.1
 _UNSEEKABLE = ("mpegts",)  # containers without an index, whose timestamps may start again: read from the start
 TRUNCATION_SLACK = 2  # frames a video may decode short of its header's count without a warning
+COMMON_RATES = tuple(Fraction(rate) for rate in (24, 25, 30, 48, 50, 60)) + tuple(
+    Fraction(rate * 1000, 1001) for rate in (24, 30, 60))  # film, PAL, NTSC and their doubles
 _VFR_TOLERANCE = 0.25  # of a frame: a clip whose frame times stray further from n / fps is variable-rate
 _VFR_TIME_BASE = Fraction(1, 90000)  # a variable-rate output's time base (the MPEG clock)
 _FIX_DAMAGED = "re-export or re-download it (or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
@@ -157,7 +159,7 @@ class _ContainerReader(VideoReader):
             path=str(path),
             width=width,
             height=height,
-            fps=stream.average_rate or stream.guessed_rate or stream.base_rate or DEFAULT_FOLDER_FPS,
+            fps=_frame_rate(path, stream),
             num_frames=stream.frames or None,
             rotation=rotation,
             has_audio=bool(self._container.streams.audio),
@@ -277,19 +279,14 @@ class _Timestamps:
         self._known: OrderedDict[tuple[str, int, int], list[int] | None] = OrderedDict()  # None: never seek
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _key(path: Path) -> tuple[str, int, int]:
-        status = path.stat()
-        return str(path.resolve()), status.st_size, status.st_mtime_ns
-
     def get(self, path: Path) -> list[int]:
-        key = self._key(path)
+        key = _file_key(path)
         with self._lock:
             return self._known.get(key) or []
 
     def put(self, path: Path, timestamps: list[int | None]) -> None:
         ordered = None not in timestamps and all(a < b for a, b in zip(timestamps, timestamps[1:]))
-        key = self._key(path)
+        key = _file_key(path)
         with self._lock:
             known = self._known.get(key, [])
             if not ordered:
@@ -302,6 +299,12 @@ class _Timestamps:
 
 
 _TIMESTAMPS = _Timestamps(files=16)
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    """A file's resolved path, size and modification time: what it is known by while it stays unchanged."""
+    status = path.stat()
+    return str(path.resolve()), status.st_size, status.st_mtime_ns
 
 
 def learn_timestamps(path: str | os.PathLike, frames: int) -> None:
@@ -352,21 +355,51 @@ class _FolderReader(VideoReader):
 def variable_rate(path: str | os.PathLike, fps: Fraction) -> bool:
     """Whether a frame n of the video at `path` comes more than a quarter of a frame (`_VFR_TOLERANCE`) before or
     after n / `fps` seconds, as in phones' variable-frame-rate clips; False for a frame folder. Reads the video
-    packets' timestamps, decodes nothing."""
+    packets' timestamps (once per file, `_packet_ticks`), decodes nothing."""
     if Path(path).is_dir():
         return False
-    times = _packet_times(Path(path))
+    ticks, time_base = _packet_ticks(Path(path))
+    return not _keeps_to(ticks * float(time_base), fps)
+
+
+def _keeps_to(times: np.ndarray, fps: Fraction) -> bool:
+    """Whether every frame n of `times` (seconds from the first) comes within `_VFR_TOLERANCE` of n / `fps`."""
     period = 1 / float(fps)
-    return any(abs(time - number * period) > _VFR_TOLERANCE * period for number, time in enumerate(times))
+    return bool(np.all(np.abs(times - np.arange(len(times)) * period) <= _VFR_TOLERANCE * period))
 
 
-def _packet_times(path: Path) -> list[float]:
-    """The times of the first video stream's packets in display order, in seconds from the first (up to a damaged
-    part, when the file has one; none when no packet has a timestamp)."""
-    container = _open_container(path)
+def _frame_rate(path: Path, stream: av.VideoStream) -> Fraction:
+    """The video's frame rate: its header's, unless the header lists no frame count (Matroska, WebM, MPEG-TS: its
+    rate is then nominal, a default frame duration or a 1/1000 s time base) and the frames do not keep to it;
+    then the packets' timestamps tell it (`_packet_ticks`, decoding nothing): the `COMMON_RATES` one nearest their
+    mean rate that they keep to, else that mean rate."""
+    header = stream.average_rate or stream.guessed_rate or stream.base_rate or DEFAULT_FOLDER_FPS
+    if stream.frames:  # MP4, MOV: the header's rate is its frame count over its duration
+        return header
+    ticks, time_base = _packet_ticks(path)
+    times = ticks * float(time_base)
+    if len(ticks) < 2 or not ticks[-1] or _keeps_to(times, header):
+        return header
+    mean = (len(ticks) - 1) / (int(ticks[-1]) * time_base)
+    kept = [rate for rate in COMMON_RATES if _keeps_to(times, rate)]
+    return min(kept, key=lambda rate: abs(rate - mean), default=mean)
+
+
+def _packet_ticks(path: Path) -> tuple[np.ndarray, Fraction]:
+    """The first video stream's packet timestamps in display order, in ticks of its time base from the first, and
+    that time base (`_read_packet_ticks`, remembered for the file while it stays unchanged)."""
+    return _read_packet_ticks(*_file_key(path))
+
+
+@functools.lru_cache(maxsize=16)
+def _read_packet_ticks(path: str, size: int, modified: int) -> tuple[np.ndarray, Fraction]:
+    """`_packet_ticks` of the file at `path` of `size` bytes modified at `modified` ns (up to a damaged part,
+    when the file has one; none when no packet has a timestamp), read-only: the cache shares it."""
+    container = _open_container(Path(path))
     stamps: list[int] = []
     try:
         stream = container.streams.video[0]
+        time_base = stream.time_base  # read while the container is open: closed, it is freed memory
         for packet in container.demux(stream):
             if packet.pts is not None:
                 stamps.append(packet.pts)
@@ -374,10 +407,10 @@ def _packet_times(path: Path) -> list[float]:
         pass
     finally:
         container.close()
-    if not stamps:
-        return []
     stamps.sort()
-    return [float((pts - stamps[0]) * stream.time_base) for pts in stamps]
+    ticks = np.array([pts - stamps[0] for pts in stamps], dtype=np.int64)
+    ticks.setflags(write=False)
+    return ticks, time_base
 
 
 class VideoWriter:
