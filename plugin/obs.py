@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--list", action="store_true", help="list OBS's sources and scenes, then exit")
     act.add_argument("--annotate", action="store_true",
                      help="send --mask/--box to a running plugin for --source (re-annotate) and print its answer: "
-                          "exit status 0 when it took it, 2 when it found it unusable or none answered")
+                          "exit status 0 when it took it (or takes it with the source's next picture), 2 when it "
+                          "found it unusable or none answered")
     act.add_argument("--answer-timeout", type=bounded(0.1, 600), default=5.0, metavar="SECONDS",
                      help="with --annotate: how long to wait for the plugin's answer, 0.1 to 600 (default 5)")
     act.add_argument("--restore", action="store_true",
@@ -284,12 +285,13 @@ def wait_for_answer(events: queue.Queue[dict], request: str, timeout_s: float) -
 
 def report_answer(answer: Answer | None, source: str, timeout_s: float) -> int:
     """Print the plugin's answer as one line and return 0 when it took the annotation; StageError (its one line,
-    status 2) when it found it unusable or ignored it, or when no plugin answered within `timeout_s`."""
+    status 2) when it found it unusable or ignored it, or when no plugin answered within `timeout_s`. An
+    annotation waiting for the source's next picture counts as taken."""
     if answer is None:
         raise StageError(f"no plugin answered for source {source!r} within {timeout_s:g} s (is one running on that "
                          "source? --list shows the sources)")
     line = f"the plugin on {answer.source!r}: {answer.message}"
-    if answer.outcome != "taken":
+    if answer.outcome not in ("taken", "waiting"):
         raise StageError(line)
     print(line)
     return 0

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -26,6 +26,7 @@ from core.io.masks import MaskError, object_ids, read_mask, resize_labels
 from plugin.stage import AuthFailed, NoFrame, ObsUnavailable, SourceMissing, StageError
 
 MODES = ("mask", "blur", "hide")  # keep the objects / blur the background / hide the objects (inverse mask)
+UNUSABLE = "kept the current mask; the new annotation is unusable: {}"  # an unusable re-annotation's answer
 ASPECT_TOLERANCE = 0.03  # a mask whose width/height differs more (relatively) from the source's is for another one
 
 
@@ -68,6 +69,10 @@ class Annotation:
             raise MaskError("no annotation: pass --mask FILE or --box x,y,w,h")
         return box_labels(frame, self.box, source_size or (width, height))
 
+    def describe(self) -> str:
+        """How the plugin's lines name this annotation: its mask file, or `--box x,y,w,h`."""
+        return str(self.mask_path) if self.mask_path is not None else "--box " + ",".join(map(str, self.box or ()))
+
     def event(self, source: str) -> dict:
         """The CustomEvent that sends this annotation to the plugin running on `source` (read by `from_event`)."""
         data = {"mobilevos": "annotate", "source": source}
@@ -103,7 +108,7 @@ class Answer:
 
     request: str   # the annotate event's id
     source: str    # the source the plugin runs on
-    outcome: str   # taken, unusable or ignored
+    outcome: str   # taken, waiting (for the source's next picture), unusable or ignored
     message: str   # the line the plugin printed about it, e.g. "re-annotated from new.png at frame 42"
     frame: int     # the frame it was taken (or turned down) at
 
@@ -320,7 +325,8 @@ class LiveSession:
 
     `on_status` hears of changes of state (attached, waiting for OBS, the source or a picture); `on_note` (by
     default `on_status`) of what became of an annotation sent while tracking: taken, unusable or ignored. An
-    annotate event that came with an id is also answered with an `Answer` event, once its frame is shown."""
+    annotate event that came with an id is also answered with an `Answer` event, once its frame is shown; while
+    the source shows no picture, at once (`answer_while_waiting`)."""
 
     def __init__(self, stage: Stage, tracker: TrackerLike, annotation: Annotation, config: SessionConfig,
                  on_frame: Callable[[FrameResult], None] | None = None,
@@ -406,7 +412,43 @@ class LiveSession:
         self.pump.drop()
         if not self._rigged:
             self.stage.disconnect()
+        else:
+            self.answer_while_waiting()
         self.stop_event.wait(0.2)
+
+    def answer_while_waiting(self) -> None:
+        """Answer a re-annotation sent while the source shows no picture now, not with the next frame its sender
+        may not wait for: a mask file no picture can make usable (unreadable, another shape than the source,
+        lacking a chosen object) as unusable, anything else as waiting to be taken with the next picture. A
+        broadcast that fails leaves the answer for later."""
+        try:
+            self.take_events()
+            requested = self.requested
+            if self.frames_done and requested is not None and requested.request is not None:
+                problem = self.mask_file_problem(requested)
+                if problem is not None:
+                    self.answer(requested.request, "unusable", UNUSABLE.format(problem))
+                    self.requested = None
+                else:
+                    self.answer(requested.request, "waiting", f"waiting for a picture: the source shows none; "
+                                f"{requested.describe()} is taken with its next frame")
+                    self.requested = replace(requested, request=None)
+            self.send_answers()
+        except StageError:
+            pass
+
+    def mask_file_problem(self, annotation: Annotation) -> MaskError | None:
+        """Why `annotation`'s mask file is unusable on this source whatever its picture (None: no such reason, or
+        no mask file)."""
+        if annotation.mask_path is None or self.source_size is None:
+            return None
+        try:
+            labels = read_mask(annotation.mask_path)
+            check_aspect(labels, self.source_size, annotation.mask_path)
+            check_labels(labels, self.config.objects, annotation.describe())
+        except MaskError as error:
+            return error
+        return None
 
     def open(self) -> None:
         """Connect (with back-off while OBS is away) and build the rig."""
@@ -495,16 +537,14 @@ class LiveSession:
         re-annotation (a wrong file or box sent while tracking) is reported, and tracking goes on as before; a
         good one is reported taken."""
         requested, self.requested = self.requested, None
-        what = (str(requested.mask_path) if requested.mask_path is not None
-                else "--box " + ",".join(map(str, requested.box or ())))
+        what = requested.describe()
         try:
             labels = requested.labels(frame, self.source_size)
             check_labels(labels, self.config.objects, what)
         except MaskError as error:
             if self.frames_done == 0:
                 raise
-            self.answer(requested.request, "unusable",
-                        f"kept the current mask; the new annotation is unusable: {error}")
+            self.answer(requested.request, "unusable", UNUSABLE.format(error))
             return None
         if self.frames_done:
             self.answer(requested.request, "taken", f"re-annotated from {what} at frame {self.frames_done}")

@@ -565,6 +565,42 @@ def test_annotate_events_with_an_id_are_answered_once_their_frame_is_shown(tmp_p
     assert "900,900,5,5" in answers[2][1].message and "newer annotation" in answers[3][1].message
 
 
+class DarkeningStage(FakeStage):
+    """Two frames, then no picture until two answers have been broadcast (or 40 tries have failed)."""
+
+    def grab(self):
+        self.grabs += 1
+        if 2 < self.grabs < 43 and len(self.broadcasts) < 2:
+            raise NoFrame("source 'cam' has no size yet")
+        return self.frames[self.grabs]
+
+
+def test_annotations_sent_while_the_source_shows_no_picture_are_answered_at_once(tmp_path):
+    """While the picture is gone, an annotate event with an id is answered before the next frame, which its
+    sender may not wait for: a mask file of another shape as unusable, a good one as waiting, then taken with the
+    next picture and not answered again."""
+    write_mask(tmp_path / "square.png", np.ones((40, 40), np.uint8))
+    new = tmp_path / "new"
+    new.mkdir()
+    good = two_object_mask(new)
+    stage, tracker = DarkeningStage(), FakeTracker()
+    stage.broadcast = lambda data: (stage.broadcasts.append((len(stage.shown), data)),
+                                    stage.events.extend([{"mobilevos": "annotate", "mask": str(good), "id": "w"}] *
+                                                        (data["id"] == "u")))
+    notes: list[str] = []
+    session = LiveSession(stage, tracker, Annotation(mask_path=two_object_mask(tmp_path)), SessionConfig(frames=4),
+                          on_note=notes.append, on_status=lambda message: stage.events.extend(
+                              [{"mobilevos": "annotate", "mask": str(tmp_path / "square.png"), "id": "u"}] *
+                              ("waiting for a picture" in message)))
+    session.stop_event.wait = lambda timeout=None: False  # no real waiting in a unit test
+    assert session.run() == 4
+    answers = [(shown, Answer.from_event(data, data["id"])) for shown, data in stage.broadcasts]
+    assert [(shown, a.request, a.outcome) for shown, a in answers] == [(2, "u", "unusable"), (2, "w", "waiting")]
+    assert "40×40" in answers[0][1].message
+    assert answers[1][1].message == f"waiting for a picture: the source shows none; {good} is taken with its next frame"
+    assert tracker.masked_steps == [0, 2] and notes[-1] == f"re-annotated from {good} at frame 2"
+
+
 class AnsweringStage:
     """What `--annotate` meets in OBS: its own custom event comes back to it; a plugin on the source answers
     another sender, then it (with `outcome`; no plugin when None)."""
@@ -589,12 +625,14 @@ class AnsweringStage:
 
 
 ANSWERS = {"taken": "re-annotated from new.png at frame 4",
+           "waiting": "waiting for a picture: the source shows none; new.png is taken with its next frame",
            "unusable": "kept the current mask; the new annotation is unusable: new.png: mask is 40×40 but the source "
                        "is 64×36 (another shape)"}
 
 
 @pytest.mark.parametrize("outcome, status, stream, line", [
     ("taken", 0, "out", "the plugin on 'cam': " + ANSWERS["taken"]),
+    ("waiting", 0, "out", "the plugin on 'cam': " + ANSWERS["waiting"]),
     ("unusable", 2, "err", "error: the plugin on 'cam': " + ANSWERS["unusable"]),
     (None, 2, "err", "error: no plugin answered for source 'cam' within 0.1 s (is one running on that source? "
                      "--list shows the sources)"),
@@ -602,7 +640,8 @@ ANSWERS = {"taken": "re-annotated from new.png at frame 4",
 def test_annotate_prints_the_plugins_answer_to_its_own_event(tmp_path, capsys, monkeypatch, outcome, status, stream,
                                                             line):
     """`--annotate` sends its annotation with an id of its own, reads only the answer to that id, prints it as one
-    line and exits 0 when it was taken, 2 when not, and 2 when no answer came within --answer-timeout."""
+    line and exits 0 when it was taken or waits for the source's next picture, 2 when not, and 2 when no answer
+    came within --answer-timeout."""
     stage = AnsweringStage(outcome)
     monkeypatch.setattr("plugin.obs.make_stage", lambda args: stage)
     mask = two_object_mask(tmp_path)
