@@ -146,8 +146,9 @@ def test_upload_mark_preview_run_download(page, shots, tmp_path, workspace):
     frames, shape = count_frames(saved, alpha=True)
     assert frames == CLIP_FRAMES and shape[2] == 4
 
-    upload(page, make_clip(tmp_path / "other.mp4", frames=2))  # the last clip's marks, preview and results go
-    wait_for_text(page, "#status", "other.mp4")
+    # The last clip's marks, preview and results go; the new one's name shows as it is, not as Markdown.
+    upload(page, make_clip(tmp_path / "my _best_ take [2].mp4", frames=2))
+    wait_for_text(page, "#status", "Loaded my _best_ take [2].mp4: ")
     wait_for_text(page, "#summary", "No objects marked yet")
     page.wait_for_function("!document.querySelector('#gallery img') && !document.querySelector('#files a') && "
                            "!document.querySelector('#player video')", timeout=TIMEOUT_MS)

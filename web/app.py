@@ -208,6 +208,15 @@ def user_message(error: Exception) -> str:
     return message
 
 
+def literal(text: str) -> str:
+    """`text` as itself in a Markdown component: a file name such as `my *best* take_2.mp4` neither turns italic
+    nor loses characters, and one such as `# 1.mp4` or `1. cut.mp4` at its start makes no heading or list (the
+    Markdown marks escaped; plain dots and dashes left as they are)."""
+    escaped = re.sub(r"([\\`*_\[\]<>|~])", r"\\\1", text)
+    return re.sub(r"^(\d+)([.)])|^([#+-])", lambda mark: f"{mark[1]}\\{mark[2]}" if mark[1] else f"\\{mark[3]}",
+                  escaped)
+
+
 def user_error(error: Exception) -> gr.Error:
     """`user_message` as an error shown in the browser."""
     return gr.Error(user_message(error))
@@ -223,11 +232,11 @@ def loaded_clip(path: str | None, max_seconds: float) -> tuple[Session, str]:
         info = probe_clip(path, max_seconds)
         frame = read_frame(path, 0)
     except VideoError as error:
-        return Session(), f"**Not loaded.** {user_message(error)}"
+        return Session(), f"**Not loaded.** {literal(user_message(error))}"
     learn_in_background(path, info.num_frames)
     count = f"{info.num_frames} frame{'' if info.num_frames == 1 else 's'}"
     return Session(video=path, frames=info.num_frames, frame=frame), (
-        f"Loaded {Path(path).name}: {info.width}×{info.height}, {count} at {float(info.fps):.2f} fps. "
+        f"Loaded {literal(Path(path).name)}: {info.width}×{info.height}, {count} at {float(info.fps):.2f} fps. "
         "Click on an object to mark it.")
 
 
@@ -400,7 +409,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                         lambda done: progress((done, config.preview_frames), desc="Preview"),
                                         refine)
         except (VideoError, MaskError) as error:
-            return gr.skip(), user_message(error)
+            return gr.skip(), literal(user_message(error))
         first = min(annotations)
         return [(image, f"frame {first + i}") for i, image in enumerate(overlays)], "Preview ready."
 
@@ -425,12 +434,12 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                     progress((step.done, total), desc="Tracking", unit="frames")
                     yield f"Tracking… frame {step.done} of {total}", *[gr.skip()] * 4
         except (VideoError, MaskError) as error:
-            yield user_message(error), *[gr.skip()] * 3, session
+            yield literal(user_message(error)), *[gr.skip()] * 3, session
             return
         session.results = named_after_clip(results, session.video)
         shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
         warning = truncation_warning(session.video, listed, done)
-        status = f"{DONE} {len(results)} outputs for {done} frames." + (f" Warning: {warning}." if warning else "")
+        status = f"{DONE} {len(results)} outputs for {done} frames." + (f" Warning: {literal(warning)}." if warning else "")
         yield (status, show_output(shown[0] if shown else None, session),
                gr.Dropdown(choices=shown, value=shown[0] if shown else None), list(session.results.values()),
                session)
