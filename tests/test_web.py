@@ -308,10 +308,12 @@ def test_a_webm_too_long_is_refused_by_its_header_before_its_frames_are_counted(
     with VideoWriter(clip, 25, (64, 48)) as writer:
         for index in range(30):
             writer.write(np.full((48, 64, 3), index * 8, np.uint8))
-    assert probe_clip(str(clip), 60).num_frames == 30  # WebM lists no frame count: they are counted
+    reports: list[tuple[int, int | None]] = []
+    assert probe_clip(str(clip), 60, lambda *report: reports.append(report)).num_frames == 30  # WebM lists no
+    assert reports == [(25, 30)]  # frame count: they are counted, told every 25 against the header's duration
     assert abs(read_frame(str(clip), 29).mean() - 29 * 8) < 8  # the last frame, found after the count
 
-    def counted(reader) -> int:
+    def counted(reader, report=None) -> int:
         raise AssertionError("the frames were counted")
 
     monkeypatch.setattr(VideoReader, "count_frames", counted)

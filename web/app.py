@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from contextlib import closing, suppress
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -61,6 +62,7 @@ DISPLAY_SIDE = 960
 _SCAN_NICENESS = 10
 _SCANNING = threading.Lock()
 START = "Upload a clip to start."
+Counting = Callable[[int, int | None], None]  # told (frames counted, frames expected or None) while counting
 DONE = "Done:"  # how a finished run's status line starts
 # Advice in core's messages meant for the command line → what a user of the page does instead.
 _WEB_ADVICE = {
@@ -129,16 +131,19 @@ class Workspace:
             shutil.rmtree(self.root / _safe_name(request.session_hash), ignore_errors=True)
 
 
-def probe_clip(path: str, max_seconds: float) -> VideoInfo:
+def probe_clip(path: str, max_seconds: float, counting: Counting | None = None) -> VideoInfo:
     """Open `path`, check its size and duration against `max_seconds`, return its info (frame count filled in: a
-    container that does not list it, WebM say, is refused by its header's duration before its frames are counted)."""
+    container that does not list it, WebM say, is refused by its header's duration before its frames are counted;
+    `counting(done, expected)` hears of that count as it goes, `expected` from the header's duration)."""
     name = Path(path).name
     with open_video(path) as reader:
         info = reader.info
         check_x264_size(name, (info.width, info.height), "scale the clip down and upload it again")
         if info.num_frames is None:
             _check_seconds(name, info.duration or 0.0, max_seconds)
-            info = replace(info, num_frames=reader.count_frames())
+            expected = round(info.duration * float(info.fps)) if info.duration else None
+            counted = None if counting is None else lambda done: counting(done, expected)
+            info = replace(info, num_frames=reader.count_frames(counted))
     _check_seconds(name, info.num_frames / float(info.fps or Fraction(25)), max_seconds)
     return info
 
@@ -222,14 +227,15 @@ def user_error(error: Exception) -> gr.Error:
     return gr.Error(user_message(error))
 
 
-def loaded_clip(path: str | None, max_seconds: float) -> tuple[Session, str]:
-    """Open an upload → (its session on frame 0, the status line). A file that is no usable video gives an empty
-    session and a status line naming the problem and the fix: the status line, not a passing error, says why
-    the file in the upload box is not the clip on screen."""
+def loaded_clip(path: str | None, max_seconds: float,
+                counting: Counting | None = None) -> tuple[Session, str]:
+    """Open an upload → (its session on frame 0, the status line); `counting` as in `probe_clip`. A file that is
+    no usable video gives an empty session and a status line naming the problem and the fix: the status line, not
+    a passing error, says why the file in the upload box is not the clip on screen."""
     if not path:
         return Session(), "**Not loaded.** No file received; choose a video file to upload."
     try:
-        info = probe_clip(path, max_seconds)
+        info = probe_clip(path, max_seconds, counting)
         frame = read_frame(path, 0)
     except VideoError as error:
         return Session(), f"**Not loaded.** {literal(user_message(error))}"
@@ -354,8 +360,11 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
     workspace = workspace or Workspace()
     hidden = "undocumented"
 
-    def load_clip(path: str | None):
-        return clip_view(*loaded_clip(path, config.max_seconds))
+    def load_clip(path: str | None, progress=gr.Progress()):
+        def counting(done: int, expected: int | None) -> None:
+            progress((done, max(expected, done) if expected else None), desc="Counting frames", unit="frames")
+
+        return clip_view(*loaded_clip(path, config.max_seconds, counting))
 
     def load_example():
         return load_clip(str(EXAMPLE_CLIP))

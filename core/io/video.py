@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import chain
@@ -57,6 +57,7 @@ _REMUX_AUDIO = {
 # packet (AAC encoder delay, Opus pre-skip) carries negative timestamps and is needed for the first samples.
 _AUDIO_PREROLL = 0.1
 _UNSEEKABLE = ("mpegts",)  # containers without an index, whose timestamps may start again: read from the start
+COUNT_REPORT_EVERY = 25  # frames between two reports of a count in progress (`VideoReader.count_frames`)
 TRUNCATION_SLACK = 2  # frames a video may decode short of its header's count without a warning
 COMMON_RATES = tuple(Fraction(rate) for rate in (24, 25, 30, 48, 50, 60)) + tuple(
     Fraction(rate * 1000, 1001) for rate in (24, 30, 60))  # film, PAL, NTSC and their doubles
@@ -105,9 +106,13 @@ class VideoReader:
         """Frame `index` as iteration numbers it, or None past the end (this default decodes up to it)."""
         return next((frame for frame in self if frame.index == index), None)
 
-    def count_frames(self) -> int:
-        """How many frames iteration gives (this default reads them all)."""
-        return sum(1 for _ in self)
+    def count_frames(self, counted: Callable[[int], None] | None = None) -> int:
+        """How many frames iteration gives (this default reads them all); `counted(n)` hears of the count every
+        `COUNT_REPORT_EVERY` frames, for a progress bar."""
+        number = 0
+        for number, _ in enumerate(self, 1):
+            _report_count(number, counted)
+        return number
 
     def close(self) -> None:
         """Release the file."""
@@ -127,6 +132,12 @@ def truncation_warning(path: str | os.PathLike, listed: int | None, decoded: int
         return None
     return (f"{Path(path).name} ends after {decoded} of the {listed} frames its header lists (truncated or damaged?); "
             f"the outputs hold those {decoded}: for the rest, {_FIX_DAMAGED}")
+
+
+def _report_count(number: int, counted: Callable[[int], None] | None) -> None:
+    """Tell `counted` that `number` frames are counted, when it is every `COUNT_REPORT_EVERY`-th."""
+    if counted is not None and number % COUNT_REPORT_EVERY == 0:
+        counted(number)
 
 
 def open_video(path: str | os.PathLike, *, fps: float | Fraction | None = None, alpha: bool = False) -> VideoReader:
@@ -227,19 +238,22 @@ class _ContainerReader(VideoReader):
         found = self._decode_from_start(index)[1]
         return None if found is None else self._frame(index, found)
 
-    def count_frames(self) -> int:
-        """How many frames iteration gives, decoded without converting them; their timestamps are remembered for
-        `frame_at`."""
-        return self._decode_from_start(None)[0]
+    def count_frames(self, counted: Callable[[int], None] | None = None) -> int:
+        """How many frames iteration gives, decoded without converting them (`counted` as in the base class);
+        their timestamps are remembered for `frame_at`."""
+        return self._decode_from_start(None, counted)[0]
 
-    def _decode_from_start(self, index: int | None) -> tuple[int, av.VideoFrame | None]:
+    def _decode_from_start(self, index: int | None,
+                           counted: Callable[[int], None] | None = None) -> tuple[int, av.VideoFrame | None]:
         """Decode from the first frame up to frame `index` (to the end with None) without converting any, and
-        remember their timestamps: (frames decoded, frame `index` or None past the end)."""
+        remember their timestamps: (frames decoded, frame `index` or None past the end); `counted` as in
+        `count_frames`."""
         self._restart()
         timestamps: list[int | None] = []
         found = None
         for number, frame in enumerate(chain([self._first], self._frames)):
             timestamps.append(frame.pts)
+            _report_count(number + 1, counted)
             if number == index:
                 found = frame
                 break
