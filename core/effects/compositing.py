@@ -88,11 +88,11 @@ def _gaussian_blur(image: np.ndarray, kernel: int) -> np.ndarray:
 
 def _edges(labels: np.ndarray) -> np.ndarray:
     """`(H, W)` bool: object pixels with a 4-neighbour of another label (1-pixel inner outline): where the
-    smallest or largest label of the 4-neighbourhood differs from the pixel's own."""
+    smallest and largest label of the 4-neighbourhood differ (the pixel's own lies between them)."""
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     lowest = cv2.erode(labels, cross, borderType=cv2.BORDER_REPLICATE)
     highest = cv2.dilate(labels, cross, borderType=cv2.BORDER_REPLICATE)
-    return ((lowest != labels) | (highest != labels)) & (labels > 0)
+    return (lowest != highest) & (labels > 0)
 
 
 def _feathered(mask: np.ndarray, kernel: int) -> np.ndarray:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -127,7 +129,7 @@ def _finish(work: _Work, settings: EdgeSettings) -> np.ndarray:
     alpha = np.clip(cv2.add(alpha, offset, dst=alpha), 0.0, 1.0, out=alpha)
     sigma = settings.feather * min(height, width) / _REFERENCE_SHORT_SIDE
     if sigma > 0:
-        alpha = np.clip(cv2.GaussianBlur(alpha, (0, 0), sigma), 0.0, 1.0)
+        alpha = np.clip(cv2.GaussianBlur(alpha, (0, 0), sigma, dst=offset), 0.0, 1.0, out=offset)  # spent: reused
     return alpha
 
 
@@ -204,7 +206,11 @@ def _flow_grey(grey: np.ndarray) -> np.ndarray:
     return np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=4)
 def pixel_grid(shape: tuple[int, int]) -> np.ndarray:
-    """`(H, W, 2)` float32 (x, y) coordinates of every pixel."""
+    """`(H, W, 2)` float32 (x, y) coordinates of every pixel, read-only: made once per shape (a video's frames
+    share it)."""
     ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
-    return np.dstack([xs, ys])
+    grid = np.dstack([xs, ys])
+    grid.setflags(write=False)
+    return grid
