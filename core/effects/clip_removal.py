@@ -79,7 +79,6 @@ class ClipRemover:
         self._pushed = 0
         self._done = 0
         self._previous: _Frame | None = None  # the last output, as a reference without holes
-        self._grid: np.ndarray | None = None  # (H, W, 2) float32 pixel coordinates
 
     def push(self, image: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
         """Add the next frame and its label map; returns the frames that no longer wait for later ones."""
@@ -148,8 +147,6 @@ class ClipRemover:
         target = self._frames[index]
         if not target.hole.any():
             return target.image
-        if self._grid is None or self._grid.shape[:2] != target.hole.shape:
-            self._grid = pixel_grid(target.hole.shape)
         band = grow_mask(target.hole, _BAND) & ~target.hole
         candidates = self._candidates(target, self._references(index), band)
         if self._previous is not None:  # last: keeps what had to be invented where it was
@@ -185,7 +182,6 @@ class ClipRemover:
         homography = _homography(target, reference, self._matcher)
         if homography is None:
             return None
-        assert self._grid is not None
         best: tuple[float, np.ndarray, np.ndarray] | None = None
         for coords in self._candidate_maps(target, reference, homography):
             aligned = cv2.remap(reference.image, coords, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -201,8 +197,8 @@ class ClipRemover:
     def _candidate_maps(self, target: _Frame, reference: _Frame, homography: np.ndarray) -> Iterator[np.ndarray]:
         """Source coordinates `(H, W, 2)` in the reference for every target pixel: the homography alone, then
         the homography with the residual flow."""
-        assert self._grid is not None
-        plain = cv2.perspectiveTransform(self._grid.reshape(-1, 1, 2), homography).reshape(self._grid.shape)
+        grid = pixel_grid(target.hole.shape)  # (H, W, 2) float32 pixel coordinates
+        plain = cv2.perspectiveTransform(grid.reshape(-1, 1, 2), homography).reshape(grid.shape)
         yield plain
         height, width = target.grey.shape
         warped = cv2.resize(cv2.remap(cv2.cvtColor(reference.image, cv2.COLOR_RGB2GRAY), plain, None,
@@ -219,7 +215,7 @@ class ClipRemover:
         flow = push_pull(flow, known)
         scale = target.hole.shape[1] / width
         flow = cv2.resize(flow, target.hole.shape[::-1], interpolation=cv2.INTER_LINEAR) * scale
-        yield cv2.perspectiveTransform((self._grid + flow).reshape(-1, 1, 2), homography).reshape(self._grid.shape)
+        yield cv2.perspectiveTransform((grid + flow).reshape(-1, 1, 2), homography).reshape(grid.shape)
 
 
 def _to_yuv(image: np.ndarray) -> np.ndarray:
