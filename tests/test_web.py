@@ -619,8 +619,8 @@ def test_session_files_are_not_served(server, clip, mask):
 
 
 def test_cancel_after_a_run_finished_keeps_its_done_line() -> None:
-    """Cancel pressed after a run finished leaves its "Done" line (its outputs are listed under it); pressed
-    during a run, or before any, it says that nothing was written."""
+    """Cancel pressed as a run finished leaves its "Done" line (its outputs are listed under it); pressed during
+    a run, it says that nothing was written (before any run the button is off: tests/test_web_browser.py)."""
     done = "Done: 2 outputs for 16 frames."
     assert cancel_message(done) == done
     for status in ("Tracking… frame 3 of 16", "", "No object is marked: click on an object"):

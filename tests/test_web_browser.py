@@ -137,6 +137,7 @@ def test_upload_mark_preview_run_download(page, shots, tmp_path, workspace):
     page.click("#run")
     wait_for_text(page, "#run-status", "Done")
     page.wait_for_selector("#player video", timeout=TIMEOUT_MS)
+    page.wait_for_selector("#cancel:disabled", timeout=TIMEOUT_MS)  # the run is over
     screenshot(page, shots, "5-result")
 
     with page.expect_download(timeout=TIMEOUT_MS) as download:
@@ -191,6 +192,7 @@ def test_scrub_brush_and_undo(page, tmp_path):
 def test_empty_annotation_and_cancel_give_clear_messages(page, shots):
     page.click("#example")
     wait_for_text(page, "#status", "16 frames")
+    assert page.is_disabled("#cancel")  # nothing to cancel before a run
     page.click("#run")
     wait_for_text(page, "#run-status", "No object is marked")
     screenshot(page, shots, "6-no-object")
@@ -206,8 +208,9 @@ def test_empty_annotation_and_cancel_give_clear_messages(page, shots):
     screenshot(page, shots, "7-two-objects")
 
     page.click("#run")
-    page.click("#cancel")
+    page.click("#cancel")  # waits for Cancel to be enabled by the run
     wait_for_text(page, "#run-status", "Run cancelled")
+    page.wait_for_selector("#cancel:disabled", timeout=TIMEOUT_MS)
     screenshot(page, shots, "8-cancelled")
     assert page.outside == []
 
@@ -248,6 +251,7 @@ def test_clearing_the_upload_stops_its_run(page, tmp_path, monkeypatch):
     wait_for_text(page, "#summary", "frame 0: objects 1")
     page.click("#run")
     assert held.wait(TIMEOUT_MS / 1000)
+    page.wait_for_selector("#cancel:enabled", timeout=TIMEOUT_MS)  # while the run goes, it can be cancelled
     with page.expect_request("**/cancel", timeout=TIMEOUT_MS):
         page.click("#upload button[aria-label=Clear]")
     go.set()
@@ -256,3 +260,4 @@ def test_clearing_the_upload_stops_its_run(page, tmp_path, monkeypatch):
         time.sleep(0.05)
     assert ended == ["stopped"]
     wait_for_text(page, "#status", "Upload a clip to start.")
+    page.wait_for_selector("#cancel:disabled", timeout=TIMEOUT_MS)

@@ -517,7 +517,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                                  "network (about half the speed)", elem_id="refine")
                 with gr.Row():
                     run_button = gr.Button("Run", variant="primary", elem_id="run")
-                    cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                    cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel", interactive=False)
                 run_status = gr.Markdown("", elem_id="run-status")
             with gr.Column(scale=2):
                 gallery = gr.Gallery(label="Preview (overlay)", columns=4, height=220, elem_id="gallery")
@@ -546,19 +546,26 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         clear_frame_button.click(clear_frame, [session], annotate_outputs, **edits)
         preview_event = preview_button.click(preview, [refine, session], [gallery, run_status],
                                              api_visibility=hidden, concurrency_id="tracking", concurrency_limit=1)
+        # Cancel can be pressed only while a run is queued or going: on with Run (unqueued, and set up before the
+        # run's own listener: the page answers a button's listeners in that order), off when the run ends, is
+        # cancelled, or a new clip stops it.
+        cancel_off = dict(fn=lambda: gr.Button(interactive=False), inputs=None, outputs=cancel_button,
+                          api_visibility=hidden, queue=False)
+        run_button.click(lambda: gr.Button(interactive=True), None, cancel_button, api_visibility=hidden, queue=False)
         run_event = run_button.click(run, [chosen, colour, blur, feather, edge_shift, refine, session],
                                      [run_status, player, view, files, session], api_visibility=hidden,
                                      concurrency_id="tracking", concurrency_limit=1)
+        run_event.then(**cancel_off)
         # A new clip, or none, replaces the old one's view, marks and results, and stops its preview or run.
         clip_outputs = [frame_view, frame_slider, status, summary, session, gallery, run_status, player, view, files]
         new_clip = dict(api_visibility=hidden, cancels=[preview_event, run_event])
-        upload.upload(load_clip, [upload], clip_outputs, **new_clip)
-        upload.clear(reset, None, clip_outputs, **new_clip)
-        example.click(load_example, None, clip_outputs, **new_clip)
+        upload.upload(load_clip, [upload], clip_outputs, **new_clip).then(**cancel_off)
+        upload.clear(reset, None, clip_outputs, **new_clip).then(**cancel_off)
+        example.click(load_example, None, clip_outputs, **new_clip).then(**cancel_off)
         # The message follows the cancellation: set beside it, a progress line the run sent meanwhile could
         # land after it and stay (seen once in 18 loaded browser runs).
         cancel_button.click(None, None, None, cancels=[run_event], api_visibility=hidden).then(
-            cancel_message, [run_status], [run_status], api_visibility=hidden)
+            cancel_message, [run_status], [run_status], api_visibility=hidden).then(**cancel_off)
         view.change(show_output, [view, session], [player], api_visibility=hidden)
         api_button.click(segment, [api_video, api_mask, api_output, api_frame], [api_result], api_name="segment",
                          concurrency_id="tracking", concurrency_limit=1)
