@@ -62,12 +62,18 @@ class Annotation:
         """The annotation as an (h, w) uint8 label map for `frame` (h, w, 3)."""
         height, width = frame.shape[:2]
         if self.mask_path is not None:
-            labels = read_mask(self.mask_path)
-            check_aspect(labels, source_size or (width, height), self.mask_path)
-            return resize_labels(labels, (height, width))
+            return resize_labels(self.mask_labels(self.mask_path, source_size or (width, height)), (height, width))
         if self.box is None:
             raise MaskError("no annotation: pass --mask FILE or --box x,y,w,h")
         return box_labels(frame, self.box, source_size or (width, height))
+
+    @staticmethod
+    def mask_labels(path: Path, source_size: tuple[int, int]) -> np.ndarray:
+        """The labels of the mask file at `path`, as drawn; MaskError when it is unreadable or of another shape
+        than a source of `source_size` (w, h)."""
+        labels = read_mask(path)
+        check_aspect(labels, source_size, path)
+        return labels
 
     def describe(self) -> str:
         """How the plugin's lines name this annotation: its mask file, or `--box x,y,w,h`."""
@@ -443,8 +449,7 @@ class LiveSession:
         if annotation.mask_path is None or self.source_size is None:
             return None
         try:
-            labels = read_mask(annotation.mask_path)
-            check_aspect(labels, self.source_size, annotation.mask_path)
+            labels = annotation.mask_labels(annotation.mask_path, self.source_size)
             check_labels(labels, self.config.objects, annotation.describe())
         except MaskError as error:
             return error

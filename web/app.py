@@ -20,8 +20,8 @@ import tempfile
 import threading
 import time
 import uuid
-from contextlib import closing, suppress
 from collections.abc import Callable
+from contextlib import closing, suppress
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -448,7 +448,8 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         session.results = named_after_clip(results, session.video)
         shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
         warning = truncation_warning(session.video, listed, done)
-        status = f"{DONE} {len(results)} outputs for {done} frames." + (f" Warning: {literal(warning)}." if warning else "")
+        status = f"{DONE} {len(results)} outputs for {done} frames."
+        status += f" Warning: {literal(warning)}." if warning else ""
         yield (status, show_output(shown[0] if shown else None, session),
                gr.Dropdown(choices=shown, value=shown[0] if shown else None), list(session.results.values()),
                session)

@@ -19,9 +19,8 @@ the matte.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import functools
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
