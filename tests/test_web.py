@@ -25,6 +25,7 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 from core.io.masks import MaskError, read_mask, resize_labels, write_mask  # noqa: E402
+from core.batch.worker import OutputSpec  # noqa: E402
 from core.inference.tracker import TrackerConfig  # noqa: E402
 from core.io.video import (  # noqa: E402
     VideoError, VideoReader, VideoWriter, _ContainerReader, learn_timestamps, open_video,
@@ -36,7 +37,7 @@ from web.app import (  # noqa: E402
     annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background, marks_summary, parse_args,
     probe_clip, read_frame, run_problem, scrub_slider, serve, update_marks, user_error, main as web_main,
 )
-from web.pipeline import OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
+from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "judo"
@@ -402,6 +403,11 @@ def test_run_writes_every_output(tmp_path, clip, mask):
     with zipfile.ZipFile(results["masks_zip"]) as archive:
         assert archive.namelist() == [f"{i:05d}.png" for i in range(CLIP_FRAMES)]
     assert np.array_equal(read_mask(results["first_mask"]), read_mask(mask))
+
+
+def test_the_web_names_its_videos_as_the_batch_does():
+    batch = OutputSpec(effects=("overlay", "cutout", "blur", "replace", "remove"), mask_pngs=False, mask_video=True)
+    assert sorted(OUTPUTS[name][0] for name in VIDEO_OUTPUTS) == sorted(batch.output_names((854, 480)))
 
 
 def test_run_from_a_later_frame_leaves_earlier_frames_empty(tmp_path, clip, mask):

@@ -29,11 +29,11 @@ from core.pipeline import EffectSettings, FrameSink, MaskPngSink, RemovalSink, V
 # Output name → (file name, label shown in the UI).
 OUTPUTS: dict[str, tuple[str, str]] = {
     "overlay": ("overlay.mp4", "Overlay"),
-    "mask": ("mask.mp4", "Mask video"),
+    "mask": ("masks.mp4", "Mask video"),
     "cutout": ("cutout.webm", "Cut-out with alpha (WebM)"),
     "blur": ("blur.mp4", "Background blurred"),
     "replace": ("replace.mp4", "Background replaced"),
-    "remove": ("removed.mp4", "Object removed (inpainted)"),
+    "remove": ("remove.mp4", "Object removed (inpainted)"),
     "masks_zip": ("masks.zip", "Masks (zip of palette PNGs)"),
     "first_mask": ("first-mask.png", "Annotated-frame mask (PNG, for the OBS plugin)"),
 }
