@@ -522,10 +522,11 @@ def argmax_planes(planes: np.ndarray) -> np.ndarray:
     plane: several times faster than `argmax(axis=0)` for a few planes). A plane strictly larger than every one
     before it takes the pixel, and its index is larger than theirs, so a running maximum of indices does it."""
     labels = np.zeros(planes.shape[1:], np.uint8)
-    best = np.array(planes[0], np.float32)
+    best = np.ascontiguousarray(planes[0], dtype=np.float32)  # read only: the running maximum is a new array
     for index in range(1, len(planes)):
         plane = np.ascontiguousarray(planes[index], dtype=np.float32)
         better = cv2.compare(plane, best, cv2.CMP_GT)  # 255 where this plane is strictly larger
         cv2.max(labels, cv2.bitwise_and(better, index), dst=labels)
-        cv2.max(best, plane, dst=best)
+        if index + 1 < len(planes):  # the last plane's maximum is never read
+            best = cv2.max(best, plane, dst=None if index == 1 else best)
     return labels
