@@ -38,6 +38,15 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield folder
 
 
+@pytest.fixture(scope="module", autouse=True)
+def torch_threads_restored() -> Iterator[None]:
+    """A test file may pin torch to one thread (a tracker with `threads=1`: fast on a busy 2-core machine); the
+    next file gets the old count back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 def sample_frames(name: str = "judo") -> list[np.ndarray]:
     """The RGB `(H, W, 3)` frames of a bundled sample, in order."""
     return [np.array(Image.open(p).convert("RGB")) for p in sorted((SAMPLES / name).glob("*.jpg"))]

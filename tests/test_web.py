@@ -74,16 +74,6 @@ def count_frames(path: Path, alpha: bool = False) -> tuple[int, tuple[int, ...]]
     return count, shape
 
 
-@pytest.fixture(scope="module", autouse=True)
-def torch_threads_restored():
-    """TRACKER pins torch to one thread (fast on a busy 2-core machine); give later test files the old count."""
-    import torch
-
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

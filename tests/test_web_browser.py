@@ -26,9 +26,7 @@ pytest.importorskip("gradio")
 
 from PIL import Image  # noqa: E402
 
-from tests.test_web import (  # noqa: E402, F401 (torch_threads_restored is an autouse fixture)
-    CLIP_FRAMES, TRACKER, count_frames, free_port, make_clip, torch_threads_restored,
-)
+from tests.test_web import CLIP_FRAMES, TRACKER, count_frames, free_port, make_clip  # noqa: E402
 from web import app as web_app  # noqa: E402
 from web.app import AppConfig, Workspace, serve  # noqa: E402
 
