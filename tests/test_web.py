@@ -38,6 +38,7 @@ from web.app import (  # noqa: E402
     probe_clip, read_frame, run_problem, scrub_slider, serve, update_marks, user_error, main as web_main,
 )
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
+from tests.conftest import encode_video, sample_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "judo"
@@ -344,7 +345,7 @@ def test_read_frame_returns_the_requested_frame(clip):
     with open_video(clip) as reader:
         third = [frame.image for frame in reader][2]
     assert np.array_equal(read_frame(str(clip), 2), third)
-    with pytest.raises(VideoError, match="no frame 99"):
+    with pytest.raises(VideoError, match=r"judo\.mp4: the file ends before frame 99 \(cut short or damaged\?\)"):
         read_frame(str(clip), 99)
 
 
@@ -353,6 +354,15 @@ def test_user_error_hides_server_folders():
     assert message == "clip.mp4: not a readable video"
     gone = user_error(VideoError("/tmp/gradio/abc123/clip.mp4: file not found; check the path")).message
     assert gone == "clip.mp4: the upload is no longer on the server (uploads are kept 6 hours); upload the clip again"
+
+
+def test_a_damaged_clip_is_met_with_what_the_page_can_do(tmp_path):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(make_clip(tmp_path / "whole.mp4").read_bytes()[:2000])
+    with pytest.raises(VideoError) as error:
+        probe_clip(str(cut), 60.0)
+        read_frame(str(cut), 0)
+    assert user_error(error.value).message.endswith("re-export or re-download it and upload it again")
 
 
 @dataclass
@@ -398,6 +408,31 @@ def test_run_writes_every_output(tmp_path, clip, mask):
 def test_the_web_names_its_videos_as_the_batch_does():
     batch = OutputSpec(effects=("overlay", "cutout", "blur", "replace", "remove"), mask_pngs=False, mask_video=True)
     assert sorted(OUTPUTS[name][0] for name in VIDEO_OUTPUTS) == sorted(batch.output_names((854, 480)))
+
+
+def test_the_cutout_keeps_the_clips_sound(tmp_path, mask):
+    frames = [cv2.resize(image, CLIP_SIZE, interpolation=cv2.INTER_AREA) for image in sample_frames()[:CLIP_FRAMES]]
+    clip = encode_video(tmp_path / "sound.mp4", frames, fps=10)
+    results: dict = {}
+    list(run_outputs(str(clip), {0: read_mask(mask)}, tmp_path / "out", RunSettings(("cutout",), tracker=TRACKER),
+                     results))
+    with av.open(str(results["cutout"])) as container:
+        assert [stream.codec_context.name for stream in container.streams.audio] == ["opus"]
+
+
+@pytest.mark.parametrize("frame", [CLIP_FRAMES, 99])
+def test_an_annotation_past_the_end_of_a_clip_without_a_frame_count_is_refused(tmp_path, mask, frame):
+    """A WebM's header lists no frame count, so only decoding finds that the annotated frame is not there: the run
+    and the preview say so instead of writing outputs without the object."""
+    clip = make_clip(tmp_path / "judo.webm")
+    with open_video(clip) as reader:
+        assert reader.info.num_frames is None
+    message = rf"judo\.webm: the annotation is for frame {frame}, but the clip ends before it \(frames 0 to 4\)"
+    with pytest.raises(MaskError, match=message):
+        list(run_outputs(str(clip), {frame: read_mask(mask)}, tmp_path / "out", RunSettings(tracker=TRACKER), {}))
+    assert not list((tmp_path / "out").iterdir())
+    with pytest.raises(MaskError, match=message):
+        preview_overlays(str(clip), {frame: read_mask(mask)}, 2, TRACKER, refine=False)
 
 
 def test_run_from_a_later_frame_leaves_earlier_frames_empty(tmp_path, clip, mask):
@@ -591,8 +626,16 @@ def test_api_explains_bad_input(server, tmp_path, clip, mask):
         call_segment(server[0], junk, mask, "overlay")
     empty = tmp_path / "empty.png"
     write_mask(empty, np.zeros((CLIP_SIZE[1], CLIP_SIZE[0]), np.uint8))
-    with pytest.raises(gradio_client.exceptions.AppError, match="empty"):
+    with pytest.raises(gradio_client.exceptions.AppError, match=r"^empty\.png: .*empty"):
         call_segment(server[0], clip, empty, "overlay")
+    small = tmp_path / "small.png"
+    write_mask(small, np.ones((CLIP_SIZE[1] // 2, CLIP_SIZE[0] // 2), np.uint8))
+    with pytest.raises(gradio_client.exceptions.AppError, match=r"^small\.png: .*160×90 but the video is 320×180"):
+        call_segment(server[0], clip, small, "overlay")
+
+
+def test_api_takes_no_frame_as_the_first(server, clip, mask):
+    assert count_frames(Path(call_segment(server[0], clip, mask, "overlay", None)))[0] == CLIP_FRAMES
 
 
 def test_api_enforces_duration_and_upload_limits(server, tmp_path, mask):

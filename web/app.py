@@ -32,10 +32,10 @@ import numpy as np
 
 from core import effects
 from core.io.command import ToolParser, bounded, ctrl_c_interrupts, port_number, tool_description, whole_number
-from core.io.masks import MaskError, read_mask
+from core.io.masks import MaskError, check_mask, read_mask
 from core.io.suffixes import VIDEO_SUFFIXES
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
-from core.io.video import (VideoError, VideoInfo, check_x264_size, learn_timestamps, open_video,
+from core.io.video import (CONVERT_HINT, VideoError, VideoInfo, check_x264_size, learn_timestamps, open_video,
                            truncation_warning)
 from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
@@ -70,6 +70,7 @@ _WEB_ADVICE = {
                                       f"{FILE_LIFETIME_S // 3600} hours); upload the clip again",
     "has no video stream; pass a video file or a folder of frames": "holds no picture (sound only?); upload a "
                                                                     "video file",
+    f" {CONVERT_HINT}": " and upload it again",
 }
 
 
@@ -159,8 +160,9 @@ def read_frame(path: str, index: int) -> np.ndarray:
     (`VideoReader.frame_at`), so scrubbing a long clip stays quick; never holds the whole clip."""
     with open_video(path) as reader:
         frame = reader.frame_at(index)
-    if frame is None:
-        raise VideoError(f"{Path(path).name}: there is no frame {index}; pick a frame inside the clip")
+    if frame is None:  # the slider offers the frames the header lists: the file holds fewer
+        raise VideoError(f"{Path(path).name}: the file ends before frame {index} (cut short or damaged?); pick an "
+                         "earlier frame, or re-export the clip and upload it again")
     return frame.image
 
 
@@ -240,10 +242,14 @@ def loaded_clip(path: str | None, max_seconds: float,
     except VideoError as error:
         return Session(), f"**Not loaded.** {literal(user_message(error))}"
     learn_in_background(path, info.num_frames)
-    count = f"{info.num_frames} frame{'' if info.num_frames == 1 else 's'}"
     return Session(video=path, frames=info.num_frames, frame=frame), (
-        f"Loaded {literal(Path(path).name)}: {info.width}×{info.height}, {count} at {float(info.fps):.2f} fps. "
+        f"Loaded {literal(Path(path).name)}: {info.width}×{info.height}, {counted(info.num_frames, 'frame')} at {float(info.fps):.2f} fps. "
         "Click on an object to mark it.")
+
+
+def counted(number: int, noun: str) -> str:
+    """`number` `noun`s in words: "1 frame", "16 frames"."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def named_after_clip(results: dict[str, Path], clip: str) -> dict[str, str]:
@@ -448,7 +454,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         session.results = named_after_clip(results, session.video)
         shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
         warning = truncation_warning(session.video, listed, done)
-        status = f"{DONE} {len(results)} outputs for {done} frames."
+        status = f"{DONE} {counted(len(results), 'output')} for {counted(done, 'frame')}."
         status += f" Warning: {literal(warning)}." if warning else ""
         yield (status, show_output(shown[0] if shown else None, session),
                gr.Dropdown(choices=shown, value=shown[0] if shown else None), list(session.results.values()),
@@ -465,11 +471,13 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         if output not in OUTPUTS:
             raise gr.Error(f"Unknown output {output!r}; choose one of {', '.join(OUTPUTS)}.")
         try:
-            probe_clip(video, config.max_seconds)
-            labels = read_mask(mask)
+            info = probe_clip(video, config.max_seconds)
+            frame_hw = (info.height, info.width)
+            labels = read_mask(mask, frame_hw)  # the mask's own name in its errors: the file to fix
+            check_mask(labels, frame_hw, mask)
             results: dict = {}
             settings = RunSettings(outputs=(output,), tracker=config.tracker)
-            for _ in run_outputs(video, {int(frame): labels}, workspace.folder(request), settings, results):
+            for _ in run_outputs(video, {int(frame or 0): labels}, workspace.folder(request), settings, results):
                 pass
         except (VideoError, MaskError) as error:
             raise user_error(error) from None

@@ -103,9 +103,11 @@ def run_outputs(
             sinks.append(MaskPngSink(masks_dir))
         try:
             refiner = MaskRefiner() if settings.refine else None
+            done = 0
             with closing(run_frames(reader, annotations, tracker, sinks, edges, refiner=refiner)) as steps:
                 for done in steps:
                     yield Progress(done, info.num_frames)
+            check_reached(annotations, done, info.path)
         except BaseException:
             shutil.rmtree(masks_dir, ignore_errors=True)
             raise
@@ -133,7 +135,9 @@ def preview_overlays(
     overlays: list[np.ndarray] = []
     with open_video(video_path) as reader:
         check_annotations(annotations, reader.info)
+        decoded = 0
         for frame in reader:
+            decoded = frame.index + 1
             if frame.index < first_frame:
                 continue
             labels = _track(model, frame.index, frame.image, annotations, first_frame)
@@ -141,7 +145,19 @@ def preview_overlays(
             on_frame(len(overlays))
             if len(overlays) >= frames:
                 break
+        if not overlays:
+            check_reached(annotations, decoded, reader.info.path)
     return overlays
+
+
+def check_reached(annotations: dict[int, np.ndarray], decoded: int, source: str) -> None:
+    """Raise MaskError when an annotated frame lies past the `decoded` frames of `source`: a clip whose header does
+    not list its frame count (WebM) or lists more than the file holds (cut short) ends before it."""
+    unreached = [index for index in sorted(annotations) if index >= decoded]
+    if unreached:
+        frames = f"frames 0 to {decoded - 1}" if decoded else "no frame could be decoded"
+        raise MaskError(f"{source}: the annotation is for frame {unreached[0]}, but the clip ends before it "
+                        f"({frames}); annotate a frame inside it")
 
 
 def _track(tracker: Tracker | RefinedTracker, index: int, image: np.ndarray, annotations: dict[int, np.ndarray],
@@ -161,11 +177,9 @@ def _open_sinks(stack: ExitStack, video_path: str, info: VideoInfo, out_dir: Pat
     for name in VIDEO_OUTPUTS:
         if name not in settings.outputs:
             continue
-        alpha = name == "cutout"
-        audio = video_path if info.has_audio and not alpha else None
         writer = stack.enter_context(VideoWriter(
-            str(out_dir / OUTPUTS[name][0]), info.fps, (info.width, info.height), audio_from=audio, alpha=alpha,
-            variable_rate=timed))
+            str(out_dir / OUTPUTS[name][0]), info.fps, (info.width, info.height),
+            audio_from=video_path if info.has_audio else None, alpha=name == "cutout", variable_rate=timed))
         sinks.append(RemovalSink(writer) if name == "remove" else VideoSink(writer, renderer(name, drawing)))
     return sinks
 

@@ -63,7 +63,8 @@ COMMON_RATES = tuple(Fraction(rate) for rate in (24, 25, 30, 48, 50, 60)) + tupl
     Fraction(rate * 1000, 1001) for rate in (24, 30, 60))  # film, PAL, NTSC and their doubles
 _VFR_TOLERANCE = 0.25  # of a frame: a clip whose frame times stray further from n / fps is variable-rate
 _VFR_TIME_BASE = Fraction(1, 90000)  # a variable-rate output's time base (the MPEG clock)
-_FIX_DAMAGED = "re-export or re-download it (or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"
+CONVERT_HINT = "(or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"  # command-line advice (the web drops it)
+_FIX_DAMAGED = f"re-export or re-download it {CONVERT_HINT}"
 
 
 class VideoError(BadInput, RuntimeError):
