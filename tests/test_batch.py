@@ -486,6 +486,15 @@ def test_ray_local_instance(clips: Path, tmp_path: Path) -> None:
     assert frame_count(out / "judo" / "overlay.mp4") == 8 and frame_count(out / "bike" / "overlay.mp4") == 4
 
 
+def test_a_ray_address_where_no_cluster_runs_fails_the_run_in_one_line(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_batch(clips / "frames" / "bike", "--out", out, "--ray", "auto", "--quiet")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    line = "error: --ray auto: Could not find any running Ray instance; start the cluster (`ray start --head`"
+    assert result.stderr.startswith(line) and result.stderr.count("\n") == 1, result.stderr
+    assert summary_items(out)["bike"]["status"] == "failed"
+
+
 def test_soft_edges_give_the_cutout_a_real_alpha_and_hard_edges_the_masks(clips: Path, tmp_path: Path) -> None:
     source = clips / "frames" / "bike"
     soft, hard = tmp_path / "soft", tmp_path / "hard"

@@ -216,12 +216,19 @@ def test_the_expected_box_reaches_as_far_again_as_the_object_moved() -> None:
     assert expected_box(box, before, grow=0.5) == (1.0, 5.0, 2.0, 13.0)  # grown by half the box, not the reach
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "1e999", "foo"])
+def test_box_prior_refuses_what_is_no_fraction_in_one_line(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = argparse.ArgumentParser()
+    add_tracker_arguments(args)
+    with pytest.raises(SystemExit):
+        args.parse_args(["--box-prior", value])
+    assert f"argument --box-prior: {value!r}: give a fraction of 0 or more" in capsys.readouterr().err
+
+
 def test_box_prior_is_an_option_that_changes_the_frames_after_an_annotation(network) -> None:
     args = argparse.ArgumentParser()
     add_tracker_arguments(args)
     assert args.parse_args([]).box_prior == 0.5 and args.parse_args(["--box-prior", "off"]).box_prior is None
-    with pytest.raises(SystemExit):
-        args.parse_args(["--box-prior", "-1"])
     on, off = (Tracker(TrackerConfig(device="cpu", box_prior=g), network) for g in (0.5, None))
     assert np.array_equal(on.step(_frame(0), _mask()), off.step(_frame(0), _mask()))
     on.step(_frame(1)), off.step(_frame(1))

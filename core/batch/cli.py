@@ -121,6 +121,12 @@ class RunSummary:
         self._items[result.input] = result
         self.write()
 
+    def fail_pending(self, error: str) -> None:
+        """Mark every item not begun as failed with `error` (the run could not start them)."""
+        for source, item in self._items.items():
+            if item.status == "pending":
+                self._items[source] = replace(item, status="failed", error=error)
+
     def finish(self) -> None:
         for source, item in self._items.items():
             if item.status == "pending":
@@ -225,7 +231,12 @@ def run_ray(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Itera
         ray.init(num_cpus=options.workers, include_dashboard=False, runtime_env=runtime_env,
                  log_to_driver=False)
     else:
-        ray.init(address=options.ray_address, runtime_env=runtime_env, log_to_driver=False)
+        try:
+            ray.init(address=options.ray_address, runtime_env=runtime_env, log_to_driver=False)
+        except ConnectionError as error:
+            reason = str(error).split(". ")[0].strip().rstrip(".")
+            raise JobError(f"--ray {options.ray_address}: {reason}; start the cluster (`ray start --head` on its "
+                           "head node) or pass --ray without an address for a local one") from None
     try:
         gpus = 1 if options.tracker.device == "cuda" else 0
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(process_job)
@@ -393,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         execute(jobs, options, summary, board)
+    except JobError as error:  # the run could not start its workers (no Ray cluster at --ray ADDRESS)
+        board.log(f"error: {error}", error=True)
+        summary.fail_pending(str(error))
+        return 2
     except KeyboardInterrupt as stop:
         board.log("interrupted: complete outputs are kept; run the same command again to resume", error=True)
         return 143 if isinstance(stop, Terminated) else 130

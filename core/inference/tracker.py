@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from core.inference.adapt import AdaptConfig, adapt
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, resize_labels
 from core.inference.memory import FirstPreviousMemory, make_memory
-from core.io.command import whole_number
+from core.io.command import bounded, whole_number
 from core.model.network import IMAGE_MEAN, IMAGE_STD, KeyFeatures, VOSNetwork
 from core.weights import WeightsError, load_checkpoint, load_network
 
@@ -140,10 +140,11 @@ def box_prior_setting(text: str) -> float | None:
     """--box-prior's value: a growth fraction ≥ 0, or "off"."""
     if text == "off":
         return None
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--box-prior {text}: give a fraction >= 0, or off")
-    return value
+    try:
+        return bounded(0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a fraction of 0 or more (0.5: half the box's side), "
+                                         "or off") from None
 
 
 @dataclass
