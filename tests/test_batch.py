@@ -576,6 +576,25 @@ def test_other_drawing_or_tracking_settings_redo_the_item_but_the_runtime_ones_d
     assert sorted(p.name for p in (out / "bike").iterdir()) == ["job.json", "overlay.mp4"]  # not --parts all's blur
 
 
+def test_a_changed_setting_redoes_only_the_outputs_drawn_with_it(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    source = clips / "frames" / "bike"
+
+    def run(*flags: str) -> dict[str, int]:
+        assert run_main(source, "--out", out, "--quiet", *flags) == 0
+        return {p.name: p.stat().st_ino for p in (out / "bike").iterdir() if p.name != "job.json"}
+
+    first = run("--effect", "overlay", "--effect", "blur")
+    again = run("--effect", "blur", "--blur", "9")  # the overlay is drawn without the blur: kept as it was
+    assert sorted(again) == ["blur.mp4", "masks", "overlay.mp4"] and again["overlay.mp4"] == first["overlay.mp4"]
+    assert again["blur.mp4"] != first["blur.mp4"]
+    assert summary_items(out)["bike"]["status"] == "done"
+    assert run_main(source, "--out", out, "--quiet", "--effect", "overlay", "--effect", "blur", "--blur", "9") == 0
+    assert summary_items(out)["bike"]["status"] == "skipped"
+    assert sorted(run("--effect", "blur", "--blur", "9", "--x264-preset", "veryfast")) == ["blur.mp4", "masks"]
+    assert sorted(run("--masks", "none", "--effect", "cutout", "--blur", "9", "--size", "120")) == ["cutout.webm"]
+
+
 def test_a_video_cut_short_at_a_packet_is_done_with_a_warning(judo_small: list[np.ndarray], tmp_path: Path) -> None:
     whole = encode_video(tmp_path / "whole.mp4", judo_small, FPS, audio=False, options={"movflags": "faststart"})
     with av.open(str(whole)) as container:
@@ -673,6 +692,33 @@ def test_masks_that_annotate_no_frame_are_named_in_a_warning(judo_small: list[np
     assert items["yt"]["status"] == "done"
     assert items["yt"]["warning"].startswith(f"{folder / 'masks' / '00099.png'} and 1 more annotated no frame")
     assert items["clip"]["warning"].startswith(f"{tmp_path / 'in' / 'clip.mask.png'} annotated no frame")
+
+
+def test_masks_are_found_whatever_the_case_of_their_suffix(tmp_path: Path) -> None:
+    (tmp_path / "in" / "f" / "masks").mkdir(parents=True)
+    (tmp_path / "in" / "clip.mp4").touch()
+    for name in ("clip.PNG", "clip.mask.png", "clip.3.Png", "f/00000.jpg", "f/00001.jpg", "f/masks/00001.PNG"):
+        (tmp_path / "in" / name).touch()
+    jobs = {job.name: job for job in plan_jobs([str(tmp_path / "in")], str(tmp_path / "out"))}
+    assert [(Path(a.path).name, a.frame) for a in jobs["clip"].annotations] == [("clip.PNG", 0), ("clip.3.Png", 3)]
+    assert [Path(path).name for path in jobs["clip"].unused] == ["clip.mask.png"]
+    assert [(Path(a.path).name, a.frame) for a in jobs["f"].annotations] == [("00001.PNG", 1)]
+
+
+def test_a_frame_folder_whose_masks_name_none_of_its_frames_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    (folder / "masks").mkdir(parents=True)
+    for name in ("00000.jpg", "00001.jpg", "masks/00099.png", "masks/first.png"):
+        (folder / name).touch()
+    (job,) = plan_jobs([str(folder)], str(tmp_path / "out"))
+    assert job.problem == (f"{folder}: {folder / 'masks' / '00099.png'} (and 1 more) is named like none of its "
+                           "frames (00000 to 00001); rename each mask after the frame it annotates, or pass --mask PATH")
+
+
+def test_mask_frame_without_a_mask_is_refused(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_main(clips / "judo.mp4", "--out", tmp_path / "out", "--mask-frame", "3") == 2
+    assert capsys.readouterr().err.startswith("error: --mask-frame 3 without --mask: ")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_broken_background_video_fails_the_run_once_at_its_start(clips: Path, tmp_path: Path,

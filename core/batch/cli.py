@@ -340,6 +340,9 @@ def options_from(args: argparse.Namespace) -> RunOptions:
     """RunOptions from parsed arguments; JobError for a bad value (background, device, counts)."""
     if args.masks == "none" and not args.effect:
         raise JobError("--masks none and no --effect: nothing to write; add an --effect or keep the masks")
+    if args.mask_frame and args.mask is None:
+        raise JobError(f"--mask-frame {args.mask_frame} without --mask: it numbers the frame of a --mask PNG; pass "
+                       "--mask FILE too, or name a mask beside its clip clip.N.png for frame N")
     if args.ray is not None and importlib.util.find_spec("ray") is None:
         raise JobError("--ray: Ray is not installed; install the batch extra: pip install -e '.[batch]'")
     if args.encoder == "nvenc" and args.ray is None and not nvenc_available():  # Ray workers may have the GPU

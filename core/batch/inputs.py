@@ -1,7 +1,7 @@
 """Finding the work of a batch run: the videos and frame folders under the inputs, and their annotations.
 
 An item is a video file (mp4, mov, mkv, webm, avi, m4v) or a folder of numbered frames. Its annotation
-(first-frame mask, palette PNG) is looked up in this order:
+(first-frame mask, palette PNG; `.png` in any case) is looked up in this order:
   - `--mask PATH` (one input only; PATH may be a PNG or a folder of PNGs named like the frames),
   - `clip.png` or `clip.mask.png` beside `clip.mp4` (frame 0); `clip.<N>.png` annotates frame N,
   - a frame folder's `masks/` subfolder, each PNG named like the frame it annotates.
@@ -59,33 +59,55 @@ def is_frame_folder(path: Path) -> bool:
     return path.is_dir() and path.name != MASK_FOLDER and bool(numbered_frames(path))
 
 
+def mask_files(folder: Path) -> list[Path]:
+    """The PNG files directly in `folder` (`.png` in any case), sorted."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+
+
 def _folder_annotations(masks: Path, frames: list[Path]) -> tuple[Annotation, ...]:
     """Annotations from a folder of PNGs named like the frames they annotate (DAVIS layout)."""
     index_of = {int(p.stem): i for i, p in enumerate(frames)}
     found = []
-    for png in sorted(masks.glob("*.png")):
+    for png in mask_files(masks):
         if png.stem.isdigit() and int(png.stem) in index_of:
             found.append(Annotation(str(png), index_of[int(png.stem)]))
     return tuple(sorted(found, key=lambda a: a.frame))
 
 
+def _sidecars(stem: Path) -> tuple[list[Path], list[tuple[Path, int]]]:
+    """The mask files beside `stem` (`.png` in any case): first-frame ones, `clip.png` before `clip.mask.png`, and
+    `clip.<N>.png` with their N."""
+    if not stem.parent.is_dir():
+        return [], []
+    pattern = re.compile(re.escape(stem.name) + r"(\.mask|\.\d+)?\.(?i:png)$")
+    first, numbered = [], []
+    for sibling in sorted(stem.parent.iterdir()):
+        match = pattern.match(sibling.name)
+        if match is None or not sibling.is_file():
+            continue
+        tag = match.group(1) or ""
+        if tag[1:].isdigit():
+            numbered.append((sibling, int(tag[1:])))
+        else:
+            first.append((tag == ".mask", sibling))
+    return [path for _, path in sorted(first)], numbered
+
+
 def _sidecar_annotations(stem: Path) -> tuple[Annotation, ...]:
     """`clip.png` / `clip.mask.png` (frame 0) and `clip.<N>.png` (frame N) beside `stem`."""
-    found = []
-    for first in (stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".mask.png")):
-        if first.is_file():
-            found.append(Annotation(str(first), 0))
-            break
-    pattern = re.compile(re.escape(stem.name) + r"\.(\d+)\.png$")
-    if stem.parent.is_dir():
-        for sibling in sorted(stem.parent.iterdir()):
-            match = pattern.match(sibling.name)
-            if match and sibling.is_file():
-                found.append(Annotation(str(sibling), int(match.group(1))))
+    first, numbered = _sidecars(stem)
+    found = [Annotation(str(first[0]), 0)] if first else []
+    found += [Annotation(str(path), frame) for path, frame in numbered]
     return tuple(sorted(found, key=lambda a: a.frame))
 
 
 def _missing_annotation(source: Path) -> str:
+    misnamed = [png for masks in _mask_folders(source) for png in mask_files(masks)] if source.is_dir() else []
+    if misnamed:
+        frames = numbered_frames(source)
+        more = f" (and {len(misnamed) - 1} more)" if len(misnamed) > 1 else ""
+        return (f"{source}: {misnamed[0]}{more} is named like none of its frames ({frames[0].stem} to "
+                f"{frames[-1].stem}); rename each mask after the frame it annotates, or pass --mask PATH")
     if source.is_dir():
         hint = f"put the first frame's mask in {source / MASK_FOLDER}/ named like its frame"
     else:
@@ -189,10 +211,9 @@ def unused_masks(source: Path, annotations: tuple[Annotation, ...]) -> tuple[str
     used = {Path(a.path) for a in annotations}
     folders = {path.parent for path in used}
     if source.is_dir() and len(folders) == 1 and next(iter(folders)).name == MASK_FOLDER:
-        return tuple(str(png) for png in sorted(next(iter(folders)).glob("*.png")) if png not in used)
-    stem = source.with_suffix("")
-    passed_over = stem.with_name(stem.name + ".mask.png")
-    return (str(passed_over),) if source.is_file() and passed_over.is_file() and passed_over not in used else ()
+        return tuple(str(png) for png in mask_files(next(iter(folders))) if png not in used)
+    first = _sidecars(source.with_suffix(""))[0] if source.is_file() else []
+    return tuple(str(path) for path in first if path not in used)
 
 
 def _root_relative_name(source: Path, root: Path) -> str:

@@ -46,6 +46,15 @@ RECORD_FILE = "job.json"
 INVERTED_SHARE = 0.85  # an annotation whose objects cover more of the frame than this looks inverted
 _SELECTION = ("effects", "mask_pngs", "mask_video", "cutout_format")  # OutputSpec's fields that pick the outputs
 _RUNTIME = ("threads", "device")  # TrackerConfig's fields that do not change the masks (and the float backends)
+_ENCODING = ("x264_preset", "encoder")  # OutputSpec's fields an H.264 output's file depends on
+_EDGES = ("soft_edges", "feather", "edge_shift")  # and those of the soft matte
+# Each output → the OutputSpec fields it is drawn with, besides the masks (an earlier run's output is kept when
+# only other fields changed: a new --blur leaves the overlay as it was).
+DRAWN_WITH: dict[str, tuple[str, ...]] = {
+    "masks": (), "masks.mp4": _ENCODING, "overlay.mp4": ("overlay_alpha", *_ENCODING),
+    "blur.mp4": ("blur_strength", *_EDGES, *_ENCODING), "replace.mp4": ("background", *_EDGES, *_ENCODING),
+    "remove.mp4": _ENCODING, **{name: _EDGES for name in CUTOUT_FILES.values()},
+}
 
 
 class JobError(RuntimeError):
@@ -329,13 +338,30 @@ def _same_annotations(record: dict, job: Job) -> bool:
     return [(old.get("frame"), old.get("sha256")) for old in recorded] == [(a["frame"], a["sha256"]) for a in now]
 
 
-def _carry_over(final: Path, partial: Path) -> None:
-    """Hard-link (or copy) into `partial` the outputs of an earlier run that this run did not redo."""
+def _kept_outputs(record: dict, job: Job, spec: OutputSpec, tracker: TrackerConfig) -> set[str]:
+    """The outputs of a complete folder (its job.json `record`) that this run would make the same: all of them
+    when made from the same annotations with the same tracking (and `refine`), each one drawn with the same values
+    of the fields it is drawn with (DRAWN_WITH); all, for a record written before the settings were kept."""
+    if not _same_annotations(record, job):
+        return set()
+    outputs, made_with = set(record.get("outputs", [])), record.get("made_with")
+    if made_with is None:
+        return outputs
+    now = _made_with(spec, tracker)
+    before, after = made_with.get("drawing", {}), now["drawing"]
+    changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
+    if made_with.get("tracking") != now["tracking"] or "refine" in changed:
+        return set()
+    return {name for name in outputs if name in DRAWN_WITH and not changed.intersection(DRAWN_WITH[name])}
+
+
+def _carry_over(final: Path, partial: Path, kept: set[str]) -> None:
+    """Hard-link (or copy) into `partial` the `kept` outputs of an earlier run that this run did not redo."""
     if not final.is_dir():
         return
     for previous in final.iterdir():
         target = partial / previous.name
-        if previous.name == RECORD_FILE or target.exists():
+        if previous.name not in kept or target.exists():
             continue
         if previous.is_dir():
             shutil.copytree(previous, target, copy_function=_link_or_copy)
@@ -387,8 +413,8 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
             masks = _load_annotations(job, info)
             frames = _run_passes(reader, job, masks, partial, spec, tracker, report)
         previous = _read_record(final)
-        if previous is not None and _same_source(previous, job, spec, settings):  # never outputs made otherwise
-            _carry_over(final, partial)
+        if previous is not None:  # never outputs made otherwise
+            _carry_over(final, partial, _kept_outputs(previous, job, spec, settings))
         outputs = _write_record(partial, job, frames, info, spec, settings)
         _commit(partial, final)
         seconds = time.monotonic() - started
