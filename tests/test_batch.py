@@ -715,6 +715,18 @@ def test_a_frame_folder_whose_masks_name_none_of_its_frames_says_so(tmp_path: Pa
                            "frames (00000 to 00001); rename each mask after the frame it annotates, or pass --mask PATH")
 
 
+def test_a_folder_with_masks_but_unnumbered_frames_fails_saying_why(tmp_path: Path) -> None:
+    folder = tmp_path / "in" / "named"
+    (folder / "masks").mkdir(parents=True)
+    for name in ("frame_a.jpg", "frame_b.jpg", "masks/frame_a.png"):
+        (folder / name).touch()
+    (tmp_path / "in" / "holiday").mkdir()
+    (tmp_path / "in" / "holiday" / "beach.jpg").touch()  # a folder of pictures, not meant as a clip: passed over
+    (job,) = plan_jobs([str(tmp_path / "in")], str(tmp_path / "out"))
+    assert job.problem == (f"{folder}: its images are not named by frame number; rename them 00000.jpg, "
+                           "00001.jpg, … in order, and each mask in masks/ after its frame")
+
+
 def test_mask_frame_without_a_mask_is_refused(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_main(clips / "judo.mp4", "--out", tmp_path / "out", "--mask-frame", "3") == 2
     assert capsys.readouterr().err.startswith("error: --mask-frame 3 without --mask: ")

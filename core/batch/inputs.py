@@ -59,6 +59,12 @@ def is_frame_folder(path: Path) -> bool:
     return path.is_dir() and path.name != MASK_FOLDER and bool(numbered_frames(path))
 
 
+def _unnumbered_frame_folder(path: Path) -> bool:
+    """A folder meant as a frame folder (it has masks/) whose images are not named by frame number."""
+    return (path.is_dir() and (path / MASK_FOLDER).is_dir() and not numbered_frames(path)
+            and any(p.suffix.lower() in FRAME_SUFFIXES and p.is_file() for p in path.iterdir()))
+
+
 def mask_files(folder: Path) -> list[Path]:
     """The PNG files directly in `folder` (`.png` in any case), sorted."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
@@ -155,7 +161,7 @@ def _walk(path: Path, skip: str, seen: set[str]) -> list[Path]:
     if real in seen:
         return []
     seen.add(real)
-    if is_video(path) or is_frame_folder(path):
+    if is_video(path) or is_frame_folder(path) or _unnumbered_frame_folder(path):
         return [path]
     if not path.is_dir():
         return []
@@ -192,9 +198,14 @@ def plan_jobs(inputs: list[str], out_dir: str, mask: str | None = None, mask_fra
     jobs, owners = [], {}
     for source, root in found:
         name = _root_relative_name(source, root)
-        annotations = (explicit_annotations(Path(mask), source, mask_frame) if mask is not None
-                       else find_annotations(source))
-        problem = None if annotations else _missing_annotation(source)
+        if _unnumbered_frame_folder(source):
+            annotations: tuple[Annotation, ...] = ()
+            problem: str | None = (f"{source}: its images are not named by frame number; rename them 00000.jpg, "
+                                   "00001.jpg, … in order, and each mask in masks/ after its frame")
+        else:
+            annotations = (explicit_annotations(Path(mask), source, mask_frame) if mask is not None
+                           else find_annotations(source))
+            problem = None if annotations else _missing_annotation(source)
         if name in owners:
             problem = (f"{source}: its output name {name!r} is already used by {owners[name]}; "
                        "rename one of them")

@@ -442,7 +442,7 @@ def _unused(job: Job) -> str | None:
         return None
     more = f" and {len(job.unused) - 1} more" if len(job.unused) > 1 else ""
     return (f"{job.unused[0]}{more} annotated no frame of {job.source} (not named like one of its frames, or a "
-            "second mask for frame 0); rename or remove them")
+            f"second mask for frame 0); rename or remove {'them' if more else 'it'}")
 
 
 def _inverted(job: Job, masks: dict[int, np.ndarray]) -> str | None:
