@@ -634,6 +634,14 @@ def test_api_explains_bad_input(server, tmp_path, clip, mask):
         call_segment(server[0], clip, small, "overlay")
 
 
+def test_a_refused_upload_prints_no_traceback_on_the_server(server, tmp_path, mask, capfd):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video")
+    with pytest.raises(gradio_client.exceptions.AppError, match=r"^junk\.mp4: "):
+        call_segment(server[0], junk, mask, "overlay")
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_api_takes_no_frame_as_the_first(server, clip, mask):
     assert count_frames(Path(call_segment(server[0], clip, mask, "overlay", None)))[0] == CLIP_FRAMES
 

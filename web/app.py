@@ -224,9 +224,15 @@ def literal(text: str) -> str:
                   escaped)
 
 
+def refusal(message: str) -> gr.Error:
+    """An error shown in the browser for what the user sent or did, not printed with its traceback on the server's
+    console (the server has nothing to mend)."""
+    return gr.Error(message, print_exception=False)
+
+
 def user_error(error: Exception) -> gr.Error:
     """`user_message` as an error shown in the browser."""
-    return gr.Error(user_message(error))
+    return refusal(user_message(error))
 
 
 def loaded_clip(path: str | None, max_seconds: float,
@@ -380,7 +386,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
 
     def seek(value: float | None, session: Session):
         if session.video is None:
-            raise gr.Error("Upload a clip first.")
+            raise refusal("Upload a clip first.")
         index = scrubbed_frame(value, session.frames)
         if index is None:
             return gr.skip(), gr.skip(), gr.skip()
@@ -393,7 +399,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
 
     def click(mode: str, object_id: float, brush: float, session: Session, event: gr.SelectData):
         if session.frame is None:
-            raise gr.Error("Upload a clip (or pick the example) before marking objects.")
+            raise refusal("Upload a clip (or pick the example) before marking objects.")
         x, y = frame_point(tuple(event.index), session.frame.shape[:2])
         marks, pending = annotate.add_click(session.marks.get(session.frame_index, ()), session.pending,
                                             MODES[mode], int(object_id), x, y, int(brush))
@@ -467,9 +473,9 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
     def segment(video: str | None, mask: str | None, output: str, frame: float, request: gr.Request) -> str:
         """Track `video` from the annotation `mask` (a palette PNG of frame `frame`) and return one output."""
         if not video or not mask:
-            raise gr.Error("Send both a video file and an annotation mask image.")
+            raise refusal("Send both a video file and an annotation mask image.")
         if output not in OUTPUTS:
-            raise gr.Error(f"Unknown output {output!r}; choose one of {', '.join(OUTPUTS)}.")
+            raise refusal(f"Unknown output {output!r}; choose one of {', '.join(OUTPUTS)}.")
         try:
             info = probe_clip(video, config.max_seconds)
             frame_hw = (info.height, info.width)
@@ -639,7 +645,7 @@ def _parse_colour(text: str) -> tuple[int, int, int]:
     except ValueError:  # not hex digits or numbers, or no parentheses
         channels = []
     if len(channels) != 3 or not all(0 <= c <= 255 for c in channels):
-        raise gr.Error(f"Cannot read the colour {text!r}; pick it again with the colour picker.")
+        raise refusal(f"Cannot read the colour {text!r}; pick it again with the colour picker.")
     return channels[0], channels[1], channels[2]
 
 
