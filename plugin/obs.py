@@ -207,22 +207,27 @@ def make_stage(args: argparse.Namespace) -> ObsStage:
     except OSError as error:
         raise StageError(f"--work-dir {work_dir}: cannot make the folder ({error.strerror}); give another one") \
             from None
-    return ObsStage(Connection(args.host, args.port, args.password), args.source, args.scene, work_dir,
-                    args.size, args.jpeg_quality, args.tracker_size or DEFAULT_SIZE)
+    stage = ObsStage(Connection(args.host, args.port, args.password), args.source, args.scene, work_dir,
+                     args.size, args.jpeg_quality, args.tracker_size or DEFAULT_SIZE)
+    if args.work_dir is None:
+        atexit.register(_clear_scratch, stage)
+    return stage
 
 
 def scratch_folder() -> Path:
-    """A new temporary folder for the rig's images, removed when the plugin ends if it is empty again (a restored
-    rig takes its images away; a rig left in OBS, after a kill or with OBS gone, keeps them for `--restore`)."""
-    folder = Path(tempfile.mkdtemp(prefix="mobilevos-obs-"))
-    atexit.register(_remove_if_empty, folder)
-    return folder
+    """A new temporary folder for the rig's images (`_clear_scratch` takes it away at the end)."""
+    return Path(tempfile.mkdtemp(prefix="mobilevos-obs-"))
 
 
-def _remove_if_empty(folder: Path) -> None:
-    """Remove `folder` when nothing is left in it."""
+def _clear_scratch(stage: ObsStage) -> None:
+    """At exit, remove the scratch folder of `stage` with its images, unless its rig is still in OBS (OBS gone
+    before the scene was put back: its mask filter shows the images until `--restore`)."""
+    if stage.placement is not None:
+        return
+    for image in (stage.mask_path, stage.background_path):
+        image.unlink(missing_ok=True)
     with suppress(OSError):
-        folder.rmdir()
+        stage.mask_path.parent.rmdir()
 
 
 def annotation_from(args: argparse.Namespace) -> Annotation:
@@ -301,7 +306,8 @@ def restore_rig(args: argparse.Namespace) -> None:
     stage = make_stage(args)
     stage.connect()
     try:
-        stage.restore()
+        if not stage.restore() and args.source not in stage.input_names():
+            raise stage.missing()  # a mistyped name finds no rig either: say so, not "restored"
     finally:
         stage.disconnect()
     print(f"scene restored: no MobileVOS rig for {args.source!r} left in OBS")

@@ -357,6 +357,7 @@ class LiveSession:
         self._rigged = False
         self.attached = False              # the rig was in OBS at some point (so the scene was changed and restored)
         self._no_picture_since: float | None = None  # when the source's picture went missing (None: it is there)
+        self._source_away = False  # the source went from OBS and that was said (`source_away`)
         self._until = float("inf")  # the monotonic time `duration` ends at, once `run` starts
 
     def reannotate(self, annotation: Annotation | None = None) -> None:
@@ -396,13 +397,25 @@ class LiveSession:
         except SourceMissing as error:
             if self.frames_done == 0 and not self.config.wait_for_source:
                 raise
-            self._rigged = False
-            self.pump.drop()
-            self.stage.disconnect()
-            self.on_status(f"{error} — waiting for it")
-            self.stop_event.wait(1.0)
+            self.source_away(error)
         except NoFrame as error:
             self.no_picture(error)
+
+    def source_away(self, error: SourceMissing) -> None:
+        """The source went from OBS (removed, or renamed and not followed): take the rig down, so the stream does
+        not keep its last frame, say so once, and look again each second (`open` rebuilds the rig)."""
+        if self._rigged:
+            try:
+                self.stage.restore()
+            except StageError as failed:
+                self.on_status(f"could not take the rig out of the scene: {failed}")
+        self._rigged = False
+        self.pump.drop()
+        self.stage.disconnect()
+        if not self._source_away:
+            self._source_away = True
+            self.on_status(f"{error} — waiting for it")
+        self.stop_event.wait(1.0)
 
     def no_picture(self, error: NoFrame) -> None:
         """The source has no picture: report it once and wait for one. Before the first frame, without
@@ -461,6 +474,7 @@ class LiveSession:
         placement = self.stage.setup()
         self.source_size = getattr(placement, "source_size", None)
         self._rigged = self.attached = True
+        self._source_away = False
         self.on_status(f"attached to {self.stage.source!r}")
 
     def connect_with_backoff(self) -> None:

@@ -24,6 +24,7 @@ import os
 import queue
 import tempfile
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,6 +228,7 @@ class ObsStage:
         self._wrapper = wrapper_name(source)
         self._background = background_name(source)
         self._background_ready = False
+        self._shown_as: bool | None = None  # whether S was shown before this run's rig hid it (None: no rig yet)
 
     # -- connection ---------------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -248,7 +250,8 @@ class ObsStage:
             self.disconnect()
             raise ObsUnavailable(
                 f"no OBS WebSocket server at {self.connection.url} ({type(error).__name__}): start OBS and enable "
-                "Tools → WebSocket Server Settings → Enable WebSocket server") from error
+                "Tools → WebSocket Server Settings → Enable WebSocket server, or check --host and --port against "
+                "the port shown there") from error
         self._listener.callback.register([self.on_custom_event, self.on_input_name_changed])
 
     def disconnect(self) -> None:
@@ -387,6 +390,7 @@ class ObsStage:
         self.mask_path.parent.mkdir(parents=True, exist_ok=True)
         write_image_atomic(self.mask_path, np.full((2, 2), 255, np.uint8), ".png")
         self.adopt_filter()
+        self._shown_as = enabled
         self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=item["sceneItemId"], sceneItemEnabled=False)
         self.placement = placement
         return placement
@@ -518,33 +522,44 @@ class ObsStage:
                                                           placement.source_size))
         self._background_ready = True
 
-    def restore(self) -> None:
-        """Undo the rig in every scene: S visible again (as W was), W and B removed. Safe to call any time."""
+    def restore(self) -> bool:
+        """Undo the rig in every scene: S visible again (as W was, or, where W's item was deleted in OBS, as S was
+        before this run's rig hid it), W and B removed. Safe to call any time; returns whether any part of a rig
+        was there."""
         scenes = self.scene_names()
         inner = self.scene_sources(self._wrapper) if self._wrapper in scenes else []
         source = inner[0] if inner else self.source
+        unwrapped, wrapped = set(), False  # the scenes where S was shown again as W was; whether W was in any
         for scene in scenes:
             if scene == self._wrapper:
                 continue
             items = sorted(self.call("GetSceneItemList", sceneName=scene)["sceneItems"],
                            key=lambda i: i["sceneItemIndex"])
             for wrapper in (i for i in items if i["sourceName"] == self._wrapper):
+                wrapped = True
                 below = [i for i in items if i["sceneItemIndex"] < wrapper["sceneItemIndex"]
                          and i["sourceName"] != self._background]
                 if below and below[-1]["sourceName"] == source:
                     self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=below[-1]["sceneItemId"],
                               sceneItemEnabled=wrapper["sceneItemEnabled"])
+                    unwrapped.add(scene)
                 self.call("RemoveSceneItem", sceneName=scene, sceneItemId=wrapper["sceneItemId"])  # before W goes
+        if self.placement is not None and self._shown_as is not None and self.placement.scene not in unwrapped:
+            with suppress(RequestFailed):  # S's item gone too: nothing left to show
+                self.call("SetSceneItemEnabled", sceneName=self.placement.scene, sceneItemId=self.placement.item_id,
+                          sceneItemEnabled=self._shown_as)
         inputs = self.input_names()
+        found = wrapped or self._wrapper in scenes or self._background in inputs
         if self._wrapper in scenes or self._background in inputs:
             self.let_updates_apply()
         if self._wrapper in scenes:
             self.call("RemoveScene", sceneName=self._wrapper)
         if self._background in inputs:
             self.call("RemoveInput", inputName=self._background)
-        self.placement = None
+        self.placement, self._shown_as = None, None
         self._background_ready = False
         self.wait_until_removed({self._wrapper, self._background})
+        return found
 
     def let_updates_apply(self, frames: int = 2, timeout_s: float = _SETTLE_S) -> None:
         """Wait until OBS has rendered `frames` more frames: OBS applies a video source's or filter's new settings

@@ -187,6 +187,21 @@ def test_loop_reconnects_after_obs_goes_away_and_follows_a_custom_annotation_eve
     assert tracker.masked_steps == [0, 1]  # the event re-annotated the first frame tracked after reconnecting
 
 
+def test_a_source_gone_from_obs_takes_the_rig_down_and_is_said_once(tmp_path):
+    stage = FakeStage({})
+    messages: list[str] = []
+    session = LiveSession(stage, FakeTracker(), Annotation(mask_path=two_object_mask(tmp_path)), SessionConfig(),
+                          on_status=messages.append)
+    session.stop_event.wait = lambda timeout=None: False
+    session.open()
+    for _ in range(3):  # the loop looks again each second while the source is away
+        session.source_away(SourceMissing("OBS has no source named 'cam'", []))
+    assert stage.calls.count("restore") == 1 and messages[1:] == ["OBS has no source named 'cam' — waiting for it"]
+    session.open()  # back: said again should it go again
+    session.source_away(SourceMissing("OBS has no source named 'cam'", []))
+    assert stage.calls.count("restore") == 2 and messages[-1].endswith("waiting for it") and len(messages) == 4
+
+
 def test_duration_also_ends_the_wait_for_an_obs_that_never_comes(tmp_path):
     """`--duration` bounds the whole run: with OBS away throughout, the loop ends when it is over, having tracked
     nothing, instead of retrying for ever."""
@@ -1105,6 +1120,47 @@ def test_a_killed_plugin_is_repaired_by_restore_or_the_next_start(obs, tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "tracked 2 frames" in again.stdout
     assert scene_state(obs) == before
+
+
+@needs_obs
+@pytest.mark.obs
+def test_a_rig_whose_parts_were_deleted_in_obs_still_shows_the_source_again(obs, tmp_path):
+    before = scene_state(obs)
+    stage = make_stage(obs, tmp_path)
+    stage.connect()
+    try:
+        set_up(stage, DEADLINE_S)
+        assert rig_state(obs)["source shown"] == [False] and stage.mask_path.exists()
+        wrapper = next(i for i in stage.call("GetSceneItemList", sceneName="Scene")["sceneItems"]
+                       if i["sourceName"] == wrapper_name(CLIP_SOURCE))
+        stage.call("RemoveSceneItem", sceneName="Scene", sceneItemId=wrapper["sceneItemId"])  # the user's delete
+        stage.restore()
+    finally:
+        stage.disconnect()
+    assert scene_state(obs) == before
+
+
+@needs_obs
+@pytest.mark.obs
+def test_a_run_that_puts_the_scene_back_leaves_no_scratch_folder(obs, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    command = [sys.executable, "-m", "plugin.obs", "--port", str(obs.port), "--source", CLIP_SOURCE, "--mask",
+               str(FIRST_MASK), "--mode", "blur", "--frames", "2", "--threads", "1"]
+    run = subprocess.run(command, cwd=ROOT, env={**os.environ, "TMPDIR": str(scratch)}, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0 and "scene restored" in run.stdout, run.stderr[-2000:]
+    assert not list(scratch.glob("mobilevos-obs-*"))  # its mask and background images went with it
+
+
+@needs_obs
+@pytest.mark.obs
+def test_restore_of_a_source_obs_lacks_says_so(obs, tmp_path):
+    command = plugin_command(obs, tmp_path, "--restore")
+    command[command.index(CLIP_SOURCE)] = CLIP_SOURCE.upper()
+    restore = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert restore.returncode == 2, restore.stderr[-2000:]
+    assert f"no source named {CLIP_SOURCE.upper()!r} (did you mean {CLIP_SOURCE!r}?" in restore.stderr
 
 
 @needs_obs
