@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -810,6 +811,19 @@ def make_stage(server, tmp, capture=CAPTURE) -> ObsStage:
                     Path(tmp), capture)
 
 
+def rig_and_restore(server: HeadlessOBS, stage: ObsStage, meanwhile: Callable[[], None]) -> None:
+    """Connect `stage`, set its rig up in `server` (and check it is all there), call `meanwhile`, restore,
+    disconnect."""
+    stage.connect()
+    try:
+        set_up(stage, DEADLINE_S)
+        assert rig_state(server) == RIGGED
+        meanwhile()
+        stage.restore()
+    finally:
+        stage.disconnect()
+
+
 def make_session(server, tracker, mode="mask", frames=3, annotation=None, on_frame=None, messages=None, tmp=None,
                  capture=CAPTURE):
     config = SessionConfig(mode=mode, frames=frames, retry_max_s=2.0, wait_for_source=True)
@@ -1127,16 +1141,13 @@ def test_a_killed_plugin_is_repaired_by_restore_or_the_next_start(obs, tmp_path)
 def test_a_rig_whose_parts_were_deleted_in_obs_still_shows_the_source_again(obs, tmp_path):
     before = scene_state(obs)
     stage = make_stage(obs, tmp_path)
-    stage.connect()
-    try:
-        set_up(stage, DEADLINE_S)
-        assert rig_state(obs)["source shown"] == [False] and stage.mask_path.exists()
+
+    def delete_the_wrappers_item() -> None:  # as the user may in OBS, while the plugin runs
         wrapper = next(i for i in stage.call("GetSceneItemList", sceneName="Scene")["sceneItems"]
                        if i["sourceName"] == wrapper_name(CLIP_SOURCE))
-        stage.call("RemoveSceneItem", sceneName="Scene", sceneItemId=wrapper["sceneItemId"])  # the user's delete
-        stage.restore()
-    finally:
-        stage.disconnect()
+        stage.call("RemoveSceneItem", sceneName="Scene", sceneItemId=wrapper["sceneItemId"])
+
+    rig_and_restore(obs, stage, delete_the_wrappers_item)
     assert scene_state(obs) == before
 
 
@@ -1179,13 +1190,7 @@ def test_a_rig_that_obs_saved_and_restored_is_adopted_after_an_obs_restart(obs, 
     obs.stop()
     obs.start()
     assert rig_state(obs)["inner"] == [CLIP_SOURCE]  # OBS brought back (some of) the rig from the saved collection
-    stage.connect()
-    try:
-        set_up(stage, DEADLINE_S)
-        assert rig_state(obs) == RIGGED
-        stage.restore()
-    finally:
-        stage.disconnect()
+    rig_and_restore(obs, stage, lambda: None)
     assert scene_state(obs) == before
 
 
