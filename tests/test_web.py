@@ -665,10 +665,8 @@ def test_session_files_are_not_served(server, clip, mask):
     assert refused.value.code == 403
 
 
-def test_cancel_after_a_run_finished_keeps_its_done_line() -> None:
-    """Cancel pressed as a run finished leaves its "Done" line (its outputs are listed under it); pressed during
-    a run, it says that nothing was written (before any run the button is off: tests/test_web_browser.py)."""
-    done = "Done: 2 outputs for 16 frames."
-    assert cancel_message(done) == done
-    for status in ("Tracking… frame 3 of 16", "", "No object is marked: click on an object"):
-        assert cancel_message(status).startswith("Run cancelled: nothing was written")
+def test_a_cancelled_run_says_whose_outputs_are_still_shown() -> None:
+    first = "Run cancelled: nothing was written. Change the annotation or outputs and run again."
+    assert cancel_message(Session()) == first
+    again = cancel_message(Session(results={"overlay": "judo-overlay.mp4"}))
+    assert again.startswith("Run cancelled: nothing was written (the outputs below are from the run before).")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -207,7 +208,7 @@ def test_empty_annotation_and_cancel_give_clear_messages(page, shots):
 
     page.click("#run")
     page.click("#cancel")  # waits for Cancel to be enabled by the run
-    wait_for_text(page, "#run-status", "Run cancelled")
+    wait_for_text(page, "#run-status", "Run cancelled: nothing was written. Change")
     page.wait_for_selector("#cancel:disabled", timeout=TIMEOUT_MS)
     screenshot(page, shots, "8-cancelled")
     assert page.outside == []
@@ -223,39 +224,71 @@ def test_a_file_that_is_no_video_is_named_in_the_status_line(page, tmp_path):
     assert page.locator("#frame img").count() == 0
 
 
-def test_clearing_the_upload_stops_its_run(page, tmp_path, monkeypatch):
-    held, go, ended = threading.Event(), threading.Event(), []
-    run_outputs = web_app.run_outputs
+@dataclass
+class HeldRun:
+    """The app's runs, each held after its first frame until `go`; `ended` says whether each was stopped or
+    finished."""
 
-    def held_run(*args):
-        """The run, held after its first frame until `go`; `ended` says whether it was stopped or finished."""
+    held: threading.Event = field(default_factory=threading.Event)
+    go: threading.Event = field(default_factory=threading.Event)
+    ended: list[str] = field(default_factory=list)
+
+    def release_and_wait(self) -> list[str]:
+        """Let the held run go on, and wait until it has ended → how it ended."""
+        self.go.set()
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while not self.ended and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.ended
+
+
+@pytest.fixture
+def held_run(monkeypatch) -> HeldRun:
+    hold, run_outputs = HeldRun(), web_app.run_outputs
+
+    def held(*args):
         steps = run_outputs(*args)
         try:
             yield next(steps)
-            held.set()
-            go.wait(TIMEOUT_MS / 1000)
+            hold.held.set()
+            hold.go.wait(TIMEOUT_MS / 1000)
             yield from steps
-            ended.append("finished")
+            hold.ended.append("finished")
         except GeneratorExit:
-            ended.append("stopped")
+            hold.ended.append("stopped")
             raise
         finally:
             steps.close()
 
-    monkeypatch.setattr(web_app, "run_outputs", held_run)
+    monkeypatch.setattr(web_app, "run_outputs", held)
+    return hold
+
+
+def start_a_held_run(page, tmp_path, held_run: HeldRun) -> None:
+    """Upload a 16-frame clip, mark the judoka and Run: held after its first frame, Cancel on."""
     upload(page, make_clip(tmp_path / "judo.mp4", frames=16))
     wait_for_text(page, "#status", "16 frames")
     click_on_frame(page, 0.5, 0.45)
     wait_for_text(page, "#summary", "frame 0: objects 1")
     page.click("#run")
-    assert held.wait(TIMEOUT_MS / 1000)
+    assert held_run.held.wait(TIMEOUT_MS / 1000)
     page.wait_for_selector("#cancel:enabled", timeout=TIMEOUT_MS)  # while the run goes, it can be cancelled
+
+
+def test_clearing_the_upload_stops_its_run(page, tmp_path, held_run):
+    start_a_held_run(page, tmp_path, held_run)
     with page.expect_request("**/cancel", timeout=TIMEOUT_MS):
         page.click("#upload button[aria-label=Clear]")
-    go.set()
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while not ended and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert ended == ["stopped"]
+    assert held_run.release_and_wait() == ["stopped"]
     wait_for_text(page, "#status", "Upload a clip to start.")
     page.wait_for_selector("#cancel:disabled", timeout=TIMEOUT_MS)
+
+
+def test_cancel_stops_a_run_midway_with_no_error_shown(page, tmp_path, held_run):
+    start_a_held_run(page, tmp_path, held_run)
+    page.click("#cancel")
+    page.wait_for_selector("#cancel:disabled", timeout=TIMEOUT_MS)
+    assert held_run.release_and_wait() == ["stopped"]
+    wait_for_text(page, "#run-status", "Run cancelled: nothing was written. Change")
+    for element in ("#run-status", "#view", "#player", "#files"):  # a cancel is no error: no "Error" badge
+        assert "Error" not in page.inner_text(element), element

@@ -106,7 +106,13 @@ class Workspace:
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="mobilevos-web-"))
+        self._stops: dict[str, threading.Event] = {}  # session → its Cancel, read by its run between frames
         atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+
+    def stop_flag(self, request: gr.Request | None) -> threading.Event:
+        """The Cancel flag of the session that sent `request`: set by its Cancel, cleared by its Run."""
+        return self._stops.setdefault((request.session_hash if request is not None else None) or "anonymous",
+                                      threading.Event())
 
     def folder(self, request: gr.Request | None) -> Path:
         """A fresh folder for one job of the session that sent `request` (old job folders are swept first)."""
@@ -130,6 +136,7 @@ class Workspace:
         """Remove every folder of the session that sent `request` (called when its browser tab closes)."""
         if request.session_hash:
             shutil.rmtree(self.root / _safe_name(request.session_hash), ignore_errors=True)
+            self._stops.pop(request.session_hash, None)
 
 
 def probe_clip(path: str, max_seconds: float, counting: Counting | None = None) -> VideoInfo:
@@ -197,12 +204,11 @@ def scrubbed_frame(value: float | None, frames: int) -> int | None:
     return min(max(round(value), 0), frames - 1)
 
 
-def cancel_message(status: str) -> str:
-    """The run status after Cancel, given the one before: a finished run's "Done" line stays (its outputs are
-    listed below it), anything else says the run was stopped with nothing written."""
-    if status.startswith(DONE):
-        return status
-    return "Run cancelled: nothing was written. Change the annotation or outputs and run again."
+def cancel_message(session: Session) -> str:
+    """The run status after Cancel stopped a run of `session`: nothing was written, and the outputs still shown
+    are those of the run before, if any."""
+    before = " (the outputs below are from the run before)" if session.results else ""
+    return f"Run cancelled: nothing was written{before}. Change the annotation or outputs and run again."
 
 
 def user_message(error: Exception) -> str:
@@ -445,17 +451,24 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                edges=effects.EdgeSettings(feather=feather, shift=edge_shift),
                                tracker=config.tracker, refine=refine)
         results: dict = {}
-        done, listed = 0, None
+        done, listed, cancelled = 0, None, False
+        stop = workspace.stop_flag(request)
         try:
             with closing(run_outputs(session.video, annotations_of(session), workspace.folder(request), settings,
                                      results)) as steps:
                 for step in steps:
+                    cancelled = stop.is_set()
+                    if cancelled:  # Cancel: closing the run leaves none of its files
+                        break
                     done, listed = step.done, step.total
                     total = step.total or session.frames
                     progress((step.done, total), desc="Tracking", unit="frames")
                     yield f"Tracking… frame {step.done} of {total}", *[gr.skip()] * 4
         except (VideoError, MaskError) as error:
             yield literal(user_message(error)), *[gr.skip()] * 3, session
+            return
+        if cancelled:
+            yield cancel_message(session), *[gr.skip()] * 4
             return
         session.results = named_after_clip(results, session.video)
         shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
@@ -562,11 +575,20 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         preview_event = preview_button.click(preview, [refine, session], [gallery, run_status],
                                              api_visibility=hidden, concurrency_id="tracking", concurrency_limit=1)
         # Cancel can be pressed only while a run is queued or going: on with Run (unqueued, and set up before the
-        # run's own listener: the page answers a button's listeners in that order), off when the run ends, is
-        # cancelled, or a new clip stops it.
+        # run's own listener: the page answers a button's listeners in that order), off when pressed, when the run
+        # ends, or when a new clip stops it. It asks the run to stop between two frames (the run then says so
+        # itself): Gradio's own cancelling marks the run's outputs "Error".
         cancel_off = dict(fn=lambda: gr.Button(interactive=False), inputs=None, outputs=cancel_button,
                           api_visibility=hidden, queue=False)
-        run_button.click(lambda: gr.Button(interactive=True), None, cancel_button, api_visibility=hidden, queue=False)
+
+        def start_run(request: gr.Request):
+            workspace.stop_flag(request).clear()
+            return gr.Button(interactive=True)
+
+        def stop_run(request: gr.Request) -> None:
+            workspace.stop_flag(request).set()
+
+        run_button.click(start_run, None, cancel_button, api_visibility=hidden, queue=False)
         run_event = run_button.click(run, [chosen, colour, blur, feather, edge_shift, refine, session],
                                      [run_status, player, view, files, session], api_visibility=hidden,
                                      concurrency_id="tracking", concurrency_limit=1)
@@ -577,10 +599,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         upload.upload(load_clip, [upload], clip_outputs, **new_clip).then(**cancel_off)
         upload.clear(reset, None, clip_outputs, **new_clip).then(**cancel_off)
         example.click(load_example, None, clip_outputs, **new_clip).then(**cancel_off)
-        # The message follows the cancellation: set beside it, a progress line the run sent meanwhile could
-        # land after it and stay (seen once in 18 loaded browser runs).
-        cancel_button.click(None, None, None, cancels=[run_event], api_visibility=hidden).then(
-            cancel_message, [run_status], [run_status], api_visibility=hidden).then(**cancel_off)
+        cancel_button.click(stop_run, None, None, api_visibility=hidden, queue=False).then(**cancel_off)
         view.change(show_output, [view, session], [player], api_visibility=hidden)
         api_button.click(segment, [api_video, api_mask, api_output, api_frame], [api_result], api_name="segment",
                          concurrency_id="tracking", concurrency_limit=1)
