@@ -177,6 +177,12 @@ def test_scrub_brush_and_undo(page, tmp_path):
     wait_for_text(page, "#frame", f"Frame {CLIP_FRAMES - 2} ")
     track.press("ArrowRight")
     wait_for_text(page, "#frame", f"Frame {CLIP_FRAMES - 1} ")
+    number = page.locator("#scrub input[type=number]")
+    number.fill("99")  # typed past the end: the last frame, and the box says so
+    number.press("Enter")
+    page.wait_for_function(f"document.querySelector('#scrub input[type=number]').value === '{CLIP_FRAMES - 1}'",
+                           timeout=TIMEOUT_MS)
+    wait_for_text(page, "#frame", f"Frame {CLIP_FRAMES - 1} ")
     click_on_frame(page, 0.5, 0.45)
     wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1.")
 

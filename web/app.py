@@ -395,13 +395,14 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             raise refusal("Upload a clip first.")
         index = scrubbed_frame(value, session.frames)
         if index is None:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
             session.frame = read_frame(session.video, index)
         except VideoError as error:
             raise user_error(error) from None
         session.frame_index, session.pending = index, None
-        return framed_view(session), marks_summary(session), session
+        typed_past_an_end = index != value  # the number box then shows the end frame too
+        return framed_view(session), marks_summary(session), session, index if typed_past_an_end else gr.skip()
 
     def click(mode: str, object_id: float, brush: float, session: Session, event: gr.SelectData):
         if session.frame is None:
@@ -564,7 +565,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         # `release` (pointer up, leaving the box); "always_last" runs one decode at a time and then the latest
         # position, not every tick of a drag. Unpreprocessed: `seek` keeps a typed number inside the clip, and an
         # emptied box (None) is no error.
-        frame_slider.input(seek, [frame_slider, session], annotate_outputs, api_visibility=hidden,
+        frame_slider.input(seek, [frame_slider, session], [*annotate_outputs, frame_slider], api_visibility=hidden,
                            trigger_mode="always_last", preprocess=False)
         # Every click counts (trigger_mode "multiple"); one annotation edit at a time keeps the marks consistent.
         edits = dict(api_visibility=hidden, concurrency_id="annotate", concurrency_limit=1, trigger_mode="multiple")
