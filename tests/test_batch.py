@@ -712,7 +712,8 @@ def test_a_frame_folder_whose_masks_name_none_of_its_frames_says_so(tmp_path: Pa
         (folder / name).touch()
     (job,) = plan_jobs([str(folder)], str(tmp_path / "out"))
     assert job.problem == (f"{folder}: {folder / 'masks' / '00099.png'} (and 1 more) is named like none of its "
-                           "frames (00000 to 00001); rename each mask after the frame it annotates, or pass --mask PATH")
+                           "frames (00000 to 00001); rename each mask after the frame it annotates, or pass "
+                           "--mask PATH")
 
 
 def test_a_folder_with_masks_but_unnumbered_frames_fails_saying_why(tmp_path: Path) -> None:

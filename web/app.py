@@ -111,14 +111,12 @@ class Workspace:
 
     def stop_flag(self, request: gr.Request | None) -> threading.Event:
         """The Cancel flag of the session that sent `request`: set by its Cancel, cleared by its Run."""
-        return self._stops.setdefault((request.session_hash if request is not None else None) or "anonymous",
-                                      threading.Event())
+        return self._stops.setdefault(_session_key(request), threading.Event())
 
     def folder(self, request: gr.Request | None) -> Path:
         """A fresh folder for one job of the session that sent `request` (old job folders are swept first)."""
         self.sweep(FILE_LIFETIME_S)
-        session = (request.session_hash if request is not None else None) or "anonymous"
-        folder = self.root / _safe_name(session) / uuid.uuid4().hex[:12]
+        folder = self.root / _safe_name(_session_key(request)) / uuid.uuid4().hex[:12]
         folder.mkdir(parents=True)
         return folder
 
@@ -137,6 +135,11 @@ class Workspace:
         if request.session_hash:
             shutil.rmtree(self.root / _safe_name(request.session_hash), ignore_errors=True)
             self._stops.pop(request.session_hash, None)
+
+
+def _session_key(request: gr.Request | None) -> str:
+    """Which browser session sent `request` ("anonymous" for none, as in a direct call)."""
+    return (request.session_hash if request is not None else None) or "anonymous"
 
 
 def probe_clip(path: str, max_seconds: float, counting: Counting | None = None) -> VideoInfo:
@@ -255,8 +258,8 @@ def loaded_clip(path: str | None, max_seconds: float,
         return Session(), f"**Not loaded.** {literal(user_message(error))}"
     learn_in_background(path, info.num_frames)
     return Session(video=path, frames=info.num_frames, frame=frame), (
-        f"Loaded {literal(Path(path).name)}: {info.width}×{info.height}, {counted(info.num_frames, 'frame')} at {float(info.fps):.2f} fps. "
-        "Click on an object to mark it.")
+        f"Loaded {literal(Path(path).name)}: {info.width}×{info.height}, {counted(info.num_frames, 'frame')} at "
+        f"{float(info.fps):.2f} fps. Click on an object to mark it.")
 
 
 def counted(number: int, noun: str) -> str:
