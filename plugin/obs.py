@@ -64,7 +64,7 @@ with ctrl_c_ends_at_once():
     from core.weights import WeightsError
     from plugin.session import (MODES, Annotation, Answer, FramePump, FrameResult, LiveSession, SessionConfig,
                                 check_labels, check_objects)
-    from plugin.stage import Connection, ObsStage, StageError, source_label, write_bytes_atomic
+    from plugin.stage import Connection, ObsStage, StageError, name_hint, source_label, write_bytes_atomic
 
 PREFETCH = {"auto": None, "on": True, "off": False}  # --prefetch → SessionConfig.prefetch
 BENCH_HEADER = ("| source → frames | FPS | latency mean / p95 (ms) | capture | wait | track | show (ms, mean) |\n"
@@ -270,9 +270,11 @@ def send_annotation(args: argparse.Namespace) -> int:
     try:
         stage.broadcast(annotation.event(args.source))
         answer = wait_for_answer(stage.events, annotation.request, args.answer_timeout)
+        names = [] if answer else stage.input_names()
+        hint = "" if answer or args.source in names else name_hint(args.source, names, stage.scene_names())
     finally:
         stage.disconnect()
-    return report_answer(answer, args.source, args.answer_timeout)
+    return report_answer(answer, args.source, args.answer_timeout, hint)
 
 
 def wait_for_answer(events: queue.Queue[dict], request: str, timeout_s: float) -> Answer | None:
@@ -288,13 +290,13 @@ def wait_for_answer(events: queue.Queue[dict], request: str, timeout_s: float) -
         return None
 
 
-def report_answer(answer: Answer | None, source: str, timeout_s: float) -> int:
+def report_answer(answer: Answer | None, source: str, timeout_s: float, hint: str = "") -> int:
     """Print the plugin's answer as one line and return 0 when it took the annotation; StageError (its one line,
-    status 2) when it found it unusable or ignored it, or when no plugin answered within `timeout_s`. An
-    annotation waiting for the source's next picture counts as taken."""
+    status 2) when it found it unusable or ignored it, or when no plugin answered within `timeout_s` (then with
+    `hint`, what the name probably meant). An annotation waiting for the source's next picture counts as taken."""
     if answer is None:
-        raise StageError(f"no plugin answered for source {source!r} within {timeout_s:g} s (is one running on that "
-                         "source? --list shows the sources)")
+        raise StageError(f"no plugin answered for source {source!r}{hint} within {timeout_s:g} s (is one running on "
+                         "that source? --list shows the sources)")
     line = f"the plugin on {answer.source!r}: {answer.message}"
     if answer.outcome not in ("taken", "waiting"):
         raise StageError(line)

@@ -23,7 +23,7 @@ import numpy as np
 from core.annotate import Mark, labels_from_marks
 from core.effects import blur_background
 from core.io.masks import MaskError, object_ids, read_mask, resize_labels
-from plugin.stage import AuthFailed, NoFrame, ObsUnavailable, SourceMissing, StageError
+from plugin.stage import AuthFailed, NoFrame, ObsUnavailable, RigRemoved, SourceMissing, StageError
 
 MODES = ("mask", "blur", "hide")  # keep the objects / blur the background / hide the objects (inverse mask)
 UNUSABLE = "kept the current mask; the new annotation is unusable: {}"  # an unusable re-annotation's answer
@@ -387,7 +387,8 @@ class LiveSession:
         return (frames is not None and self.frames_done >= frames) or time.monotonic() >= self._until
 
     def step_guarded(self) -> None:
-        """One step; OBS problems are reported and waited out (AuthFailed and bad annotations propagate)."""
+        """One step; OBS problems are reported and waited out (AuthFailed and bad annotations propagate); a rig
+        the user took apart in OBS stops the run."""
         try:
             if not self._rigged:
                 self.open()
@@ -400,6 +401,9 @@ class LiveSession:
             self.source_away(error)
         except NoFrame as error:
             self.no_picture(error)
+        except RigRemoved as error:
+            self.on_status(str(error))
+            self.stop()
 
     def source_away(self, error: SourceMissing) -> None:
         """The source went from OBS (removed, or renamed and not followed): take the rig down, so the stream does

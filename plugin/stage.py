@@ -19,6 +19,7 @@ visible again as W was, W and B removed), so it also cleans up after a crash or 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import queue
@@ -32,7 +33,7 @@ import cv2
 import numpy as np
 import obsws_python as obsws
 from obsws_python.error import OBSSDKError, OBSSDKRequestError, OBSSDKTimeoutError
-from websocket import WebSocketException
+from websocket import WebSocketBadStatusException, WebSocketException
 
 FILTER_NAME = "MobileVOS mask"
 FILTER_KIND = "mask_filter_v2"
@@ -40,7 +41,8 @@ _NOT_READY = 207            # obs-websocket RequestStatus::NotReady (OBS still l
 _NOT_FOUND = 600            # obs-websocket RequestStatus::ResourceNotFound
 _EXISTS = 601               # obs-websocket RequestStatus::ResourceAlreadyExists
 _SETTLE_S = 10.0            # how long the rig waits for OBS to finish adding or removing one of its parts
-_EVENTS = 1 | (1 << 3)      # EventSubscription General (custom events) | Inputs (renames)
+_EVENTS = 1 | (1 << 2) | (1 << 3) | (1 << 7)  # EventSubscription General (custom events) | Scenes | Inputs (renames)
+                                              # | SceneItems (the user taking the rig apart)
 _TOP_LEFT = 5               # OBS_ALIGN_TOP | OBS_ALIGN_LEFT
 _AUDIO_KINDS = {"pulse_input_capture", "pulse_output_capture", "alsa_input_capture", "jack_output_capture",
                 "wasapi_input_capture", "wasapi_output_capture", "wasapi_process_output_capture",
@@ -57,6 +59,14 @@ class StageError(RuntimeError):
 
 class AuthFailed(StageError):
     """OBS refused the WebSocket password (not worth retrying)."""
+
+
+class NotObs(StageError):
+    """Something answers at the address, but not as OBS's WebSocket server (not worth retrying)."""
+
+
+class RigRemoved(StageError):
+    """The user removed a part of the rig in OBS while it was up (the run stops and puts the scene back)."""
 
 
 class ObsUnavailable(StageError):
@@ -134,6 +144,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def describe_answer(error: Exception) -> str:
+    """What a server that is not OBS's said, in a few words, from the error reading its answer raised."""
+    if isinstance(error, WebSocketBadStatusException):
+        return f"HTTP {error.status_code} to the WebSocket handshake"
+    if isinstance(error, json.JSONDecodeError):
+        return "its first message is not JSON"
+    return "its first message is not obs-websocket v5's Hello"
 
 
 def name_hint(name: str, sources: list[str], scenes: list[str]) -> str:
@@ -229,16 +248,23 @@ class ObsStage:
         self._background = background_name(source)
         self._background_ready = False
         self._shown_as: bool | None = None  # whether S was shown before this run's rig hid it (None: no rig yet)
+        self._rig_items: set[tuple[str, int]] = set()  # (scene, item id) of W in U and of S in W while the rig is up
+        self._taken_apart = False  # the listener heard the user remove a part of the rig
 
     # -- connection ---------------------------------------------------------------------------------------
     def connect(self) -> None:
-        """Open the request, frame and event connections; raises AuthFailed or ObsUnavailable."""
+        """Open the request, frame and event connections; raises AuthFailed, NotObs or ObsUnavailable."""
         options = dict(host=self.connection.host, port=self.connection.port,
                        password=self.connection.password, timeout=self.connection.timeout)
         try:
             self._client = obsws.ReqClient(**options)
             self._frames = obsws.ReqClient(**options)
             self._listener = obsws.EventClient(subs=_EVENTS, **options)
+        except (WebSocketBadStatusException, json.JSONDecodeError, KeyError, TypeError) as error:
+            self.disconnect()
+            raise NotObs(
+                f"{self.connection.url} answered, but not as OBS's WebSocket server ({describe_answer(error)}): check "
+                "--host and --port against the port shown in OBS → Tools → WebSocket Server Settings") from error
         except OBSSDKError as error:
             self.disconnect()
             if isinstance(error, OBSSDKTimeoutError):
@@ -252,7 +278,8 @@ class ObsStage:
                 f"no OBS WebSocket server at {self.connection.url} ({type(error).__name__}): start OBS and enable "
                 "Tools → WebSocket Server Settings → Enable WebSocket server, or check --host and --port against "
                 "the port shown there") from error
-        self._listener.callback.register([self.on_custom_event, self.on_input_name_changed])
+        self._listener.callback.register([self.on_custom_event, self.on_input_name_changed, self.on_scene_removed,
+                                          self.on_scene_item_removed])
 
     def disconnect(self) -> None:
         """Close the connections without touching the scene (used when the connection is already gone)."""
@@ -279,6 +306,16 @@ class ObsStage:
         """Follow a rename of our source at once."""
         if data.old_input_name == self.source:
             self.source = data.input_name
+
+    def on_scene_removed(self, data) -> None:
+        """The user removed W while the rig was up (`restore` forgets the rig before it removes W itself)."""
+        if data.scene_name == self._wrapper and self._rig_items:
+            self._taken_apart = True
+
+    def on_scene_item_removed(self, data) -> None:
+        """The user removed W's item from U, or S's item from W, while the rig was up."""
+        if (data.scene_name, data.scene_item_id) in self._rig_items:
+            self._taken_apart = True
 
     def call(self, request: str, **data) -> dict:
         """One request on the rig's connection → its response data."""
@@ -365,6 +402,7 @@ class ObsStage:
 
     def build_rig(self) -> Placement:
         """One attempt at `setup()`: each part is adopted when there, created when not."""
+        self._rig_items = set()  # the parts of a rig from before are adopted or removed: that is our doing
         scene = self.find_scene()
         items = self.call("GetSceneItemList", sceneName=scene)["sceneItems"]
         item = next(i for i in items if i["sourceName"] == self.source)
@@ -375,6 +413,9 @@ class ObsStage:
             if audio_only(item.get("inputKind")):
                 raise StageError(f"source {self.source!r} is audio only ({item['inputKind']}), it has no picture to "
                                  "mask; pick a video source (run --list)")
+            if not item["sceneItemEnabled"]:
+                raise NoFrame(f"source {self.source!r} is hidden in scene {scene!r} and has no picture: show it "
+                              "(its eye in OBS's Sources list)")
             raise NoFrame(f"source {self.source!r} has no size yet (a media source that has not started?)")
         video = self.call("GetVideoSettings")
         canvas = (video["baseWidth"], video["baseHeight"])
@@ -382,7 +423,7 @@ class ObsStage:
         placement = Placement(scene, item["sceneItemId"], source_size, canvas, fit)
         enabled = wrappers[0]["sceneItemEnabled"] if wrappers else item["sceneItemEnabled"]  # S as the user had it
         self.remove_background()
-        self.adopt_wrapper_scene(fit)
+        inner = self.adopt_wrapper_scene(fit)
         outer = self.adopt_wrapper_item(scene, wrappers, enabled)
         self.call("SetSceneItemTransform", sceneName=scene, sceneItemId=outer,
                   sceneItemTransform=wrapper_transform(transform, placement))
@@ -393,10 +434,11 @@ class ObsStage:
         self._shown_as = enabled
         self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=item["sceneItemId"], sceneItemEnabled=False)
         self.placement = placement
+        self._rig_items, self._taken_apart = {(scene, outer), (self._wrapper, inner)}, False
         return placement
 
-    def adopt_wrapper_scene(self, fit: float) -> None:
-        """W exists holding exactly one item, S, at the top-left at scale `fit`."""
+    def adopt_wrapper_scene(self, fit: float) -> int:
+        """W exists holding exactly one item, S, at the top-left at scale `fit`; returns that item's id."""
         if self._wrapper not in self.scene_names():
             self.call("CreateScene", sceneName=self._wrapper)
         inner = self.call("GetSceneItemList", sceneName=self._wrapper)["sceneItems"]
@@ -412,6 +454,7 @@ class ObsStage:
             "rotation": 0.0, "boundsType": "OBS_BOUNDS_NONE", "cropLeft": 0, "cropTop": 0, "cropRight": 0,
             "cropBottom": 0})
         self.call("SetSceneItemEnabled", sceneName=self._wrapper, sceneItemId=item_id, sceneItemEnabled=True)
+        return item_id
 
     def adopt_wrapper_item(self, scene: str, wrappers: list[dict], enabled: bool) -> int:
         """The one item of W in U (extra ones removed), shown as the user had S; returns its id."""
@@ -496,11 +539,35 @@ class ObsStage:
         (h, w, 3) RGB under it."""
         if self.placement is None:
             raise StageError("show() before setup()")
+        if self._taken_apart:
+            raise self.rig_removed()
         write_image_atomic(self.mask_path, mask_on_canvas(alpha, self.placement), ".png")
-        self.call("SetSourceFilterSettings", sourceName=self._wrapper, filterName=FILTER_NAME,
-                  filterSettings=self.filter_settings(), overlay=True)
-        if background is not None:
-            self.show_background(background)
+        try:
+            self.call("SetSourceFilterSettings", sourceName=self._wrapper, filterName=FILTER_NAME,
+                      filterSettings=self.filter_settings(), overlay=True)
+            if background is not None:
+                self.show_background(background)
+        except RequestFailed as error:
+            if error.code != _NOT_FOUND:
+                raise
+            raise self.rig_removed() from error
+
+    def rig_removed(self) -> RigRemoved:
+        """The error for a rig the user took apart in OBS, saying what went and what the run does about it."""
+        return RigRemoved(f"the MobileVOS rig for {self.source!r} was taken apart in OBS ({self.what_went()}): "
+                          f"stopping, with {self.source!r} shown as before; start the plugin again to mask it")
+
+    def what_went(self) -> str:
+        """Which part of the rig is no longer in OBS, the largest first."""
+        if self._wrapper not in self.scene_names():
+            return f"its scene {self._wrapper!r} was removed"
+        if self.placement is not None and self._wrapper not in self.scene_sources(self.placement.scene):
+            return f"{self._wrapper!r} was removed from scene {self.placement.scene!r}"
+        if self.source not in self.scene_sources(self._wrapper):
+            return f"{self.source!r} was removed from scene {self._wrapper!r}"
+        if self._background_ready and self._background not in self.input_names():
+            return f"its background {self._background!r} was removed"
+        return "a part of it was removed"
 
     def show_background(self, image: np.ndarray) -> None:
         """Write the blurred frame to B (created under W on first use) and make OBS reload it."""
@@ -526,6 +593,7 @@ class ObsStage:
         """Undo the rig in every scene: S visible again (as W was, or, where W's item was deleted in OBS, as S was
         before this run's rig hid it), W and B removed. Safe to call any time; returns whether any part of a rig
         was there."""
+        self._rig_items = set()  # what is removed from here on is our doing
         scenes = self.scene_names()
         inner = self.scene_sources(self._wrapper) if self._wrapper in scenes else []
         source = inner[0] if inner else self.source

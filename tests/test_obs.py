@@ -8,18 +8,21 @@ shows with the tracker's own mask for the same frames, and kill / restart OBS mi
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib
 import json
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import types
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import cv2
@@ -338,6 +341,45 @@ def test_the_plugins_scratch_folder_is_gone_when_it_ends(tmp_path):
     assert list(scratch.iterdir()) == []
 
 
+def answer_http(client: socket.socket) -> None:
+    """A web server's answer to a WebSocket handshake: a page, no upgrade."""
+    client.recv(4096)
+    client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+
+
+def answer_other_websocket(client: socket.socket) -> None:
+    """A WebSocket server that is not OBS's: it upgrades, then says JSON without obs-websocket's Hello."""
+    key = re.search(rb"(?i)sec-websocket-key: *(\S+)", client.recv(4096)).group(1)
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    client.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + bytes([0x81, 9]) + b'{"op": 0}')
+
+
+@pytest.mark.parametrize("answer", [answer_http, answer_other_websocket])
+@pytest.mark.parametrize("flags", [["--list"], ["--source", "Cam", "--box", "10,10,50,50", "--size", "64x64"]])
+def test_a_port_where_something_else_answers_is_an_error_at_once(answer, flags):
+    """A wrong --port where a web server or another WebSocket server listens ends in one line naming the port,
+    instead of retrying for ever (a web server) or a KeyError's traceback (another WebSocket server)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            with suppress(OSError):
+                while True:
+                    client, _ = server.accept()
+                    with client:
+                        answer(client)
+
+        threading.Thread(target=serve, daemon=True).start()
+        done = subprocess.run([sys.executable, "-m", "plugin.obs", "--port", str(port), *flags], cwd=ROOT,
+                              capture_output=True, text=True, timeout=DEADLINE_S)
+    assert done.returncode == 2, done.stderr
+    assert f"ws://127.0.0.1:{port} answered, but not as OBS's WebSocket server" in done.stderr
+    assert "--port" in done.stderr and "retrying" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--size", "0x0"], "--size: '0x0': give each side as 16 pixels or more"),
     (["--port", "99999"], "--port: '99999': give a whole number from 1 to 65535"),
@@ -631,6 +673,9 @@ class AnsweringStage:
 
     def disconnect(self):
         pass
+
+    def input_names(self) -> list[str]:
+        return ["cam"]
 
     def broadcast(self, data):
         self.sent.append(data)
@@ -1089,6 +1134,10 @@ def test_annotate_with_no_plugin_on_the_source_says_so_within_its_timeout(obs, c
         f"error: no plugin answered for source {CLIP_SOURCE!r} within 2 s (is one running on that source? --list "
         "shows the sources)"]
     assert 2 <= elapsed < 2 + 30  # the timeout, and connecting to OBS
+    assert obs_main(["--port", str(obs.port), "--source", CLIP_SOURCE.upper(), "--annotate", "--box", "1,1,9,9",
+                     "--answer-timeout", "0.5"]) == 2
+    assert f"{CLIP_SOURCE.upper()!r} (did you mean {CLIP_SOURCE!r}? names are exact) within 0.5 s" in \
+        capsys.readouterr().err
 
 
 @needs_obs
@@ -1149,6 +1198,71 @@ def test_a_rig_whose_parts_were_deleted_in_obs_still_shows_the_source_again(obs,
 
     rig_and_restore(obs, stage, delete_the_wrappers_item)
     assert scene_state(obs) == before
+
+
+def remove_the_wrapper_scene(stage: ObsStage) -> str:
+    stage.call("RemoveScene", sceneName=wrapper_name(CLIP_SOURCE))
+    return f"its scene {wrapper_name(CLIP_SOURCE)!r} was removed"
+
+
+def remove_the_wrappers_item(stage: ObsStage) -> str:
+    wrapper = next(i for i in stage.call("GetSceneItemList", sceneName="Scene")["sceneItems"]
+                   if i["sourceName"] == wrapper_name(CLIP_SOURCE))
+    stage.call("RemoveSceneItem", sceneName="Scene", sceneItemId=wrapper["sceneItemId"])
+    return f"{wrapper_name(CLIP_SOURCE)!r} was removed from scene 'Scene'"
+
+
+@needs_obs
+@pytest.mark.obs
+@pytest.mark.parametrize("take_apart", [remove_the_wrapper_scene, remove_the_wrappers_item])
+def test_a_rig_the_user_takes_apart_in_obs_stops_the_run_and_shows_the_source_again(obs, tracker_factory, tmp_path,
+                                                                                    take_apart):
+    """Removing the rig's scene, or its item from the user's scene, while the plugin runs stops the run with a
+    line saying so and the scene as it was, the source shown again. (Before, a removed scene ended the run with a
+    raw "code 600" error, and a removed item left the source hidden and the run tracking what nobody saw.)"""
+    before = scene_state(obs)
+    messages: list[str] = []
+    said: list[str] = []
+    session = make_session(obs, tracker_factory(), frames=None, messages=messages, tmp=tmp_path)
+    session.on_frame = lambda result: said.append(take_apart(session.stage)) if not said else None
+    timer = threading.Timer(DEADLINE_S, session.stop)
+    timer.start()
+    try:
+        session.run()
+    finally:
+        timer.cancel()
+    assert said and messages[-1] == (f"the MobileVOS rig for {CLIP_SOURCE!r} was taken apart in OBS ({said[0]}): "
+                                     f"stopping, with {CLIP_SOURCE!r} shown as before; start the plugin again to "
+                                     "mask it"), messages
+    assert scene_state(obs) == before
+
+
+@needs_obs
+@pytest.mark.obs
+def test_a_hidden_media_source_is_said_to_be_hidden(obs, tmp_path):
+    """A media source hidden in its scene does not play and has no size: the plugin says it is hidden (it used to
+    say "no size yet (a media source that has not started?)")."""
+    stage = make_stage(obs, tmp_path)
+    stage.connect()
+
+    def clip_item() -> dict:
+        return next(i for i in stage.call("GetSceneItemList", sceneName="Scene")["sceneItems"]
+                    if i["sourceName"] == CLIP_SOURCE)
+
+    def show(shown: bool) -> None:
+        stage.call("SetSceneItemEnabled", sceneName="Scene", sceneItemId=clip_item()["sceneItemId"],
+                   sceneItemEnabled=shown)
+
+    try:
+        show(False)
+        wait_for(lambda: clip_item()["sceneItemTransform"]["sourceWidth"] == 0, "OBS to stop the hidden clip")
+        with pytest.raises(NoFrame, match=rf"^source {CLIP_SOURCE!r} is hidden in scene 'Scene' and has no picture: "
+                                          r"show it \(its eye in OBS's Sources list\)$"):
+            stage.setup()
+    finally:
+        show(True)
+        wait_for(lambda: clip_item()["sceneItemTransform"]["sourceWidth"] > 0, "OBS to play the clip again")
+        stage.disconnect()
 
 
 @needs_obs
