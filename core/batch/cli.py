@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
 import sys
 import time
@@ -25,16 +26,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.batch.inputs import InputError, Job, plan_jobs
-from core.batch.worker import CUTOUT_FORMATS, ItemResult, JobError, OutputSpec, ProgressEvent, completed, process_job
+from core.batch.worker import (CUTOUT_FORMATS, ItemResult, JobError, OutputSpec, ProgressEvent, completed,
+                               partial_folder, process_job)
 from core.effects import EdgeSettings
 from core.io.video import H264_ENCODERS, X264_PRESETS, nvenc_available
 from core.pipeline import EFFECTS, BackgroundError, check_background
-from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
+from core.inference.tracker import TrackerConfig, add_tracker_arguments, resolved_config, tracker_config
 from core.io.command import ToolParser, bounded, ctrl_c_interrupts, output_folder, whole_number
 
 SUMMARY_FILE = "summary.json"
 EDGE_PIXELS = 50  # the most --feather and --edge-shift may move an edge, in pixels at 480p
 POLL_SECONDS = 0.2
+STOP_WAIT_S = 10.0  # how long a stopped worker process is waited for before its item's folder is removed
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class RunSummary:
         self._path = Path(options.out_dir) / SUMMARY_FILE
         self._header = {"command": ["python", "-m", "core.batch", *argv],
                         "started": _now(), "finished": None,
-                        "outputs": options.spec.output_names(), "tracker": asdict(options.tracker)}
+                        "outputs": options.spec.output_names(), "tracker": asdict(resolved_config(options.tracker))}
         # keyed by input: two inputs that claim one output name are two items (one of them failed)
         self._items = {job.source: ItemResult(job.source, job.name, "pending") for job in jobs}
 
@@ -198,6 +201,8 @@ def run_pool(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Iter
                     yield future.result()
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the items in flight are dropped, not finished
             _stop_workers(pool)
+            for job in pending.values():
+                shutil.rmtree(partial_folder(Path(options.out_dir) / job.name), ignore_errors=True)
             raise
         finally:
             for future in pending:
@@ -205,13 +210,15 @@ def run_pool(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Iter
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End a pool's worker processes now. SIGTERM reaches this process alone (Ctrl-C reaches the terminal's whole
-    process group), and leaving the pool would otherwise wait for every item already handed to a worker. Their
-    `.partial` folders are removed by the next run, as after a kill."""
+    """End a pool's worker processes now, and wait (up to `STOP_WAIT_S` each) until they are gone, so that their
+    items' `.partial` folders can be removed. SIGTERM reaches this process alone (Ctrl-C reaches the terminal's
+    whole process group), and leaving the pool would otherwise wait for every item already handed to a worker."""
     workers = list((getattr(pool, "_processes", None) or {}).values())  # the executor offers no public handle
     pool.shutdown(wait=False, cancel_futures=True)
     for process in workers:
         process.terminate()
+    for process in workers:
+        process.join(STOP_WAIT_S)
 
 
 def run_ray(jobs: list[Job], options: RunOptions, board: ProgressBoard) -> Iterator[ItemResult]:

@@ -254,7 +254,7 @@ def _track(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], sinks: l
     return count
 
 
-def _partial_folder(final: Path) -> Path:
+def partial_folder(final: Path) -> Path:
     return final.with_name(f".{final.name}.partial")
 
 
@@ -399,7 +399,7 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
     """Run one item end to end; never raises: every failure becomes a 'failed' result with a one-line error."""
     started = time.monotonic()
     final = Path(out_root) / job.name
-    partial = _partial_folder(final)
+    partial = partial_folder(final)
     try:
         if job.problem:
             raise JobError(job.problem)

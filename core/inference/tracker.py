@@ -23,7 +23,7 @@ from core.io.masks import MaskError, check_mask, object_ids, read_mask, resize_l
 from core.inference.memory import FirstPreviousMemory, make_memory
 from core.io.command import bounded, whole_number
 from core.model.network import IMAGE_MEAN, IMAGE_STD, KeyFeatures, VOSNetwork
-from core.weights import WeightsError, load_checkpoint, load_network
+from core.weights import WeightsError, default_checkpoint, load_checkpoint, load_network
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,14 @@ def resolve_device(name: str) -> torch.device:
     if shortfall:
         raise RuntimeError(f"--device {shortfall}")
     return torch.device(name)
+
+
+def resolved_config(config: TrackerConfig) -> TrackerConfig:
+    """`config` with its defaults spelt out as a tracker would run it here: the shipped weights' path, the device
+    and backend that "auto" picks, and the inference size (for records such as the batch's summary.json)."""
+    return replace(config, weights=config.weights or str(default_checkpoint()),
+                   device=str(resolve_device(config.device)), backend=resolve_backend(config),
+                   size=config.size or DEFAULT_SIZE)
 
 
 # uint8 RGB value → normalised network input, per channel (one table lookup instead of float arithmetic)
