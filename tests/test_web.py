@@ -35,7 +35,8 @@ from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
     DISPLAY_SIDE, START, AppConfig, Session, Workspace, _learn_quietly, _parse_colour, annotated_view,
     annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background, marks_summary, parse_args,
-    probe_clip, read_frame, run_problem, scrub_slider, serve, update_marks, user_error, main as web_main,
+    edit_marks, probe_clip, read_frame, run_problem, scrub_slider, serve, undo_edit, update_marks, user_error,
+    main as web_main,
 )
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
 from tests.conftest import encode_video, sample_frames  # noqa: E402
@@ -119,11 +120,18 @@ def test_box_corner_of_another_object_starts_a_new_box():
     assert pending == annotate.BoxStart(2, 30, 30)
 
 
-def test_undo_drops_pending_corner_first_then_last_mark():
-    marks = (Mark("positive", 1, 1, 1), Mark("negative", 1, 2, 2))
-    assert annotate.undo(marks, annotate.BoxStart(1, 0, 0)) == (marks, None)
-    assert annotate.undo(marks, None) == (marks[:1], None)
-    assert annotate.undo((), None) == ((), None)
+def test_undo_drops_a_pending_corner_first_then_each_edit_a_clear_too():
+    frame = np.zeros((40, 60, 3), np.uint8)
+    session = Session(video="clip.mp4", frames=1, frame=frame)
+    first, second = Mark("positive", 1, 10, 10), Mark("negative", 1, 20, 20)
+    session = edit_marks(edit_marks(session, (first,), None), (first, second), None)
+    session = edit_marks(session, (), None)  # Clear frame
+    session.pending = annotate.BoxStart(1, 0, 0)
+    assert undo_edit(session).marks == {} and session.pending is None  # the corner first
+    assert undo_edit(session).marks[0] == (first, second)  # then the Clear
+    assert undo_edit(session).marks[0] == (first,)
+    assert undo_edit(session).marks == {} and 0 not in session.labels
+    assert undo_edit(session).marks == {}  # nothing left to undo
 
 
 def test_clear_one_object_or_all():
@@ -513,25 +521,25 @@ def unusable_uploads(folder: Path, with_sound: Path) -> dict[Path, str]:
 def test_an_unusable_upload_is_named_in_the_status_line_and_leaves_no_clip(app, tmp_path, clip, judo_mp4):
     load = handler(app, "load_clip")
     for upload, says in unusable_uploads(tmp_path, judo_mp4).items():
-        view, slider, status, summary, session = load(str(clip))[:5]
+        view, slider, status, summary, session = load(str(clip), None)[:5]
         assert session.video == str(clip)
-        view, slider, status, summary, session = load(str(upload))[:5]
+        view, slider, status, summary, session = load(str(upload), None)[:5]
         assert status.startswith(f"**Not loaded.** {says}"), status
         assert "/" not in status.split(":")[0] and "Traceback" not in status
         assert session.video is None and view.value is None and slider.interactive is False
 
 
 def test_a_one_frame_clip_loads_as_one_frame(app, tmp_path):
-    _, slider, status = handler(app, "load_clip")(str(make_clip(tmp_path / "still.mp4", frames=1)))[:3]
+    _, slider, status = handler(app, "load_clip")(str(make_clip(tmp_path / "still.mp4", frames=1)), None)[:3]
     assert "320×180, 1 frame at 10.00 fps" in status and slider.interactive is False
 
 
 def test_a_new_clip_or_none_drops_the_marks_preview_and_results_of_the_last(app, tmp_path, clip):
-    session = handler(app, "load_clip")(str(clip))[4]
+    session = handler(app, "load_clip")(str(clip), None)[4]
     session = update_marks(session, (Mark("positive", 1, 160, 80),), None)
     assert annotations_of(session)
     other = make_clip(tmp_path / "other.mp4", frames=2)
-    for shown in (handler(app, "load_clip")(str(other)), handler(app, "reset")()):
+    for shown in (handler(app, "load_clip")(str(other), None), handler(app, "reset")(None)):
         summary, session, gallery, run_status, player, view, files = shown[3:]
         assert session.marks == {} and summary.startswith("No objects marked yet")
         assert (gallery, run_status, player, files) == (None, "", None, None) and view.choices == []
@@ -545,7 +553,7 @@ def select(session: Session, x: int, y: int) -> gr.SelectData:
 
 
 def test_scrubbing_away_drops_a_box_corner_and_back_shows_the_marks(app, clip):
-    session = handler(app, "load_clip")(str(clip))[4]
+    session = handler(app, "load_clip")(str(clip), None)[4]
     click, seek = handler(app, "click"), handler(app, "seek")
     marked, _, session = click("Positive click", 1, 12, session, select(session, 160, 80))
     _, summary, session = click("Box (two corners)", 2, 12, session, select(session, 10, 10))
@@ -562,7 +570,7 @@ def test_scrubbing_away_drops_a_box_corner_and_back_shows_the_marks(app, clip):
 
 def test_a_run_counts_a_webms_frames_and_names_its_downloads_after_the_clip(app, tmp_path):
     clip = make_clip(tmp_path / "my talk.webm")  # WebM lists no frame count
-    session = update_marks(handler(app, "load_clip")(str(clip))[4], (Mark("positive", 1, 160, 80),), None)
+    session = update_marks(handler(app, "load_clip")(str(clip), Request("webm"))[4], (Mark("positive", 1, 160, 80),), None)
     totals: list = []
     chosen = [OUTPUTS["overlay"][1], OUTPUTS["masks_zip"][1]]
     steps = list(handler(app, "run")(chosen, "#00b140", 31, 0, 0, False, session, Request("webm"),
@@ -572,6 +580,20 @@ def test_a_run_counts_a_webms_frames_and_names_its_downloads_after_the_clip(app,
     files = steps[-1][3]
     assert [Path(file).name for file in files] == ["my_talk-overlay.mp4", "my_talk-masks.zip"]
     assert count_frames(Path(files[0]))[0] == CLIP_FRAMES
+
+
+def test_a_preview_or_run_of_a_clip_replaced_since_stops_without_a_word(app, tmp_path):
+    """A preview or run whose clip the same browser session has replaced (a new upload, the example, a clear)
+    stops at its first frame and changes nothing on the page: the new clip's view stands."""
+    clip, request = make_clip(tmp_path / "judo.mp4"), Request("dave")
+    old = update_marks(handler(app, "load_clip")(str(clip), request)[4], (Mark("positive", 1, 160, 80),), None)
+    handler(app, "reset")(request)
+    skipped = (gr.skip(),) * 5
+    assert handler(app, "preview")(False, old, request, lambda *_, **__: None) == skipped[:2]
+    chosen = [OUTPUTS["overlay"][1]]
+    assert list(handler(app, "run")(chosen, "#00b140", 31, 0, 0, False, old, request, lambda *_, **__: None)) == \
+        [skipped]
+    assert not old.results
 
 
 # ---- the running app, through gradio_client ----

@@ -281,13 +281,19 @@ def start_a_held_run(page, tmp_path, held_run: HeldRun) -> None:
     page.wait_for_selector("#cancel:enabled", timeout=TIMEOUT_MS)  # while the run goes, it can be cancelled
 
 
-def test_clearing_the_upload_stops_its_run(page, tmp_path, held_run):
+@pytest.mark.parametrize("new_clip, status", [("#upload button[aria-label=Clear]", "Upload a clip to start."),
+                                              ("#example", "Loaded")])
+def test_a_new_clip_or_none_stops_the_run_with_no_error_shown(page, tmp_path, held_run, new_clip, status):
+    """Clearing the upload, or loading the example, while a run goes stops the run at its next frame; the new
+    clip's view stands, with no "Error" badge (Gradio's own cancelling put one on the run line and the results)."""
     start_a_held_run(page, tmp_path, held_run)
-    with page.expect_request("**/cancel", timeout=TIMEOUT_MS):
-        page.click("#upload button[aria-label=Clear]")
+    page.click(new_clip)
+    wait_for_text(page, "#status", status)
     assert held_run.release_and_wait() == ["stopped"]
-    wait_for_text(page, "#status", "Upload a clip to start.")
     page.wait_for_selector("#cancel:disabled", timeout=TIMEOUT_MS)
+    for element in ("#run-status", "#view", "#player", "#files"):
+        assert "Error" not in page.inner_text(element), element
+    assert page.inner_text("#run-status").strip() == ""  # neither "Tracking…" nor "Run cancelled" of the old clip
 
 
 def test_cancel_stops_a_run_midway_with_no_error_shown(page, tmp_path, held_run):

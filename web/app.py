@@ -99,6 +99,9 @@ class Session:
     pending: annotate.BoxStart | None = None
     labels: dict[int, np.ndarray] = field(default_factory=dict)  # frame index → (H, W) uint8
     results: dict[str, str] = field(default_factory=dict)  # output name → file
+    clip: int = 0  # which of the browser session's loaded clips this is (`Workspace.new_clip`)
+    history: dict[int, list[tuple[annotate.Mark, ...]]] = field(default_factory=dict)  # frame → its marks before
+    # each edit, the latest last (Undo)
 
 
 class Workspace:
@@ -107,11 +110,23 @@ class Workspace:
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="mobilevos-web-"))
         self._stops: dict[str, threading.Event] = {}  # session → its Cancel, read by its run between frames
+        self._clips: dict[str, int] = {}  # session → how many clips it loaded (its run or preview of one before stops)
         atexit.register(shutil.rmtree, self.root, ignore_errors=True)
 
     def stop_flag(self, request: gr.Request | None) -> threading.Event:
         """The Cancel flag of the session that sent `request`: set by its Cancel, cleared by its Run."""
         return self._stops.setdefault(_session_key(request), threading.Event())
+
+    def new_clip(self, request: gr.Request | None) -> int:
+        """Count a clip loaded (or cleared) by the session that sent `request` → its number (`Session.clip`)."""
+        key = _session_key(request)
+        self._clips[key] = self._clips.get(key, 0) + 1
+        return self._clips[key]
+
+    def replaced(self, session: Session, request: gr.Request | None) -> bool:
+        """Whether the browser session that sent `request` loaded another clip since `session`'s: its run or
+        preview then stops at the next frame."""
+        return self._clips.get(_session_key(request), 0) != session.clip
 
     def folder(self, request: gr.Request | None) -> Path:
         """A fresh folder for one job of the session that sent `request` (old job folders are swept first)."""
@@ -205,6 +220,10 @@ def scrubbed_frame(value: float | None, frames: int) -> int | None:
     if value is None:
         return None
     return min(max(round(value), 0), frames - 1)
+
+
+class ClipReplaced(Exception):
+    """A preview's clip was replaced by a new one while it tracked."""
 
 
 def cancel_message(session: Session) -> str:
@@ -318,6 +337,24 @@ def framed_view(session: Session) -> gr.Image:
     return gr.Image(value=annotated_view(session), label=frame_label(session.frame_index))
 
 
+def edit_marks(session: Session, marks: tuple[annotate.Mark, ...], pending: annotate.BoxStart | None) -> Session:
+    """An edit of the frame on screen (a click, a stroke, a Clear): its marks before are kept for Undo."""
+    before = session.marks.get(session.frame_index, ())
+    if marks != before:
+        session.history.setdefault(session.frame_index, []).append(before)
+    return update_marks(session, marks, pending)
+
+
+def undo_edit(session: Session) -> Session:
+    """Undo on the frame on screen: a box's first corner waiting for its second first, else the last edit (a Clear
+    too)."""
+    marks = session.marks.get(session.frame_index, ())
+    history = session.history.get(session.frame_index)
+    if session.pending is None and history:
+        marks = history.pop()
+    return update_marks(session, marks, None)
+
+
 def update_marks(session: Session, marks: tuple[annotate.Mark, ...], pending: annotate.BoxStart | None) -> Session:
     """Store the marks of the frame on screen and recompute its label map (a frame without marks drops out)."""
     index = session.frame_index
@@ -381,17 +418,21 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
     workspace = workspace or Workspace()
     hidden = "undocumented"
 
-    def load_clip(path: str | None, progress=gr.Progress()):
+    def load_clip(path: str | None, request: gr.Request, progress=gr.Progress()):
+        clip = workspace.new_clip(request)
+
         def counting(done: int, expected: int | None) -> None:
             progress((done, max(expected, done) if expected else None), desc="Counting frames", unit="frames")
 
-        return clip_view(*loaded_clip(path, config.max_seconds, counting))
+        session, status = loaded_clip(path, config.max_seconds, counting)
+        session.clip = clip
+        return clip_view(session, status)
 
-    def load_example():
-        return load_clip(str(EXAMPLE_CLIP))
+    def load_example(request: gr.Request, progress=gr.Progress()):
+        return load_clip(str(EXAMPLE_CLIP), request, progress)
 
-    def reset():
-        return clip_view(Session(), START)
+    def reset(request: gr.Request):
+        return clip_view(Session(clip=workspace.new_clip(request)), START)
 
     def seek(value: float | None, session: Session):
         if session.video is None:
@@ -413,32 +454,38 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         x, y = frame_point(tuple(event.index), session.frame.shape[:2])
         marks, pending = annotate.add_click(session.marks.get(session.frame_index, ()), session.pending,
                                             MODES[mode], int(object_id), x, y, int(brush))
-        session = update_marks(session, marks, pending)
+        session = edit_marks(session, marks, pending)
         return annotated_view(session), marks_summary(session), session
 
     def undo(session: Session):
-        marks, pending = annotate.undo(session.marks.get(session.frame_index, ()), session.pending)
-        session = update_marks(session, marks, pending)
+        session = undo_edit(session)
         return annotated_view(session), marks_summary(session), session
 
     def clear_object(object_id: float, session: Session):
         marks = annotate.clear(session.marks.get(session.frame_index, ()), int(object_id))
-        session = update_marks(session, marks, None)
+        session = edit_marks(session, marks, None)
         return annotated_view(session), marks_summary(session), session
 
     def clear_frame(session: Session):
-        session = update_marks(session, (), None)
+        session = edit_marks(session, (), None)
         return annotated_view(session), marks_summary(session), session
 
-    def preview(refine: bool, session: Session, progress=gr.Progress()):
+    def preview(refine: bool, session: Session, request: gr.Request, progress=gr.Progress()):
         problem = run_problem(session, [OUTPUTS["overlay"][1]])
         if problem:
             return gr.skip(), problem
         annotations = annotations_of(session)
+
+        def tick(done: int) -> None:
+            if workspace.replaced(session, request):
+                raise ClipReplaced
+            progress((done, config.preview_frames), desc="Preview")
+
         try:
-            overlays = preview_overlays(session.video, annotations, config.preview_frames, config.tracker,
-                                        lambda done: progress((done, config.preview_frames), desc="Preview"),
+            overlays = preview_overlays(session.video, annotations, config.preview_frames, config.tracker, tick,
                                         refine)
+        except ClipReplaced:  # the new clip's view stands
+            return gr.skip(), gr.skip()
         except (VideoError, MaskError) as error:
             return gr.skip(), literal(user_message(error))
         first = min(annotations)
@@ -455,14 +502,15 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                edges=effects.EdgeSettings(feather=feather, shift=edge_shift),
                                tracker=config.tracker, refine=refine)
         results: dict = {}
-        done, listed, cancelled = 0, None, False
+        done, listed, cancelled, replaced = 0, None, False, False
         stop = workspace.stop_flag(request)
         try:
             with closing(run_outputs(session.video, annotations_of(session), workspace.folder(request), settings,
                                      results)) as steps:
                 for step in steps:
-                    cancelled = stop.is_set()
-                    if cancelled:  # Cancel: closing the run leaves none of its files
+                    replaced = workspace.replaced(session, request)
+                    cancelled = replaced or stop.is_set()
+                    if cancelled:  # Cancel or a new clip: closing the run leaves none of its files
                         break
                     done, listed = step.done, step.total
                     total = step.total or session.frames
@@ -470,6 +518,9 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                     yield f"Tracking… frame {step.done} of {total}", *[gr.skip()] * 4
         except (VideoError, MaskError) as error:
             yield literal(user_message(error)), *[gr.skip()] * 3, session
+            return
+        if replaced:  # the new clip's view stands (a last output of skips: Gradio shows the last one again)
+            yield (gr.skip(),) * 5
             return
         if cancelled:
             yield cancel_message(session), *[gr.skip()] * 4
@@ -576,8 +627,8 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         undo_button.click(undo, [session], annotate_outputs, **edits)
         clear_object_button.click(clear_object, [object_id, session], annotate_outputs, **edits)
         clear_frame_button.click(clear_frame, [session], annotate_outputs, **edits)
-        preview_event = preview_button.click(preview, [refine, session], [gallery, run_status],
-                                             api_visibility=hidden, concurrency_id="tracking", concurrency_limit=1)
+        preview_button.click(preview, [refine, session], [gallery, run_status],
+                             api_visibility=hidden, concurrency_id="tracking", concurrency_limit=1)
         # Cancel can be pressed only while a run is queued or going: on with Run (unqueued, and set up before the
         # run's own listener: the page answers a button's listeners in that order), off when pressed, when the run
         # ends, or when a new clip stops it. It asks the run to stop between two frames (the run then says so
@@ -597,9 +648,10 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                      [run_status, player, view, files, session], api_visibility=hidden,
                                      concurrency_id="tracking", concurrency_limit=1)
         run_event.then(**cancel_off)
-        # A new clip, or none, replaces the old one's view, marks and results, and stops its preview or run.
+        # A new clip, or none, replaces the old one's view, marks and results; the old one's preview or run stops
+        # at its next frame, without a word (`Workspace.replaced`).
         clip_outputs = [frame_view, frame_slider, status, summary, session, gallery, run_status, player, view, files]
-        new_clip = dict(api_visibility=hidden, cancels=[preview_event, run_event])
+        new_clip = dict(api_visibility=hidden)
         upload.upload(load_clip, [upload], clip_outputs, **new_clip).then(**cancel_off)
         upload.clear(reset, None, clip_outputs, **new_clip).then(**cancel_off)
         example.click(load_example, None, clip_outputs, **new_clip).then(**cancel_off)

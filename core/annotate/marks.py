@@ -59,13 +59,6 @@ def add_click(
     return marks + (Mark(kind, object_id, x, y, radius=radius),), None
 
 
-def undo(marks: tuple[Mark, ...], pending: BoxStart | None) -> tuple[tuple[Mark, ...], BoxStart | None]:
-    """Undo the last action: a pending box corner first, otherwise the last mark."""
-    if pending is not None:
-        return marks, None
-    return marks[:-1], None
-
-
 def clear(marks: tuple[Mark, ...], object_id: int | None = None) -> tuple[Mark, ...]:
     """Remove every mark (object_id None) or only those of one object."""
     if object_id is None:
