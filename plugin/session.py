@@ -10,6 +10,7 @@ at most one frame waits, frames OBS rendered meanwhile are never requested, and 
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections import deque
@@ -27,6 +28,7 @@ from plugin.stage import AuthFailed, NoFrame, ObsUnavailable, RigRemoved, Source
 
 MODES = ("mask", "blur", "hide")  # keep the objects / blur the background / hide the objects (inverse mask)
 UNUSABLE = "kept the current mask; the new annotation is unusable: {}"  # an unusable re-annotation's answer
+PING_WAIT_S = 3.0  # how long a starting plugin waits for a plugin already on its source to answer
 ASPECT_TOLERANCE = 0.03  # a mask whose width/height differs more (relatively) from the source's is for another one
 
 
@@ -43,6 +45,7 @@ class Stage(Protocol):
     def show(self, alpha: np.ndarray, background: np.ndarray | None = None) -> None: ...
     def pending_events(self) -> list[dict]: ...
     def broadcast(self, data: dict) -> None: ...
+    def rig_in_obs(self) -> bool: ...
 
 
 class TrackerLike(Protocol):
@@ -475,11 +478,26 @@ class LiveSession:
     def open(self) -> None:
         """Connect (with back-off while OBS is away) and build the rig."""
         self.connect_with_backoff()
+        self.refuse_a_second_plugin()
         placement = self.stage.setup()
         self.source_size = getattr(placement, "source_size", None)
         self._rigged = self.attached = True
         self._source_away = False
         self.on_status(f"attached to {self.stage.source!r}")
+
+    def refuse_a_second_plugin(self) -> None:
+        """StageError when another plugin already runs on this source: its rig is in OBS and it answers a ping
+        within `PING_WAIT_S` (a rig a killed run left answers nothing, and is adopted)."""
+        if self.frames_done or not self.stage.rig_in_obs():
+            return
+        request = secrets.token_hex(8)
+        self.stage.broadcast({"mobilevos": "ping", "source": self.stage.source, "id": request})
+        deadline = time.monotonic() + PING_WAIT_S
+        while not any(Answer.from_event(data, request) for data in self.stage.pending_events()):
+            if time.monotonic() > deadline or self.stop_event.wait(0.05):
+                return
+        raise StageError(f"a MobileVOS plugin already runs on source {self.stage.source!r}: stop it first (Ctrl-C in "
+                         "its terminal, or Stop in the OBS panel), or send it a new annotation with --annotate")
 
     def connect_with_backoff(self) -> None:
         """Connect, retrying with a growing delay while OBS is away, until connected, stopped, `give_up_s` has
@@ -529,9 +547,14 @@ class LiveSession:
         return result
 
     def take_events(self) -> None:
-        """Re-annotate from the annotate events for this source; a malformed one is reported and ignored."""
+        """Re-annotate from the annotate events for this source (a malformed one is reported and ignored); answer
+        a plugin starting on it that it runs here (`refuse_a_second_plugin`)."""
         for data in self.stage.pending_events():
             if data.get("source") not in (None, self.stage.source):
+                continue
+            if data.get("mobilevos") == "ping" and event_request(data) is not None:  # another plugin starting here
+                self.answers.append(Answer(event_request(data), self.stage.source, "running",
+                                           f"running, frame {self.frames_done}", self.frames_done))
                 continue
             try:
                 annotation = Annotation.from_event(data)

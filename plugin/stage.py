@@ -655,6 +655,10 @@ class ObsStage:
         inputs = set(self.input_names())
         return bool(ours & (set(scenes) | inputs)) or any(ours & set(self.scene_sources(scene)) for scene in scenes)
 
+    def rig_in_obs(self) -> bool:
+        """Whether a rig for S is in OBS (W is a scene): this run's, another plugin's, or one a killed run left."""
+        return self._wrapper in self.scene_names()
+
     def broadcast(self, data: dict) -> None:
         """Send a CustomEvent to every WebSocket client (the re-annotation channel)."""
         self.call("BroadcastCustomEvent", eventData=data)

@@ -88,6 +88,9 @@ class FakeStage:
     def broadcast(self, data):
         self.broadcasts.append((len(self.shown), data))
 
+    def rig_in_obs(self):
+        return False
+
 
 class AbsentObsStage(FakeStage):
     """A stage whose OBS never answers."""
@@ -1234,6 +1237,30 @@ def test_a_rig_the_user_takes_apart_in_obs_stops_the_run_and_shows_the_source_ag
     assert said and messages[-1] == (f"the MobileVOS rig for {CLIP_SOURCE!r} was taken apart in OBS ({said[0]}): "
                                      f"stopping, with {CLIP_SOURCE!r} shown as before; start the plugin again to "
                                      "mask it"), messages
+    assert scene_state(obs) == before
+
+
+@needs_obs
+@pytest.mark.obs
+def test_a_second_plugin_on_a_source_is_refused_and_the_first_tracks_on(obs, tmp_path):
+    """A plugin started on a source another plugin runs on ends at once with a line saying so, its rig untouched
+    (both used to rig the source and fight over its mask); a rig a killed run left answers nothing and is adopted
+    (`test_a_killed_plugin_is_repaired_by_restore_or_the_next_start`)."""
+    before = scene_state(obs)
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+    first = start_plugin(obs, tmp_path / "first")
+    try:
+        second = subprocess.run(plugin_command(obs, tmp_path / "second", "--frames", "3"), cwd=ROOT,
+                                capture_output=True, text=True, timeout=DEADLINE_S)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert second.stderr.splitlines()[-1] == (
+            f"error: a MobileVOS plugin already runs on source {CLIP_SOURCE!r}: stop it first (Ctrl-C in its "
+            "terminal, or Stop in the OBS panel), or send it a new annotation with --annotate")
+        assert rig_state(obs) == RIGGED and first.poll() is None
+    finally:
+        first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=DEADLINE_S) == 0, output(tmp_path / "first", "err")[-2000:]
     assert scene_state(obs) == before
 
 
