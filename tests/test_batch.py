@@ -8,6 +8,7 @@ frame counts, ids, sizes and statuses, and on the annotated frames, which the tr
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -600,15 +601,34 @@ def test_a_changed_setting_redoes_only_the_outputs_drawn_with_it(clips: Path, tm
     assert sorted(run("--masks", "none", "--effect", "cutout", "--blur", "9", "--size", "120")) == ["cutout.webm"]
 
 
-def test_a_video_cut_short_at_a_packet_is_done_with_a_warning(judo_small: list[np.ndarray], tmp_path: Path) -> None:
-    whole = encode_video(tmp_path / "whole.mp4", judo_small, FPS, audio=False, options={"movflags": "faststart"})
+def cut_short(frames: list[np.ndarray], folder: Path) -> Path:
+    """folder/in/cut.mp4: `frames` encoded, then cut after the fourth frame's data (a download that stopped), with
+    folder/in/cut.png, a mask of its frame 0."""
+    whole = encode_video(folder / "whole.mp4", frames, FPS, audio=False, options={"movflags": "faststart"})
     with av.open(str(whole)) as container:
         packets = [p for p in container.demux(video=0) if p.size]
-    end = packets[3].pos + packets[3].size  # a download that stopped after the fourth frame's data
-    source = tmp_path / "in"
+    source = folder / "in"
     source.mkdir()
-    (source / "cut.mp4").write_bytes(whole.read_bytes()[:end])
+    (source / "cut.mp4").write_bytes(whole.read_bytes()[:packets[3].pos + packets[3].size])
     write_mask(source / "cut.png", sample_mask("judo", "00000"))
+    return source / "cut.mp4"
+
+
+def test_a_mask_for_a_frame_a_cut_short_video_never_reaches_names_the_file_and_the_fix(
+        judo_small: list[np.ndarray], tmp_path: Path) -> None:
+    cut = cut_short(judo_small, tmp_path)
+    out = tmp_path / "out"
+    assert run_main(cut, "--out", out, "--quiet", "--mask", cut.with_suffix(".png"), "--mask-frame", "8") == 1
+    item = summary_items(out)["cut"]
+    assert item["status"] == "failed" and not (out / "cut").exists()
+    decoded = re.search(r"after the last decoded frame \((\d+)\) of ", item["error"])
+    assert item["error"].startswith(f"{cut.with_suffix('.png')}: annotates a frame after") and decoded, item["error"]
+    assert item["error"].endswith(f"rename it to a frame index below {int(decoded[1]) + 1} (with --mask FILE: pass "
+                                  "--mask-frame below it) or repair the video")
+
+
+def test_a_video_cut_short_at_a_packet_is_done_with_a_warning(judo_small: list[np.ndarray], tmp_path: Path) -> None:
+    source = cut_short(judo_small, tmp_path).parent
     out = tmp_path / "out"
     result = run_batch(source / "cut.mp4", "--out", out, "--quiet")
     assert result.returncode == 0, result.stderr

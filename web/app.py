@@ -32,7 +32,7 @@ import numpy as np
 
 from core import effects
 from core.io.command import ToolParser, bounded, ctrl_c_interrupts, port_number, tool_description, whole_number
-from core.io.masks import MaskError, check_mask, read_mask
+from core.io.masks import MaskError, read_annotation
 from core.io.suffixes import VIDEO_SUFFIXES
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
 from core.io.video import (CONVERT_HINT, VideoError, VideoInfo, check_x264_size, learn_timestamps, open_video,
@@ -546,9 +546,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             raise refusal(f"Unknown output {output!r}; choose one of {', '.join(OUTPUTS)}.")
         try:
             info = probe_clip(video, config.max_seconds)
-            frame_hw = (info.height, info.width)
-            labels = read_mask(mask, frame_hw)  # the mask's own name in its errors: the file to fix
-            check_mask(labels, frame_hw, mask)
+            labels = read_annotation(mask, (info.height, info.width))  # its own name in its errors: the file to fix
             results: dict = {}
             settings = RunSettings(outputs=(output,), tracker=config.tracker)
             for _ in run_outputs(video, {int(frame or 0): labels}, workspace.folder(request), settings, results):

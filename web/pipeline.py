@@ -24,7 +24,8 @@ from core.annotate.refine import MaskRefiner, RefinedTracker
 from core.inference.tracker import Tracker, TrackerConfig
 from core.io.masks import MaskError, check_mask, write_mask
 from core.io.video import VideoInfo, VideoWriter, open_video, variable_rate
-from core.pipeline import EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink, renderer, run_frames
+from core.pipeline import (EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink, check_reached, renderer,
+                           run_frames)
 
 # Output name → (file name, label shown in the UI).
 OUTPUTS: dict[str, tuple[str, str]] = {
@@ -103,11 +104,9 @@ def run_outputs(
             sinks.append(MaskPngSink(masks_dir))
         try:
             refiner = MaskRefiner() if settings.refine else None
-            done = 0
             with closing(run_frames(reader, annotations, tracker, sinks, edges, refiner=refiner)) as steps:
                 for done in steps:
                     yield Progress(done, info.num_frames)
-            check_reached(annotations, done, info.path)
         except BaseException:
             shutil.rmtree(masks_dir, ignore_errors=True)
             raise
@@ -148,16 +147,6 @@ def preview_overlays(
         if not overlays:
             check_reached(annotations, decoded, reader.info.path)
     return overlays
-
-
-def check_reached(annotations: dict[int, np.ndarray], decoded: int, source: str) -> None:
-    """Raise MaskError when an annotated frame lies past the `decoded` frames of `source`: a clip whose header does
-    not list its frame count (WebM) or lists more than the file holds (cut short) ends before it."""
-    unreached = [index for index in sorted(annotations) if index >= decoded]
-    if unreached:
-        frames = f"frames 0 to {decoded - 1}" if decoded else "no frame could be decoded"
-        raise MaskError(f"{source}: the annotation is for frame {unreached[0]}, but the clip ends before it "
-                        f"({frames}); annotate a frame inside it")
 
 
 def _track(tracker: Tracker | RefinedTracker, index: int, image: np.ndarray, annotations: dict[int, np.ndarray],

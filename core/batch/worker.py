@@ -32,11 +32,11 @@ from core.annotate.refine import MaskRefiner
 from core.batch.inputs import Job, numbered_frames
 from core.effects import EdgeSettings
 from core.inference.tracker import Tracker, TrackerConfig
-from core.io.masks import MaskError, check_mask, object_ids, read_mask
+from core.io.masks import MaskError, object_ids, read_annotation
 from core.io.video import (VideoError, VideoInfo, VideoReader, VideoWriter, open_video, truncation_warning,
                            variable_rate)
-from core.pipeline import (BackgroundError, EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink,
-                           is_large, renderer, run_frames)
+from core.pipeline import (BackgroundError, ClipEndedEarly, EffectSettings, FrameSink, MaskPngSink, RemovalSink,
+                           VideoSink, is_large, renderer, run_frames)
 from core.weights import WeightsError
 
 CUTOUT_FILES = {"webm": "cutout.webm", "prores": "cutout.mov", "png": "cutout"}
@@ -175,8 +175,7 @@ def _load_annotations(job: Job, info: VideoInfo) -> dict[int, np.ndarray]:
     """frame index → label map, each checked against the frame size (MaskError on a bad one)."""
     masks = {}
     for annotation in job.annotations:
-        labels = read_mask(annotation.path, (info.height, info.width))  # a wrong size is refused undecoded
-        check_mask(labels, (info.height, info.width), annotation.path)
+        labels = read_annotation(annotation.path, (info.height, info.width))
         if info.num_frames is not None and annotation.frame >= info.num_frames:
             raise JobError(f"{annotation.path}: annotates frame {annotation.frame} but {job.source} has "
                            f"{info.num_frames} frames; rename it to a frame index below {info.num_frames} "
@@ -241,16 +240,17 @@ def _track(reader: VideoReader, job: Job, masks: dict[int, np.ndarray], sinks: l
     masks."""
     total = reader.info.num_frames
     count = 0
-    with closing(run_frames(reader, masks, tracker, sinks, edges, refiner=refiner)) as steps:
-        for count in steps:
-            report(ProgressEvent(job.name, count, total))
-    unreached = [a.path for a in job.annotations if a.frame >= count]
-    if count == 0:
-        raise JobError(f"{job.source}: no frame could be decoded; re-encode or replace the file")
-    if unreached:
-        raise JobError(f"{unreached[0]}: annotates a frame after the last decoded frame ({count - 1}) of "
-                       f"{job.source}; rename it to a frame index below {count} (with --mask FILE: pass "
-                       "--mask-frame below it) or repair the video")
+    try:
+        with closing(run_frames(reader, masks, tracker, sinks, edges, refiner=refiner)) as steps:
+            for count in steps:
+                report(ProgressEvent(job.name, count, total))
+    except ClipEndedEarly as ended:  # said in the batch's terms: the mask file and the flags that place it
+        if ended.decoded == 0:
+            raise JobError(f"{job.source}: no frame could be decoded; re-encode or replace the file") from None
+        path = next(a.path for a in job.annotations if a.frame == ended.frame)
+        raise JobError(f"{path}: annotates a frame after the last decoded frame ({ended.decoded - 1}) of "
+                       f"{job.source}; rename it to a frame index below {ended.decoded} (with --mask FILE: pass "
+                       "--mask-frame below it) or repair the video") from None
     return count
 
 

@@ -117,6 +117,14 @@ def resize_labels(labels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
+def read_annotation(path: str | os.PathLike, frame_hw: tuple[int, int]) -> np.ndarray:
+    """The label map of a mask file that annotates frames of size `frame_hw` = (H, W); MaskError, naming the file,
+    when it has another size (refused before it is decoded) or marks no object."""
+    labels = read_mask(path, frame_hw)
+    check_mask(labels, frame_hw, str(path))
+    return labels
+
+
 def check_mask(labels: np.ndarray, frame_hw: tuple[int, int], source: str) -> None:
     """Raise MaskError when the mask does not match the frame size `frame_hw` = (H, W) or holds no object."""
     if labels.shape != tuple(frame_hw):

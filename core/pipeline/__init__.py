@@ -7,7 +7,7 @@ both. Imports inference, effects and io.
 
 from core.pipeline.outputs import (EFFECTS, RENDERED, BackgroundError, EffectSettings, FrameSink, MaskPngSink,
                                    RemovalSink, VideoSink, check_background, is_large, renderer)
-from core.pipeline.stages import run_frames
+from core.pipeline.stages import ClipEndedEarly, check_reached, run_frames
 
-__all__ = ["EFFECTS", "RENDERED", "BackgroundError", "EffectSettings", "FrameSink", "MaskPngSink", "RemovalSink",
-           "VideoSink", "check_background", "is_large", "renderer", "run_frames"]
+__all__ = ["EFFECTS", "RENDERED", "BackgroundError", "ClipEndedEarly", "EffectSettings", "FrameSink", "MaskPngSink",
+           "RemovalSink", "VideoSink", "check_background", "check_reached", "is_large", "renderer", "run_frames"]

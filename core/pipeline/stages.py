@@ -9,7 +9,8 @@ output holds the others back instead of piling frames up. Each output takes ever
 writes is the same as a loop doing one frame at a time. The heavy work of every stage (PyAV's decoders and
 encoders, OpenCV, ONNX Runtime or torch) releases the GIL, so the stages share the cores. A failure in any
 stage stops the others and is raised in the caller; closing the generator early stops every stage and waits
-for them before returning, so the caller may then abort its writers.
+for them before returning, so the caller may then abort its writers. A clip whose frames end before an annotated
+one (its header listed more, or none) raises `ClipEndedEarly` once its frames are done.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from core.annotate.refine import MaskRefiner
 from core.effects import EdgeSettings, StableMatte
 from core.effects.matting import work_shape
 from core.inference.tracker import CoarseStep, Tracker
+from core.io.masks import MaskError
 from core.io.video import Frame, VideoReader
 from core.pipeline.outputs import FrameSink, bind_run, is_large
 
@@ -125,8 +127,29 @@ def run_frames(reader: VideoReader, annotations: dict[int, np.ndarray], tracker:
     depth = depth or queue_depth(reader.info.width, reader.info.height)
     if is_large((reader.info.width, reader.info.height)):
         _return_large_blocks()
+    decoded = 0
     with _one_torch_thread(tracker):
-        yield from _run(reader, annotations, tracker, sinks, edges, depth, refiner)
+        for decoded in _run(reader, annotations, tracker, sinks, edges, depth, refiner):
+            yield decoded
+    check_reached(annotations, decoded, reader.info.path)
+
+
+class ClipEndedEarly(MaskError):
+    """An annotated frame (`frame`) lies past the `decoded` frames of a clip: one whose header does not list its
+    frame count (WebM) or lists more than the file holds (cut short) ended before it."""
+
+    def __init__(self, message: str, frame: int, decoded: int):
+        super().__init__(message)
+        self.frame, self.decoded = frame, decoded
+
+
+def check_reached(annotations: dict[int, np.ndarray], decoded: int, source: str) -> None:
+    """Raise ClipEndedEarly when an annotated frame lies past the `decoded` frames of `source`."""
+    unreached = [index for index in sorted(annotations) if index >= decoded]
+    if unreached:
+        frames = f"frames 0 to {decoded - 1}" if decoded else "no frame could be decoded"
+        raise ClipEndedEarly(f"{source}: the annotation is for frame {unreached[0]}, but the clip ends before it "
+                             f"({frames}); annotate a frame inside it", unreached[0], decoded)
 
 
 def _return_large_blocks() -> None:
