@@ -352,7 +352,7 @@ def run_live(args: argparse.Namespace, status: StatusFile) -> int:
         bar.close()
     message = (f"tracked {frames} frames; {session.stats.fps:.1f} FPS, latency {session.stats.latency_ms:.0f} ms; "
                + ("scene restored" if session.attached else "the scene was not changed"))
-    status.write("stopped", message, session)
+    status.write("stopped", f"{session.ended_because} — {message}" if session.ended_because else message, session)
     print(message)
     return 0
 

@@ -362,6 +362,7 @@ class LiveSession:
         self._no_picture_since: float | None = None  # when the source's picture went missing (None: it is there)
         self._source_away = False  # the source went from OBS and that was said (`source_away`)
         self._until = float("inf")  # the monotonic time `duration` ends at, once `run` starts
+        self.ended_because: str | None = None  # why the run stopped itself before it was asked to (RigRemoved)
 
     def reannotate(self, annotation: Annotation | None = None) -> None:
         """Re-annotate on the next frame (with the first annotation again when none is given); an annotation
@@ -406,6 +407,7 @@ class LiveSession:
             self.no_picture(error)
         except RigRemoved as error:
             self.on_status(str(error))
+            self.ended_because = str(error)
             self.stop()
 
     def source_away(self, error: SourceMissing) -> None:

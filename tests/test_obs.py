@@ -1218,26 +1218,38 @@ def remove_the_wrappers_item(stage: ObsStage) -> str:
 @needs_obs
 @pytest.mark.obs
 @pytest.mark.parametrize("take_apart", [remove_the_wrapper_scene, remove_the_wrappers_item])
-def test_a_rig_the_user_takes_apart_in_obs_stops_the_run_and_shows_the_source_again(obs, tracker_factory, tmp_path,
-                                                                                    take_apart):
-    """Removing the rig's scene, or its item from the user's scene, while the plugin runs stops the run with a
-    line saying so and the scene as it was, the source shown again. (Before, a removed scene ended the run with a
-    raw "code 600" error, and a removed item left the source hidden and the run tracking what nobody saw.)"""
+def test_a_rig_the_user_takes_apart_in_obs_stops_the_run_and_shows_the_source_again(obs, tmp_path, take_apart):
+    """Removing the rig's scene, or its item from the user's scene, while the plugin runs stops it (status 0) with
+    a line saying so, in its terminal and in the status file the OBS panel shows, and the scene as it was, the
+    source shown again. (Before, a removed scene ended the run with a raw "code 600" error, and a removed item left
+    the source hidden and the run tracking what nobody saw.)"""
     before = scene_state(obs)
-    messages: list[str] = []
-    said: list[str] = []
-    session = make_session(obs, tracker_factory(), frames=None, messages=messages, tmp=tmp_path)
-    session.on_frame = lambda result: said.append(take_apart(session.stage)) if not said else None
-    timer = threading.Timer(DEADLINE_S, session.stop)
-    timer.start()
+    status = tmp_path / "status.json"
+    process = start_plugin(obs, tmp_path, "--status-file", str(status))
+    stage = make_stage(obs, tmp_path / "user")
+    stage.connect()
     try:
-        session.run()
+        said = take_apart(stage)
     finally:
-        timer.cancel()
-    assert said and messages[-1] == (f"the MobileVOS rig for {CLIP_SOURCE!r} was taken apart in OBS ({said[0]}): "
-                                     f"stopping, with {CLIP_SOURCE!r} shown as before; start the plugin again to "
-                                     "mask it"), messages
+        stage.disconnect()
+        if process.poll() is None and not wait_until_exited(process):
+            process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=DEADLINE_S) == 0, output(tmp_path, "err")[-2000:]
+    line = (f"the MobileVOS rig for {CLIP_SOURCE!r} was taken apart in OBS ({said}): stopping, with {CLIP_SOURCE!r} "
+            "shown as before; start the plugin again to mask it")
+    assert line in output(tmp_path, "out").splitlines()
+    ended = json.loads(status.read_text())
+    assert ended["state"] == "stopped" and ended["message"].startswith(f"{line} — tracked "), ended
     assert scene_state(obs) == before
+
+
+def wait_until_exited(process: subprocess.Popen, timeout_s: float = DEADLINE_S) -> bool:
+    """Whether `process` ends within `timeout_s`."""
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 @needs_obs
