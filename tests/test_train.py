@@ -311,3 +311,56 @@ def test_ctrl_c_saves_the_last_whole_step_and_the_same_command_resumes(
     main(args)
     assert "resumed s3-fast at step 2" in capsys.readouterr().out and len(calls) == 4
     assert load_checkpoint(tmp_path / "run" / "last.pt")["meta"]["steps"] == 4
+
+
+def test_ctrl_c_in_the_last_validation_keeps_every_step_and_a_finished_run_only_says_so(
+        tiny_davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C during the validation at a run's end (after the loop's own Ctrl-C handling) used to lose every step
+    since the last save; now the rerun only validates. A rerun of a finished run trains and validates nothing."""
+    monkeypatch.setattr("core.train.loop.VALIDATION_SEQUENCES", VALIDATION_SEQUENCES[:1])
+    validations: list[int] = []
+
+    def validate(*args, **kwargs) -> float:
+        validations.append(1)
+        if len(validations) == 1:
+            raise KeyboardInterrupt
+        return 42.0
+
+    monkeypatch.setattr(loop, "validate", validate)
+    steps: list[int] = []
+    clip_loss = loop.clip_loss
+    monkeypatch.setattr(loop, "clip_loss", lambda *args: steps.append(1) or clip_loss(*args))
+    args = ["--preset", "static-fast", "--out", str(tmp_path / "run"), "--data", str(tiny_davis), "--val-every", "100",
+            *QUICK[:-1], "2"]
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    assert torch.load(tmp_path / "run" / "state.pt", weights_only=False)["step"] == 2 and len(steps) == 2
+    main(args)
+    assert len(steps) == 2 and len(validations) == 2  # resumed at step 2: validated, nothing trained again
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["meta"]["validation_jf"] == 42.0
+    assert "static-fast step 2: validation J&F 42.0 (best 42.0)" in capsys.readouterr().out
+    main(args)
+    assert len(steps) == 2 and len(validations) == 2
+    assert "static-fast: already finished at step 2; raise --steps (or --seconds) to train on" in \
+        capsys.readouterr().out
+
+
+def test_without_validation_best_is_the_last_checkpoint(tiny_davis: Path, tmp_path: Path) -> None:
+    args = ["--preset", "static-fast", "--out", str(tmp_path / "run"), "--data", str(tiny_davis), "--no-val",
+            *QUICK[:-1]]
+    main([*args, "2"])
+    main([*args, "3"])  # extended: best.pt stayed at step 2
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["meta"]["steps"] == 3
+
+
+@pytest.mark.parametrize("flag", ["--init", "--teacher"])
+def test_a_checkpoint_of_another_kind_or_none_is_refused_as_the_flags_are_parsed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    annotator = Path(__file__).resolve().parent.parent / "core" / "weights" / "annotator-mnv2.pt"
+    for given, says in ((tmp_path / "nope.pt", "MobileVOS checkpoint not found"),
+                        (annotator, "it holds the click-annotation network, which core.annotate and "
+                                    "core.train.annotator take")):
+        with pytest.raises(SystemExit) as stop:
+            parse_args(["--preset", "s3-fast", "--out", str(tmp_path / "run"), flag, str(given)])
+        assert stop.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

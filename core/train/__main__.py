@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import torch
 
+from core.inference.tracker import tracker_weights
 from core.io.command import ToolParser, bounded, output_folder, run_tool, tool_description, whole_number
 from core.train.config import preset
 from core.train.flags import crop_side, seed_number, training_device
@@ -32,9 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=bounded(0), help="peak learning rate (default: the preset's)")
     parser.add_argument("--crop", type=crop_side, help="side of the square training crops (a multiple of 16)")
     parser.add_argument("--val-every", type=whole_number(1), help="steps between validations (default: the preset's)")
-    parser.add_argument("--init", help="checkpoint to start from")
+    parser.add_argument("--init", type=tracker_weights, help="checkpoint to start from")
     parser.add_argument("--no-imagenet", action="store_true", help="MobileNetV2 trunk from scratch, not ImageNet")
-    parser.add_argument("--teacher", help="teacher checkpoint for distillation")
+    parser.add_argument("--teacher", type=tracker_weights, help="teacher checkpoint for distillation")
     parser.add_argument("--device", default="auto", type=training_device,
                         help="auto (default: CUDA when present), cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=whole_number(1), help="CPU threads")

@@ -81,17 +81,24 @@ class Trainer:
         seed_everything(config.seed)
         out.mkdir(parents=True, exist_ok=True)
         self.network = build_network(config.network).to(device)
+        if not (out / "state.pt").exists():  # a new run; a resumed one gets its weights from its state
+            self._initialise()
+        self.teacher = self._load_teacher()
+        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.step, self.best, self.seconds = 0, -1.0, 0.0
+        self.checkpointed = 0  # the step last validated and saved as last.pt (the run's end is one)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self._resume()
+
+    def _initialise(self) -> None:
+        """A new run's first weights: the ImageNet trunk (MobileNetV2), then `init`'s matching tensors."""
+        config = self.config
         if config.imagenet and config.network.backbone == "mobilenetv2":
             self.network.backbone.load_state_dict(load_trunk())
             print(f"{config.name}: key-encoder trunk initialised from ImageNet ({TRUNK.name})")
         if config.init:
             loaded, total = load_matching(self.network, load_checkpoint(config.init)["state_dict"])
             print(f"{config.name}: {loaded} of {total} tensors initialised from {config.init}")
-        self.teacher = self._load_teacher()
-        self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.step, self.best, self.seconds = 0, -1.0, 0.0
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self._resume()
 
     def _load_teacher(self) -> VOSNetwork | None:
         if not needs_teacher(self.config):
@@ -108,6 +115,7 @@ class Trainer:
         state = restore_training_state(state_path, {"network": self.network, "optimizer": self.optimizer},
                                        self.device)
         self.step, self.best, self.seconds = state["step"], state["best"], state["seconds"]
+        self.checkpointed = state.get("checkpointed", self.step)  # a state from before it was kept: saved at its end
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed {self.config.name} at step {self.step}")
@@ -115,7 +123,8 @@ class Trainer:
     def _save_state(self) -> None:
         save_atomically({"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
                          "step": self.step, "best": self.best, "seconds": self.seconds,
-                         "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()},
+                         "checkpointed": self.checkpointed, "generator": self.generator.get_state(),
+                         "torch_rng": torch.get_rng_state()},
                         self.out / "state.pt")
 
     def progress(self) -> float:
@@ -140,13 +149,20 @@ class Trainer:
                                  f"({self.config.data.root})"}
 
     def _checkpoint(self, log) -> None:
+        """Validate (unless the run has no validation), save last.pt and best.pt (last.pt's copy when nothing is
+        validated), then the state, and say the J&F."""
         jf = validate(self.network, self.val_root, self.device, self.config.memory) if self.val_root else None
         save_checkpoint(self.network, self.out / "last.pt", self._meta(jf), half=True)
-        if jf is not None and jf > self.best:
+        if jf is None:
+            shutil.copyfile(self.out / "last.pt", self.out / "best.pt")
+        elif jf > self.best:
             self.best = jf
             save_checkpoint(self.network, self.out / "best.pt", self._meta(jf), half=True)
+        self.checkpointed = self.step
         self._save_state()
         log({"step": self.step, "validation_jf": jf, "best_jf": self.best, "seconds": round(self.seconds, 1)})
+        if jf is not None:
+            tqdm.write(f"{self.config.name} step {self.step}: validation J&F {jf:.1f} (best {self.best:.1f})")
 
     def _train_step(self, sampler: ClipSampler, autocast: torch.autocast) -> dict[str, torch.Tensor]:
         """One optimiser step on a sampled batch of clips; returns the loss terms."""
@@ -170,7 +186,12 @@ class Trainer:
         return terms
 
     def fit(self, sampler: ClipSampler) -> None:
+        """Train until the run's steps or seconds are done, validating and saving every `val_every` steps and at
+        the end; a finished run only says so."""
         cfg = self.config
+        if self.progress() >= 1.0 and self.checkpointed == self.step:
+            print(f"{cfg.name}: already finished at step {self.step}; raise --steps (or --seconds) to train on")
+            return
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
                                   enabled=self.device.type == "cuda" or cfg.bf16)
         with open(self.out / "log.jsonl", "a") as log_file:
@@ -195,13 +216,11 @@ class Trainer:
                     self.seconds += now - started  # wall clock, validation included
                     started = now
             bar.close()
+            self._save_state()  # every step kept before the last validation, which a Ctrl-C may cut short
             if stop.asked:  # Ctrl-C: the state of the last whole step is kept
-                self._save_state()
                 stop_after_saving(self.step, self.out / "state.pt")
-            if self.step % cfg.val_every:
+            if self.checkpointed != self.step:
                 self._checkpoint(log)
-        if not (self.out / "best.pt").exists():
-            shutil.copyfile(self.out / "last.pt", self.out / "best.pt")
 
 
 def needs_teacher(config: TrainConfig) -> bool:

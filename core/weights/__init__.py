@@ -93,8 +93,25 @@ def load_verified(path: Path, format_tag: str, expected_sha256: str | None, mani
     except Exception as exc:  # torch raises many types for a bad file
         raise WeightsError(f"{path}: unreadable checkpoint ({type(exc).__name__}); {fix}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != format_tag:
-        raise WeightsError(f"{path}: not a {noun} (format tag missing); {fix}")
+        raise WeightsError(f"{path}: not a {noun} ({what_file(checkpoint)}); {fix}")
     return checkpoint
+
+
+def what_file(payload: object) -> str:
+    """What a loaded `torch.save`d file is, in the words of the commands that take it (for a file passed where
+    another kind was wanted)."""
+    if not isinstance(payload, dict):
+        return "format tag missing"
+    tag = str(payload.get("format", ""))
+    if tag.startswith("mobilevos-annotator/"):
+        return "it holds the click-annotation network, which core.annotate and core.train.annotator take"
+    if tag.startswith("mobilevos-trunk/"):
+        return "it holds an ImageNet trunk, which training starts from by itself"
+    if tag.startswith("mobilevos/"):
+        return "it holds a tracker network, which --weights and core.train --init take"
+    if "step" in payload and ("optimizer" in payload or "optimiser" in payload):
+        return "it is a run's training state, which resumes the run; pass the run's best.pt or last.pt"
+    return "format tag missing"
 
 
 def load_network(path: str | os.PathLike | None = None) -> VOSNetwork:
