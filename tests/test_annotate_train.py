@@ -21,7 +21,7 @@ from core.train.annotator import (AnnotatorTraining, draw_batch, first_interacti
                                   parse_args, recipe, segmentation_loss, tracked_guess)
 from core.train.data import load_frames
 from core.train.config import VALIDATION_SEQUENCES
-from core.weights import WeightsError, load_trunk
+from core.weights import WeightsError, default_checkpoint, load_trunk
 from tests.conftest import run_interrupted
 
 TINY = ["--batch", "2", "--crop", "64", "--load-short-side", "64", "--val-every", "2", "--val-frames-every", "10"]
@@ -53,9 +53,29 @@ def test_a_foreign_state_or_missing_checkpoint_is_one_line(tiny_davis: Path, tmp
     assert "\n" not in str(error.value)
     with pytest.raises(WeightsError, match=r".*nothing\.pt: MobileVOS annotator checkpoint not found"):
         main(["--ship", str(tmp_path / "nothing.pt")])
-    with pytest.raises(WeightsError, match=r".*nothing\.pt: MobileVOS annotator checkpoint not found"):
-        main(["--out", str(tmp_path / "other"), "--data", str(tiny_davis), "--init", str(tmp_path / "nothing.pt"),
-              *TINY])
+
+
+
+@pytest.mark.parametrize("init, says", [("nothing.pt", "nothing.pt: MobileVOS annotator checkpoint not found"),
+                                        (str(default_checkpoint()), "it holds a tracker network")])
+def test_an_init_that_is_no_annotator_is_refused_as_the_flags_are_parsed(
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], init: str, says: str) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--out", str(tmp_path / "other"), "--data", str(tiny_davis), "--init", str(tmp_path / init), *TINY])
+    assert stop.value.code == 2 and says in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+def test_a_run_without_validation_keeps_its_last_step_and_a_finished_one_only_says_so(
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run that ends on a step with no validation and not a multiple of 25 kept no state (its rerun trained again
+    from step 0, writing every step twice in the log); the rerun of a finished run trains nothing."""
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--data", str(tiny_davis), "--steps", "3", "--hold-out", "", *TINY]
+    main(args)
+    assert torch.load(out / "state.pt", weights_only=False)["step"] == 3
+    main(args)
+    assert f"{out}: already finished at step 3; raise --steps (or --seconds) to train on" in capsys.readouterr().out
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 def test_hold_out_chooses_the_validation_sequences_or_none(tiny_davis: Path, tmp_path: Path) -> None:

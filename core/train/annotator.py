@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from core.annotate.clicks import (Box, Click, guidance_maps, interior_point, jittered_box, next_click,
                                   random_interior_click, tight_box)
@@ -58,7 +59,7 @@ from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
 from core.train.flags import MIN_CROP, crop_side, seed_number, training_device
 from core.train.interrupt import stop_after_saving, stop_after_step
-from core.weights import WEIGHTS_DIR, load_trunk, restore_training_state, save_atomically
+from core.weights import WEIGHTS_DIR, WeightsError, load_trunk, restore_training_state, save_atomically
 
 MIN_OBJECT_PIXELS = 30
 SHAPE_ODDS = 0.2  # samples whose object is a painted shape instead (the network must not need a DAVIS object)
@@ -400,11 +401,15 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         if average is not None:
             average.load_state_dict(state.get("average", state["network"]))
         print(f"resumed {out} at step {step}")
+    if max(step / run.steps, elapsed / run.seconds) >= 1:
+        print(f"{out}: already finished at step {step}; raise --steps (or --seconds) to train on")
+        return
     judged = network if average is None else average
     rng = np.random.default_rng(run.seed + step)
     samplers = make_samplers(store, run, run.seed + step)
     started = time.time() - elapsed
     training_mode(network, run.freeze_bn)
+    bar = tqdm(total=run.steps, initial=step, desc="annotator", unit="step", mininterval=5)
     with open(out / "log.jsonl", "a") as log, stop_after_step() as stop:
         while (progress := max(step / run.steps, (time.time() - started) / run.seconds)) < 1 and not stop.asked:
             for group, scale in zip(optimiser.param_groups, group_scales(run)):
@@ -413,6 +418,8 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
             if average is not None:
                 update_average(average, network, run.ema)
             step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
             elapsed = time.time() - started
             record: dict = {"step": step, "loss": round(loss, 4), "seconds": round(elapsed, 1)}
             last = max(step / run.steps, elapsed / run.seconds) >= 1
@@ -420,6 +427,8 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
                 if held_out:
                     record["val"] = validate(judged, val_frames, tracked)
                     training_mode(network, run.freeze_bn)
+                    bar.write(f"step {step}: validation IoU " + ", ".join(
+                        f"{name} {value:.1f}" for name, value in record["val"].items()))
                 meta = {"steps": step, "init": None if init is None else str(init), "training_sequences": train_names,
                         "validation_sequences": held_out, "validation": record.get("val"), "run": asdict(run)}
                 save_annotator(judged, out / "last.pt", meta)
@@ -428,10 +437,11 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
                 elif record["val"]["mean"] > best:
                     best = record["val"]["mean"]
                     save_annotator(judged, out / "best.pt", meta)
-            if step % 25 == 0 or "val" in record:
+            if step % 25 == 0 or "val" in record or last:
                 save_state(out, network, optimiser, average, {"step": step, "best": best, "elapsed": elapsed})
             log.write(json.dumps(record) + "\n")
             log.flush()
+    bar.close()
     if stop.asked:  # Ctrl-C: the state of the last whole step is kept
         save_state(out, network, optimiser, average, {"step": step, "best": best, "elapsed": elapsed})
         stop_after_saving(step, out / "state.pt")
@@ -492,6 +502,16 @@ def ship(checkpoints: list[Path], name: str = SHIPPED_NAME) -> Path:
     return target
 
 
+def annotator_weights(text: str) -> Path:
+    """An argparse type for --init: an annotator checkpoint that loads, checked as the flags are parsed (before the
+    data are loaded and the run folder made)."""
+    try:
+        load_annotator_checkpoint(text)
+    except WeightsError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return Path(text)
+
+
 def ship_source(text: str) -> Path:
     """An argparse type for --ship: a checkpoint, or a run folder (its best.pt); a run's best.pt it has not written
     yet is refused, naming the fix."""
@@ -549,7 +569,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.add_argument(f"--{field.replace('_', '-')}", type=SETTING_TYPES.get(field, type(value)),
                                 default=value, help=f"{SETTING_HELP[field]} (default: {value!r})")
     parser.add_argument("--threads", type=whole_number(1), default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--init", type=Path, help="start a new run from this annotator checkpoint's weights")
+    parser.add_argument("--init", type=annotator_weights,
+                        help="start a new run from this annotator checkpoint's weights")
     args = parser.parse_args(argv)
     if args.ship and args.out:
         parser.error("--ship ships checkpoints and --out trains: give one of them")
@@ -564,7 +585,8 @@ def main(argv: list[str] | None = None) -> None:
     """Ship checkpoints (--ship) or train (--out); bad input ends in one line (`run_tool`: status 2)."""
     args = parse_args(argv)
     if args.ship:
-        print(ship(args.ship))
+        print(f"shipped {ship(args.ship)}, in place of the one before (`git checkout -- core/weights` brings it "
+              "back)")
         return
     torch.set_num_threads(args.threads)
     train(AnnotatorTraining(**{k: getattr(args, k) for k in asdict(AnnotatorTraining())}), args.out, args.init)
