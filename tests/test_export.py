@@ -166,8 +166,10 @@ def test_export_command_writes_every_graph(tmp_path: Path, capsys: pytest.Captur
     assert error.startswith("error:") and "missing.pt" in error and len(error.splitlines()) == 1
 
 
-def test_int8_backend_is_exported_on_demand_and_stays_close_to_the_float_masks(cache: Path) -> None:
+def test_int8_backend_is_exported_on_demand_and_stays_close_to_the_float_masks(
+        cache: Path, caplog: pytest.LogCaptureFixture) -> None:
     int8 = _track("onnx-int8", "judo", size=None)  # the default inference size, where it was calibrated
+    assert not any("before quantization" in record.getMessage() for record in caplog.records)  # no advice logged
     graphs = verified_graphs(cache / network_digest(load_network()), int8=True)
     assert graphs is not None
     for graph in QUANTISED:  # int8 weights: smaller files (scales and QDQ nodes weigh on the small value graph)

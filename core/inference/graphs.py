@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -184,9 +185,22 @@ def quantize_graph(source: Path, target: Path, feeds: list[dict[str, np.ndarray]
     """Static int8 quantisation of one graph's convolutions and matrix products (QDQ, per-channel weights)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    quantize_static(str(source), str(target), _Feeds(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["Conv", "MatMul"])
+    advice = _WithoutPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        quantize_static(str(source), str(target), _Feeds(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv", "MatMul"])
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
+class _WithoutPreprocessingAdvice(logging.Filter):
+    """Drops ONNX Runtime's advice, logged twice per graph on the root logger, to pre-process a model before
+    quantising it: six warnings with a link for whoever exports, who can do nothing about them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def export_all(network: VOSNetwork, folder: Path, int8: bool = False, progress: bool = False,
