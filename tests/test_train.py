@@ -193,6 +193,8 @@ def copy_of(tiny_davis: Path, tmp_path: Path) -> Path:
     ("data/JPEGImages/480p/bike", "one sequence's frames; pass the DAVIS root that holds it, "),
     ("clips", "a folder of clips with masks/ (as core.batch reads); training needs a mask for every frame"),
     ("bare", "JPEGImages/480p: no sequence folders; pass a DAVIS root"),
+    ("frames-only", "frames-only/Annotations/480p: no such folder; training needs a mask for every frame: pass a "
+                    "DAVIS root"),
 ])
 def test_a_data_folder_in_another_layout_is_named_with_the_fix(
         tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str, told: str) -> None:
@@ -202,6 +204,7 @@ def test_a_data_folder_in_another_layout_is_named_with_the_fix(
     (tmp_path / "empty").mkdir()
     (tmp_path / "clips" / "clip" / "masks").mkdir(parents=True)
     (tmp_path / "bare" / "JPEGImages" / "480p").mkdir(parents=True)
+    shutil.copytree(tiny_davis / "JPEGImages", tmp_path / "frames-only" / "JPEGImages")
     out = tmp_path / "run"
     status, error = ended_by(["--preset", "s3-fast", "--out", str(out), "--data", str(tmp_path / given), "--no-val",
                               *QUICK], capsys)
@@ -278,6 +281,14 @@ def test_nonsensical_numbers_are_refused_as_the_flags_are_parsed(
         parse_args(["--preset", "s3-fast", "--out", str(tmp_path / "run"), flag, value])
     error = capsys.readouterr().err
     assert stop.value.code == 2 and f"argument {flag}: " in error and told in error
+
+
+@pytest.mark.parametrize("without", ["--no-val", "--all-sequences"])
+def test_a_validation_root_with_nothing_to_validate_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], without: str) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--preset", "s3-fast", "--out", str(tmp_path / "run"), "--val-root", str(tmp_path), without])
+    assert stop.value.code == 2 and f"--val-root: nothing is validated with {without}" in capsys.readouterr().err
 
 
 def test_an_output_that_is_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -358,6 +369,7 @@ def test_a_checkpoint_of_another_kind_or_none_is_refused_as_the_flags_are_parsed
         tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str) -> None:
     annotator = Path(__file__).resolve().parent.parent / "core" / "weights" / "annotator-mnv2.pt"
     for given, says in ((tmp_path / "nope.pt", "MobileVOS checkpoint not found"),
+                        (tmp_path, "a folder, not a MobileVOS checkpoint file"),
                         (annotator, "it holds the click-annotation network, which core.annotate and "
                                     "core.train.annotator take")):
         with pytest.raises(SystemExit) as stop:

@@ -12,14 +12,15 @@ import torch
 
 from core.inference.tracker import tracker_weights
 from core.io.command import ToolParser, bounded, output_folder, run_tool, tool_description, whole_number
-from core.train.config import preset
+from core.train.config import preset, presets
 from core.train.flags import crop_side, seed_number, training_device
 from core.train.loop import train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ToolParser(prog="python -m core.train", description=tool_description(__doc__))
-    parser.add_argument("--preset", required=True, help="e.g. teacher, s0-mnv2aspp, s1-mnv2aspp, abl-seg")
+    parser.add_argument("--preset", required=True, metavar="NAME",
+                        help=f"the configuration to train: {', '.join(sorted(presets()))}")
     parser.add_argument("--out", required=True, type=output_folder, help="run folder (resumes when it holds state.pt)")
     parser.add_argument("--data", help="DAVIS root for training clips (default ../shared/data/davis2016-train)")
     parser.add_argument("--val-root", help="DAVIS root holding the validation sequences (default: --data)")
@@ -44,7 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="batch norms normalise with their running statistics and keep them (small batches)")
     parser.add_argument("--bf16", action="store_true",
                         help="forward passes in bfloat16 on the CPU too (faster on CPUs with AMX; always on CUDA)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.val_root and (args.no_val or args.all_sequences):
+        parser.error(f"--val-root: nothing is validated with {'--no-val' if args.no_val else '--all-sequences'}; "
+                     "give one of them")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -65,9 +65,9 @@ ABLATION_LOSSES = {
 }
 
 
-def preset(name: str) -> TrainConfig:
+def presets() -> dict[str, TrainConfig]:
     """Named configurations: stage 0 / 1 per variant, the teacher, and the ablation rows."""
-    presets = {
+    named = {
         "teacher": TrainConfig("teacher", TEACHER, DataConfig(clip_frames=5), memory="infinite", batch=16),
         **{f"s0-{v}": TrainConfig(f"s0-{v}", n, DataConfig(synthetic=True)) for v, n in STUDENTS.items()},
         **{f"s1-{v}": TrainConfig(f"s1-{v}", n, loss=FULL_LOSS) for v, n in STUDENTS.items()},
@@ -84,7 +84,13 @@ def preset(name: str) -> TrainConfig:
         **{f"abl-fast-{row}": TrainConfig(f"abl-fast-{row}", STUDENTS["mnv2aspp-fast"], loss=loss)
            for row, loss in ABLATION_LOSSES.items()},
     }
-    presets["s1-resnet18"] = replace(presets["s1-resnet18"], loss=replace(FULL_LOSS, omega=0.0))
-    if name not in presets:
-        raise BadInput(f"--preset {name!r}: unknown; choose one of: {', '.join(sorted(presets))}")
-    return presets[name]
+    named["s1-resnet18"] = replace(named["s1-resnet18"], loss=replace(FULL_LOSS, omega=0.0))
+    return named
+
+
+def preset(name: str) -> TrainConfig:
+    """The configuration named `name` (`presets`); BadInput listing them for an unknown name."""
+    named = presets()
+    if name not in named:
+        raise BadInput(f"--preset {name!r}: unknown; choose one of: {', '.join(sorted(named))}")
+    return named[name]

@@ -41,6 +41,8 @@ def davis_sequences(root: str | Path, exclude: tuple[str, ...] = ()) -> list[str
     names = sequence_names(root)
     if not names:
         raise BadInput(f"{Path(root) / FRAMES}: no sequence folders; pass {LAYOUT}")
+    if not (Path(root) / MASKS).is_dir():
+        raise BadInput(f"{Path(root) / MASKS}: no such folder; training needs a mask for every frame: pass {LAYOUT}")
     return [name for name in names if name not in exclude]
 
 

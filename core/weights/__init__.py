@@ -83,6 +83,8 @@ def load_verified(path: Path, format_tag: str, expected_sha256: str | None, mani
     """Read a `torch.save`d dict that must carry `format_tag` and, when `expected_sha256` is given (a shipped
     file), match it. Raises WeightsError naming `path`, what is wrong and `fix`; `noun` names what the file
     should be, `manifest` the file under core/weights that lists its sha256."""
+    if path.is_dir():
+        raise WeightsError(f"{path}: a folder, not a {noun} file; {fix}")
     if not path.is_file():
         raise WeightsError(f"{path}: {noun} not found; {fix}")
     if expected_sha256 is not None and sha256(path) != expected_sha256:
