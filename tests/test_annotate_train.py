@@ -304,6 +304,7 @@ def test_redraw_samples_have_no_click_or_box_and_a_guess_and_are_validated(
     (["--device", "gpu"], "argument --device: 'gpu': give auto, cpu or cuda"),
     (["--object-min", "0.9", "--object-max", "0.1"], "--object-min 0.9 is above --object-max 0.1; swap them"),
     (["--ship", "a.pt"], "--ship ships checkpoints and --out trains: give one of them"),  # --out was ignored
+    (["--tracked", "masks", "--hold-out", ""], "--tracked: its masks are validated on the held-out sequences"),
 ])
 def test_bad_settings_are_refused_as_the_flags_are_parsed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], told: str) -> None:

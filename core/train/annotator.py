@@ -576,6 +576,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--ship ships checkpoints and --out trains: give one of them")
     if not args.ship and args.out is None:
         parser.error("--out is required to train")
+    if args.tracked and not args.hold_out.strip():
+        parser.error("--tracked: its masks are validated on the held-out sequences, and --hold-out \"\" holds none "
+                     "out; give one of them")
     if args.object_min > args.object_max:
         parser.error(f"--object-min {args.object_min:g} is above --object-max {args.object_max:g}; swap them")
     return args
