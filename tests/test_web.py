@@ -39,6 +39,7 @@ from web.app import (  # noqa: E402
     main as web_main,
 )
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
+import web.app as web_app  # noqa: E402
 from tests.conftest import encode_video, sample_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -388,6 +389,17 @@ def test_workspace_folders_are_per_session_and_released():
     assert not first.exists() and second.exists()
 
 
+def test_cancel_stays_on_while_a_later_run_of_the_session_is_queued_or_going():
+    """Cancel then Run at once: the cancelled run ends after the next one turned Cancel on, and must not turn it
+    off (it did, leaving a run that could not be cancelled)."""
+    workspace, alice = Workspace(), Request("alice")
+    workspace.run_started(alice)
+    workspace.run_started(alice)  # Run again before the cancelled run has ended
+    workspace.run_started(Request("bob"))
+    assert workspace.run_ended(alice) == 1  # the cancelled one: Cancel stays on for the next
+    assert workspace.run_ended(alice) == 0 and workspace.run_ended(alice) == 0
+
+
 def test_workspace_sweeps_old_job_folders():
     workspace = Workspace()
     old, new = workspace.folder(None), workspace.folder(None)
@@ -596,6 +608,23 @@ def test_a_preview_or_run_of_a_clip_replaced_since_stops_without_a_word(app, tmp
     assert not old.results
 
 
+def test_a_clip_replaced_as_a_run_finishes_its_outputs_leaves_the_new_clips_view(app, tmp_path, monkeypatch):
+    """A new clip after the last frame, while the run's outputs are finished, used to get the old run's results,
+    downloads and session (and Preview and Run then did nothing, or the output list raised an error)."""
+    clip, request = make_clip(tmp_path / "judo.mp4"), Request("erin")
+    session = update_marks(handler(app, "load_clip")(str(clip), request)[4], (Mark("positive", 1, 160, 80),), None)
+    run_outputs = web_app.run_outputs
+
+    def replaced_at_the_end(*args):
+        yield from run_outputs(*args)
+        handler(app, "reset")(request)
+
+    monkeypatch.setattr(web_app, "run_outputs", replaced_at_the_end)
+    steps = list(handler(app, "run")([OUTPUTS["overlay"][1]], "#00b140", 31, 0, 0, False, session, request,
+                                     lambda *_, **__: None))
+    assert steps[-1] == (gr.skip(),) * 5 and all(step[0].startswith("Tracking") for step in steps[:-1])
+
+
 # ---- the running app, through gradio_client ----
 
 @pytest.fixture(scope="module")
@@ -621,7 +650,7 @@ def test_api_lists_only_the_segment_endpoint(server):
 
 def test_api_returns_a_cutout_with_alpha(server, clip, mask):
     result = Path(call_segment(server[0], clip, mask, "cutout"))
-    assert result.suffix == ".webm"
+    assert result.name == "judo-cutout.webm"  # named after the clip, as the page's downloads
     assert count_frames(result, alpha=True) == (CLIP_FRAMES, (CLIP_SIZE[1], CLIP_SIZE[0], 4))
 
 
@@ -655,6 +684,8 @@ def test_api_explains_bad_input(server, tmp_path, clip, mask):
     write_mask(small, np.ones((CLIP_SIZE[1] // 2, CLIP_SIZE[0] // 2), np.uint8))
     with pytest.raises(gradio_client.exceptions.AppError, match=r"^small\.png: .*160×90 but the video is 320×180"):
         call_segment(server[0], clip, small, "overlay")
+    with pytest.raises(gradio_client.exceptions.AppError, match=r"^Unknown output 'sparkles'; choose one of overlay"):
+        call_segment(server[0], clip, mask, "sparkles")
 
 
 def test_a_refused_upload_prints_no_traceback_on_the_server(server, tmp_path, mask, capfd):
@@ -682,7 +713,7 @@ def test_api_enforces_duration_and_upload_limits(server, tmp_path, mask):
 def test_session_files_are_not_served(server, clip, mask):
     url, workspace = server
     call_segment(url, clip, mask, "overlay")
-    produced = next(workspace.root.rglob("overlay.mp4"))
+    produced = next(workspace.root.rglob("judo-overlay.mp4"))
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{url}gradio_api/file={produced}")
     assert refused.value.code == 403

@@ -294,6 +294,8 @@ def test_a_new_clip_or_none_stops_the_run_with_no_error_shown(page, tmp_path, he
     for element in ("#run-status", "#view", "#player", "#files"):
         assert "Error" not in page.inner_text(element), element
     assert page.inner_text("#run-status").strip() == ""  # neither "Tracking…" nor "Run cancelled" of the old clip
+    # the upload box no longer names the old clip (its × then cleared the example)
+    page.wait_for_function("() => !document.querySelector('#upload button[aria-label=Clear]')", timeout=TIMEOUT_MS)
 
 
 def test_cancel_stops_a_run_midway_with_no_error_shown(page, tmp_path, held_run):

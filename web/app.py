@@ -111,11 +111,23 @@ class Workspace:
         self.root = Path(tempfile.mkdtemp(prefix="mobilevos-web-"))
         self._stops: dict[str, threading.Event] = {}  # session → its Cancel, read by its run between frames
         self._clips: dict[str, int] = {}  # session → how many clips it loaded (its run or preview of one before stops)
+        self._runs: dict[str, int] = {}  # session → its runs started and not ended (queued or going)
         atexit.register(shutil.rmtree, self.root, ignore_errors=True)
 
     def stop_flag(self, request: gr.Request | None) -> threading.Event:
         """The Cancel flag of the session that sent `request`: set by its Cancel, cleared by its Run."""
         return self._stops.setdefault(_session_key(request), threading.Event())
+
+    def run_started(self, request: gr.Request | None) -> None:
+        """Count a run the session that sent `request` started (Run pressed)."""
+        key = _session_key(request)
+        self._runs[key] = self._runs.get(key, 0) + 1
+
+    def run_ended(self, request: gr.Request | None) -> int:
+        """Count a run of the session that sent `request` ended → how many of its runs are still queued or going."""
+        key = _session_key(request)
+        self._runs[key] = max(0, self._runs.get(key, 0) - 1)
+        return self._runs[key]
 
     def new_clip(self, request: gr.Request | None) -> int:
         """Count a clip loaded (or cleared) by the session that sent `request` → its number (`Session.clip`)."""
@@ -146,10 +158,11 @@ class Workspace:
                 continue
 
     def release(self, request: gr.Request) -> None:
-        """Remove every folder of the session that sent `request` (called when its browser tab closes)."""
+        """Remove every folder and count of the session that sent `request` (called when its browser tab closes)."""
         if request.session_hash:
             shutil.rmtree(self.root / _safe_name(request.session_hash), ignore_errors=True)
-            self._stops.pop(request.session_hash, None)
+            for kept in (self._stops, self._clips, self._runs):
+                kept.pop(request.session_hash, None)
 
 
 def _session_key(request: gr.Request | None) -> str:
@@ -177,7 +190,7 @@ def probe_clip(path: str, max_seconds: float, counting: Counting | None = None) 
 def _check_seconds(name: str, seconds: float, max_seconds: float) -> None:
     if seconds > max_seconds:
         raise VideoError(f"{name}: the clip lasts {seconds:.1f} s, more than the {max_seconds:g} s allowed; "
-                         "trim it or start the app with a larger --max-seconds")
+                         "trim it (or, if you run this app, start it with a larger --max-seconds)")
 
 
 def read_frame(path: str, index: int) -> np.ndarray:
@@ -429,7 +442,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         return clip_view(session, status)
 
     def load_example(request: gr.Request, progress=gr.Progress()):
-        return load_clip(str(EXAMPLE_CLIP), request, progress)
+        return *load_clip(str(EXAMPLE_CLIP), request, progress), None  # the upload box no longer names another clip
 
     def reset(request: gr.Request):
         return clip_view(Session(clip=workspace.new_clip(request)), START)
@@ -479,15 +492,17 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         def tick(done: int) -> None:
             if workspace.replaced(session, request):
                 raise ClipReplaced
-            progress((done, config.preview_frames), desc="Preview")
+            progress((done, config.preview_frames), desc="Preview", unit="frames")
 
         try:
             overlays = preview_overlays(session.video, annotations, config.preview_frames, config.tracker, tick,
                                         refine)
+            if workspace.replaced(session, request):  # a new clip came as the last frame was tracked
+                raise ClipReplaced
         except ClipReplaced:  # the new clip's view stands
             return gr.skip(), gr.skip()
         except (VideoError, MaskError) as error:
-            return gr.skip(), literal(user_message(error))
+            return gr.skip(), gr.skip() if workspace.replaced(session, request) else literal(user_message(error))
         first = min(annotations)
         return [(image, f"frame {first + i}") for i, image in enumerate(overlays)], "Preview ready."
 
@@ -502,14 +517,13 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                edges=effects.EdgeSettings(feather=feather, shift=edge_shift),
                                tracker=config.tracker, refine=refine)
         results: dict = {}
-        done, listed, cancelled, replaced = 0, None, False, False
+        done, listed, cancelled = 0, None, False
         stop = workspace.stop_flag(request)
         try:
             with closing(run_outputs(session.video, annotations_of(session), workspace.folder(request), settings,
                                      results)) as steps:
                 for step in steps:
-                    replaced = workspace.replaced(session, request)
-                    cancelled = replaced or stop.is_set()
+                    cancelled = workspace.replaced(session, request) or stop.is_set()
                     if cancelled:  # Cancel or a new clip: closing the run leaves none of its files
                         break
                     done, listed = step.done, step.total
@@ -517,10 +531,11 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                     progress((step.done, total), desc="Tracking", unit="frames")
                     yield f"Tracking… frame {step.done} of {total}", *[gr.skip()] * 4
         except (VideoError, MaskError) as error:
-            yield literal(user_message(error)), *[gr.skip()] * 3, session
+            yield (gr.skip(),) * 5 if workspace.replaced(session, request) else (
+                literal(user_message(error)), *[gr.skip()] * 3, session)
             return
-        if replaced:  # the new clip's view stands (a last output of skips: Gradio shows the last one again)
-            yield (gr.skip(),) * 5
+        if workspace.replaced(session, request):  # a new clip came, perhaps as the last outputs were finished: its
+            yield (gr.skip(),) * 5                # view stands (a last output of skips: Gradio shows the last again)
             return
         if cancelled:
             yield cancel_message(session), *[gr.skip()] * 4
@@ -553,7 +568,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                 pass
         except (VideoError, MaskError) as error:
             raise user_error(error) from None
-        return str(results[output])
+        return named_after_clip(results, video)[output]
 
     with gr.Blocks(title="MobileVOS", analytics_enabled=False, delete_cache=(1800, FILE_LIFETIME_S)) as app:
         session = gr.State(Session())
@@ -566,7 +581,9 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                 example = gr.Button("…or use the bundled example (judo)", size="sm", elem_id="example",
                                     visible=EXAMPLE_CLIP.is_dir())
                 status = gr.Markdown(START, elem_id="status")
-                mode = gr.Radio(list(MODES), value="Positive click", label="2. Click mode", elem_id="mode")
+                mode = gr.Radio(list(MODES), value="Positive click", label="2. Click mode", elem_id="mode",
+                                info="Click on the frame, once per mark: a box is two clicks at opposite corners, "
+                                     "the brush paints one dot per click.")
                 object_id = gr.Radio(list(range(1, MAX_OBJECTS + 1)), value=1, label="Object", elem_id="object")
                 gr.HTML(legend_html())
                 brush = gr.Slider(2, 60, value=12, step=1, label="Brush radius (pixels)")
@@ -607,7 +624,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                 files = gr.File(label="Download", file_count="multiple", interactive=False, elem_id="files")
         with gr.Row(visible=False):
             api_video, api_mask = gr.File(), gr.File()
-            api_output = gr.Dropdown(list(OUTPUTS), value="overlay")
+            api_output = gr.Dropdown(list(OUTPUTS), value="overlay", allow_custom_value=True)  # `segment` refuses
             api_frame = gr.Number(0, precision=0)
             api_result = gr.File()
             api_button = gr.Button()
@@ -628,32 +645,38 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         preview_button.click(preview, [refine, session], [gallery, run_status],
                              api_visibility=hidden, concurrency_id="tracking", concurrency_limit=1)
         # Cancel can be pressed only while a run is queued or going: on with Run (unqueued, and set up before the
-        # run's own listener: the page answers a button's listeners in that order), off when pressed, when the run
-        # ends, or when a new clip stops it. It asks the run to stop between two frames (the run then says so
-        # itself): Gradio's own cancelling marks the run's outputs "Error".
+        # run's own listener: the page answers a button's listeners in that order), off when pressed, when the
+        # session's last run ends (`Workspace.runs`: a run cancelled just before another was started ends after
+        # that one turned Cancel on), or when a new clip stops it. It asks the run to stop between two frames (the
+        # run then says so itself): Gradio's own cancelling marks the run's outputs "Error".
         cancel_off = dict(fn=lambda: gr.Button(interactive=False), inputs=None, outputs=cancel_button,
                           api_visibility=hidden, queue=False)
 
         def start_run(request: gr.Request):
             workspace.stop_flag(request).clear()
+            workspace.run_started(request)
             return gr.Button(interactive=True)
 
-        def stop_run(request: gr.Request) -> None:
+        def stop_run(request: gr.Request):
             workspace.stop_flag(request).set()
+            return gr.Button(interactive=False)
+
+        def run_ended(request: gr.Request):
+            return gr.Button(interactive=workspace.run_ended(request) > 0)
 
         run_button.click(start_run, None, cancel_button, api_visibility=hidden, queue=False)
         run_event = run_button.click(run, [chosen, colour, blur, feather, edge_shift, refine, session],
                                      [run_status, player, view, files, session], api_visibility=hidden,
                                      concurrency_id="tracking", concurrency_limit=1)
-        run_event.then(**cancel_off)
+        run_event.then(run_ended, None, cancel_button, api_visibility=hidden, queue=False)
         # A new clip, or none, replaces the old one's view, marks and results; the old one's preview or run stops
         # at its next frame, without a word (`Workspace.replaced`).
         clip_outputs = [frame_view, frame_slider, status, summary, session, gallery, run_status, player, view, files]
         new_clip = dict(api_visibility=hidden)
         upload.upload(load_clip, [upload], clip_outputs, **new_clip).then(**cancel_off)
         upload.clear(reset, None, clip_outputs, **new_clip).then(**cancel_off)
-        example.click(load_example, None, clip_outputs, **new_clip).then(**cancel_off)
-        cancel_button.click(stop_run, None, None, api_visibility=hidden, queue=False).then(**cancel_off)
+        example.click(load_example, None, [*clip_outputs, upload], **new_clip).then(**cancel_off)
+        cancel_button.click(stop_run, None, cancel_button, api_visibility=hidden, queue=False)
         view.change(show_output, [view, session], [player], api_visibility=hidden)
         api_button.click(segment, [api_video, api_mask, api_output, api_frame], [api_result], api_name="segment",
                          concurrency_id="tracking", concurrency_limit=1)
