@@ -138,6 +138,7 @@ def test_upload_mark_preview_run_download(page, shots, tmp_path, workspace):
     page.wait_for_selector("#player video", timeout=TIMEOUT_MS)
     page.wait_for_selector("#cancel:disabled", timeout=TIMEOUT_MS)  # the run is over
     screenshot(page, shots, "5-result")
+    assert page.locator("#files a").count() == 4 and not page.locator("#files button:visible").count()  # no ×
 
     with page.expect_download(timeout=TIMEOUT_MS) as download:
         page.click("#files a[download='judo-cutout.webm']")  # named after the clip

@@ -54,7 +54,9 @@ MAX_OBJECTS = 8
 FILE_LIFETIME_S = 6 * 3600
 # System fonts only: the default theme would fetch fonts from a CDN, and the app must work offline.
 _THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-_CSS = "#frame img { cursor: crosshair; }"
+# A crosshair over the frame; no "Remove this file" × in the downloads (Gradio's file list offers one even when
+# read-only, and a click dropped the download until the next run).
+_CSS = "#frame img { cursor: crosshair; } #files button[aria-label='Remove this file'] { display: none; }"
 # Long side, in pixels, of the annotation picture sent to the browser: small clips are enlarged so that they
 # are easy to click, large ones reduced so that every click answers quickly.
 DISPLAY_SIDE = 960
