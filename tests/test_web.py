@@ -646,6 +646,9 @@ def call_segment(url: str, video: Path, mask: Path, output: str, frame: int = 0)
 def test_api_lists_only_the_segment_endpoint(server):
     api = gradio_client.Client(server[0], verbose=False).view_api(print_info=False, return_format="dict")
     assert list(api["named_endpoints"]) == ["/segment"]
+    segment = api["named_endpoints"]["/segment"]  # named parameters, not "parameter_48"
+    assert [p["parameter_name"] for p in segment["parameters"]] == ["video", "mask", "output", "frame"]
+    assert [r["label"] for r in segment["returns"]] == ["result"]
 
 
 def test_api_returns_a_cutout_with_alpha(server, clip, mask):

@@ -625,10 +625,12 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                 player = gr.Video(label="Result", interactive=False, elem_id="player")
                 files = gr.File(label="Download", file_count="multiple", interactive=False, elem_id="files")
         with gr.Row(visible=False):
-            api_video, api_mask = gr.File(), gr.File()
-            api_output = gr.Dropdown(list(OUTPUTS), value="overlay", allow_custom_value=True)  # `segment` refuses
-            api_frame = gr.Number(0, precision=0)
-            api_result = gr.File()
+            # labelled: the API page and gradio_client's view_api name the parameters after them
+            api_video, api_mask = gr.File(label="video"), gr.File(label="mask")
+            api_output = gr.Dropdown(list(OUTPUTS), value="overlay", allow_custom_value=True,  # `segment` refuses
+                                     label="output")
+            api_frame = gr.Number(0, precision=0, label="frame")
+            api_result = gr.File(label="result")
             api_button = gr.Button()
 
         annotate_outputs = [frame_view, summary, session]
