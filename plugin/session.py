@@ -28,7 +28,8 @@ from plugin.stage import AuthFailed, NoFrame, ObsUnavailable, RigRemoved, Source
 
 MODES = ("mask", "blur", "hide")  # keep the objects / blur the background / hide the objects (inverse mask)
 UNUSABLE = "kept the current mask; the new annotation is unusable: {}"  # an unusable re-annotation's answer
-PING_WAIT_S = 3.0  # how long a starting plugin waits for a plugin already on its source to answer
+PING_WAIT_S = 5.0  # how long a starting plugin waits for a plugin already on its source to answer (a loaded
+                  # machine's plugin answers with its next frame)
 ASPECT_TOLERANCE = 0.03  # a mask whose width/height differs more (relatively) from the source's is for another one
 
 
