@@ -270,8 +270,7 @@ def send_annotation(args: argparse.Namespace) -> int:
     try:
         stage.broadcast(annotation.event(args.source))
         answer = wait_for_answer(stage.events, annotation.request, args.answer_timeout)
-        names = [] if answer else stage.input_names()
-        hint = "" if answer or args.source in names else name_hint(args.source, names, stage.scene_names())
+        hint = "" if answer else name_hint(args.source, stage.input_names(), stage.scene_names())
     finally:
         stage.disconnect()
     return report_answer(answer, args.source, args.answer_timeout, hint)

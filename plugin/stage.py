@@ -157,7 +157,10 @@ def describe_answer(error: Exception) -> str:
 
 def name_hint(name: str, sources: list[str], scenes: list[str]) -> str:
     """What a source name that OBS does not have probably meant: a source that differs only in case or
-    surrounding spaces, or a scene (whose sources are what can be masked); "" when neither."""
+    surrounding spaces, or a scene (whose sources are what can be masked); "" when neither, or when `name` is one
+    of `sources`."""
+    if name in sources:
+        return ""
     alike = [s for s in sources if s.strip().casefold() == name.strip().casefold()]
     if alike:
         return f" (did you mean {alike[0]!r}? names are exact)"

@@ -567,6 +567,7 @@ def test_an_audio_source_or_a_near_miss_name_gets_an_error_that_says_what_to_pic
         scripted_stage(tmp_path, "mic ", [mic], MIC, ["Scene"]).setup()
     assert "'Scene' is a scene: pass one of its sources, and --scene 'Scene'" in name_hint("Scene", ["Mic"], ["Scene"])
     assert name_hint("Cam", ["Mic"], ["Scene"]) == ""
+    assert name_hint("Mic", ["Mic", "mic"], ["Scene"]) == ""  # a name OBS has needs no hint
 
 
 def test_a_source_gone_while_grabbing_is_looked_up_on_the_frame_connection(tmp_path):

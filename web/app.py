@@ -112,7 +112,7 @@ class Workspace:
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="mobilevos-web-"))
         self._stops: dict[str, threading.Event] = {}  # session → its Cancel, read by its run between frames
-        self._clips: dict[str, int] = {}  # session → how many clips it loaded (its run or preview of one before stops)
+        self._clips: dict[str, int] = {}  # session → clips it loaded (a run or preview of an older one stops)
         self._runs: dict[str, int] = {}  # session → its runs started and not ended (queued or going)
         atexit.register(shutil.rmtree, self.root, ignore_errors=True)
 
@@ -650,7 +650,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                              api_visibility=hidden, concurrency_id="tracking", concurrency_limit=1)
         # Cancel can be pressed only while a run is queued or going: on with Run (unqueued, and set up before the
         # run's own listener: the page answers a button's listeners in that order), off when pressed, when the
-        # session's last run ends (`Workspace.runs`: a run cancelled just before another was started ends after
+        # session's last run ends (`Workspace.run_ended`: a run cancelled just before another was started ends after
         # that one turned Cancel on), or when a new clip stops it. It asks the run to stop between two frames (the
         # run then says so itself): Gradio's own cancelling marks the run's outputs "Error".
         cancel_off = dict(fn=lambda: gr.Button(interactive=False), inputs=None, outputs=cancel_button,
@@ -676,10 +676,9 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         # A new clip, or none, replaces the old one's view, marks and results; the old one's preview or run stops
         # at its next frame, without a word (`Workspace.replaced`).
         clip_outputs = [frame_view, frame_slider, status, summary, session, gallery, run_status, player, view, files]
-        new_clip = dict(api_visibility=hidden)
-        upload.upload(load_clip, [upload], clip_outputs, **new_clip).then(**cancel_off)
-        upload.clear(reset, None, clip_outputs, **new_clip).then(**cancel_off)
-        example.click(load_example, None, [*clip_outputs, upload], **new_clip).then(**cancel_off)
+        upload.upload(load_clip, [upload], clip_outputs, api_visibility=hidden).then(**cancel_off)
+        upload.clear(reset, None, clip_outputs, api_visibility=hidden).then(**cancel_off)
+        example.click(load_example, None, [*clip_outputs, upload], api_visibility=hidden).then(**cancel_off)
         cancel_button.click(stop_run, None, cancel_button, api_visibility=hidden, queue=False)
         view.change(show_output, [view, session], [player], api_visibility=hidden)
         api_button.click(segment, [api_video, api_mask, api_output, api_frame], [api_result], api_name="segment",

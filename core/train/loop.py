@@ -216,7 +216,8 @@ class Trainer:
                     self.seconds += now - started  # wall clock, validation included
                     started = now
             bar.close()
-            self._save_state()  # every step kept before the last validation, which a Ctrl-C may cut short
+            if stop.asked or self.checkpointed != self.step:  # every step kept before the last validation, which
+                self._save_state()                            # a Ctrl-C may cut short
             if stop.asked:  # Ctrl-C: the state of the last whole step is kept
                 stop_after_saving(self.step, self.out / "state.pt")
             if self.checkpointed != self.step:
