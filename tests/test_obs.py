@@ -681,6 +681,9 @@ class AnsweringStage:
     def input_names(self) -> list[str]:
         return ["cam"]
 
+    def scene_names(self) -> list[str]:
+        return ["Scene"]
+
     def broadcast(self, data):
         self.sent.append(data)
         self.events.put(data)
