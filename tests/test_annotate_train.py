@@ -176,7 +176,8 @@ def test_bf16_trains_in_bfloat16_and_keeps_weights_and_validation_in_fp32(
 
 
 def test_trunk_lr_scales_the_trunks_learning_rate_and_zero_freezes_its_weights(
-        tiny_davis: Path, tmp_path: Path) -> None:
+        tiny_davis: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A resume with other settings takes them, and says which changed."""
     out = tmp_path / "run"
     main(["--out", str(out), "--data", str(tiny_davis), "--steps", "3", "--trunk-lr", "0", *TINY])
     state = torch.load(out / "state.pt", weights_only=False)
@@ -189,7 +190,10 @@ def test_trunk_lr_scales_the_trunks_learning_rate_and_zero_freezes_its_weights(
     torch.manual_seed(0)  # the run's seed: the same fresh decoder it started from
     fresh = annotator_training.build().state_dict()
     assert not torch.equal(state["network"]["head.weight"], fresh["head.weight"])
+    capsys.readouterr()
     main(["--out", str(out), "--data", str(tiny_davis), "--steps", "5", "--trunk-lr", "0.5", *TINY])  # resumed
+    assert (f"resumed {out} at step 3; changed since the run began, the new values are used: steps 3 → 5, "
+            "trunk_lr 0.0 → 0.5\n") in capsys.readouterr().out
     trunk_group, rest_group = torch.load(out / "state.pt", weights_only=False)["optimiser"]["param_groups"]
     assert 0 < rest_group["lr"] and trunk_group["lr"] == pytest.approx(0.5 * rest_group["lr"])
 

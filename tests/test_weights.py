@@ -12,7 +12,7 @@ import torch
 from core import weights
 from core.model.network import NetworkConfig, build_network
 from core.model.variants import TEACHER
-from core.weights import WeightsError, load_checkpoint, load_network, save_checkpoint
+from core.weights import WeightsError, changed_settings, load_checkpoint, load_network, save_checkpoint
 
 
 def test_manifest_default_exists_and_matches_its_sha256() -> None:
@@ -94,3 +94,11 @@ def test_a_truncated_or_foreign_training_state_is_refused_in_one_line(tmp_path: 
     with pytest.raises(WeightsError, match=r"state\.pt: unreadable training state") as error:
         weights.restore_training_state(path, {"network": network})
     assert "\n" not in str(error.value)
+
+
+def test_changed_settings_name_what_a_resume_changed_nested_names_dotted() -> None:
+    state = {"settings": {"lr": 1e-3, "data": {"crop": 224, "root": "a"}, "init": None}}
+    assert changed_settings(state, {"lr": 1e-4, "data": {"crop": 256, "root": "a"}, "init": Path("w.pt")}) == \
+        "lr 0.001 → 0.0001, data.crop 224 → 256, init None → w.pt"
+    assert changed_settings(state, state["settings"]) == ""
+    assert changed_settings({"step": 3}, {"lr": 1e-4}) == ""  # a state saved before states kept their settings

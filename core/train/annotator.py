@@ -59,7 +59,8 @@ from core.train.config import VALIDATION_SEQUENCES
 from core.train.data import davis_sequences, load_frames
 from core.train.flags import MIN_CROP, crop_side, seed_number, training_device
 from core.train.interrupt import stop_after_saving, stop_after_step
-from core.weights import WEIGHTS_DIR, WeightsError, load_trunk, restore_training_state, save_atomically
+from core.weights import (WEIGHTS_DIR, WeightsError, changed_settings, load_trunk, restore_training_state,
+                          save_atomically)
 
 MIN_OBJECT_PIXELS = 30
 SHAPE_ODDS = 0.2  # samples whose object is a painted shape instead (the network must not need a DAVIS object)
@@ -364,12 +365,12 @@ def build() -> ClickNet:
 
 
 def save_state(out: Path, network: ClickNet, optimiser: torch.optim.Optimizer, average: ClickNet | None,
-               counters: dict) -> None:
-    """The run's training state in `out/state.pt`: weights, optimiser, the weights' average (`--ema`) and
-    `counters` (step, best, elapsed)."""
+               run: AnnotatorTraining, counters: dict) -> None:
+    """The run's training state in `out/state.pt`: weights, optimiser, the weights' average (`--ema`), the run's
+    settings (told apart from a resume's, `changed_settings`) and `counters` (step, best, elapsed)."""
     kept = {} if average is None else {"average": average.state_dict()}
-    save_atomically({"network": network.state_dict(), "optimiser": optimiser.state_dict(), **counters, **kept},
-                    out / "state.pt")
+    save_atomically({"network": network.state_dict(), "optimiser": optimiser.state_dict(), "settings": asdict(run),
+                     **counters, **kept}, out / "state.pt")
 
 
 def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
@@ -400,7 +401,9 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         step, best, elapsed = state["step"], state["best"], state["elapsed"]
         if average is not None:
             average.load_state_dict(state.get("average", state["network"]))
-        print(f"resumed {out} at step {step}")
+        changed = changed_settings(state, asdict(run))
+        print(f"resumed {out} at step {step}"
+              + (f"; changed since the run began, the new values are used: {changed}" if changed else ""))
     if max(step / run.steps, elapsed / run.seconds) >= 1:
         print(f"{out}: already finished at step {step}; raise --steps (or --seconds) to train on")
         return
@@ -438,12 +441,13 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
                     best = record["val"]["mean"]
                     save_annotator(judged, out / "best.pt", meta)
             if step % 25 == 0 or "val" in record or last:
-                save_state(out, network, optimiser, average, {"step": step, "best": best, "elapsed": elapsed})
+                save_state(out, network, optimiser, average, run,
+                           {"step": step, "best": best, "elapsed": elapsed})
             log.write(json.dumps(record) + "\n")
             log.flush()
     bar.close()
     if stop.asked:  # Ctrl-C: the state of the last whole step is kept
-        save_state(out, network, optimiser, average, {"step": step, "best": best, "elapsed": elapsed})
+        save_state(out, network, optimiser, average, run, {"step": step, "best": best, "elapsed": elapsed})
         stop_after_saving(step, out / "state.pt")
 
 

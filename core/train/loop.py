@@ -25,8 +25,8 @@ from core.model.network import VOSNetwork, build_network, training_mode
 from core.train.config import VALIDATION_SEQUENCES, TrainConfig
 from core.train.data import davis_sequences, load_frames
 from core.train.interrupt import stop_after_saving, stop_after_step
-from core.weights import (TRUNK, load_checkpoint, load_network, load_trunk, restore_training_state, save_atomically,
-                          save_checkpoint)
+from core.weights import (TRUNK, changed_settings, load_checkpoint, load_network, load_trunk, restore_training_state,
+                          save_atomically, save_checkpoint)
 
 
 def clip_loss(config: TrainConfig, student: list[Prediction], teacher: list[Prediction] | None,
@@ -118,12 +118,15 @@ class Trainer:
         self.checkpointed = state.get("checkpointed", self.step)  # a state from before it was kept: saved at its end
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        print(f"resumed {self.config.name} at step {self.step}")
+        changed = changed_settings(state, asdict(self.config))
+        print(f"resumed {self.config.name} at step {self.step}"
+              + (f"; changed since the run began, the new values are used: {changed}" if changed else ""))
 
     def _save_state(self) -> None:
         save_atomically({"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
                          "step": self.step, "best": self.best, "seconds": self.seconds,
-                         "checkpointed": self.checkpointed, "generator": self.generator.get_state(),
+                         "checkpointed": self.checkpointed, "settings": asdict(self.config),
+                         "generator": self.generator.get_state(),
                          "torch_rng": torch.get_rng_state()},
                         self.out / "state.pt")
 

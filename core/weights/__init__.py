@@ -170,6 +170,28 @@ def restore_training_state(path: Path, parts: Mapping[str, Any], device: torch.d
     return state
 
 
+def changed_settings(state: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    """What differs between the settings a training state was saved with (its "settings" entry) and `settings`,
+    as "name old → new" joined by ", " (nested names dotted: data.crop); "" when nothing differs or the state was
+    saved before states kept their settings."""
+    before, now = _flat(state.get("settings", {})), _flat(settings)
+    if not before:
+        return ""
+    return ", ".join(f"{name} {before.get(name)} → {value}" for name, value in now.items()
+                     if before.get(name) != value)
+
+
+def _flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as one level of dotted names, each value as JSON would keep it (a path as its text)."""
+    flat: dict[str, Any] = {}
+    for name, value in settings.items():
+        if isinstance(value, Mapping):
+            flat |= _flat(value, f"{prefix}{name}.")
+        else:
+            flat[prefix + name] = json.loads(json.dumps(value, default=str))
+    return flat
+
+
 def first_line(error: BaseException) -> str:
     """The first non-empty line of an error's message (PyTorch's can run to pages), or its type's name."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
