@@ -35,7 +35,8 @@ from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
     DISPLAY_SIDE, START, AppConfig, Session, Workspace, _learn_quietly, _parse_colour, annotated_view,
     annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background, marks_summary, parse_args,
-    edit_marks, probe_clip, read_frame, run_problem, scrub_slider, serve, undo_edit, update_marks, user_error,
+    edit_marks, probe_clip, read_frame, run_problem, run_status_after_edit, scrub_slider, serve, undo_edit,
+    update_marks, user_error,
     main as web_main,
 )
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
@@ -206,8 +207,12 @@ def test_marks_that_cover_no_pixels_are_named_in_the_summary_and_by_run():
     session = update_marks(Session(video="clip.mp4", frame=image), (Mark("negative", 1, 60, 60),), None)
     assert "1 covers no pixels" in marks_summary(session)
     assert run_problem(session, ["overlay"]).startswith("The marks cover no pixels")
+    shown = run_problem(session, ["overlay"])
+    assert run_status_after_edit(shown, session) == gr.skip()  # the complaint still holds: it stays
     session = update_marks(session, (Mark("positive", 1, 60, 60),), None)
     assert "covers no pixels" not in marks_summary(session) and run_problem(session, ["overlay"]) is None
+    assert run_status_after_edit(shown, session) == ""  # answered: the run status line is cleared
+    assert run_status_after_edit("Done: 2 outputs for 16 frames.", session) == gr.skip()  # not rewritten
 
 
 @pytest.mark.parametrize("text, colour", [("#00b140", (0, 177, 64)), ("rgba(10, 20.4, 30, 0.5)", (10, 20, 30))])

@@ -205,6 +205,8 @@ def test_empty_annotation_and_cancel_give_clear_messages(page, shots):
 
     click_on_frame(page, 0.5, 0.45)
     wait_for_text(page, "#summary", "objects 1")
+    page.wait_for_function("document.querySelector('#run-status').innerText.trim() === ''",
+                           timeout=TIMEOUT_MS)  # the complaint goes once an object is marked
     page.locator("#mode label", has_text="Box").click()
     page.locator("#object label", has_text="2").click()
     click_on_frame(page, 0.01, 0.42)  # a box around the seated judoka on the left: object 2

@@ -403,18 +403,26 @@ def marks_summary(session: Session) -> str:
     return "Marked — " + "; ".join(parts) + "." + corner
 
 
+NO_PIXELS = ("The marks cover no pixels (a box with no area, everything erased, or only negative clicks): click on "
+             "the object (or draw a box around it) before previewing or running.")
+NO_OBJECT = "No object is marked: click on an object (or draw a box) before previewing or running."
+
+
 def run_problem(session: Session, chosen: list[str]) -> str | None:
     """Why a preview or run cannot start (no clip, no object marked, no output chosen), or None."""
     if session.video is None:
         return "Upload a clip (or pick the example) first."
     if not annotations_of(session):
-        if session.marks:
-            return ("The marks cover no pixels (a box with no area, everything erased, or only negative clicks): "
-                    "click on the object (or draw a box around it) before previewing or running.")
-        return "No object is marked: click on an object (or draw a box) before previewing or running."
+        return NO_PIXELS if session.marks else NO_OBJECT
     if not chosen:
         return "Choose at least one output to produce."
     return None
+
+
+def run_status_after_edit(shown: str, session: Session):
+    """The run status line after an edit of the marks: a complaint about the marks (`NO_PIXELS`, `NO_OBJECT`) goes
+    once they mark an object; anything else stays (skipped, not rewritten: a run may be writing it)."""
+    return "" if shown in (NO_PIXELS, NO_OBJECT) and annotations_of(session) else gr.skip()
 
 
 def legend_html() -> str:
@@ -463,27 +471,26 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         typed_past_an_end = index != value  # the number box then shows the end frame too
         return framed_view(session), marks_summary(session), session, index if typed_past_an_end else gr.skip()
 
-    def click(mode: str, object_id: float, brush: float, session: Session, event: gr.SelectData):
+    def edited(session: Session, shown: str):
+        return annotated_view(session), marks_summary(session), session, run_status_after_edit(shown, session)
+
+    def click(mode: str, object_id: float, brush: float, session: Session, shown: str, event: gr.SelectData):
         if session.frame is None:
             raise refusal("Upload a clip (or pick the example) before marking objects.")
         x, y = frame_point(tuple(event.index), session.frame.shape[:2])
         marks, pending = annotate.add_click(session.marks.get(session.frame_index, ()), session.pending,
                                             MODES[mode], int(object_id), x, y, int(brush))
-        session = edit_marks(session, marks, pending)
-        return annotated_view(session), marks_summary(session), session
+        return edited(edit_marks(session, marks, pending), shown)
 
-    def undo(session: Session):
-        session = undo_edit(session)
-        return annotated_view(session), marks_summary(session), session
+    def undo(session: Session, shown: str):
+        return edited(undo_edit(session), shown)
 
-    def clear_object(object_id: float, session: Session):
+    def clear_object(object_id: float, session: Session, shown: str):
         marks = annotate.clear(session.marks.get(session.frame_index, ()), int(object_id))
-        session = edit_marks(session, marks, None)
-        return annotated_view(session), marks_summary(session), session
+        return edited(edit_marks(session, marks, None), shown)
 
-    def clear_frame(session: Session):
-        session = edit_marks(session, (), None)
-        return annotated_view(session), marks_summary(session), session
+    def clear_frame(session: Session, shown: str):
+        return edited(edit_marks(session, (), None), shown)
 
     def preview(refine: bool, session: Session, request: gr.Request, progress=gr.Progress()):
         problem = run_problem(session, [OUTPUTS["overlay"][1]])
@@ -642,10 +649,12 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                            trigger_mode="always_last", preprocess=False)
         # Every click counts (trigger_mode "multiple"); one annotation edit at a time keeps the marks consistent.
         edits = dict(api_visibility=hidden, concurrency_id="annotate", concurrency_limit=1, trigger_mode="multiple")
-        frame_view.select(click, [mode, object_id, brush, session], annotate_outputs, **edits)
-        undo_button.click(undo, [session], annotate_outputs, **edits)
-        clear_object_button.click(clear_object, [object_id, session], annotate_outputs, **edits)
-        clear_frame_button.click(clear_frame, [session], annotate_outputs, **edits)
+        # An edit also clears the run status line's complaint about the marks once they mark an object.
+        edit_outputs = [*annotate_outputs, run_status]
+        frame_view.select(click, [mode, object_id, brush, session, run_status], edit_outputs, **edits)
+        undo_button.click(undo, [session, run_status], edit_outputs, **edits)
+        clear_object_button.click(clear_object, [object_id, session, run_status], edit_outputs, **edits)
+        clear_frame_button.click(clear_frame, [session, run_status], edit_outputs, **edits)
         preview_button.click(preview, [refine, session], [gallery, run_status],
                              api_visibility=hidden, concurrency_id="tracking", concurrency_limit=1)
         # Cancel can be pressed only while a run is queued or going: on with Run (unqueued, and set up before the
