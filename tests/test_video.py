@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from core.io.masks import read_mask
-from core.io.video import (VideoError, VideoWriter, nvenc_available, open_video, truncation_warning,
+from core.io.video import (VideoError, VideoInfo, VideoWriter, damaged_or_short, nvenc_available, open_video,
                            variable_rate)
 from tests.conftest import frame_times, uneven_times
 
@@ -297,12 +298,47 @@ def test_frame_folder_with_a_bad_or_odd_sized_frame(tmp_path: Path, judo_frames:
         list(open_video(tmp_path))
 
 
-def test_truncation_warning_only_when_frames_are_missing() -> None:
-    assert truncation_warning("/up/clip.mp4", None, 2) is None  # the header lists no count
-    assert truncation_warning("/up/clip.mp4", 30, 28) is None  # a frame or two short: edit lists, delays
-    warning = truncation_warning("/up/clip.mp4", 30, 2)
-    assert warning.startswith("clip.mp4 ends after 2 of the 30 frames its header lists")
+def test_a_damage_warning_only_when_frames_are_missing_or_packets_were_skipped() -> None:
+    mp4 = VideoInfo("/up/clip.mp4", 64, 32, Fraction(25), 30, 0, False, 1.2)
+    assert damaged_or_short(replace(mp4, num_frames=None, duration=None), 2, 0.08) is None  # the header says nothing
+    assert damaged_or_short(mp4, 28, 1.12) is None  # a frame or two short: edit lists, delays
+    warning = damaged_or_short(mp4, 2, 0.08)
+    assert warning.startswith("clip.mp4 ends after 2 of the 30 frames its header lists (truncated or damaged?); "
+                              "the outputs hold the 2 frames that decoded")
     assert "re-download" in warning and "\n" not in warning and "/up" not in warning
+    webm = replace(mp4, path="/up/clip.webm", num_frames=None, duration=1.0)  # seconds but no frame count
+    assert damaged_or_short(webm, 24, 0.96) is None and damaged_or_short(webm, 24, 0.91) is None  # within 0.1 s
+    assert damaged_or_short(webm, 10, 0.4).startswith("clip.webm ends after 0.40 of the 1.00 seconds its header "
+                                                      "gives (truncated or damaged?); the outputs hold the 10 frames")
+    assert damaged_or_short(mp4, 29, 1.16, skipped=1).startswith("clip.mp4 has 1 damaged packet, skipped; ")
+
+
+def test_damaged_bytes_mid_file_are_skipped_and_warned_of(make_video, judo_frames: list[np.ndarray],
+                                                           tmp_path: Path) -> None:
+    """Zeroed bytes in the middle of an MP4 lose a frame or so, not the clip (it used to fail at that packet, and
+    the batch lost every frame tracked before it)."""
+    data = bytearray(make_video("clip.mp4", judo_frames, audio=False).read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = bytes(4096)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(data)
+    with open_video(damaged) as reader:
+        decoded = sum(1 for _ in reader)
+        warning = reader.damage_warning(decoded)
+    assert 5 <= decoded < len(judo_frames) and "damaged packet" in warning and warning.startswith("damaged.mp4 ")
+
+
+def test_a_matroska_file_cut_short_is_warned_of_by_its_header_seconds(make_video, judo_frames: list[np.ndarray],
+                                                             tmp_path: Path) -> None:
+    """WebM lists no frame count: a cut-short one used to end early without a word."""
+    whole = make_video("clip.mkv", judo_frames, audio=False)  # Matroska, as WebM is
+    with open_video(whole) as reader:
+        assert reader.damage_warning(sum(1 for _ in reader)) is None
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 7 // 10])
+    with open_video(cut) as reader:
+        decoded = sum(1 for _ in reader)
+        assert decoded < len(judo_frames) - 2 and "seconds its header gives" in reader.damage_warning(decoded)
 
 
 def test_frames_wider_than_x264_encodes_are_refused_before_a_file_is_made(tmp_path: Path) -> None:

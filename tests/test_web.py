@@ -460,6 +460,19 @@ def test_an_annotation_past_the_end_of_a_clip_without_a_frame_count_is_refused(t
         preview_overlays(str(clip), {frame: read_mask(mask)}, 2, TRACKER, refine=False)
 
 
+def test_a_run_of_a_clip_cut_short_ends_with_a_step_that_warns(tmp_path, mask):
+    """A Matroska clip (no frame count in its header) that a download cut short: the run's last step carries the
+    warning the page shows beside "Done"."""
+    whole = make_clip(tmp_path / "whole.mkv", frames=12)
+    cut = tmp_path / "judo.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    steps = list(run_outputs(str(cut), {0: read_mask(mask)}, tmp_path / "out", RunSettings(("overlay",),
+                                                                                         tracker=TRACKER), {}))
+    assert all(step.warning is None for step in steps[:-1])
+    assert steps[-1].warning.startswith("judo.mkv ends after ") and steps[-1].done < 12
+    assert f"the outputs hold the {steps[-1].done} frames that decoded" in steps[-1].warning
+
+
 def test_run_from_a_later_frame_leaves_earlier_frames_empty(tmp_path, clip, mask):
     results: dict = {}
     settings = RunSettings(outputs=("masks_zip",), tracker=TRACKER)

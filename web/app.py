@@ -35,8 +35,7 @@ from core.io.command import ToolParser, bounded, ctrl_c_interrupts, port_number,
 from core.io.masks import MaskError, read_annotation
 from core.io.suffixes import VIDEO_SUFFIXES
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
-from core.io.video import (CONVERT_HINT, VideoError, VideoInfo, check_x264_size, learn_timestamps, open_video,
-                           truncation_warning)
+from core.io.video import CONVERT_HINT, VideoError, VideoInfo, check_x264_size, learn_timestamps, open_video
 from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
 
@@ -526,7 +525,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                edges=effects.EdgeSettings(feather=feather, shift=edge_shift),
                                tracker=config.tracker, refine=refine)
         results: dict = {}
-        done, listed, cancelled = 0, None, False
+        done, warning, cancelled = 0, None, False
         stop = workspace.stop_flag(request)
         try:
             with closing(run_outputs(session.video, annotations_of(session), workspace.folder(request), settings,
@@ -535,7 +534,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                     cancelled = workspace.replaced(session, request) or stop.is_set()
                     if cancelled:  # Cancel or a new clip: closing the run leaves none of its files
                         break
-                    done, listed = step.done, step.total
+                    done, warning = step.done, step.warning
                     total = step.total or session.frames
                     progress((step.done, total), desc="Tracking", unit="frames")
                     yield f"Tracking… frame {step.done} of {total}", *[gr.skip()] * 4
@@ -551,7 +550,6 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             return
         session.results = named_after_clip(results, session.video)
         shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
-        warning = truncation_warning(session.video, listed, done)
         status = f"{DONE} {counted(len(results), 'output')} for {counted(done, 'frame')}."
         status += f" Warning: {literal(warning)}." if warning else ""
         yield (status, show_output(shown[0] if shown else None, session),

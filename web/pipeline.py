@@ -59,10 +59,12 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class Progress:
-    """One step of a run: frames done out of `total` (None when the container does not say)."""
+    """One step of a run: frames done out of `total` (None when the container does not say); a last step after the
+    frames carries the `warning` of a clip found damaged or cut short (`VideoReader.damage_warning`)."""
 
     done: int
     total: int | None
+    warning: str | None = None
 
 
 def check_annotations(annotations: dict[int, np.ndarray], info: VideoInfo) -> None:
@@ -86,8 +88,8 @@ def run_outputs(
     """Track `video_path` from its first annotated frame and write the chosen outputs into `out_dir`.
 
     `annotations` maps a frame index to its (H, W) uint8 label map; frames before the first annotation get
-    empty masks. Yields a Progress after each frame; when the run completes, `results` holds output name →
-    file. Closing the generator early leaves no output file behind.
+    empty masks. Yields a Progress after each frame (and one with the warning of a damaged clip); when the run
+    completes, `results` holds output name → file. Closing the generator early leaves no output file behind.
     """
     unknown = set(settings.outputs) - set(OUTPUTS)
     if unknown:
@@ -104,9 +106,13 @@ def run_outputs(
             sinks.append(MaskPngSink(masks_dir))
         try:
             refiner = MaskRefiner() if settings.refine else None
+            done = 0
             with closing(run_frames(reader, annotations, tracker, sinks, edges, refiner=refiner)) as steps:
                 for done in steps:
                     yield Progress(done, info.num_frames)
+            warning = reader.damage_warning(done)
+            if warning:
+                yield Progress(done, info.num_frames, warning)
         except BaseException:
             shutil.rmtree(masks_dir, ignore_errors=True)
             raise

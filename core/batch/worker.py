@@ -33,8 +33,7 @@ from core.batch.inputs import Job, numbered_frames
 from core.effects import EdgeSettings
 from core.inference.tracker import Tracker, TrackerConfig
 from core.io.masks import MaskError, object_ids, read_annotation
-from core.io.video import (VideoError, VideoInfo, VideoReader, VideoWriter, open_video, truncation_warning,
-                           variable_rate)
+from core.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, open_video, variable_rate
 from core.pipeline import (BackgroundError, ClipEndedEarly, EffectSettings, FrameSink, MaskPngSink, RemovalSink,
                            VideoSink, is_large, renderer, run_frames)
 from core.weights import WeightsError
@@ -412,6 +411,7 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
             info = reader.info
             masks = _load_annotations(job, info)
             frames = _run_passes(reader, job, masks, partial, spec, tracker, report)
+            damage = reader.damage_warning(frames)
         previous = _read_record(final)
         if previous is not None:  # never outputs made otherwise
             _carry_over(final, partial, _kept_outputs(previous, job, spec, settings))
@@ -419,7 +419,7 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
         _commit(partial, final)
         seconds = time.monotonic() - started
         return ItemResult(job.source, job.name, "done", frames, round(seconds, 3), round(frames / seconds, 2),
-                          [str(final / name) for name in outputs], warning=_warnings(job, masks, info, frames))
+                          [str(final / name) for name in outputs], warning=_warnings(job, masks, damage))
     except (JobError, MaskError, VideoError, WeightsError, BackgroundError) as error:
         return _failed(job, started, str(error))
     except Exception as error:  # a bug or an unexpected library error: report it, keep the batch going
@@ -429,10 +429,12 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _warnings(job: Job, masks: dict[int, np.ndarray], info: VideoInfo, frames: int) -> str | None:
+def _warnings(job: Job, masks: dict[int, np.ndarray], damage: str | None) -> str | None:
     """What a done item's user should know: mask files that annotated no frame, a mask that looks inverted, a
-    video cut short; None when nothing."""
-    found = [warning for warning in (_unused(job), _inverted(job, masks), _truncation(job, info, frames)) if warning]
+    video damaged or cut short (`damage`, to which the batch's way to redo it once the file is replaced is added);
+    None when nothing."""
+    redo = None if damage is None else f"{damage}; then run again with --overwrite"
+    found = [warning for warning in (_unused(job), _inverted(job, masks), redo) if warning]
     return "; ".join(found) or None
 
 
@@ -455,12 +457,6 @@ def _inverted(job: Job, masks: dict[int, np.ndarray]) -> str | None:
             return (f"{annotation.path}: the objects cover {covered:.0%} of the frame: if the mask is inverted (the "
                     "object black on white), invert it and run again with --overwrite")
     return None
-
-
-def _truncation(job: Job, info: VideoInfo, frames: int) -> str | None:
-    """`truncation_warning` for an item, with the batch's way to redo it once the file is replaced."""
-    warning = truncation_warning(job.source, info.num_frames, frames)
-    return None if warning is None else f"{warning}; then run again with --overwrite"
 
 
 def _failed(job: Job, started: float, error: str) -> ItemResult:

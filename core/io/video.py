@@ -59,6 +59,9 @@ _AUDIO_PREROLL = 0.1
 _UNSEEKABLE = ("mpegts",)  # containers without an index, whose timestamps may start again: read from the start
 COUNT_REPORT_EVERY = 25  # frames between two reports of a count in progress (`VideoReader.count_frames`)
 TRUNCATION_SLACK = 2  # frames a video may decode short of its header's count without a warning
+# A video whose header gives seconds but no frame count (Matroska, WebM) is cut short when its frames end before
+# this share of them, and more than SHORT_GAP_S early (a container's duration may include a longer audio track).
+SHORT_SHARE, SHORT_GAP_S = 0.9, 0.1
 COMMON_RATES = tuple(Fraction(rate) for rate in (24, 25, 30, 48, 50, 60)) + tuple(
     Fraction(rate * 1000, 1001) for rate in (24, 30, 60))  # film, PAL, NTSC and their doubles
 _VFR_TOLERANCE = 0.25  # of a frame: a clip whose frame times stray further from n / fps is variable-rate
@@ -115,6 +118,11 @@ class VideoReader:
             _report_count(number, counted)
         return number
 
+    def damage_warning(self, decoded: int) -> str | None:
+        """After an iteration that gave `decoded` frames: a one-line warning when the file is damaged or cut short,
+        None when it is whole (this default: a folder's frames are checked as they are read)."""
+        return None
+
     def close(self) -> None:
         """Release the file."""
 
@@ -125,14 +133,30 @@ class VideoReader:
         self.close()
 
 
-def truncation_warning(path: str | os.PathLike, listed: int | None, decoded: int) -> str | None:
-    """A one-line warning when a video decoded `decoded` frames but its header lists more (`listed`): a cut-short
-    download or copy decodes its first part and then ends without an error. A frame or two less is left alone
-    (edit lists, a codec's delay)."""
-    if listed is None or decoded >= listed - TRUNCATION_SLACK:
+def damaged_or_short(info: VideoInfo, decoded: int, seconds: float, skipped: int = 0) -> str | None:
+    """A one-line warning when a video's iteration gave `decoded` frames ending `seconds` in, but its header lists
+    more frames (`info.num_frames`; a frame or two less is left alone: edit lists, a codec's delay) or, listing
+    none, more seconds (`info.duration`): a cut-short download decodes its first part and then ends without an
+    error. Also when the decoder refused `skipped` packets (damaged bytes), which were skipped. None otherwise."""
+    found = []
+    if info.num_frames is not None and decoded < info.num_frames - TRUNCATION_SLACK:
+        found.append(f"ends after {decoded} of the {info.num_frames} frames its header lists (truncated or damaged?)")
+    elif (info.num_frames is None and info.duration and seconds < SHORT_SHARE * info.duration
+          and info.duration - seconds > SHORT_GAP_S):
+        found.append(f"ends after {_seconds(seconds)} of the {_seconds(info.duration)} seconds its header gives "
+                     "(truncated or damaged?)")
+    if skipped:
+        found.append(f"has {skipped} damaged packet{'s' if skipped > 1 else ''}, skipped")
+    if not found:
         return None
-    return (f"{Path(path).name} ends after {decoded} of the {listed} frames its header lists (truncated or damaged?); "
-            f"the outputs hold those {decoded}: for the rest, {_FIX_DAMAGED}")
+    frames = "the 1 frame" if decoded == 1 else f"the {decoded} frames"
+    return (f"{Path(info.path).name} {' and '.join(found)}; the outputs hold {frames} that decoded: for the rest, "
+            f"{_FIX_DAMAGED}")
+
+
+def _seconds(seconds: float) -> str:
+    """Seconds as a warning says them: to a hundredth under ten, else to a tenth."""
+    return f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
 
 
 def _report_count(number: int, counted: Callable[[int], None] | None) -> None:
@@ -181,6 +205,7 @@ class _ContainerReader(VideoReader):
     def _open(self) -> None:
         """Open the container, pick the video stream and decode the first frame (which validates the file)."""
         self._container = _open_container(self._path)
+        self._skipped, self._read_until = 0, 0.0  # of the pass under way: packets skipped, seconds given out
         try:
             if not self._container.streams.video:
                 raise VideoError(f"{self._path}: has no video stream; pass a video file or a folder of frames")
@@ -197,10 +222,16 @@ class _ContainerReader(VideoReader):
         self._first_pts = first.pts
 
     def _decode(self) -> Iterator[av.VideoFrame]:
-        """Decoded frames in display order; FFmpeg failures become VideoError."""
+        """Decoded frames in display order. A packet the decoder refuses as invalid (damaged bytes) is skipped and
+        counted, for `damage_warning`; any other FFmpeg failure becomes a VideoError."""
         try:
             for packet in self._container.demux(self._stream):
-                yield from self._decoder.decode(packet)
+                try:
+                    frames = self._decoder.decode(packet)
+                except av.InvalidDataError:
+                    self._skipped += 1
+                    continue
+                yield from frames
         except av.FFmpegError as error:
             raise VideoError(f"{self._path}: decoding failed ({_reason(error)}); {_FIX_DAMAGED}") from None
 
@@ -214,7 +245,12 @@ class _ContainerReader(VideoReader):
     def __iter__(self) -> Iterator[Frame]:
         self._restart()
         for index, frame in enumerate(chain([self._first], self._frames)):
-            yield self._frame(index, frame)
+            given = self._frame(index, frame)
+            self._read_until = given.time + float(1 / self.info.fps)
+            yield given
+
+    def damage_warning(self, decoded: int) -> str | None:
+        return damaged_or_short(self.info, decoded, self._read_until, self._skipped)
 
     def _frame(self, index: int, frame: av.VideoFrame) -> Frame:
         """A decoded frame as RGB(A), rotated for display, with its time from the first frame."""
@@ -793,9 +829,14 @@ def _h264_codec(encoder: str, path: Path) -> str:
 
 
 def _header_seconds(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
-    """The video's duration in seconds from the stream's header, else the container's; None when neither says."""
+    """The video's duration in seconds from the stream's header, else its DURATION tag (Matroska, WebM:
+    "HH:MM:SS.fraction"), else the container's (which may include a longer audio track); None when none says."""
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
+    tag = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", stream.metadata.get("DURATION", ""))
+    if tag:
+        hours, minutes, seconds = tag.groups()
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     return container.duration / av.time_base if container.duration else None
 
 
