@@ -718,6 +718,22 @@ def test_masks_that_annotate_no_frame_are_named_in_a_warning(judo_small: list[np
     assert items["clip"]["warning"].startswith(f"{tmp_path / 'in' / 'clip.mask.png'} annotated no frame")
 
 
+def test_camcorder_and_phone_containers_are_inputs(judo_small: list[np.ndarray], tmp_path: Path) -> None:
+    """A camcorder's MPEG-TS (.MTS) and a phone's .3gp were passed over without a word (a folder of only them: "no
+    videos found")."""
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("cam.MTS", "phone.3gp"):
+        encode_video(source / name, judo_small[:4], FPS, audio=False)
+        write_mask(source / f"{Path(name).stem}.png", sample_mask("judo", "00000"))
+    out = tmp_path / "out"
+    result = run_batch(source, "--out", out, "--quiet", "--effect", "overlay")
+    assert result.returncode == 0, result.stderr
+    items = summary_items(out)
+    assert {name: (item["status"], item["frames"]) for name, item in items.items()} == {"cam": ("done", 4),
+                                                                                         "phone": ("done", 4)}
+
+
 def test_masks_are_found_whatever_the_case_of_their_suffix(tmp_path: Path) -> None:
     (tmp_path / "in" / "f" / "masks").mkdir(parents=True)
     (tmp_path / "in" / "clip.mp4").touch()

@@ -1,7 +1,7 @@
 """Finding the work of a batch run: the videos and frame folders under the inputs, and their annotations.
 
-An item is a video file (mp4, mov, mkv, webm, avi, m4v) or a folder of numbered frames. Its annotation
-(first-frame mask, palette PNG; `.png` in any case) is looked up in this order:
+An item is a video file (`VIDEO_SUFFIXES`: mp4, mov, mkv, webm, avi, mts, …) or a folder of numbered frames. Its
+annotation (first-frame mask, palette PNG; `.png` in any case) is looked up in this order:
   - `--mask PATH` (one input only; PATH may be a PNG or a folder of PNGs named like the frames),
   - `clip.png` or `clip.mask.png` beside `clip.mp4` (frame 0); `clip.<N>.png` annotates frame N,
   - a frame folder's `masks/` subfolder, each PNG named like the frame it annotates.

@@ -2,4 +2,6 @@
 can list a folder of clips."""
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")  # read as videos (batch inputs, backgrounds)
+# read as videos (batch inputs, backgrounds, uploads): the common containers, camcorders' and phones' among them
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mts", ".m2ts", ".ts", ".3gp", ".mpg", ".mpeg",
+                  ".flv", ".wmv", ".ogv")
