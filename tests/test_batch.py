@@ -597,8 +597,32 @@ def test_a_changed_setting_redoes_only_the_outputs_drawn_with_it(clips: Path, tm
     assert summary_items(out)["bike"]["status"] == "done"
     assert run_main(source, "--out", out, "--quiet", "--effect", "overlay", "--effect", "blur", "--blur", "9") == 0
     assert summary_items(out)["bike"]["status"] == "skipped"
-    assert sorted(run("--effect", "blur", "--blur", "9", "--x264-preset", "veryfast")) == ["blur.mp4", "masks"]
+    preset = run("--effect", "blur", "--blur", "9", "--x264-preset", "veryfast")  # the overlay, not asked for, stays
+    assert sorted(preset) == ["blur.mp4", "masks", "overlay.mp4"] and preset["overlay.mp4"] == first["overlay.mp4"]
+    assert run_main(source, "--out", out, "--quiet", "--effect", "overlay", "--x264-preset", "veryfast") == 0
+    assert summary_items(out)["bike"]["status"] == "done"  # the overlay was encoded with the other preset: redone
     assert sorted(run("--masks", "none", "--effect", "cutout", "--blur", "9", "--size", "120")) == ["cutout.webm"]
+
+
+def test_an_output_not_asked_for_stays_as_it_was_drawn(clips: Path, tmp_path: Path) -> None:
+    """A blur drawn with --blur 51, then an overlay asked for with the default blur: the blur stays (it was
+    deleted: this run's blur strength differed from its), and a later run asking for the default blur redraws it
+    instead of skipping the folder."""
+    out = tmp_path / "out"
+    source = clips / "frames" / "bike"
+
+    def run(*flags: str) -> dict[str, int]:
+        assert run_main(source, "--out", out, "--quiet", "--masks", "none", *flags) == 0
+        return {p.name: p.stat().st_ino for p in (out / "bike").iterdir() if p.name != "job.json"}
+
+    first = run("--effect", "blur", "--blur", "51")
+    second = run("--effect", "overlay")
+    assert sorted(second) == ["blur.mp4", "overlay.mp4"] and second["blur.mp4"] == first["blur.mp4"]
+    assert run("--effect", "blur", "--blur", "51")["blur.mp4"] == first["blur.mp4"]
+    assert summary_items(out)["bike"]["status"] == "skipped"  # drawn as asked: nothing to redo
+    third = run("--effect", "blur")
+    assert third["blur.mp4"] != first["blur.mp4"] and third["overlay.mp4"] == second["overlay.mp4"]
+    assert summary_items(out)["bike"]["status"] == "done"
 
 
 def cut_short(frames: list[np.ndarray], folder: Path) -> Path:
@@ -785,8 +809,9 @@ def test_a_broken_background_video_fails_the_run_once_at_its_start(clips: Path, 
 
 
 def test_the_int8_network_counts_as_other_settings_and_the_float_backends_do_not() -> None:
-    from core.batch.worker import _made_with
+    from core.batch.worker import _masks_made_with
 
     spec = OutputSpec()
-    made = {backend: _made_with(spec, TrackerConfig(backend=backend)) for backend in ("torch", "onnx", "onnx-int8")}
+    made = {backend: _masks_made_with(spec, TrackerConfig(backend=backend))
+            for backend in ("torch", "onnx", "onnx-int8")}
     assert made["torch"] == made["onnx"] != made["onnx-int8"]

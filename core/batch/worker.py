@@ -43,12 +43,11 @@ CUTOUT_FORMATS = ("auto", *CUTOUT_FILES)  # auto: webm, or prores for large fram
 # encoder pair alone holds 1.2 GB at 4K; ProRes 4444 is also what 4K editing software takes)
 RECORD_FILE = "job.json"
 INVERTED_SHARE = 0.85  # an annotation whose objects cover more of the frame than this looks inverted
-_SELECTION = ("effects", "mask_pngs", "mask_video", "cutout_format")  # OutputSpec's fields that pick the outputs
 _RUNTIME = ("threads", "device")  # TrackerConfig's fields that do not change the masks (and the float backends)
 _ENCODING = ("x264_preset", "encoder")  # OutputSpec's fields an H.264 output's file depends on
 _EDGES = ("soft_edges", "feather", "edge_shift")  # and those of the soft matte
-# Each output → the OutputSpec fields it is drawn with, besides the masks (an earlier run's output is kept when
-# only other fields changed: a new --blur leaves the overlay as it was).
+# Each output → the OutputSpec fields it is drawn with, besides the masks: a complete folder is skipped when each
+# output asked for was drawn with this run's values of its fields (job.json keeps each output's).
 DRAWN_WITH: dict[str, tuple[str, ...]] = {
     "masks": (), "masks.mp4": _ENCODING, "overlay.mp4": ("overlay_alpha", *_ENCODING),
     "blur.mp4": ("blur_strength", *_EDGES, *_ENCODING), "replace.mp4": ("background", *_EDGES, *_ENCODING),
@@ -271,7 +270,7 @@ def _read_record(folder: Path) -> dict | None:
 
 def completed(job: Job, out_root: Path, spec: OutputSpec, tracker: TrackerConfig) -> ItemResult | None:
     """A 'skipped' result when the item's folder already holds every output `spec` asks for, made from the same
-    annotations with the same drawing and tracking settings."""
+    annotations with the same tracking, each drawn with this run's values of the settings it is drawn with."""
     final = out_root / job.name
     old = _old_folder(final)
     if not final.exists() and old.is_dir():  # killed between the two renames of a replacement
@@ -281,19 +280,26 @@ def completed(job: Job, out_root: Path, spec: OutputSpec, tracker: TrackerConfig
     names = spec.output_names(size)
     if record is None or not set(names) <= set(record.get("outputs", [])):
         return None
-    if not _same_source(record, job, spec, tracker):
+    if not _same_masks(record, job, spec, tracker):
+        return None
+    drawn, now = _recorded_drawing(record), _drawing(spec, names)
+    if drawn is not None and any(drawn.get(name) != now[name] for name in names):
         return None
     return ItemResult(job.source, job.name, "skipped", record.get("frames", 0), 0.0, 0.0,
                       [str(final / name) for name in names])
 
 
 def _write_record(folder: Path, job: Job, frames: int, info: VideoInfo, spec: OutputSpec,
-                  tracker: TrackerConfig) -> list[str]:
-    """Write job.json (last file of a complete folder); returns every output name the folder holds."""
+                  tracker: TrackerConfig, kept: dict[str, dict]) -> list[str]:
+    """Write job.json (last file of a complete folder): how the masks were made, and how each output was drawn,
+    this run's or (`kept`, carried over from an earlier run) its own; returns every output name the folder
+    holds."""
     outputs = sorted(p.name for p in folder.iterdir() if p.name != RECORD_FILE)
+    drawn = kept | _drawing(spec, spec.output_names((info.width, info.height)))
     record = {"input": job.source, "frames": frames, "fps": float(info.fps), "size": [info.width, info.height],
               "outputs": outputs, "spec": asdict(spec), "annotations": _annotation_records(job),
-              "made_with": _made_with(spec, tracker)}
+              "made_with": {"masks": _masks_made_with(spec, tracker),
+                            "drawn": {name: drawn[name] for name in outputs if name in drawn}}}
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=2))
     return outputs
 
@@ -310,20 +316,45 @@ def _annotation_records(job: Job) -> list[dict]:
     return records
 
 
-def _made_with(spec: OutputSpec, tracker: TrackerConfig) -> dict:
-    """What an item's outputs look like besides its input and annotations: how effects are drawn and how the masks
-    are tracked (not which outputs there are, nor the threads, the device or a float backend: the same masks)."""
-    drawing = {name: value for name, value in asdict(spec).items() if name not in _SELECTION}
+def _masks_made_with(spec: OutputSpec, tracker: TrackerConfig) -> dict:
+    """How an item's masks are made, besides its input and annotations: the tracking settings (not the threads,
+    the device or a float backend: the same masks) and `refine`, as job.json holds them."""
     tracking = {name: value for name, value in asdict(tracker).items() if name not in _RUNTIME}
     tracking["backend"] = "int8" if tracker.backend == "onnx-int8" else "float"  # torch and onnx: the same masks
-    return json.loads(json.dumps({"drawing": drawing, "tracking": tracking}))  # as job.json holds it
+    return json.loads(json.dumps({**tracking, "refine": spec.refine}))
 
 
-def _same_source(record: dict, job: Job, spec: OutputSpec, tracker: TrackerConfig) -> bool:
-    """Whether a complete folder's outputs were made as this run would make them: the same annotations, and the
-    same settings (a job.json written before the settings were kept is taken to have them)."""
+def _drawing(spec: OutputSpec, names: list[str]) -> dict[str, dict]:
+    """How each of the outputs `names` is drawn with `spec`: its DRAWN_WITH fields' values, as job.json holds them."""
+    values = json.loads(json.dumps(asdict(spec)))
+    return {name: {field: values[field] for field in DRAWN_WITH.get(name, ())} for name in names}
+
+
+def _recorded_masks(record: dict) -> dict | None:
+    """How a complete folder's masks were made (`_masks_made_with`); None for a job.json written before the
+    settings were kept. An older job.json's one set of tracking and drawing settings is read as today's."""
     made_with = record.get("made_with")
-    return _same_annotations(record, job) and (made_with is None or made_with == _made_with(spec, tracker))
+    if made_with is None or "masks" in made_with:
+        return None if made_with is None else made_with["masks"]
+    return {**made_with.get("tracking", {}), "refine": made_with.get("drawing", {}).get("refine")}
+
+
+def _recorded_drawing(record: dict) -> dict[str, dict] | None:
+    """How each output of a complete folder was drawn (`_drawing`); None for a job.json written before the settings
+    were kept. An older job.json's one set of drawing settings applies to each of its outputs."""
+    made_with = record.get("made_with")
+    if made_with is None or "drawn" in made_with:
+        return None if made_with is None else made_with["drawn"]
+    drawing = made_with.get("drawing", {})
+    return {name: {field: drawing.get(field) for field in DRAWN_WITH.get(name, ())}
+            for name in record.get("outputs", [])}
+
+
+def _same_masks(record: dict, job: Job, spec: OutputSpec, tracker: TrackerConfig) -> bool:
+    """Whether a complete folder's masks are the ones this run makes: the same annotations, tracking settings and
+    `refine` (a job.json written before the settings were kept is taken to have them)."""
+    recorded = _recorded_masks(record)
+    return _same_annotations(record, job) and (recorded is None or recorded == _masks_made_with(spec, tracker))
 
 
 def _same_annotations(record: dict, job: Job) -> bool:
@@ -337,27 +368,23 @@ def _same_annotations(record: dict, job: Job) -> bool:
     return [(old.get("frame"), old.get("sha256")) for old in recorded] == [(a["frame"], a["sha256"]) for a in now]
 
 
-def _kept_outputs(record: dict, job: Job, spec: OutputSpec, tracker: TrackerConfig) -> set[str]:
-    """The outputs of a complete folder (its job.json `record`) that this run would make the same: all of them
-    when made from the same annotations with the same tracking (and `refine`), each one drawn with the same values
-    of the fields it is drawn with (DRAWN_WITH); all, for a record written before the settings were kept."""
-    if not _same_annotations(record, job):
-        return set()
-    outputs, made_with = set(record.get("outputs", [])), record.get("made_with")
-    if made_with is None:
-        return outputs
-    now = _made_with(spec, tracker)
-    before, after = made_with.get("drawing", {}), now["drawing"]
-    changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
-    if made_with.get("tracking") != now["tracking"] or "refine" in changed:
-        return set()
-    return {name for name in outputs if name in DRAWN_WITH and not changed.intersection(DRAWN_WITH[name])}
+def _kept_outputs(record: dict, job: Job, spec: OutputSpec, tracker: TrackerConfig) -> dict[str, dict]:
+    """The outputs of a complete folder (its job.json `record`) that stay beside this run's, each with how it was
+    drawn: every one when its masks are the ones this run makes (`_same_masks`), none otherwise. The outputs this
+    run makes again replace theirs; the others stay as they were drawn, whatever this run's drawing settings."""
+    if not _same_masks(record, job, spec, tracker):
+        return {}
+    outputs = [name for name in record.get("outputs", []) if name in DRAWN_WITH]
+    drawn = _recorded_drawing(record) or _drawing(spec, outputs)  # an old job.json: taken as drawn as now
+    return {name: drawn.get(name, {}) for name in outputs}
 
 
-def _carry_over(final: Path, partial: Path, kept: set[str]) -> None:
-    """Hard-link (or copy) into `partial` the `kept` outputs of an earlier run that this run did not redo."""
+def _carry_over(final: Path, partial: Path, kept: set[str]) -> set[str]:
+    """Hard-link (or copy) into `partial` the `kept` outputs of an earlier run that this run did not redo; returns
+    their names."""
+    carried: set[str] = set()
     if not final.is_dir():
-        return
+        return carried
     for previous in final.iterdir():
         target = partial / previous.name
         if previous.name not in kept or target.exists():
@@ -366,6 +393,8 @@ def _carry_over(final: Path, partial: Path, kept: set[str]) -> None:
             shutil.copytree(previous, target, copy_function=_link_or_copy)
         else:
             _link_or_copy(previous, target)
+        carried.add(previous.name)
+    return carried
 
 
 def _link_or_copy(source: str | Path, target: str | Path) -> None:
@@ -413,9 +442,10 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
             frames = _run_passes(reader, job, masks, partial, spec, tracker, report)
             damage = reader.damage_warning(frames)
         previous = _read_record(final)
-        if previous is not None:  # never outputs made otherwise
-            _carry_over(final, partial, _kept_outputs(previous, job, spec, settings))
-        outputs = _write_record(partial, job, frames, info, spec, settings)
+        kept = {} if previous is None else _kept_outputs(previous, job, spec, settings)  # never outputs made otherwise
+        carried = _carry_over(final, partial, set(kept))
+        outputs = _write_record(partial, job, frames, info, spec, settings,
+                                {name: drawn for name, drawn in kept.items() if name in carried})
         _commit(partial, final)
         seconds = time.monotonic() - started
         return ItemResult(job.source, job.name, "done", frames, round(seconds, 3), round(frames / seconds, 2),
