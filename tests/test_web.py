@@ -3,6 +3,7 @@ Gradio app driven by `gradio_client` (named endpoint, bad input, limits, queuein
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import socket
@@ -33,10 +34,10 @@ from core.io.video import (  # noqa: E402
 from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
-    DISPLAY_SIDE, START, AppConfig, Session, Workspace, _learn_quietly, _parse_colour, annotated_view,
+    DISPLAY_SIDE, START, AppConfig, AppUnreachable, Session, Workspace, _learn_quietly, _parse_colour, annotated_view,
     annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background, marks_summary, parse_args,
     edit_marks, probe_clip, read_frame, run_problem, run_status_after_edit, scrub_slider, serve, undo_edit,
-    update_marks, user_error,
+    update_marks, user_error, wait_until_answering,
     main as web_main,
 )
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
@@ -411,6 +412,32 @@ def test_workspace_sweeps_old_job_folders():
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     workspace.sweep(3600)
     assert not old.exists() and new.exists()
+
+
+def test_a_page_slower_to_answer_than_gradios_3_s_check_still_starts_and_none_at_all_is_one_error():
+    """Gradio's own launch check gives the page 3 s, which a busy machine overran (the launch failed, saying
+    localhost was not accessible); the app waits for its page up to ANSWER_WAIT_S."""
+    class SlowPage(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802 - the handler's name for HEAD requests
+            time.sleep(4)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        wait_until_answering(f"http://127.0.0.1:{server.server_port}/", 30)
+        assert time.monotonic() - started >= 4
+    finally:
+        server.shutdown()
+        server.server_close()
+    closed = f"http://127.0.0.1:{free_port()}/"
+    with pytest.raises(AppUnreachable, match=rf"the app started but {closed} does not answer \(ConnectError\)"):
+        wait_until_answering(closed, 0.5)
 
 
 # ---- pipeline on a real encoded clip ----

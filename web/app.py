@@ -28,6 +28,7 @@ from pathlib import Path
 
 import cv2
 import gradio as gr
+import httpx
 import numpy as np
 
 from core import effects
@@ -51,6 +52,7 @@ MAX_OBJECTS = 8
 # Files older than this are removed: job folders of sessions that never closed (API clients) and Gradio's
 # copies of uploads and results. Long enough for a slow run of the longest accepted clip.
 FILE_LIFETIME_S = 6 * 3600
+ANSWER_WAIT_S = 60.0  # seconds a started server's page may take to answer first (a busy machine's is slow)
 # System fonts only: the default theme would fetch fonts from a CDN, and the app must work offline.
 _THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 # A crosshair over the frame; no "Remove this file" × in the downloads (Gradio's file list offers one even when
@@ -696,12 +698,39 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
 
 
 def serve(config: AppConfig, workspace: Workspace | None = None, block: bool = True) -> tuple[gr.Blocks, str]:
-    """Build and launch the app on config.host:config.port → (app, local URL). `block=False` returns at once."""
+    """Build and launch the app on config.host:config.port → (app, local URL), once its page answers
+    (`wait_until_answering`); `block=True` then serves until Ctrl-C. Gradio's own check of the page (`_frontend`)
+    gives it 3 s, which a busy machine overruns: the launch then failed, saying localhost was not accessible."""
     app = build_app(config, workspace)
     _, url, _ = app.launch(server_name=config.host, server_port=config.port, max_file_size=f"{config.max_upload_mb}mb",
                            theme=_THEME, css=_CSS, ssr_mode=False, share=False, show_error=True, quiet=not block,
-                           prevent_thread_lock=not block, footer_links=["api"], mcp_server=False)
+                           prevent_thread_lock=True, footer_links=["api"], mcp_server=False, _frontend=False)
+    try:
+        wait_until_answering(url, ANSWER_WAIT_S)
+    except BaseException:  # unreachable, or Ctrl-C while waiting: the server closes
+        app.close()
+        raise
+    if block:
+        app.block_thread()
     return app, url
+
+
+class AppUnreachable(RuntimeError):
+    """The server started but its page does not answer at its own address (a proxy in the way, say)."""
+
+
+def wait_until_answering(url: str, wait_s: float) -> None:
+    """Return once `url` answers a request (any HTTP status); AppUnreachable when it has not within `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            httpx.head(url, timeout=max(0.1, deadline - time.monotonic()))
+            return
+        except httpx.HTTPError as error:
+            if time.monotonic() >= deadline:
+                raise AppUnreachable(f"the app started but {url} does not answer ({type(error).__name__}): a proxy in "
+                                     "the way? set NO_PROXY=localhost,127.0.0.1 and start it again") from None
+            time.sleep(0.2)
 
 
 def parse_args(argv: list[str] | None = None) -> AppConfig:
@@ -730,6 +759,8 @@ def main(argv: list[str] | None = None) -> None:
     except OSError:
         raise SystemExit(f"error: cannot listen on {config.host}:{config.port}: the port is taken or the address is "
                          "not this machine's; pass a free --port, or a --host this machine has") from None
+    except AppUnreachable as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def _interrupt(signum: int, frame: object) -> None:
