@@ -48,6 +48,23 @@ def test_first_step_returns_the_annotation_and_keeps_ids(network) -> None:
     assert set(np.unique(out)) <= {0, 3, 7}
 
 
+def test_an_annotated_frame_larger_than_the_inference_size_gives_its_annotation_pixel_for_pixel(network) -> None:
+    """The network sees a 480×640 frame at 240×320, where a one-pixel line and a jagged edge are lost: the
+    annotated frame's labels used to be the annotation shrunk and grown back, not the one the user gave."""
+    hw = (480, 640)
+    mask = _mask(hw, boxes=((1, 100, 300, 100, 301), (2, 320, 420, 400, 500)))
+    mask[50:400, 350] = 1  # a one-pixel line
+    mask[101::2, 300] = 0  # a jagged edge
+    tracker = Tracker(TrackerConfig(device="cpu"), network)
+    assert np.array_equal(tracker.step(_frame(0, hw), mask), mask)
+    tracker.step(_frame(1, hw))
+    again = np.zeros(hw, np.uint8)
+    again[330:431:3, 390:480] = 2  # object 2 annotated again, as stripes; object 1 tracked on
+    labels = tracker.step(_frame(2, hw), again)
+    assert np.array_equal(labels == 2, again == 2)
+    assert set(np.unique(labels[again == 0])) <= {0, 1}
+
+
 def test_memory_stays_two_frames_however_long_the_video(network) -> None:
     tracker = Tracker(TrackerConfig(device="cpu"), network)
     tracker.step(_frame(0), _mask())

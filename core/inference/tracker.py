@@ -195,6 +195,15 @@ Box = tuple[float, float, float, float]  # (y0, y1, x0, x1), end-exclusive, on t
 Prepared = tuple[torch.Tensor, tuple[int, int]]  # the network's input (1, 3, H16, W16), the frame's (h, w) in it
 
 
+def as_annotated(labels: np.ndarray, annotation: np.ndarray) -> np.ndarray:
+    """`labels` (H, W) with the objects of `annotation` (H, W) exactly as it draws them: the network works at its
+    smaller size, where an annotation's finest detail is lost. Other objects keep their pixels outside them."""
+    given = annotation > 0
+    out = np.where(np.isin(labels, object_ids(annotation)), 0, labels).astype(np.uint8)
+    out[given] = annotation[given]
+    return out
+
+
 @dataclass(frozen=True)
 class CoarseStep:
     """One tracked frame at the network's resolution, and how to bring it to the frame's size."""
@@ -204,13 +213,16 @@ class CoarseStep:
     crop: tuple[int, int]  # (h, w) of the frame inside the padding, at the inference size
     size: tuple[int, int]  # (H, W) of the frame
     ids: tuple[int, ...]  # the object id of each plane after the background
+    annotation: np.ndarray | None = None  # (H, W) ids the frame was annotated with: they stand in the labels as given
 
     def full_size(self) -> tuple[np.ndarray, np.ndarray]:
-        """The (H, W) uint8 label map and the (1 + K, H, W) float32 probabilities it is the argmax of."""
+        """The (H, W) uint8 label map and the (1 + K, H, W) float32 probabilities it is the argmax of (on an
+        annotated frame, the labels are the annotation's where it names an object: `as_annotated`)."""
         probabilities = resample_planes(self.planes, self.stride, self.crop, self.size)
         ids = np.zeros(256, np.uint8)  # plane index → object id
         ids[1:len(self.ids) + 1] = self.ids
-        return cv2.LUT(argmax_planes(probabilities), ids), probabilities
+        labels = cv2.LUT(argmax_planes(probabilities), ids)
+        return (labels if self.annotation is None else as_annotated(labels, self.annotation)), probabilities
 
     def labels(self) -> np.ndarray:
         """The (H, W) uint8 label map alone: the full-size probabilities (130 MB at 4K) are not kept."""
@@ -336,7 +348,8 @@ class Tracker:
         if self.config.near_parts:
             self._regions = on_grid(labels, feats.f4.shape[-2:])
         self._index += 1
-        return CoarseStep(probs[0].float().cpu().numpy(), stride, crop, (height, width), tuple(self.object_ids))
+        return CoarseStep(probs[0].float().cpu().numpy(), stride, crop, (height, width), tuple(self.object_ids),
+                          mask)
 
     def _drop_far_parts(self, logits: torch.Tensor, probs: torch.Tensor,
                         labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
