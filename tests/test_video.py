@@ -298,6 +298,17 @@ def test_frame_folder_with_a_bad_or_odd_sized_frame(tmp_path: Path, judo_frames:
         list(open_video(tmp_path))
 
 
+@pytest.mark.parametrize("name, alpha", [("clip.mp4", False), ("cutout.webm", True)])
+def test_outputs_say_how_their_colours_are_coded(tmp_path: Path, name: str, alpha: bool) -> None:
+    """BT.601, limited range, BT.709 primaries: untagged, an HD output's colours shifted in players (taken for
+    BT.709)."""
+    with VideoWriter(tmp_path / name, 25, (1280, 720), alpha=alpha) as writer:
+        writer.write(np.zeros((720, 1280, 4 if alpha else 3), np.uint8))
+    with av.open(str(tmp_path / name)) as container:
+        context = container.streams.video[0].codec_context
+        assert (context.colorspace, context.color_range, context.color_primaries, context.color_trc) == (6, 1, 1, 1)
+
+
 def test_a_damage_warning_only_when_frames_are_missing_or_packets_were_skipped() -> None:
     mp4 = VideoInfo("/up/clip.mp4", 64, 32, Fraction(25), 30, 0, False, 1.2)
     assert damaged_or_short(replace(mp4, num_frames=None, duration=None), 2, 0.08) is None  # the header says nothing

@@ -68,6 +68,7 @@ _VFR_TOLERANCE = 0.25  # of a frame: a clip whose frame times stray further from
 _VFR_TIME_BASE = Fraction(1, 90000)  # a variable-rate output's time base (the MPEG clock)
 CONVERT_HINT = "(or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"  # command-line advice (the web drops it)
 _FIX_DAMAGED = f"re-export or re-download it {CONVERT_HINT}"
+_SMPTE170M, _LIMITED_RANGE, _BT709 = 6, 1, 1  # FFmpeg's AVColorSpace, AVColorRange, AVColorPrimaries/Transfer values
 
 
 class VideoError(BadInput, RuntimeError):
@@ -622,6 +623,7 @@ class _ContainerSink:
         self._pad = (height - size[1], width - size[0])
         stream.width, stream.height = width, height
         stream.codec_context.time_base = self._time_base
+        _tag_colours(stream.codec_context)
         options = dict(_ENCODER_OPTIONS.get(codec, {}))
         if preset and codec == _DEFAULT_CODEC:
             options["preset"] = preset
@@ -851,6 +853,14 @@ def _decoder(stream: av.VideoStream, alpha: bool, path: Path) -> av.CodecContext
         return libvpx
     context.thread_type = "AUTO"
     return context
+
+
+def _tag_colours(context: av.VideoCodecContext) -> None:
+    """Say in an output how its colours are coded: BT.601 in the limited range, as OpenCV's RGB to 4:2:0 and
+    FFmpeg's default conversion both code them, from RGB of BT.709 primaries. Untagged, players take HD video for
+    BT.709 and shifted its colours (a green of 30,200,30 showed as 16,171,22)."""
+    context.colorspace, context.color_range = _SMPTE170M, _LIMITED_RANGE
+    context.color_primaries = context.color_trc = _BT709
 
 
 def _video_frame(image: np.ndarray, pixel_format: str) -> av.VideoFrame:
