@@ -758,6 +758,17 @@ def test_camcorder_and_phone_containers_are_inputs(judo_small: list[np.ndarray],
                                                                                          "phone": ("done", 4)}
 
 
+def test_a_jpeg_beside_a_video_is_named_as_not_read(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    for name in ("clip.mp4", "clip.JPG"):
+        (tmp_path / "in" / name).touch()
+    (job,) = plan_jobs([str(tmp_path / "in")], str(tmp_path / "out"))
+    assert job.problem == (f"{tmp_path / 'in' / 'clip.mp4'}: no annotation found; clip.JPG is not read (beside a video "
+                           "a JPEG may be its thumbnail): save the first frame's mask as "
+                           f"{tmp_path / 'in' / 'clip.png'} beside it (palette PNG, one index per object) or pass "
+                           "--mask PATH")
+
+
 def test_masks_are_found_whatever_the_case_of_their_suffix(tmp_path: Path) -> None:
     (tmp_path / "in" / "f" / "masks").mkdir(parents=True)
     (tmp_path / "in" / "clip.mp4").touch()

@@ -1,8 +1,7 @@
 """`python -m core.batch` — see core/batch/cli.py."""
 
-import sys
-
 from core.batch.cli import main
+from core.io.command import exit_with
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -32,7 +32,8 @@ from core.effects import EdgeSettings
 from core.io.video import H264_ENCODERS, X264_PRESETS, nvenc_available
 from core.pipeline import EFFECTS, BackgroundError, check_background
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, resolved_config, tracker_config
-from core.io.command import ToolParser, bounded, ctrl_c_interrupts, output_folder, whole_number
+from core.io.command import (INTERRUPTED, TERMINATED, ToolParser, bounded, ctrl_c_interrupts, output_folder,
+                             whole_number)
 
 SUMMARY_FILE = "summary.json"
 EDGE_PIXELS = 50  # the most --feather and --edge-shift may move an edge, in pixels at 480p
@@ -420,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as stop:
         board.log("interrupted: complete outputs are kept; run the same command again to resume", error=True)
-        return 143 if isinstance(stop, Terminated) else 130
+        return TERMINATED if isinstance(stop, Terminated) else INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
         board.close()

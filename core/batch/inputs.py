@@ -10,6 +10,7 @@ Every annotation found is used: a later one adds the objects that appear there.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from dataclasses import dataclass
@@ -117,8 +118,17 @@ def _missing_annotation(source: Path) -> str:
     if source.is_dir():
         hint = f"put the first frame's mask in {source / MASK_FOLDER}/ named like its frame"
     else:
-        hint = f"save the first frame's mask as {source.with_suffix('.png')} beside it"
+        hint = "".join(f"{jpeg.name} is not read (beside a video a JPEG may be its thumbnail): "
+                       for jpeg in _jpeg_beside(source)[:1])
+        hint += f"save the first frame's mask as {source.with_suffix('.png')} beside it"
     return f"{source}: no annotation found; {hint} (palette PNG, one index per object) or pass --mask PATH"
+
+
+def _jpeg_beside(video: Path) -> list[Path]:
+    """JPEGs named like `video` beside it (`clip.jpg`, `clip.JPEG`): a mask saved in the wrong format, or a
+    thumbnail."""
+    return sorted(path for path in video.parent.glob(f"{glob.escape(video.stem)}.*")
+                  if path.suffix.lower() in (".jpg", ".jpeg"))
 
 
 def _mask_folders(folder: Path) -> list[Path]:

@@ -139,8 +139,14 @@ def object_ids(labels: np.ndarray) -> list[int]:
 
 
 def _wrong_size(source: str | os.PathLike, size: str, frame_hw: tuple[int, int]) -> MaskError:
-    """The error for a mask of `size` ("W×H") on a video of frame size `frame_hw` = (H, W)."""
+    """The error for a mask of `size` ("W×H") on a video of frame size `frame_hw` = (H, W). A mask of the frame
+    turned sideways was drawn on the stored picture of a clip shown rotated (a phone's portrait clip): resizing
+    would squash it, so the fix named is drawing it on the upright frame."""
     height, width = frame_hw
+    if size == f"{height}×{width}" and height != width:
+        return MaskError(f"{source}: mask is {size} but the video is {width}×{height}, as it is shown: the clip is "
+                         "stored turned sideways and played rotated (a phone's portrait clip?); draw the mask on the "
+                         "upright frame, or rotate it a quarter turn")
     return MaskError(f"{source}: mask is {size} but the video is {width}×{height}; "
                      f"resize it to {width}×{height} (nearest neighbour, to keep the object ids)")
 
