@@ -1,7 +1,7 @@
 """`python -m core.batch` — see core/batch/cli.py."""
 
 from core.batch.cli import main
-from core.io.command import exit_with
+from core.io.command import exit_program
 
 if __name__ == "__main__":
-    exit_with(main())
+    exit_program(main())

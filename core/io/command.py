@@ -121,7 +121,8 @@ def _end_while_starting(signum: int, frame: object) -> None:
 
 def run_tool(main: Callable[[], int | None]) -> NoReturn:
     """Run a tool's `main` and exit with its status; a BadInput (a mask or video the tool cannot use) prints its
-    one-line message and exits with BAD_INPUT; Ctrl-C prints one line and exits with INTERRUPTED."""
+    one-line message and exits with BAD_INPUT; Ctrl-C prints one line and exits with INTERRUPTED. Called from a
+    program's `__main__` block, it ends the program as `exit_program` does; from elsewhere (a test) by SystemExit."""
     ctrl_c_interrupts()
     try:
         status = main()
@@ -131,14 +132,17 @@ def run_tool(main: Callable[[], int | None]) -> NoReturn:
     except KeyboardInterrupt:
         print("interrupted: stopped by Ctrl-C; whatever was written completely is kept", file=sys.stderr)
         status = INTERRUPTED
-    exit_with(status)
+    if sys._getframe(1).f_globals.get("__name__") == "__main__":
+        exit_program(status)
+    sys.exit(status)
 
 
-def exit_with(status: int | None) -> NoReturn:
-    """End a tool with `status`. After Ctrl-C or SIGTERM (INTERRUPTED, TERMINATED) at once, once stdout and stderr
-    are flushed, skipping the interpreter's teardown: after a run stopped midway, a native library's threads abort
-    that teardown now and then ("terminate called without an active exception", status 134: 1 in 8 demos stopped
-    while removing the players). Everything a tool keeps is written and closed before it returns its status."""
+def exit_program(status: int | None) -> NoReturn:
+    """End the program with `status`, from its entry point. After Ctrl-C or SIGTERM (INTERRUPTED, TERMINATED) at
+    once, once stdout and stderr are flushed, skipping the interpreter's teardown: after a run stopped midway, a
+    native library's threads abort that teardown now and then ("terminate called without an active exception",
+    status 134: 1 in 8 demos stopped while removing the players). A tool has written and closed all it keeps
+    before it returns its status."""
     if status in (INTERRUPTED, TERMINATED):
         sys.stdout.flush()
         sys.stderr.flush()
