@@ -756,6 +756,10 @@ def test_camcorder_and_phone_containers_are_inputs(judo_small: list[np.ndarray],
     items = summary_items(out)
     assert {name: (item["status"], item["frames"]) for name, item in items.items()} == {"cam": ("done", 4),
                                                                                          "phone": ("done", 4)}
+    (source / "cam.mp4").touch()  # the camcorder's clip converted beside it: it takes the name, the .MTS clashes
+    jobs = plan_jobs([str(source)], str(out))
+    assert [(job.name, Path(job.source).name, job.problem is None) for job in jobs] == [
+        ("cam", "cam.mp4", True), ("cam", "cam.MTS", False), ("phone", "phone.3gp", True)]
 
 
 def test_a_jpeg_beside_a_video_is_named_as_not_read(tmp_path: Path) -> None:

@@ -176,11 +176,20 @@ def _walk(path: Path, skip: str, seen: set[str]) -> list[Path]:
     if not path.is_dir():
         return []
     items = []
-    for child in sorted(path.iterdir()):
+    for child in sorted(path.iterdir(), key=_listing_order):
         if child.name.startswith(".") or child.name == MASK_FOLDER or os.path.realpath(child) == skip:
             continue
         items.extend(_walk(child, skip, seen))
     return items
+
+
+def _listing_order(path: Path) -> tuple[str, int]:
+    """Where `path` comes in a folder's items: by name, and of two videos named alike (a camcorder's clip.MTS
+    and the clip.mp4 made from it) by their suffix's place in VIDEO_SUFFIXES: the first named takes the output
+    name, the other fails as a name clash."""
+    if not is_video(path):
+        return path.name, 0
+    return path.stem, VIDEO_SUFFIXES.index(path.suffix.lower())
 
 
 def discover(inputs: list[str], out_dir: str) -> list[tuple[Path, Path]]:
