@@ -311,17 +311,22 @@ def test_outputs_say_how_their_colours_are_coded(tmp_path: Path, name: str, alph
 
 def test_a_damage_warning_only_when_frames_are_missing_or_packets_were_skipped() -> None:
     mp4 = VideoInfo("/up/clip.mp4", 64, 32, Fraction(25), 30, 0, False, 1.2)
-    assert damaged_or_short(replace(mp4, num_frames=None, duration=None), 2, 0.08) is None  # the header says nothing
-    assert damaged_or_short(mp4, 28, 1.12) is None  # a frame or two short: edit lists, delays
-    warning = damaged_or_short(mp4, 2, 0.08)
+    nothing = replace(mp4, num_frames=None, duration=None)
+    assert damaged_or_short(nothing, 2, ended_at=0.08, stream_seconds=None) is None  # the header says nothing
+    assert damaged_or_short(mp4, 28, ended_at=1.12, stream_seconds=1.2) is None  # a frame or two short
+    warning = damaged_or_short(mp4, 2, ended_at=0.08, stream_seconds=1.2)
     assert warning.startswith("clip.mp4 ends after 2 of the 30 frames its header lists (truncated or damaged?); "
                               "the outputs hold the 2 frames that decoded")
     assert "re-download" in warning and "\n" not in warning and "/up" not in warning
     webm = replace(mp4, path="/up/clip.webm", num_frames=None, duration=1.0)  # seconds but no frame count
-    assert damaged_or_short(webm, 24, 0.96) is None and damaged_or_short(webm, 24, 0.91) is None  # within 0.1 s
-    assert damaged_or_short(webm, 10, 0.4).startswith("clip.webm ends after 0.40 of the 1.00 seconds its header "
-                                                      "gives (truncated or damaged?); the outputs hold the 10 frames")
-    assert damaged_or_short(mp4, 29, 1.16, skipped=1).startswith("clip.mp4 has 1 damaged packet, skipped; ")
+    assert damaged_or_short(webm, 24, ended_at=0.96, stream_seconds=1.0) is None
+    assert damaged_or_short(webm, 24, ended_at=0.91, stream_seconds=1.0) is None  # within 0.1 s
+    assert damaged_or_short(webm, 10, ended_at=0.4, stream_seconds=1.0).startswith(
+        "clip.webm ends after 0.40 of the 1.00 seconds its header gives (truncated or damaged?); the outputs hold the "
+        "10 frames")
+    assert damaged_or_short(webm, 10, ended_at=0.4, stream_seconds=None) is None  # only the container's (with audio)
+    skipped = damaged_or_short(mp4, 26, ended_at=1.2, stream_seconds=1.2, skipped=4)  # not cut short: 4 frames lost
+    assert skipped.startswith("clip.mp4 has 4 damaged packets, skipped; ")
 
 
 def test_damaged_bytes_mid_file_are_skipped_and_warned_of(make_video, judo_frames: list[np.ndarray],
@@ -344,6 +349,10 @@ def test_a_matroska_file_cut_short_is_warned_of_by_its_header_seconds(make_video
     """WebM lists no frame count: a cut-short one used to end early without a word."""
     whole = make_video("clip.mkv", judo_frames, audio=False)  # Matroska, as WebM is
     with open_video(whole) as reader:
+        assert reader.damage_warning(sum(1 for _ in reader)) is None
+    later = [Fraction(50 + i, 25) for i in range(len(judo_frames))]
+    late = make_video("late.mkv", judo_frames, audio=False, times=later)
+    with open_video(late) as reader:  # its video starts 2 s in: whole, not 0.64 of 2.64 s
         assert reader.damage_warning(sum(1 for _ in reader)) is None
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 7 // 10])

@@ -134,17 +134,20 @@ class VideoReader:
         self.close()
 
 
-def damaged_or_short(info: VideoInfo, decoded: int, seconds: float, skipped: int = 0) -> str | None:
-    """A one-line warning when a video's iteration gave `decoded` frames ending `seconds` in, but its header lists
-    more frames (`info.num_frames`; a frame or two less is left alone: edit lists, a codec's delay) or, listing
-    none, more seconds (`info.duration`): a cut-short download decodes its first part and then ends without an
-    error. Also when the decoder refused `skipped` packets (damaged bytes), which were skipped. None otherwise."""
+def damaged_or_short(info: VideoInfo, decoded: int, *, ended_at: float, stream_seconds: float | None,
+                     skipped: int = 0) -> str | None:
+    """A one-line warning when a video's iteration gave `decoded` frames, the last ending `ended_at` seconds into
+    the stream, but its header lists more frames (`info.num_frames`, besides the `skipped` packets' and a frame or
+    two: edit lists, a codec's delay) or, listing none, gives its video more seconds (`stream_seconds`, the stream's
+    own: a container's may include a longer audio track): a cut-short download decodes its first part and then ends
+    without an error. Also when the decoder refused `skipped` packets (damaged bytes), which were skipped. None
+    otherwise."""
     found = []
-    if info.num_frames is not None and decoded < info.num_frames - TRUNCATION_SLACK:
+    if info.num_frames is not None and decoded + skipped < info.num_frames - TRUNCATION_SLACK:
         found.append(f"ends after {decoded} of the {info.num_frames} frames its header lists (truncated or damaged?)")
-    elif (info.num_frames is None and info.duration and seconds < SHORT_SHARE * info.duration
-          and info.duration - seconds > SHORT_GAP_S):
-        found.append(f"ends after {_seconds(seconds)} of the {_seconds(info.duration)} seconds its header gives "
+    elif (info.num_frames is None and stream_seconds and ended_at < SHORT_SHARE * stream_seconds
+          and stream_seconds - ended_at > SHORT_GAP_S):
+        found.append(f"ends after {_seconds(ended_at)} of the {_seconds(stream_seconds)} seconds its header gives "
                      "(truncated or damaged?)")
     if skipped:
         found.append(f"has {skipped} damaged packet{'s' if skipped > 1 else ''}, skipped")
@@ -202,6 +205,7 @@ class _ContainerReader(VideoReader):
             has_audio=bool(self._container.streams.audio),
             duration=_header_seconds(self._container, stream),
         )
+        self._stream_seconds = _stream_seconds(stream)  # the video's own, for `damage_warning`
 
     def _open(self) -> None:
         """Open the container, pick the video stream and decode the first frame (which validates the file)."""
@@ -251,7 +255,10 @@ class _ContainerReader(VideoReader):
             yield given
 
     def damage_warning(self, decoded: int) -> str | None:
-        return damaged_or_short(self.info, decoded, self._read_until, self._skipped)
+        time_base = self._stream.time_base
+        start = float(self._first_pts * time_base) if self._first_pts is not None and time_base else 0.0
+        return damaged_or_short(self.info, decoded, ended_at=start + self._read_until,
+                                stream_seconds=self._stream_seconds, skipped=self._skipped)
 
     def _frame(self, index: int, frame: av.VideoFrame) -> Frame:
         """A decoded frame as RGB(A), rotated for display, with its time from the first frame."""
@@ -831,15 +838,25 @@ def _h264_codec(encoder: str, path: Path) -> str:
 
 
 def _header_seconds(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
-    """The video's duration in seconds from the stream's header, else its DURATION tag (Matroska, WebM:
-    "HH:MM:SS.fraction"), else the container's (which may include a longer audio track); None when none says."""
+    """The video's duration in seconds, the stream's own (`_stream_seconds`), else the container's (which may
+    include a longer audio track); None when neither says."""
+    own = _stream_seconds(stream)
+    if own is not None:
+        return own
+    return container.duration / av.time_base if container.duration else None
+
+
+def _stream_seconds(stream: av.VideoStream) -> float | None:
+    """A video stream's own duration in seconds: its header's, else its DURATION tag (Matroska, WebM, also as
+    DURATION-eng: "HH:MM:SS.fraction"); None when neither says."""
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
-    tag = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", stream.metadata.get("DURATION", ""))
-    if tag:
-        hours, minutes, seconds = tag.groups()
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    return container.duration / av.time_base if container.duration else None
+    for key, value in stream.metadata.items():
+        tag = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", value) if key.upper().startswith("DURATION") else None
+        if tag:
+            hours, minutes, seconds = tag.groups()
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return None
 
 
 def _decoder(stream: av.VideoStream, alpha: bool, path: Path) -> av.CodecContext:
