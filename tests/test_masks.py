@@ -256,8 +256,8 @@ def test_check_mask_size_and_emptiness() -> None:
     check_mask(labels, (40, 60), "mask.png")
     with pytest.raises(MaskError, match=r"mask\.png: mask is 60×40 .* resize it to 854×480 \(nearest"):
         check_mask(labels, (480, 854), "mask.png")
-    with pytest.raises(MaskError, match=r"mask\.png: mask is 60×40 but the video is 40×60, as it is shown: the clip is "
-                                        r"stored turned sideways .* draw the mask on the upright frame"):
+    with pytest.raises(MaskError, match=r"mask\.png: mask is 60×40 but the video is 40×60 as it is shown: drawn on "
+                                        r"the frame turned sideways .* draw it on the upright frame"):
         check_mask(labels, (60, 40), "mask.png")  # drawn on a portrait phone clip's stored, landscape picture
     with pytest.raises(MaskError, match="mark at least one object"):
         check_mask(np.zeros((40, 60), np.uint8), (40, 60), "empty.png")

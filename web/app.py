@@ -16,6 +16,7 @@ import atexit
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -32,7 +33,8 @@ import httpx
 import numpy as np
 
 from core import effects
-from core.io.command import ToolParser, bounded, ctrl_c_interrupts, port_number, tool_description, whole_number
+from core.io.command import (INTERRUPTED, ToolParser, bounded, ctrl_c_interrupts, port_number, tool_description,
+                             whole_number)
 from core.io.masks import MaskError, read_annotation
 from core.io.suffixes import VIDEO_SUFFIXES
 from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
@@ -724,7 +726,7 @@ def wait_until_answering(url: str, wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            httpx.head(url, timeout=max(0.1, deadline - time.monotonic()))
+            httpx.head(url, timeout=max(0.1, deadline - time.monotonic()), trust_env=False)  # no proxy: it is here
             return
         except httpx.HTTPError as error:
             if time.monotonic() >= deadline:
@@ -761,6 +763,9 @@ def main(argv: list[str] | None = None) -> None:
                          "not this machine's; pass a free --port, or a --host this machine has") from None
     except AppUnreachable as error:
         raise SystemExit(f"error: {error}") from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the page answered
+        print("interrupted: stopped while starting", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
 
 
 def _interrupt(signum: int, frame: object) -> None:

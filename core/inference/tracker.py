@@ -198,9 +198,10 @@ Prepared = tuple[torch.Tensor, tuple[int, int]]  # the network's input (1, 3, H1
 def as_annotated(labels: np.ndarray, annotation: np.ndarray) -> np.ndarray:
     """`labels` (H, W) with the objects of `annotation` (H, W) exactly as it draws them: the network works at its
     smaller size, where an annotation's finest detail is lost. Other objects keep their pixels outside them."""
-    given = annotation > 0
-    out = np.where(np.isin(labels, object_ids(annotation)), 0, labels).astype(np.uint8)
-    out[given] = annotation[given]
+    kept = np.arange(256, dtype=np.uint8)
+    kept[object_ids(annotation)] = 0  # the annotated objects' tracked pixels go
+    out = cv2.LUT(labels, kept)
+    np.copyto(out, annotation, where=annotation > 0)
     return out
 
 
@@ -216,8 +217,9 @@ class CoarseStep:
     annotation: np.ndarray | None = None  # (H, W) ids the frame was annotated with: they stand in the labels as given
 
     def full_size(self) -> tuple[np.ndarray, np.ndarray]:
-        """The (H, W) uint8 label map and the (1 + K, H, W) float32 probabilities it is the argmax of (on an
-        annotated frame, the labels are the annotation's where it names an object: `as_annotated`)."""
+        """The (H, W) uint8 label map and the (1 + K, H, W) float32 probabilities it is the argmax of, but on an
+        annotated frame, where the labels are the annotation's objects as drawn (`as_annotated`) and the
+        probabilities (and the matte's `objects`) the network's, at its size."""
         probabilities = resample_planes(self.planes, self.stride, self.crop, self.size)
         ids = np.zeros(256, np.uint8)  # plane index → object id
         ids[1:len(self.ids) + 1] = self.ids

@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import NoReturn
 
@@ -144,7 +145,8 @@ def exit_program(status: int | None) -> NoReturn:
     status 134: 1 in 8 demos stopped while removing the players). A tool has written and closed all it keeps
     before it returns its status."""
     if status in (INTERRUPTED, TERMINATED):
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with suppress(OSError):  # a reader of a pipe gone (`| head`)
+                stream.flush()
         os._exit(status)
     sys.exit(status)

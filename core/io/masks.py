@@ -144,8 +144,8 @@ def _wrong_size(source: str | os.PathLike, size: str, frame_hw: tuple[int, int])
     would squash it, so the fix named is drawing it on the upright frame."""
     height, width = frame_hw
     if size == f"{height}×{width}" and height != width:
-        return MaskError(f"{source}: mask is {size} but the video is {width}×{height}, as it is shown: the clip is "
-                         "stored turned sideways and played rotated (a phone's portrait clip?); draw the mask on the "
+        return MaskError(f"{source}: mask is {size} but the video is {width}×{height} as it is shown: drawn on the "
+                         "frame turned sideways (a phone clip's stored picture, which plays rotated)? draw it on the "
                          "upright frame, or rotate it a quarter turn")
     return MaskError(f"{source}: mask is {size} but the video is {width}×{height}; "
                      f"resize it to {width}×{height} (nearest neighbour, to keep the object ids)")
