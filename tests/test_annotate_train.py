@@ -192,8 +192,8 @@ def test_trunk_lr_scales_the_trunks_learning_rate_and_zero_freezes_its_weights(
     assert not torch.equal(state["network"]["head.weight"], fresh["head.weight"])
     capsys.readouterr()
     main(["--out", str(out), "--data", str(tiny_davis), "--steps", "5", "--trunk-lr", "0.5", *TINY])  # resumed
-    assert (f"resumed {out} at step 3; changed since the run began, the new values are used: steps 3 → 5, "
-            "trunk_lr 0.0 → 0.5\n") in capsys.readouterr().out
+    assert f"resumed {out} at step 3; changed since the run began: steps 3 → 5, trunk_lr 0.0 → 0.5\n" in \
+        capsys.readouterr().out
     trunk_group, rest_group = torch.load(out / "state.pt", weights_only=False)["optimiser"]["param_groups"]
     assert 0 < rest_group["lr"] and trunk_group["lr"] == pytest.approx(0.5 * rest_group["lr"])
 

@@ -101,4 +101,6 @@ def test_changed_settings_name_what_a_resume_changed_nested_names_dotted() -> No
     assert changed_settings(state, {"lr": 1e-4, "data": {"crop": 256, "root": "a"}, "init": Path("w.pt")}) == \
         "lr 0.001 → 0.0001, data.crop 224 → 256, init None → w.pt"
     assert changed_settings(state, state["settings"]) == ""
+    assert changed_settings(state, {**state["settings"], "init": "w.pt"}, start_only=("init",)) == \
+        "init None → w.pt (not taken: it sets up a new run only)"
     assert changed_settings({"step": 3}, {"lr": 1e-4}) == ""  # a state saved before states kept their settings

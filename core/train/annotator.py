@@ -365,12 +365,12 @@ def build() -> ClickNet:
 
 
 def save_state(out: Path, network: ClickNet, optimiser: torch.optim.Optimizer, average: ClickNet | None,
-               run: AnnotatorTraining, counters: dict) -> None:
-    """The run's training state in `out/state.pt`: weights, optimiser, the weights' average (`--ema`), the run's
-    settings (told apart from a resume's, `changed_settings`) and `counters` (step, best, elapsed)."""
+               counters: dict) -> None:
+    """The run's training state in `out/state.pt`: weights, optimiser, the weights' average (`--ema`) and
+    `counters` (step, best, elapsed, and the settings the run began with: `changed_settings`)."""
     kept = {} if average is None else {"average": average.state_dict()}
-    save_atomically({"network": network.state_dict(), "optimiser": optimiser.state_dict(), "settings": asdict(run),
-                     **counters, **kept}, out / "state.pt")
+    save_atomically({"network": network.state_dict(), "optimiser": optimiser.state_dict(), **counters, **kept},
+                    out / "state.pt")
 
 
 def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
@@ -395,6 +395,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     network.to(run.device)
     optimiser = torch.optim.AdamW(parameter_groups(network), lr=run.lr, weight_decay=1e-4)
     step, best, elapsed = 0, -1.0, 0.0
+    started_with = asdict(run)  # the settings the run began with (a resume's may differ), kept in its state
     average = copy.deepcopy(network).eval() if run.ema > 0 else None  # on the network's device
     if (out / "state.pt").exists():
         state = restore_training_state(out / "state.pt", {"network": network, "optimiser": optimiser})
@@ -402,8 +403,8 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         if average is not None:
             average.load_state_dict(state.get("average", state["network"]))
         changed = changed_settings(state, asdict(run))
-        print(f"resumed {out} at step {step}"
-              + (f"; changed since the run began, the new values are used: {changed}" if changed else ""))
+        started_with = state.get("settings", started_with)
+        print(f"resumed {out} at step {step}" + (f"; changed since the run began: {changed}" if changed else ""))
     if max(step / run.steps, elapsed / run.seconds) >= 1:
         print(f"{out}: already finished at step {step}; raise --steps (or --seconds) to train on")
         return
@@ -441,13 +442,14 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
                     best = record["val"]["mean"]
                     save_annotator(judged, out / "best.pt", meta)
             if step % 25 == 0 or "val" in record or last:
-                save_state(out, network, optimiser, average, run,
-                           {"step": step, "best": best, "elapsed": elapsed})
+                save_state(out, network, optimiser, average,
+                           {"step": step, "best": best, "elapsed": elapsed, "settings": started_with})
             log.write(json.dumps(record) + "\n")
             log.flush()
     bar.close()
     if stop.asked:  # Ctrl-C: the state of the last whole step is kept
-        save_state(out, network, optimiser, average, run, {"step": step, "best": best, "elapsed": elapsed})
+        save_state(out, network, optimiser, average,
+                   {"step": step, "best": best, "elapsed": elapsed, "settings": started_with})
         stop_after_saving(step, out / "state.pt")
 
 

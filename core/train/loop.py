@@ -73,6 +73,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+START_ONLY = ("init", "imagenet", "seed")  # settings a resumed run does not take: they set up a new run (its first
+# weights, its random numbers' start; a resume continues from its state's)
+
+
 class Trainer:
     """One resumable run: `out/state.pt` (training state), `out/best.pt`, `out/last.pt`, `out/log.jsonl`."""
 
@@ -88,6 +92,7 @@ class Trainer:
         self.step, self.best, self.seconds = 0, -1.0, 0.0
         self.checkpointed = 0  # the step last validated and saved as last.pt (the run's end is one)
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.started_with = asdict(config)  # the settings the run began with (a resume's may differ)
         self._resume()
 
     def _initialise(self) -> None:
@@ -118,14 +123,15 @@ class Trainer:
         self.checkpointed = state.get("checkpointed", self.step)  # a state from before it was kept: saved at its end
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        changed = changed_settings(state, asdict(self.config))
+        changed = changed_settings(state, asdict(self.config), START_ONLY)
+        self.started_with = state.get("settings", self.started_with)
         print(f"resumed {self.config.name} at step {self.step}"
-              + (f"; changed since the run began, the new values are used: {changed}" if changed else ""))
+              + (f"; changed since the run began: {changed}" if changed else ""))
 
     def _save_state(self) -> None:
         save_atomically({"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
                          "step": self.step, "best": self.best, "seconds": self.seconds,
-                         "checkpointed": self.checkpointed, "settings": asdict(self.config),
+                         "checkpointed": self.checkpointed, "settings": self.started_with,
                          "generator": self.generator.get_state(),
                          "torch_rng": torch.get_rng_state()},
                         self.out / "state.pt")

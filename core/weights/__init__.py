@@ -170,15 +170,17 @@ def restore_training_state(path: Path, parts: Mapping[str, Any], device: torch.d
     return state
 
 
-def changed_settings(state: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
-    """What differs between the settings a training state was saved with (its "settings" entry) and `settings`,
-    as "name old → new" joined by ", " (nested names dotted: data.crop); "" when nothing differs or the state was
-    saved before states kept their settings."""
+def changed_settings(state: Mapping[str, Any], settings: Mapping[str, Any], start_only: tuple[str, ...] = ()) -> str:
+    """What differs between the settings a training run began with (its state's "settings" entry) and `settings`, as
+    "name old → new" joined by ", " (nested names dotted: data.crop); those in `start_only`, which only set up a new
+    run, are said not to be taken. "" when nothing differs or the state was saved before states kept their
+    settings."""
     before, now = _flat(state.get("settings", {})), _flat(settings)
     if not before:
         return ""
-    return ", ".join(f"{name} {before.get(name)} → {value}" for name, value in now.items()
-                     if before.get(name) != value)
+    return ", ".join(f"{name} {before.get(name)} → {value}" + (" (not taken: it sets up a new run only)"
+                                                               if name in start_only else "")
+                     for name, value in now.items() if before.get(name) != value)
 
 
 def _flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
