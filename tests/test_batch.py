@@ -565,6 +565,25 @@ def test_a_changed_annotation_redoes_the_item_without_the_old_outputs(clips: Pat
     assert object_ids(read_mask(out / "judo" / "masks" / "00000.png")) == object_ids(sample_mask("judo", "00000"))
 
 
+def test_a_replaced_input_file_redoes_the_item_without_the_old_outputs(clips: Path, tmp_path: Path) -> None:
+    """A clip re-downloaded after a damage warning (or any other file put in its place) used to be skipped, its
+    folder's outputs made from the old file; the outputs it is not asked for are not kept either."""
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(clips / "judo.mp4", source / "judo.mp4")
+    write_mask(source / "judo.png", sample_mask("judo", "00000"))
+    out = tmp_path / "out"
+    assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--effect", "blur") == 0
+    assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--effect", "blur") == 0
+    assert summary_items(out)["judo"]["status"] == "skipped"
+    (source / "judo.mp4").unlink()
+    shutil.copy(clips / "judo.mp4", source / "judo.mp4")  # the same name, another file (a new modification time)
+    os.utime(source / "judo.mp4", ns=(0, 10**9))
+    assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--masks", "none", "--effect", "overlay") == 0
+    assert summary_items(out)["judo"]["status"] == "done"
+    assert sorted(p.name for p in (out / "judo").iterdir()) == ["job.json", "overlay.mp4"]
+
+
 def test_other_drawing_or_tracking_settings_redo_the_item_but_the_runtime_ones_do_not(clips: Path,
                                                                                        tmp_path: Path) -> None:
     out = tmp_path / "out"

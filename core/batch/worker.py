@@ -296,8 +296,9 @@ def _write_record(folder: Path, job: Job, frames: int, info: VideoInfo, spec: Ou
     holds."""
     outputs = sorted(p.name for p in folder.iterdir() if p.name != RECORD_FILE)
     drawn = kept | _drawing(spec, spec.output_names((info.width, info.height)))
-    record = {"input": job.source, "frames": frames, "fps": float(info.fps), "size": [info.width, info.height],
-              "outputs": outputs, "spec": asdict(spec), "annotations": _annotation_records(job),
+    record = {"input": job.source, "input_file": _input_file(job), "frames": frames, "fps": float(info.fps),
+              "size": [info.width, info.height], "outputs": outputs, "spec": asdict(spec),
+              "annotations": _annotation_records(job),
               "made_with": {"masks": _masks_made_with(spec, tracker),
                             "drawn": {name: drawn[name] for name in outputs if name in drawn}}}
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=2))
@@ -351,10 +352,22 @@ def _recorded_drawing(record: dict) -> dict[str, dict] | None:
 
 
 def _same_masks(record: dict, job: Job, spec: OutputSpec, tracker: TrackerConfig) -> bool:
-    """Whether a complete folder's masks are the ones this run makes: the same annotations, tracking settings and
-    `refine` (a job.json written before the settings were kept is taken to have them)."""
+    """Whether a complete folder's masks are the ones this run makes: from the same input file (`_input_file`), the
+    same annotations, tracking settings and `refine` (a job.json written before the input file or the settings
+    were kept is taken to have them)."""
     recorded = _recorded_masks(record)
-    return _same_annotations(record, job) and (recorded is None or recorded == _masks_made_with(spec, tracker))
+    return (record.get("input_file", _input_file(job)) == _input_file(job) and _same_annotations(record, job)
+            and (recorded is None or recorded == _masks_made_with(spec, tracker)))
+
+
+def _input_file(job: Job) -> dict | None:
+    """An input video's size and modification time, as job.json keeps them: a file replaced since (re-downloaded
+    after a damage warning, say) makes its item run again, without the old outputs. None for a frame folder."""
+    path = Path(job.source)
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return {"bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
 
 
 def _same_annotations(record: dict, job: Job) -> bool:
