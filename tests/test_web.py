@@ -37,7 +37,7 @@ from web.app import (  # noqa: E402
     DISPLAY_SIDE, START, AppConfig, AppUnreachable, Session, Workspace, _learn_quietly, _parse_colour, annotated_view,
     annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background, marks_summary, parse_args,
     edit_marks, probe_clip, read_frame, run_problem, run_status_after_edit, scrub_slider, serve, undo_edit,
-    update_marks, user_error, wait_until_answering,
+    update_marks, user_error, user_message, wait_until_answering,
     main as web_main,
 )
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
@@ -498,6 +498,7 @@ def test_a_run_of_a_clip_cut_short_ends_with_a_step_that_warns(tmp_path, mask):
     assert all(step.warning is None for step in steps[:-1])
     assert steps[-1].warning.startswith("judo.mkv ends after ") and steps[-1].done < 12
     assert f"the outputs hold the {steps[-1].done} frames that decoded" in steps[-1].warning
+    assert user_message(steps[-1].warning).endswith("for the rest, re-export or re-download it and upload it again")
 
 
 def test_run_from_a_later_frame_leaves_earlier_frames_empty(tmp_path, clip, mask):

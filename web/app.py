@@ -251,7 +251,7 @@ def cancel_message(session: Session) -> str:
     return f"Run cancelled: nothing was written{before}. Change the annotation or outputs and run again."
 
 
-def user_message(error: Exception) -> str:
+def user_message(error: Exception | str) -> str:
     """A one-line message for the browser: server folders stripped from any file path, and command-line advice
     replaced by what the user of the page does (a file gone from the server is an upload past its lifetime,
     which the user can only send again)."""
@@ -555,7 +555,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         session.results = named_after_clip(results, session.video)
         shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
         status = f"{DONE} {counted(len(results), 'output')} for {counted(done, 'frame')}."
-        status += f" Warning: {literal(warning)}." if warning else ""
+        status += f" Warning: {literal(user_message(warning))}." if warning else ""
         yield (status, show_output(shown[0] if shown else None, session),
                gr.Dropdown(choices=shown, value=shown[0] if shown else None), list(session.results.values()),
                session)
