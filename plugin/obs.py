@@ -399,6 +399,7 @@ def bench_source(args: argparse.Namespace) -> str:
                               on_frame=lambda r: (timed.append((time.perf_counter(), r)), bar.update(1)),
                               on_status=bar.write)
         signal.signal(signal.SIGINT, lambda *_: stop_then_interrupt(session))
+        signal.signal(signal.SIGTERM, lambda *_: session.stop())  # as a live run: the scene is put back
         session.run()
     return bench_row(stage.source, session.source_size, timed[warmup:])
 

@@ -1087,12 +1087,15 @@ def output(tmp_path: Path, stream: str) -> str:
 
 @needs_obs
 @pytest.mark.obs
-def test_ctrl_c_restores_the_scene(obs, tmp_path):
+@pytest.mark.parametrize("flags, stop", [((), signal.SIGINT), ((), signal.SIGTERM),
+                                         (("--bench", "--bench-frames", "100000"), signal.SIGTERM)])
+def test_ctrl_c_or_sigterm_restores_the_scene(obs, tmp_path, flags, stop):
+    """Ctrl-C or SIGTERM (`kill`) puts the scene back, in a --bench run too (its rig used to stay on SIGTERM)."""
     before = scene_state(obs)
-    process = start_plugin(obs, tmp_path)
-    process.send_signal(signal.SIGINT)
+    process = start_plugin(obs, tmp_path, *flags)
+    process.send_signal(stop)
     assert process.wait(timeout=DEADLINE_S) == 0, output(tmp_path, "err")[-2000:]
-    assert "scene restored" in output(tmp_path, "out")
+    assert ("| " if flags else "scene restored") in output(tmp_path, "out")
     assert scene_state(obs) == before
 
 
