@@ -63,7 +63,7 @@ with ctrl_c_ends_at_once():
     from core.inference.tracker import DEFAULT_SIZE, Tracker, add_tracker_arguments, tracker_config
     from core.weights import WeightsError
     from plugin.session import (MODES, Annotation, Answer, FramePump, FrameResult, LiveSession, SessionConfig,
-                                check_labels, check_objects)
+                                check_labels, check_objects, plugin_running)
     from plugin.stage import Connection, ObsStage, StageError, name_hint, source_label, write_bytes_atomic
 
 PREFETCH = {"auto": None, "on": True, "off": False}  # --prefetch → SessionConfig.prefetch
@@ -304,9 +304,15 @@ def report_answer(answer: Answer | None, source: str, timeout_s: float, hint: st
 
 
 def restore_rig(args: argparse.Namespace) -> None:
+    """--restore: take the rig for --source out of OBS, unless a plugin running on it answers a ping (it puts the
+    scene back itself when stopped: taking its rig apart under it would end it)."""
     stage = make_stage(args)
     stage.connect()
     try:
+        if plugin_running(stage):
+            raise StageError(f"a MobileVOS plugin is running on source {args.source!r}: stop it (Ctrl-C in its "
+                             "terminal, or Stop in the OBS panel) and it puts the scene back itself; --restore is for "
+                             "a rig a killed run left")
         if not stage.restore() and args.source not in stage.input_names():
             raise stage.missing()  # a mistyped name finds no rig either: say so, not "restored"
     finally:

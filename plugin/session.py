@@ -330,6 +330,20 @@ class Stats:
         return 1000.0 * float(np.mean(self.latencies)) if self.latencies else 0.0
 
 
+def plugin_running(stage: Stage, stop: threading.Event | None = None) -> bool:
+    """Whether a plugin runs on the stage's source: its rig is in OBS and it answers a ping within `PING_WAIT_S`
+    (checked until then, or until `stop` is set). Custom events other than the answer are dropped meanwhile."""
+    if not stage.rig_in_obs():
+        return False
+    request = secrets.token_hex(8)
+    stage.broadcast({"mobilevos": "ping", "source": stage.source, "id": request})
+    deadline, stop = time.monotonic() + PING_WAIT_S, stop or threading.Event()
+    while not any(Answer.from_event(data, request) for data in stage.pending_events()):
+        if time.monotonic() > deadline or stop.wait(0.05):
+            return False
+    return True
+
+
 class LiveSession:
     """Keeps one OBS source's mask up to date from the tracker until stopped.
 
@@ -489,18 +503,11 @@ class LiveSession:
         self.on_status(f"attached to {self.stage.source!r}")
 
     def refuse_a_second_plugin(self) -> None:
-        """StageError when another plugin already runs on this source: its rig is in OBS and it answers a ping
-        within `PING_WAIT_S` (a rig a killed run left answers nothing, and is adopted)."""
-        if self.frames_done or not self.stage.rig_in_obs():
-            return
-        request = secrets.token_hex(8)
-        self.stage.broadcast({"mobilevos": "ping", "source": self.stage.source, "id": request})
-        deadline = time.monotonic() + PING_WAIT_S
-        while not any(Answer.from_event(data, request) for data in self.stage.pending_events()):
-            if time.monotonic() > deadline or self.stop_event.wait(0.05):
-                return
-        raise StageError(f"a MobileVOS plugin already runs on source {self.stage.source!r}: stop it first (Ctrl-C in "
-                         "its terminal, or Stop in the OBS panel), or send it a new annotation with --annotate")
+        """StageError when another plugin already runs on this source (`plugin_running`); a rig a killed run left
+        answers nothing, and is adopted."""
+        if not self.frames_done and plugin_running(self.stage, self.stop_event):
+            raise StageError(f"a MobileVOS plugin already runs on source {self.stage.source!r}: stop it first (Ctrl-C "
+                             "in its terminal, or Stop in the OBS panel), or send it a new annotation with --annotate")
 
     def connect_with_backoff(self) -> None:
         """Connect, retrying with a growing delay while OBS is away, until connected, stopped, `give_up_s` has

@@ -1263,7 +1263,8 @@ def wait_until_exited(process: subprocess.Popen, timeout_s: float = DEADLINE_S) 
 @pytest.mark.obs
 def test_a_second_plugin_on_a_source_is_refused_and_the_first_tracks_on(obs, tmp_path):
     """A plugin started on a source another plugin runs on ends at once with a line saying so, its rig untouched
-    (both used to rig the source and fight over its mask); a rig a killed run left answers nothing and is adopted
+    (both used to rig the source and fight over its mask), and so does a --restore (it took the rig apart under the
+    running plugin); a rig a killed run left answers nothing and is adopted or restored
     (`test_a_killed_plugin_is_repaired_by_restore_or_the_next_start`)."""
     before = scene_state(obs)
     for name in ("first", "second"):
@@ -1276,6 +1277,12 @@ def test_a_second_plugin_on_a_source_is_refused_and_the_first_tracks_on(obs, tmp
         assert second.stderr.splitlines()[-1] == (
             f"error: a MobileVOS plugin already runs on source {CLIP_SOURCE!r}: stop it first (Ctrl-C in its "
             "terminal, or Stop in the OBS panel), or send it a new annotation with --annotate")
+        assert rig_state(obs) == RIGGED and first.poll() is None
+        restore = subprocess.run(plugin_command(obs, tmp_path / "second", "--restore"), cwd=ROOT,
+                                 capture_output=True, text=True, timeout=DEADLINE_S)  # took the rig apart under it
+        assert restore.returncode == 2 and restore.stderr.splitlines()[-1] == (
+            f"error: a MobileVOS plugin is running on source {CLIP_SOURCE!r}: stop it (Ctrl-C in its terminal, or "
+            "Stop in the OBS panel) and it puts the scene back itself; --restore is for a rig a killed run left")
         assert rig_state(obs) == RIGGED and first.poll() is None
     finally:
         first.send_signal(signal.SIGINT)
