@@ -9,6 +9,7 @@ status file the plugin keeps. Stopping sends Ctrl-C, so the plugin puts the scen
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -24,7 +25,8 @@ LOG_NAME = "plugin.log"  # the tracker's output, beside its status file
 
 settings_ref = None           # the script's obs_data settings (owned by OBS)
 process: subprocess.Popen | None = None
-status_path: Path | None = None
+status_path: Path | None = None  # in the run's own temporary folder, with its log: removed with the next start
+stopping = False  # Stop was pressed and the tracker has not ended yet
 last_state = ""
 hotkeys: dict[str, int] = {}
 
@@ -105,6 +107,13 @@ def script_save(settings) -> None:
 def script_unload() -> None:
     obs.timer_remove(poll)
     stop(wait_s=STOP_WAIT_S)
+    remove_last_run()
+
+
+def remove_last_run() -> None:
+    """Remove the last run's folder (status file and log), once its tracker has ended."""
+    if status_path is not None and (process is None or process.poll() is not None):
+        shutil.rmtree(status_path.parent, ignore_errors=True)
 
 
 def command(settings) -> list[str]:
@@ -122,9 +131,11 @@ def command(settings) -> list[str]:
 
 def start() -> None:
     """Start the tracker for the chosen source (nothing to do while one runs)."""
-    global process, status_path
+    global process, status_path, stopping
     if process is not None and process.poll() is None:
         return
+    remove_last_run()
+    stopping = False
     work = Path(tempfile.mkdtemp(prefix="mobilevos-panel-"))
     status_path = work / "status.json"
     try:
@@ -141,9 +152,11 @@ def start() -> None:
 
 def stop(wait_s: float = 0.0) -> None:
     """Ask the tracker to stop as Ctrl-C does (it restores the scene); wait up to `wait_s` for it."""
+    global stopping
     if process is None or process.poll() is not None:
         return
     process.send_signal(signal.SIGINT)
+    stopping = True
     report("stopping", f"pid {process.pid}")
     if wait_s:
         try:
@@ -162,6 +175,8 @@ def poll() -> None:
         data = {"state": "starting"}
     if process.poll() is not None and data["state"] not in ("stopped", "error"):
         data = {"state": "error", "message": exit_message(status_path.parent / LOG_NAME, process.returncode)}
+    elif stopping and data["state"] not in ("stopped", "error"):
+        return  # "stopping" stands until the tracker says it stopped (its status file still says tracking)
     report(data["state"], status_message(data))
 
 

@@ -422,6 +422,32 @@ def test_the_panel_shows_the_error_line_of_a_tracker_that_refused_its_flags(tmp_
     assert panel.exit_message(tmp_path / "no.log", 1) == "the tracker exited with code 1"
 
 
+def test_the_panel_says_stopping_until_the_tracker_stopped_and_then_removes_its_runs_folder(tmp_path, monkeypatch):
+    """After Stop the panel's status went back to the status file's stale "tracking" until the tracker ended; and
+    each run's folder (status file, log) stayed in /tmp for good."""
+    monkeypatch.setitem(sys.modules, "obspython", types.ModuleType("obspython"))
+    panel = importlib.import_module("plugin.obs_panel")
+    run = tmp_path / "mobilevos-panel-run"
+    run.mkdir()
+    status = run / "status.json"
+    status.write_text(json.dumps({"state": "tracking", "fps": 12.5, "latency_ms": 40, "frames": 9}))
+    tracker = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    for name, value in (("process", tracker), ("status_path", status), ("stopping", True),
+                        ("last_state", "stopping")):
+        monkeypatch.setattr(panel, name, value)
+    panel.poll()
+    assert panel.last_state == "stopping"
+    status.write_text(json.dumps({"state": "stopped", "message": "tracked 9 frames; scene restored"}))
+    panel.poll()
+    assert panel.last_state == "stopped"
+    panel.remove_last_run()
+    assert run.exists()  # its tracker still runs
+    tracker.stdin.close()
+    tracker.wait(timeout=DEADLINE_S)
+    panel.remove_last_run()
+    assert not run.exists()
+
+
 @pytest.mark.parametrize("mask, message", [
     ("empty.png", "empty.png: the mask is empty (all background); mark at least one object"),
     ("masks", "--mask {tmp}/masks: is a folder; pass one mask PNG in it"),
