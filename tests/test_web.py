@@ -613,8 +613,8 @@ def select(session: Session, x: int, y: int) -> gr.SelectData:
 def test_scrubbing_away_drops_a_box_corner_and_back_shows_the_marks(app, clip):
     session = handler(app, "load_clip")(str(clip), None)[4]
     click, seek = handler(app, "click"), handler(app, "seek")
-    marked, _, session = click("Positive click", 1, 12, session, select(session, 160, 80))
-    _, summary, session = click("Box (two corners)", 2, 12, session, select(session, 10, 10))
+    marked, _, session, _ = click("Positive click", 1, 12, session, "", select(session, 160, 80))
+    _, summary, session, _ = click("Box (two corners)", 2, 12, session, "", select(session, 10, 10))
     assert "opposite corner" in summary
     _, summary, session, box = seek(3, session)
     assert isinstance(box, type(gr.skip()))  # a frame inside the clip leaves the slider's number box as it is
