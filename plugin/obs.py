@@ -24,8 +24,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.io.command import (INTERRUPTED, ToolParser, bounded, output_file, output_folder, port_number,
+from core.io.command import (INTERRUPTED, BadInput, ToolParser, bounded, output_file, output_folder, port_number,
                              tool_description, whole_number)
 
 
@@ -60,11 +61,13 @@ with ctrl_c_ends_at_once():
     from tqdm import tqdm
 
     from core.io.masks import MaskError, read_mask
-    from core.inference.tracker import DEFAULT_SIZE, Tracker, add_tracker_arguments, tracker_config
-    from core.weights import WeightsError
+    from core.inference.settings import DEFAULT_SIZE, add_tracker_arguments, tracker_config
     from plugin.session import (MODES, Annotation, Answer, FramePump, FrameResult, LiveSession, SessionConfig,
                                 check_labels, check_objects, plugin_running)
     from plugin.stage import Connection, ObsStage, StageError, name_hint, source_label, write_bytes_atomic
+
+if TYPE_CHECKING:
+    from core.inference.tracker import Tracker
 
 PREFETCH = {"auto": None, "on": True, "off": False}  # --prefetch → SessionConfig.prefetch
 BENCH_HEADER = ("| source → frames | FPS | latency mean / p95 (ms) | capture | wait | track | show (ms, mean) |\n"
@@ -194,8 +197,11 @@ class StatusFile:
 
 
 def make_tracker(args: argparse.Namespace, status: StatusFile | None = None) -> Tracker:
-    """The tracker for the flags; loading it (ONNX Runtime, a graph export on first use) ends at once on Ctrl-C."""
+    """The tracker for the flags; loading it (PyTorch, imported only here: --list, --annotate and --restore start in
+    a second; ONNX Runtime, a graph export on first use) ends at once on Ctrl-C."""
     with ctrl_c_ends_at_once(status):
+        from core.inference.tracker import Tracker
+
         return Tracker(tracker_config(args))
 
 
@@ -442,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             return bench(args)
         status.write("starting")
         return run_live(args, status)
-    except (StageError, MaskError, WeightsError) as error:
+    except (StageError, BadInput) as error:  # BadInput: an unusable mask (MaskError) or checkpoint (WeightsError)
         status.write("error", str(error))
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -21,7 +21,6 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from core.annotate import Mark, labels_from_marks
 from core.effects import blur_background
 from core.io.masks import MaskError, object_ids, read_mask, resize_labels
 from plugin.stage import AuthFailed, NoFrame, ObsUnavailable, RigRemoved, SourceMissing, StageError
@@ -176,6 +175,8 @@ def box_labels(frame: np.ndarray, box: tuple[int, int, int, int], source_size: t
     if x1 <= x0 or y1 <= y0:
         raise MaskError(f"--box {x},{y},{w},{h}: the box is empty or outside the {source_size[0]}×{source_size[1]} "
                         "source; give x,y,w,h in the source's pixels")
+    from core.annotate import Mark, labels_from_marks  # the annotation network (PyTorch): only for a box
+
     labels = labels_from_marks(frame, (Mark("box", 1, x0, y0, x1, y1),))
     if not labels.any():
         labels[y0:y1 + 1, x0:x1 + 1] = 1

@@ -256,7 +256,8 @@ def edge_cost(source: tuple[int, int] = (1280, 720)) -> None:
     import cv2
 
     from core.evaluation.metrics import boundary_f, region_similarity
-    from core.inference.tracker import Tracker, TrackerConfig
+    from core.inference.tracker import Tracker
+    from core.inference.settings import TrackerConfig
     from core.io.masks import read_mask, resize_labels
     from core.io.video import open_video
 

@@ -31,7 +31,7 @@ from core.batch.cli import main as batch_main
 from core.demo import main as demo_main
 from core.batch.inputs import InputError, Job, plan_jobs
 from core.batch.worker import OutputSpec, ProgressEvent, completed, process_job
-from core.inference.tracker import DEFAULT_SIZE, TrackerConfig
+from core.inference.settings import DEFAULT_SIZE, TrackerConfig
 from core.io.masks import MaskError, object_ids, read_mask, resize_labels, write_mask
 from core.io.video import nvenc_available, open_video
 from core.weights import default_checkpoint

@@ -20,7 +20,8 @@ from core.inference.export import main
 from core.inference.graphs import GRAPHS, QUANTISED, cache_root, cached_graphs, network_digest, verified_graphs
 from core.io.masks import read_mask
 from core.inference.onnx_backend import OnnxNetwork
-from core.inference.tracker import Tracker, TrackerConfig
+from core.inference.tracker import Tracker
+from core.inference.settings import TrackerConfig
 from core.weights import load_network
 from tests.conftest import SAMPLES, sample_frames
 

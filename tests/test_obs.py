@@ -247,12 +247,12 @@ def test_a_run_that_never_reached_obs_ends_in_one_true_line(tmp_path, capsys, mo
 
 
 @pytest.mark.parametrize("stall_at, flags, state", [
-    ("torch", ["--list"], None),  # the plugin's own imports
+    ("cv2", ["--list"], None),  # the plugin's own imports (PyTorch only comes with the tracker)
     ("onnxruntime", ["--source", "cam", "--box", "1,2,3,4"], "stopped"),  # the tracker's, once "starting" is written
 ])
 def test_ctrl_c_while_the_plugin_loads_ends_in_its_one_line(tmp_path, stall_at, flags, state):
-    """Ctrl-C in the first seconds of `python -m plugin.obs`, while it imports PyTorch or loads the tracker (ONNX
-    Runtime), ends in the plugin's one line and status 130 (and the status file says so), not a traceback from
+    """Ctrl-C in the first seconds of `python -m plugin.obs`, while it imports OpenCV or loads the tracker (PyTorch,
+    ONNX Runtime), ends in the plugin's one line and status 130 (and the status file says so), not a traceback from
     inside an import. The import is held until Ctrl-C comes, so the test does not depend on the machine's speed."""
     (env, stalled), status = stalled_import(tmp_path, stall_at), tmp_path / "status.json"
     child = subprocess.Popen(
@@ -772,7 +772,8 @@ def obs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tracker_factory():
-    from core.inference.tracker import Tracker, TrackerConfig
+    from core.inference.tracker import Tracker
+    from core.inference.settings import TrackerConfig
 
     return lambda: Tracker(TrackerConfig(device="cpu", threads=1))
 

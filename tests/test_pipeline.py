@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from core.effects import EdgeSettings, StableMatte
-from core.inference.tracker import Tracker, TrackerConfig
+from core.inference.tracker import Tracker
+from core.inference.settings import TrackerConfig
 from core.io.masks import MaskError, read_mask
 from core.io.video import Frame, open_video
 from core.model.network import NetworkConfig, build_network

@@ -14,7 +14,8 @@ import torch
 from core.annotate.refine import MIN_PIXELS, MaskRefiner, RefinedTracker
 from core.batch.cli import main as batch_main
 from core.evaluation.metrics import region_similarity
-from core.inference.tracker import Tracker, TrackerConfig
+from core.inference.tracker import Tracker
+from core.inference.settings import TrackerConfig
 from core.io.masks import read_mask
 from core.io.video import Frame, open_video
 from core.model.network import NetworkConfig, build_network

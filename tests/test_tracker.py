@@ -13,10 +13,10 @@ from torch.nn import functional as F
 from core.io.masks import MaskError, object_ids, resize_labels
 from core.inference.memory import FirstPreviousMemory, InfiniteMemory
 from core.model.network import NetworkConfig, build_network
-from core.inference.tracker import (NEAR_CELLS, PRIOR_PENALTY, Tracker, TrackerConfig, add_tracker_arguments,
-                                    argmax_planes, box_prior, cuda_shortfall, expected_box, far_parts, inference_shape,
-                                    object_boxes, plane_labels, resample_planes, resolve_backend, resolve_device,
-                                    shrink_keeping_ids, tracker_config)
+from core.inference.tracker import (Tracker, argmax_planes, box_prior, cuda_shortfall, expected_box, far_parts,
+                                    inference_shape, object_boxes, plane_labels, resample_planes, resolve_backend,
+                                    resolve_device, shrink_keeping_ids)
+from core.inference.settings import NEAR_CELLS, PRIOR_PENALTY, TrackerConfig, add_tracker_arguments, tracker_config
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ gradio_client = pytest.importorskip("gradio_client")
 
 from core.io.masks import MaskError, read_mask, resize_labels, write_mask  # noqa: E402
 from core.batch.worker import OutputSpec  # noqa: E402
-from core.inference.tracker import TrackerConfig  # noqa: E402
+from core.inference.settings import TrackerConfig  # noqa: E402
 from core.io.video import (  # noqa: E402
     VideoError, VideoReader, VideoWriter, _ContainerReader, learn_timestamps, open_video,
 )

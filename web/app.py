@@ -37,7 +37,7 @@ from core.io.command import (INTERRUPTED, ToolParser, bounded, ctrl_c_interrupts
                              whole_number)
 from core.io.masks import MaskError, read_annotation
 from core.io.suffixes import VIDEO_SUFFIXES
-from core.inference.tracker import TrackerConfig, add_tracker_arguments, tracker_config
+from core.inference.settings import TrackerConfig, add_tracker_arguments, tracker_config
 from core.io.video import CONVERT_HINT, VideoError, VideoInfo, check_x264_size, learn_timestamps, open_video
 from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs

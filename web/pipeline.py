@@ -21,7 +21,8 @@ import numpy as np
 
 from core import effects
 from core.annotate.refine import MaskRefiner, RefinedTracker
-from core.inference.tracker import Tracker, TrackerConfig
+from core.inference.tracker import Tracker
+from core.inference.settings import TrackerConfig
 from core.io.masks import MaskError, check_mask, write_mask
 from core.io.video import VideoInfo, VideoWriter, open_video, variable_rate
 from core.pipeline import (EffectSettings, FrameSink, MaskPngSink, RemovalSink, VideoSink, check_reached, renderer,

@@ -31,7 +31,8 @@ from core.batch.worker import (CUTOUT_FORMATS, ItemResult, JobError, OutputSpec,
 from core.effects import EdgeSettings
 from core.io.video import H264_ENCODERS, X264_PRESETS, nvenc_available
 from core.pipeline import EFFECTS, BackgroundError, check_background
-from core.inference.tracker import TrackerConfig, add_tracker_arguments, resolved_config, tracker_config
+from core.inference.tracker import resolved_config
+from core.inference.settings import TrackerConfig, add_tracker_arguments, tracker_config
 from core.io.command import (INTERRUPTED, TERMINATED, ToolParser, bounded, ctrl_c_interrupts, output_folder,
                              whole_number)
 

@@ -31,7 +31,8 @@ import numpy as np
 from core.annotate.refine import MaskRefiner
 from core.batch.inputs import Job, numbered_frames
 from core.effects import EdgeSettings
-from core.inference.tracker import Tracker, TrackerConfig
+from core.inference.tracker import Tracker
+from core.inference.settings import TrackerConfig
 from core.io.masks import MaskError, object_ids, read_annotation
 from core.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, open_video, variable_rate
 from core.pipeline import (BackgroundError, ClipEndedEarly, EffectSettings, FrameSink, MaskPngSink, RemovalSink,

@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from core.io.command import BAD_INPUT, BadInput, ToolParser, output_file, tool_description
 from core.evaluation.davis import write_json
-from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments
+from core.inference.tracker import Tracker
+from core.inference.settings import TrackerConfig, add_tracker_arguments
 
 VARIANTS = {"student": "first_previous", "infinite": "infinite"}  # variant name → TrackerConfig.memory
 WARMUP_FRAMES = 3

@@ -30,7 +30,8 @@ from core.io.images import load_image
 from core.io.masks import MaskError, check_mask, object_ids, read_mask, write_mask
 from core.evaluation.metrics import ObjectScore, SequenceScorer, summarize
 from core.inference.memory import MEMORIES
-from core.inference.tracker import Tracker, TrackerConfig, add_tracker_arguments, tracker_config
+from core.inference.tracker import Tracker
+from core.inference.settings import TrackerConfig, add_tracker_arguments, tracker_config
 from core.weights import load_network
 
 

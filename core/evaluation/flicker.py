@@ -24,7 +24,8 @@ from core.effects.matting import EdgeSettings, StableMatte, soft_alpha
 from core.evaluation.davis import read_frame, sequence_files, sequence_list, write_json
 from core.evaluation.metrics import SequenceScorer, summarize
 from core.evaluation.removal import BACKGROUNDS, consistent_flow
-from core.inference.tracker import Tracker, add_tracker_arguments, tracker_config
+from core.inference.tracker import Tracker
+from core.inference.settings import add_tracker_arguments, tracker_config
 from core.io.command import ToolParser, output_file, run_tool, tool_description, whole_number
 from core.io.masks import read_mask
 

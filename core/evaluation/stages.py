@@ -35,7 +35,8 @@ from core.io.command import BadInput, ToolParser, output_file, output_folder, ru
 from core.effects.matting import work_shape
 from core.evaluation.bench import instrument
 from core.evaluation.davis import write_json
-from core.inference.tracker import SAMPLES, Tracker, TrackerConfig, add_tracker_arguments, tracker_config
+from core.inference.tracker import SAMPLES, Tracker
+from core.inference.settings import TrackerConfig, add_tracker_arguments, tracker_config
 from core.io.masks import read_mask, write_mask
 from core.io.video import VideoWriter, open_video
 from core.pipeline import RENDERED, EffectSettings, renderer

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import torch
 
-from core.inference.tracker import tracker_weights
+from core.inference.settings import tracker_weights
 from core.io.command import ToolParser, bounded, output_folder, run_tool, tool_description, whole_number
 from core.train.config import preset, presets
 from core.train.flags import crop_side, seed_number, training_device

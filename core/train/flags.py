@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from core.inference.tracker import device_setting, resolve_device
+from core.inference.tracker import resolve_device
+from core.inference.settings import device_setting
 from core.io.command import bounded
 
 MIN_CROP = 32  # the networks' sides are multiples of 16; a 16-pixel crop leaves a batch norm one value per channel

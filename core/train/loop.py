@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from core.clips.sampler import ClipSampler
 from core.evaluation.davis import evaluate
-from core.inference.tracker import Tracker, TrackerConfig
+from core.inference.tracker import Tracker
+from core.inference.settings import TrackerConfig
 from core.inference.unroll import Prediction, unroll
 from core.io.command import BadInput
 from core.model.losses import logit_distillation, representation_loss, segmentation_loss
