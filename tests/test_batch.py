@@ -548,11 +548,16 @@ def test_an_out_that_is_a_file_or_cannot_be_made_is_one_line(clips: Path, tmp_pa
     assert taken.read_text() == "mine"
 
 
+def judo_with_its_mask(clips: Path, folder: Path) -> Path:
+    """`folder` holding a copy of the judo clip and its first frame's mask beside it (to change or replace)."""
+    folder.mkdir()
+    shutil.copy(clips / "judo.mp4", folder / "judo.mp4")
+    write_mask(folder / "judo.png", sample_mask("judo", "00000"))
+    return folder
+
+
 def test_a_changed_annotation_redoes_the_item_without_the_old_outputs(clips: Path, tmp_path: Path) -> None:
-    source = tmp_path / "in"
-    source.mkdir()
-    shutil.copy(clips / "judo.mp4", source / "judo.mp4")
-    write_mask(source / "judo.png", sample_mask("judo", "00000"))
+    source = judo_with_its_mask(clips, tmp_path / "in")
     out = tmp_path / "out"
     assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--effect", "overlay") == 0
     assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--masks", "none", "--effect", "overlay") == 0
@@ -571,10 +576,7 @@ def test_a_changed_annotation_redoes_the_item_without_the_old_outputs(clips: Pat
 def test_a_replaced_input_file_redoes_the_item_without_the_old_outputs(clips: Path, tmp_path: Path) -> None:
     """A clip re-downloaded after a damage warning (or any other file put in its place) used to be skipped, its
     folder's outputs made from the old file; the outputs it is not asked for are not kept either."""
-    source = tmp_path / "in"
-    source.mkdir()
-    shutil.copy(clips / "judo.mp4", source / "judo.mp4")
-    write_mask(source / "judo.png", sample_mask("judo", "00000"))
+    source = judo_with_its_mask(clips, tmp_path / "in")
     out = tmp_path / "out"
     assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--effect", "blur") == 0
     assert run_main(source / "judo.mp4", "--out", out, "--quiet", "--effect", "blur") == 0
