@@ -29,6 +29,21 @@ TONE_HZ = 440.0
 TIMED_BASE = Fraction(1, 90000)  # the time base of a clip encoded with its frames' `times`
 
 
+def encode_hlg_clip(path: Path) -> Path:
+    """Three black 64×48 frames tagged as a phone's HDR clip (HLG transfer, BT.2020 colours)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        context = stream.codec_context
+        context.color_trc, context.color_primaries, context.colorspace = 18, 9, 9
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
 @pytest.fixture(scope="session", autouse=True)
 def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """`MOBILEVOS_CACHE` for this test session (subprocesses inherit it): exported graphs never reach ~/.cache."""

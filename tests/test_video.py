@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from core.io.masks import read_mask
-from core.io.video import (VideoError, VideoInfo, VideoWriter, damaged_or_short, nvenc_available, open_video,
-                           variable_rate)
-from tests.conftest import frame_times, uneven_times
+from core.io.video import (VideoError, VideoInfo, VideoWriter, damaged_or_short, hdr_note, nvenc_available,
+                           open_video, variable_rate)
+from tests.conftest import encode_hlg_clip, frame_times, uneven_times
 
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -307,6 +307,17 @@ def test_outputs_say_how_their_colours_are_coded(tmp_path: Path, name: str, alph
     with av.open(str(tmp_path / name)) as container:
         context = container.streams.video[0].codec_context
         assert (context.colorspace, context.color_range, context.color_primaries, context.color_trc) == (6, 1, 1, 1)
+
+
+def test_an_hdr_clip_is_noted_as_read_in_standard_range(tmp_path: Path, judo_mp4: Path) -> None:
+    """A phone's HDR clip (HLG) is decoded as standard range (no tone mapping here): its colours look flat, and
+    the user is told why."""
+    path = encode_hlg_clip(tmp_path / "phone.mov")
+    with open_video(path) as reader:
+        assert reader.info.hdr == "HLG"
+        assert hdr_note(reader.info).startswith("phone.mov is HDR (HLG): its colours are read as standard range")
+    with open_video(judo_mp4) as reader:
+        assert reader.info.hdr is None and hdr_note(reader.info) is None
 
 
 def test_a_damage_warning_only_when_frames_are_missing_or_packets_were_skipped() -> None:

@@ -36,13 +36,13 @@ from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
     DISPLAY_SIDE, START, AppConfig, AppUnreachable, Session, Workspace, _learn_quietly, _parse_colour, annotated_view,
     annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background, marks_summary, parse_args,
-    edit_marks, probe_clip, read_frame, run_problem, run_status_after_edit, scrub_slider, serve, undo_edit,
+    edit_marks, loaded_clip, probe_clip, read_frame, run_problem, run_status_after_edit, scrub_slider, serve, undo_edit,
     update_marks, user_error, user_message, wait_until_answering,
     main as web_main,
 )
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
 import web.app as web_app  # noqa: E402
-from tests.conftest import encode_video, sample_frames  # noqa: E402
+from tests.conftest import encode_hlg_clip, encode_video, sample_frames  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "judo"
@@ -294,6 +294,12 @@ def test_sigterm_closes_the_app_and_removes_its_session_folders(tmp_path):
 def listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_an_hdr_clip_is_loaded_with_a_note_on_its_colours(tmp_path):
+    _, status = loaded_clip(str(encode_hlg_clip(tmp_path / "phone.mov")), 120.0)
+    assert status.startswith("Loaded phone.mov: 64×48, 3 frames at 25.00 fps. Click on an object to mark it. Note: "
+                              "phone.mov is HDR (HLG): its colours are read as standard range")
 
 
 def test_probe_refuses_unreadable_and_too_long_clips(tmp_path, clip):

@@ -38,7 +38,8 @@ from core.io.command import (INTERRUPTED, ToolParser, bounded, ctrl_c_interrupts
 from core.io.masks import MaskError, read_annotation
 from core.io.suffixes import VIDEO_SUFFIXES
 from core.inference.settings import TrackerConfig, add_tracker_arguments, tracker_config
-from core.io.video import CONVERT_HINT, VideoError, VideoInfo, check_x264_size, learn_timestamps, open_video
+from core.io.video import (CONVERT_HINT, VideoError, VideoInfo, check_x264_size, hdr_note, learn_timestamps,
+                           open_video)
 from core import annotate
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs
 
@@ -294,9 +295,10 @@ def loaded_clip(path: str | None, max_seconds: float,
     except VideoError as error:
         return Session(), f"**Not loaded.** {literal(user_message(error))}"
     learn_in_background(path, info.num_frames)
+    note = hdr_note(info)
     return Session(video=path, frames=info.num_frames, frame=frame), (
         f"Loaded {literal(Path(path).name)}: {info.width}×{info.height}, {counted(info.num_frames, 'frame')} at "
-        f"{float(info.fps):.2f} fps. Click on an object to mark it.")
+        f"{float(info.fps):.2f} fps. Click on an object to mark it." + (f" Note: {literal(note)}." if note else ""))
 
 
 def counted(number: int, noun: str) -> str:

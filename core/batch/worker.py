@@ -34,7 +34,7 @@ from core.effects import EdgeSettings
 from core.inference.tracker import Tracker
 from core.inference.settings import TrackerConfig
 from core.io.masks import MaskError, object_ids, read_annotation
-from core.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, open_video, variable_rate
+from core.io.video import VideoError, VideoInfo, VideoReader, VideoWriter, hdr_note, open_video, variable_rate
 from core.pipeline import (BackgroundError, ClipEndedEarly, EffectSettings, FrameSink, MaskPngSink, RemovalSink,
                            VideoSink, is_large, renderer, run_frames)
 from core.weights import WeightsError
@@ -463,7 +463,8 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
         _commit(partial, final)
         seconds = time.monotonic() - started
         return ItemResult(job.source, job.name, "done", frames, round(seconds, 3), round(frames / seconds, 2),
-                          [str(final / name) for name in outputs], warning=_warnings(job, masks, damage))
+                          [str(final / name) for name in outputs],
+                          warning=_warnings(job, masks, damage, hdr_note(info)))
     except (JobError, MaskError, VideoError, WeightsError, BackgroundError) as error:
         return _failed(job, started, str(error))
     except Exception as error:  # a bug or an unexpected library error: report it, keep the batch going
@@ -473,12 +474,12 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _warnings(job: Job, masks: dict[int, np.ndarray], damage: str | None) -> str | None:
+def _warnings(job: Job, masks: dict[int, np.ndarray], damage: str | None, hdr: str | None) -> str | None:
     """What a done item's user should know: mask files that annotated no frame, a mask that looks inverted, a
-    video damaged or cut short (`damage`, to which the batch's way to redo it once the file is replaced is added);
-    None when nothing."""
+    video damaged or cut short (`damage`, to which the batch's way to redo it once the file is replaced is added),
+    an HDR video read as standard range (`hdr`); None when nothing."""
     redo = None if damage is None else f"{damage}; then run again with --overwrite"
-    found = [warning for warning in (_unused(job), _inverted(job, masks), redo) if warning]
+    found = [warning for warning in (_unused(job), _inverted(job, masks), redo, hdr) if warning]
     return "; ".join(found) or None
 
 

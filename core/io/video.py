@@ -69,6 +69,7 @@ _VFR_TIME_BASE = Fraction(1, 90000)  # a variable-rate output's time base (the M
 CONVERT_HINT = "(or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"  # command-line advice (the web drops it)
 _FIX_DAMAGED = f"re-export or re-download it {CONVERT_HINT}"
 _SMPTE170M, _LIMITED_RANGE, _BT709 = 6, 1, 1  # FFmpeg's AVColorSpace, AVColorRange, AVColorPrimaries/Transfer values
+_HDR_TRANSFERS = {16: "PQ", 18: "HLG"}  # FFmpeg's AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
 
 
 class VideoError(BadInput, RuntimeError):
@@ -87,6 +88,7 @@ class VideoInfo:
     rotation: int
     has_audio: bool
     duration: float | None = None  # seconds, as the container's header says (None when it does not)
+    hdr: str | None = None  # "HLG" or "PQ" for a high-dynamic-range video (a phone's HDR clip), read as SDR
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,15 @@ def damaged_or_short(info: VideoInfo, decoded: int, *, ended_at: float, stream_s
             f"{_FIX_DAMAGED}")
 
 
+def hdr_note(info: VideoInfo) -> str | None:
+    """A one-line note for a high-dynamic-range video (`info.hdr`): its picture is read as standard range, without
+    tone mapping (this FFmpeg build has none), so the outputs' colours look flat; None for any other video."""
+    if info.hdr is None:
+        return None
+    return (f"{Path(info.path).name} is HDR ({info.hdr}): its colours are read as standard range and look flat in the "
+            "outputs; for true colours give an SDR copy (on a phone: HDR video off, or share as most compatible)")
+
+
 def _seconds(seconds: float) -> str:
     """Seconds as a warning says them: to a hundredth under ten, else to a tenth."""
     return f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
@@ -204,6 +215,7 @@ class _ContainerReader(VideoReader):
             rotation=rotation,
             has_audio=bool(self._container.streams.audio),
             duration=_header_seconds(self._container, stream),
+            hdr=_HDR_TRANSFERS.get(self._first.color_trc),
         )
         self._stream_seconds = _stream_seconds(stream)  # the video's own, for `damage_warning`
 
