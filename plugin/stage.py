@@ -44,6 +44,7 @@ _SETTLE_S = 10.0            # how long the rig waits for OBS to finish adding or
 _EVENTS = 1 | (1 << 2) | (1 << 3) | (1 << 7)  # EventSubscription General (custom events) | Scenes | Inputs (renames)
                                               # | SceneItems (the user taking the rig apart)
 _TOP_LEFT = 5               # OBS_ALIGN_TOP | OBS_ALIGN_LEFT
+SIZE_CHECK_S = 1.0          # how often a running rig asks OBS whether the source changed size (`check_size`)
 _AUDIO_KINDS = {"pulse_input_capture", "pulse_output_capture", "alsa_input_capture", "jack_output_capture",
                 "wasapi_input_capture", "wasapi_output_capture", "wasapi_process_output_capture",
                 "coreaudio_input_capture", "coreaudio_output_capture", "sck_audio_capture"}  # inputs with no picture
@@ -67,6 +68,11 @@ class NotObs(StageError):
 
 class RigRemoved(StageError):
     """The user removed a part of the rig in OBS while it was up (the run stops and puts the scene back)."""
+
+
+class SourceResized(RigRemoved):
+    """The source's size changed in OBS while the rig was up (another file, a camera's other resolution): the rig is
+    placed for the old size, so the run stops and puts the scene back."""
 
 
 class ObsUnavailable(StageError):
@@ -253,6 +259,8 @@ class ObsStage:
         self._shown_as: bool | None = None  # whether S was shown before this run's rig hid it (None: no rig yet)
         self._rig_items: set[tuple[str, int]] = set()  # (scene, item id) of W in U and of S in W while the rig is up
         self._taken_apart = False  # the listener heard the user remove a part of the rig
+        self._inner: int | None = None  # S's item in W
+        self._size_checked = 0.0  # when `check_size` last asked OBS (time.monotonic)
 
     # -- connection ---------------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -437,7 +445,7 @@ class ObsStage:
         self._shown_as = enabled
         self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=item["sceneItemId"], sceneItemEnabled=False)
         self.placement = placement
-        self._rig_items, self._taken_apart = {(scene, outer), (self._wrapper, inner)}, False
+        self._rig_items, self._taken_apart, self._inner = {(scene, outer), (self._wrapper, inner)}, False, inner
         return placement
 
     def adopt_wrapper_scene(self, fit: float) -> int:
@@ -544,6 +552,7 @@ class ObsStage:
             raise StageError("show() before setup()")
         if self._taken_apart:
             raise self.rig_removed()
+        self.check_size()
         write_image_atomic(self.mask_path, mask_on_canvas(alpha, self.placement), ".png")
         try:
             self.call("SetSourceFilterSettings", sourceName=self._wrapper, filterName=FILTER_NAME,
@@ -554,6 +563,26 @@ class ObsStage:
             if error.code != _NOT_FOUND:
                 raise
             raise self.rig_removed() from error
+
+    def check_size(self) -> None:
+        """SourceResized when S's size in OBS (asked at most every SIZE_CHECK_S) is no longer the one the rig was
+        placed for; a size of 0 (a media source between two files) is waited out."""
+        if self.placement is None or self._inner is None or time.monotonic() < self._size_checked + SIZE_CHECK_S:
+            return
+        self._size_checked = time.monotonic()
+        try:
+            transform = self.call("GetSceneItemTransform", sceneName=self._wrapper,
+                                  sceneItemId=self._inner)["sceneItemTransform"]
+        except RequestFailed as error:
+            if error.code != _NOT_FOUND:
+                raise
+            raise self.rig_removed() from error
+        size = (round(transform["sourceWidth"]), round(transform["sourceHeight"]))
+        if min(size) > 0 and size != self.placement.source_size:
+            was = "×".join(map(str, self.placement.source_size))
+            raise SourceResized(f"{self.source!r} changed size in OBS, from {was} to {size[0]}×{size[1]}: stopping, "
+                                f"with {self.source!r} shown as before; start the plugin again (a mask drawn for the "
+                                "new size) to mask it")
 
     def rig_removed(self) -> RigRemoved:
         """The error for a rig the user took apart in OBS, saying what went and what the run does about it."""

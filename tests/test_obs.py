@@ -1277,6 +1277,30 @@ def test_a_rig_the_user_takes_apart_in_obs_stops_the_run_and_shows_the_source_ag
     assert scene_state(obs) == before
 
 
+@needs_obs
+@pytest.mark.obs
+def test_a_source_that_changes_size_stops_the_run_and_shows_the_source_again(obs, tmp_path):
+    """Another file of another size in the media source (or a camera's other resolution) left the mask placed and
+    cropped for the old size, without a word: the run now stops, says so, and puts the scene back."""
+    before = scene_state(obs)
+    process = start_plugin(obs, tmp_path)
+    stage = make_stage(obs, tmp_path / "user")
+    stage.connect()
+    settings = stage.call("GetInputSettings", inputName=CLIP_SOURCE)["inputSettings"]
+    try:
+        smaller = write_clip(tmp_path / "smaller.mp4", size=(428, 240))
+        stage.call("SetInputSettings", inputName=CLIP_SOURCE, inputSettings={"local_file": str(smaller)})
+        if not wait_until_exited(process):
+            process.send_signal(signal.SIGINT)
+    finally:
+        stage.call("SetInputSettings", inputName=CLIP_SOURCE, inputSettings=settings)
+        stage.disconnect()
+    assert process.wait(timeout=DEADLINE_S) == 0, output(tmp_path, "err")[-2000:]
+    assert (f"{CLIP_SOURCE!r} changed size in OBS, from 854×480 to 428×240: stopping, with {CLIP_SOURCE!r} shown as "
+            "before; start the plugin again (a mask drawn for the new size) to mask it") in output(tmp_path, "out")
+    assert scene_state(obs) == before
+
+
 def wait_until_exited(process: subprocess.Popen, timeout_s: float = DEADLINE_S) -> bool:
     """Whether `process` ends within `timeout_s`."""
     try:
