@@ -124,8 +124,11 @@ class Placement:
     fit: float                    # S's scale inside W (1 unless S is larger than the canvas)
 
 
+WRAPPER_SUFFIX = " (MobileVOS)"
+
+
 def wrapper_name(source: str) -> str:
-    return f"{source} (MobileVOS)"
+    return f"{source}{WRAPPER_SUFFIX}"
 
 
 def background_name(source: str) -> str:
@@ -414,6 +417,7 @@ class ObsStage:
     def build_rig(self) -> Placement:
         """One attempt at `setup()`: each part is adopted when there, created when not."""
         self._rig_items = set()  # the parts of a rig from before are adopted or removed: that is our doing
+        self.follow_renamed_rig(self.scene_names())
         scene = self.find_scene()
         items = self.call("GetSceneItemList", sceneName=scene)["sceneItems"]
         item = next(i for i in items if i["sourceName"] == self.source)
@@ -627,6 +631,7 @@ class ObsStage:
         was there."""
         self._rig_items = set()  # what is removed from here on is our doing
         scenes = self.scene_names()
+        self.follow_renamed_rig(scenes)
         inner = self.scene_sources(self._wrapper) if self._wrapper in scenes else []
         source = inner[0] if inner else self.source
         unwrapped, wrapped = set(), False  # the scenes where S was shown again as W was; whether W was in any
@@ -689,7 +694,20 @@ class ObsStage:
 
     def rig_in_obs(self) -> bool:
         """Whether a rig for S is in OBS (W is a scene): this run's, another plugin's, or one a killed run left."""
-        return self._wrapper in self.scene_names()
+        scenes = self.scene_names()
+        self.follow_renamed_rig(scenes)
+        return self._wrapper in scenes
+
+    def follow_renamed_rig(self, scenes: list[str]) -> None:
+        """Take the names of S's rig as OBS has them: one built before S was renamed (a killed run's, or a running
+        plugin's, which follows the rename) is named after S's old name, its scene holding S."""
+        if self._wrapper in scenes:
+            return
+        for scene in scenes:
+            if scene.endswith(WRAPPER_SUFFIX) and self.source in self.scene_sources(scene):
+                old = scene[:-len(WRAPPER_SUFFIX)]
+                self._wrapper, self._background = wrapper_name(old), background_name(old)
+                return
 
     def broadcast(self, data: dict) -> None:
         """Send a CustomEvent to every WebSocket client (the re-annotation channel)."""

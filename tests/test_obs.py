@@ -1224,6 +1224,28 @@ def test_a_killed_plugin_is_repaired_by_restore_or_the_next_start(obs, tmp_path)
 
 @needs_obs
 @pytest.mark.obs
+def test_a_killed_plugins_rig_of_a_source_renamed_since_is_restored_by_its_new_name(obs, tmp_path):
+    """The rig is named after the source's name at the start: after a rename and a kill, --restore with the new
+    name said "no rig left" and left the source hidden under the old-named rig."""
+    before = scene_state(obs)
+    process = start_plugin(obs, tmp_path)
+    stage = make_stage(obs, tmp_path / "user")
+    stage.connect()
+    try:
+        stage.call("SetInputName", inputName=CLIP_SOURCE, newInputName="renamed")
+        process.kill()
+        process.wait(timeout=60)
+        restore = subprocess.run(plugin_command(obs, tmp_path, "--restore", "--source", "renamed"), cwd=ROOT,
+                                 capture_output=True, text=True, timeout=300)  # the last --source counts
+    finally:
+        stage.call("SetInputName", inputName="renamed", newInputName=CLIP_SOURCE)
+        stage.disconnect()
+    assert restore.returncode == 0 and "scene restored" in restore.stdout, restore.stderr[-2000:]
+    assert scene_state(obs) == before
+
+
+@needs_obs
+@pytest.mark.obs
 def test_a_rig_whose_parts_were_deleted_in_obs_still_shows_the_source_again(obs, tmp_path):
     before = scene_state(obs)
     stage = make_stage(obs, tmp_path)
