@@ -160,6 +160,12 @@ def damaged_or_short(info: VideoInfo, decoded: int, *, ended_at: float, stream_s
             f"{_FIX_DAMAGED}")
 
 
+def _transfer(frame: av.VideoFrame, stream: av.VideoStream) -> int | None:
+    """The video's transfer characteristic (FFmpeg's number): the frame's, else its stream's; None where an older
+    PyAV (`av>=14` is allowed) reads neither."""
+    return getattr(frame, "color_trc", None) or getattr(stream.codec_context, "color_trc", None)
+
+
 def hdr_note(info: VideoInfo) -> str | None:
     """A one-line note for a high-dynamic-range video (`info.hdr`): its picture is read as standard range, without
     tone mapping (this FFmpeg build has none), so the outputs' colours look flat; None for any other video."""
@@ -215,7 +221,7 @@ class _ContainerReader(VideoReader):
             rotation=rotation,
             has_audio=bool(self._container.streams.audio),
             duration=_header_seconds(self._container, stream),
-            hdr=_HDR_TRANSFERS.get(self._first.color_trc),
+            hdr=_HDR_TRANSFERS.get(_transfer(self._first, stream)),
         )
         self._stream_seconds = _stream_seconds(stream)  # the video's own, for `damage_warning`
 
@@ -888,8 +894,10 @@ def _tag_colours(context: av.VideoCodecContext) -> None:
     """Say in an output how its colours are coded: BT.601 in the limited range, as OpenCV's RGB to 4:2:0 and
     FFmpeg's default conversion both code them, from RGB of BT.709 primaries. Untagged, players take HD video for
     BT.709 and shifted its colours (a green of 30,200,30 showed as 16,171,22)."""
-    context.colorspace, context.color_range = _SMPTE170M, _LIMITED_RANGE
-    context.color_primaries = context.color_trc = _BT709
+    tags = {"colorspace": _SMPTE170M, "color_range": _LIMITED_RANGE, "color_primaries": _BT709, "color_trc": _BT709}
+    for name, value in tags.items():
+        if hasattr(context, name):  # an older PyAV (`av>=14` is allowed) may lack some
+            setattr(context, name, value)
 
 
 def _video_frame(image: np.ndarray, pixel_format: str) -> av.VideoFrame:
