@@ -505,8 +505,14 @@ class ObsStage:
         """Remove B (blur mode's background image) if it is there; `show_background` makes it again."""
         self._background_ready = False
         if self._background in self.input_names():
-            self.let_updates_apply()
-            self.call("RemoveInput", inputName=self._background)
+            scenes = self.scene_names()
+            for scene in scenes:
+                for item in self.call("GetSceneItemList", sceneName=scene)["sceneItems"]:
+                    if item["sourceName"] == self._background:
+                        self.call("RemoveSceneItem", sceneName=scene, sceneItemId=item["sceneItemId"])
+            self.let_go_of_items(scenes)
+            if self._background in self.input_names():
+                self.call("RemoveInput", inputName=self._background)
             self.wait_until_removed({self._background})
 
     def client_for(self, on_frames: bool) -> obsws.ReqClient | None:
@@ -649,6 +655,8 @@ class ObsStage:
                               sceneItemEnabled=wrapper["sceneItemEnabled"])
                     unwrapped.add(scene)
                 self.call("RemoveSceneItem", sceneName=scene, sceneItemId=wrapper["sceneItemId"])  # before W goes
+            for background in (i for i in items if i["sourceName"] == self._background):
+                self.call("RemoveSceneItem", sceneName=scene, sceneItemId=background["sceneItemId"])  # before B goes
         if self.placement is not None and self._shown_as is not None and self.placement.scene not in unwrapped:
             with suppress(RequestFailed):  # S's item gone too: nothing left to show
                 self.call("SetSceneItemEnabled", sceneName=self.placement.scene, sceneItemId=self.placement.item_id,
@@ -656,15 +664,29 @@ class ObsStage:
         inputs = self.input_names()
         found = wrapped or self._wrapper in scenes or self._background in inputs
         if self._wrapper in scenes or self._background in inputs:
-            self.let_updates_apply()
+            self.let_go_of_items(scenes)
         if self._wrapper in scenes:
             self.call("RemoveScene", sceneName=self._wrapper)
-        if self._background in inputs:
+        if self._background in self.input_names():  # (OBS drops an input left in no scene by itself)
             self.call("RemoveInput", inputName=self._background)
         self.placement, self._shown_as = None, None
         self._background_ready = False
         self.wait_until_removed({self._wrapper, self._background})
         return found
+
+    def let_go_of_items(self, scenes: list[str]) -> None:
+        """Before W or B itself is removed: wait until no scene but W holds an item of W or B, then until OBS has
+        rendered (`let_updates_apply`). OBS 29's Sources list drops its widget's item when the item's *source* is
+        removed, on the remover's thread, racing the UI thread that drops it for the item's own removal: B removed
+        by RemoveInput with its item still in U released that item twice (`double free or corruption` in
+        `obs_sceneitem_release` → `gs_texrender_destroy`, or a segfault) within a few blur-mode rigs when S is
+        cropped. Removing the items first avoids it; an input left in no scene then goes by itself."""
+        deadline = time.monotonic() + _SETTLE_S
+        ours = {self._wrapper, self._background}
+        while time.monotonic() < deadline and any(
+                ours & set(self.scene_sources(scene)) for scene in scenes if scene != self._wrapper):
+            time.sleep(0.05)
+        self.let_updates_apply()
 
     def let_updates_apply(self, frames: int = 2, timeout_s: float = _SETTLE_S) -> None:
         """Wait until OBS has rendered `frames` more frames: OBS applies a video source's or filter's new settings

@@ -1044,25 +1044,34 @@ def test_setup_adopts_a_rig_left_by_a_killed_run_and_restore_puts_the_scene_back
 
 @needs_obs
 @pytest.mark.obs
-def test_building_and_removing_the_rig_again_and_again_never_crashes_obs(tmp_path):
+@pytest.mark.parametrize("mode, rounds", [("mask", 80), ("blur", 25)])
+def test_building_and_removing_the_rig_again_and_again_never_crashes_obs(tmp_path, mode, rounds):
     """OBS 29 aborted (`munmap_chunk(): invalid pointer`, in `obs_sceneitem_release` on its graphics thread while
     its UI thread released the same item) within 0–26 rounds of setup → show → restore at 30 FPS, when the
     wrapper scene was removed with its item still in the user's scene. `restore` now removes the item first and
-    lets OBS render. Its own OBS: the shared one renders at 15 FPS, where the race did not show in 80 rounds.
-    (The shared one keeps running: restarting it could bring back a scene collection OBS saved mid-restore.)"""
+    lets OBS render. In blur mode, with the source cropped, it aborted (`double free or corruption`) within a few
+    rounds when the background input was removed with its item still in a scene: its items now go first too.
+    Its own OBS: the shared one renders at 15 FPS, where the race did not show in 80 rounds. (The shared one keeps
+    running: restarting it could bring back a scene collection OBS saved mid-restore.)"""
     server = HeadlessOBS(tmp_path / "home", free_port(), fps=30)
     try:
         server.start()
         add_clip_source(server.port, write_clip(tmp_path / "clip.mp4"))
-        before = scene_state(server)
         stage = make_stage(server, tmp_path)
         stage.connect()
+        if mode == "blur":  # a crop gives the items a texture of their own
+            item = next(i for i in stage.call("GetSceneItemList", sceneName="Scene")["sceneItems"]
+                        if i["sourceName"] == CLIP_SOURCE)
+            stage.call("SetSceneItemTransform", sceneName="Scene", sceneItemId=item["sceneItemId"],
+                       sceneItemTransform={"cropLeft": 10})
+        before = scene_state(server)
         alpha = np.zeros(CAPTURE[::-1], np.uint8)
         alpha[20:60, 30:90] = 255
+        background = np.full((*CAPTURE[::-1], 3), 90, np.uint8) if mode == "blur" else None
         try:
-            for _ in range(80):
+            for _ in range(rounds):
                 set_up(stage, DEADLINE_S)
-                stage.show(alpha)
+                stage.show(alpha, background)
                 stage.restore()
         finally:
             stage.disconnect()
