@@ -529,7 +529,7 @@ def test_two_inputs_with_one_output_name_count_as_a_failure(clips: Path, tmp_pat
     out = tmp_path / "out"
     assert run_main(both, "--out", out, "--quiet") == 1
     items = json.loads((out / "summary.json").read_text())["items"]
-    assert sorted((Path(i["input"]).name, i["status"]) for i in items) == [("c.mkv", "done"), ("c.mp4", "failed")]
+    assert sorted((Path(i["input"]).name, i["status"]) for i in items) == [("c.mkv", "failed"), ("c.mp4", "done")]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"] == {"done": 1, "failed": 1}
     tracker = summary["tracker"]  # the settings as they ran, not the flags' None for "the default"
