@@ -511,8 +511,7 @@ class ObsStage:
                     if item["sourceName"] == self._background:
                         self.call("RemoveSceneItem", sceneName=scene, sceneItemId=item["sceneItemId"])
             self.let_go_of_items(scenes)
-            if self._background in self.input_names():
-                self.call("RemoveInput", inputName=self._background)
+            self.remove_background_input()
             self.wait_until_removed({self._background})
 
     def client_for(self, on_frames: bool) -> obsws.ReqClient | None:
@@ -667,12 +666,20 @@ class ObsStage:
             self.let_go_of_items(scenes)
         if self._wrapper in scenes:
             self.call("RemoveScene", sceneName=self._wrapper)
-        if self._background in self.input_names():  # (OBS drops an input left in no scene by itself)
-            self.call("RemoveInput", inputName=self._background)
+        self.remove_background_input()
         self.placement, self._shown_as = None, None
         self._background_ready = False
         self.wait_until_removed({self._wrapper, self._background})
         return found
+
+    def remove_background_input(self) -> None:
+        """Remove B's input, unless OBS has dropped it already: an input left in no scene goes by itself, at any
+        moment (between a look at OBS's inputs and the request too)."""
+        try:
+            self.call("RemoveInput", inputName=self._background)
+        except RequestFailed as error:
+            if error.code != _NOT_FOUND:
+                raise
 
     def let_go_of_items(self, scenes: list[str]) -> None:
         """Before W or B itself is removed: wait until no scene but W holds an item of W or B, then until OBS has
