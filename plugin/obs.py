@@ -64,7 +64,8 @@ with ctrl_c_ends_at_once():
     from core.inference.settings import DEFAULT_SIZE, add_tracker_arguments, tracker_config
     from plugin.session import (MODES, Annotation, Answer, FramePump, FrameResult, LiveSession, SessionConfig,
                                 check_labels, check_objects, plugin_running)
-    from plugin.stage import Connection, ObsStage, StageError, name_hint, source_label, write_bytes_atomic
+    from plugin.stage import (SCRATCH_PREFIX, Connection, ObsStage, StageError, name_hint, source_label,
+                              write_bytes_atomic)
 
 if TYPE_CHECKING:
     from core.inference.tracker import Tracker
@@ -222,7 +223,7 @@ def make_stage(args: argparse.Namespace) -> ObsStage:
 
 def scratch_folder() -> Path:
     """A new temporary folder for the rig's images (`_clear_scratch` takes it away at the end)."""
-    return Path(tempfile.mkdtemp(prefix="mobilevos-obs-"))
+    return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
 
 
 def _clear_scratch(stage: ObsStage) -> None:

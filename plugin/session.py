@@ -512,17 +512,23 @@ class LiveSession:
 
     def connect_with_backoff(self) -> None:
         """Connect, retrying with a growing delay while OBS is away, until connected, stopped, `give_up_s` has
-        passed or the run's `duration` is over (then ObsUnavailable)."""
-        delay, since = 0.5, time.monotonic()
+        passed or the run's `duration` is over (then ObsUnavailable). Each new reason OBS is away is said once,
+        not at every retry, and so is its coming back."""
+        delay, since, said = 0.5, time.monotonic(), ""
         while not self.stop_event.is_set() and time.monotonic() < self._until:
             try:
                 self.stage.connect()
+                if said:
+                    self.on_status(f"OBS answers again after {time.monotonic() - since:.0f} s")
                 return
             except ObsUnavailable as error:
                 waited = time.monotonic() - since
                 if self.config.give_up_s is not None and waited >= self.config.give_up_s:
                     raise
-                self.on_status(f"{error} — retrying in {delay:.1f} s")
+                if str(error) != said:
+                    said = str(error)
+                    self.on_status(f"{error} — retrying until it answers (every {self.config.retry_max_s:g} s "
+                                   "at most; Ctrl-C stops)")
                 self.stop_event.wait(min(delay, max(0.0, self._until - time.monotonic())))
                 delay = min(self.config.retry_max_s, delay * 2)
         raise ObsUnavailable("stopped while waiting for OBS")

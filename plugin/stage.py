@@ -125,6 +125,7 @@ class Placement:
 
 
 WRAPPER_SUFFIX = " (MobileVOS)"
+SCRATCH_PREFIX = "mobilevos-obs-"  # a run's own temporary folder for its images, in the system's temp folder
 
 
 def wrapper_name(source: str) -> str:
@@ -153,6 +154,19 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_scratch_folder(folder: Path) -> None:
+    """Remove a run's scratch folder (`SCRATCH_PREFIX`, directly in the temp folder, ours) with the images the rig
+    wrote there; any other folder, a --work-dir of the user's among them, is left alone."""
+    if not (folder.name.startswith(SCRATCH_PREFIX) and folder.parent == Path(tempfile.gettempdir())
+            and folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid == os.getuid()):
+        return
+    for image in (*folder.glob("mask.png"), *folder.glob("background.jpg"), *folder.glob(".mask.*.png"),
+                  *folder.glob(".background.*.jpg")):
+        image.unlink(missing_ok=True)
+    with suppress(OSError):
+        folder.rmdir()
 
 
 def describe_answer(error: Exception) -> str:
@@ -490,29 +504,46 @@ class ObsStage:
         self.call("SetSceneItemIndex", sceneName=scene, sceneItemId=item_id, sceneItemIndex=below)
 
     def adopt_filter(self) -> None:
-        """W's mask filter, created or (when OBS kept it) given our settings again, and enabled."""
+        """W's mask filter, created or (when OBS kept it) given our settings again, and enabled; the scratch
+        folder a killed run's filter showed goes (`drop_old_images`)."""
         try:
             self.call("CreateSourceFilter", sourceName=self._wrapper, filterName=FILTER_NAME, filterKind=FILTER_KIND,
                       filterSettings=self.filter_settings())
         except RequestFailed as error:
             if error.code != _EXISTS:
                 raise
+            self.drop_old_images()
             self.call("SetSourceFilterSettings", sourceName=self._wrapper, filterName=FILTER_NAME,
                       filterSettings=self.filter_settings(), overlay=False)
             self.call("SetSourceFilterEnabled", sourceName=self._wrapper, filterName=FILTER_NAME, filterEnabled=True)
+
+    def drop_old_images(self) -> None:
+        """Remove the scratch folder W's filter shows images from, when it is not this run's: a killed run left it
+        (`remove_scratch_folder`), and once its rig is adopted or removed nothing shows them."""
+        try:
+            settings = self.call("GetSourceFilter", sourceName=self._wrapper, filterName=FILTER_NAME)
+        except RequestFailed:
+            return
+        shown = Path(settings["filterSettings"].get("image_path") or self.mask_path).parent
+        if shown != self.mask_path.parent:
+            remove_scratch_folder(shown)
 
     def remove_background(self) -> None:
         """Remove B (blur mode's background image) if it is there; `show_background` makes it again."""
         self._background_ready = False
         if self._background in self.input_names():
             scenes = self.scene_names()
-            for scene in scenes:
-                for item in self.call("GetSceneItemList", sceneName=scene)["sceneItems"]:
-                    if item["sourceName"] == self._background:
-                        self.call("RemoveSceneItem", sceneName=scene, sceneItemId=item["sceneItemId"])
+            self.remove_items(self._background, scenes)
             self.let_go_of_items(scenes)
             self.remove_background_input()
             self.wait_until_removed({self._background})
+
+    def remove_items(self, source: str, scenes: list[str]) -> None:
+        """Remove every item of `source` from `scenes` (before the source itself goes: `let_go_of_items`)."""
+        for scene in scenes:
+            for item in self.call("GetSceneItemList", sceneName=scene)["sceneItems"]:
+                if item["sourceName"] == source:
+                    self.call("RemoveSceneItem", sceneName=scene, sceneItemId=item["sceneItemId"])
 
     def client_for(self, on_frames: bool) -> obsws.ReqClient | None:
         """The frame connection when `on_frames` (for requests from the frame thread), else the rig's."""
@@ -654,8 +685,7 @@ class ObsStage:
                               sceneItemEnabled=wrapper["sceneItemEnabled"])
                     unwrapped.add(scene)
                 self.call("RemoveSceneItem", sceneName=scene, sceneItemId=wrapper["sceneItemId"])  # before W goes
-            for background in (i for i in items if i["sourceName"] == self._background):
-                self.call("RemoveSceneItem", sceneName=scene, sceneItemId=background["sceneItemId"])  # before B goes
+        self.remove_items(self._background, scenes)  # before B goes
         if self.placement is not None and self._shown_as is not None and self.placement.scene not in unwrapped:
             with suppress(RequestFailed):  # S's item gone too: nothing left to show
                 self.call("SetSceneItemEnabled", sceneName=self.placement.scene, sceneItemId=self.placement.item_id,
@@ -665,6 +695,7 @@ class ObsStage:
         if self._wrapper in scenes or self._background in inputs:
             self.let_go_of_items(scenes)
         if self._wrapper in scenes:
+            self.drop_old_images()
             self.call("RemoveScene", sceneName=self._wrapper)
         self.remove_background_input()
         self.placement, self._shown_as = None, None

@@ -224,6 +224,28 @@ def test_duration_also_ends_the_wait_for_an_obs_that_never_comes(tmp_path):
     assert not any("reconnecting" in m for m in messages) and not session.attached  # it stopped, nothing to undo
 
 
+class ReturningObsStage(FakeStage):
+    """A stage whose OBS answers from the fourth connection attempt on."""
+
+    def connect(self):
+        self.calls.append("connect")
+        if self.calls.count("connect") < 4:
+            raise ObsUnavailable("no OBS WebSocket server at ws://127.0.0.1:4455")
+
+
+def test_obs_away_is_said_once_for_all_retries_and_its_return_is_said(tmp_path):
+    stage = ReturningObsStage()
+    messages: list[str] = []
+    session = LiveSession(stage, FakeTracker(), Annotation(mask_path=two_object_mask(tmp_path)),
+                          SessionConfig(frames=1, retry_max_s=0.01), on_status=messages.append)
+    session.stop_event.wait = lambda timeout=None: False
+    assert session.run() == 1
+    assert stage.calls.count("connect") == 4
+    assert messages[0].startswith("no OBS WebSocket server at ws://127.0.0.1:4455 — retrying until it answers")
+    assert sum("no OBS" in m for m in messages) == 1 and messages[1].startswith("OBS answers again after")
+    assert messages[2] == "attached to 'cam'"
+
+
 @pytest.mark.parametrize("tracker, status, line", [
     (FakeTracker, 0, "tracked 0 frames; 0.0 FPS, latency 0 ms; the scene was not changed"),
     (None, 130, "interrupted by Ctrl-C"),
@@ -1411,6 +1433,32 @@ def test_a_run_that_puts_the_scene_back_leaves_no_scratch_folder(obs, tmp_path):
                          text=True, timeout=600)
     assert run.returncode == 0 and "scene restored" in run.stdout, run.stderr[-2000:]
     assert not list(scratch.glob("mobilevos-obs-*"))  # its mask and background images went with it
+
+
+@needs_obs
+@pytest.mark.obs
+@pytest.mark.parametrize("finish", [("--restore",), ("--frames", "2")])
+def test_a_killed_runs_scratch_folder_goes_with_its_rig(obs, tmp_path, finish):
+    """kill -9 leaves the run's images in its temp folder, which its rig in OBS still shows; --restore, which
+    removes that rig, and the next start, which adopts it, take the folder away too (they used to stay for ever)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    command = [sys.executable, "-m", "plugin.obs", "--port", str(obs.port), "--source", CLIP_SOURCE, "--mask",
+               str(FIRST_MASK), "--mode", "blur", "--threads", "1"]
+    tracked = lambda mask: (image := cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)) is not None \
+        and image.shape != (2, 2)  # noqa: E731
+    with open(tmp_path / "err.txt", "w") as err:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    wait_for(lambda: process.poll() is not None or (any(map(tracked, scratch.glob("mobilevos-obs-*/mask.png")))
+                                                    and rig_state(obs) == RIGGED),
+             "the plugin to attach and show a tracked mask")
+    process.kill()
+    assert process.wait(timeout=60) == -signal.SIGKILL, output(tmp_path, "err")[-2000:]
+    assert len(list(scratch.glob("mobilevos-obs-*"))) == 1
+    done = subprocess.run([*command, *finish], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "scene restored" in done.stdout, done.stderr[-2000:]
+    assert not list(scratch.glob("mobilevos-obs-*"))
 
 
 @needs_obs
