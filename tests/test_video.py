@@ -355,6 +355,29 @@ def test_damaged_bytes_mid_file_are_skipped_and_warned_of(make_video, judo_frame
     assert 5 <= decoded < len(judo_frames) and "damaged packet" in warning and warning.startswith("damaged.mp4 ")
 
 
+def test_frames_after_a_lost_one_keep_their_times_at_a_constant_rate(make_video, judo_frames: list[np.ndarray],
+                                                                      tmp_path: Path) -> None:
+    """A frame lost to a damaged packet used to move every later frame one frame early in a constant-rate output,
+    so the video drifted from its audio; now the frame before the loss is shown longer instead."""
+    size = (judo_frames[0].shape[1], judo_frames[0].shape[0])
+    with VideoWriter(tmp_path / "gap.mp4", 25, size) as writer:
+        for time, image in zip((0.0, 0.04, 0.12, 0.16), judo_frames):  # the frame at 0.08 s was lost
+            writer.write(image, time)
+    with open_video(tmp_path / "gap.mp4") as reader:
+        assert [round(frame.time, 3) for frame in reader] == [0.0, 0.04, 0.12, 0.16]
+    data = bytearray(make_video("clip.mp4", judo_frames, audio=False).read_bytes())
+    data[len(data) // 2:len(data) // 2 + 4096] = bytes(4096)
+    (tmp_path / "damaged.mp4").write_bytes(data)
+    with open_video(tmp_path / "damaged.mp4") as reader, VideoWriter(tmp_path / "out.mp4", reader.info.fps,
+                                                                     size) as writer:
+        times = []
+        for frame in reader:
+            times.append(round(frame.time, 3))
+            writer.write(frame.image, frame.time)
+    with open_video(tmp_path / "out.mp4") as reader:
+        assert [round(frame.time, 3) for frame in reader] == times and len(times) < len(judo_frames)
+
+
 def test_a_matroska_file_cut_short_is_warned_of_by_its_header_seconds(make_video, judo_frames: list[np.ndarray],
                                                              tmp_path: Path) -> None:
     """WebM lists no frame count: a cut-short one used to end early without a word."""

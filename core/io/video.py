@@ -630,6 +630,7 @@ class _ContainerSink:
         self._alpha = alpha
         self._audio: _AudioCopy | None = None
         self._index = 0
+        self._slots = 0  # constant rate: frame slots used so far (`_slot`)
         self._timing = _FrameTiming(fps) if variable_rate else None
         self._time_base = _VFR_TIME_BASE if variable_rate else 1 / fps
         try:
@@ -664,17 +665,25 @@ class _ContainerSink:
         if any(self._pad):
             image = np.pad(image, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
         frame = _video_frame(image, self._stream.pix_fmt)
-        frame.pts = self._index if self._timing is None else self._timing.pts(self._index, time)
+        frame.pts = self._slot(time) if self._timing is None else self._timing.pts(self._index, time)
         frame.time_base = self._time_base
         self._encode(frame)
         self._index += 1
         if self._audio is not None:
             self._audio.copy_until(self._end())
 
+    def _slot(self, time: float | None) -> int:
+        """A constant-rate frame's number in the 1/fps time base: the next one, or a later one when its `time` is
+        a whole frame or more ahead (frames before it were lost: a damaged packet skipped), so that the frames
+        after a loss keep their times and the video its audio; the frame before it is shown for longer."""
+        slot = self._slots if time is None else max(self._slots, round(time * self._fps))
+        self._slots = slot + 1
+        return slot
+
     def _end(self) -> float:
         """Seconds of video written so far: to the end of the last frame."""
         if self._timing is None:
-            return float(self._index / self._fps)
+            return float(self._slots / self._fps)
         return self._timing.end()
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
