@@ -4,6 +4,7 @@ Gradio app driven by `gradio_client` (named endpoint, bad input, limits, queuein
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import signal
 import socket
@@ -173,6 +174,19 @@ def test_brush_adds_then_erases_in_order():
     erased = annotate.object_mask(image, (Mark("brush_add", 1, 20, 20, radius=6),
                                           Mark("brush_erase", 1, 20, 20, radius=3)))
     assert not erased[20, 20] and erased[20, 25]
+
+
+def test_a_brush_drag_paints_a_solid_stroke_and_a_box_drag_spans_its_ends():
+    image, _ = disc_image()
+    stroke = annotate.add_drag((), "brush_add", 2, [(10, 10), (10, 70), (90, 70)], brush_radius=4)
+    painted = annotate.object_mask(image, stroke)
+    assert painted[10:71, 10].all() and painted[70, 10:91].all()  # the whole path, no gaps between dabs
+    assert not painted[40, 40] and not painted[10, 20]
+    drawn = annotate.render_marks(image, stroke, None)
+    assert not np.array_equal(drawn[40, 6], image[40, 6]) and np.array_equal(drawn[40, 10], image[40, 10])  # outlined
+    box = annotate.add_drag((), "box", 1, [(80, 90), (70, 60), (30, 20)])
+    assert box == (Mark("box", 1, 30, 20, 80, 90),)  # first and last points, in either direction
+    assert annotate.add_drag((), "positive", 1, [(5, 5), (60, 60)]) == (Mark("positive", 1, 60, 60),)
 
 
 def test_labels_from_marks_keeps_each_object_id():
@@ -620,7 +634,7 @@ def test_scrubbing_away_drops_a_box_corner_and_back_shows_the_marks(app, clip):
     session = handler(app, "load_clip")(str(clip), None)[4]
     click, seek = handler(app, "click"), handler(app, "seek")
     marked, _, session, _ = click("Positive click", 1, 12, session, "", select(session, 160, 80))
-    _, summary, session, _ = click("Box (two corners)", 2, 12, session, "", select(session, 10, 10))
+    _, summary, session, _ = click("Box (drag, or two corners)", 2, 12, session, "", select(session, 10, 10))
     assert "opposite corner" in summary
     _, summary, session, box = seek(3, session)
     assert isinstance(box, type(gr.skip()))  # a frame inside the clip leaves the slider's number box as it is
@@ -630,6 +644,23 @@ def test_scrubbing_away_drops_a_box_corner_and_back_shows_the_marks(app, clip):
     _, _, session, box = seek(CLIP_FRAMES + 40, session)  # typed past the end in the slider's number box
     assert session.frame_index == box == CLIP_FRAMES - 1  # the last frame, and the box says so
     assert all(isinstance(output, type(gr.skip())) for output in seek(None, session))  # an emptied box waits
+
+
+def test_a_drag_is_one_edit_and_drops_a_box_corner_waiting(app, clip):
+    session = handler(app, "load_clip")(str(clip), None)[4]
+    click, drag = handler(app, "click"), handler(app, "drag")
+    scale = display_scale(session.frame.shape[:2])
+    path = lambda *points: json.dumps({"points": [[round(x * scale), round(y * scale)] for x, y in points]})  # noqa: E731
+    _, summary, session, _ = click("Box (drag, or two corners)", 1, 12, session, "", select(session, 10, 10))
+    assert "opposite corner" in summary
+    _, summary, session, _ = drag("Box (drag, or two corners)", 1, 12, session, "", path((120, 20), (200, 160)))
+    assert session.pending is None and "opposite corner" not in summary
+    assert session.marks[0][-1].kind == "box" and abs(session.marks[0][-1].x2 - 200) <= 1
+    _, summary, session, _ = drag("Brush: add", 3, 5, session, "", path((5, 5), (5, 100)))
+    assert summary.startswith("Marked — frame 0: objects 1, 3.") and session.labels[0][5:100, 5].tolist().count(3) > 90
+    _, summary, session, _ = handler(app, "undo")(session, "")
+    assert summary.startswith("Marked — frame 0: objects 1.")  # the whole stroke undone at once
+    assert all(isinstance(output, type(gr.skip())) for output in drag("Brush: add", 3, 5, session, "", "not json"))
 
 
 def test_a_run_counts_a_webms_frames_and_names_its_downloads_after_the_clip(app, tmp_path):

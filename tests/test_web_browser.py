@@ -93,9 +93,9 @@ def wait_for_text(page, selector: str, text: str) -> None:
         arg=[selector, text], timeout=TIMEOUT_MS)
 
 
-def click_on_frame(page, fx: float, fy: float) -> None:
-    """Click the displayed frame at a fraction (fx, fy) of its width and height (the picture is letterboxed
-    inside its element, so the fractions are taken of the picture, not of the element)."""
+def on_frame(page, fx: float, fy: float) -> tuple[float, float]:
+    """The page position of a fraction (fx, fy) of the displayed frame's width and height (the picture is
+    letterboxed inside its element, so the fractions are taken of the picture, not of the element)."""
     image = page.locator("#frame img")
     image.scroll_into_view_if_needed()
     box = image.bounding_box()
@@ -103,7 +103,21 @@ def click_on_frame(page, fx: float, fy: float) -> None:
     scale = min(box["width"] / natural_w, box["height"] / natural_h)
     shown_w, shown_h = natural_w * scale, natural_h * scale
     left, top = box["x"] + (box["width"] - shown_w) / 2, box["y"] + (box["height"] - shown_h) / 2
-    page.mouse.click(left + fx * shown_w, top + fy * shown_h)
+    return left + fx * shown_w, top + fy * shown_h
+
+
+def click_on_frame(page, fx: float, fy: float) -> None:
+    page.mouse.click(*on_frame(page, fx, fy))
+
+
+def drag_on_frame(page, *path: tuple[float, float]) -> None:
+    """Press at the first point of `path` (fractions of the frame, as `on_frame`), move through the others in
+    small steps, release at the last."""
+    page.mouse.move(*on_frame(page, *path[0]))
+    page.mouse.down()
+    for point in path[1:]:
+        page.mouse.move(*on_frame(page, *point), steps=8)
+    page.mouse.up()
 
 
 def upload(page, clip: Path) -> None:
@@ -193,6 +207,33 @@ def test_scrub_brush_and_undo(page, tmp_path):
     wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1, 3.")
     page.click("#undo")
     wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1.")
+
+
+def test_a_drag_draws_a_box_or_a_brush_stroke_as_one_edit(page, shots, tmp_path):
+    """Boxes are dragged and brush strokes painted, as in every other annotation tool; the release is no click of
+    its own (no box corner left waiting), and Undo takes a whole stroke back."""
+    upload(page, make_clip(tmp_path / "judo.mp4"))
+    wait_for_text(page, "#status", f"{CLIP_FRAMES} frames")
+    page.locator("#mode label", has_text="Box").click()
+    drag_on_frame(page, (0.35, 0.1), (0.6, 0.5), (0.65, 0.95))
+    wait_for_text(page, "#summary", "frame 0: objects 1.")
+    page.locator("#mode label", has_text="Brush: add").click()
+    page.locator("#object label", has_text="2").click()
+    drag_on_frame(page, (0.03, 0.05), (0.03, 0.6), (0.2, 0.6))
+    wait_for_text(page, "#summary", "frame 0: objects 1, 2.")
+    screenshot(page, shots, "6-dragged")
+    assert "corner" not in page.inner_text("#summary") and not page.locator("#drag-overlay").count()
+    click_on_frame(page, 0.9, 0.1)  # a click after a drag is a click again: a dab
+    page.locator("#object label", has_text="3").click()
+    click_on_frame(page, 0.9, 0.1)
+    wait_for_text(page, "#summary", "frame 0: objects 1, 2, 3.")
+    page.click("#undo")
+    wait_for_text(page, "#summary", "frame 0: objects 1, 2.")
+    page.click("#undo")
+    wait_for_text(page, "#summary", "frame 0: objects 1, 2.")  # object 2's dab at (0.9, 0.1)
+    page.click("#undo")
+    wait_for_text(page, "#summary", "frame 0: objects 1.")  # the whole stroke at once
+    assert page.outside == []
 
 
 def test_empty_annotation_and_cancel_give_clear_messages(page, shots):

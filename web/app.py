@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no telemetry calls
 
 import atexit
+import json
 import re
 import shutil
 import signal
@@ -47,7 +48,7 @@ EXAMPLE_CLIP = Path(__file__).resolve().parent.parent / "samples" / "judo"
 MODES: dict[str, annotate.MarkKind] = {
     "Positive click": "positive",
     "Negative click": "negative",
-    "Box (two corners)": "box",
+    "Box (drag, or two corners)": "box",
     "Brush: add": "brush_add",
     "Brush: erase": "brush_erase",
 }
@@ -60,7 +61,11 @@ ANSWER_WAIT_S = 60.0  # seconds a started server's page may take to answer first
 _THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 # A crosshair over the frame; no "Remove this file" × in the downloads (Gradio's file list offers one even when
 # read-only, and a click dropped the download until the next run).
-_CSS = "#frame img { cursor: crosshair; } #files button[aria-label='Remove this file'] { display: none; }"
+_CSS = ("#frame img { cursor: crosshair; user-select: none; -webkit-user-drag: none; } "
+        ".frame-drags #frame img { touch-action: none; } "
+        "#files button[aria-label='Remove this file'] { display: none; }")
+# Drags on the frame (a box, a brush stroke) reach the server through the hidden #drag textbox.
+_HEAD = f"<script>{(Path(__file__).resolve().parent / 'drag.js').read_text()}</script>"
 # Long side, in pixels, of the annotation picture sent to the browser: small clips are enlarged so that they
 # are easy to click, large ones reduced so that every click answers quickly.
 DISPLAY_SIDE = 960
@@ -326,6 +331,16 @@ def frame_point(display_xy: tuple[int, int], frame_hw: tuple[int, int]) -> tuple
     return min(width - 1, max(0, int(x / scale))), min(height - 1, max(0, int(y / scale)))
 
 
+def dragged_points(path: str, frame_hw: tuple[int, int]) -> list[tuple[int, int]] | None:
+    """A drag from drag.js (JSON: "points", [x, y] on the displayed picture) → its points in frame pixels; None for
+    anything else (the field emptied, a request not from the page)."""
+    try:
+        points = json.loads(path)["points"]
+        return [frame_point((int(x), int(y)), frame_hw) for x, y in points] or None
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def annotated_view(session: Session) -> np.ndarray | None:
     """The current frame with its objects' overlay and the marks drawn on top, at display size →
     (h, w, 3) RGB with max(h, w) = DISPLAY_SIDE."""
@@ -487,6 +502,14 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                             MODES[mode], int(object_id), x, y, int(brush))
         return edited(edit_marks(session, marks, pending), shown)
 
+    def drag(mode: str, object_id: float, brush: float, session: Session, shown: str, path: str):
+        points = dragged_points(path, session.frame.shape[:2]) if session.frame is not None else None
+        if not points:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        marks = annotate.add_drag(session.marks.get(session.frame_index, ()), MODES[mode], int(object_id), points,
+                                  int(brush))
+        return edited(edit_marks(session, marks, None), shown)
+
     def undo(session: Session, shown: str):
         return edited(undo_edit(session), shown)
 
@@ -595,8 +618,8 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                     visible=EXAMPLE_CLIP.is_dir())
                 status = gr.Markdown(START, elem_id="status")
                 mode = gr.Radio(list(MODES), value="Positive click", label="2. Click mode", elem_id="mode",
-                                info="Click on the frame, once per mark: a box is two clicks at opposite corners, "
-                                     "the brush paints one dot per click.")
+                                info="Click on the object to mark it. Box: drag across the object (or click two "
+                                     "opposite corners). Brush: drag to paint (a click paints one dot).")
                 object_id = gr.Radio(list(range(1, MAX_OBJECTS + 1)), value=1, label="Object", elem_id="object")
                 gr.HTML(legend_html())
                 brush = gr.Slider(2, 60, value=12, step=1, label="Brush radius (pixels)")
@@ -610,6 +633,8 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                       format="png", elem_id="frame", buttons=[], height=420)
                 frame_slider = gr.Slider(0, 1, value=0, step=1, label="Frame (scrub to annotate any frame)",
                                          interactive=False, elem_id="scrub")
+                drag_path = gr.Textbox(visible="hidden", elem_id="drag")  # set by drag.js; its "change" event
+                # comes (a new value each drag), Gradio's "input" not
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 preview_button = gr.Button("3. Preview a few frames", elem_id="preview")
@@ -656,6 +681,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         # An edit also clears the run status line's complaint about the marks once they mark an object.
         edit_outputs = [*annotate_outputs, run_status]
         frame_view.select(click, [mode, object_id, brush, session, run_status], edit_outputs, **edits)
+        drag_path.change(drag, [mode, object_id, brush, session, run_status, drag_path], edit_outputs, **edits)
         undo_button.click(undo, [session, run_status], edit_outputs, **edits)
         clear_object_button.click(clear_object, [object_id, session, run_status], edit_outputs, **edits)
         clear_frame_button.click(clear_frame, [session, run_status], edit_outputs, **edits)
@@ -707,7 +733,7 @@ def serve(config: AppConfig, workspace: Workspace | None = None, block: bool = T
     gives it 3 s, which a busy machine overruns: the launch then failed, saying localhost was not accessible."""
     app = build_app(config, workspace)
     _, url, _ = app.launch(server_name=config.host, server_port=config.port, max_file_size=f"{config.max_upload_mb}mb",
-                           theme=_THEME, css=_CSS, ssr_mode=False, share=False, show_error=True, quiet=not block,
+                           theme=_THEME, css=_CSS, head=_HEAD, ssr_mode=False, share=False, show_error=True, quiet=not block,
                            prevent_thread_lock=True, footer_links=["api"], mcp_server=False, _frontend=False)
     try:
         wait_until_answering(url, ANSWER_WAIT_S)

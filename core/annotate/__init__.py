@@ -4,10 +4,10 @@
 (`clicks`). Imports core.io, core.model and core.weights.
 """
 
-from core.annotate.marks import (MARK_KINDS, BoxStart, Mark, MarkKind, add_click, annotated_ids, clear, object_colour,
-                                 render_marks)
+from core.annotate.marks import (MARK_KINDS, BoxStart, Mark, MarkKind, add_click, add_drag, annotated_ids, clear,
+                                 object_colour, render_marks)
 from core.annotate.objects import DEFAULT_METHOD, METHODS, Method, apply_brush, labels_from_marks, object_mask
 
 __all__ = ["DEFAULT_METHOD", "MARK_KINDS", "METHODS", "BoxStart", "Mark", "MarkKind", "Method", "add_click",
-           "annotated_ids", "apply_brush", "clear", "labels_from_marks", "object_colour", "object_mask",
+           "add_drag", "annotated_ids", "apply_brush", "clear", "labels_from_marks", "object_colour", "object_mask",
            "render_marks"]

@@ -59,6 +59,35 @@ def add_click(
     return marks + (Mark(kind, object_id, x, y, radius=radius),), None
 
 
+def add_drag(marks: tuple[Mark, ...], kind: MarkKind, object_id: int, points: list[tuple[int, int]],
+             brush_radius: int = 10) -> tuple[Mark, ...]:
+    """Apply one drag through `points` (x, y) in mode `kind` (a box's waiting corner is dropped by the caller):
+    a box spans the drag's first and last points; the brush paints dabs along the path, at most half a radius
+    apart, so that the stroke is solid; a click kind takes the drag as a click where it ended."""
+    if not points:
+        raise ValueError("a drag needs at least one point")
+    if kind == "box":
+        (x1, y1), (x2, y2) = points[0], points[-1]
+        return marks + (Mark("box", object_id, min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)),)
+    if not kind.startswith("brush"):
+        return add_click(marks, None, kind, object_id, *points[-1])[0]
+    return marks + tuple(Mark(kind, object_id, x, y, radius=brush_radius)
+                         for x, y in stroke_dabs(points, max(1.0, brush_radius / 2)))
+
+
+def stroke_dabs(points: list[tuple[int, int]], spacing: float) -> list[tuple[int, int]]:
+    """Dab centres along the polyline `points`, the first and last points among them, neighbours at most `spacing`
+    apart (repeats dropped)."""
+    dabs = [points[0]]
+    for (x1, y1), (x2, y2) in zip(points, points[1:]):
+        steps = int(np.ceil(np.hypot(x2 - x1, y2 - y1) / spacing))
+        for step in range(1, steps + 1):
+            dab = (round(x1 + (x2 - x1) * step / steps), round(y1 + (y2 - y1) * step / steps))
+            if dab != dabs[-1]:
+                dabs.append(dab)
+    return dabs
+
+
 def clear(marks: tuple[Mark, ...], object_id: int | None = None) -> tuple[Mark, ...]:
     """Remove every mark (object_id None) or only those of one object."""
     if object_id is None:
@@ -79,7 +108,8 @@ def object_colour(object_id: int) -> tuple[int, int, int]:
 
 def render_marks(image: np.ndarray, marks: tuple[Mark, ...], pending: BoxStart | None) -> np.ndarray:
     """Draw the marks over `image` (H, W, 3) RGB: boxes in the object colour, points as green (+) / red (−) dots,
-    brush dabs as thin circles, a pending box corner as a small cross. Returns a new (H, W, 3) image."""
+    the brush's painted area outlined thinly (in the object colour where it added, in white where it erased), a
+    pending box corner as a small cross. Returns a new (H, W, 3) image."""
     canvas = image.copy()
     scale = max(1, round(max(image.shape[:2]) / 400))
     for mark in marks:
@@ -90,11 +120,24 @@ def render_marks(image: np.ndarray, marks: tuple[Mark, ...], pending: BoxStart |
             fill = (40, 220, 60) if mark.kind == "positive" else (235, 40, 40)
             cv2.circle(canvas, (mark.x, mark.y), 5 * scale, (255, 255, 255), -1)
             cv2.circle(canvas, (mark.x, mark.y), 4 * scale, fill, -1)
-        else:
-            cv2.circle(canvas, (mark.x, mark.y), max(1, mark.radius), colour, scale)
+    for (object_id, kind), painted in brushed_areas(marks, image.shape[:2]).items():
+        contours, _ = cv2.findContours(painted, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        colour = object_colour(object_id) if kind == "brush_add" else (255, 255, 255)
+        cv2.drawContours(canvas, contours, -1, colour, scale)
     if pending is not None:
         size = 8 * scale
         colour = object_colour(pending.object_id)
         cv2.line(canvas, (pending.x - size, pending.y), (pending.x + size, pending.y), colour, 2 * scale)
         cv2.line(canvas, (pending.x, pending.y - size), (pending.x, pending.y + size), colour, 2 * scale)
     return canvas
+
+
+def brushed_areas(marks: tuple[Mark, ...], shape: tuple[int, int]) -> dict[tuple[int, MarkKind], np.ndarray]:
+    """(object id, brush kind) → (H, W) uint8, 1 where that object's dabs of that kind cover, for every pair that
+    has dabs: a stroke is drawn as the outline of its area, not as a ring per dab."""
+    areas: dict[tuple[int, MarkKind], np.ndarray] = {}
+    for mark in marks:
+        if mark.kind in ("brush_add", "brush_erase"):
+            area = areas.setdefault((mark.object_id, mark.kind), np.zeros(shape, np.uint8))
+            cv2.circle(area, (mark.x, mark.y), max(1, mark.radius), 1, thickness=-1)
+    return areas

@@ -34,13 +34,11 @@ def object_mask(image: np.ndarray, marks: tuple[Mark, ...], method: Method = DEF
 
 def apply_brush(mask: np.ndarray, marks: tuple[Mark, ...]) -> np.ndarray:
     """`mask` (H, W) bool with the brush dabs among `marks` painted in order (add or erase); a new array."""
-    mask = mask.copy()
+    painted = mask.astype(np.uint8)
     for mark in marks:
         if mark.kind in ("brush_add", "brush_erase"):
-            dab = np.zeros(mask.shape, dtype=np.uint8)
-            cv2.circle(dab, (mark.x, mark.y), max(1, mark.radius), 1, thickness=-1)
-            mask[dab.astype(bool)] = mark.kind == "brush_add"
-    return mask
+            cv2.circle(painted, (mark.x, mark.y), max(1, mark.radius), int(mark.kind == "brush_add"), thickness=-1)
+    return painted.astype(bool)
 
 
 def labels_from_marks(image: np.ndarray, marks: tuple[Mark, ...], method: Method = DEFAULT_METHOD) -> np.ndarray:
