@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import secrets
+import shlex
 import signal
 import sys
 import tempfile
@@ -26,8 +27,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.io.command import (INTERRUPTED, BadInput, ToolParser, bounded, output_file, output_folder, port_number,
-                             tool_description, whole_number)
+from core.io.command import (INTERRUPTED, TERMINATED, BadInput, ToolParser, bounded, output_file, output_folder,
+                             port_number, tool_description, whole_number)
+
+Signals = list[int]  # signal numbers received, the latest last
 
 
 def stopped_by_ctrl_c(status: StatusFile | None = None) -> int:
@@ -338,7 +341,7 @@ def run_live(args: argparse.Namespace, status: StatusFile) -> int:
     annotation = annotation_from(args)
     config = SessionConfig(mode=args.mode, objects=args.objects, frames=args.frames, duration=args.duration,
                            blur=args.blur, wait_for_source=args.wait_for_source, prefetch=PREFETCH[args.prefetch])
-    stage, tracker = make_stage(args), make_tracker(args, status)
+    tracker, stage = make_tracker(args, status), make_stage(args)  # no scratch folder while it loads
     bar = tqdm(total=args.frames, unit="frame", dynamic_ncols=True)
 
     def on_status(message: str) -> None:
@@ -353,20 +356,62 @@ def run_live(args: argparse.Namespace, status: StatusFile) -> int:
                           on_frame=lambda result: (progress(bar, session, result),
                                                    status.write("tracking", "", session, force=False)),
                           on_status=on_status, on_note=on_note)
-    signal.signal(signal.SIGINT, lambda *_: stop_then_interrupt(session))
-    signal.signal(signal.SIGTERM, lambda *_: session.stop())
+    stop_on_signals(session)
     if sys.stdin is not None and sys.stdin.isatty():
         bar.write('type "r" + Enter to re-annotate; Ctrl-C to stop (the scene is put back as it was)')
         threading.Thread(target=watch_stdin, args=(session,), daemon=True).start()
     try:
-        frames = session.run()
+        frames = run_or_hint(session, stage)
     finally:
         bar.close()
     message = (f"tracked {frames} frames; {session.stats.fps:.1f} FPS, latency {session.stats.latency_ms:.0f} ms; "
-               + ("scene restored" if session.attached else "the scene was not changed"))
+               + scene_outcome(session, stage))
     status.write("stopped", f"{session.ended_because} — {message}" if session.ended_because else message, session)
     print(message)
     return 0
+
+
+def stop_on_signals(session: LiveSession) -> Signals:
+    """Ctrl-C (`stop_then_interrupt`), SIGTERM and SIGHUP (the terminal closed) stop `session` as its end does:
+    the scene is put back. Returns the signals received, the latest last."""
+    received: Signals = []
+
+    def stop(number: int, _frame: object) -> None:
+        received.append(number)
+        if number == signal.SIGINT:
+            stop_then_interrupt(session)
+        else:
+            session.stop()
+
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop)
+    return received
+
+
+def run_or_hint(session: LiveSession, stage: ObsStage) -> int:
+    """`session.run()`; when a second Ctrl-C ends it before the scene is put back, first a line on what to run."""
+    try:
+        return session.run()
+    except KeyboardInterrupt:
+        if session.attached or stage.placement is not None:
+            print(f"the scene may not be fully put back: run {restore_command(stage.source)}", file=sys.stderr)
+        raise
+
+
+def restore_command(source: str) -> str:
+    """The command that takes the rig for `source` out of OBS."""
+    return f"`python -m plugin.obs --source {shlex.quote(source)} --restore`"
+
+
+def scene_outcome(session: LiveSession, stage: ObsStage) -> str:
+    """How a run left the scene: restored, not changed, or (OBS gone before it could be put back) a rig OBS may
+    bring back from its saved scenes, with the command that removes it."""
+    if not session.attached:
+        return "the scene was not changed"
+    if stage.placement is None:
+        return "scene restored"
+    return (f"OBS went away before the scene was put back: should OBS bring the rig back, run "
+            f"{restore_command(stage.source)}")
 
 
 def say(bar: tqdm, message: str) -> None:
@@ -391,37 +436,42 @@ def progress(bar: tqdm, session: LiveSession, result: FrameResult) -> None:
 
 
 def bench(args: argparse.Namespace) -> int:
-    """Print a Markdown table with the row of `bench_source` for --source."""
+    """Print a Markdown table with the row of `bench_source` for --source; a run stopped by a signal prints how far
+    it came instead, and ends with that signal's status."""
     row = bench_source(args)
+    if isinstance(row, int):
+        return row
     print(BENCH_HEADER)
     print(row)
     return 0
 
 
-def bench_source(args: argparse.Namespace) -> str:
+def bench_source(args: argparse.Namespace) -> str | int:
     """Run the live loop on --source for warm-up frames (8, and with --prefetch auto also the frame pump's first
-    trial of both ways) + `--bench-frames`; its Markdown row."""
+    trial of both ways) + `--bench-frames`; its Markdown row, or the exit status when a signal stopped it first."""
     annotation = annotation_from(args)
     warmup = 8 if args.prefetch != "auto" else FramePump.WARMUP + 2 * FramePump.TRIAL + 8
     timed: list[tuple[float, FrameResult]] = []
     config = SessionConfig(mode=args.mode, frames=warmup + args.bench_frames, wait_for_source=args.wait_for_source,
                            prefetch=PREFETCH[args.prefetch])
-    stage, tracker = make_stage(args), make_tracker(args)
+    tracker, stage = make_tracker(args), make_stage(args)
     with tqdm(total=config.frames, desc=args.source, unit="frame") as bar:
         session = LiveSession(stage, tracker, annotation, config,
                               on_frame=lambda r: (timed.append((time.perf_counter(), r)), bar.update(1)),
                               on_status=bar.write)
-        signal.signal(signal.SIGINT, lambda *_: stop_then_interrupt(session))
-        signal.signal(signal.SIGTERM, lambda *_: session.stop())  # as a live run: the scene is put back
-        session.run()
-    return bench_row(stage.source, session.source_size, timed[warmup:])
+        received = stop_on_signals(session)  # as a live run: the scene is put back
+        run_or_hint(session, stage)
+    if received and session.frames_done < config.frames:
+        print(f"bench stopped after {session.frames_done} of {config.frames} frames: no result", file=sys.stderr)
+        return INTERRUPTED if received[-1] == signal.SIGINT else TERMINATED
+    return bench_row(session.source_size, timed[warmup:])
 
 
-def bench_row(source: str, source_size: tuple[int, int] | None, timed: list[tuple[float, FrameResult]]) -> str:
+def bench_row(source_size: tuple[int, int] | None, timed: list[tuple[float, FrameResult]]) -> str:
     """One Markdown row from (finish time, result) of the frames after warm-up."""
     size = "×".join(map(str, source_size)) if source_size else "?"
     if len(timed) < 2:
-        return f"| {source} ({size}) | no frames | | | | | |"
+        return f"| {size} → ? | no frames | | | | | |"
     results = [r for _, r in timed]
     frame = "×".join(map(str, results[0].frame.shape[1::-1]))
     latency = np.array([r.latency_s for r in results]) * 1000

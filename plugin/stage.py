@@ -231,6 +231,23 @@ def wrapper_transform(source: dict, placement: Placement) -> dict:
     return out
 
 
+def unwrapped_transform(wrapper: dict, inner: dict, canvas: tuple[int, int]) -> dict:
+    """S's transform in U that shows what W's item (transform `wrapper`) shows, S being W's `inner` item (at scale
+    fit, top-left): `wrapper_transform` undone."""
+    fit = inner["scaleX"]
+    width, height = inner["sourceWidth"], inner["sourceHeight"]
+    out = {key: wrapper[key] for key in _TRANSFORM_KEYS if key in wrapper}
+    if wrapper.get("boundsType", "OBS_BOUNDS_NONE") == "OBS_BOUNDS_NONE":
+        out.pop("boundsWidth", None)
+        out.pop("boundsHeight", None)
+    out["scaleX"], out["scaleY"] = wrapper["scaleX"] * fit, wrapper["scaleY"] * fit
+    out["cropLeft"] = round(wrapper["cropLeft"] / fit)
+    out["cropTop"] = round(wrapper["cropTop"] / fit)
+    out["cropRight"] = max(0, round((wrapper["cropRight"] - canvas[0] + width * fit) / fit))
+    out["cropBottom"] = max(0, round((wrapper["cropBottom"] - canvas[1] + height * fit) / fit))
+    return out
+
+
 def background_transform(source: dict, image_size: tuple[int, int], source_size: tuple[int, int]) -> dict:
     """B's transform in U: S's transform rescaled for an image of `image_size` showing the same picture."""
     ratio = source_size[0] / image_size[0]  # pixels of S per pixel of B
@@ -297,8 +314,9 @@ class ObsStage:
             self.disconnect()
             if isinstance(error, OBSSDKTimeoutError):
                 raise ObsUnavailable(f"OBS at {self.connection.url} did not answer in time") from error
+            refused = "refused the password" if self.connection.password else "asks for a password, and none was given"
             raise AuthFailed(
-                f"OBS at {self.connection.url} refused the password: pass --password (or set OBS_WEBSOCKET_PASSWORD) "
+                f"OBS at {self.connection.url} {refused}: pass --password (or set OBS_WEBSOCKET_PASSWORD) "
                 "to the one in OBS → Tools → WebSocket Server Settings") from error
         except (OSError, WebSocketException, ValueError) as error:
             self.disconnect()
@@ -336,8 +354,9 @@ class ObsStage:
             self.source = data.input_name
 
     def on_scene_removed(self, data) -> None:
-        """The user removed W while the rig was up (`restore` forgets the rig before it removes W itself)."""
-        if data.scene_name == self._wrapper and self._rig_items:
+        """The user removed W, or the scene W is placed in, while the rig was up (`restore` forgets the rig before
+        it removes W itself)."""
+        if self._rig_items and data.scene_name in {self._wrapper, *(scene for scene, _ in self._rig_items)}:
             self._taken_apart = True
 
     def on_scene_item_removed(self, data) -> None:
@@ -624,14 +643,22 @@ class ObsStage:
                                 f"with {self.source!r} shown as before; start the plugin again (a mask drawn for the "
                                 "new size) to mask it")
 
-    def rig_removed(self) -> RigRemoved:
-        """The error for a rig the user took apart in OBS, saying what went and what the run does about it."""
-        return RigRemoved(f"the MobileVOS rig for {self.source!r} was taken apart in OBS ({self.what_went()}): "
-                          f"stopping, with {self.source!r} shown as before; start the plugin again to mask it")
+    def rig_removed(self) -> StageError:
+        """The error for a rig the user took apart in OBS, saying what went and what the run does about it; when
+        S itself was removed from OBS, SourceMissing (the run waits for it)."""
+        if self.source not in self.input_names():
+            return self.missing()
+        went = self.what_went()
+        shown = f", with {self.source!r} shown as before" if "where it was" not in went else ""
+        return RigRemoved(f"the MobileVOS rig for {self.source!r} was taken apart in OBS ({went}): stopping{shown}; "
+                          "start the plugin again to mask it")
 
     def what_went(self) -> str:
         """Which part of the rig is no longer in OBS, the largest first."""
-        if self._wrapper not in self.scene_names():
+        scenes = self.scene_names()
+        if self.placement is not None and self.placement.scene not in scenes:
+            return f"scene {self.placement.scene!r}, where it was, was removed"
+        if self._wrapper not in scenes:
             return f"its scene {self._wrapper!r} was removed"
         if self.placement is not None and self._wrapper not in self.scene_sources(self.placement.scene):
             return f"{self._wrapper!r} was removed from scene {self.placement.scene!r}"
@@ -671,11 +698,14 @@ class ObsStage:
         inner = self.scene_sources(self._wrapper) if self._wrapper in scenes else []
         source = inner[0] if inner else self.source
         unwrapped, wrapped = set(), False  # the scenes where S was shown again as W was; whether W was in any
+        kept = self.keep_source(scenes, source)
         for scene in scenes:
             if scene == self._wrapper:
                 continue
             items = sorted(self.call("GetSceneItemList", sceneName=scene)["sceneItems"],
                            key=lambda i: i["sceneItemIndex"])
+            if scene == kept:
+                unwrapped.add(scene)
             for wrapper in (i for i in items if i["sourceName"] == self._wrapper):
                 wrapped = True
                 below = [i for i in items if i["sceneItemIndex"] < wrapper["sceneItemIndex"]
@@ -702,6 +732,29 @@ class ObsStage:
         self._background_ready = False
         self.wait_until_removed({self._wrapper, self._background})
         return found
+
+    def keep_source(self, scenes: list[str], source: str) -> str | None:
+        """When W is the only scene left holding S (the user deleted S's own hidden item while the rig was up),
+        put S back where W's first item shows it, before W goes and OBS destroys S with it (its settings and
+        filters lost); the scene it was put in, else None."""
+        if self._wrapper not in scenes or source not in self.scene_sources(self._wrapper):
+            return None
+        homes = [scene for scene in scenes if scene != self._wrapper and source in self.scene_sources(scene)]
+        showing = [(scene, item) for scene in scenes if scene != self._wrapper
+                   for item in self.call("GetSceneItemList", sceneName=scene)["sceneItems"]
+                   if item["sourceName"] == self._wrapper]
+        if homes or not showing:
+            return None
+        scene, wrapper = showing[0]
+        inner = next(i for i in self.call("GetSceneItemList", sceneName=self._wrapper)["sceneItems"]
+                     if i["sourceName"] == source)
+        video = self.call("GetVideoSettings")
+        made = self.call("CreateSceneItem", sceneName=scene, sourceName=source,
+                         sceneItemEnabled=wrapper["sceneItemEnabled"])["sceneItemId"]
+        self.call("SetSceneItemTransform", sceneName=scene, sceneItemId=made, sceneItemTransform=unwrapped_transform(
+            wrapper["sceneItemTransform"], inner["sceneItemTransform"], (video["baseWidth"], video["baseHeight"])))
+        self.call("SetSceneItemIndex", sceneName=scene, sceneItemId=made, sceneItemIndex=wrapper["sceneItemIndex"])
+        return scene
 
     def remove_background_input(self) -> None:
         """Remove B's input, unless OBS has dropped it already: an input left in no scene goes by itself, at any

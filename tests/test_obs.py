@@ -30,12 +30,12 @@ import numpy as np
 import pytest
 
 from core.io.masks import MaskError, read_mask, resize_labels, write_mask
-from plugin.obs import StatusFile, build_parser, join_negative_values
+from plugin.obs import StatusFile, build_parser, join_negative_values, scene_outcome
 from plugin.obs import main as obs_main
 from plugin.session import Annotation, Answer, FramePump, LiveSession, SessionConfig
 from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, NoFrame, ObsStage, ObsUnavailable,
-                          Placement, RequestFailed, SourceMissing, StageError, background_name, mask_on_canvas,
-                          name_hint, wrapper_name, wrapper_transform)
+                          Placement, RequestFailed, RigRemoved, SourceMissing, StageError, background_name, mask_on_canvas,
+                          name_hint, unwrapped_transform, wrapper_name, wrapper_transform)
 from tests.conftest import stalled_import
 from tests.obs_harness import (CLIP_SOURCE, SAMPLE, HeadlessOBS, add_clip_source, free_port, obs_available,
                                set_up, write_clip)
@@ -51,6 +51,7 @@ class FakeStage:
 
     def __init__(self, failures: dict[int, Exception] | None = None):
         self.source = "cam"
+        self.placement = None
         self.frames = [np.full((18, 32, 3), i, np.uint8) for i in range(100)]
         self.shown: list[tuple[np.ndarray, np.ndarray | None]] = []
         self.calls: list[str] = []
@@ -224,6 +225,18 @@ def test_duration_also_ends_the_wait_for_an_obs_that_never_comes(tmp_path):
     assert not any("reconnecting" in m for m in messages) and not session.attached  # it stopped, nothing to undo
 
 
+def test_a_run_that_could_not_put_the_scene_back_says_how_to():
+    """OBS gone before the stop (quit, crashed): its saved scenes may bring the rig back, and the run used to say
+    "scene restored" all the same."""
+    stage = FakeStage()
+    session = LiveSession(stage, FakeTracker(), Annotation(box=(0, 0, 9, 9)), SessionConfig())
+    assert scene_outcome(session, stage) == "the scene was not changed"
+    session.attached = True
+    assert scene_outcome(session, stage) == "scene restored"
+    stage.placement, stage.source = object(), "My cam"
+    assert scene_outcome(session, stage).endswith("run `python -m plugin.obs --source 'My cam' --restore`")
+
+
 class ReturningObsStage(FakeStage):
     """A stage whose OBS answers from the fourth connection attempt on."""
 
@@ -343,6 +356,11 @@ def test_rig_geometry_puts_the_mask_where_the_source_is():
     out = wrapper_transform(transform, placement)
     assert (out["cropRight"], out["cropBottom"], out["cropLeft"]) == (1280 - 854, 720 - 480 + 2, 4)
     assert out["scaleX"] == 0.5 and "boundsWidth" not in out
+    large = Placement("Scene", 1, (2560, 1440), (1280, 720), 0.5)  # a source larger than the canvas: W holds it at ½
+    inner = {"scaleX": 0.5, "sourceWidth": 2560, "sourceHeight": 1440}
+    back = unwrapped_transform(wrapper_transform(transform, large), inner, large.canvas)
+    assert back == {key: value for key, value in transform.items() if not key.startswith("boundsW")
+                    and key != "boundsHeight"}
 
 
 def test_box_annotation_becomes_a_mask_inside_the_box():
@@ -1145,15 +1163,19 @@ def output(tmp_path: Path, stream: str) -> str:
 
 @needs_obs
 @pytest.mark.obs
-@pytest.mark.parametrize("flags, stop", [((), signal.SIGINT), ((), signal.SIGTERM),
+@pytest.mark.parametrize("flags, stop", [((), signal.SIGINT), ((), signal.SIGTERM), ((), signal.SIGHUP),
                                          (("--bench", "--bench-frames", "100000"), signal.SIGTERM)])
-def test_ctrl_c_or_sigterm_restores_the_scene(obs, tmp_path, flags, stop):
-    """Ctrl-C or SIGTERM (`kill`) puts the scene back, in a --bench run too (its rig used to stay on SIGTERM)."""
+def test_ctrl_c_sigterm_or_a_closed_terminal_restores_the_scene(obs, tmp_path, flags, stop):
+    """Ctrl-C, SIGTERM (`kill`) or SIGHUP (the terminal closed: the rig used to stay on air) puts the scene back, in a
+    --bench run too (its rig used to stay on SIGTERM), which then says it has no result, instead of a table."""
     before = scene_state(obs)
     process = start_plugin(obs, tmp_path, *flags)
     process.send_signal(stop)
-    assert process.wait(timeout=DEADLINE_S) == 0, output(tmp_path, "err")[-2000:]
-    assert ("| " if flags else "scene restored") in output(tmp_path, "out")
+    assert process.wait(timeout=DEADLINE_S) == (143 if flags else 0), output(tmp_path, "err")[-2000:]
+    if flags:
+        assert "| " not in output(tmp_path, "out") and "frames: no result" in output(tmp_path, "err")
+    else:
+        assert "scene restored" in output(tmp_path, "out")
     assert scene_state(obs) == before
 
 
@@ -1277,6 +1299,40 @@ def test_a_killed_plugins_rig_of_a_source_renamed_since_is_restored_by_its_new_n
 
 @needs_obs
 @pytest.mark.obs
+def test_deleting_the_sources_hidden_item_while_the_rig_is_up_does_not_delete_the_source(obs, tmp_path):
+    """The source's own item, hidden under the masked picture, looks like a stray copy in OBS's Sources list. Deleted
+    there, the source was left only in the rig's scene, and removing that scene at the stop made OBS destroy the
+    source with its settings. It is put back where the masked picture was."""
+    before = scene_state(obs)
+    stage = make_stage(obs, tmp_path)
+
+    def delete_the_sources_own_item() -> None:
+        placed.update(transform_of(obs, CLIP_SOURCE))
+        own = next(i for i in stage.call("GetSceneItemList", sceneName="Scene")["sceneItems"]
+                   if i["sourceName"] == CLIP_SOURCE)
+        stage.call("RemoveSceneItem", sceneName="Scene", sceneItemId=own["sceneItemId"])
+        wait_for(lambda: CLIP_SOURCE not in stage.scene_sources("Scene"), "OBS to remove the item")
+
+    placed: dict = {}
+    rig_and_restore(obs, stage, delete_the_sources_own_item)
+    assert scene_state(obs) == before
+    assert transform_of(obs, CLIP_SOURCE) == pytest.approx(placed, abs=1)  # where and as large as it was
+
+
+def transform_of(server: HeadlessOBS, source: str) -> dict:
+    """Position, scale and crop of `source`'s item in Scene."""
+    c = client(server)
+    try:
+        item = next(i for i in c.get_scene_item_list("Scene").scene_items if i["sourceName"] == source)
+        transform = item["sceneItemTransform"]
+        return {key: transform[key] for key in ("positionX", "positionY", "width", "height", "cropLeft", "cropTop",
+                                                "cropRight", "cropBottom")}
+    finally:
+        c.disconnect()
+
+
+@needs_obs
+@pytest.mark.obs
 def test_a_rig_whose_parts_were_deleted_in_obs_still_shows_the_source_again(obs, tmp_path):
     before = scene_state(obs)
     stage = make_stage(obs, tmp_path)
@@ -1327,6 +1383,45 @@ def test_a_rig_the_user_takes_apart_in_obs_stops_the_run_and_shows_the_source_ag
     assert line in output(tmp_path, "out").splitlines()
     ended = json.loads(status.read_text())
     assert ended["state"] == "stopped" and ended["message"].startswith(f"{line} — tracked "), ended
+    assert scene_state(obs) == before
+
+
+@needs_obs
+@pytest.mark.obs
+def test_the_scene_the_rig_is_in_removed_in_obs_stops_the_run_with_a_line_and_the_source_deleted_waits(obs, tmp_path):
+    """The user's scene removed while the rig is up in it ended the run with a raw "code 600" error; the source
+    itself removed said it was shown as before, although it is gone (it is waited for: it may come back)."""
+    before = scene_state(obs)
+    c = client(obs)
+    c.create_scene("Side")
+    c.create_scene_item("Side", CLIP_SOURCE, True)
+    stage = ObsStage(Connection(port=obs.port, password=obs.password, timeout=30), CLIP_SOURCE, "Side", tmp_path,
+                     CAPTURE)
+    stage.connect()
+    try:
+        set_up(stage, DEADLINE_S)
+        c.remove_scene("Side")
+        wait_for(lambda: stage._taken_apart, "the stage to hear of the scene's removal")
+        with pytest.raises(RigRemoved, match=r"\(scene 'Side', where it was, was removed\): stopping; start the"):
+            stage.show(np.full((180, 320), 255, np.uint8))
+        stage.restore()
+    finally:
+        stage.disconnect()
+        c.disconnect()
+    wait_for_a_save_without(obs, "Side")
+    assert scene_state(obs) == before
+    stage = make_stage(obs, tmp_path)
+    stage.connect()
+    try:
+        set_up(stage, DEADLINE_S)
+        stage._taken_apart = True  # as OBS's removal of the source's item from the rig's scene is heard
+        stage.source = "gone"  # a source OBS no longer has
+        with pytest.raises(SourceMissing, match="OBS has no source named 'gone'"):
+            stage.show(np.full((180, 320), 255, np.uint8))
+        stage.source = CLIP_SOURCE
+        stage.restore()
+    finally:
+        stage.disconnect()
     assert scene_state(obs) == before
 
 
@@ -1575,7 +1670,7 @@ def test_wrong_password_is_a_clear_error(obs, tmp_path):
         stage = ObsStage(Connection(port=obs.port, password="s3cret-test"), CLIP_SOURCE, None, tmp_path)
         stage.connect()
         stage.disconnect()
-        with pytest.raises(AuthFailed):
+        with pytest.raises(AuthFailed, match="asks for a password, and none was given: pass --password"):
             ObsStage(Connection(port=obs.port, password=""), CLIP_SOURCE, None, tmp_path).connect()
     finally:
         obs.stop()
