@@ -306,6 +306,13 @@ def loaded_clip(path: str | None, max_seconds: float,
         f"{float(info.fps):.2f} fps. Click on an object to mark it." + (f" Note: {literal(note)}." if note else ""))
 
 
+def finishing_line(outputs: tuple[str, ...]) -> str:
+    """The run's status line once every frame is tracked and the outputs are still being finished."""
+    if "remove" in outputs:
+        return "Finishing: removing the object from the last frames (seconds each at 1080p), then the videos…"
+    return "Finishing the videos…"
+
+
 def counted(number: int, noun: str) -> str:
     """`number` `noun`s in words: "1 frame", "16 frames"."""
     return f"{number} {noun}{'' if number == 1 else 's'}"
@@ -563,10 +570,12 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                     cancelled = workspace.replaced(session, request) or stop.is_set()
                     if cancelled:  # Cancel or a new clip: closing the run leaves none of its files
                         break
+                    finishing = step.done == done > 0 and step.warning is None  # the frames' count again
                     done, warning = step.done, step.warning
                     total = step.total or session.frames
-                    progress((step.done, total), desc="Tracking", unit="frames")
-                    yield f"Tracking… frame {step.done} of {total}", *[gr.skip()] * 4
+                    progress((step.done, total), desc="Finishing" if finishing else "Tracking", unit="frames")
+                    yield finishing_line(outputs) if finishing else f"Tracking… frame {step.done} of {total}", \
+                        *[gr.skip()] * 4
         except (VideoError, MaskError) as error:
             yield (gr.skip(),) * 5 if workspace.replaced(session, request) else (
                 literal(user_message(error)), *[gr.skip()] * 3, session)

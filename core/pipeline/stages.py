@@ -38,6 +38,7 @@ _END = object()  # the last item through a queue
 _POLL_SECONDS = 0.1  # how often a waiting stage looks whether another one failed
 _FULL_HD_DEPTH = 4  # frames per queue up to 1080p: enough to smooth out the stages' uneven pace
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_FINISHING_POLL_S = 0.5  # how often `run_frames` yields while the outputs finish after the last frame
 _LARGE_BLOCK = 16 * 2**20  # bytes: a 4K frame is 25 MB, a 1080p one 6 MB
 
 
@@ -110,6 +111,13 @@ class _Stages:
         for ended in self._ended:
             ended.wait()
 
+    def finishing(self, every_s: float) -> Iterator[None]:
+        """Yields every `every_s` while any thread's work has not returned, so that the caller, by yielding in
+        turn, can be stopped during the outputs' closing work."""
+        for ended in self._ended:
+            while not ended.wait(every_s):
+                yield
+
     def raise_error(self) -> None:
         if self.error is not None:
             raise self.error
@@ -118,8 +126,9 @@ class _Stages:
 def run_frames(reader: VideoReader, annotations: dict[int, np.ndarray], tracker: Tracker,
                sinks: Sequence[FrameSink], edges: EdgeSettings | None, depth: int | None = None,
                refiner: MaskRefiner | None = None) -> Iterator[int]:
-    """Track the frames of `reader` and feed every sink; yields the number of frames tracked so far, and returns
-    once every sink has finished. Frames before the first annotated one get empty labels. `annotations` maps a
+    """Track the frames of `reader` and feed every sink; yields the number of frames tracked so far (the last
+    again every `_FINISHING_POLL_S` while the sinks finish: a caller that closes the generator then stops their
+    closing work too), and returns once every sink has finished. Frames before the first annotated one get empty labels. `annotations` maps a
     frame index to its (H, W) uint8 label map; `edges` None gives the sinks no matte (hard edges); a `refiner`
     redraws the tracked masks of the frames without an annotation. Each queue holds `depth` frames: by default 4
     up to 1080p, fewer for larger frames so memory stays bounded; at depth 1 (4K) the outputs share one thread, so
@@ -215,7 +224,8 @@ def _run(frames: Iterable[Frame], annotations: dict[int, np.ndarray], tracker: T
             count += 1
             yield count
         stages.put(coarse, _END)
-        stages.join()
+        for _ in stages.finishing(_FINISHING_POLL_S):
+            yield count  # the outputs still finish (a removal's last frames, the encoders): the count again
     except _Cancelled:
         stages.join()
         stages.raise_error()
