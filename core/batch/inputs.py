@@ -19,6 +19,7 @@ from pathlib import Path
 from core.io.suffixes import FRAME_SUFFIXES, VIDEO_SUFFIXES
 
 MASK_FOLDER = "masks"
+RECORD_FILE = "job.json"  # in each item's output folder: how its outputs were made (core.batch.worker)
 FRAMES_FOLDER = "frames"  # `clip/frames/` + `clip/masks/` is read as the frame folder `clip`
 
 
@@ -164,9 +165,9 @@ def explicit_annotations(mask: Path, source: Path, frame: int) -> tuple[Annotati
 
 
 def _walk(path: Path, skip: str, seen: set[str]) -> list[Path]:
-    """Videos and frame folders under `path`, sorted, not descending into masks/, hidden or `skip`. Each real
-    path (links resolved) is visited once, recorded in `seen`: a link back up the tree, or a second link to a
-    file or folder already found, adds nothing."""
+    """Videos and frame folders under `path`, sorted, not descending into masks/, hidden, `skip` or a batch
+    item's output folder (it holds RECORD_FILE). Each real path (links resolved) is visited once, recorded in
+    `seen`: a link back up the tree, or a second link to a file or folder already found, adds nothing."""
     real = os.path.realpath(path)
     if real in seen:
         return []
@@ -177,7 +178,8 @@ def _walk(path: Path, skip: str, seen: set[str]) -> list[Path]:
         return []
     items = []
     for child in sorted(path.iterdir(), key=_listing_order):
-        if child.name.startswith(".") or child.name == MASK_FOLDER or os.path.realpath(child) == skip:
+        if (child.name.startswith(".") or child.name == MASK_FOLDER or os.path.realpath(child) == skip
+                or (child / RECORD_FILE).is_file()):  # an item's outputs, from an earlier run into another --out
             continue
         items.extend(_walk(child, skip, seen))
     return items

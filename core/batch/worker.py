@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from core.annotate.refine import MaskRefiner
-from core.batch.inputs import Job, numbered_frames
+from core.batch.inputs import RECORD_FILE, Job, numbered_frames
 from core.effects import EdgeSettings
 from core.inference.tracker import Tracker
 from core.inference.settings import TrackerConfig
@@ -42,7 +42,6 @@ from core.weights import WeightsError
 CUTOUT_FILES = {"webm": "cutout.webm", "prores": "cutout.mov", "png": "cutout"}
 CUTOUT_FORMATS = ("auto", *CUTOUT_FILES)  # auto: webm, or prores for large frames (libvpx's colour + alpha
 # encoder pair alone holds 1.2 GB at 4K; ProRes 4444 is also what 4K editing software takes)
-RECORD_FILE = "job.json"
 INVERTED_SHARE = 0.85  # an annotation whose objects cover more of the frame than this looks inverted
 _RUNTIME = ("threads", "device")  # TrackerConfig's fields that do not change the masks (and the float backends)
 _ENCODING = ("x264_preset", "encoder")  # OutputSpec's fields an H.264 output's file depends on
