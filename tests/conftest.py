@@ -77,8 +77,10 @@ def encode_video(
     rotate_tag: bool = False,
     options: dict[str, str] | None = None,
     times: Sequence[Fraction] | None = None,
+    audio_start: float = 0.0,
 ) -> Path:
-    """Encode RGB frames as H.264 yuv420p with PyAV; `audio` adds a mono AAC sine tone as long as the video;
+    """Encode RGB frames as H.264 yuv420p with PyAV; `audio` adds a mono AAC sine tone to the video's end, from
+    `audio_start` seconds on (a camera's sound that starts late);
     `rotation` is the clockwise display rotation, written as the stream's display matrix, or with `rotate_tag`
     as the legacy "rotate" stream tag (kept by Matroska, not by MP4). `times` (seconds, one per frame) puts the
     frames at those times instead of n / fps, in a TIMED_BASE time base: a variable-frame-rate clip."""
@@ -104,12 +106,12 @@ def encode_video(
     container.mux(video.encode(None))
     if tone is not None:
         seconds = len(frames) / fps if times is None else times[-1] + Fraction(1, fps)
-        samples = np.arange(round(seconds * AUDIO_RATE))
+        samples = np.arange(round((seconds - audio_start) * AUDIO_RATE))
         wave = (0.3 * np.sin(2 * np.pi * TONE_HZ * samples / AUDIO_RATE)).astype(np.float32)
         for start in range(0, len(wave), 1024):
             frame = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format="flt", layout="mono")
             frame.sample_rate = AUDIO_RATE
-            frame.pts = start
+            frame.pts = start + round(audio_start * AUDIO_RATE)
             container.mux(tone.encode(frame))
         container.mux(tone.encode(None))
     container.close()

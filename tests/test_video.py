@@ -378,6 +378,21 @@ def test_frames_after_a_lost_one_keep_their_times_at_a_constant_rate(make_video,
         assert [round(frame.time, 3) for frame in reader] == times and len(times) < len(judo_frames)
 
 
+def test_sound_that_starts_late_keeps_its_time_when_it_is_re_encoded(make_video, judo_frames: list[np.ndarray],
+                                                                     tmp_path: Path) -> None:
+    """A WebM output re-encodes AAC to Opus; the encoder's own count from 0 put a camera's sound that starts late
+    0.4 s early against the picture (a remuxed MP4 kept it)."""
+    late = make_video("late.mp4", judo_frames, audio_start=0.4)
+    size = (judo_frames[0].shape[1], judo_frames[0].shape[0])
+    for name in ("out.webm", "out.mp4"):
+        with open_video(late) as reader, VideoWriter(tmp_path / name, reader.info.fps, size, audio_from=late) as writer:
+            for frame in reader:
+                writer.write(frame.image, frame.time)
+        with av.open(str(tmp_path / name)) as container:
+            first = next(container.decode(audio=0))
+            assert first.time == pytest.approx(0.4, abs=0.03), name
+
+
 def test_a_matroska_file_cut_short_is_warned_of_by_its_header_seconds(make_video, judo_frames: list[np.ndarray],
                                                              tmp_path: Path) -> None:
     """WebM lists no frame count: a cut-short one used to end early without a word."""

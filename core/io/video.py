@@ -759,6 +759,7 @@ class _AudioCopy:
             self._out.layout = "stereo" if stream.layout.nb_channels > 1 else "mono"
         self._packets = source.demux(stream)
         self._done = False
+        self._next_sample = 0  # re-encoding: where the last frame given to the encoder ended, in samples
 
     @classmethod
     def from_source(cls, source: Path, output: av.container.OutputContainer, target: Path) -> _AudioCopy | None:
@@ -803,8 +804,19 @@ class _AudioCopy:
             self._out.container.mux(packet)
             return
         for frame in self._in.decode(packet):
-            frame.pts = None
+            self._place(frame)
             self._out.container.mux(self._out.encode(frame))
+
+    def _place(self, frame: av.AudioFrame) -> None:
+        """Time a decoded frame for the encoder in samples from the first video frame, as in the source: audio that
+        starts late or has a gap keeps its timing (the encoder's own count from 0 moved it against the picture).
+        A frame timed before the end of the one before it follows it instead."""
+        rate = frame.sample_rate
+        start = self._next_sample
+        if frame.pts is not None and frame.time_base:
+            start = max(start, round((float(frame.pts * frame.time_base) - self._start) * rate))
+        frame.pts, frame.time_base = start, Fraction(1, rate)
+        self._next_sample = start + frame.samples
 
     def _flush_encoder(self) -> None:
         if not self._remux:
