@@ -393,6 +393,26 @@ def test_sound_that_starts_late_keeps_its_time_when_it_is_re_encoded(make_video,
             assert first.time == pytest.approx(0.4, abs=0.03), name
 
 
+def test_a_clip_trimmed_by_an_edit_list_is_not_taken_for_a_damaged_one(make_video, judo_frames: list[np.ndarray],
+                                                                        tmp_path: Path) -> None:
+    """A cut made without re-encoding (`ffmpeg -ss … -c copy`) keeps the frames before the cut, hidden by an edit
+    list, and its header counts them: it was warned of as truncated, and the user told to download it again."""
+    whole = make_video("whole.mp4", judo_frames, audio=False)
+    trimmed = tmp_path / "trimmed.mp4"
+    with av.open(str(whole)) as source, av.open(str(trimmed), "w") as target:
+        video = source.streams.video[0]
+        out = target.add_stream_from_template(video)
+        shift = round(Fraction(4, 25) / video.time_base)  # the cut: 4 frames in
+        for packet in source.demux(video):
+            if packet.dts is None:
+                continue
+            packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, out
+            target.mux(packet)
+    with open_video(trimmed) as reader:
+        decoded = sum(1 for _ in reader)
+        assert decoded < reader.info.num_frames - 2 and reader.damage_warning(decoded) is None
+
+
 def test_a_matroska_file_cut_short_is_warned_of_by_its_header_seconds(make_video, judo_frames: list[np.ndarray],
                                                              tmp_path: Path) -> None:
     """WebM lists no frame count: a cut-short one used to end early without a word."""

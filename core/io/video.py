@@ -140,12 +140,15 @@ def damaged_or_short(info: VideoInfo, decoded: int, *, ended_at: float, stream_s
                      skipped: int = 0) -> str | None:
     """A one-line warning when a video's iteration gave `decoded` frames, the last ending `ended_at` seconds into
     the stream, but its header lists more frames (`info.num_frames`, besides the `skipped` packets' and a frame or
-    two: edit lists, a codec's delay) or, listing none, gives its video more seconds (`stream_seconds`, the stream's
+    two: a codec's delay; unless the frames reach the stream's seconds: an edit list hides frames it lists) or,
+    listing none, gives its video more seconds (`stream_seconds`, the stream's
     own: a container's may include a longer audio track): a cut-short download decodes its first part and then ends
     without an error. Also when the decoder refused `skipped` packets (damaged bytes), which were skipped. None
     otherwise."""
     found = []
-    if info.num_frames is not None and decoded + skipped < info.num_frames - TRUNCATION_SLACK:
+    reached_its_end = stream_seconds is not None and stream_seconds - ended_at <= SHORT_GAP_S  # an edit list's
+    # trimmed clip lists every frame it holds, the hidden ones too, but its frames reach the seconds it gives
+    if info.num_frames is not None and decoded + skipped < info.num_frames - TRUNCATION_SLACK and not reached_its_end:
         found.append(f"ends after {decoded} of the {info.num_frames} frames its header lists (truncated or damaged?)")
     elif (info.num_frames is None and stream_seconds and ended_at < SHORT_SHARE * stream_seconds
           and stream_seconds - ended_at > SHORT_GAP_S):
