@@ -413,6 +413,17 @@ def test_a_clip_trimmed_by_an_edit_list_is_not_taken_for_a_damaged_one(make_vide
         assert decoded < reader.info.num_frames - 2 and reader.damage_warning(decoded) is None
 
 
+def test_a_matroska_file_cut_short_keeps_its_frame_rate(make_video, judo_frames: list[np.ndarray],
+                                                       tmp_path: Path) -> None:
+    """Cut inside a group of pictures, a file's last packets lack frames shown before them: its rate was read as
+    23.56 instead of 25 and its outputs played 6 % slow against the sound."""
+    whole = make_video("long.mkv", judo_frames * 6)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    with open_video(cut) as reader:
+        assert reader.info.fps == 25 and not variable_rate(cut, reader.info.fps)
+
+
 def test_a_matroska_file_cut_short_is_warned_of_by_its_header_seconds(make_video, judo_frames: list[np.ndarray],
                                                              tmp_path: Path) -> None:
     """WebM lists no frame count: a cut-short one used to end early without a word."""

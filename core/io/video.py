@@ -65,6 +65,8 @@ SHORT_SHARE, SHORT_GAP_S = 0.9, 0.1
 COMMON_RATES = tuple(Fraction(rate) for rate in (24, 25, 30, 48, 50, 60)) + tuple(
     Fraction(rate * 1000, 1001) for rate in (24, 30, 60))  # film, PAL, NTSC and their doubles
 _VFR_TOLERANCE = 0.25  # of a frame: a clip whose frame times stray further from n / fps is variable-rate
+_REORDER_DEPTH = 4  # frames a codec may store ahead of those it shows before them (B-frames): a cut-short file's
+# last packets can lack that many earlier frames, so the frame rate is read before them
 _VFR_TIME_BASE = Fraction(1, 90000)  # a variable-rate output's time base (the MPEG clock)
 CONVERT_HINT = "(or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"  # command-line advice (the web drops it)
 _FIX_DAMAGED = f"re-export or re-download it {CONVERT_HINT}"
@@ -467,8 +469,11 @@ def _frame_rate(path: Path, stream: av.VideoStream) -> Fraction:
 
 def _packet_ticks(path: Path) -> tuple[np.ndarray, Fraction]:
     """The first video stream's packet timestamps in display order, in ticks of its time base from the first, and
-    that time base (`_read_packet_ticks`, remembered for the file while it stays unchanged)."""
-    return _read_packet_ticks(*_file_key(path))
+    that time base (`_read_packet_ticks`, remembered for the file while it stays unchanged); without the last
+    `_REORDER_DEPTH` of a longer clip, since a cut-short file's last frames can come without those shown before
+    them (its frames then seemed to leave a gap, and its rate to be lower)."""
+    ticks, time_base = _read_packet_ticks(*_file_key(path))
+    return (ticks[:-_REORDER_DEPTH] if len(ticks) > 2 * _REORDER_DEPTH else ticks), time_base
 
 
 @functools.lru_cache(maxsize=16)
