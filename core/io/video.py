@@ -152,8 +152,7 @@ def damaged_or_short(info: VideoInfo, decoded: int, *, ended_at: float, stream_s
     # trimmed clip lists every frame it holds, the hidden ones too, but its frames reach the seconds it gives
     if info.num_frames is not None and decoded + skipped < info.num_frames - TRUNCATION_SLACK and not reached_its_end:
         found.append(f"ends after {decoded} of the {info.num_frames} frames its header lists (truncated or damaged?)")
-    elif (info.num_frames is None and stream_seconds and ended_at < SHORT_SHARE * stream_seconds
-          and stream_seconds - ended_at > SHORT_GAP_S):
+    elif info.num_frames is None and cut_short(ended_at, stream_seconds):
         found.append(f"ends after {_seconds(ended_at)} of the {_seconds(stream_seconds)} seconds its header gives "
                      "(truncated or damaged?)")
     if skipped:
@@ -163,6 +162,12 @@ def damaged_or_short(info: VideoInfo, decoded: int, *, ended_at: float, stream_s
     frames = "the 1 frame" if decoded == 1 else f"the {decoded} frames"
     return (f"{Path(info.path).name} {' and '.join(found)}; the outputs hold {frames} that decoded: for the rest, "
             f"{_FIX_DAMAGED}")
+
+
+def cut_short(ended_at: float, stream_seconds: float | None) -> bool:
+    """Whether frames ending `ended_at` seconds into a stream whose header gives it `stream_seconds` (None: it does
+    not say) end too early for a whole file."""
+    return bool(stream_seconds) and ended_at < SHORT_SHARE * stream_seconds and stream_seconds - ended_at > SHORT_GAP_S
 
 
 def _transfer(frame: av.VideoFrame, stream: av.VideoStream) -> int | None:
@@ -469,22 +474,22 @@ def _frame_rate(path: Path, stream: av.VideoStream) -> Fraction:
 
 def _packet_ticks(path: Path) -> tuple[np.ndarray, Fraction]:
     """The first video stream's packet timestamps in display order, in ticks of its time base from the first, and
-    that time base (`_read_packet_ticks`, remembered for the file while it stays unchanged); without the last
-    `_REORDER_DEPTH` of a longer clip, since a cut-short file's last frames can come without those shown before
-    them (its frames then seemed to leave a gap, and its rate to be lower)."""
-    ticks, time_base = _read_packet_ticks(*_file_key(path))
-    return (ticks[:-_REORDER_DEPTH] if len(ticks) > 2 * _REORDER_DEPTH else ticks), time_base
+    that time base (`_read_packet_ticks`, remembered for the file while it stays unchanged)."""
+    return _read_packet_ticks(*_file_key(path))
 
 
 @functools.lru_cache(maxsize=16)
 def _read_packet_ticks(path: str, size: int, modified: int) -> tuple[np.ndarray, Fraction]:
     """`_packet_ticks` of the file at `path` of `size` bytes modified at `modified` ns (up to a damaged part,
-    when the file has one; none when no packet has a timestamp), read-only: the cache shares it."""
+    when the file has one; none when no packet has a timestamp), read-only: the cache shares it. A file cut short
+    (`cut_short`) loses its last `_REORDER_DEPTH`: they can come without frames shown before them, which looked
+    like a gap, and a lower frame rate."""
     container = _open_container(Path(path))
     stamps: list[int] = []
     try:
         stream = container.streams.video[0]
         time_base = stream.time_base  # read while the container is open: closed, it is freed memory
+        seconds = _stream_seconds(stream)
         for packet in container.demux(stream):
             if packet.pts is not None:
                 stamps.append(packet.pts)
@@ -494,6 +499,8 @@ def _read_packet_ticks(path: str, size: int, modified: int) -> tuple[np.ndarray,
         container.close()
     stamps.sort()
     ticks = np.array([pts - stamps[0] for pts in stamps], dtype=np.int64)
+    if len(ticks) > 2 * _REORDER_DEPTH and cut_short(float(int(ticks[-1]) * time_base), seconds):
+        ticks = ticks[:-_REORDER_DEPTH]
     ticks.setflags(write=False)
     return ticks, time_base
 
