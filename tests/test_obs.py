@@ -34,8 +34,8 @@ from plugin.obs import StatusFile, build_parser, join_negative_values, scene_out
 from plugin.obs import main as obs_main
 from plugin.session import Annotation, Answer, FramePump, LiveSession, SessionConfig
 from plugin.stage import (FILTER_KIND, FILTER_NAME, AuthFailed, Connection, NoFrame, ObsStage, ObsUnavailable,
-                          Placement, RequestFailed, RigRemoved, SourceMissing, StageError, background_name, mask_on_canvas,
-                          name_hint, unwrapped_transform, wrapper_name, wrapper_transform)
+                          Placement, RequestFailed, RigRemoved, SourceMissing, StageError, background_name,
+                          mask_on_canvas, name_hint, unwrapped_transform, wrapper_name, wrapper_transform)
 from tests.conftest import stalled_import
 from tests.obs_harness import (CLIP_SOURCE, SAMPLE, HeadlessOBS, add_clip_source, free_port, obs_available,
                                set_up, write_clip)

@@ -636,9 +636,13 @@ def test_scrubbing_away_drops_a_box_corner_and_back_shows_the_marks(app, clip):
     marked, _, session, _ = click("Positive click", 1, 12, session, "", select(session, 160, 80))
     _, summary, session, _ = click("Box (drag, or two corners)", 2, 12, session, "", select(session, 10, 10))
     assert "opposite corner" in summary
+    _, summary, session, _ = seek(0, session)  # the same frame: the corner stays
+    assert "opposite corner" in summary and session.pending is not None
     _, summary, session, box = seek(3, session)
     assert isinstance(box, type(gr.skip()))  # a frame inside the clip leaves the slider's number box as it is
     assert "opposite corner" not in summary and summary.startswith("Marked — frame 0: objects 1.")
+    assert summary.endswith("The box corner set on frame 0 was dropped: a box's two corners go on one frame (or drag "
+                            "the box).")
     _, summary, session, _ = seek(0, session)
     assert np.array_equal(annotated_view(session), marked) and summary.startswith("Marked — frame 0: objects 1.")
     _, _, session, box = seek(CLIP_FRAMES + 40, session)  # typed past the end in the slider's number box
@@ -650,14 +654,16 @@ def test_a_drag_is_one_edit_and_drops_a_box_corner_waiting(app, clip):
     session = handler(app, "load_clip")(str(clip), None)[4]
     click, drag = handler(app, "click"), handler(app, "drag")
     scale = display_scale(session.frame.shape[:2])
-    path = lambda *points: json.dumps({"points": [[round(x * scale), round(y * scale)] for x, y in points]})  # noqa: E731
+    path = lambda *points: json.dumps(  # noqa: E731
+        {"points": [[round(x * scale), round(y * scale)] for x, y in points]})
     _, summary, session, _ = click("Box (drag, or two corners)", 1, 12, session, "", select(session, 10, 10))
     assert "opposite corner" in summary
     _, summary, session, _ = drag("Box (drag, or two corners)", 1, 12, session, "", path((120, 20), (200, 160)))
     assert session.pending is None and "opposite corner" not in summary
     assert session.marks[0][-1].kind == "box" and abs(session.marks[0][-1].x2 - 200) <= 1
     _, summary, session, _ = drag("Brush: add", 3, 5, session, "", path((5, 5), (5, 100)))
-    assert summary.startswith("Marked — frame 0: objects 1, 3.") and session.labels[0][5:100, 5].tolist().count(3) > 90
+    assert summary.startswith("Marked — frame 0: objects 1, 3.")
+    assert session.labels[0][5:100, 5].tolist().count(3) > 90
     _, summary, session, _ = handler(app, "undo")(session, "")
     assert summary.startswith("Marked — frame 0: objects 1.")  # the whole stroke undone at once
     assert all(isinstance(output, type(gr.skip())) for output in drag("Brush: add", 3, 5, session, "", "not json"))
@@ -670,11 +676,13 @@ def test_a_run_counts_a_webms_frames_and_names_its_downloads_after_the_clip(app,
     chosen = [OUTPUTS["overlay"][1], OUTPUTS["masks_zip"][1]]
     steps = list(handler(app, "run")(chosen, "#00b140", 31, 0, 0, False, session, Request("webm"),
                                      lambda done, **_: totals.append(done)))
-    assert totals == [(done, CLIP_FRAMES) for done in range(1, CLIP_FRAMES + 1)]
-    assert steps[0][0] == f"Tracking… frame 1 of {CLIP_FRAMES}"
+    assert list(dict.fromkeys(totals)) == [(done, CLIP_FRAMES) for done in range(1, CLIP_FRAMES + 1)]  # the last
+    assert steps[0][0] == f"Tracking… frame 1 of {CLIP_FRAMES}"  # again while the outputs finish
     files = steps[-1][3]
     assert [Path(file).name for file in files] == ["my_talk-overlay.mp4", "my_talk-masks.zip"]
     assert count_frames(Path(files[0]))[0] == CLIP_FRAMES
+    gallery, status = handler(app, "preview")(False, session, steps[-1][0], Request("webm"), lambda *_, **__: None)
+    assert len(gallery) == 2 and isinstance(status, type(gr.skip()))  # the run's "Done:" line stays
 
 
 def test_a_preview_or_run_of_a_clip_replaced_since_stops_without_a_word(app, tmp_path):
@@ -684,7 +692,7 @@ def test_a_preview_or_run_of_a_clip_replaced_since_stops_without_a_word(app, tmp
     old = update_marks(handler(app, "load_clip")(str(clip), request)[4], (Mark("positive", 1, 160, 80),), None)
     handler(app, "reset")(request)
     skipped = (gr.skip(),) * 5
-    assert handler(app, "preview")(False, old, request, lambda *_, **__: None) == skipped[:2]
+    assert handler(app, "preview")(False, old, "", request, lambda *_, **__: None) == skipped[:2]
     chosen = [OUTPUTS["overlay"][1]]
     assert list(handler(app, "run")(chosen, "#00b140", 31, 0, 0, False, old, request, lambda *_, **__: None)) == \
         [skipped]
@@ -705,7 +713,7 @@ def test_a_clip_replaced_as_a_run_finishes_its_outputs_leaves_the_new_clips_view
     monkeypatch.setattr(web_app, "run_outputs", replaced_at_the_end)
     steps = list(handler(app, "run")([OUTPUTS["overlay"][1]], "#00b140", 31, 0, 0, False, session, request,
                                      lambda *_, **__: None))
-    assert steps[-1] == (gr.skip(),) * 5 and all(step[0].startswith("Tracking") for step in steps[:-1])
+    assert steps[-1] == (gr.skip(),) * 5 and all(step[0].startswith(("Tracking", "Finishing")) for step in steps[:-1])
 
 
 # ---- the running app, through gradio_client ----

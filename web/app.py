@@ -410,6 +410,14 @@ def update_marks(session: Session, marks: tuple[annotate.Mark, ...], pending: an
     return session
 
 
+def corner_dropped(session: Session, index: int) -> str:
+    """What the marks summary adds when a move to frame `index` drops a box's first corner set on another frame."""
+    if session.pending is None or index == session.frame_index:
+        return ""
+    return (f" The box corner set on frame {session.frame_index} was dropped: a box's two corners go on one frame "
+            "(or drag the box).")
+
+
 def annotations_of(session: Session) -> dict[int, np.ndarray]:
     """The non-empty label maps by frame index, ready for the tracker."""
     return {index: labels for index, labels in session.labels.items() if labels.any()}
@@ -494,9 +502,12 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             session.frame = read_frame(session.video, index)
         except VideoError as error:
             raise user_error(error) from None
-        session.frame_index, session.pending = index, None
+        dropped = corner_dropped(session, index)
+        if index != session.frame_index:
+            session.frame_index, session.pending = index, None
         typed_past_an_end = index != value  # the number box then shows the end frame too
-        return framed_view(session), marks_summary(session), session, index if typed_past_an_end else gr.skip()
+        return (framed_view(session), marks_summary(session) + dropped, session,
+                index if typed_past_an_end else gr.skip())
 
     def edited(session: Session, shown: str):
         return annotated_view(session), marks_summary(session), session, run_status_after_edit(shown, session)
@@ -527,7 +538,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
     def clear_frame(session: Session, shown: str):
         return edited(edit_marks(session, (), None), shown)
 
-    def preview(refine: bool, session: Session, request: gr.Request, progress=gr.Progress()):
+    def preview(refine: bool, session: Session, shown: str, request: gr.Request, progress=gr.Progress()):
         problem = run_problem(session, [OUTPUTS["overlay"][1]])
         if problem:
             return gr.skip(), problem
@@ -548,7 +559,8 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         except (VideoError, MaskError) as error:
             return gr.skip(), gr.skip() if workspace.replaced(session, request) else literal(user_message(error))
         first = min(annotations)
-        return [(image, f"frame {first + i}") for i, image in enumerate(overlays)], "Preview ready."
+        ready = gr.skip() if shown.startswith(DONE) else "Preview ready."  # a run's outcome (and warning) stays
+        return [(image, f"frame {first + i}") for i, image in enumerate(overlays)], ready
 
     def run(chosen: list[str], colour: str, blur: float, feather: float, edge_shift: float, refine: bool,
             session: Session, request: gr.Request, progress=gr.Progress()):
@@ -694,7 +706,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         undo_button.click(undo, [session, run_status], edit_outputs, **edits)
         clear_object_button.click(clear_object, [object_id, session, run_status], edit_outputs, **edits)
         clear_frame_button.click(clear_frame, [session, run_status], edit_outputs, **edits)
-        preview_button.click(preview, [refine, session], [gallery, run_status],
+        preview_button.click(preview, [refine, session, run_status], [gallery, run_status],
                              api_visibility=hidden, concurrency_id="tracking", concurrency_limit=1)
         # Cancel can be pressed only while a run is queued or going: on with Run (unqueued, and set up before the
         # run's own listener: the page answers a button's listeners in that order), off when pressed, when the
@@ -742,8 +754,8 @@ def serve(config: AppConfig, workspace: Workspace | None = None, block: bool = T
     gives it 3 s, which a busy machine overruns: the launch then failed, saying localhost was not accessible."""
     app = build_app(config, workspace)
     _, url, _ = app.launch(server_name=config.host, server_port=config.port, max_file_size=f"{config.max_upload_mb}mb",
-                           theme=_THEME, css=_CSS, head=_HEAD, ssr_mode=False, share=False, show_error=True, quiet=not block,
-                           prevent_thread_lock=True, footer_links=["api"], mcp_server=False, _frontend=False)
+                           theme=_THEME, css=_CSS, head=_HEAD, ssr_mode=False, share=False, show_error=True,
+                           quiet=not block, prevent_thread_lock=True, footer_links=["api"], mcp_server=False, _frontend=False)
     try:
         wait_until_answering(url, ANSWER_WAIT_S)
     except BaseException:  # unreachable, or Ctrl-C while waiting: the server closes

@@ -128,11 +128,11 @@ def run_frames(reader: VideoReader, annotations: dict[int, np.ndarray], tracker:
                refiner: MaskRefiner | None = None) -> Iterator[int]:
     """Track the frames of `reader` and feed every sink; yields the number of frames tracked so far (the last
     again every `_FINISHING_POLL_S` while the sinks finish: a caller that closes the generator then stops their
-    closing work too), and returns once every sink has finished. Frames before the first annotated one get empty labels. `annotations` maps a
-    frame index to its (H, W) uint8 label map; `edges` None gives the sinks no matte (hard edges); a `refiner`
-    redraws the tracked masks of the frames without an annotation. Each queue holds `depth` frames: by default 4
-    up to 1080p, fewer for larger frames so memory stays bounded; at depth 1 (4K) the outputs share one thread, so
-    only one of them holds its temporaries at a time."""
+    closing work too), and returns once every sink has finished. Frames before the first annotated one get empty
+    labels. `annotations` maps a frame index to its (H, W) uint8 label map; `edges` None gives the sinks no matte
+    (hard edges); a `refiner` redraws the tracked masks of the frames without an annotation. Each queue holds
+    `depth` frames: by default 4 up to 1080p, fewer for larger frames so memory stays bounded; at depth 1 (4K) the
+    outputs share one thread, so only one of them holds its temporaries at a time."""
     depth = depth or queue_depth(reader.info.width, reader.info.height)
     if is_large((reader.info.width, reader.info.height)):
         _return_large_blocks()
