@@ -35,10 +35,11 @@ from core.io.video import (  # noqa: E402
 from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
-    DISPLAY_SIDE, START, AppConfig, AppUnreachable, Session, Workspace, _learn_quietly, _parse_colour, annotated_view,
-    annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background, marks_summary, parse_args,
-    edit_marks, loaded_clip, probe_clip, read_frame, run_problem, run_status_after_edit, scrub_slider, serve, undo_edit,
-    update_marks, user_error, user_message, wait_until_answering,
+    DISPLAY_SIDE, START, AppConfig, AppUnreachable, Session, Workspace, _learn_quietly, _parse_colour, _safe_name,
+    annotated_view, annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background,
+    marks_summary, parse_args, edit_marks, loaded_clip, named_after_clip, probe_clip, read_frame, run_problem,
+    run_status_after_edit, scrub_slider, serve, undo_edit, update_marks, user_error, user_message,
+    wait_until_answering,
     main as web_main,
 )
 from web.pipeline import OUTPUTS, VIDEO_OUTPUTS, RunSettings, preview_overlays, run_outputs  # noqa: E402
@@ -466,8 +467,8 @@ def test_run_writes_every_output(tmp_path, clip, mask):
     results: dict = {}
     settings = RunSettings(outputs=tuple(OUTPUTS), tracker=TRACKER)
     steps = list(run_outputs(str(clip), {0: read_mask(mask)}, tmp_path / "out", settings, results))
-    assert [step.done for step in steps] == list(range(1, CLIP_FRAMES + 1))
-    assert set(results) == set(OUTPUTS)
+    assert list(dict.fromkeys(step.done for step in steps)) == list(range(1, CLIP_FRAMES + 1))  # the last again
+    assert set(results) == set(OUTPUTS) and results["first_mask"].name == "mask-frame-0.png"  # while finishing
     width, height = CLIP_SIZE
     for name in ("overlay", "mask", "blur", "replace", "remove"):
         assert count_frames(results[name]) == (CLIP_FRAMES, (height, width, 3)), name
@@ -475,6 +476,12 @@ def test_run_writes_every_output(tmp_path, clip, mask):
     with zipfile.ZipFile(results["masks_zip"]) as archive:
         assert archive.namelist() == [f"{i:05d}.png" for i in range(CLIP_FRAMES)]
     assert np.array_equal(read_mask(results["first_mask"]), read_mask(mask))
+
+
+def test_download_names_keep_a_clips_name_readable():
+    """Each space, dash or emoji used to become its own "_": "my_clip___été____1"."""
+    assert named_after_clip({}, "x") == {}
+    assert _safe_name("my clip – été 🎬 #1") == "my_clip_été_1" and _safe_name("🎬", "clip") == "clip"
 
 
 def test_the_web_names_its_videos_as_the_batch_does():
@@ -780,6 +787,10 @@ def test_api_explains_bad_input(server, tmp_path, clip, mask):
         call_segment(server[0], clip, small, "overlay")
     with pytest.raises(gradio_client.exceptions.AppError, match=r"^Unknown output 'sparkles'; choose one of overlay"):
         call_segment(server[0], clip, mask, "sparkles")
+    for frame in (2.5, -1):  # a fraction was taken as the frame before it
+        with pytest.raises(gradio_client.exceptions.AppError, match=r"^frame is the annotated frame's index, a whole "
+                                                                     r"number from 0, not (2\.5|-1)\.$"):
+            call_segment(server[0], clip, mask, "overlay", frame)
 
 
 def test_a_refused_upload_prints_no_traceback_on_the_server(server, tmp_path, mask, capfd):

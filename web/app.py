@@ -616,12 +616,15 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             raise refusal("Send both a video file and an annotation mask image.")
         if output not in OUTPUTS:
             raise refusal(f"Unknown output {output!r}; choose one of {', '.join(OUTPUTS)}.")
+        index = frame or 0
+        if index < 0 or index != int(index):
+            raise refusal(f"frame is the annotated frame's index, a whole number from 0, not {frame:g}.")
         try:
             info = probe_clip(video, config.max_seconds)
             labels = read_annotation(mask, (info.height, info.width))  # its own name in its errors: the file to fix
             results: dict = {}
             settings = RunSettings(outputs=(output,), tracker=config.tracker)
-            for _ in run_outputs(video, {int(frame or 0): labels}, workspace.folder(request), settings, results):
+            for _ in run_outputs(video, {int(index): labels}, workspace.folder(request), settings, results):
                 pass
         except (VideoError, MaskError) as error:
             raise user_error(error) from None
@@ -686,7 +689,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
             api_video, api_mask = gr.File(label="video"), gr.File(label="mask")
             api_output = gr.Dropdown(list(OUTPUTS), value="overlay", allow_custom_value=True,  # `segment` refuses
                                      label="output")
-            api_frame = gr.Number(0, precision=0, label="frame")
+            api_frame = gr.Number(0, label="frame")  # no precision: Gradio would round 2.5 to 2 unsaid
             api_result = gr.File(label="result")
             api_button = gr.Button()
 
@@ -846,9 +849,10 @@ def _odd(value: float) -> int:
 
 
 def _safe_name(text: str, empty: str = "anonymous") -> str:
-    """`text` (a session hash, a clip's name) made safe in a file name: other characters than letters, digits,
-    '-' and '_' become '_'; `empty` when nothing is left."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:64] or empty
+    """`text` (a session hash, a clip's name) made safe in a file name: each run of characters other than letters
+    (of any script), digits, '-' and '_' becomes one '_' ("my clip – été #1" → "my_clip_été_1"); `empty` when
+    nothing is left."""
+    return re.sub(r"[^\w-]+", "_", text).strip("_")[:64] or empty
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ OUTPUTS: dict[str, tuple[str, str]] = {
     "replace": ("replace.mp4", "Background replaced"),
     "remove": ("remove.mp4", "Object removed (inpainted)"),
     "masks_zip": ("masks.zip", "Masks (zip of palette PNGs)"),
-    "first_mask": ("first-mask.png", "Annotated-frame mask (PNG, for the OBS plugin)"),
+    "first_mask": ("mask-frame-{frame}.png", "Annotated-frame mask (PNG, for the OBS plugin)"),  # the first one
 }
 VIDEO_OUTPUTS = ("overlay", "mask", "cutout", "blur", "replace", "remove")
 
@@ -124,8 +124,9 @@ def run_outputs(
         results["masks_zip"] = _zip_folder(masks_dir, out_dir / OUTPUTS["masks_zip"][0])
         shutil.rmtree(masks_dir)
     if "first_mask" in settings.outputs:
-        results["first_mask"] = out_dir / OUTPUTS["first_mask"][0]
-        write_mask(results["first_mask"], annotations[min(annotations)])
+        first = min(annotations)  # named with its frame: it need not be frame 0
+        results["first_mask"] = out_dir / OUTPUTS["first_mask"][0].format(frame=first)
+        write_mask(results["first_mask"], annotations[first])
 
 
 def preview_overlays(
