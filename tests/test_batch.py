@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import pytest
 
+from core.batch.cli import FINISHING, ProgressBoard
 from core.batch.cli import main as batch_main
 from core.demo import main as demo_main
 from core.batch.inputs import InputError, Job, plan_jobs
@@ -384,6 +385,17 @@ def test_large_frames_get_the_removal_in_a_second_pass_with_the_same_masks(clips
     masks = sorted((tmp_path / "one" / "judo" / "masks").glob("*.png"))
     assert len(masks) == 8
     assert all(np.array_equal(read_mask(m), read_mask(tmp_path / "two" / "judo" / "masks" / m.name)) for m in masks)
+
+
+def test_a_videos_bar_says_when_its_outputs_are_being_finished(capsys: pytest.CaptureFixture[str]) -> None:
+    """After the last frame a removal's closing frames take seconds each: the bar sat at 90–100 % for a minute with
+    no sign of work."""
+    board = ProgressBoard(1, quiet=False)
+    for done in (1, 2, 2, 2):  # the worker's count comes again while the outputs finish
+        board.update(ProgressEvent("clip", done, 2))
+    bar = board._bars["clip"][0]
+    assert bar.n == 2 and bar.postfix == FINISHING
+    board.close()
 
 
 def test_a_folder_not_written_by_batch_is_never_replaced(clips: Path, tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from core.io.command import (INTERRUPTED, TERMINATED, ToolParser, bounded, ctrl_
 SUMMARY_FILE = "summary.json"
 EDGE_PIXELS = 50  # the most --feather and --edge-shift may move an edge, in pixels at 480p
 POLL_SECONDS = 0.2
+FINISHING = "finishing the outputs (a removal's last frames take longest)"  # said once every frame is tracked
 STOP_WAIT_S = 10.0  # how long a stopped worker process is waited for before its item's folder is removed
 
 
@@ -68,7 +69,8 @@ class ProgressBoard:
         self._total = total
 
     def update(self, event: ProgressEvent) -> None:
-        """Move the bar of `event.name` (created on its first event)."""
+        """Move the bar of `event.name` (created on its first event); the same count again means every frame is
+        tracked and the outputs are still being finished, which the bar then says."""
         if self._quiet:
             return
         if event.name not in self._bars:
@@ -76,7 +78,10 @@ class ProgressBoard:
             bar = tqdm(total=event.total, desc=event.name, unit="frame", position=row, leave=False)
             self._bars[event.name] = (bar, row)
         bar = self._bars[event.name][0]
-        bar.update(event.done - bar.n)
+        if event.done and event.done == bar.n:
+            bar.set_postfix_str(FINISHING)
+        else:
+            bar.update(event.done - bar.n)
 
     def finish(self, result: ItemResult) -> None:
         """Close the item's bar and log one line about it."""
