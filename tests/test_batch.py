@@ -7,6 +7,7 @@ frame counts, ids, sizes and statuses, and on the annotated frames, which the tr
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import os
@@ -34,7 +35,7 @@ from core.batch.inputs import InputError, Job, plan_jobs
 from core.batch.worker import OutputSpec, ProgressEvent, completed, process_job
 from core.inference.settings import DEFAULT_SIZE, TrackerConfig
 from core.io.masks import MaskError, object_ids, read_mask, resize_labels, write_mask
-from core.io.video import nvenc_available, open_video
+from core.io.video import VideoError, nvenc_available, open_video
 from core.weights import default_checkpoint
 from tests.conftest import SAMPLES, encode_video, frame_times, sample_frames, uneven_times
 
@@ -396,6 +397,37 @@ def test_a_videos_bar_says_when_its_outputs_are_being_finished(capsys: pytest.Ca
     bar = board._bars["clip"][0]
     assert bar.n == 2 and bar.postfix == FINISHING
     board.close()
+
+
+def test_a_full_disk_is_one_line_naming_the_input_and_the_fix(clips: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk ended an item with "unexpected OSError … please report this", and summary.json's own write with
+    a traceback and a leftover temporary file."""
+    out = tmp_path / "out"
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("core.batch.worker._write_record", full)
+    assert run_main(clips / "frames" / "bike", "--out", out, "--quiet") == 1
+    assert summary_items(out)["bike"]["error"] == (
+        f"{clips / 'frames' / 'bike'}: cannot write its outputs in {out / 'bike'} (No space left on device); free disk "
+        "space and run again")
+
+    def encoding_failed(folder: Path, *_args):
+        raise VideoError(f"{folder / 'overlay.mp4'}: encoding failed (No space left on device); check free disk space")
+
+    monkeypatch.setattr("core.batch.worker._write_record", encoding_failed)  # named in the folder being written
+    assert run_main(clips / "frames" / "bike", "--out", out, "--quiet") == 1
+    assert summary_items(out)["bike"]["error"].startswith(f"{out / 'bike' / 'overlay.mp4'}: encoding failed")
+    capsys.readouterr()
+    monkeypatch.setattr(Path, "write_text", full)
+    assert run_main(clips / "frames" / "bike", "--out", tmp_path / "other", "--quiet") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {tmp_path / 'other' / 'summary.json'}: cannot be written (No space left on device); free disk space "
+        "(or make the folder writable) and run the same command again: finished items are kept"]
+    assert not list((tmp_path / "other").glob(".summary*"))
 
 
 def test_a_folder_not_written_by_batch_is_never_replaced(clips: Path, tmp_path: Path) -> None:

@@ -33,8 +33,8 @@ from core.io.video import H264_ENCODERS, X264_PRESETS, nvenc_available
 from core.pipeline import EFFECTS, BackgroundError, check_background
 from core.inference.tracker import resolved_config
 from core.inference.settings import TrackerConfig, add_tracker_arguments, tracker_config
-from core.io.command import (INTERRUPTED, TERMINATED, ToolParser, bounded, ctrl_c_interrupts, output_folder,
-                             whole_number)
+from core.io.command import (INTERRUPTED, TERMINATED, BadInput, ToolParser, bounded, ctrl_c_interrupts,
+                             output_folder, whole_number)
 
 SUMMARY_FILE = "summary.json"
 EDGE_PIXELS = 50  # the most --feather and --edge-shift may move an edge, in pixels at 480p
@@ -116,6 +116,10 @@ def _describe(result: ItemResult, counter: str) -> str:
     return line if result.warning is None else f"{line}; warning: {result.warning}"
 
 
+class SummaryUnwritable(BadInput):
+    """summary.json cannot be written (a full disk): the run ends with its one line."""
+
+
 class RunSummary:
     """summary.json of this run, rewritten atomically after every item so a killed run still leaves one."""
 
@@ -151,11 +155,18 @@ class RunSummary:
         return counts
 
     def write(self) -> None:
+        """Rewrite summary.json whole (a temporary file renamed); SummaryUnwritable when the disk refuses it."""
         document = {**self._header, "counts": self.counts(), "items": [asdict(i) for i in self._items.values()]}
-        self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_name(f".{self._path.name}.tmp")
-        tmp.write_text(json.dumps(document, indent=2))
-        os.replace(tmp, self._path)
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(document, indent=2))
+            os.replace(tmp, self._path)
+        except OSError as error:
+            tmp.unlink(missing_ok=True)
+            raise SummaryUnwritable(f"{self._path}: cannot be written ({error.strerror}); free disk space (or make "
+                                    "the folder writable) and run the same command again: finished items are "
+                                    "kept") from None
 
     @property
     def path(self) -> Path:
@@ -414,7 +425,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no videos or frame folders found in {' '.join(args.inputs)}; "
               "pass video files or folders of numbered frames", file=sys.stderr)
         return 2
-    summary = RunSummary(options, jobs, argv)
+    try:
+        return run_and_summarise(jobs, options, RunSummary(options, jobs, argv))
+    except SummaryUnwritable as error:  # a full disk: the items done so far are kept
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def run_and_summarise(jobs: list[Job], options: RunOptions, summary: RunSummary) -> int:
+    """Run `jobs` with progress, keeping `summary` written; the exit status (0 every item done or skipped, 1 some
+    failed, 2 no workers, 130/143 stopped)."""
     summary.write()
     board = ProgressBoard(len(jobs), options.quiet)
     started = time.monotonic()

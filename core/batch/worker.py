@@ -14,6 +14,7 @@ item's folder complete or absent.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -53,6 +54,10 @@ DRAWN_WITH: dict[str, tuple[str, ...]] = {
     "blur.mp4": ("blur_strength", *_EDGES, *_ENCODING), "replace.mp4": ("background", *_EDGES, *_ENCODING),
     "remove.mp4": _ENCODING, **{name: _EDGES for name in CUTOUT_FILES.values()},
 }
+
+
+_WRITE_FIX = {errno.ENOSPC: "free disk space", errno.EDQUOT: "free disk space (over quota)",
+              errno.EACCES: "make the output folder writable", errno.EROFS: "pass an --out on a writable disk"}
 
 
 class JobError(RuntimeError):
@@ -465,7 +470,10 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
                           [str(final / name) for name in outputs],
                           warning=_warnings(job, masks, damage, hdr_note(info)))
     except (JobError, MaskError, VideoError, WeightsError, BackgroundError) as error:
-        return _failed(job, started, str(error))
+        return _failed(job, started, str(error).replace(str(partial), str(final)))  # the folder the user will see
+    except OSError as error:  # writing an output: a full disk, a folder gone or not writable
+        return _failed(job, started, f"{job.source}: cannot write its outputs in {final} ({error.strerror}); "
+                                     f"{_WRITE_FIX.get(error.errno, 'check the output folder')} and run again")
     except Exception as error:  # a bug or an unexpected library error: report it, keep the batch going
         return _failed(job, started, f"{job.source}: unexpected {type(error).__name__}: {error}; "
                                      "please report this with the file")
