@@ -413,6 +413,26 @@ def test_a_clip_trimmed_by_an_edit_list_is_not_taken_for_a_damaged_one(make_vide
         assert decoded < reader.info.num_frames - 2 and reader.damage_warning(decoded) is None
 
 
+def test_of_two_video_streams_the_larger_picture_is_read(judo_frames: list[np.ndarray], tmp_path: Path) -> None:
+    """A file carrying a small preview as its first video stream was read at the preview's size, and a mask of the
+    real picture refused as the wrong size."""
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w") as container:
+        streams = []
+        for width, height in ((160, 90), (854, 480)):
+            stream = container.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            streams.append(stream)
+        for image in judo_frames[:4]:
+            for stream in streams:
+                small = cv2.resize(image, (stream.width, stream.height))
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(small, format="rgb24")))
+        for stream in streams:
+            container.mux(stream.encode(None))
+    with open_video(path) as reader:
+        assert (reader.info.width, reader.info.height) == (854, 480) and sum(1 for _ in reader) == 4
+
+
 def test_a_matroska_file_cut_short_keeps_its_frame_rate(make_video, judo_frames: list[np.ndarray],
                                                        tmp_path: Path) -> None:
     """Cut inside a group of pictures, a file's last packets lack frames shown before them: its rate was read as

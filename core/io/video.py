@@ -71,7 +71,8 @@ _VFR_TIME_BASE = Fraction(1, 90000)  # a variable-rate output's time base (the M
 CONVERT_HINT = "(or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"  # command-line advice (the web drops it)
 _FIX_DAMAGED = f"re-export or re-download it {CONVERT_HINT}"
 _SMPTE170M, _LIMITED_RANGE, _BT709 = 6, 1, 1  # FFmpeg's AVColorSpace, AVColorRange, AVColorPrimaries/Transfer values
-_HDR_TRANSFERS = {16: "PQ", 18: "HLG"}  # FFmpeg's AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
+_HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
+_ATTACHED_PICTURE = 1024  # FFmpeg's AV_DISPOSITION_ATTACHED_PIC: a video stream that is cover art  # FFmpeg's AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
 
 
 class VideoError(BadInput, RuntimeError):
@@ -240,9 +241,10 @@ class _ContainerReader(VideoReader):
         self._container = _open_container(self._path)
         self._skipped, self._read_until = 0, 0.0  # of the pass under way: packets skipped, seconds given out
         try:
-            if not self._container.streams.video:
+            stream = main_video_stream(self._container)
+            if stream is None:
                 raise VideoError(f"{self._path}: has no video stream; pass a video file or a folder of frames")
-            self._stream = self._container.streams.video[0]
+            self._stream = stream
             self._decoder = _decoder(self._stream, self._alpha, self._path)
             self._frames = self._decode()
             first = next(self._frames, None)
@@ -487,7 +489,7 @@ def _read_packet_ticks(path: str, size: int, modified: int) -> tuple[np.ndarray,
     container = _open_container(Path(path))
     stamps: list[int] = []
     try:
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)
         time_base = stream.time_base  # read while the container is open: closed, it is freed memory
         seconds = _stream_seconds(stream)
         for packet in container.demux(stream):
@@ -784,7 +786,7 @@ class _AudioCopy:
             container.close()
             return None
         stream = container.streams.audio[0]
-        video = container.streams.video[0] if container.streams.video else None
+        video = main_video_stream(container)
         start = _start_seconds(video) if video is not None else _start_seconds(stream)
         remux = stream.codec_context.name in _REMUX_AUDIO.get(target.suffix.lower(), set())
         return cls(container, stream, output, remux, start, target)
@@ -847,6 +849,15 @@ class _AudioCopy:
 
     def close(self) -> None:
         self._source.close()
+
+
+def main_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
+    """The video stream a player shows: of several, the one with the largest picture, as FFmpeg picks (a file can
+    carry a small preview first, or cover art, which counts only when it is all there is); None when there is
+    none."""
+    streams = [s for s in container.streams.video if not s.disposition & _ATTACHED_PICTURE]
+    return max(streams or container.streams.video, key=lambda s: (s.codec_context.width or 0) *
+               (s.codec_context.height or 0), default=None)
 
 
 def _open_container(path: Path) -> av.container.InputContainer:
