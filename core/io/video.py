@@ -856,8 +856,13 @@ def main_video_stream(container: av.container.InputContainer) -> av.VideoStream 
     carry a small preview first, or cover art, which counts only when it is all there is); None when there is
     none."""
     streams = [s for s in container.streams.video if not s.disposition & _ATTACHED_PICTURE]
-    return max(streams or container.streams.video, key=lambda s: (s.codec_context.width or 0) *
-               (s.codec_context.height or 0), default=None)
+    return max(streams or container.streams.video, key=_picture_area, default=None)
+
+
+def _picture_area(stream: av.VideoStream) -> int:
+    """Pixels in a stream's picture as its header gives them (0 for a codec FFmpeg lacks: `_decoder` says so)."""
+    context = stream.codec_context
+    return 0 if context is None else (context.width or 0) * (context.height or 0)
 
 
 def _open_container(path: Path) -> av.container.InputContainer:
