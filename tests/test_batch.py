@@ -388,6 +388,14 @@ def test_large_frames_get_the_removal_in_a_second_pass_with_the_same_masks(clips
     assert all(np.array_equal(read_mask(m), read_mask(tmp_path / "two" / "judo" / "masks" / m.name)) for m in masks)
 
 
+def test_frames_named_otherwise_than_by_number_are_said_to_need_numbers(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    for number in (1, 2):
+        shutil.copy(SAMPLES / "bike" / f"0000{number}.jpg", tmp_path / f"frame_{number}.jpg")
+    assert run_main(tmp_path, "--out", tmp_path / "out") == 2
+    assert "folders of numbered frames (images named by their number only: 00000.jpg" in capsys.readouterr().err
+
+
 def test_a_videos_bar_says_when_its_outputs_are_being_finished(capsys: pytest.CaptureFixture[str]) -> None:
     """After the last frame a removal's closing frames take seconds each: the bar sat at 90–100 % for a minute with
     no sign of work."""

@@ -423,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not jobs:
         print(f"error: no videos or frame folders found in {' '.join(args.inputs)}; "
-              "pass video files or folders of numbered frames", file=sys.stderr)
+              "pass video files or folders of numbered frames (images named by their number only: 00000.jpg, "
+              "00001.jpg, …)", file=sys.stderr)
         return 2
     try:
         return run_and_summarise(jobs, options, RunSummary(options, jobs, argv))
