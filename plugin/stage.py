@@ -588,6 +588,11 @@ class ObsStage:
         if not holding:
             names = sorted(self.input_names())
             if self.source in names:
+                group = self.group_holding()
+                if group is not None:
+                    raise SourceMissing(f"source {self.source!r} is inside group {group!r}: the plugin masks a source "
+                                        "placed in a scene itself; take it out of the group (or add it to a scene "
+                                        "on its own)", names)
                 raise SourceMissing(f"source {self.source!r} is in no scene: add it to a scene first", names)
             raise self.missing()
         if self.scene is not None:
@@ -597,6 +602,14 @@ class ObsStage:
             return self.scene
         program = self.call("GetCurrentProgramScene")["currentProgramSceneName"]
         return program if program in holding else holding[0]
+
+    def group_holding(self) -> str | None:
+        """The first of OBS's groups that holds S, or None."""
+        for group in self.call("GetGroupList")["groups"]:
+            items = self.call("GetGroupSceneItemList", sceneName=group)["sceneItems"]
+            if self.source in (item["sourceName"] for item in items):
+                return group
+        return None
 
     def scene_sources(self, scene: str) -> list[str]:
         return [i["sourceName"] for i in self.call("GetSceneItemList", sceneName=scene)["sceneItems"]]

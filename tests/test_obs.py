@@ -363,6 +363,32 @@ def test_rig_geometry_puts_the_mask_where_the_source_is():
                     and key != "boundsHeight"}
 
 
+class GroupedStage(ObsStage):
+    """An OBS whose only scene shows the source inside a group (groups cannot be made over obs-websocket)."""
+
+    def scene_names(self, on_frames: bool = False) -> list[str]:
+        return ["Scene"]
+
+    def scene_sources(self, scene: str) -> list[str]:
+        return ["Cam group"]
+
+    def input_names(self) -> list[str]:
+        return ["cam"]
+
+    def call(self, request: str, **data) -> dict:
+        answers = {"GetGroupList": {"groups": ["Cam group"]},
+                   "GetGroupSceneItemList": {"sceneItems": [{"sourceName": "cam"}]}}
+        return answers[request]
+
+
+def test_a_source_inside_a_group_is_said_to_be_there(tmp_path):
+    """It was said to be "in no scene", although the streamer sees it in one."""
+    stage = GroupedStage(Connection(), "cam", None, tmp_path)
+    with pytest.raises(SourceMissing, match="^source 'cam' is inside group 'Cam group': the plugin masks a source "
+                                            "placed in a scene itself; take it out of the group"):
+        stage.find_scene()
+
+
 def test_box_annotation_becomes_a_mask_inside_the_box():
     frame = cv2.imread(str(SAMPLE / "00000.jpg"))[..., ::-1]  # (480, 854, 3) RGB
     labels = Annotation(box=(300, 100, 250, 300)).labels(frame, (854, 480))
@@ -1307,6 +1333,7 @@ def test_deleting_the_sources_hidden_item_while_the_rig_is_up_does_not_delete_th
     stage = make_stage(obs, tmp_path)
 
     def delete_the_sources_own_item() -> None:
+        assert stage.group_holding() is None  # OBS answers the group requests (none here)
         placed.update(transform_of(obs, CLIP_SOURCE))
         own = next(i for i in stage.call("GetSceneItemList", sceneName="Scene")["sceneItems"]
                    if i["sourceName"] == CLIP_SOURCE)
