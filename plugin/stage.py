@@ -248,6 +248,12 @@ def unwrapped_transform(wrapper: dict, inner: dict, canvas: tuple[int, int]) -> 
     return out
 
 
+def moved_by_user(transform: dict, placed: dict) -> bool:
+    """Whether an item's `transform` (as OBS gives it) differs from the one `placed` by more than OBS's rounding."""
+    return any(abs(float(transform.get(key, value)) - float(value)) > 0.01
+               for key, value in placed.items() if isinstance(value, (int, float)))
+
+
 def background_transform(source: dict, image_size: tuple[int, int], source_size: tuple[int, int]) -> dict:
     """B's transform in U: S's transform rescaled for an image of `image_size` showing the same picture."""
     ratio = source_size[0] / image_size[0]  # pixels of S per pixel of B
@@ -294,6 +300,7 @@ class ObsStage:
         self._rig_items: set[tuple[str, int]] = set()  # (scene, item id) of W in U and of S in W while the rig is up
         self._taken_apart = False  # the listener heard the user remove a part of the rig
         self._inner: int | None = None  # S's item in W
+        self._placed: dict | None = None  # the transform this run gave W's item in U (`moved_by_user`)
         self._size_checked = 0.0  # when `check_size` last asked OBS (time.monotonic)
 
     # -- connection ---------------------------------------------------------------------------------------
@@ -475,6 +482,7 @@ class ObsStage:
         outer = self.adopt_wrapper_item(scene, wrappers, enabled)
         self.call("SetSceneItemTransform", sceneName=scene, sceneItemId=outer,
                   sceneItemTransform=wrapper_transform(transform, placement))
+        self._placed = wrapper_transform(transform, placement)
         self.place_above_source(scene, outer)
         self.mask_path.parent.mkdir(parents=True, exist_ok=True)
         write_image_atomic(self.mask_path, np.full((2, 2), 255, np.uint8), ".png")
@@ -726,6 +734,7 @@ class ObsStage:
                 if below and below[-1]["sourceName"] == source:
                     self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=below[-1]["sceneItemId"],
                               sceneItemEnabled=wrapper["sceneItemEnabled"])
+                    self.keep_users_move(scene, wrapper, below[-1]["sceneItemId"])
                     unwrapped.add(scene)
                 self.call("RemoveSceneItem", sceneName=scene, sceneItemId=wrapper["sceneItemId"])  # before W goes
         self.remove_items(self._background, scenes)  # before B goes
@@ -741,10 +750,23 @@ class ObsStage:
             self.drop_old_images()
             self.call("RemoveScene", sceneName=self._wrapper)
         self.remove_background_input()
-        self.placement, self._shown_as = None, None
+        self.placement, self._shown_as, self._placed = None, None, None
         self._background_ready = False
         self.wait_until_removed({self._wrapper, self._background})
         return found
+
+    def keep_users_move(self, scene: str, wrapper: dict, item_id: int) -> None:
+        """When the user moved, scaled or cropped the masked picture (W's item) during this run, give S's item
+        `item_id` in `scene` that place, so the stop does not move the picture back on air."""
+        if self._placed is None or not moved_by_user(wrapper["sceneItemTransform"], self._placed):
+            return
+        inner = next((i for i in self.call("GetSceneItemList", sceneName=self._wrapper)["sceneItems"]
+                      if i["sceneItemId"] == self._inner), None)
+        if inner is None:
+            return
+        video = self.call("GetVideoSettings")
+        self.call("SetSceneItemTransform", sceneName=scene, sceneItemId=item_id, sceneItemTransform=unwrapped_transform(
+            wrapper["sceneItemTransform"], inner["sceneItemTransform"], (video["baseWidth"], video["baseHeight"])))
 
     def keep_source(self, scenes: list[str], source: str) -> str | None:
         """When W is the only scene left holding S (the user deleted S's own hidden item while the rig was up),

@@ -1346,6 +1346,34 @@ def test_deleting_the_sources_hidden_item_while_the_rig_is_up_does_not_delete_th
     assert transform_of(obs, CLIP_SOURCE) == pytest.approx(placed, abs=1)  # where and as large as it was
 
 
+@needs_obs
+@pytest.mark.obs
+def test_the_masked_picture_moved_during_the_run_stays_where_the_user_put_it(obs, tmp_path):
+    """Moving or scaling the masked picture in OBS during a run was undone at the stop: the picture jumped back on
+    air. The source's own item now takes the place the user gave the masked one."""
+    stage = make_stage(obs, tmp_path)
+    before = transform_of(obs, CLIP_SOURCE)
+
+    def move_the_masked_picture() -> None:
+        wrapper = next(i for i in stage.call("GetSceneItemList", sceneName="Scene")["sceneItems"]
+                       if i["sourceName"] == wrapper_name(CLIP_SOURCE))
+        stage.call("SetSceneItemTransform", sceneName="Scene", sceneItemId=wrapper["sceneItemId"],
+                   sceneItemTransform={"positionX": 300.0, "positionY": 200.0, "scaleX": 0.5, "scaleY": 0.5})
+
+    try:
+        rig_and_restore(obs, stage, move_the_masked_picture)
+        moved = transform_of(obs, CLIP_SOURCE)
+        assert (moved["positionX"], moved["positionY"], moved["width"], moved["height"]) == pytest.approx(
+            (300, 200, 427, 240), abs=1)
+    finally:
+        stage.connect()
+        item = next(i for i in stage.call("GetSceneItemList", sceneName="Scene")["sceneItems"]
+                    if i["sourceName"] == CLIP_SOURCE)
+        stage.call("SetSceneItemTransform", sceneName="Scene", sceneItemId=item["sceneItemId"], sceneItemTransform={
+            "positionX": before["positionX"], "positionY": before["positionY"], "scaleX": 1.0, "scaleY": 1.0})
+        stage.disconnect()
+
+
 def transform_of(server: HeadlessOBS, source: str) -> dict:
     """Position, scale and crop of `source`'s item in Scene."""
     c = client(server)
