@@ -22,13 +22,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.io.command import (INTERRUPTED, TERMINATED, BadInput, ToolParser, bounded, output_file, output_folder,
-                             port_number, tool_description, whole_number)
+from core.io.command import (INTERRUPTED, BadInput, ToolParser, bounded, output_file, output_folder, port_number,
+                             tool_description, whole_number)
 
 Signals = list[int]  # signal numbers received, the latest last
 
@@ -67,8 +67,8 @@ with ctrl_c_ends_at_once():
     from core.inference.settings import DEFAULT_SIZE, add_tracker_arguments, tracker_config
     from plugin.session import (MODES, Annotation, Answer, FramePump, FrameResult, LiveSession, SessionConfig,
                                 check_labels, check_objects, plugin_running)
-    from plugin.stage import (SCRATCH_PREFIX, Connection, ObsStage, StageError, name_hint, source_label,
-                              write_bytes_atomic)
+    from plugin.stage import (SCRATCH_PREFIX, Connection, ObsStage, StageError, name_hint, remove_scratch_folder,
+                              source_label, write_bytes_atomic)
 
 if TYPE_CHECKING:
     from core.inference.tracker import Tracker
@@ -232,12 +232,8 @@ def scratch_folder() -> Path:
 def _clear_scratch(stage: ObsStage) -> None:
     """At exit, remove the scratch folder of `stage` with its images, unless its rig is still in OBS (OBS gone
     before the scene was put back: its mask filter shows the images until `--restore`)."""
-    if stage.placement is not None:
-        return
-    for image in (stage.mask_path, stage.background_path):
-        image.unlink(missing_ok=True)
-    with suppress(OSError):
-        stage.mask_path.parent.rmdir()
+    if stage.placement is None:
+        remove_scratch_folder(stage.mask_path.parent)
 
 
 def annotation_from(args: argparse.Namespace) -> Annotation:
@@ -372,8 +368,8 @@ def run_live(args: argparse.Namespace, status: StatusFile) -> int:
 
 
 def stop_on_signals(session: LiveSession) -> Signals:
-    """Ctrl-C (`stop_then_interrupt`), SIGTERM and SIGHUP (the terminal closed) stop `session` as its end does:
-    the scene is put back. Returns the signals received, the latest last."""
+    """Ctrl-C (`stop_then_interrupt`), SIGTERM and SIGHUP (the terminal closed; not under `nohup`) stop `session`
+    as its end does: the scene is put back. Returns the signals received, the latest last."""
     received: Signals = []
 
     def stop(number: int, _frame: object) -> None:
@@ -384,7 +380,8 @@ def stop_on_signals(session: LiveSession) -> Signals:
             session.stop()
 
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, stop)
+        if number != signal.SIGHUP or signal.getsignal(number) is not signal.SIG_IGN:  # under `nohup` the run
+            signal.signal(number, stop)                                                 # outlives its terminal
     return received
 
 
@@ -463,7 +460,7 @@ def bench_source(args: argparse.Namespace) -> str | int:
         run_or_hint(session, stage)
     if received and session.frames_done < config.frames:
         print(f"bench stopped after {session.frames_done} of {config.frames} frames: no result", file=sys.stderr)
-        return INTERRUPTED if received[-1] == signal.SIGINT else TERMINATED
+        return 128 + received[-1]  # the shell's status for that signal: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
     return bench_row(session.source_size, timed[warmup:])
 
 

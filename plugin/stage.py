@@ -770,8 +770,8 @@ class ObsStage:
 
     def keep_source(self, scenes: list[str], source: str) -> str | None:
         """When W is the only scene left holding S (the user deleted S's own hidden item while the rig was up),
-        put S back where W's first item shows it, before W goes and OBS destroys S with it (its settings and
-        filters lost); the scene it was put in, else None."""
+        put S back where W's item shows it (in the scene the rig was built in, else the first), before W goes and
+        OBS destroys S with it (its settings and filters lost); the scene it was put in, else None."""
         if self._wrapper not in scenes or source not in self.scene_sources(self._wrapper):
             return None
         homes = [scene for scene in scenes if scene != self._wrapper and source in self.scene_sources(scene)]
@@ -780,7 +780,8 @@ class ObsStage:
                    if item["sourceName"] == self._wrapper]
         if homes or not showing:
             return None
-        scene, wrapper = showing[0]
+        built_in = self.placement.scene if self.placement is not None else None
+        scene, wrapper = next(((s, w) for s, w in showing if s == built_in), showing[0])
         inner = next(i for i in self.call("GetSceneItemList", sceneName=self._wrapper)["sceneItems"]
                      if i["sourceName"] == source)
         video = self.call("GetVideoSettings")

@@ -78,9 +78,11 @@ def encode_video(
     options: dict[str, str] | None = None,
     times: Sequence[Fraction] | None = None,
     audio_start: float = 0.0,
+    audio_gap: tuple[float, float] | None = None,
 ) -> Path:
     """Encode RGB frames as H.264 yuv420p with PyAV; `audio` adds a mono AAC sine tone to the video's end, from
-    `audio_start` seconds on (a camera's sound that starts late);
+    `audio_start` seconds on (a camera's sound that starts late), missing within `audio_gap` (seconds from, to: a
+    recorder that dropped sound);
     `rotation` is the clockwise display rotation, written as the stream's display matrix, or with `rotate_tag`
     as the legacy "rotate" stream tag (kept by Matroska, not by MP4). `times` (seconds, one per frame) puts the
     frames at those times instead of n / fps, in a TIMED_BASE time base: a variable-frame-rate clip."""
@@ -109,6 +111,8 @@ def encode_video(
         samples = np.arange(round((seconds - audio_start) * AUDIO_RATE))
         wave = (0.3 * np.sin(2 * np.pi * TONE_HZ * samples / AUDIO_RATE)).astype(np.float32)
         for start in range(0, len(wave), 1024):
+            if audio_gap and audio_gap[0] <= audio_start + start / AUDIO_RATE < audio_gap[1]:
+                continue
             frame = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format="flt", layout="mono")
             frame.sample_rate = AUDIO_RATE
             frame.pts = start + round(audio_start * AUDIO_RATE)

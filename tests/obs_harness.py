@@ -240,7 +240,10 @@ def bench(port: int, home: Path, frames: int, plugin_args: list[str]) -> None:
         args = build_parser().parse_args(["--port", str(port), "--source", name, "--wait-for-source",
                                           "--mask", str(SAMPLE / "masks" / "00000.png"), "--bench",
                                           "--bench-frames", str(frames), *plugin_args])
-        rows.append(bench_source(args))
+        row = bench_source(args)
+        if isinstance(row, int):  # stopped by a signal: no result, its status
+            raise SystemExit(row)
+        rows.append(row)
         remove_source(port, name)
     print(BENCH_HEADER)
     print("\n".join(rows))

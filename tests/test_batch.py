@@ -143,9 +143,11 @@ def test_plan_reads_frames_beside_masks_and_rejects_bad_arguments(tmp_path: Path
     (tmp_path / "sub" / "other.mkv").touch()
     names = {job.name: job.problem for job in plan_jobs([str(tmp_path)], str(tmp_path / "out"))}
     assert sorted(names) == ["clip", "other", "sub/other"]
-    (tmp_path / "out" / "clip" / "job.json").write_text("{}")  # an earlier run's item: not inputs for another --out
-    assert sorted(job.name for job in plan_jobs([str(tmp_path)], str(tmp_path / "out2"))) == ["clip", "other",
-                                                                                            "sub/other"]
+    (tmp_path / "out" / "clip" / "job.json").write_text('{"input": "clip", "outputs": [], "made_with": {}}')
+    assert sorted(job.name for job in plan_jobs([str(tmp_path)], str(tmp_path / "out2"))) == [  # an earlier run's
+        "clip", "other", "sub/other"]                                                       # item: no input now
+    (tmp_path / "sub" / "job.json").write_text('{"name": "mine"}')  # a user's own job.json: searched as before
+    assert "sub/other" in {job.name for job in plan_jobs([str(tmp_path)], str(tmp_path / "out2"))}
     assert "no annotation" in names["other"] and "other.png" in names["other"]
     with pytest.raises(InputError, match="no such file"):
         plan_jobs([str(tmp_path / "missing.mp4")], str(tmp_path / "out"))

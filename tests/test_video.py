@@ -391,6 +391,23 @@ def test_sound_that_starts_late_keeps_its_time_when_it_is_re_encoded(make_video,
         with av.open(str(tmp_path / name)) as container:
             first = next(container.decode(audio=0))
             assert first.time == pytest.approx(0.4, abs=0.03), name
+    gapped = make_video("gap.mp4", judo_frames * 2, audio_gap=(0.4, 0.8))  # 1.28 s, no sound from 0.4 to 0.8 s
+    with open_video(gapped) as reader, VideoWriter(tmp_path / "gap.webm", reader.info.fps, size,
+                                                   audio_from=gapped) as writer:
+        for frame in reader:
+            writer.write(frame.image, frame.time)
+    assert audio_gaps(tmp_path / "gap.webm") == [pytest.approx((0.4, 0.8), abs=0.04)]
+
+
+def audio_gaps(path: Path) -> list[tuple[float, float]]:
+    """(from, to) seconds of each stretch of more than 0.05 s that the first audio stream has no sound for."""
+    gaps, end = [], None
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            if end is not None and frame.time - end > 0.05:
+                gaps.append((end, frame.time))
+            end = frame.time + frame.samples / frame.sample_rate
+    return gaps
 
 
 def test_a_clip_trimmed_by_an_edit_list_is_not_taken_for_a_damaged_one(make_video, judo_frames: list[np.ndarray],

@@ -95,12 +95,13 @@ def wait_for_text(page, selector: str, text: str) -> None:
 
 def on_frame(page, fx: float, fy: float) -> tuple[float, float]:
     """The page position of a fraction (fx, fy) of the displayed frame's width and height (the picture is
-    letterboxed inside its element, so the fractions are taken of the picture, not of the element)."""
+    letterboxed inside its element, never enlarged, so the fractions are taken of the picture, not of the
+    element)."""
     image = page.locator("#frame img")
     image.scroll_into_view_if_needed()
     box = image.bounding_box()
     natural_w, natural_h = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
-    scale = min(box["width"] / natural_w, box["height"] / natural_h)
+    scale = min(box["width"] / natural_w, box["height"] / natural_h, 1)  # Gradio's object-fit: never enlarged
     shown_w, shown_h = natural_w * scale, natural_h * scale
     left, top = box["x"] + (box["width"] - shown_w) / 2, box["y"] + (box["height"] - shown_h) / 2
     return left + fx * shown_w, top + fy * shown_h

@@ -53,6 +53,7 @@ MODES: dict[str, annotate.MarkKind] = {
     "Brush: erase": "brush_erase",
 }
 MAX_OBJECTS = 8
+MAX_DRAG_POINTS = 2000  # of one drag's path (drag.js sends no more)
 # Files older than this are removed: job folders of sessions that never closed (API clients) and Gradio's
 # copies of uploads and results. Long enough for a slow run of the longest accepted clip.
 FILE_LIFETIME_S = 6 * 3600
@@ -342,9 +343,9 @@ def dragged_points(path: str, frame_hw: tuple[int, int]) -> list[tuple[int, int]
     """A drag from drag.js (JSON: "points", [x, y] on the displayed picture) → its points in frame pixels; None for
     anything else (the field emptied, a request not from the page)."""
     try:
-        points = json.loads(path)["points"]
+        points = json.loads(path)["points"][:MAX_DRAG_POINTS]
         return [frame_point((int(x), int(y)), frame_hw) for x, y in points] or None
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, OverflowError):  # OverflowError: Infinity, which JSON here allows
         return None
 
 

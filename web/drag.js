@@ -14,27 +14,28 @@
   const chosenMode = () => document.querySelector("#mode input:checked")?.value ?? "";
   const dragsInMode = (mode) => mode.startsWith("Box") || mode.startsWith("Brush");
 
-  // The picture's place on screen: it is letterboxed inside its element, as Gradio's own click position assumes.
+  // The picture's place on screen: letterboxed inside its element and never enlarged (object-fit: scale-down), as
+  // Gradio's own click position takes it.
   function shownPicture(img) {
     const rect = img.getBoundingClientRect();
-    const scale = Math.min(rect.width / img.naturalWidth, rect.height / img.naturalHeight);
+    const scale = Math.min(rect.width / img.naturalWidth, rect.height / img.naturalHeight, 1);
     const width = img.naturalWidth * scale, height = img.naturalHeight * scale;
     return {left: rect.left + (rect.width - width) / 2, top: rect.top + (rect.height - height) / 2, width, height,
-            scale};
+            scale, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight};
   }
 
-  function picturePoint(img, event) {
-    const shown = shownPicture(img);
+  // A pointer position in the picture's pixels, by its place `shown` when the press began (measured once: the
+  // picture may be replaced under the pointer when the last edit's answer comes).
+  function picturePoint(shown, event) {
     const x = Math.round((event.clientX - shown.left) / shown.scale);
     const y = Math.round((event.clientY - shown.top) / shown.scale);
-    return [Math.min(img.naturalWidth - 1, Math.max(0, x)), Math.min(img.naturalHeight - 1, Math.max(0, y))];
+    return [Math.min(shown.naturalWidth - 1, Math.max(0, x)), Math.min(shown.naturalHeight - 1, Math.max(0, y))];
   }
 
   // What follows the pointer: an SVG over the picture, in the picture's pixels.
-  function newOverlay(img, box) {
-    const shown = shownPicture(img);
+  function newOverlay(shown, box) {
     const svg = document.createElementNS(SVG, "svg");
-    svg.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`);
+    svg.setAttribute("viewBox", `0 0 ${shown.naturalWidth} ${shown.naturalHeight}`);
     svg.id = "drag-overlay";
     Object.assign(svg.style, {position: "fixed", left: `${shown.left}px`, top: `${shown.top}px`,
                               width: `${shown.width}px`, height: `${shown.height}px`, pointerEvents: "none",
@@ -74,19 +75,22 @@
   }
 
   document.addEventListener("pointerdown", (event) => {
+    dragEnded = -Infinity;  // a touch drag is followed by no click to swallow: this press is a new one
+    if (drag) endDrag();  // a second finger, or a release the page never heard (outside the window): no edit
     const img = event.target.closest?.("#frame img");
     if (!img || event.button !== 0 || !img.naturalWidth || !dragsInMode(chosenMode())) return;
     event.preventDefault();  // no image dragged out of the page, no text selected
     img.setPointerCapture(event.pointerId);
-    drag = {img, pointer: event.pointerId, x: event.clientX, y: event.clientY, box: chosenMode().startsWith("Box"),
-            points: [picturePoint(img, event)], shape: null};
+    const shown = shownPicture(img);
+    drag = {shown, pointer: event.pointerId, x: event.clientX, y: event.clientY, box: chosenMode().startsWith("Box"),
+            points: [picturePoint(shown, event)], shape: null};
   });
 
   document.addEventListener("pointermove", (event) => {
     if (!drag || event.pointerId !== drag.pointer) return;
     if (!drag.shape && Math.hypot(event.clientX - drag.x, event.clientY - drag.y) < TRAVEL_PX) return;
-    drag.shape ??= newOverlay(drag.img, drag.box);
-    const point = picturePoint(drag.img, event);
+    drag.shape ??= newOverlay(drag.shown, drag.box);
+    const point = picturePoint(drag.shown, event);
     const last = drag.points[drag.points.length - 1];
     if (drag.box) drag.points = [drag.points[0], point];
     else if ((point[0] !== last[0] || point[1] !== last[1]) && drag.points.length < MAX_POINTS) drag.points.push(point);

@@ -89,8 +89,8 @@ def run_outputs(
     """Track `video_path` from its first annotated frame and write the chosen outputs into `out_dir`.
 
     `annotations` maps a frame index to its (H, W) uint8 label map; frames before the first annotation get
-    empty masks. Yields a Progress after each frame (and one with the warning of a damaged clip); when the run
-    completes, `results` holds output name → file. Closing the generator early leaves no output file behind.
+    empty masks. Yields a Progress after each frame, the last one again while the outputs are finished (a removal's
+    last frames), and one with the warning of a damaged clip; when the run completes, `results` holds output name → file. Closing the generator early leaves no output file behind.
     """
     unknown = set(settings.outputs) - set(OUTPUTS)
     if unknown:

@@ -11,6 +11,7 @@ Every annotation found is used: a later one adds the objects that appear there.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -179,10 +180,20 @@ def _walk(path: Path, skip: str, seen: set[str]) -> list[Path]:
     items = []
     for child in sorted(path.iterdir(), key=_listing_order):
         if (child.name.startswith(".") or child.name == MASK_FOLDER or os.path.realpath(child) == skip
-                or (child / RECORD_FILE).is_file()):  # an item's outputs, from an earlier run into another --out
+                or batch_item_folder(child)):  # an item's outputs, from an earlier run into another --out
             continue
         items.extend(_walk(child, skip, seen))
     return items
+
+
+def batch_item_folder(path: Path) -> bool:
+    """Whether `path` is a folder core.batch wrote for an item: its RECORD_FILE names the input and the outputs (a
+    user's own job.json does not)."""
+    try:
+        record = json.loads((path / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"input", "outputs", "made_with"} <= record.keys()
 
 
 def _listing_order(path: Path) -> tuple[str, int]:

@@ -72,6 +72,7 @@ CONVERT_HINT = "(or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"  # com
 _FIX_DAMAGED = f"re-export or re-download it {CONVERT_HINT}"
 _SMPTE170M, _LIMITED_RANGE, _BT709 = 6, 1, 1  # FFmpeg's AVColorSpace, AVColorRange, AVColorPrimaries/Transfer values
 _HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
+_AUDIO_GAP_S = 0.005  # a re-encoded sound's frame this much later than the last one's end starts a gap
 _ATTACHED_PICTURE = 1024  # FFmpeg's AV_DISPOSITION_ATTACHED_PIC: a video stream that is cover art  # FFmpeg's AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
 
 
@@ -517,9 +518,10 @@ class VideoWriter:
     (nvenc where `nvenc_available()`, else x264); x264's preset does not apply to nvenc. Odd sizes are padded to
     even ones for 4:2:0 codecs by repeating the last row/column. `audio_from` copies that file's first audio
     stream (remuxed when the container takes its codec, else re-encoded to AAC, or Opus for WebM); a PNG folder
-    or a frame-folder source carries no audio. Frame n is shown at n / `fps` seconds; with `variable_rate`
-    (`variable_rate()` of the source) at the time `write` is given, in a 1/90000 s time base, so that a
-    variable-frame-rate clip keeps its frames' timing (a PNG folder keeps no timing).
+    or a frame-folder source carries no audio. The nth frame written is shown at n / `fps` seconds, or at a later
+    slot of 1 / `fps` when the time `write` is given is a whole frame or more later (frames lost before it); with
+    `variable_rate` (`variable_rate()` of the source) at the time `write` is given, in a 1/90000 s time base, so
+    that a variable-frame-rate clip keeps its frames' timing (a PNG folder keeps no timing).
     """
 
     def __init__(
@@ -549,7 +551,7 @@ class VideoWriter:
 
     def write(self, image: np.ndarray, time: float | None = None) -> None:
         """Append one `(H, W, 3)` RGB frame (`(H, W, 4)` RGBA for an alpha writer) of the writer's size; `time`
-        is its time in seconds from the first frame (used by a `variable_rate` writer; None: n / fps)."""
+        is its time in seconds from the first frame (None: n / fps; see the class for how each writer uses it)."""
         width, height = self.size
         if image.shape != (height, width, self._channels) or image.dtype != np.uint8:
             self.abort()
@@ -827,11 +829,13 @@ class _AudioCopy:
     def _place(self, frame: av.AudioFrame) -> None:
         """Time a decoded frame for the encoder in samples from the first video frame, as in the source: audio that
         starts late or has a gap keeps its timing (the encoder's own count from 0 moved it against the picture).
-        A frame timed before the end of the one before it follows it instead."""
+        A frame timed before the end of the one before it, or less than `_AUDIO_GAP_S` after it (a coarse time
+        base's rounding: Matroska's milliseconds), follows it instead."""
         rate = frame.sample_rate
         start = self._next_sample
         if frame.pts is not None and frame.time_base:
-            start = max(start, round((float(frame.pts * frame.time_base) - self._start) * rate))
+            timed = round((float(frame.pts * frame.time_base) - self._start) * rate)
+            start = timed if timed - start > _AUDIO_GAP_S * rate else start
         frame.pts, frame.time_base = start, Fraction(1, rate)
         self._next_sample = start + frame.samples
 

@@ -225,7 +225,7 @@ def _run(frames: Iterable[Frame], annotations: dict[int, np.ndarray], tracker: T
             yield count
         stages.put(coarse, _END)
         for _ in stages.finishing(_FINISHING_POLL_S):
-            yield count  # the outputs still finish (a removal's last frames, the encoders): the count again
+            yield count  # the sinks still finish (a removal's last frames): the count again
     except _Cancelled:
         stages.join()
         stages.raise_error()
