@@ -35,8 +35,8 @@ from core.io.video import (  # noqa: E402
 from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
-    DISPLAY_SIDE, START, AppConfig, AppUnreachable, Session, Workspace, _learn_quietly, _parse_colour, _safe_name,
-    annotated_view, annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background,
+    DISPLAY_SIDE, MARKS_CHANGED, START, AppConfig, AppUnreachable, Session, Workspace, _learn_quietly, _parse_colour,
+    _safe_name, annotated_view, annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background,
     marks_summary, parse_args, edit_marks, loaded_clip, named_after_clip, probe_clip, read_frame, run_problem,
     run_status_after_edit, scrub_slider, serve, undo_edit, update_marks, user_error, user_message,
     wait_until_answering,
@@ -705,6 +705,27 @@ def test_a_preview_or_run_of_a_clip_replaced_since_stops_without_a_word(app, tmp
     assert list(handler(app, "run")(chosen, "#00b140", 31, 0, 0, False, old, request, lambda *_, **__: None)) == \
         [skipped]
     assert not old.results
+
+
+def test_marks_changed_during_a_run_are_said_to_be_left_out_of_it(app, tmp_path, monkeypatch):
+    """An object added while the run tracked left the outputs without it, and the page said nothing."""
+    clip, request = make_clip(tmp_path / "judo.mp4"), Request("fay")
+    session = update_marks(handler(app, "load_clip")(str(clip), request)[4], (Mark("positive", 1, 160, 80),), None)
+    run_outputs = web_app.run_outputs
+
+    def edited_meanwhile(*args):
+        for step in run_outputs(*args):
+            update_marks(session, (*session.marks[0], Mark("brush_add", 2, 20, 20, radius=6)), None)
+            yield step
+
+    monkeypatch.setattr(web_app, "run_outputs", edited_meanwhile)
+    steps = list(handler(app, "run")([OUTPUTS["overlay"][1]], "#00b140", 31, 0, 0, False, session, request,
+                                     lambda *_, **__: None))
+    assert steps[-1][0].startswith("Done: 1 output for ") and steps[-1][0].endswith(MARKS_CHANGED)
+    monkeypatch.setattr(web_app, "run_outputs", run_outputs)
+    steps = list(handler(app, "run")([OUTPUTS["overlay"][1]], "#00b140", 31, 0, 0, False, session, request,
+                                     lambda *_, **__: None))
+    assert not steps[-1][0].endswith(MARKS_CHANGED)
 
 
 def test_a_clip_replaced_as_a_run_finishes_its_outputs_leaves_the_new_clips_view(app, tmp_path, monkeypatch):

@@ -419,6 +419,14 @@ def corner_dropped(session: Session, index: int) -> str:
             "(or drag the box).")
 
 
+MARKS_CHANGED = " The marks were changed during the run, which tracked them as they were: Run again to use them."
+
+
+def same_annotations(first: dict[int, np.ndarray], second: dict[int, np.ndarray]) -> bool:
+    """Whether two `annotations_of` results are alike, frame for frame and pixel for pixel."""
+    return first.keys() == second.keys() and all(np.array_equal(first[i], second[i]) for i in first)
+
+
 def annotations_of(session: Session) -> dict[int, np.ndarray]:
     """The non-empty label maps by frame index, ready for the tracker."""
     return {index: labels for index, labels in session.labels.items() if labels.any()}
@@ -576,8 +584,9 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         results: dict = {}
         done, warning, cancelled = 0, None, False
         stop = workspace.stop_flag(request)
+        tracked = annotations_of(session)
         try:
-            with closing(run_outputs(session.video, annotations_of(session), workspace.folder(request), settings,
+            with closing(run_outputs(session.video, tracked, workspace.folder(request), settings,
                                      results)) as steps:
                 for step in steps:
                     cancelled = workspace.replaced(session, request) or stop.is_set()
@@ -603,6 +612,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         shown = [OUTPUTS[name][1] for name in VIDEO_OUTPUTS if name in results]
         status = f"{DONE} {counted(len(results), 'output')} for {counted(done, 'frame')}."
         status += f" Warning: {literal(user_message(warning))}." if warning else ""
+        status += "" if same_annotations(tracked, annotations_of(session)) else MARKS_CHANGED
         yield (status, show_output(shown[0] if shown else None, session),
                gr.Dropdown(choices=shown, value=shown[0] if shown else None), list(session.results.values()),
                session)
@@ -759,7 +769,8 @@ def serve(config: AppConfig, workspace: Workspace | None = None, block: bool = T
     app = build_app(config, workspace)
     _, url, _ = app.launch(server_name=config.host, server_port=config.port, max_file_size=f"{config.max_upload_mb}mb",
                            theme=_THEME, css=_CSS, head=_HEAD, ssr_mode=False, share=False, show_error=True,
-                           quiet=not block, prevent_thread_lock=True, footer_links=["api"], mcp_server=False, _frontend=False)
+                           quiet=not block, prevent_thread_lock=True, footer_links=["api"], mcp_server=False,
+                           _frontend=False)
     try:
         wait_until_answering(url, ANSWER_WAIT_S)
     except BaseException:  # unreachable, or Ctrl-C while waiting: the server closes
