@@ -447,6 +447,7 @@ def run_and_summarise(jobs: list[Job], options: RunOptions, summary: RunSummary)
         summary.fail_pending(str(error))
         return 2
     except KeyboardInterrupt as stop:
+        board.close()  # first: bars closed after the line drew themselves again below it
         board.log("interrupted: complete outputs are kept; run the same command again to resume", error=True)
         return TERMINATED if isinstance(stop, Terminated) else INTERRUPTED
     finally:
