@@ -36,9 +36,9 @@ from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
     DISPLAY_SIDE, MARKS_CHANGED, START, AppConfig, AppUnreachable, Session, Workspace, _learn_quietly, _parse_colour,
-    _safe_name, annotated_view, annotations_of, build_app, cancel_message, display_scale, frame_point, learn_in_background,
-    marks_summary, parse_args, edit_marks, loaded_clip, named_after_clip, probe_clip, read_frame, run_problem,
-    run_status_after_edit, scrub_slider, serve, undo_edit, update_marks, user_error, user_message,
+    _safe_name, annotated_view, annotations_of, build_app, cancel_message, display_scale, frame_point,
+    learn_in_background, marks_summary, parse_args, edit_marks, loaded_clip, named_after_clip, probe_clip, read_frame,
+    run_problem, run_status_after_edit, scrub_slider, serve, undo_edit, update_marks, user_error, user_message,
     wait_until_answering,
     main as web_main,
 )
@@ -705,6 +705,14 @@ def test_a_preview_or_run_of_a_clip_replaced_since_stops_without_a_word(app, tmp
     assert list(handler(app, "run")(chosen, "#00b140", 31, 0, 0, False, old, request, lambda *_, **__: None)) == \
         [skipped]
     assert not old.results
+
+
+def test_cancel_stops_a_preview(app, tmp_path):
+    """A preview (seconds per frame at 1080p with sharper masks) could not be stopped."""
+    clip, request = make_clip(tmp_path / "judo.mp4"), Request("gil")
+    session = update_marks(handler(app, "load_clip")(str(clip), request)[4], (Mark("positive", 1, 160, 80),), None)
+    handler(app, "stop_run")(request)  # Cancel
+    assert handler(app, "preview")(False, session, "", request, lambda *_, **__: None)[1] == "Preview cancelled."
 
 
 def test_marks_changed_during_a_run_are_said_to_be_left_out_of_it(app, tmp_path, monkeypatch):

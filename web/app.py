@@ -251,6 +251,10 @@ class ClipReplaced(Exception):
     """A preview's clip was replaced by a new one while it tracked."""
 
 
+class PreviewCancelled(Exception):
+    """Cancel was pressed while a preview tracked."""
+
+
 def cancel_message(session: Session) -> str:
     """The run status after Cancel stopped a run of `session`: nothing was written, and the outputs still shown
     are those of the run before, if any."""
@@ -552,10 +556,13 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         if problem:
             return gr.skip(), problem
         annotations = annotations_of(session)
+        stop = workspace.stop_flag(request)
 
         def tick(done: int) -> None:
             if workspace.replaced(session, request):
                 raise ClipReplaced
+            if stop.is_set():
+                raise PreviewCancelled
             progress((done, config.preview_frames), desc="Preview", unit="frames")
 
         try:
@@ -565,6 +572,8 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                 raise ClipReplaced
         except ClipReplaced:  # the new clip's view stands
             return gr.skip(), gr.skip()
+        except PreviewCancelled:
+            return gr.skip(), "Preview cancelled."
         except (VideoError, MaskError) as error:
             return gr.skip(), gr.skip() if workspace.replaced(session, request) else literal(user_message(error))
         first = min(annotations)
@@ -720,13 +729,11 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         undo_button.click(undo, [session, run_status], edit_outputs, **edits)
         clear_object_button.click(clear_object, [object_id, session, run_status], edit_outputs, **edits)
         clear_frame_button.click(clear_frame, [session, run_status], edit_outputs, **edits)
-        preview_button.click(preview, [refine, session, run_status], [gallery, run_status],
-                             api_visibility=hidden, concurrency_id="tracking", concurrency_limit=1)
-        # Cancel can be pressed only while a run is queued or going: on with Run (unqueued, and set up before the
-        # run's own listener: the page answers a button's listeners in that order), off when pressed, when the
-        # session's last run ends (`Workspace.run_ended`: a run cancelled just before another was started ends after
-        # that one turned Cancel on), or when a new clip stops it. It asks the run to stop between two frames (the
-        # run then says so itself): Gradio's own cancelling marks the run's outputs "Error".
+        # Cancel can be pressed only while a run or a preview is queued or going: on with Run or Preview (unqueued,
+        # and set up before the run's own listener: the page answers a button's listeners in that order), off when
+        # pressed, when the session's last run ends (`Workspace.run_ended`: a run cancelled just before another was
+        # started ends after that one turned Cancel on), or when a new clip stops it. It asks the run to stop
+        # between two frames (the run then says so itself): Gradio's own cancelling marks the run's outputs "Error".
         cancel_off = dict(fn=lambda: gr.Button(interactive=False), inputs=None, outputs=cancel_button,
                           api_visibility=hidden, queue=False)
 
@@ -747,6 +754,10 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                                      [run_status, player, view, files, session], api_visibility=hidden,
                                      concurrency_id="tracking", concurrency_limit=1)
         run_event.then(run_ended, None, cancel_button, api_visibility=hidden, queue=False)
+        preview_button.click(start_run, None, cancel_button, api_visibility=hidden, queue=False)  # as Run's
+        preview_event = preview_button.click(preview, [refine, session, run_status], [gallery, run_status],
+                                             api_visibility=hidden, concurrency_id="tracking", concurrency_limit=1)
+        preview_event.then(run_ended, None, cancel_button, api_visibility=hidden, queue=False)
         # A new clip, or none, replaces the old one's view, marks and results; the old one's preview or run stops
         # at its next frame, without a word (`Workspace.replaced`).
         clip_outputs = [frame_view, frame_slider, status, summary, session, gallery, run_status, player, view, files]
