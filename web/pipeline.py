@@ -90,7 +90,8 @@ def run_outputs(
 
     `annotations` maps a frame index to its (H, W) uint8 label map; frames before the first annotation get
     empty masks. Yields a Progress after each frame, the last one again while the outputs are finished (a removal's
-    last frames), and one with the warning of a damaged clip; when the run completes, `results` holds output name → file. Closing the generator early leaves no output file behind.
+    last frames), and one with the warning of a damaged clip; when the run completes, `results` holds output
+    name → file. Closing the generator early leaves no output file behind.
     """
     unknown = set(settings.outputs) - set(OUTPUTS)
     if unknown:

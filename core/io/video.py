@@ -71,9 +71,9 @@ _VFR_TIME_BASE = Fraction(1, 90000)  # a variable-rate output's time base (the M
 CONVERT_HINT = "(or convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`)"  # command-line advice (the web drops it)
 _FIX_DAMAGED = f"re-export or re-download it {CONVERT_HINT}"
 _SMPTE170M, _LIMITED_RANGE, _BT709 = 6, 1, 1  # FFmpeg's AVColorSpace, AVColorRange, AVColorPrimaries/Transfer values
-_HDR_TRANSFERS = {16: "PQ", 18: "HLG"}
+_HDR_TRANSFERS = {16: "PQ", 18: "HLG"}  # FFmpeg's AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
 _AUDIO_GAP_S = 0.005  # a re-encoded sound's frame this much later than the last one's end starts a gap
-_ATTACHED_PICTURE = 1024  # FFmpeg's AV_DISPOSITION_ATTACHED_PIC: a video stream that is cover art  # FFmpeg's AVColorTransferCharacteristic: SMPTE ST 2084, ARIB STD-B67
+_ATTACHED_PICTURE = 1024  # FFmpeg's AV_DISPOSITION_ATTACHED_PIC: a video stream that is cover art
 
 
 class VideoError(BadInput, RuntimeError):
