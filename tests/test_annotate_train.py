@@ -17,11 +17,11 @@ import core.train.annotator as annotator_training
 from core.annotate.network import (ClickNet, default_annotator, default_annotator_entry, load_annotator,
                                    load_annotator_checkpoint)
 from core.io.command import BadInput
-from core.train.annotator import (AnnotatorTraining, draw_batch, first_interaction, main, make_samplers, paint_shape,
-                                  parse_args, recipe, segmentation_loss, tracked_guess)
+from core.train.annotator import (AnnotatorTraining, draw_batch, first_interaction, held_out_sequences, main,
+                                  make_samplers, paint_shape, parse_args, recipe, segmentation_loss, tracked_guess)
 from core.train.data import load_frames
 from core.train.config import VALIDATION_SEQUENCES
-from core.weights import WeightsError, default_checkpoint, load_trunk
+from core.weights import WEIGHTS_DIR, WeightsError, default_checkpoint, load_trunk
 from tests.conftest import run_interrupted
 
 TINY = ["--batch", "2", "--crop", "64", "--load-short-side", "64", "--val-every", "2", "--val-frames-every", "10"]
@@ -196,6 +196,10 @@ def test_trunk_lr_scales_the_trunks_learning_rate_and_zero_freezes_its_weights(
         capsys.readouterr().out
     trunk_group, rest_group = torch.load(out / "state.pt", weights_only=False)["optimiser"]["param_groups"]
     assert 0 < rest_group["lr"] and trunk_group["lr"] == pytest.approx(0.5 * rest_group["lr"])
+    shipped = WEIGHTS_DIR / "annotator-mnv2.pt"  # --init sets up a new run: a resume says so (it was silent)
+    main(["--out", str(out), "--data", str(tiny_davis), "--steps", "5", "--trunk-lr", "0.5", "--init", str(shipped),
+          *TINY])
+    assert f"init {shipped} (not taken: it sets up a new run only)" in capsys.readouterr().out
 
 
 def test_paste_odds_share_the_batch_between_static_and_pasted_samples(tiny_davis: Path) -> None:
@@ -334,6 +338,9 @@ def test_holding_out_everything_or_only_objectless_frames_is_refused_and_own_dat
     main(["--out", str(tmp_path / "own"), "--data", str(data), "--steps", "1", *TINY])
     assert "none of the validation sequences" in capsys.readouterr().out
     assert load_annotator_checkpoint(tmp_path / "own" / "best.pt")["meta"]["validation"] is None
+    partial = held_out_sequences(annotator_training.DEFAULT_HOLD_OUT, ["bike", VALIDATION_SEQUENCES[0]])
+    assert partial == [VALIDATION_SEQUENCES[0]]  # a part of the split, which used to be validated on without a word
+    assert f"validating on 1 of the {len(VALIDATION_SEQUENCES)} validation sequences" in capsys.readouterr().out
 
 
 def test_ship_of_a_run_folder_ships_its_best_or_says_it_has_none_yet(

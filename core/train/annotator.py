@@ -323,6 +323,9 @@ def held_out_sequences(names: str, available: list[str]) -> list[str]:
     if named and not held_out:
         print(f"none of the validation sequences ({names}) is in the data folder: nothing is validated and best.pt "
               "is the last weights saved; name some of its sequences with --hold-out A,B to validate on them")
+    elif unknown:
+        print(f"validating on {len(held_out)} of the {len(named)} validation sequences, the others not being in the "
+              f"data folder ({', '.join(unknown)}): scores are not comparable with the full split's")
     return held_out
 
 
@@ -403,6 +406,8 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         if average is not None:
             average.load_state_dict(state.get("average", state["network"]))
         changed = changed_settings(state, asdict(run))
+        if init is not None:  # as core.train's resume says of its --init
+            changed = ", ".join(filter(None, [changed, f"init {init} (not taken: it sets up a new run only)"]))
         started_with = state.get("settings", started_with)
         print(f"resumed {out} at step {step}" + (f"; changed since the run began: {changed}" if changed else ""))
     if max(step / run.steps, elapsed / run.seconds) >= 1:
