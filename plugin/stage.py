@@ -734,7 +734,7 @@ class ObsStage:
                 if below and below[-1]["sourceName"] == source:
                     self.call("SetSceneItemEnabled", sceneName=scene, sceneItemId=below[-1]["sceneItemId"],
                               sceneItemEnabled=wrapper["sceneItemEnabled"])
-                    self.keep_users_move(scene, wrapper, below[-1]["sceneItemId"])
+                    self.keep_users_move(scene, wrapper, below[-1]["sceneItemId"], source)
                     unwrapped.add(scene)
                 self.call("RemoveSceneItem", sceneName=scene, sceneItemId=wrapper["sceneItemId"])  # before W goes
         self.remove_items(self._background, scenes)  # before B goes
@@ -755,18 +755,14 @@ class ObsStage:
         self.wait_until_removed({self._wrapper, self._background})
         return found
 
-    def keep_users_move(self, scene: str, wrapper: dict, item_id: int) -> None:
+    def keep_users_move(self, scene: str, wrapper: dict, item_id: int, source: str) -> None:
         """When the user moved, scaled or cropped the masked picture (W's item) during this run, give S's item
         `item_id` in `scene` that place, so the stop does not move the picture back on air."""
         if self._placed is None or not moved_by_user(wrapper["sceneItemTransform"], self._placed):
             return
-        inner = next((i for i in self.call("GetSceneItemList", sceneName=self._wrapper)["sceneItems"]
-                      if i["sceneItemId"] == self._inner), None)
-        if inner is None:
-            return
-        video = self.call("GetVideoSettings")
-        self.call("SetSceneItemTransform", sceneName=scene, sceneItemId=item_id, sceneItemTransform=unwrapped_transform(
-            wrapper["sceneItemTransform"], inner["sceneItemTransform"], (video["baseWidth"], video["baseHeight"])))
+        place = self.place_shown_by(wrapper, source)
+        if place is not None:
+            self.call("SetSceneItemTransform", sceneName=scene, sceneItemId=item_id, sceneItemTransform=place)
 
     def keep_source(self, scenes: list[str], source: str) -> str | None:
         """When W is the only scene left holding S (the user deleted S's own hidden item while the rig was up),
@@ -774,23 +770,35 @@ class ObsStage:
         OBS destroys S with it (its settings and filters lost); the scene it was put in, else None."""
         if self._wrapper not in scenes or source not in self.scene_sources(self._wrapper):
             return None
-        homes = [scene for scene in scenes if scene != self._wrapper and source in self.scene_sources(scene)]
-        showing = [(scene, item) for scene in scenes if scene != self._wrapper
-                   for item in self.call("GetSceneItemList", sceneName=scene)["sceneItems"]
-                   if item["sourceName"] == self._wrapper]
-        if homes or not showing:
+        showing = []  # (scene, W's item there)
+        for scene in (s for s in scenes if s != self._wrapper):
+            items = self.call("GetSceneItemList", sceneName=scene)["sceneItems"]
+            if any(item["sourceName"] == source for item in items):
+                return None  # S has a home besides W
+            showing += [(scene, item) for item in items if item["sourceName"] == self._wrapper]
+        if not showing:
             return None
         built_in = self.placement.scene if self.placement is not None else None
         scene, wrapper = next(((s, w) for s, w in showing if s == built_in), showing[0])
-        inner = next(i for i in self.call("GetSceneItemList", sceneName=self._wrapper)["sceneItems"]
-                     if i["sourceName"] == source)
-        video = self.call("GetVideoSettings")
+        place = self.place_shown_by(wrapper, source)
+        if place is None:
+            return None
         made = self.call("CreateSceneItem", sceneName=scene, sourceName=source,
                          sceneItemEnabled=wrapper["sceneItemEnabled"])["sceneItemId"]
-        self.call("SetSceneItemTransform", sceneName=scene, sceneItemId=made, sceneItemTransform=unwrapped_transform(
-            wrapper["sceneItemTransform"], inner["sceneItemTransform"], (video["baseWidth"], video["baseHeight"])))
+        self.call("SetSceneItemTransform", sceneName=scene, sceneItemId=made, sceneItemTransform=place)
         self.call("SetSceneItemIndex", sceneName=scene, sceneItemId=made, sceneItemIndex=wrapper["sceneItemIndex"])
         return scene
+
+    def place_shown_by(self, wrapper: dict, source: str) -> dict | None:
+        """S's transform in U that shows what W's item `wrapper` shows (`unwrapped_transform` of S's item in W);
+        None when W no longer holds S."""
+        inner = next((i for i in self.call("GetSceneItemList", sceneName=self._wrapper)["sceneItems"]
+                      if i["sourceName"] == source), None)
+        if inner is None:
+            return None
+        video = self.call("GetVideoSettings")
+        return unwrapped_transform(wrapper["sceneItemTransform"], inner["sceneItemTransform"],
+                                   (video["baseWidth"], video["baseHeight"]))
 
     def remove_background_input(self) -> None:
         """Remove B's input, unless OBS has dropped it already: an input left in no scene goes by itself, at any

@@ -145,13 +145,12 @@ def damaged_or_short(info: VideoInfo, decoded: int, *, ended_at: float, stream_s
     """A one-line warning when a video's iteration gave `decoded` frames, the last ending `ended_at` seconds into
     the stream, but its header lists more frames (`info.num_frames`, besides the `skipped` packets' and a frame or
     two: a codec's delay; unless the frames reach the stream's seconds: an edit list hides frames it lists) or,
-    listing none, gives its video more seconds (`stream_seconds`, the stream's
-    own: a container's may include a longer audio track): a cut-short download decodes its first part and then ends
-    without an error. Also when the decoder refused `skipped` packets (damaged bytes), which were skipped. None
+    listing none, gives its video more seconds (`stream_seconds`, the stream's own: a container's may include a
+    longer audio track): a cut-short download decodes its first part and then ends without an error. Also when the decoder refused `skipped` packets (damaged bytes), which were skipped. None
     otherwise."""
     found = []
-    reached_its_end = stream_seconds is not None and stream_seconds - ended_at <= SHORT_GAP_S  # an edit list's
-    # trimmed clip lists every frame it holds, the hidden ones too, but its frames reach the seconds it gives
+    # A clip trimmed by an edit list counts the frames it hides too, but its frames reach the seconds it gives.
+    reached_its_end = stream_seconds is not None and stream_seconds - ended_at <= SHORT_GAP_S
     if info.num_frames is not None and decoded + skipped < info.num_frames - TRUNCATION_SLACK and not reached_its_end:
         found.append(f"ends after {decoded} of the {info.num_frames} frames its header lists (truncated or damaged?)")
     elif info.num_frames is None and cut_short(ended_at, stream_seconds):
