@@ -673,8 +673,24 @@ def test_a_drag_is_one_edit_and_drops_a_box_corner_waiting(app, clip):
     assert session.labels[0][5:100, 5].tolist().count(3) > 90
     _, summary, session, _ = handler(app, "undo")(session, "")
     assert summary.startswith("Marked — frame 0: objects 1.")  # the whole stroke undone at once
-    for sent in ("not json", '{"points": [[Infinity, 0]]}', '{"points": []}'):  # not from the page: no edit
+    for sent in ("not json", '{"points": [[Infinity, 0]]}', '{"points": []}', "[1]"):  # not from the page: no edit
         assert all(isinstance(output, type(gr.skip())) for output in drag("Brush: add", 3, 5, session, "", sent))
+
+
+def test_a_click_sent_by_the_page_while_the_frame_reloads_is_a_click(app, clip):
+    """drag.js sends a click made while the picture reloads as a one-point path marked "click": it counts as the
+    click it was, a box corner left waiting or a brush dab, never a drag."""
+    session = handler(app, "load_clip")(str(clip), None)[4]
+    drag = handler(app, "drag")
+    scale = display_scale(session.frame.shape[:2])
+    clicked = lambda x, y: json.dumps({"points": [[round(x * scale), round(y * scale)]], "click": True})  # noqa: E731
+    _, summary, session, _ = drag("Box (drag, or two corners)", 1, 12, session, "", clicked(10, 10))
+    assert "opposite corner" in summary and session.pending is not None
+    _, summary, session, _ = drag("Box (drag, or two corners)", 1, 12, session, "", clicked(200, 160))
+    assert session.pending is None and abs(session.marks[0][-1].x2 - 200) <= 1
+    _, summary, session, _ = drag("Brush: add", 2, 5, session, "", clicked(300, 200))
+    assert summary.startswith("Marked — frame 0: objects 1, 2.")
+    assert [mark.kind for mark in session.marks[0]] == ["box", "brush_add"]
 
 
 def test_a_run_counts_a_webms_frames_and_names_its_downloads_after_the_clip(app, tmp_path):

@@ -100,7 +100,9 @@ def on_frame(page, fx: float, fy: float) -> tuple[float, float]:
     image = page.locator("#frame img")
     image.scroll_into_view_if_needed()
     box = image.bounding_box()
-    natural_w, natural_h = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    natural_w, natural_h = page.wait_for_function(  # as a user sees it: loaded (an edit's answer reloads it)
+        "() => { const img = document.querySelector('#frame img'); "
+        "return img?.naturalWidth ? [img.naturalWidth, img.naturalHeight] : null; }", timeout=TIMEOUT_MS).json_value()
     scale = min(box["width"] / natural_w, box["height"] / natural_h, 1)  # Gradio's object-fit: never enlarged
     shown_w, shown_h = natural_w * scale, natural_h * scale
     left, top = box["x"] + (box["width"] - shown_w) / 2, box["y"] + (box["height"] - shown_h) / 2
@@ -112,12 +114,17 @@ def click_on_frame(page, fx: float, fy: float) -> None:
 
 
 def drag_on_frame(page, *path: tuple[float, float]) -> None:
-    """Press at the first point of `path` (fractions of the frame, as `on_frame`), move through the others in
-    small steps, release at the last."""
-    page.mouse.move(*on_frame(page, *path[0]))
+    """A drag through `path`, fractions of the frame (as `on_frame`)."""
+    drag_through(page, *(on_frame(page, *point) for point in path))
+
+
+def drag_through(page, *path: tuple[float, float]) -> None:
+    """Press at the first point of `path` (page positions), move through the others in small steps, release at
+    the last."""
+    page.mouse.move(*path[0])
     page.mouse.down()
     for point in path[1:]:
-        page.mouse.move(*on_frame(page, *point), steps=8)
+        page.mouse.move(*point, steps=8)
     page.mouse.up()
 
 
@@ -208,6 +215,46 @@ def test_scrub_brush_and_undo(page, tmp_path):
     wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1, 3.")
     page.click("#undo")
     wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1.")
+
+
+def test_marks_made_while_the_last_edit_is_answered_all_count(page, tmp_path):
+    """A user who marks objects in quick succession, without waiting for each answer, gets every mark: the frame
+    takes clicks and drags while an edit is being answered (a progress overlay over it would swallow them)."""
+    upload(page, make_clip(tmp_path / "judo.mp4"))
+    wait_for_text(page, "#status", f"{CLIP_FRAMES} frames")
+    page.locator("#mode label", has_text="Brush: add").click()
+    click_on_frame(page, 0.1, 0.1)
+    page.locator("#object label", has_text="2").click()
+    click_on_frame(page, 0.9, 0.1)
+    page.locator("#object label", has_text="3").click()
+    drag_on_frame(page, (0.1, 0.9), (0.5, 0.9), (0.9, 0.9))
+    wait_for_text(page, "#summary", "frame 0: objects 1, 2, 3.")
+
+
+def test_a_click_or_drag_while_the_frame_reloads_counts_for_the_object_chosen_then(page, tmp_path):
+    """Each edit's answer is a new picture, which has no size while it loads: Gradio would drop a click made then
+    (it places clicks by that size), and a drag would not start. Both are placed by the last picture's size, and
+    each marks the object chosen when it was made."""
+    upload(page, make_clip(tmp_path / "judo.mp4"))
+    wait_for_text(page, "#status", f"{CLIP_FRAMES} frames")
+    page.locator("#mode label", has_text="Brush: add").click()
+    spots = [on_frame(page, fx, 0.1) for fx in (0.1, 0.5, 0.9)]
+    stroke = [on_frame(page, fx, 0.9) for fx in (0.1, 0.5, 0.9)]
+    page.mouse.click(*spots[0])
+    wait_for_text(page, "#summary", "frame 0: objects 1.")
+    held = []
+    page.route("**/image.png", lambda route: held.append(route))  # the next pictures wait for the test
+    page.locator("#object label", has_text="2").click()
+    page.mouse.click(*spots[1])
+    page.wait_for_function("document.querySelector('#frame img')?.naturalWidth === 0", timeout=TIMEOUT_MS)
+    page.locator("#object label", has_text="3").click()
+    page.mouse.click(*spots[2])
+    page.locator("#object label", has_text="4").click()
+    drag_through(page, *stroke)
+    for route in held:
+        route.continue_()
+    page.unroute("**/image.png")
+    wait_for_text(page, "#summary", "frame 0: objects 1, 2, 3, 4.")
 
 
 def test_a_drag_draws_a_box_or_a_brush_stroke_as_one_edit(page, shots, tmp_path):

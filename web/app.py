@@ -343,14 +343,16 @@ def frame_point(display_xy: tuple[int, int], frame_hw: tuple[int, int]) -> tuple
     return min(width - 1, max(0, int(x / scale))), min(height - 1, max(0, int(y / scale)))
 
 
-def dragged_points(path: str, frame_hw: tuple[int, int]) -> list[tuple[int, int]] | None:
-    """A drag from drag.js (JSON: "points", [x, y] on the displayed picture) → its points in frame pixels; None for
-    anything else (the field emptied, a request not from the page)."""
+def page_gesture(path: str, frame_hw: tuple[int, int]) -> tuple[list[tuple[int, int]], bool] | None:
+    """A drag or click from drag.js (JSON: "points", [x, y] on the displayed picture; "click", true for a click
+    made while the picture reloaded) → its points in frame pixels and whether it is a click; None for anything
+    else (the field emptied, a request not from the page)."""
     try:
-        points = json.loads(path)["points"][:MAX_DRAG_POINTS]
-        return [frame_point((int(x), int(y)), frame_hw) for x, y in points] or None
-    except (ValueError, TypeError, KeyError, OverflowError):  # OverflowError: Infinity, which JSON here allows
-        return None
+        sent = json.loads(path)
+        points = [frame_point((int(x), int(y)), frame_hw) for x, y in sent["points"][:MAX_DRAG_POINTS]]
+        return (points, sent.get("click") is True) if points else None
+    except (ValueError, TypeError, KeyError, OverflowError, AttributeError):  # OverflowError: Infinity, which
+        return None  # JSON here allows; AttributeError: JSON that is no object
 
 
 def annotated_view(session: Session) -> np.ndarray | None:
@@ -525,18 +527,23 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
     def edited(session: Session, shown: str):
         return annotated_view(session), marks_summary(session), session, run_status_after_edit(shown, session)
 
+    def clicked(mode: str, object_id: float, brush: float, session: Session, shown: str, point: tuple[int, int]):
+        marks, pending = annotate.add_click(session.marks.get(session.frame_index, ()), session.pending,
+                                            MODES[mode], int(object_id), *point, int(brush))
+        return edited(edit_marks(session, marks, pending), shown)
+
     def click(mode: str, object_id: float, brush: float, session: Session, shown: str, event: gr.SelectData):
         if session.frame is None:
             raise refusal("Upload a clip (or pick the example) before marking objects.")
-        x, y = frame_point(tuple(event.index), session.frame.shape[:2])
-        marks, pending = annotate.add_click(session.marks.get(session.frame_index, ()), session.pending,
-                                            MODES[mode], int(object_id), x, y, int(brush))
-        return edited(edit_marks(session, marks, pending), shown)
+        return clicked(mode, object_id, brush, session, shown, frame_point(tuple(event.index), session.frame.shape[:2]))
 
     def drag(mode: str, object_id: float, brush: float, session: Session, shown: str, path: str):
-        points = dragged_points(path, session.frame.shape[:2]) if session.frame is not None else None
-        if not points:
+        gesture = page_gesture(path, session.frame.shape[:2]) if session.frame is not None else None
+        if gesture is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        points, is_click = gesture
+        if is_click:
+            return clicked(mode, object_id, brush, session, shown, points[-1])
         marks = annotate.add_drag(session.marks.get(session.frame_index, ()), MODES[mode], int(object_id), points,
                                   int(brush))
         return edited(edit_marks(session, marks, None), shown)
@@ -678,7 +685,7 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
                 frame_slider = gr.Slider(0, 1, value=0, step=1, label="Frame (scrub to annotate any frame)",
                                          interactive=False, elem_id="scrub")
                 drag_path = gr.Textbox(visible="hidden", elem_id="drag")  # set by drag.js; its "change" event
-                # comes (a new value each drag), Gradio's "input" not
+                # comes (a new value each drag or click sent), Gradio's "input" not
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 preview_button = gr.Button("3. Preview a few frames", elem_id="preview")
@@ -720,8 +727,10 @@ def build_app(config: AppConfig, workspace: Workspace | None = None) -> gr.Block
         # emptied box (None) is no error.
         frame_slider.input(seek, [frame_slider, session], [*annotate_outputs, frame_slider], api_visibility=hidden,
                            trigger_mode="always_last", preprocess=False)
-        # Every click counts (trigger_mode "multiple"); one annotation edit at a time keeps the marks consistent.
-        edits = dict(api_visibility=hidden, concurrency_id="annotate", concurrency_limit=1, trigger_mode="multiple")
+        # Every click counts (trigger_mode "multiple"); one annotation edit at a time keeps the marks consistent. The
+        # pending edit shows as a timer in a corner ("minimal"): the full overlay would take the next click or drag.
+        edits = dict(api_visibility=hidden, concurrency_id="annotate", concurrency_limit=1, trigger_mode="multiple",
+                     show_progress="minimal")
         # An edit also clears the run status line's complaint about the marks once they mark an object.
         edit_outputs = [*annotate_outputs, run_status]
         frame_view.select(click, [mode, object_id, brush, session, run_status], edit_outputs, **edits)

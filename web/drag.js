@@ -1,7 +1,8 @@
 // Drags on the annotation frame (#frame img). With a box or brush mode chosen, a press that travels is a drag: a
 // rectangle or a line follows the pointer, and on release the path, in the picture's own pixels, goes to the
 // server as one edit through the hidden #drag textbox. A press that does not travel stays a click (Gradio's
-// select event), and in the click modes nothing here acts.
+// select event), and in the click modes nothing here acts, except for a click made while the picture reloads,
+// which Gradio would lose: it goes through #drag as well.
 (() => {
   const TRAVEL_PX = 6;         // screen pixels a press must travel to be a drag
   const CLICK_AFTER_MS = 500;  // a click this soon after a drag ended is the drag's own release, not a new mark
@@ -10,18 +11,21 @@
   let drag = null;
   let dragEnded = -Infinity;
   let sent = 0;
+  let loadedSize = null;  // the frame picture's size when it last loaded: it reads 0 while the next one loads
 
   const chosenMode = () => document.querySelector("#mode input:checked")?.value ?? "";
   const dragsInMode = (mode) => mode.startsWith("Box") || mode.startsWith("Brush");
+  const naturalSize = (img) => (img.naturalWidth ? [img.naturalWidth, img.naturalHeight] : loadedSize);
 
   // The picture's place on screen: letterboxed inside its element and never enlarged (object-fit: scale-down), as
   // Gradio's own click position takes it.
   function shownPicture(img) {
     const rect = img.getBoundingClientRect();
-    const scale = Math.min(rect.width / img.naturalWidth, rect.height / img.naturalHeight, 1);
-    const width = img.naturalWidth * scale, height = img.naturalHeight * scale;
+    const [naturalWidth, naturalHeight] = naturalSize(img);
+    const scale = Math.min(rect.width / naturalWidth, rect.height / naturalHeight, 1);
+    const width = naturalWidth * scale, height = naturalHeight * scale;
     return {left: rect.left + (rect.width - width) / 2, top: rect.top + (rect.height - height) / 2, width, height,
-            scale, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight};
+            scale, naturalWidth, naturalHeight};
   }
 
   // A pointer position in the picture's pixels, by its place `shown` when the press began (measured once: the
@@ -66,11 +70,11 @@
     drag = null;
   }
 
-  function send(points) {
+  function send(points, click = false) {
     const field = document.querySelector("#drag textarea, #drag input");
     if (!field) return;
     sent += 1;  // every drag a new value, so that two alike are both edits
-    field.value = JSON.stringify({points, drag: sent});
+    field.value = JSON.stringify({points, click, drag: sent});
     field.dispatchEvent(new Event("input", {bubbles: true}));
   }
 
@@ -78,7 +82,7 @@
     dragEnded = -Infinity;  // a touch drag is followed by no click to swallow: this press is a new one
     if (drag) endDrag();  // a second finger, or a release the page never heard (outside the window): no edit
     const img = event.target.closest?.("#frame img");
-    if (!img || event.button !== 0 || !img.naturalWidth || !dragsInMode(chosenMode())) return;
+    if (!img || event.button !== 0 || !naturalSize(img) || !dragsInMode(chosenMode())) return;
     event.preventDefault();  // no image dragged out of the page, no text selected
     img.setPointerCapture(event.pointerId);
     const shown = shownPicture(img);
@@ -115,11 +119,22 @@
     if (event.target.closest?.("#mode")) document.body.classList.toggle("frame-drags", dragsInMode(chosenMode()));
   });
 
+  document.addEventListener("load", (event) => {
+    if (event.target.closest?.("#frame img")) loadedSize = [event.target.naturalWidth, event.target.naturalHeight];
+  }, true);  // a picture's load does not bubble: it is heard on the way down
+
+  // Gradio places a click by the picture's own size, which reads 0 while the last edit's answer loads: it would lose
+  // a click made then. Such a click goes as a one-point path marked as a click, placed by the last picture's size
+  // (the same frame's), with the mode and object chosen when it was made.
   document.addEventListener("click", (event) => {
-    if (performance.now() - dragEnded < CLICK_AFTER_MS && event.target.closest?.("#frame")) {
-      event.stopImmediatePropagation();
-      event.preventDefault();
-      dragEnded = -Infinity;
-    }
+    if (!event.target.closest?.("#frame")) return;
+    const img = event.target.closest("#frame img");
+    const dragsRelease = performance.now() - dragEnded < CLICK_AFTER_MS;
+    const whileLoading = img && !img.naturalWidth && loadedSize;
+    if (!dragsRelease && !whileLoading) return;
+    event.stopImmediatePropagation();
+    event.preventDefault();
+    if (dragsRelease) dragEnded = -Infinity;
+    else send([picturePoint(shownPicture(img), event)], true);
   }, true);
 })();
