@@ -695,7 +695,8 @@ def test_a_click_sent_by_the_page_while_the_frame_reloads_is_a_click(app, clip):
 
 def test_a_run_counts_a_webms_frames_and_names_its_downloads_after_the_clip(app, tmp_path):
     clip = make_clip(tmp_path / "my talk.webm")  # WebM lists no frame count
-    session = update_marks(handler(app, "load_clip")(str(clip), Request("webm"))[4], (Mark("positive", 1, 160, 80),), None)
+    session = update_marks(handler(app, "load_clip")(str(clip), Request("webm"))[4], (Mark("positive", 1, 160, 80),),
+                           None)
     totals: list = []
     chosen = [OUTPUTS["overlay"][1], OUTPUTS["masks_zip"][1]]
     steps = list(handler(app, "run")(chosen, "#00b140", 31, 0, 0, False, session, Request("webm"),

@@ -146,8 +146,8 @@ def damaged_or_short(info: VideoInfo, decoded: int, *, ended_at: float, stream_s
     the stream, but its header lists more frames (`info.num_frames`, besides the `skipped` packets' and a frame or
     two: a codec's delay; unless the frames reach the stream's seconds: an edit list hides frames it lists) or,
     listing none, gives its video more seconds (`stream_seconds`, the stream's own: a container's may include a
-    longer audio track): a cut-short download decodes its first part and then ends without an error. Also when the decoder refused `skipped` packets (damaged bytes), which were skipped. None
-    otherwise."""
+    longer audio track): a cut-short download decodes its first part and then ends without an error. Also when the
+    decoder refused `skipped` packets (damaged bytes), which were skipped. None otherwise."""
     found = []
     # A clip trimmed by an edit list counts the frames it hides too, but its frames reach the seconds it gives.
     reached_its_end = stream_seconds is not None and stream_seconds - ended_at <= SHORT_GAP_S
