@@ -797,6 +797,8 @@ def test_a_mask_that_looks_inverted_is_done_with_a_warning(clips: Path, tmp_path
     item = summary_items(out)["judo"]
     assert item["status"] == "done" and "judo.png: the objects cover" in item["warning"]
     assert "if the mask is inverted" in item["warning"]
+    assert run_main(source / "judo.mp4", "--out", out, "--quiet") == 0  # the rerun's summary keeps the warning
+    assert summary_items(out)["judo"] == {**item, "status": "skipped", "seconds": 0.0, "fps": 0.0}
     write_mask(source / "judo.png", sample_mask("judo", "00000"))
     assert run_main(source / "judo.mp4", "--out", out, "--quiet") == 0
     assert summary_items(out)["judo"]["warning"] is None
@@ -821,6 +823,11 @@ def test_masks_that_annotate_no_frame_are_named_in_a_warning(judo_small: list[np
     assert items["yt"]["status"] == "done"
     assert items["yt"]["warning"].startswith(f"{folder / 'masks' / '00099.png'} and 1 more annotated no frame")
     assert items["clip"]["warning"].startswith(f"{tmp_path / 'in' / 'clip.mask.png'} annotated no frame")
+    (tmp_path / "in" / "clip.mask.png").unlink()
+    assert run_main(tmp_path / "in", "--out", out, "--quiet") == 0  # a rerun says it again, while it holds
+    again = summary_items(out)
+    assert again["yt"]["status"] == "skipped" and again["yt"]["warning"] == items["yt"]["warning"]
+    assert again["clip"]["status"] == "skipped" and again["clip"]["warning"] is None
 
 
 def test_camcorder_and_phone_containers_are_inputs(judo_small: list[np.ndarray], tmp_path: Path) -> None:

@@ -110,9 +110,10 @@ def _describe(result: ItemResult, counter: str) -> str:
     if result.status == "failed":
         return f"{counter} FAILED {result.error}"
     if result.status == "skipped":
-        return f"{counter} skipped {result.name}: already complete (--overwrite to redo)"
-    line = (f"{counter} done {result.name}: {result.frames} frames in {result.seconds:.1f} s "
-            f"({result.fps:.1f} FPS)")
+        line = f"{counter} skipped {result.name}: already complete (--overwrite to redo)"
+    else:
+        line = (f"{counter} done {result.name}: {result.frames} frames in {result.seconds:.1f} s "
+                f"({result.fps:.1f} FPS)")
     return line if result.warning is None else f"{line}; warning: {result.warning}"
 
 

@@ -131,7 +131,7 @@ class ItemResult:
     fps: float = 0.0
     outputs: list[str] = field(default_factory=list)
     error: str | None = None
-    warning: str | None = None  # what a done item's user should know (`_warnings`), joined by "; "
+    warning: str | None = None  # what a done (or skipped) item's user should know (`_unused`, `_own_warnings`)
 
 
 Reporter = Callable[[ProgressEvent], None]
@@ -291,18 +291,18 @@ def completed(job: Job, out_root: Path, spec: OutputSpec, tracker: TrackerConfig
     if drawn is not None and any(drawn.get(name) != now[name] for name in names):
         return None
     return ItemResult(job.source, job.name, "skipped", record.get("frames", 0), 0.0, 0.0,
-                      [str(final / name) for name in names])
+                      [str(final / name) for name in names], warning=_joined(_unused(job), record.get("warning")))
 
 
 def _write_record(folder: Path, job: Job, frames: int, info: VideoInfo, spec: OutputSpec,
-                  tracker: TrackerConfig, kept: dict[str, dict]) -> list[str]:
-    """Write job.json (last file of a complete folder): how the masks were made, and how each output was drawn,
-    this run's or (`kept`, carried over from an earlier run) its own; returns every output name the folder
-    holds."""
+                  tracker: TrackerConfig, kept: dict[str, dict], warning: str | None) -> list[str]:
+    """Write job.json (last file of a complete folder): how the masks were made, how each output was drawn, this
+    run's or (`kept`, carried over from an earlier run) its own, and the item's `warning` about its video and masks
+    (a rerun that skips it says it again); returns every output name the folder holds."""
     outputs = sorted(p.name for p in folder.iterdir() if p.name != RECORD_FILE)
     drawn = kept | _drawing(spec, spec.output_names((info.width, info.height)))
     record = {"input": job.source, "input_file": _input_file(job), "frames": frames, "fps": float(info.fps),
-              "size": [info.width, info.height], "outputs": outputs, "spec": asdict(spec),
+              "size": [info.width, info.height], "outputs": outputs, "spec": asdict(spec), "warning": warning,
               "annotations": _annotation_records(job),
               "made_with": {"masks": _masks_made_with(spec, tracker),
                             "drawn": {name: drawn[name] for name in outputs if name in drawn}}}
@@ -458,17 +458,17 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
             info = reader.info
             masks = _load_annotations(job, info)
             frames = _run_passes(reader, job, masks, partial, spec, tracker, report)
-            damage = reader.damage_warning(frames)
+            own_warning = _own_warnings(job, masks, reader.damage_warning(frames), hdr_note(info))
         previous = _read_record(final)
         kept = {} if previous is None else _kept_outputs(previous, job, spec, settings)  # never outputs made otherwise
         carried = _carry_over(final, partial, set(kept))
         outputs = _write_record(partial, job, frames, info, spec, settings,
-                                {name: drawn for name, drawn in kept.items() if name in carried})
+                                {name: drawn for name, drawn in kept.items() if name in carried}, own_warning)
         _commit(partial, final)
         seconds = time.monotonic() - started
         return ItemResult(job.source, job.name, "done", frames, round(seconds, 3), round(frames / seconds, 2),
                           [str(final / name) for name in outputs],
-                          warning=_warnings(job, masks, damage, hdr_note(info)))
+                          warning=_joined(_unused(job), own_warning))
     except (JobError, MaskError, VideoError, WeightsError, BackgroundError) as error:
         return _failed(job, started, str(error).replace(str(partial), str(final)))  # the folder the user will see
     except OSError as error:  # writing an output: a full disk, a folder gone or not writable
@@ -481,13 +481,17 @@ def process_job(job: Job, out_root: str, spec: OutputSpec, settings: TrackerConf
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _warnings(job: Job, masks: dict[int, np.ndarray], damage: str | None, hdr: str | None) -> str | None:
-    """What a done item's user should know: mask files that annotated no frame, a mask that looks inverted, a
-    video damaged or cut short (`damage`, to which the batch's way to redo it once the file is replaced is added),
-    an HDR video read as standard range (`hdr`); None when nothing."""
+def _own_warnings(job: Job, masks: dict[int, np.ndarray], damage: str | None, hdr: str | None) -> str | None:
+    """What a done item's user should know about its video and masks (besides mask files that annotated no frame,
+    `_unused`): a mask that looks inverted, a video damaged or cut short (`damage`, to which the batch's way to
+    redo it once the file is replaced is added), an HDR video read as standard range (`hdr`); None when nothing."""
     redo = None if damage is None else f"{damage}; then run again with --overwrite"
-    found = [warning for warning in (_unused(job), _inverted(job, masks), redo, hdr) if warning]
-    return "; ".join(found) or None
+    return _joined(_inverted(job, masks), redo, hdr)
+
+
+def _joined(*warnings: str | None) -> str | None:
+    """The warnings given, joined by "; " (an item's one warning line); None when there are none."""
+    return "; ".join(warning for warning in warnings if warning) or None
 
 
 def _unused(job: Job) -> str | None:
