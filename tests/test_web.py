@@ -36,7 +36,7 @@ from core import annotate  # noqa: E402
 from core.annotate import Mark  # noqa: E402
 from web.app import (  # noqa: E402
     DISPLAY_SIDE, MARKS_CHANGED, START, AppConfig, AppUnreachable, Session, Workspace, _learn_quietly, _parse_colour,
-    _safe_name, annotated_view, annotations_of, build_app, cancel_message, display_scale, frame_point,
+    _safe_name, annotated_view, annotations_of, build_app, cancel_message, display_scale, display_size, frame_point,
     learn_in_background, marks_summary, parse_args, edit_marks, loaded_clip, named_after_clip, probe_clip, read_frame,
     run_problem, run_status_after_edit, scrub_slider, serve, undo_edit, update_marks, user_error, user_message,
     wait_until_answering,
@@ -683,7 +683,11 @@ def test_a_click_sent_by_the_page_while_the_frame_reloads_is_a_click(app, clip):
     session = handler(app, "load_clip")(str(clip), None)[4]
     drag = handler(app, "drag")
     scale = display_scale(session.frame.shape[:2])
-    clicked = lambda x, y: json.dumps({"points": [[round(x * scale), round(y * scale)]], "click": True})  # noqa: E731
+    shown = list(display_size(session.frame.shape[:2]))
+    clicked = lambda x, y, size=shown: json.dumps(  # noqa: E731
+        {"points": [[round(x * scale), round(y * scale)]], "click": True, "size": size})
+    assert all(isinstance(output, type(gr.skip()))  # placed on another clip's picture (a portrait one): no edit
+               for output in drag("Brush: add", 2, 5, session, "", clicked(10, 10, shown[::-1])))
     _, summary, session, _ = drag("Box (drag, or two corners)", 1, 12, session, "", clicked(10, 10))
     assert "opposite corner" in summary and session.pending is not None
     _, summary, session, _ = drag("Box (drag, or two corners)", 1, 12, session, "", clicked(200, 160))

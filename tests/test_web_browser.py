@@ -25,8 +25,10 @@ pytestmark = [
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("gradio")
 
+import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from tests.conftest import encode_video, sample_frames  # noqa: E402
 from tests.test_web import CLIP_FRAMES, TRACKER, count_frames, free_port, make_clip  # noqa: E402
 from web import app as web_app  # noqa: E402
 from web.app import AppConfig, Workspace, serve  # noqa: E402
@@ -255,6 +257,29 @@ def test_a_click_or_drag_while_the_frame_reloads_counts_for_the_object_chosen_th
         route.continue_()
     page.unroute("**/image.png")
     wait_for_text(page, "#summary", "frame 0: objects 1, 2, 3, 4.")
+
+
+def test_a_click_while_a_new_clips_first_picture_loads_is_no_mark(page, tmp_path):
+    """A click made while a new clip's first picture loads can only be placed by the last clip's picture, which a
+    clip of another shape (the landscape example after a phone's portrait clip) does not share: it marks nothing,
+    where it used to mark a point of the new frame that nobody clicked."""
+    portrait = encode_video(tmp_path / "portrait.mp4", [np.ascontiguousarray(frame.transpose(1, 0, 2))
+                                                        for frame in sample_frames("judo")[:4]], audio=False)
+    upload(page, portrait)
+    wait_for_text(page, "#status", "4 frames")
+    spot = on_frame(page, 0.5, 0.6)
+    held = []
+    page.route("**/image.png", lambda route: held.append(route))  # the new clip's picture waits for the test
+    page.click("#example")
+    page.wait_for_function("document.querySelector('#frame img')?.naturalWidth === 0", timeout=TIMEOUT_MS)
+    page.mouse.click(*spot)
+    for route in held:
+        route.continue_()
+    page.unroute("**/image.png")
+    wait_for_text(page, "#status", "854×480")
+    page.locator("#object label", has_text="2").click()
+    click_on_frame(page, 0.5, 0.5)
+    wait_for_text(page, "#summary", "frame 0: objects 2.")  # "objects 1, 2." had the first click counted
 
 
 def test_a_drag_draws_a_box_or_a_brush_stroke_as_one_edit(page, shots, tmp_path):

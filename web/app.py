@@ -335,6 +335,13 @@ def display_scale(frame_hw: tuple[int, int]) -> float:
     return DISPLAY_SIDE / max(frame_hw)
 
 
+def display_size(frame_hw: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of the displayed picture of a frame of `frame_hw` = (H, W) (`display_scale`)."""
+    height, width = frame_hw
+    scale = display_scale(frame_hw)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def frame_point(display_xy: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[int, int]:
     """A click on the displayed picture → (x, y) in frame pixels, clamped inside the frame."""
     scale = display_scale(frame_hw)
@@ -345,10 +352,13 @@ def frame_point(display_xy: tuple[int, int], frame_hw: tuple[int, int]) -> tuple
 
 def page_gesture(path: str, frame_hw: tuple[int, int]) -> tuple[list[tuple[int, int]], bool] | None:
     """A drag or click from drag.js (JSON: "points", [x, y] on the displayed picture; "click", true for a click
-    made while the picture reloaded) → its points in frame pixels and whether it is a click; None for anything
-    else (the field emptied, a request not from the page)."""
+    made while the picture reloaded; "size", that picture's) → its points in frame pixels and whether it is a
+    click; None for anything else (the field emptied, a request not from the page, a gesture placed on another
+    clip's picture: one made while a new clip's first picture loaded)."""
     try:
         sent = json.loads(path)
+        if "size" in sent and [int(side) for side in sent["size"]] != list(display_size(frame_hw)):
+            return None
         points = [frame_point((int(x), int(y)), frame_hw) for x, y in sent["points"][:MAX_DRAG_POINTS]]
         return (points, sent.get("click") is True) if points else None
     except (ValueError, TypeError, KeyError, OverflowError, AttributeError):  # OverflowError: Infinity, which
@@ -363,10 +373,9 @@ def annotated_view(session: Session) -> np.ndarray | None:
     labels = session.labels.get(session.frame_index)
     image = session.frame if labels is None else effects.overlay(session.frame, labels)
     view = annotate.render_marks(image, session.marks.get(session.frame_index, ()), session.pending)
-    height, width = view.shape[:2]
-    scale = display_scale((height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(view, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    scale = display_scale(view.shape[:2])
+    return cv2.resize(view, display_size(view.shape[:2]),
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
 def clip_view(session: Session, status: str) -> tuple:

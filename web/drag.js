@@ -70,11 +70,13 @@
     drag = null;
   }
 
-  function send(points, click = false) {
+  // `shown`'s size goes along: the server drops a gesture placed on another clip's picture (one made while a new
+  // clip's first picture loaded, placed by the last clip's size).
+  function send(shown, points, click = false) {
     const field = document.querySelector("#drag textarea, #drag input");
     if (!field) return;
     sent += 1;  // every drag a new value, so that two alike are both edits
-    field.value = JSON.stringify({points, click, drag: sent});
+    field.value = JSON.stringify({points, click, size: [shown.naturalWidth, shown.naturalHeight], drag: sent});
     field.dispatchEvent(new Event("input", {bubbles: true}));
   }
 
@@ -105,7 +107,7 @@
     if (!drag || event.pointerId !== drag.pointer) return;
     if (drag.shape) {
       dragEnded = performance.now();
-      send(drag.points);
+      send(drag.shown, drag.points);
     }
     endDrag();
   });
@@ -135,6 +137,9 @@
     event.stopImmediatePropagation();
     event.preventDefault();
     if (dragsRelease) dragEnded = -Infinity;
-    else send([picturePoint(shownPicture(img), event)], true);
+    else {
+      const shown = shownPicture(img);
+      send(shown, [picturePoint(shown, event)], true);
+    }
   }, true);
 })();
