@@ -956,7 +956,7 @@ def make_stage(server, tmp, capture=CAPTURE) -> ObsStage:
                     Path(tmp), capture)
 
 
-def rig_and_restore(server: HeadlessOBS, stage: ObsStage, meanwhile: Callable[[], None]) -> None:
+def rig_and_restore(server: HeadlessOBS, stage: ObsStage, meanwhile: Callable[[], object]) -> None:
     """Connect `stage`, set its rig up in `server` (and check it is all there), call `meanwhile`, restore,
     disconnect."""
     stage.connect()
@@ -1402,13 +1402,7 @@ def transform_of(server: HeadlessOBS, source: str) -> dict:
 def test_a_rig_whose_parts_were_deleted_in_obs_still_shows_the_source_again(obs, tmp_path):
     before = scene_state(obs)
     stage = make_stage(obs, tmp_path)
-
-    def delete_the_wrappers_item() -> None:  # as the user may in OBS, while the plugin runs
-        wrapper = next(i for i in stage.call("GetSceneItemList", sceneName="Scene")["sceneItems"]
-                       if i["sourceName"] == wrapper_name(CLIP_SOURCE))
-        stage.call("RemoveSceneItem", sceneName="Scene", sceneItemId=wrapper["sceneItemId"])
-
-    rig_and_restore(obs, stage, delete_the_wrappers_item)
+    rig_and_restore(obs, stage, lambda: remove_the_wrappers_item(stage))  # as the user may in OBS, while it runs
     assert scene_state(obs) == before
 
 
