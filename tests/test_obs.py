@@ -1411,11 +1411,8 @@ def remove_the_wrapper_scene(stage: ObsStage) -> str:
     obs-websocket, RemoveScene with that item still in the scene OBS's Sources list shows lets two threads release
     the item: OBS 29 aborted now and then (`munmap_chunk(): invalid pointer`, a loaded fresh-clone run), so the
     item is removed first and OBS let go of it (as `ObsStage.restore` does)."""
-    scenes = stage.scene_names()
-    for item in stage.call("GetSceneItemList", sceneName="Scene")["sceneItems"]:
-        if item["sourceName"] == wrapper_name(CLIP_SOURCE):
-            stage.call("RemoveSceneItem", sceneName="Scene", sceneItemId=item["sceneItemId"])
-    stage.let_go_of_items(scenes)
+    remove_the_wrappers_item(stage)
+    stage.let_go_of_items(stage.scene_names())
     stage.call("RemoveScene", sceneName=wrapper_name(CLIP_SOURCE))
     return f"its scene {wrapper_name(CLIP_SOURCE)!r} was removed"
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,6 +221,19 @@ def test_scrub_brush_and_undo(page, tmp_path):
     wait_for_text(page, "#summary", f"frame {CLIP_FRAMES - 1}: objects 1.")
 
 
+@contextmanager
+def pictures_held(page) -> Iterator[None]:
+    """Within: the pictures the page asks for (image.png) wait; at the end they all come."""
+    held = []
+    page.route("**/image.png", lambda route: held.append(route))
+    try:
+        yield
+    finally:
+        for route in held:
+            route.continue_()
+        page.unroute("**/image.png")
+
+
 def test_marks_made_while_the_last_edit_is_answered_all_count(page, tmp_path):
     """A user who marks objects in quick succession, without waiting for each answer, gets every mark: the frame
     takes clicks and drags while an edit is being answered (a progress overlay over it would swallow them)."""
@@ -244,18 +259,14 @@ def test_a_click_or_drag_while_the_frame_reloads_counts_for_the_object_chosen_th
     stroke = [on_frame(page, fx, 0.9) for fx in (0.1, 0.5, 0.9)]
     page.mouse.click(*spots[0])
     wait_for_text(page, "#summary", "frame 0: objects 1.")
-    held = []
-    page.route("**/image.png", lambda route: held.append(route))  # the next pictures wait for the test
-    page.locator("#object label", has_text="2").click()
-    page.mouse.click(*spots[1])
-    page.wait_for_function("document.querySelector('#frame img')?.naturalWidth === 0", timeout=TIMEOUT_MS)
-    page.locator("#object label", has_text="3").click()
-    page.mouse.click(*spots[2])
-    page.locator("#object label", has_text="4").click()
-    drag_through(page, *stroke)
-    for route in held:
-        route.continue_()
-    page.unroute("**/image.png")
+    with pictures_held(page):  # the next pictures wait for the test
+        page.locator("#object label", has_text="2").click()
+        page.mouse.click(*spots[1])
+        page.wait_for_function("document.querySelector('#frame img')?.naturalWidth === 0", timeout=TIMEOUT_MS)
+        page.locator("#object label", has_text="3").click()
+        page.mouse.click(*spots[2])
+        page.locator("#object label", has_text="4").click()
+        drag_through(page, *stroke)
     wait_for_text(page, "#summary", "frame 0: objects 1, 2, 3, 4.")
 
 
@@ -268,14 +279,10 @@ def test_a_click_while_a_new_clips_first_picture_loads_is_no_mark(page, tmp_path
     upload(page, portrait)
     wait_for_text(page, "#status", "4 frames")
     spot = on_frame(page, 0.5, 0.6)
-    held = []
-    page.route("**/image.png", lambda route: held.append(route))  # the new clip's picture waits for the test
-    page.click("#example")
-    page.wait_for_function("document.querySelector('#frame img')?.naturalWidth === 0", timeout=TIMEOUT_MS)
-    page.mouse.click(*spot)
-    for route in held:
-        route.continue_()
-    page.unroute("**/image.png")
+    with pictures_held(page):  # the new clip's picture waits for the test
+        page.click("#example")
+        page.wait_for_function("document.querySelector('#frame img')?.naturalWidth === 0", timeout=TIMEOUT_MS)
+        page.mouse.click(*spot)
     wait_for_text(page, "#status", "854×480")
     page.locator("#object label", has_text="2").click()
     click_on_frame(page, 0.5, 0.5)
