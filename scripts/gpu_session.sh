@@ -5,7 +5,8 @@
 #   teacher      the infinite-memory teacher (core/model/variants.py: TEACHER) from the ImageNet trunk, validated
 #   annotator    the click-and-box network continued from the shipped one, on the GPU, validated on the 10
 #   annotator-all  the same recipe and budget on all 30 sequences (the candidate to ship; not validated)
-# then (checkpoints packed first) `core.bench --device cuda` at 480p (50 and 500 frames; network input 240 and 480).
+# then (checkpoints packed first) `core.bench --device cuda` at 480p (50 and 500 frames; network input BENCH_SIZES,
+# default 240 and 480).
 # Each student continues its own twin (VAL_INIT never saw the validation sequences), so the pair stays comparable.
 # The data: DAVIS at 480p packed as one H.264 file per sequence (28 MB, carried), unpacked on the device into $RUNS/data
 # (the students load it at 240p, the annotator at ANNOTATOR_SHORT_SIDE); a DATA of JPEGs (an older 240p pack) is
@@ -67,7 +68,7 @@ for run in "$RUNS"/*/; do  # one file per run: the device returns files of at mo
     [ -f "$run"last.pt ] || continue  # $OUT itself, or a run that saved nothing
     tar cf "$OUT/$(basename "$run").tar" "$run"best.pt "$run"last.pt
 done
-for size in 240 480; do
+for size in ${BENCH_SIZES:-240 480}; do
     timeout 80 $PY -m core.bench --device "$DEVICE" --size 480x854 --frames "${BENCH_FRAMES:-50,500}" \
         --infer-size "$size" --json "$OUT/bench-$DEVICE-$size.json" 2>/dev/null
 done
