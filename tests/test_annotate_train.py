@@ -249,6 +249,10 @@ def test_ship_writes_one_checkpoint_or_the_mean_of_several_with_their_provenance
           "--init", str(runs[0] / "last.pt"), *TINY])
     assert recipe(tmp_path / "next" / "last.pt", load_annotator_checkpoint(tmp_path / "next" / "last.pt")["meta"]
                   ).startswith(f"continued from {runs[0] / 'last.pt'}: 1 steps")
+    main(["--out", str(tmp_path / "on"), "--data", str(tiny_davis), "--steps", "1", "--hold-out", "bike",
+          "--init", str(default_annotator()), *TINY])  # continues the shipped network: its history comes first
+    continued = recipe(tmp_path / "on" / "last.pt", load_annotator_checkpoint(tmp_path / "on" / "last.pt")["meta"])
+    assert continued.startswith(f"{default_annotator_entry()['recipe']}; then continued from {default_annotator()}: ")
     with pytest.raises(BadInput, match="held out different validation sequences"):
         main(["--ship", str(runs[0] / "last.pt"), str(runs[2] / "last.pt")])
     shipped_words = default_annotator_entry()["recipe"]

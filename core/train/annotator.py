@@ -60,7 +60,7 @@ from core.train.data import davis_sequences, load_frames
 from core.train.flags import MIN_CROP, crop_side, seed_number, training_device
 from core.train.interrupt import stop_after_saving, stop_after_step
 from core.weights import (WEIGHTS_DIR, WeightsError, changed_settings, load_trunk, restore_training_state,
-                          save_atomically)
+                          save_atomically, sha256)
 
 MIN_OBJECT_PIXELS = 30
 SHAPE_ODDS = 0.2  # samples whose object is a painted shape instead (the network must not need a DAVIS object)
@@ -370,7 +370,8 @@ def build() -> ClickNet:
 def save_state(out: Path, network: ClickNet, optimiser: torch.optim.Optimizer, average: ClickNet | None,
                counters: dict) -> None:
     """The run's training state in `out/state.pt`: weights, optimiser, the weights' average (`--ema`) and
-    `counters` (step, best, elapsed, and the settings the run began with: `changed_settings`)."""
+    `counters` (step, best, elapsed, the settings the run began with: `changed_settings`, and the sha256 of the
+    network it began from)."""
     kept = {} if average is None else {"average": average.state_dict()}
     save_atomically({"network": network.state_dict(), "optimiser": optimiser.state_dict(), **counters, **kept},
                     out / "state.pt")
@@ -393,8 +394,10 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(run.seed)
     network = build().train()
+    init_digest = None
     if init is not None:
         network.load_state_dict(load_annotator(init).state_dict())
+        init_digest = sha256(init)  # which network it was, should the file at that path change later
     network.to(run.device)
     optimiser = torch.optim.AdamW(parameter_groups(network), lr=run.lr, weight_decay=1e-4)
     step, best, elapsed = 0, -1.0, 0.0
@@ -409,6 +412,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         if init is not None:  # as core.train's resume says of its --init
             changed = ", ".join(filter(None, [changed, f"init {init} (not taken: it sets up a new run only)"]))
         started_with = state.get("settings", started_with)
+        init_digest = state.get("init_sha256", init_digest)
         print(f"resumed {out} at step {step}" + (f"; changed since the run began: {changed}" if changed else ""))
     if max(step / run.steps, elapsed / run.seconds) >= 1:
         print(f"{out}: already finished at step {step}; raise --steps (or --seconds) to train on")
@@ -438,7 +442,8 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
                     training_mode(network, run.freeze_bn)
                     bar.write(f"step {step}: validation IoU " + ", ".join(
                         f"{name} {value:.1f}" for name, value in record["val"].items()))
-                meta = {"steps": step, "init": None if init is None else str(init), "training_sequences": train_names,
+                meta = {"steps": step, "init": None if init is None else str(init),
+                        "init_sha256": init_digest, "training_sequences": train_names,
                         "validation_sequences": held_out, "validation": record.get("val"), "run": asdict(run)}
                 save_annotator(judged, out / "last.pt", meta)
                 if not held_out:  # nothing to validate on: the last is the best
@@ -448,13 +453,15 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
                     save_annotator(judged, out / "best.pt", meta)
             if step % 25 == 0 or "val" in record or last:
                 save_state(out, network, optimiser, average,
-                           {"step": step, "best": best, "elapsed": elapsed, "settings": started_with})
+                           {"step": step, "best": best, "elapsed": elapsed, "settings": started_with,
+                            "init_sha256": init_digest})
             log.write(json.dumps(record) + "\n")
             log.flush()
     bar.close()
     if stop.asked:  # Ctrl-C: the state of the last whole step is kept
         save_state(out, network, optimiser, average,
-                   {"step": step, "best": best, "elapsed": elapsed, "settings": started_with})
+                   {"step": step, "best": best, "elapsed": elapsed, "settings": started_with,
+                    "init_sha256": init_digest})
         stop_after_saving(step, out / "state.pt")
 
 
@@ -469,11 +476,15 @@ def weight_soup(networks: list[ClickNet]) -> ClickNet:
 
 def recipe(checkpoint: Path, meta: dict) -> str:
     """How the run that wrote `checkpoint` (its `meta`) trained, in words; for the shipped file, the manifest's
-    words (its history is longer than its last run)."""
+    words (its history is longer than its last run), and so for a run that continued the shipped file (the same
+    sha256) before the words of its own run."""
+    shipped = default_annotator_entry()
     if checkpoint.resolve() == default_annotator().resolve():
-        return default_annotator_entry()["recipe"]
+        return shipped["recipe"]
     run = meta["run"]
     start = f"continued from {meta['init']}: " if meta.get("init") else ""
+    if meta.get("init_sha256") == shipped["sha256"]:
+        start = f"{shipped['recipe']}; then {start}"
     return (f"{start}{meta['steps']} steps, batch {run['batch']}, crop {run['crop']}, lr {run['lr']} "
             f"(the trunk's ×{run.get('trunk_lr', 1.0)}); static-image augmentation, the object spanning "
             f"{run.get('object_min', 0):.0%}-{run.get('object_max', 0):.0%} of each crop, a painted shape as the "
