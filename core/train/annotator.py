@@ -418,6 +418,10 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
         print(f"{out}: already finished at step {step}; raise --steps (or --seconds) to train on")
         return
     judged = network if average is None else average
+
+    def counters() -> dict:
+        """What state.pt keeps beside the weights, as of now."""
+        return {"step": step, "best": best, "elapsed": elapsed, "settings": started_with, "init_sha256": init_digest}
     rng = np.random.default_rng(run.seed + step)
     samplers = make_samplers(store, run, run.seed + step)
     started = time.time() - elapsed
@@ -452,16 +456,12 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
                     best = record["val"]["mean"]
                     save_annotator(judged, out / "best.pt", meta)
             if step % 25 == 0 or "val" in record or last:
-                save_state(out, network, optimiser, average,
-                           {"step": step, "best": best, "elapsed": elapsed, "settings": started_with,
-                            "init_sha256": init_digest})
+                save_state(out, network, optimiser, average, counters())
             log.write(json.dumps(record) + "\n")
             log.flush()
     bar.close()
     if stop.asked:  # Ctrl-C: the state of the last whole step is kept
-        save_state(out, network, optimiser, average,
-                   {"step": step, "best": best, "elapsed": elapsed, "settings": started_with,
-                    "init_sha256": init_digest})
+        save_state(out, network, optimiser, average, counters())
         stop_after_saving(step, out / "state.pt")
 
 
