@@ -21,9 +21,9 @@ from core.annotate.clicks import (GUIDANCE_CHANNELS, Click, guidance_maps, inter
 from core.annotate.grabcut import polish_box_answer
 from core.annotate.network import (AnnotatorConfig, ClickNet, default_annotator, default_annotator_entry,
                                    load_annotator, load_annotator_checkpoint, save_annotator)
-from core.annotate.segmenter import (CLICK_REACH, CLOSE_MARGIN, CLOSE_MIN_SIDE, CLOSE_SHARE, FOCUS, ClickSegmenter,
-                                     clicked_parts, close_look, close_window, focus_window, inside_box,
-                                     mirror_averaged, predict)
+from core.annotate.segmenter import (CLICK_REACH, CLOSE_MARGIN, CLOSE_MIN_SIDE, CLOSE_SHARE, FOCUS, SECOND_VIEW,
+                                     ClickSegmenter, clicked_parts, close_look, close_window, focus_window,
+                                     inside_box, mirror_averaged, predict, second_view)
 from core.evaluation.interactive import (annotated_clips, click_ious, clicks_to_reach, clip_objects, first_click,
                                         iou_after)
 from core.evaluation.davis import EvalError
@@ -120,6 +120,22 @@ def test_each_new_click_costs_one_step_and_its_close_look_and_any_frame_size_wor
     segmenter.mask(image, marks)
     segmenter.mask(image, marks)
     assert segmenter.network.runs == 6 + 4  # one step and its close look, once: the second call is cached
+
+
+def test_a_first_click_answered_with_a_speck_is_asked_again_in_a_square_around_it() -> None:
+    class SpeckNet(ClickNet):
+        """Takes nothing in the whole frame's (wide) view and everything in a zoomed (square) one: the answer a
+        click between two touching look-alikes got."""
+
+        def forward(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+            return torch.full_like(image[:, :1], 10.0 if image.shape[-1] == image.shape[-2] else -10.0)
+
+    image = np.zeros((480, 854, 3), np.uint8)
+    click = Click(400, 240, True)
+    x, y, side = second_view(image.shape[:2], click)
+    assert side == round(SECOND_VIEW * 480) and (x + side / 2, y + side / 2) == (400, 240)
+    mask = ClickSegmenter(SpeckNet().eval()).mask(image, (Mark("positive", 1, click.x, click.y),))
+    assert mask[y : y + side, x : x + side].all() and not mask[:, :100].any()
 
 
 def test_the_close_look_redraws_a_square_around_the_last_click_but_its_edges() -> None:
@@ -221,6 +237,15 @@ def test_one_click_on_a_player_takes_that_player_and_no_blobs_elsewhere() -> Non
     mask = annotate.object_mask(image, (Mark("positive", 1, 430, 330),), method="network")
     assert region_similarity(mask, player) > 0.8
     assert cv2.connectedComponents(mask.view(np.uint8))[0] == 2  # background and one part
+
+
+def test_a_click_where_two_players_jackets_touch_takes_the_clicked_player() -> None:
+    """Seen whole, the frame answered this click (the player's most interior point, where the two white jackets
+    meet) with a speck; asked again in a square around the click, it takes the player."""
+    image, player = judo_player()
+    x, y = interior_point(player)
+    mask = annotate.object_mask(image, (Mark("positive", 1, x, y),), method="network")
+    assert region_similarity(mask, player) > 0.8
 
 
 def test_a_click_on_the_frames_corner_pixel_takes_the_object_in_that_corner() -> None:

@@ -5,12 +5,13 @@ a new click costs one network run).
 A step zooms: with a box, or once there is a mask, the network sees a square around it (the box or the mask and
 the positive clicks spanning FOCUS of its side) resized to its `size`, as it saw objects in training; a first
 click without a box is answered on the whole frame (resized so its short side is the network's `size`, padded to
-a multiple of 16) and then once more zoomed on that answer. After each click the network also looks closely around
-that click (`close_look`: a square half the side of the object's view, at twice its scale) and that answer replaces
-the mask in the square, away from its edges. Each run is averaged with a run on the mirror
-image (`mirror_averaged`). After clicks without a box, only the connected parts of the mask that a positive click
-touches are kept (`clicked_parts`: a click marks one object); a box alone has GrabCut finish the answer
-(`polish_box_answer`). The mask comes back at full size. `build_segmenter` runs the network through ONNX Runtime
+a multiple of 16) and then once more zoomed on that answer; when that whole-frame answer is a speck (a click where
+two look-alikes touch), the click is asked again in a square around it (`second_view`) first. After each click the
+network also looks closely around that click (`close_look`: a square half the side of the object's view, at twice
+its scale) and that answer replaces the mask in the square, away from its edges. Each run is averaged with a run on
+the mirror image (`mirror_averaged`). After clicks without a box, only the connected parts of the mask that a
+positive click touches are kept (`clicked_parts`: a click marks one object); a box alone has GrabCut finish the
+answer (`polish_box_answer`). The mask comes back at full size. `build_segmenter` runs the network through ONNX Runtime
 when it is installed. With a box and no positive click outside it, nothing outside the box is taken. The network only
 ever saw clicks well inside objects: when a positive click on the frame's edge gets almost nothing (an object in a
 corner clicked at the corner pixel gave a few pixels), the marks are answered again on the frame mirrored out on every
@@ -49,6 +50,8 @@ CLOSE_SHARE = 0.5     # a click's close look: a square this share of the object'
 CLOSE_MIN_SIDE = 64   # frame pixels: the smallest close look
 CLOSE_MARGIN = 0.1    # share of the close look's side, on each edge, where the wider answer is kept
 EDGE_MIRROR = 0.75    # share of the frame's short side mirrored out on every side for a click on its edge
+SMALL_ANSWER = 0.05   # a first click's whole-frame answer under (this share of the short side)² pixels is asked again
+SECOND_VIEW = 0.6     # that second ask: a square this share of the frame's short side, centred on the click
 Window = tuple[int, int, int]  # x0, y0, side: a square of the frame, in its pixels (it may reach outside)
 
 
@@ -178,6 +181,13 @@ def _uncrop(values: np.ndarray, window: Window, shape: tuple[int, int]) -> tuple
     return square[top - y0 : bottom - y0, left - x0 : right - x0], (top, left)
 
 
+def second_view(shape: tuple[int, int], click: Click) -> Window:
+    """The square around a first `click` for its second ask: SECOND_VIEW of the (H, W) frame's short side, centred
+    on the click."""
+    side = round(SECOND_VIEW * min(shape))
+    return round(click.x - side / 2), round(click.y - side / 2), side
+
+
 def close_window(shape: tuple[int, int], click: Click, mask: np.ndarray) -> Window:
     """The square around `click` for its close look: CLOSE_SHARE of the side of `mask`'s zoomed view (at least
     CLOSE_MIN_SIDE pixels), centred on the click."""
@@ -290,11 +300,17 @@ class ClickSegmenter:
         click touches (1-click IoU +5 on the validation frames); a box alone is answered twice, the second time
         with the first answer as the previous mask (box IoU +1.6 to +1.8 on the validation frames; after
         clicks a second answer did not help); a first click without a box is answered on the whole frame, then
-        again zoomed on that answer; after a click, the close look around it (`close_look`)."""
+        again zoomed on that answer, and when that answer's clicked part is a speck (under SMALL_ANSWER of the
+        short side, squared) asked in `second_view` first (docs/RESULTS.md, stop 45); after a click, the close look
+        around it (`close_look`)."""
         window = focus_window(image.shape[:2], clicks, box, previous)
         mask = predict(self.network, image, clicks, box, previous, window) > 0.5
         if box is None:  # within a box every part of the answer may be the object's
             mask = clicked_parts(mask, clicks)
+        if window is None and box is None and mask.sum() < (SMALL_ANSWER * min(image.shape[:2])) ** 2:
+            last = [c for c in clicks if c.positive][-1]
+            view = second_view(image.shape[:2], last)
+            mask = clicked_parts(predict(self.network, image, clicks, None, None, view) > 0.5, clicks)
         if box is not None and not clicks and mask.any():
             mask = predict(self.network, image, clicks, box, mask, window) > 0.5
         if window is None and box is None and previous is None and mask.any():
