@@ -21,9 +21,9 @@ from core.annotate.clicks import (GUIDANCE_CHANNELS, Click, guidance_maps, inter
 from core.annotate.grabcut import polish_box_answer
 from core.annotate.network import (AnnotatorConfig, ClickNet, default_annotator, default_annotator_entry,
                                    load_annotator, load_annotator_checkpoint, save_annotator)
-from core.annotate.segmenter import (CLICK_REACH, CLOSE_MARGIN, CLOSE_MIN_SIDE, CLOSE_SHARE, FOCUS, SECOND_VIEW,
-                                     ClickSegmenter, clicked_parts, close_look, close_window, focus_window,
-                                     inside_box, mirror_averaged, predict, second_view)
+from core.annotate.segmenter import (CLEAR_SHARE, CLICK_REACH, CLOSE_MARGIN, CLOSE_MIN_SIDE, CLOSE_SHARE, FOCUS,
+                                     SECOND_VIEW, ClickSegmenter, cleared_around, clicked_parts, close_look,
+                                     close_window, focus_window, inside_box, mirror_averaged, predict, second_view)
 from core.evaluation.interactive import (annotated_clips, click_ious, clicks_to_reach, clip_objects, first_click,
                                         iou_after)
 from core.evaluation.davis import EvalError
@@ -136,6 +136,30 @@ def test_a_first_click_answered_with_a_speck_is_asked_again_in_a_square_around_i
     assert side == round(SECOND_VIEW * 480) and (x + side / 2, y + side / 2) == (400, 240)
     mask = ClickSegmenter(SpeckNet().eval()).mask(image, (Mark("positive", 1, click.x, click.y),))
     assert mask[y : y + side, x : x + side].all() and not mask[:, :100].any()
+
+
+def test_a_negative_click_inside_the_mask_clears_a_disk_of_the_mask_the_network_is_given() -> None:
+    class Copying:
+        """A stand-in network that copies the previous mask it is given (bright pixels when there is none): the
+        habit that kept a negative click from taking anything away."""
+
+        config = AnnotatorConfig()
+
+        def __call__(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+            previous = guidance[:, 3:4]
+            shown = previous if previous.any() else image.mean(dim=1, keepdim=True)
+            return (shown - 0.5) * 40
+
+    square = rectangle((240, 320), (60, 60, 219, 219))
+    radius = round(CLEAR_SHARE * np.sqrt(square.sum()))
+    hole = cleared_around(square, Click(200, 140, False))
+    assert hole is not None and not hole[140, 200 - radius + 1 : 201].any() and hole[140, 200 - radius - 1]
+    assert cleared_around(rectangle((240, 320), (10, 10, 12, 12)), Click(11, 11, False)) is None
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[square] = 255
+    marks = (Mark("positive", 1, 100, 140), Mark("negative", 1, 200, 140))
+    mask = ClickSegmenter(Copying()).mask(image, marks)
+    assert mask[140, 100] and not mask[140, 200] and mask.sum() < square.sum() - radius ** 2
 
 
 def test_the_close_look_redraws_a_square_around_the_last_click_but_its_edges() -> None:
