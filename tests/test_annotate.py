@@ -100,6 +100,19 @@ def test_network_gives_one_logit_per_input_pixel() -> None:
     assert logits.shape == (2, 1, 64, 96)
 
 
+def test_a_stride2_head_starts_as_the_network_without_it() -> None:
+    """The stride-2 head's correction starts at zero (the shipped network given a head answers as before), and
+    once its last weights move the answer is the head's."""
+    shipped = load_annotator()
+    fine = ClickNet(AnnotatorConfig(fine=8)).eval()
+    fine.load_state_dict(shipped.state_dict(), strict=False)
+    image, guidance = torch.rand(1, 3, 64, 96), torch.rand(1, GUIDANCE_CHANNELS, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(fine(image, guidance), shipped(image, guidance), atol=1e-5)
+        torch.nn.init.normal_(fine.fine.out.weight)
+        assert not torch.allclose(fine(image, guidance), shipped(image, guidance), atol=1e-3)
+
+
 class CountingNet(ClickNet):
     """A ClickNet that counts its runs and takes every pixel it sees."""
 
@@ -405,9 +418,10 @@ def test_missing_garbage_and_foreign_annotator_files_are_clear_errors(tmp_path: 
 
 
 def test_saved_annotator_round_trips_in_half_precision(tmp_path: Path) -> None:
-    network = ClickNet().eval()
+    network = ClickNet(AnnotatorConfig(fine=8)).eval()
     save_annotator(network, tmp_path / "a.pt", {"steps": 1}, half=True)
     loaded = load_annotator(tmp_path / "a.pt")
+    assert loaded.config.fine == 8
     for name, tensor in network.state_dict().items():
         assert torch.allclose(tensor.float(), loaded.state_dict()[name].float(), atol=1e-2)
 

@@ -135,6 +135,24 @@ def test_frozen_batch_norms_keep_the_starting_statistics(tiny_davis: Path, tmp_p
         assert torch.allclose(after, start, rtol=1e-2) == (name == "frozen")
 
 
+def test_fine_only_trains_the_stride2_head_alone_from_a_network_without_one(tiny_davis: Path, tmp_path: Path) -> None:
+    """`--fine C --fine-only --init` gives the shipped network a stride-2 head and trains it alone: every other
+    weight and batch-norm statistic stays the shipped one's, the head's change, and the checkpoint says it has the
+    head; continuing it needs the same --fine."""
+    shipped = load_annotator()
+    out = tmp_path / "run"
+    main(["--out", str(out), "--data", str(tiny_davis), "--steps", "2", "--lr", "1e-2", "--fine", "8", "--fine-only",
+          "--init", str(default_annotator()), *TINY])
+    trained = load_annotator(out / "last.pt")
+    assert trained.config.fine == 8 and shipped.config.fine == 0
+    after = trained.state_dict()
+    assert all(torch.equal(after[key], value.float()) for key, value in shipped.state_dict().items())
+    assert after["fine.out.weight"].abs().sum() > 0
+    with pytest.raises(BadInput, match=r"its network has a stride-2 head of 8 channels; pass --fine 8 to continue"):
+        main(["--out", str(tmp_path / "other"), "--data", str(tiny_davis), "--steps", "1", "--init",
+              str(out / "last.pt"), *TINY])
+
+
 def test_averaged_weights_are_validated_saved_and_resumed(tiny_davis: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["--out", str(out), "--data", str(tiny_davis), "--lr", "1e-2", "--ema", "0.5", *TINY]
@@ -188,7 +206,7 @@ def test_trunk_lr_scales_the_trunks_learning_rate_and_zero_freezes_its_weights(
     weights = [k for k, v in start.items() if v.is_floating_point() and "running" not in k]
     assert weights and all(torch.equal(trained[k], start[k]) for k in weights)
     torch.manual_seed(0)  # the run's seed: the same fresh decoder it started from
-    fresh = annotator_training.build().state_dict()
+    fresh = annotator_training.build(annotator_training.AnnotatorTraining()).state_dict()
     assert not torch.equal(state["network"]["head.weight"], fresh["head.weight"])
     capsys.readouterr()
     main(["--out", str(out), "--data", str(tiny_davis), "--steps", "5", "--trunk-lr", "0.5", *TINY])  # resumed
@@ -317,6 +335,7 @@ def test_redraw_samples_have_no_click_or_box_and_a_guess_and_are_validated(
     (["--object-min", "0.9", "--object-max", "0.1"], "--object-min 0.9 is above --object-max 0.1; swap them"),
     (["--ship", "a.pt"], "--ship ships checkpoints and --out trains: give one of them"),  # --out was ignored
     (["--tracked", "masks", "--hold-out", ""], "--tracked: its masks are validated on the held-out sequences"),
+    (["--fine-only"], "--fine-only trains the stride-2 head: give its channels with --fine C"),
 ])
 def test_bad_settings_are_refused_as_the_flags_are_parsed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], told: str) -> None:

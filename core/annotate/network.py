@@ -4,7 +4,10 @@
 (click disks, box, previous mask; see `core.annotate.clicks`) enter through a small convolution added to the
 trunk's stride-2 stem output (zero-initialised, so training starts from the plain ImageNet trunk) and again,
 pooled, at the decoder's stride 4. An FPN-style decoder with a global-context term at stride 16 gives one logit
-per pixel at stride 4, upsampled bilinearly to the input size.
+per pixel at stride 4, upsampled bilinearly to the input size. With `fine` channels (config), a small head adds a
+correction drawn at stride 2 from the stem's features (edges the stride-4 grid cannot draw: rigging, spokes),
+upsampled likewise; its last convolution is zero-initialised, so a network given the head starts as the one without
+it.
 
 Checkpoints are `torch.save`d dicts {"format": ANNOTATOR_FORMAT, "config", "state_dict", "meta"}; the shipped one
 is listed with its sha256 in `core/weights/annotator.json`.
@@ -38,6 +41,7 @@ class AnnotatorConfig:
     guide: int = 16          # hidden channels of the guidance convolution
     click_radius: int = 5    # click disk radius in network pixels
     size: int = 288          # inference short side in pixels (the training scale is about 170–340)
+    fine: int = 0            # channels of the stride-2 head that corrects the stride-4 logits (0: no such head)
 
     @staticmethod
     def from_dict(values: dict) -> "AnnotatorConfig":
@@ -73,28 +77,56 @@ class ClickNet(nn.Module):
         self.fuse8 = _conv_relu(d, d)
         self.fuse4 = _conv_relu(d + GUIDANCE_CHANNELS, d // 2)
         self.head = nn.Conv2d(d // 2, 1, 1)
+        self.fine = None if not config.fine else FineHead(stem + d // 2, config.fine)
         self.register_buffer("mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
 
     def features(self, image: torch.Tensor, guidance: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Trunk features at strides 4, 8, 16 with the guidance added to the stem output."""
-        x = self.trunk.blocks[0]((image - self.mean) / self.std) + self.guide(guidance)  # (B, 32, H/2, W/2)
+        """The stem's output at stride 2 with the guidance added, and trunk features at strides 4, 8, 16."""
+        stem = self.trunk.blocks[0]((image - self.mean) / self.std) + self.guide(guidance)  # (B, 32, H/2, W/2)
+        x = stem
         taps: list[torch.Tensor] = []
         for i, block in enumerate(self.trunk.blocks[1:], start=1):
             x = block(x)
             if i in self.trunk.taps:
                 taps.append(x)
-        return taps[0], taps[1], x
+        return stem, taps[0], taps[1], x
 
     def forward(self, image: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
-        f4, f8, f16 = self.features(image, guidance)
+        stem, f4, f8, f16 = self.features(image, guidance)
         x = self.fuse16(F.relu(self.lateral16(f16) + self.context(f16.mean(dim=(2, 3), keepdim=True))))
         x = F.interpolate(x, size=f8.shape[-2:], mode="bilinear", align_corners=False) + self.lateral8(f8)
         x = self.fuse8(x)
         x = F.interpolate(x, size=f4.shape[-2:], mode="bilinear", align_corners=False) + self.lateral4(f4)
         pooled = F.avg_pool2d(guidance, 4)  # (B, G, H/4, W/4)
-        logits = self.head(self.fuse4(torch.cat([x, pooled], dim=1)))  # (B, 1, H/4, W/4)
-        return F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        decoded = self.fuse4(torch.cat([x, pooled], dim=1))  # (B, d/2, H/4, W/4)
+        logits = self.head(decoded)  # (B, 1, H/4, W/4)
+        answer = F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        if self.fine is None:
+            return answer
+        correction = self.fine(stem, decoded, logits, F.avg_pool2d(guidance, 2))  # (B, 1, H/2, W/2)
+        return answer + F.interpolate(correction, size=image.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class FineHead(nn.Module):
+    """A correction at stride 2 of the stride-4 logits, read from the stem's features, the decoder's features and
+    those logits (both upsampled) and the guidance at stride 2. Its last convolution starts at zero."""
+
+    def __init__(self, features: int, channels: int):
+        super().__init__()
+        self.squeeze = _conv_relu(features, channels, kernel=1)
+        self.mix = nn.Sequential(_conv_relu(channels + 1 + GUIDANCE_CHANNELS, channels), _conv_relu(channels, channels))
+        self.out = nn.Conv2d(channels, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, stem: torch.Tensor, decoded: torch.Tensor, logits: torch.Tensor,
+                guidance: torch.Tensor) -> torch.Tensor:
+        size = stem.shape[-2:]
+        coarse = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        wide = F.interpolate(decoded, size=size, mode="bilinear", align_corners=False)
+        squeezed = self.squeeze(torch.cat([stem, wide], dim=1))
+        return self.out(self.mix(torch.cat([squeezed, coarse, guidance], dim=1)))
 
 
 def save_annotator(network: ClickNet, path: str | os.PathLike, meta: dict, half: bool = False) -> str:

@@ -24,6 +24,9 @@ the CPU held a GPU run to about 3 steps a second); the simulated clicks stay on 
 users run it. `--bf16` runs the network's training passes in bfloat16 autocast (on a CPU with AMX about 1.2× faster
 a step with two threads, more on one loaded thread); the weights, optimiser, loss and validation stay in fp32.
 `--trunk-lr S` trains the ImageNet trunk at S times the learning rate (0 freezes its weights).
+`--fine C` gives the network a stride-2 head of C channels (`core.annotate.network.FineHead`; an `--init` without one
+gets it zero-initialised, so the run starts from that network's answers), and `--fine-only` trains that head alone:
+the rest keeps its weights and batch-norm statistics, and a step costs little more than the passes themselves.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ class AnnotatorTraining:
     trunk_lr: float = 1.0       # the ImageNet trunk's learning rate as a share of `lr` (< 1 keeps its features
     # closer to ImageNet's on DAVIS' few objects; 0 freezes its weights)
     paste_odds: float = 0.0     # samples whose object is pasted onto another sequence's frame (`draw_batch`)
+    fine: int = 0               # channels of the stride-2 head (`FineHead`); 0: none
+    fine_only: bool = False     # train that head alone; the rest keeps its weights and batch-norm statistics
 
 
 @dataclass
@@ -360,11 +365,31 @@ def group_scales(run: AnnotatorTraining) -> tuple[float, float]:
     return run.trunk_lr, 1.0
 
 
-def build() -> ClickNet:
-    """A fresh network with the ImageNet trunk."""
-    network = ClickNet(AnnotatorConfig())
+def build(run: AnnotatorTraining, init: Path | None = None) -> ClickNet:
+    """The run's network (with its `--fine` head) from the ImageNet trunk, or from the annotator checkpoint `init`
+    (which may lack the head: then it starts at zero); with `--fine-only`, only the head's weights train."""
+    network = ClickNet(AnnotatorConfig(fine=run.fine))
     network.trunk.load_state_dict(load_trunk())
+    if init is not None:
+        start = load_annotator(init)
+        if start.config.fine not in (0, run.fine):
+            raise BadInput(f"--init {init}: its network has a stride-2 head of {start.config.fine} channels; pass "
+                           f"--fine {start.config.fine} to continue it")
+        missing, unexpected = network.load_state_dict(start.state_dict(), strict=False)
+        assert not unexpected and all(key.startswith("fine.") for key in missing), (missing, unexpected)
+    if run.fine_only:
+        network.requires_grad_(False)
+        network.fine.requires_grad_(True)
     return network
+
+
+def set_training(network: ClickNet, run: AnnotatorTraining) -> None:
+    """`network` in training mode as the run trains it (`training_mode`); with `--fine-only`, all but the head in
+    eval mode, so that the frozen part's batch norms keep their statistics."""
+    training_mode(network, run.freeze_bn)
+    if run.fine_only:
+        network.eval()
+        training_mode(network.fine, run.freeze_bn)
 
 
 def save_state(out: Path, network: ClickNet, optimiser: torch.optim.Optimizer, average: ClickNet | None,
@@ -393,11 +418,8 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     tracked = tracked_frames(run.data, run.tracked, held_out, run.tracked_every) if run.tracked else []
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(run.seed)
-    network = build().train()
-    init_digest = None
-    if init is not None:
-        network.load_state_dict(load_annotator(init).state_dict())
-        init_digest = sha256(init)  # which network it was, should the file at that path change later
+    network = build(run, init)
+    init_digest = None if init is None else sha256(init)  # which network it was, should its file change later
     network.to(run.device)
     optimiser = torch.optim.AdamW(parameter_groups(network), lr=run.lr, weight_decay=1e-4)
     step, best, elapsed = 0, -1.0, 0.0
@@ -425,7 +447,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
     rng = np.random.default_rng(run.seed + step)
     samplers = make_samplers(store, run, run.seed + step)
     started = time.time() - elapsed
-    training_mode(network, run.freeze_bn)
+    set_training(network, run)
     bar = tqdm(total=run.steps, initial=step, desc="annotator", unit="step", mininterval=5)
     with open(out / "log.jsonl", "a") as log, stop_after_step() as stop:
         while (progress := max(step / run.steps, (time.time() - started) / run.seconds)) < 1 and not stop.asked:
@@ -443,7 +465,7 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
             if step % run.val_every == 0 or last:
                 if held_out:
                     record["val"] = validate(judged, val_frames, tracked)
-                    training_mode(network, run.freeze_bn)
+                    set_training(network, run)
                     bar.write(f"step {step}: validation IoU " + ", ".join(
                         f"{name} {value:.1f}" for name, value in record["val"].items()))
                 meta = {"steps": step, "init": None if init is None else str(init),
@@ -489,7 +511,9 @@ def recipe(checkpoint: Path, meta: dict) -> str:
             f"(the trunk's ×{run.get('trunk_lr', 1.0)}); static-image augmentation, the object spanning "
             f"{run.get('object_min', 0):.0%}-{run.get('object_max', 0):.0%} of each crop, a painted shape as the "
             f"object in {SHAPE_ODDS:.0%} of the samples and a DAVIS object pasted onto another sequence's frame in "
-            f"{run.get('paste_odds', 0.0):.0%}, simulated box/clicks with 0-3 rounds of the network's own errors")
+            f"{run.get('paste_odds', 0.0):.0%}, simulated box/clicks with 0-3 rounds of the network's own errors"
+            + (f"; a stride-2 head of {run['fine']} channels added{', trained alone' if run.get('fine_only') else ''}"
+               if run.get("fine") else ""))
 
 
 def ship(checkpoints: list[Path], name: str = SHIPPED_NAME) -> Path:
@@ -513,7 +537,8 @@ def ship(checkpoints: list[Path], name: str = SHIPPED_NAME) -> Path:
     described = recipes[0] if len(checkpoints) == 1 else "the mean of the weights of " + "; ".join(
         f"{checkpoint} ({words})" for checkpoint, words in zip(checkpoints, recipes))
     entry = {"file": target.name, "sha256": digest,
-             "variant": "ClickNet: MobileNetV2 trunk (ImageNet init) + guidance conv on the stem + FPN decoder",
+             "variant": "ClickNet: MobileNetV2 trunk (ImageNet init) + guidance conv on the stem + FPN decoder"
+                        + (f" + a stride-2 head of {network.config.fine} channels" if network.config.fine else ""),
              "training_data": f"{meta['run']['data']}: {len(meta['training_sequences'])} sequences (validation held "
                               f"out), frames at {meta['run']['load_short_side']}p",
              "recipe": described, "steps": [m["steps"] for m in metas] if len(metas) > 1 else meta["steps"],
@@ -552,7 +577,7 @@ SETTING_TYPES: dict[str, Callable[[str], object]] = {
     "load_short_side": whole_number(MIN_CROP), "object_min": bounded(0.01, 1), "object_max": bounded(0.01, 1),
     "lr": bounded(0), "val_every": whole_number(1), "val_frames_every": whole_number(1), "seed": seed_number,
     "device": training_device, "ema": bounded(0, 0.9999), "redraw_odds": bounded(0, 1),
-    "tracked_every": whole_number(1), "trunk_lr": bounded(0), "paste_odds": bounded(0, 1),
+    "tracked_every": whole_number(1), "trunk_lr": bounded(0), "paste_odds": bounded(0, 1), "fine": whole_number(0),
 }
 
 
@@ -575,6 +600,8 @@ SETTING_HELP: dict[str, str] = {
     "bf16": "training passes in bfloat16 autocast (CPUs with AMX, GPUs)",
     "trunk_lr": "the ImageNet trunk's learning rate as a share of --lr (0 freezes it)",
     "paste_odds": "share of samples whose object is pasted onto another sequence's frame",
+    "fine": "channels of a stride-2 head that corrects the network's stride-4 answer (0: none)",
+    "fine_only": "train only the stride-2 head (--fine); the rest keeps its weights",
 }
 
 
@@ -601,6 +628,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.tracked and not args.hold_out.strip():
         parser.error("--tracked: its masks are validated on the held-out sequences, and --hold-out \"\" holds none "
                      "out; give one of them")
+    if args.fine_only and not args.fine:
+        parser.error("--fine-only trains the stride-2 head: give its channels with --fine C")
     if args.object_min > args.object_max:
         parser.error(f"--object-min {args.object_min:g} is above --object-max {args.object_max:g}; swap them")
     return args
