@@ -206,7 +206,7 @@ def test_trunk_lr_scales_the_trunks_learning_rate_and_zero_freezes_its_weights(
     weights = [k for k, v in start.items() if v.is_floating_point() and "running" not in k]
     assert weights and all(torch.equal(trained[k], start[k]) for k in weights)
     torch.manual_seed(0)  # the run's seed: the same fresh decoder it started from
-    fresh = annotator_training.build(annotator_training.AnnotatorTraining()).state_dict()
+    fresh = annotator_training.build().state_dict()
     assert not torch.equal(state["network"]["head.weight"], fresh["head.weight"])
     capsys.readouterr()
     main(["--out", str(out), "--data", str(tiny_davis), "--steps", "5", "--trunk-lr", "0.5", *TINY])  # resumed

@@ -365,7 +365,7 @@ def group_scales(run: AnnotatorTraining) -> tuple[float, float]:
     return run.trunk_lr, 1.0
 
 
-def build(run: AnnotatorTraining, init: Path | None = None) -> ClickNet:
+def build(run: AnnotatorTraining = AnnotatorTraining(), init: Path | None = None) -> ClickNet:
     """The run's network (with its `--fine` head) from the ImageNet trunk, or from the annotator checkpoint `init`
     (which may lack the head: then it starts at zero); with `--fine-only`, only the head's weights train."""
     network = ClickNet(AnnotatorConfig(fine=run.fine))
