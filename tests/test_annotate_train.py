@@ -151,6 +151,7 @@ def test_fine_only_trains_the_stride2_head_alone_from_a_network_without_one(tiny
     with pytest.raises(BadInput, match=r"its network has a stride-2 head of 8 channels; pass --fine 8 to continue"):
         main(["--out", str(tmp_path / "other"), "--data", str(tiny_davis), "--steps", "1", "--init",
               str(out / "last.pt"), *TINY])
+    assert not (tmp_path / "other").exists()
 
 
 def test_averaged_weights_are_validated_saved_and_resumed(tiny_davis: Path, tmp_path: Path) -> None:

@@ -386,10 +386,9 @@ def build(run: AnnotatorTraining = AnnotatorTraining(), init: Path | None = None
 def set_training(network: ClickNet, run: AnnotatorTraining) -> None:
     """`network` in training mode as the run trains it (`training_mode`); with `--fine-only`, all but the head in
     eval mode, so that the frozen part's batch norms keep their statistics."""
-    training_mode(network, run.freeze_bn)
     if run.fine_only:
         network.eval()
-        training_mode(network.fine, run.freeze_bn)
+    training_mode(network.fine if run.fine_only else network, run.freeze_bn)
 
 
 def save_state(out: Path, network: ClickNet, optimiser: torch.optim.Optimizer, average: ClickNet | None,
@@ -416,9 +415,9 @@ def train(run: AnnotatorTraining, out: Path, init: Path | None = None) -> None:
                        f"{run.val_frames_every}th); hold out sequences whose masks mark objects, or lower "
                        "--val-frames-every")
     tracked = tracked_frames(run.data, run.tracked, held_out, run.tracked_every) if run.tracked else []
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(run.seed)
-    network = build(run, init)
+    network = build(run, init)  # before `out` is made: an --init that does not fit writes nothing
+    out.mkdir(parents=True, exist_ok=True)
     init_digest = None if init is None else sha256(init)  # which network it was, should its file change later
     network.to(run.device)
     optimiser = torch.optim.AdamW(parameter_groups(network), lr=run.lr, weight_decay=1e-4)
