@@ -25,7 +25,7 @@ from core.annotate.segmenter import (CLEAR_SHARE, CLICK_REACH, CLOSE_MARGIN, CLO
                                      SECOND_VIEW, ClickSegmenter, cleared_around, clicked_parts, close_look,
                                      close_window, focus_window, inside_box, mirror_averaged, predict, second_view)
 from core.evaluation.interactive import (annotated_clips, click_ious, clicks_to_reach, clip_objects, first_click,
-                                        iou_after)
+                                        iou_after, score)
 from core.evaluation.davis import EvalError
 from core.evaluation.interactive import main as interactive_main
 from core.evaluation.metrics import region_similarity
@@ -456,6 +456,18 @@ def test_simulated_user_stops_at_the_goal_after_the_minimum_clicks() -> None:
     assert ious[:2] == [region_similarity(half, target), 1.0] and len(ious) == 2  # exact: nothing left to click
 
 
+def test_the_scores_name_the_frames_that_never_reach_85_and_keep_every_curve() -> None:
+    """A frame the method never gets to 85 % adds the cap to NoC@85 and is named; each frame's curve is kept."""
+    target = rectangle()
+    found, missed = np.zeros((*target.shape, 3), np.uint8), np.ones((*target.shape, 3), np.uint8)
+    frames = [("seq/00000", found, target), ("seq/00005", missed, target)]
+    scores = score(frames, "fake", lambda image: lambda marks: target if image is found else np.zeros_like(target),
+                   max_clicks=3)
+    assert scores.unreached85 == ["seq/00005"] and scores.noc85 == (1 + 3) / 2
+    assert [(c.name, c.box_iou, c.click_ious) for c in scores.curves] == [
+        ("seq/00000", 1.0, [1.0]), ("seq/00005", 0.0, [0.0, 0.0, 0.0])]
+
+
 def test_a_random_first_click_is_fixed_per_frame_and_played_first() -> None:
     target = rectangle((120, 160), (20, 30, 139, 99))
     assert first_click("a/00000", target, "interior") is None
@@ -489,6 +501,10 @@ def test_a_folder_of_clips_is_scored_object_by_object(tmp_path: Path, capsys: py
     assert "4 objects of 2 clips; first click: random" in capsys.readouterr().out
     written = json.loads((tmp_path / "s.json").read_text())
     assert written["results"][0]["frames"] == 4 and written["first_click"] == "random"
+    curves = written["results"][0]["curves"]
+    assert [c["name"] for c in curves] == ["a/00000/1", "a/00000/3", "b/00007/1", "b/00007/3"]
+    assert all(0 <= c["box_iou"] <= 1 and 1 <= len(c["click_ious"]) <= 2 for c in curves)
+    assert written["results"][0]["unreached85"] == [c["name"] for c in curves if max(c["click_ious"]) < 0.85]
     (tmp_path / "b" / "00007.png").write_bytes(b"not an image")
     with pytest.raises(EvalError, match="00007.png: cannot read the frame"):
         list(clip_objects(tmp_path, ["b"]))

@@ -8,7 +8,8 @@ OBS plugin use: a tight box alone, then clicks one by one (first at the most int
 the largest error). `--first-click random` puts the first click at a random pixel well inside the object instead
 (the same one for every method and run), as users click: on a player's trousers, not at the centre of his chest.
 Reported per method (the network, GrabCut): mean IoU from the box and after 1…5 clicks, and NoC@85 / NoC@90, the
-mean number of clicks to reach that IoU, capped at `--max-clicks` (20).
+mean number of clicks to reach that IoU, capped at `--max-clicks` (20), with the frames that never reach 85 % named
+(each adds the cap to NoC@85); `--json` also gets every frame's box IoU and click curve.
 """
 
 from __future__ import annotations
@@ -44,8 +45,18 @@ Segment = Callable[[tuple[Mark, ...]], np.ndarray]  # one object's marks → (H,
 
 
 @dataclass(frozen=True)
+class FrameCurve:
+    """One frame's (or clip object's) result: IoU (0–1) from the box and after each click until the user stopped."""
+
+    name: str
+    box_iou: float
+    click_ious: list[float]
+
+
+@dataclass(frozen=True)
 class InteractiveScores:
-    """One method's scores over the frames (IoU in %, NoC in clicks) and its mean time per call."""
+    """One method's scores over the frames (IoU in %, NoC in clicks), its mean time per call, the frames that never
+    reached THRESHOLDS[0] within the cap, and every frame's curve."""
 
     method: str
     frames: int
@@ -54,6 +65,8 @@ class InteractiveScores:
     noc85: float
     noc90: float
     ms_per_call: float
+    unreached85: list[str]
+    curves: list[FrameCurve]
 
 
 def click_ious(target: np.ndarray, segment: Segment, max_clicks: int, min_clicks: int = CURVE_CLICKS,
@@ -143,6 +156,7 @@ def score(frames: list[tuple[str, np.ndarray, np.ndarray]], method: str, segment
     """Box IoU, the click curve and NoC of one method over `frames`; `segment_for(image)` segments on one; `first`
     says where the first click goes (`first_click`)."""
     box_ious, curves, calls, seconds = [], [], 0, 0.0
+    names = [name for name, _, _ in frames]
     for name, image, target in tqdm(frames, desc=method, unit="frame", leave=False):
         segment = segment_for(image)
         start = time.perf_counter()
@@ -156,7 +170,10 @@ def score(frames: list[tuple[str, np.ndarray, np.ndarray]], method: str, segment
         [round(100 * float(np.mean([iou_after(c, k) for c in curves])), 1) for k in range(1, CURVE_CLICKS + 1)],
         round(float(np.mean([clicks_to_reach(c, THRESHOLDS[0], max_clicks) for c in curves])), 2),
         round(float(np.mean([clicks_to_reach(c, THRESHOLDS[1], max_clicks) for c in curves])), 2),
-        round(1000 * seconds / max(1, calls), 1))
+        round(1000 * seconds / max(1, calls), 1),
+        [name for name, c in zip(names, curves) if max(c, default=1.0) < THRESHOLDS[0]],
+        [FrameCurve(name, round(float(b), 4), [round(float(i), 4) for i in c])
+         for name, b, c in zip(names, box_ious, curves)])
 
 
 def method_segment(method: str, weights: str | None, backend: str,
@@ -273,6 +290,10 @@ def main(argv: list[str] | None = None) -> None:
         results.append(scores)
         print(f"{method:<8} {scores.box_iou:5.1f} " + " ".join(f"{v:7.1f}" for v in scores.click_iou)
               + f"  {scores.noc85:6.2f}  {scores.noc90:6.2f}  {scores.ms_per_call:7.1f}")
+        if scores.unreached85:
+            print(f"{method}: {len(scores.unreached85)} of {scores.frames} never reached {THRESHOLDS[0]:.0%} in "
+                  f"{args.max_clicks} clicks (NoC@85 counts {args.max_clicks} for each): "
+                  + ", ".join(scores.unreached85))
     if args.json:
         args.json.write_text(json.dumps({"sequences": sequences, "every": args.every, "first": args.first,
                                          "first_click": args.first_click,
