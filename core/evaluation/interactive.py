@@ -172,7 +172,7 @@ def score(frames: list[tuple[str, np.ndarray, np.ndarray]], method: str, segment
         round(float(np.mean([clicks_to_reach(c, THRESHOLDS[1], max_clicks) for c in curves])), 2),
         round(1000 * seconds / max(1, calls), 1),
         [name for name, c in zip(names, curves) if max(c, default=1.0) < THRESHOLDS[0]],
-        [FrameCurve(name, round(float(b), 4), [round(float(i), 4) for i in c])
+        [FrameCurve(name, float(b), [float(i) for i in c])
          for name, b, c in zip(names, box_ious, curves)])
 
 
