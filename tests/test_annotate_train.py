@@ -18,7 +18,8 @@ from core.annotate.network import (ClickNet, default_annotator, default_annotato
                                    load_annotator_checkpoint)
 from core.io.command import BadInput
 from core.train.annotator import (AnnotatorTraining, draw_batch, first_interaction, held_out_sequences, main,
-                                  make_samplers, paint_shape, parse_args, recipe, segmentation_loss, tracked_guess)
+                                  make_samplers, paint_shape, parse_args, recipe, recolour_part, segmentation_loss,
+                                  tracked_guess)
 from core.train.data import load_frames
 from core.train.config import VALIDATION_SEQUENCES
 from core.weights import WEIGHTS_DIR, WeightsError, default_checkpoint, load_trunk
@@ -124,6 +125,27 @@ def test_painted_shapes_are_objects_of_any_look() -> None:
         shape = paint_shape(image, rng)
         assert 20 < shape.sum() < 64 * 64 * 0.6
         assert not np.array_equal(image[:, shape], before[:, shape]) and 0 <= image.min() and image.max() <= 1
+
+
+def test_a_recoloured_object_changes_on_one_side_of_a_cut_only() -> None:
+    """One side of the object, between a fifth and four fifths of it, changes colour; the background and the other
+    side do not; an object too small to cut is left as it is."""
+    rng = np.random.default_rng(0)
+    target = np.zeros((64, 64), bool)
+    target[12:52, 16:48] = True
+    changed_any = 0
+    for _ in range(20):
+        image = np.random.default_rng(1).uniform(0.2, 0.8, (3, 64, 64)).astype(np.float32)
+        before = image.copy()
+        if recolour_part(image, target, rng):
+            changed = (image != before).any(0)
+            assert not changed[~target].any() and 0.2 * target.sum() <= changed.sum() <= 0.8 * target.sum()
+            assert 0 <= image.min() and image.max() <= 1
+            changed_any += 1
+    assert changed_any >= 10
+    speck, image = np.zeros((64, 64), bool), np.full((3, 64, 64), 0.5, np.float32)
+    speck[5:9, 5:9] = True
+    assert not recolour_part(image, speck, rng) and (image == 0.5).all()
 
 
 def test_frozen_batch_norms_keep_the_starting_statistics(tiny_davis: Path, tmp_path: Path) -> None:
