@@ -6,7 +6,8 @@ time, colour jitter), each crop scaled so that the object spans 15-90 % of it (t
 zoomed views `core.annotate.segmenter` works on); the target is the object's mask, or in a fifth of the samples a
 painted shape (`paint_shape`); with `--paste-odds P`, a share P of them shows instead a DAVIS object cut from
 another training frame and pasted, warped, onto a third sequence's frame (the stage-0 clips' last frame): the same
-objects in scenes the training sequences never show, beside those scenes' own unlabelled objects. Each sample starts
+objects in scenes the training sequences never show, beside those scenes' own unlabelled objects; with
+`--recolour-odds P`, a share P has one side of its object recoloured (`recolour_part`). Each sample starts
 from a jittered box (±10 %), clicks (the first at the interior point or a random object pixel), or both; then 0–3
 rounds of the current network's own prediction and the simulated user's next click (the largest error's centre) make
 the previous-mask input, as RITM trains.
