@@ -296,11 +296,11 @@ def training_step(network: ClickNet, optimiser: torch.optim.Optimizer, samplers:
         image = images[i].cpu().numpy()  # painted in place, then copied back (a no-op on the CPU)
         targets[i, 0].copy_(torch.from_numpy(paint_shape(image, rng)))
         images[i].copy_(torch.from_numpy(image))
+    binary = targets[:, 0].cpu().numpy() > 0.5
     for i in np.nonzero(~painted & (rng.random(run.batch) < run.recolour_odds))[0]:
         image = images[i].cpu().numpy()
-        if recolour_part(image, targets[i, 0].cpu().numpy() > 0.5, rng):
+        if recolour_part(image, binary[i], rng):
             images[i].copy_(torch.from_numpy(image))
-    binary = targets[:, 0].cpu().numpy() > 0.5
     hw = binary.shape[1:]
     radius = network.config.click_radius
     interactions = [first_interaction(t, rng) for t in binary]
